@@ -1,0 +1,190 @@
+# SPDX-License-Identifier: MIT
+#
+# thinbox: one non-recursive Makefile for both builds.
+#
+#   make             firmware (build/efi/BOOTX64.EFI, build/efi/esp.img) and host build (build/host/)
+#   make run         boot the appliance in QEMU with the default disks (see README.md)
+#   make test        install what is missing, build everything, run every test (host + QEMU)
+#   make check       host tests only (unit, shell, tool and NBD tests)
+#   make check-qemu  QEMU tests only
+#   make bench       benchmarks, printed next to peers measured in the same run
+#   make fuzz        run the libFuzzer targets (FUZZ_SECONDS each)
+#   make lint        formatting and include layering
+#   make clean       remove build/ (keeps the third-party cache in build/cache/)
+#
+# V=1 shows the commands. Sources are found by directory: a new .c file in a module joins the
+# build without editing this file. mk/*.mk add the firmware build and other pieces.
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+BUILD   := build
+HOSTDIR := $(BUILD)/host
+RELDIR  := $(BUILD)/host-release
+FUZZDIR := $(BUILD)/fuzz
+EFIDIR  := $(BUILD)/efi
+CACHE   := $(BUILD)/cache
+
+# ---- Sources ------------------------------------------------------------------------------
+
+# Portable code: compiled into the firmware and the host build alike.
+PORTABLE_SRCS := $(sort $(wildcard core/*.c core/*/*.c config/*.c net/nbd/*.c))
+# The host build's platform and devices (Linux: files as disks, POSIX sockets).
+HOST_LIB_SRCS := $(sort $(filter-out host/main.c,$(wildcard host/*.c)))
+# Host programs: thinbox itself, and one tool per file in host/tools/.
+HOST_TOOL_SRCS := $(sort $(wildcard host/tools/*.c))
+HOST_TOOLS := $(patsubst host/tools/%.c,$(HOSTDIR)/%,$(HOST_TOOL_SRCS))
+# Test support shared by the unit tests (harness, test doubles).
+TEST_SUPPORT_SRCS := tests/harness.c $(sort $(wildcard tests/host/*.c))
+# One unit-test program per tests/unit/<layer>/test_<module>.c.
+UNIT_TEST_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(HOSTDIR)/tests/%,$(UNIT_TEST_SRCS))
+# Script tests: executable tests/<area>/*.t, run from the top directory after `make all`.
+SCRIPT_TESTS := $(sort $(filter-out tests/qemu/%,$(wildcard tests/*/*.t)))
+QEMU_TESTS := $(sort $(wildcard tests/qemu/*.t))
+# Fuzz targets: tests/fuzz/fuzz_<name>.c, each defining LLVMFuzzerTestOneInput.
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZDIR)/%,$(FUZZ_SRCS))
+# Benchmark programs: tests/bench/bench_<name>.c, built optimised and without sanitizers;
+# tests/bench/*.bench scripts run them (and the peers) for `make bench`.
+BENCH_SRCS := $(sort $(wildcard tests/bench/bench_*.c))
+BENCH_PROGS := $(patsubst tests/bench/%.c,$(RELDIR)/bench/%,$(BENCH_SRCS))
+
+# ---- Host flags ---------------------------------------------------------------------------
+
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wstrict-prototypes -Wmissing-prototypes \
+	-Wshadow -Wvla
+HOST_CC ?= gcc
+HOST_BASE_CFLAGS := -std=gnu11 -g -I. $(WARN) -D_GNU_SOURCE -MMD -MP
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+HOST_CFLAGS := $(HOST_BASE_CFLAGS) -O1 $(SAN)
+HOST_LDFLAGS := $(SAN)
+REL_CFLAGS := $(HOST_BASE_CFLAGS) -O2 -DNDEBUG
+FUZZ_CC ?= clang
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -I. $(WARN) -Wno-unknown-warning-option -D_GNU_SOURCE \
+	-DTHINBOX_FUZZING -fsanitize=fuzzer-no-link,address,undefined -MMD -MP
+FUZZ_SECONDS ?= 60
+
+HOST_LIB_OBJS := $(patsubst %.c,$(HOSTDIR)/obj/%.o,$(PORTABLE_SRCS) $(HOST_LIB_SRCS))
+TEST_SUPPORT_OBJS := $(patsubst %.c,$(HOSTDIR)/obj/%.o,$(TEST_SUPPORT_SRCS))
+REL_LIB_OBJS := $(patsubst %.c,$(RELDIR)/obj/%.o,$(PORTABLE_SRCS) $(HOST_LIB_SRCS))
+FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZDIR)/obj/%.o,$(PORTABLE_SRCS) $(HOST_LIB_SRCS))
+
+$(HOSTDIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(HOST_CC) $(HOST_CFLAGS) -c $< -o $@
+
+$(RELDIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC(rel) $<")
+	$(Q)$(HOST_CC) $(REL_CFLAGS) -c $< -o $@
+
+$(FUZZDIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC(fuz) $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(HOSTDIR)/libthinbox.a: $(HOST_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(RELDIR)/libthinbox.a: $(REL_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FUZZDIR)/libthinbox.a: $(FUZZ_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(HOSTDIR)/thinbox: $(HOSTDIR)/obj/host/main.o $(HOSTDIR)/libthinbox.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
+
+$(RELDIR)/thinbox: $(RELDIR)/obj/host/main.o $(RELDIR)/libthinbox.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(HOST_CC) -o $@ $^
+
+$(HOSTDIR)/%: $(HOSTDIR)/obj/host/tools/%.o $(HOSTDIR)/libthinbox.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
+
+$(RELDIR)/%: $(RELDIR)/obj/host/tools/%.o $(RELDIR)/libthinbox.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(HOST_CC) -o $@ $^
+
+$(HOSTDIR)/tests/%: $(HOSTDIR)/obj/tests/unit/%.o $(TEST_SUPPORT_OBJS) $(HOSTDIR)/libthinbox.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
+
+$(RELDIR)/bench/%: $(RELDIR)/obj/tests/bench/%.o $(RELDIR)/libthinbox.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(HOST_CC) -o $@ $^
+
+$(FUZZDIR)/%: $(FUZZDIR)/obj/tests/fuzz/%.o $(FUZZDIR)/libthinbox.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^
+
+.PRECIOUS: $(HOSTDIR)/obj/%.o $(RELDIR)/obj/%.o $(FUZZDIR)/obj/%.o
+
+HOST_ALL := $(HOSTDIR)/thinbox $(HOST_TOOLS) $(UNIT_TESTS)
+
+# ---- Firmware and the rest (mk/*.mk) ------------------------------------------------------
+
+EFI_ALL :=
+include $(sort $(wildcard mk/*.mk))
+
+# ---- Top-level targets --------------------------------------------------------------------
+
+.PHONY: all host efi setup run test check check-qemu bench fuzz fuzz-build lint clean
+
+all: host efi
+host: $(HOST_ALL)
+efi: $(EFI_ALL)
+
+setup:
+	$(Q)scripts/setup
+
+# Each entry point that needs packages runs the setup script first, then builds.
+check: setup
+	$(Q)$(MAKE) --no-print-directory host $(FUZZ_TARGETS)
+	$(Q)tests/run-tests $(UNIT_TESTS) $(SCRIPT_TESTS)
+
+check-qemu: setup
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tests/run-tests $(QEMU_TESTS)
+
+test: setup
+	$(Q)$(MAKE) --no-print-directory all $(FUZZ_TARGETS)
+	$(Q)tests/run-tests $(UNIT_TESTS) $(SCRIPT_TESTS) $(QEMU_TESTS)
+
+fuzz-build: $(FUZZ_TARGETS)
+
+fuzz: setup
+	$(Q)$(MAKE) --no-print-directory fuzz-build
+	$(Q)for f in $(FUZZ_TARGETS); do \
+		n=$$(basename $$f); mkdir -p $(BUILD)/fuzz-corpus/$$n; \
+		echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) $(BUILD)/fuzz-corpus/$$n tests/fuzz/corpus/$$n || exit 1; \
+	done
+
+bench: setup
+	$(Q)$(MAKE) --no-print-directory all $(RELDIR)/thinbox $(patsubst $(HOSTDIR)/%,$(RELDIR)/%,$(HOST_TOOLS)) \
+		$(BENCH_PROGS)
+	$(Q)for b in $(sort $(wildcard tests/bench/*.bench)); do echo "== $$b"; $$b || exit 1; done
+
+lint:
+	$(Q)scripts/lint
+
+clean:
+	rm -rf $(HOSTDIR) $(RELDIR) $(FUZZDIR) $(EFIDIR) $(BUILD)/test-logs
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The platform interface: everything core/, config/ and net/nbd/ need from the machine.
+ *
+ * Implemented exactly twice: boot/plat_efi.c for the firmware (after ExitBootServices)
+ * and host/plat_host.c for Linux. Both implementations include this header, so the
+ * compiler checks that they match it. Heap memory is the C library's malloc/free on both
+ * builds (newlib's malloc sits on our page allocator in the firmware), so it is not here.
+ *
+ * All calls returning int give 0 or a negative errno.
+ */
+#ifndef CORE_BASE_PLAT_H
+#define CORE_BASE_PLAT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Memory for devices ------------------------------------------------------------ */
+
+#define PLAT_PAGE_SIZE 4096u
+
+/*
+ * Allocate @npages zeroed, page-aligned pages usable for device DMA; *va is the CPU address
+ * and *bus the address a device uses (identical on both builds: the firmware runs
+ * identity-mapped, the host has no devices). -ENOMEM when none are left.
+ */
+int plat_dma_alloc(size_t npages, void **va, uint64_t *bus);
+/* Give back pages from plat_dma_alloc(); @npages must match. */
+void plat_dma_free(void *va, size_t npages);
+
+/* ---- Time --------------------------------------------------------------------------- */
+
+/* Monotonic nanoseconds since an arbitrary point before the platform started. */
+uint64_t plat_now_ns(void);
+/* Busy-wait (firmware) or sleep (host) for at least @us microseconds. */
+void plat_udelay(uint32_t us);
+
+/* ---- Console ------------------------------------------------------------------------ */
+
+/* Write @len bytes to the console (serial port, or the host's stdout). Never fails. */
+void plat_console_write(const char *buf, size_t len);
+/*
+ * Read one byte from the console without waiting: the byte (0..255), -EAGAIN when none is
+ * pending, or -EPIPE at end of input (host stdin closed; the serial port never ends).
+ */
+int plat_console_getc(void);
+/* printf to the console; returns the number of bytes written. */
+int plat_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print the message on the console and stop the machine with a failure indication. */
+__attribute__((noreturn, format(printf, 1, 2))) void plat_panic(const char *fmt, ...);
+
+/* ---- Machine ------------------------------------------------------------------------ */
+
+/*
+ * Power the machine off (firmware: ACPI S5, QEMU exits 0). The host build asks its main loop
+ * to stop and returns 0; the firmware does not return unless S5 failed (-EIO).
+ */
+int plat_poweroff(void);
+/* Reset the machine; -ENOTSUP on the host build, -EIO if the reset did not happen. */
+int plat_reboot(void);
+
+struct plat_mem_info {
+	uint64_t total_bytes; /* conventional memory handed to us at boot */
+	uint64_t free_bytes;  /* pages not yet allocated */
+	uint64_t heap_bytes;  /* bytes of pages given to the C heap */
+	uint32_t regions;     /* usable memory-map regions */
+};
+/* Memory figures; -ENOTSUP on the host build. */
+int plat_mem_info(struct plat_mem_info *out);
+
+struct plat_pci_info {
+	uint8_t bus, dev, fn;
+	uint16_t vendor, device;
+	uint8_t class_code, subclass, prog_if;
+	struct {
+		uint64_t addr; /* 0 when the BAR is not implemented */
+		uint64_t size;
+		uint8_t is_io, is_64, prefetch;
+	} bar[6];
+};
+/*
+ * The @idx'th PCI function found at boot (0-based): 0 and *out filled, -ENOENT past the
+ * last one, -ENOTSUP on the host build (no PCI bus).
+ */
+int plat_pci_get(unsigned idx, struct plat_pci_info *out);
+
+/* A one-line description of the platform, e.g. "UEFI x86_64 (TSC 2095 MHz)". */
+const char *plat_name(void);
+
+#endif

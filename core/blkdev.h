@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The block-device interface core/ reaches disks through (dependency inversion, as SPDK's
+ * spdk_bs_dev): core states what it needs, drivers/virtio-blk and host/ supply it.
+ *
+ * A device is an array of nr_blocks blocks of block_size bytes (a power of two, >= 512).
+ * Every range is given in those blocks. Two ways to do I/O:
+ *   - synchronous (read/write/flush/discard below): the metadata path uses these;
+ *   - asynchronous (submit + poll): the data path keeps many requests in flight. A device
+ *     that has no submit op gets a synchronous fallback in blkdev_submit().
+ * Implementations embed struct blkdev first and use container_of.
+ *
+ * Errors: -EINVAL for a range outside the device or a zero count, -EROFS for a write to a
+ * read-only device, -EOPNOTSUPP for an op the device lacks, -EIO for a device failure,
+ * -ETIMEDOUT when the device did not answer in bounded time, -EAGAIN from submit when the
+ * queue is full (poll, then submit again).
+ */
+#ifndef CORE_BLKDEV_H
+#define CORE_BLKDEV_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct blkdev;
+
+enum blkdev_op {
+	BLKDEV_READ,
+	BLKDEV_WRITE,
+	BLKDEV_FLUSH,
+	BLKDEV_DISCARD,
+	BLKDEV_WRITE_ZEROES,
+};
+
+/* One asynchronous request. The caller owns it until done() is called. */
+struct blkdev_req {
+	enum blkdev_op op;
+	uint64_t block;  /* first block */
+	uint32_t count;  /* blocks (0 for FLUSH) */
+	void *buf;       /* count * block_size bytes for READ and WRITE */
+	void (*done)(struct blkdev_req *req, int rc); /* called from blkdev_poll() */
+	void *priv;      /* the caller's */
+	struct blkdev_req *next; /* free for the current owner's lists */
+};
+
+struct blkdev_ops {
+	int (*read)(struct blkdev *dev, uint64_t block, uint32_t count, void *buf);
+	int (*write)(struct blkdev *dev, uint64_t block, uint32_t count, const void *buf);
+	int (*flush)(struct blkdev *dev);
+	/* optional: NULL means -EOPNOTSUPP */
+	int (*discard)(struct blkdev *dev, uint64_t block, uint32_t count);
+	int (*write_zeroes)(struct blkdev *dev, uint64_t block, uint32_t count);
+	/* optional asynchronous pair */
+	int (*submit)(struct blkdev *dev, struct blkdev_req *req);
+	int (*poll)(struct blkdev *dev); /* completions delivered, or -errno */
+	void (*destroy)(struct blkdev *dev);
+};
+
+struct blkdev {
+	const struct blkdev_ops *ops;
+	const char *name;
+	uint64_t nr_blocks;
+	uint32_t block_size;
+	bool read_only;
+	bool discard_zeroes; /* a discarded range reads back as zeroes */
+};
+
+/* True when [block, block + count) is a non-empty range inside the device. */
+static inline bool blkdev_range_ok(const struct blkdev *dev, uint64_t block, uint64_t count)
+{
+	return count != 0 && block < dev->nr_blocks && count <= dev->nr_blocks - block;
+}
+
+static inline int blkdev_read(struct blkdev *dev, uint64_t block, uint32_t count, void *buf)
+{
+	if (!blkdev_range_ok(dev, block, count))
+		return -EINVAL;
+	return dev->ops->read(dev, block, count, buf);
+}
+
+static inline int blkdev_write(struct blkdev *dev, uint64_t block, uint32_t count,
+			       const void *buf)
+{
+	if (!blkdev_range_ok(dev, block, count))
+		return -EINVAL;
+	if (dev->read_only)
+		return -EROFS;
+	return dev->ops->write(dev, block, count, buf);
+}
+
+static inline int blkdev_flush(struct blkdev *dev)
+{
+	return dev->ops->flush(dev);
+}
+
+static inline int blkdev_discard(struct blkdev *dev, uint64_t block, uint32_t count)
+{
+	if (!blkdev_range_ok(dev, block, count))
+		return -EINVAL;
+	if (dev->read_only)
+		return -EROFS;
+	if (!dev->ops->discard)
+		return -EOPNOTSUPP;
+	return dev->ops->discard(dev, block, count);
+}
+
+static inline int blkdev_write_zeroes(struct blkdev *dev, uint64_t block, uint32_t count)
+{
+	if (!blkdev_range_ok(dev, block, count))
+		return -EINVAL;
+	if (dev->read_only)
+		return -EROFS;
+	if (!dev->ops->write_zeroes)
+		return -EOPNOTSUPP;
+	return dev->ops->write_zeroes(dev, block, count);
+}
+
+/*
+ * Start @req. Returns 0 when accepted (done() will be called from a later blkdev_poll(), or
+ * at once for a device without a submit op), -EAGAIN when the queue is full, or another
+ * -errno when the request is refused (done() is then not called).
+ */
+int blkdev_submit(struct blkdev *dev, struct blkdev_req *req);
+/* Deliver finished requests' done() callbacks; the number delivered, or -errno. */
+int blkdev_poll(struct blkdev *dev);
+
+static inline void blkdev_destroy(struct blkdev *dev)
+{
+	if (dev && dev->ops->destroy)
+		dev->ops->destroy(dev);
+}
+
+#endif
