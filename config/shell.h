@@ -49,21 +49,20 @@ struct shell {
 	struct shell_cmd_table *tables;
 	char line[SHELL_LINE_MAX + 1];
 	size_t len;
-	bool overflow;      /* the current line grew past SHELL_LINE_MAX */
-	bool last_was_cr;   /* swallow the LF of a CR LF pair */
-	int esc;            /* 0, 1 after ESC, 2 after ESC [ */
+	bool overflow;	  /* the current line grew past SHELL_LINE_MAX */
+	bool last_was_cr; /* swallow the LF of a CR LF pair */
+	int esc;	  /* 0, 1 after ESC, 2 after ESC [ */
 	char history[SHELL_HISTORY_MAX][SHELL_LINE_MAX + 1];
 	unsigned hist_count; /* entries stored (at most SHELL_HISTORY_MAX) */
 	unsigned hist_head;  /* slot the next entry goes into */
-	int hist_pos;        /* -1 when editing a new line, else steps back from the newest */
-	bool stop;           /* a command asked the main loop to stop (host poweroff) */
-	int last_rc;         /* the last command's result */
-	const struct shell_cmd_table *builtin;
+	int hist_pos;	     /* -1 when editing a new line, else steps back from the newest */
+	bool stop;	     /* a command asked the main loop to stop (host poweroff) */
+	int last_rc;	     /* the last command's result */
+	struct shell_cmd_table builtin; /* the built-in commands, listed first */
 };
 
 /* Set up @sh with the built-in commands (help, version, uptime, mem, pci, poweroff, reboot). */
-void shell_init(struct shell *sh, void (*write)(void *ctx, const char *buf, size_t len),
-		void *ctx);
+void shell_init(struct shell *sh, void (*write)(void *ctx, const char *buf, size_t len), void *ctx);
 /* Add a table of commands; @t must stay valid while the shell lives. */
 void shell_add_commands(struct shell *sh, struct shell_cmd_table *t);
 /* Print the prompt. */

@@ -36,12 +36,12 @@ enum blkdev_op {
 /* One asynchronous request. The caller owns it until done() is called. */
 struct blkdev_req {
 	enum blkdev_op op;
-	uint64_t block;  /* first block */
-	uint32_t count;  /* blocks (0 for FLUSH) */
-	void *buf;       /* count * block_size bytes for READ and WRITE */
+	uint64_t block; /* first block */
+	uint32_t count; /* blocks (0 for FLUSH) */
+	void *buf;	/* count * block_size bytes for READ and WRITE */
 	void (*done)(struct blkdev_req *req, int rc); /* called from blkdev_poll() */
-	void *priv;      /* the caller's */
-	struct blkdev_req *next; /* free for the current owner's lists */
+	void *priv;				      /* the caller's */
+	struct blkdev_req *next;		      /* free for the current owner's lists */
 };
 
 struct blkdev_ops {
@@ -79,8 +79,7 @@ static inline int blkdev_read(struct blkdev *dev, uint64_t block, uint32_t count
 	return dev->ops->read(dev, block, count, buf);
 }
 
-static inline int blkdev_write(struct blkdev *dev, uint64_t block, uint32_t count,
-			       const void *buf)
+static inline int blkdev_write(struct blkdev *dev, uint64_t block, uint32_t count, const void *buf)
 {
 	if (!blkdev_range_ok(dev, block, count))
 		return -EINVAL;

@@ -30,7 +30,7 @@ bool test_check_eq(long long a, long long b, const char *ea, const char *eb, con
 		   int line);
 /* Mark the running case failed with a formatted reason. */
 void test_fail(const char *file, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* The seed for this case (see above); printed if the case fails. */
 uint64_t test_seed(void);
 /* True when the running case has failed so far. */
@@ -47,9 +47,9 @@ const char *test_tmpdir(void);
 	}                                                                                          \
 	static void name(void)
 
-#define ok(cond)	  test_check(!!(cond), #cond, __FILE__, __LINE__)
-#define ok_eq(a, b)	  test_check_eq((long long)(a), (long long)(b), #a, #b, __FILE__, __LINE__)
-#define fail(...)	  test_fail(__FILE__, __LINE__, __VA_ARGS__)
+#define ok(cond)    test_check(!!(cond), #cond, __FILE__, __LINE__)
+#define ok_eq(a, b) test_check_eq((long long)(a), (long long)(b), #a, #b, __FILE__, __LINE__)
+#define fail(...)   test_fail(__FILE__, __LINE__, __VA_ARGS__)
 
 /* A small deterministic PRNG (xorshift64*) for model tests. */
 static inline uint64_t test_rand(uint64_t *state)

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/base/plat.h for Linux: the host build runs the same core, shell and NBD code as the
+ * firmware, with stdin/stdout as the console. Machine calls that need real hardware answer
+ * -ENOTSUP, and the shell says so.
+ */
+#include "core/base/plat.h"
+#include "host/plat_host.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+
+bool plat_host_stop_requested(void)
+{
+	return stop_requested != 0;
+}
+
+void plat_host_request_stop(void)
+{
+	stop_requested = 1;
+}
+
+int plat_dma_alloc(size_t npages, void **va, uint64_t *bus)
+{
+	void *p;
+
+	if (!npages)
+		return -EINVAL;
+	p = mmap(NULL, npages * PLAT_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		 -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	*va = p;
+	*bus = (uint64_t)(uintptr_t)p;
+	return 0;
+}
+
+void plat_dma_free(void *va, size_t npages)
+{
+	if (va)
+		munmap(va, npages * PLAT_PAGE_SIZE);
+}
+
+uint64_t plat_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void plat_udelay(uint32_t us)
+{
+	struct timespec ts = { us / 1000000, (long)(us % 1000000) * 1000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+void plat_console_write(const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(STDOUT_FILENO, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* stdout gone: nothing left to tell anyone */
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+int plat_console_getc(void)
+{
+	unsigned char c;
+	ssize_t n;
+
+	/* stdin is non-blocking (host/main.c sets it), so this never waits. */
+	n = read(STDIN_FILENO, &c, 1);
+	if (n == 1)
+		return c;
+	if (n == 0)
+		return -EPIPE;
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -EPIPE;
+}
+
+int plat_printf(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return n;
+	if ((size_t)n >= sizeof(buf))
+		n = sizeof(buf) - 1;
+	plat_console_write(buf, (size_t)n);
+	return n;
+}
+
+void plat_panic(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("thinbox: PANIC: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+int plat_poweroff(void)
+{
+	plat_host_request_stop();
+	return 0;
+}
+
+int plat_reboot(void)
+{
+	return -ENOTSUP;
+}
+
+int plat_mem_info(struct plat_mem_info *out)
+{
+	return -ENOTSUP;
+}
+
+int plat_pci_get(unsigned idx, struct plat_pci_info *out)
+{
+	return -ENOTSUP;
+}
+
+const char *plat_name(void)
+{
+	return "the Linux host build";
+}
