@@ -38,6 +38,7 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
 #define MAX_REGIONS	 256
 #define ESP_CFG_MAX	 (64 * 1024)
 #define TSC_CALIBRATE_MS 50
+#define STACK_PAGES	 256 /* 1 MiB */
 
 static EFI_BOOT_SERVICES *bs;
 
@@ -267,6 +268,52 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 	}
 }
 
+/* The rest of the boot, on our own stack. */
+__attribute__((noreturn)) static void after_ebs(void *arg)
+{
+	const char *fault;
+	struct shell *sh;
+	int rc;
+
+	(void)arg;
+	print_config_summary();
+
+	fault = bootcfg_get("test-fault");
+	if (fault) {
+		plat_printf("thinbox: test-fault %s\n", fault);
+		rc = exceptions_trigger(fault);
+		plat_printf("thinbox: test-fault %s did not fault (%d)\n", fault, rc);
+	}
+
+	rc = pci_scan();
+	if (rc)
+		plat_panic("PCI scan failed (%d)", rc);
+	plat_printf("thinbox: pci %u functions\n", pci_count());
+
+	/* The shell is about 17 KiB: from the heap, since .bss would sit in the .efi file. */
+	sh = malloc(sizeof(*sh));
+	if (!sh)
+		plat_panic("no memory for the shell");
+	shell_init(sh, shell_write, NULL);
+	plat_printf("thinbox: ready\n");
+	shell_prompt(sh);
+	main_loop(sh);
+}
+
+/* Continue in @fn(@arg) on the stack ending at @top (16-byte aligned); never returns. */
+__attribute__((noreturn)) static void switch_stack(void *top, void (*fn)(void *), void *arg)
+{
+	/* After `call`, fn sees rsp % 16 == 8 as the ABI wants; rbp = 0 ends backtraces. */
+	__asm__ volatile("mov %0, %%rsp\n\t"
+			 "xor %%ebp, %%ebp\n\t"
+			 "call *%1\n\t"
+			 "ud2"
+			 :
+			 : "r"(top), "r"(fn), "D"(arg)
+			 : "memory");
+	__builtin_unreachable();
+}
+
 EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 {
 	EFI_GUID li_guid = LOADED_IMAGE_PROTOCOL;
@@ -274,9 +321,8 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 	EFI_MEMORY_DESCRIPTOR *map = NULL;
 	UINTN map_size = 0, desc_size = 1;
 	uint64_t image_base = 0;
-	const char *fault;
 	struct page_stats ps;
-	struct shell *sh;
+	char *stack;
 	int rc, attempts = 0;
 
 	bs = st->BootServices;
@@ -326,26 +372,10 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 	plat_printf("thinbox: memory %llu MiB conventional in %u regions; TSC %llu MHz\n",
 		    (unsigned long long)(ps.total_pages * PAGE_SIZE >> 20), ps.regions,
 		    (unsigned long long)(tsc_hz() / 1000000));
-	print_config_summary();
 
-	fault = bootcfg_get("test-fault");
-	if (fault) {
-		plat_printf("thinbox: test-fault %s\n", fault);
-		rc = exceptions_trigger(fault);
-		plat_printf("thinbox: test-fault %s did not fault (%d)\n", fault, rc);
-	}
-
-	rc = pci_scan();
-	if (rc)
-		plat_panic("PCI scan failed (%d)", rc);
-	plat_printf("thinbox: pci %u functions\n", pci_count());
-
-	/* The shell is about 17 KiB: from the heap, since .bss would sit in the .efi file. */
-	sh = malloc(sizeof(*sh));
-	if (!sh)
-		plat_panic("no memory for the shell");
-	shell_init(sh, shell_write, NULL);
-	plat_printf("thinbox: ready\n");
-	shell_prompt(sh);
-	main_loop(sh);
+	/* Leave OVMF's stack (the spec promises only 128 KiB) for a 1 MiB one of our own. */
+	stack = page_alloc(STACK_PAGES);
+	if (!stack)
+		plat_panic("no memory for the stack");
+	switch_stack(stack + STACK_PAGES * PAGE_SIZE, after_ebs, NULL);
 }

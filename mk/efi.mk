@@ -4,9 +4,9 @@
 # portable code $(PORTABLE_SRCS) compiled a second time with these freestanding flags, so it
 # has to compile here as well as on the host. Objects go to build/efi/obj/.
 #
-# Only boot/ gets the EFI headers on its include path (as system headers: they do not pass
-# our warning set): core/, config/, net/ and drivers/
-# cannot include <efi.h> even by accident.
+# Only boot/ gets the EFI headers on its include path, so core/, config/, net/ and drivers/
+# cannot include <efi.h> even by accident. They come in as system headers because they do
+# not pass our warning set (old-style declarations).
 #
 # Link (see docs/firmware.md): gnu-efi's crt0 and libgnuefi (self-relocation) only, no
 # libefi (its strong byte-loop memcpy/memset would clash with newlib's); newlib's libc;
@@ -41,16 +41,17 @@ ESP_SIZE ?= 32M
 # Set ESP_CFG=path/to/file to put it on the ESP as \thinbox.cfg.
 ESP_CFG ?=
 
-# Every object waits for newlib's headers (an order-only prerequisite: the stamp's
-# timestamp must not rebuild everything).
+# Every object depends on newlib's stamp: a rebuilt newlib (new flags or compiler) gets a new
+# cache directory and stamp, so everything is recompiled against its headers (gcc -MMD does
+# not list -isystem headers in the .d files).
 $(EFIDIR)/obj/boot/%.o: EFI_EXTRA := $(EFI_BOOT_CFLAGS)
 
-$(EFIDIR)/obj/%.o: %.c | $(NEWLIB_STAMP)
+$(EFIDIR)/obj/%.o: %.c $(NEWLIB_STAMP)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC(efi) $<")
 	$(Q)$(EFI_CC) $(EFI_CFLAGS) $(EFI_EXTRA) -c $< -o $@
 
-$(EFIDIR)/obj/%.o: %.S | $(NEWLIB_STAMP)
+$(EFIDIR)/obj/%.o: %.S $(NEWLIB_STAMP)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  AS(efi) $<")
 	$(Q)$(EFI_CC) $(EFI_CFLAGS) $(EFI_EXTRA) -c $< -o $@

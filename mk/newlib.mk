@@ -22,7 +22,7 @@ NEWLIB_CONFIG := --disable-multilib --disable-nls --disable-newlib-supplied-sysc
 	--disable-newlib-multithread --enable-newlib-io-c99-formats --enable-newlib-io-long-long
 
 NEWLIB_KEY := $(shell { echo '$(NEWLIB_TARBALL) $(NEWLIB_CFLAGS) $(NEWLIB_CONFIG)'; \
-	ls -l --time-style=+%s $(NEWLIB_TARBALL); $(EFI_CC) --version; \
+	sha256sum < $(NEWLIB_TARBALL); $(EFI_CC) --version; \
 	cat scripts/build-newlib; } 2>&1 | sha256sum | cut -c1-12)
 NEWLIB_DIR := $(CACHE)/newlib-$(NEWLIB_KEY)
 NEWLIB_STAMP := $(NEWLIB_DIR)/.done

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 """A deliberate CPU exception after ExitBootServices (fw_cfg switch opt/thinbox/test-fault)
 is reported on serial with its vector, error code, RIP and CR2, and QEMU exits with the
-failure status 35 (isa-debug-exit) in bounded time instead of hanging. #GP and #PF boot in
-parallel (one core each)."""
+failure status 35 (isa-debug-exit) in bounded time instead of hanging. Without the
+isa-debug-exit device the firmware says so and halts (QEMU is then killed by the harness).
+The machines boot in parallel."""
 import os
 import re
 import sys
@@ -32,6 +33,19 @@ try:
                     line.group(0) if line else "no EXCEPTION line")
         c.check(kind + "-after-ebs", qh.EBS_OK in m.output)
         c.note("%s: QEMU exited after %.1fs" % (kind, m.elapsed()))
+
+    # No isa-debug-exit: a clear message, then a halt (QEMU keeps running until killed).
+    m = qh.Machine("qemu-fault-nodebugexit", fw_cfg={"test-fault": "ud"}, net=False,
+                   debug_exit=False)
+    machines.append(m)
+    m.start()
+    try:
+        m.expect("thinbox: EXCEPTION vec=6 ", qh.BOOT_TIMEOUT, allow=(qh.EXCEPTION,))
+        m.expect("no isa-debug-exit device", 10, allow=(qh.EXCEPTION,))
+        halted = m.wait_exit(2) is None  # still running: halted, not exited
+        c.check("no-debug-exit-halts", halted, "QEMU exited with %s" % m.rc)
+    except qh.BootFailure as e:
+        c.check("no-debug-exit-halts", False, str(e))
 finally:
     for m in machines:
         m.stop()

@@ -85,12 +85,13 @@ class Machine:
     disks: list of (name, size_bytes) for virtio-blk disks at slots 4, 5, ... (default: meta
            and data); net: add virtio-net at the next slot; fw_cfg: {key: value} passed as
            opt/thinbox/<key>; esp_cfg: text put on a copy of the ESP as \\thinbox.cfg;
-           esp: path of the ESP image; no_reboot: QEMU exits on a guest reset.
+           esp: path of the ESP image; no_reboot: QEMU exits on a guest reset;
+           debug_exit: add isa-debug-exit (the firmware's way to stop QEMU with 33/35).
     """
 
     def __init__(self, name, disks=(("meta", 16 << 20), ("data", 64 << 20)), net=True,
                  fw_cfg=None, esp_cfg=None, esp=ESP_IMG, no_reboot=True, mem="256M",
-                 extra_args=()):
+                 debug_exit=True, extra_args=()):
         self.name = name
         self.disks = list(disks)
         self.net = net
@@ -98,6 +99,7 @@ class Machine:
         self.esp_cfg = esp_cfg
         self.esp = esp
         self.no_reboot = no_reboot
+        self.debug_exit = debug_exit
         self.mem = mem
         self.extra_args = list(extra_args)
         self.port = None
@@ -143,7 +145,8 @@ class Machine:
             args += ["-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:10809" % self.port,
                      "-device", "virtio-net-pci,netdev=n0,disable-legacy=on,addr=%#x,romfile="
                      % slot]
-        args += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+        if self.debug_exit:
+            args += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
         for key, value in self.fw_cfg.items():
             args += ["-fw_cfg", "name=opt/thinbox/%s,string=%s" % (key, value)]
         if self.no_reboot:
