@@ -147,7 +147,10 @@ static int add_dev(uint8_t bus, uint8_t dev, uint8_t fn, uint32_t id)
 	d->subclass = (cls >> 16) & 0xff;
 	d->class_code = cls >> 24;
 	d->header_type = pci_read_config8(d, PCI_HEADER_TYPE) & 0x7f;
-	size_bars(d);
+	/* Host bridges have no standard BARs, and turning their decoding off is asking for
+	 * trouble on real chipsets: leave them alone. */
+	if (!(d->class_code == 0x06 && d->subclass == 0x00))
+		size_bars(d);
 	nr_devs++;
 	return 0;
 }
