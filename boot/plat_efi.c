@@ -27,16 +27,17 @@ static uint64_t tsc_rate = TSC_HZ_GUESS;
 int tsc_calibrate_pm(unsigned ms)
 {
 	uint64_t ticks = (uint64_t)ACPI_PM_TIMER_HZ * ms / 1000, elapsed = 0, t0, t1;
+	/* A timer that does not advance ends the wait after 20x the window at the guessed
+	 * rate (1 s for 50 ms at 2 GHz). */
+	uint64_t limit = TSC_HZ_GUESS / 1000 * ms * 20;
 	uint32_t last, now;
-	/* Each loop reads the PM timer once; a dead timer ends the loop after this many reads. */
-	uint64_t reads = 0, max_reads = 100000000ull;
 
 	if (!acpi_pmbase())
 		return -ENODEV;
 	last = acpi_pm_timer() & PM_TIMER_MASK;
 	t0 = rdtsc();
 	while (elapsed < ticks) {
-		if (++reads > max_reads)
+		if (rdtsc() - t0 > limit)
 			return -EIO;
 		now = acpi_pm_timer() & PM_TIMER_MASK;
 		elapsed += (now - last) & PM_TIMER_MASK;
