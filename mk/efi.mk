@@ -14,6 +14,7 @@
 # missing symbols silently.
 
 include mk/newlib.mk
+include mk/lwip.mk
 
 EFI_ARCH_INC := /usr/include/efi
 EFI_LDS := /usr/lib/elf_x86_64_efi.lds
@@ -32,7 +33,9 @@ EFI_BOOT_CFLAGS := -isystem $(EFI_ARCH_INC) -isystem $(EFI_ARCH_INC)/x86_64 \
 EFI_LDFLAGS := -nostdlib -znocombreloc -z noexecstack -T $(EFI_LDS) -shared -Bsymbolic \
 	--no-undefined
 
-EFI_SRCS := $(sort $(wildcard boot/*.c boot/*.S drivers/*/*.c)) $(PORTABLE_SRCS)
+# net/*.c is the firmware's network glue (lwIP port, netif, NBD over lwIP); net/nbd/ is
+# portable and already in PORTABLE_SRCS.
+EFI_SRCS := $(sort $(wildcard boot/*.c boot/*.S drivers/*/*.c net/*.c)) $(PORTABLE_SRCS)
 EFI_OBJS := $(patsubst %,$(EFIDIR)/obj/%.o,$(basename $(EFI_SRCS)))
 EFI_SO := $(EFIDIR)/thinbox.so
 EFI_APP := $(EFIDIR)/BOOTX64.EFI
@@ -44,7 +47,8 @@ ESP_CFG ?=
 # Every object depends on newlib's stamp: a rebuilt newlib (new flags or compiler) gets a new
 # cache directory and stamp, so everything is recompiled against its headers (gcc -MMD does
 # not list -isystem headers in the .d files).
-$(EFIDIR)/obj/boot/%.o: EFI_EXTRA := $(EFI_BOOT_CFLAGS)
+$(EFIDIR)/obj/boot/%.o: EFI_EXTRA := $(EFI_BOOT_CFLAGS) $(LWIP_INC)
+$(EFIDIR)/obj/net/%.o: EFI_EXTRA := $(LWIP_INC)
 
 $(EFIDIR)/obj/%.o: %.c $(NEWLIB_STAMP)
 	@mkdir -p $(@D)
@@ -56,9 +60,9 @@ $(EFIDIR)/obj/%.o: %.S $(NEWLIB_STAMP)
 	@$(if $(Q),echo "  AS(efi) $<")
 	$(Q)$(EFI_CC) $(EFI_CFLAGS) $(EFI_EXTRA) -c $< -o $@
 
-$(EFI_SO): $(EFI_OBJS) $(NEWLIB_STAMP) $(MAKEFILE_LIST)
+$(EFI_SO): $(EFI_OBJS) $(LWIP_LIB) $(NEWLIB_STAMP) $(MAKEFILE_LIST)
 	@$(if $(Q),echo "  LD(efi) $@")
-	$(Q)ld $(EFI_LDFLAGS) -Map=$(EFIDIR)/thinbox.map $(EFI_CRT0) $(EFI_OBJS) \
+	$(Q)ld $(EFI_LDFLAGS) -Map=$(EFIDIR)/thinbox.map $(EFI_CRT0) $(EFI_OBJS) $(LWIP_LIB) \
 		-L$(NEWLIB_LIB) -L/usr/lib -lc -lgnuefi $(EFI_LIBGCC) -o $@
 	@# A PE image is relocated by gnu-efi's _relocate, which handles RELATIVE only.
 	$(Q)if readelf -rW $@ | awk 'NR>3 && $$3 ~ /^R_X86_64/ && $$3 != "R_X86_64_RELATIVE"' | \

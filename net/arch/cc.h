@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lwIP's architecture header for the firmware: newlib supplies the C library; the port
+ * functions (net/lwip_port.c) supply diagnostics, assertions and random numbers.
+ * ../shared/docs/newlib-lwip-notes.md §B.3-B.4 lists the compile problems this avoids.
+ */
+#ifndef NET_ARCH_CC_H
+#define NET_ARCH_CC_H
+
+#include <limits.h>
+#include <stdint.h>
+/* newlib's sys/types.h defines ssize_t (long) but no SSIZE_MAX; without this lwIP's arch.h
+ * would typedef its own int ssize_t and clash. */
+#include <sys/types.h>
+#ifndef SSIZE_MAX
+#define SSIZE_MAX LONG_MAX
+#endif
+#define LWIP_NO_UNISTD_H 1
+/* newlib's machine/endian.h may already define it. */
+#ifndef BYTE_ORDER
+#define BYTE_ORDER LITTLE_ENDIAN
+#endif
+/* lwIP defines its own errno values; ours come from newlib and must not be redefined. */
+#define LWIP_ERRNO_STDINCLUDE 1
+
+void lwip_port_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+__attribute__((noreturn)) void lwip_port_assert(const char *msg, const char *file, int line);
+uint32_t lwip_port_rand(void);
+
+#define LWIP_PLATFORM_DIAG(x)                                                                      \
+	do {                                                                                       \
+		lwip_port_diag x;                                                                  \
+	} while (0)
+#define LWIP_PLATFORM_ASSERT(x) lwip_port_assert((x), __FILE__, __LINE__)
+#define LWIP_RAND()		lwip_port_rand()
+
+#endif

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What lwIP needs from the platform in NO_SYS mode: a millisecond clock, random numbers,
+ * diagnostics and assertions. Everything goes through core/base/plat.h.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "core/base/plat.h"
+#include "lwip/arch.h"
+#include "lwip/sys.h"
+
+u32_t sys_now(void)
+{
+	/* Wraps after 49 days; lwIP's timeouts compare with wrap-around arithmetic. */
+	return (u32_t)(plat_now_ns() / 1000000u);
+}
+
+uint32_t lwip_port_rand(void)
+{
+	/* xorshift seeded from the clock: for TCP initial sequence numbers and DHCP xids, which
+	 * need to differ between boots, not to resist an attacker on this private link. */
+	static uint64_t s;
+
+	if (!s)
+		s = plat_now_ns() | 1;
+	s ^= s << 13;
+	s ^= s >> 7;
+	s ^= s << 17;
+	return (uint32_t)(s >> 16);
+}
+
+void lwip_port_diag(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		plat_console_write(buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+void lwip_port_assert(const char *msg, const char *file, int line)
+{
+	plat_panic("lwIP assertion \"%s\" failed at %s:%d", msg, file, line);
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lwIP configuration for the firmware: NO_SYS (one polled main loop, raw API only), IPv4 with
+ * DHCP, ARP and ICMP echo, and TCP sized for NBD throughput (64 KiB .. 1 MiB messages).
+ * ../shared/docs/newlib-lwip-notes.md §B.4-B.6 explains each throughput setting and the
+ * sanity checks in lwIP's init.c that constrain them.
+ */
+#ifndef NET_LWIPOPTS_H
+#define NET_LWIPOPTS_H
+
+/* ---- System: no threads, no OS ------------------------------------------------------- */
+#define NO_SYS		     1
+#define SYS_LIGHTWEIGHT_PROT 0
+#define LWIP_SOCKET	     0
+#define LWIP_NETCONN	     0
+#define LWIP_TIMERS	     1
+
+/* ---- Memory: everything from newlib's malloc (our page allocator), nothing in .bss ---- */
+/* Static pools would land in the .efi file itself (gnu-efi's linker script puts .bss in .data). */
+#define MEM_LIBC_MALLOC 1
+#define MEMP_MEM_MALLOC 1
+#define MEM_ALIGNMENT	8
+#define MEM_SIZE	(4 * 1024 * 1024)
+
+/* ---- Protocols ------------------------------------------------------------------------ */
+#define LWIP_IPV4	    1
+#define LWIP_IPV6	    0
+#define LWIP_ARP	    1
+#define LWIP_ETHERNET	    1
+#define LWIP_ICMP	    1
+#define LWIP_RAW	    0
+#define LWIP_UDP	    1 /* DHCP */
+#define LWIP_TCP	    1
+#define LWIP_DHCP	    1
+#define LWIP_AUTOIP	    0
+#define LWIP_IGMP	    0
+#define LWIP_DNS	    0
+#define IP_REASSEMBLY	    1
+#define IP_FRAG		    1
+#define ETH_PAD_SIZE	    0
+#define ARP_QUEUEING	    1
+#define LWIP_NETIF_HOSTNAME 1
+/* A DHCP server that hands out an address in use is not our problem to detect; this saves
+ * seconds at boot. */
+#define DHCP_DOES_ARP_CHECK	   0
+#define LWIP_NETIF_STATUS_CALLBACK 1
+#define LWIP_NETIF_LINK_CALLBACK   1
+
+/* ---- TCP for throughput ---------------------------------------------------------------- */
+#define TCP_MSS 1460
+/* Window scaling is required for TCP_WND above 64 KiB; scale 4 allows up to 1 MiB. */
+#define LWIP_WND_SCALE 1
+#define TCP_RCV_SCALE  4
+#define TCP_WND	       (512 * 1024)
+#define TCP_SND_BUF    (512 * 1024)
+/* init.c: TCP_SNDLOWAT must stay at least 4*MSS below u16_t overflow. */
+#define TCP_SNDLOWAT (32 * 1024)
+/* init.c: >= 2 * TCP_SND_BUF / TCP_MSS; segments carry at most one MSS each. */
+#define TCP_SND_QUEUELEN   (4 * TCP_SND_BUF / TCP_MSS)
+#define MEMP_NUM_TCP_SEG   TCP_SND_QUEUELEN
+#define TCP_QUEUE_OOSEQ	   1
+#define LWIP_TCP_SACK_OUT  1
+#define TCP_OVERSIZE	   TCP_MSS
+#define LWIP_TCP_KEEPALIVE 1
+/* 16+ NBD clients at once, plus the listener and connections being torn down. */
+#define MEMP_NUM_TCP_PCB	64
+#define MEMP_NUM_TCP_PCB_LISTEN 4
+#define MEMP_NUM_PBUF		1024
+/* Receive frames are copied into pool pbufs; the pool must cover the receive window. */
+#define PBUF_POOL_SIZE	  1024
+#define PBUF_POOL_BUFSIZE 1536
+
+/* ---- Checksums: the NIC may offload; lwIP decides per netif --------------------------- */
+#define LWIP_CHECKSUM_CTRL_PER_NETIF 1
+#define LWIP_CHECKSUM_ON_COPY	     1
+
+/* ---- Diagnostics ------------------------------------------------------------------------ */
+#define LWIP_STATS 0
+#define LWIP_DEBUG 0
+
+#endif
