@@ -538,6 +538,12 @@ static int split_beneath(struct spine *s, uint64_t key)
 	insert_at(pn, 0, node_key(ln, 0), loc);
 	put_le64(loc, dm_block_location(right));
 	insert_at(pn, 1, node_key(rn, 0), loc);
+	/*
+	 * A new smallest key goes into the left child below its old first key; the root's
+	 * key must not stay above it (the rule "parent key <= every key below").
+	 */
+	if (key < node_key(pn, 0))
+		set_key(pn, 0, key);
 
 	/* Make the root the parent and the right half current. */
 	if (s->count == 2) {

@@ -318,8 +318,13 @@ static int chk_node(struct checker *c, struct walk_ctx *w, dm_block_t b, unsigne
 
 		if (i && k <= node_key(n, i - 1))
 			r = -3;
-		else if (k < lo || (has_hi && k >= hi))
+		else if (k < lo || (has_hi && k >= hi)) {
 			r = -4;
+			if (getenv("PDATA_DEBUG"))
+				printf("  key[%u]=%llu lo %llu hi %llu(%d) level %u flags %u\n", i,
+				       (unsigned long long)k, (unsigned long long)lo,
+				       (unsigned long long)hi, has_hi, level, node_flags(n));
+		}
 	}
 	if (!r && !is_root && nr && node_key(n, 0) != lo && node_flags(n) == INTERNAL_NODE)
 		r = 0; /* parent key may be below the first key (allowed) */

@@ -278,7 +278,7 @@ static int model_step(struct model *m, unsigned commit_pct)
 		d = pick_dev(m, false);
 		return d < NR_DEVS && o < NR_DEVS ? snap_dev(m, o, d) : 0;
 	}
-	if (op < 20) {
+	if (op < 18) {
 		d = pick_dev(m, true);
 		return d < NR_DEVS ? delete_dev(m, d) : 0;
 	}
@@ -291,9 +291,9 @@ static int model_step(struct model *m, unsigned commit_pct)
 	d = pick_dev(m, true);
 	if (d >= NR_DEVS)
 		return create_dev(m, 0 + (test_rand(&m->rng) % NR_DEVS) * 0 + pick_dev(m, false) % NR_DEVS);
-	if (op < 600)
+	if (op < 700)
 		return do_insert(m, d, vb);
-	if (op < 850)
+	if (op < 880)
 		return do_remove(m, d, vb);
 	return do_lookup(m, d, vb);
 }
@@ -307,10 +307,10 @@ TEST(short_random_runs)
 	for (int run = 0; run < 40 && !test_failed(); run++) {
 		struct model m;
 
-		if (!model_init(&m, 1500, 2048, 64 + run * 8))
+		if (!model_init(&m, 1500, 2048, 16 + run * 8))
 			return;
 		m.rng += (uint64_t)run * 0x9e3779b97f4a7c15ull;
-		for (int step = 0; step < 1500 && !test_failed(); step++) {
+		for (int step = 0; step < 2500 && !test_failed(); step++) {
 			unsigned commits = m.commits, reopens = m.reopens;
 			int r = model_step(&m, 3);
 
