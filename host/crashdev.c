@@ -24,7 +24,8 @@ struct crashdev {
 	struct blkdev *lower;
 	struct pending *head, **tail;
 	uint64_t writes;   /* writes seen */
-	uint64_t cut_at;   /* the write number that fails first; 0 = none */
+	uint64_t events;   /* writes and flushes seen: the possible cut points */
+	uint64_t cut_at;   /* the event number that fails first; 0 = none */
 	bool dead;         /* the cut point was reached, or power_cut() ran */
 	bool tripped;
 };
@@ -63,7 +64,8 @@ static int crashdev_write(struct blkdev *dev, uint64_t block, uint32_t count, co
 	struct pending *p;
 
 	cd->writes++;
-	if (cd->cut_at && cd->writes >= cd->cut_at) {
+	cd->events++;
+	if (cd->cut_at && cd->events >= cd->cut_at) {
 		cd->dead = true;
 		cd->tripped = true;
 	}
@@ -97,6 +99,11 @@ static int crashdev_flush(struct blkdev *dev)
 	struct crashdev *cd = to_cd(dev);
 	int rc = 0;
 
+	cd->events++;
+	if (cd->cut_at && cd->events >= cd->cut_at) {
+		cd->dead = true;
+		cd->tripped = true;
+	}
 	if (cd->dead)
 		return -EIO;
 	for (struct pending *p = cd->head; p && !rc; p = p->next)
@@ -143,7 +150,7 @@ void crashdev_cut_at(struct blkdev *dev, uint64_t nth_write)
 {
 	struct crashdev *cd = to_cd(dev);
 
-	cd->cut_at = nth_write ? cd->writes + nth_write : 0;
+	cd->cut_at = nth_write ? cd->events + nth_write : 0;
 }
 
 bool crashdev_tripped(struct blkdev *dev)
@@ -154,6 +161,11 @@ bool crashdev_tripped(struct blkdev *dev)
 uint64_t crashdev_writes(struct blkdev *dev)
 {
 	return to_cd(dev)->writes;
+}
+
+uint64_t crashdev_events(struct blkdev *dev)
+{
+	return to_cd(dev)->events;
 }
 
 static uint64_t rng(uint64_t *s)

@@ -31,10 +31,11 @@ int filedisk_open(const char *path, uint32_t block_size, bool create, uint64_t n
  * the survivors to @lower and empties the pending list. After a cut the device fails every
  * call with -EIO until crashdev_revive().
  *
- * crashdev_cut_at(dev, n) arms an automatic cut: the n'th write from now (1-based) is the
- * first one that does not happen — it and everything after fail with -EIO, as if the power
- * failed just before it; the pending writes stay pending until crashdev_power_cut(). 0
- * disarms.
+ * crashdev_cut_at(dev, n) arms an automatic cut: the n'th write or flush from now (1-based)
+ * is the first one that does not happen — it and everything after fail with -EIO, as if the
+ * power failed just before it; the pending writes stay pending until crashdev_power_cut().
+ * Counting flushes too matters: a cut just before a flush is when the most writes are
+ * pending. 0 disarms.
  */
 int crashdev_create(struct blkdev *lower, struct blkdev **out);
 void crashdev_cut_at(struct blkdev *dev, uint64_t nth_write);
@@ -46,6 +47,8 @@ uint64_t crashdev_power_cut(struct blkdev *dev, uint64_t seed);
 void crashdev_revive(struct blkdev *dev);
 /* Writes seen since creation (including those refused after the cut point). */
 uint64_t crashdev_writes(struct blkdev *dev);
+/* Writes plus flushes seen: the unit of crashdev_cut_at(). */
+uint64_t crashdev_events(struct blkdev *dev);
 
 /*
  * Fault injection: passes everything to @lower, counting reads, writes and flushes
