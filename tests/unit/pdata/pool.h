@@ -18,6 +18,7 @@
 
 #include "core/base/endian.h"
 #include "core/base/util.h"
+#include "core/base/crc32c.h"
 #include "core/pdata/btree_internal.h"
 #include "core/pdata/space_map_common.h"
 #include "core/pdata/space_map_disk.h"
