@@ -23,11 +23,13 @@ EFI_GCC_INC := $(shell $(EFI_CC) -print-file-name=include)
 EFI_LIBGCC := $(shell $(EFI_CC) -print-libgcc-file-name)
 
 # WARN comes from the top-level Makefile: the same warning set as the host build.
+# __LINUX_ERRNO_EXTENSIONS__: newlib hides ENOTBLK and a few other codes we use (as dm does)
+# behind it; newlib itself is built with it too, so its strerror() knows them.
 # No -fshort-wchar: newlib is built without it too (mk/newlib.mk); UEFI strings use u"".
 EFI_CFLAGS := -std=gnu11 -O2 -g $(WARN) -I. -ffreestanding -fpic -fno-stack-protector \
 	-mno-red-zone -maccumulate-outgoing-args -fno-strict-aliasing \
 	-nostdinc -isystem $(NEWLIB_INC) -isystem $(EFI_GCC_INC) \
-	-DGNU_EFI_USE_MS_ABI -DTHINBOX_FIRMWARE -MMD -MP
+	-DGNU_EFI_USE_MS_ABI -DTHINBOX_FIRMWARE -D__LINUX_ERRNO_EXTENSIONS__ -MMD -MP
 EFI_BOOT_CFLAGS := -isystem $(EFI_ARCH_INC) -isystem $(EFI_ARCH_INC)/x86_64 \
 	-isystem $(EFI_ARCH_INC)/protocol
 EFI_LDFLAGS := -nostdlib -znocombreloc -z noexecstack -T $(EFI_LDS) -shared -Bsymbolic \

@@ -24,7 +24,7 @@ LWIP_LIB := $(EFIDIR)/liblwip.a
 LWIP_INC := -Inet -I$(LWIP_DIR)/include
 LWIP_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 	-ffreestanding -fpic -fno-stack-protector -mno-red-zone -maccumulate-outgoing-args \
-	-fno-strict-aliasing -nostdinc -isystem $(NEWLIB_INC) \
+	-fno-strict-aliasing -D__LINUX_ERRNO_EXTENSIONS__ -nostdinc -isystem $(NEWLIB_INC) \
 	-isystem $(shell $(EFI_CC) -print-file-name=include) -I. $(LWIP_INC) -MMD -MP
 
 $(LWIP_DIR)/core/tcp.c:

@@ -15,7 +15,7 @@ NEWLIB_MK_INCLUDED := 1
 
 EFI_CC ?= gcc
 NEWLIB_TARBALL := /usr/src/newlib/newlib-3.3.0.tar.xz
-NEWLIB_CFLAGS := -O2 -g -ffreestanding -fno-stack-protector -fpic -mno-red-zone \
+NEWLIB_CFLAGS := -O2 -g -D__LINUX_ERRNO_EXTENSIONS__ -ffreestanding -fno-stack-protector -fpic -mno-red-zone \
 	-maccumulate-outgoing-args
 # Full (non-nano) formatted IO: nano mis-parses %zu/%llu (see the newlib notes).
 NEWLIB_CONFIG := --disable-multilib --disable-nls --disable-newlib-supplied-syscalls \
