@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The firmware's entry point and composition root.
+ *
+ * Boot sequence (docs/firmware.md has the long version):
+ *   1. Boot services still up: watchdog off, COM1, banner; PMBASE and TSC calibration;
+ *      configuration inputs (fw_cfg opt/thinbox/..., \thinbox.cfg on our ESP) copied into
+ *      loader-data memory, which stays ours afterwards.
+ *   2. Memory map and ExitBootServices, retried when the map key went stale.
+ *   3. On our own: IDT, the page allocator over all conventional memory (newlib's malloc
+ *      sits on it), PCI enumeration, the shell, and the main loop.
+ *
+ * efi_main is called by gnu-efi's crt0 with the SysV ABI, so it must NOT be EFIAPI. Only this
+ * file uses EFI types; boot services are gone once step 2 succeeds.
+ */
+#include <efi.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "boot/acpi.h"
+#include "boot/bootcfg.h"
+#include "boot/exceptions.h"
+#include "boot/io.h"
+#include "boot/page_alloc.h"
+#include "boot/pci.h"
+#include "boot/plat_efi.h"
+#include "boot/serial.h"
+#include "config/shell.h"
+#include "core/base/plat.h"
+#include "core/base/version.h"
+
+EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
+
+#define EBS_MAX_ATTEMPTS 8
+#define MAP_SLACK_DESCS	 16 /* room for the map to grow between sizing and fetching it */
+#define MAX_REGIONS	 256
+#define ESP_CFG_MAX	 (64 * 1024)
+#define TSC_CALIBRATE_MS 50
+#define STACK_PAGES	 256 /* 1 MiB */
+
+static EFI_BOOT_SERVICES *bs;
+
+/* ---- EFI helpers (boot services only) --------------------------------------------------- */
+
+/* The one place EFI_STATUS becomes a negative errno. */
+static int efi_errno(EFI_STATUS s)
+{
+	switch (s) {
+	case EFI_SUCCESS:
+		return 0;
+	case EFI_INVALID_PARAMETER:
+		return -EINVAL;
+	case EFI_UNSUPPORTED:
+		return -ENOTSUP;
+	case EFI_BUFFER_TOO_SMALL:
+	case EFI_BAD_BUFFER_SIZE:
+		return -ENOBUFS;
+	case EFI_OUT_OF_RESOURCES:
+		return -ENOMEM;
+	case EFI_NOT_FOUND:
+		return -ENOENT;
+	case EFI_ACCESS_DENIED:
+	case EFI_WRITE_PROTECTED:
+		return -EACCES;
+	case EFI_NO_MEDIA:
+	case EFI_MEDIA_CHANGED:
+		return -ENODEV;
+	case EFI_TIMEOUT:
+		return -ETIMEDOUT;
+	case EFI_NOT_READY:
+		return -EAGAIN;
+	default:
+		return -EIO;
+	}
+}
+
+/* Loader-data memory: it stays ours after ExitBootServices (not conventional memory). */
+static void *efi_alloc(size_t len)
+{
+	void *p = NULL;
+
+	if (bs->AllocatePool(EfiLoaderData, len, &p) != EFI_SUCCESS)
+		return NULL;
+	return p;
+}
+
+/* Read \thinbox.cfg from the volume we were loaded from, if it is there. */
+static int read_esp_config(EFI_HANDLE device)
+{
+	EFI_GUID fs_guid = SIMPLE_FILE_SYSTEM_PROTOCOL;
+	EFI_FILE_IO_INTERFACE *fs;
+	EFI_FILE_HANDLE root, f;
+	char *text;
+	size_t len = 0;
+	int rc;
+
+	rc = efi_errno(bs->HandleProtocol(device, &fs_guid, (void **)&fs));
+	if (rc)
+		return rc;
+	rc = efi_errno(fs->OpenVolume(fs, &root));
+	if (rc)
+		return rc;
+	rc = efi_errno(root->Open(root, &f, (CHAR16 *)u"\\thinbox.cfg", EFI_FILE_MODE_READ, 0));
+	if (rc)
+		goto err_open;
+	text = efi_alloc(ESP_CFG_MAX + 1);
+	if (!text) {
+		rc = -ENOMEM;
+		goto err_alloc;
+	}
+	/* Read until end of file; a file that fills the buffer is refused, not cut short. */
+	for (;;) {
+		UINTN n = ESP_CFG_MAX + 1 - len;
+
+		rc = efi_errno(f->Read(f, &n, text + len));
+		if (rc)
+			goto err_read;
+		if (n == 0)
+			break;
+		len += n;
+		if (len > ESP_CFG_MAX) {
+			rc = -EFBIG;
+			goto err_read;
+		}
+	}
+	text[len] = '\0';
+	bootcfg_set_file(text, len);
+	f->Close(f);
+	root->Close(root);
+	return 0;
+
+err_read:
+	bs->FreePool(text);
+err_alloc:
+	f->Close(f);
+err_open:
+	root->Close(root);
+	return rc;
+}
+
+/*
+ * Fetch the memory map and leave boot services. If the map changed after we fetched it
+ * (EFI_INVALID_PARAMETER: stale key), fetch it again; only memory services are used between
+ * attempts, and nothing is printed between the last GetMemoryMap and ExitBootServices.
+ * @stale_key_test makes the first two attempts fail on purpose (test switch). *attempts is the
+ * number of ExitBootServices calls made.
+ */
+static int exit_boot_services(EFI_HANDLE image, bool stale_key_test, EFI_MEMORY_DESCRIPTOR **map,
+			      UINTN *map_size, UINTN *desc_size, int *attempts)
+{
+	EFI_MEMORY_DESCRIPTOR *buf = NULL;
+	UINTN buf_size = 0;
+	EFI_STATUS s = EFI_SUCCESS;
+	int calls = 0; /* ExitBootServices calls made */
+
+	for (int a = 1; a <= EBS_MAX_ATTEMPTS; a++) {
+		UINTN size = buf_size, key, dsize;
+		UINT32 ver;
+
+		s = bs->GetMemoryMap(&size, buf, &key, &dsize, &ver);
+		if (s == EFI_BUFFER_TOO_SMALL) {
+			/* Growing the buffer changes the map itself: size it with slack, retry. */
+			if (buf)
+				bs->FreePool(buf);
+			buf_size = size + MAP_SLACK_DESCS * dsize;
+			buf = efi_alloc(buf_size);
+			if (!buf)
+				return -ENOMEM;
+			continue;
+		}
+		if (s != EFI_SUCCESS)
+			return efi_errno(s);
+		if (stale_key_test && calls < 2) {
+			EFI_PHYSICAL_ADDRESS page;
+
+			/* Change the map behind our own back, as a driver's event could. */
+			bs->AllocatePages(AllocateAnyPages, EfiLoaderData, 1, &page);
+		}
+		s = bs->ExitBootServices(image, key);
+		calls++;
+		if (s == EFI_SUCCESS) {
+			*map = buf;
+			*map_size = size;
+			*desc_size = dsize;
+			*attempts = calls;
+			return 0;
+		}
+		if (s != EFI_INVALID_PARAMETER)
+			return efi_errno(s);
+	}
+	return efi_errno(s);
+}
+
+/* ---- After ExitBootServices ------------------------------------------------------------- */
+
+/* Hand every conventional-memory range to the page allocator (merging neighbours). */
+static int take_memory(EFI_MEMORY_DESCRIPTOR *map, UINTN map_size, UINTN desc_size)
+{
+	struct page_region regions[MAX_REGIONS] = { 0 };
+	size_t n = 0, dropped = 0;
+	int rc;
+
+	for (UINTN off = 0; off + desc_size <= map_size; off += desc_size) {
+		EFI_MEMORY_DESCRIPTOR *d = (EFI_MEMORY_DESCRIPTOR *)((char *)map + off);
+		uint64_t base = d->PhysicalStart, np = d->NumberOfPages;
+
+		if (d->Type != EfiConventionalMemory || np == 0)
+			continue;
+		/* Never hand out page 0: a NULL pointer must stay an error, not memory. */
+		if (base == 0) {
+			base += PAGE_SIZE;
+			np--;
+		}
+		if (np == 0)
+			continue;
+		if (n > 0 && regions[n - 1].base + regions[n - 1].npages * PAGE_SIZE == base) {
+			regions[n - 1].npages += np;
+		} else if (n < MAX_REGIONS) {
+			regions[n++] = (struct page_region){ .base = base, .npages = np };
+		} else {
+			dropped += np;
+		}
+	}
+	rc = page_alloc_init(regions, n);
+	if (rc)
+		return rc;
+	if (dropped)
+		plat_printf("thinbox: memory: %zu pages in regions past the first %d ignored\n",
+			    dropped, MAX_REGIONS);
+	return 0;
+}
+
+static void shell_write(void *ctx, const char *buf, size_t len)
+{
+	(void)ctx;
+	plat_console_write(buf, len);
+}
+
+static void print_config_summary(void)
+{
+	const struct bootcfg_item *it;
+	size_t len;
+
+	for (unsigned i = 0; (it = bootcfg_item(i)) != NULL; i++)
+		plat_printf("thinbox: fw_cfg %s%s (%zu bytes)\n", BOOTCFG_FWCFG_PREFIX, it->key,
+			    it->len);
+	if (bootcfg_file(&len))
+		plat_printf("thinbox: config file \\thinbox.cfg (%zu bytes)\n", len);
+	else
+		plat_printf("thinbox: no config file \\thinbox.cfg on the ESP\n");
+}
+
+/*
+ * The main loop: everything is polled. Console bytes go to the shell; the drivers and the
+ * network stack will be polled here too.
+ */
+__attribute__((noreturn)) static void main_loop(struct shell *sh)
+{
+	for (;;) {
+		int c = plat_console_getc();
+
+		if (c >= 0)
+			shell_input(sh, (char)c);
+		else
+			cpu_relax();
+	}
+}
+
+/* The rest of the boot, on our own stack. */
+__attribute__((noreturn)) static void after_ebs(void *arg)
+{
+	const char *fault;
+	struct shell *sh;
+	int rc;
+
+	(void)arg;
+	print_config_summary();
+
+	fault = bootcfg_get("test-fault");
+	if (fault) {
+		plat_printf("thinbox: test-fault %s\n", fault);
+		rc = exceptions_trigger(fault);
+		plat_printf("thinbox: test-fault %s did not fault (%d)\n", fault, rc);
+	}
+
+	rc = pci_scan();
+	if (rc)
+		plat_panic("PCI scan failed (%d)", rc);
+	plat_printf("thinbox: pci %u functions\n", pci_count());
+
+	/* The shell is about 17 KiB: from the heap, since .bss would sit in the .efi file. */
+	sh = malloc(sizeof(*sh));
+	if (!sh)
+		plat_panic("no memory for the shell");
+	shell_init(sh, shell_write, NULL);
+	plat_printf("thinbox: ready\n");
+	shell_prompt(sh);
+	main_loop(sh);
+}
+
+/* Continue in @fn(@arg) on the stack ending at @top (16-byte aligned); never returns. */
+__attribute__((noreturn)) static void switch_stack(void *top, void (*fn)(void *), void *arg)
+{
+	/* After `call`, fn sees rsp % 16 == 8 as the ABI wants; rbp = 0 ends backtraces. */
+	__asm__ volatile("mov %0, %%rsp\n\t"
+			 "xor %%ebp, %%ebp\n\t"
+			 "call *%1\n\t"
+			 "ud2"
+			 :
+			 : "r"(top), "r"(fn), "D"(arg)
+			 : "memory");
+	__builtin_unreachable();
+}
+
+EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
+{
+	EFI_GUID li_guid = LOADED_IMAGE_PROTOCOL;
+	EFI_LOADED_IMAGE *li = NULL;
+	EFI_MEMORY_DESCRIPTOR *map = NULL;
+	UINTN map_size = 0, desc_size = 1;
+	uint64_t image_base = 0;
+	struct page_stats ps;
+	char *stack;
+	int rc, attempts = 0;
+
+	bs = st->BootServices;
+	/* The boot manager armed a 5-minute watchdog for us; we never return to it. */
+	bs->SetWatchdogTimer(0, 0, 0, NULL);
+
+	serial_init();
+	serial_puts("\nthinbox: BANNER " THINBOX_NAME " " THINBOX_VERSION "\n");
+
+	rc = acpi_init();
+	if (rc == 0)
+		rc = tsc_calibrate_pm(TSC_CALIBRATE_MS);
+	if (rc) {
+		/* No PM timer: time boot services' Stall() instead (it overshoots under load). */
+		uint64_t t0 = rdtsc();
+
+		bs->Stall(TSC_CALIBRATE_MS * 1000);
+		tsc_set_hz((rdtsc() - t0) * 1000 / TSC_CALIBRATE_MS);
+		plat_printf("thinbox: no ACPI PM timer (%d); TSC calibrated with Stall()\n", rc);
+	}
+
+	if (bs->HandleProtocol(image, &li_guid, (void **)&li) == EFI_SUCCESS && li) {
+		image_base = (uint64_t)(uintptr_t)li->ImageBase;
+		rc = read_esp_config(li->DeviceHandle);
+		if (rc && rc != -ENOENT)
+			plat_printf("thinbox: reading \\thinbox.cfg failed (%d)\n", rc);
+	}
+	rc = bootcfg_load_fwcfg(efi_alloc);
+	if (rc)
+		plat_printf("thinbox: reading fw_cfg failed (%d)\n", rc);
+
+	rc = exit_boot_services(image, bootcfg_get("test-stalekey") != NULL, &map, &map_size,
+				&desc_size, &attempts);
+	if (rc) {
+		plat_printf("thinbox: ExitBootServices failed (%d)\n", rc);
+		return EFI_ABORTED;
+	}
+	bs = NULL;
+	plat_printf("thinbox: EBS OK attempts=%d map=%zu descriptors\n", attempts,
+		    (size_t)(map_size / desc_size));
+
+	exceptions_init(image_base);
+	rc = take_memory(map, map_size, desc_size);
+	if (rc)
+		plat_panic("no usable memory for the page allocator (%d)", rc);
+	page_alloc_stats(&ps);
+	plat_printf("thinbox: memory %llu MiB conventional in %u regions; TSC %llu MHz\n",
+		    (unsigned long long)(ps.total_pages * PAGE_SIZE >> 20), ps.regions,
+		    (unsigned long long)(tsc_hz() / 1000000));
+
+	/* Leave OVMF's stack (the spec promises only 128 KiB) for a 1 MiB one of our own. */
+	stack = page_alloc(STACK_PAGES);
+	if (!stack)
+		plat_panic("no memory for the stack");
+	switch_stack(stack + STACK_PAGES * PAGE_SIZE, after_ebs, NULL);
+}

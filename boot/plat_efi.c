@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/base/plat.h for the firmware. Runs after ExitBootServices on the machine directly:
+ * time from the TSC (calibrated against the ACPI PM timer), memory from boot/page_alloc, the
+ * console on COM1, power through ACPI and the reset register, PCI from boot/pci.
+ */
+#include "core/base/plat.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "boot/acpi.h"
+#include "boot/exceptions.h"
+#include "boot/io.h"
+#include "boot/page_alloc.h"
+#include "boot/pci.h"
+#include "boot/plat_efi.h"
+#include "boot/serial.h"
+
+#define PM_TIMER_MASK 0xffffffu /* 24-bit counter */
+
+static uint64_t tsc_rate = TSC_HZ_GUESS;
+
+/* ---- Time --------------------------------------------------------------------------- */
+
+int tsc_calibrate_pm(unsigned ms)
+{
+	uint64_t ticks = (uint64_t)ACPI_PM_TIMER_HZ * ms / 1000, elapsed = 0, t0, t1;
+	/* A timer that does not advance ends the wait after 20x the window at the guessed
+	 * rate (1 s for 50 ms at 2 GHz). */
+	uint64_t limit = TSC_HZ_GUESS / 1000 * ms * 20;
+	uint32_t last, now;
+
+	if (!acpi_pmbase())
+		return -ENODEV;
+	last = acpi_pm_timer() & PM_TIMER_MASK;
+	t0 = rdtsc();
+	while (elapsed < ticks) {
+		if (rdtsc() - t0 > limit)
+			return -EIO;
+		now = acpi_pm_timer() & PM_TIMER_MASK;
+		elapsed += (now - last) & PM_TIMER_MASK;
+		last = now;
+	}
+	t1 = rdtsc();
+	/* dTSC * 3579545 / dPM: the PM timer's real elapsed ticks, not the nominal @ms. */
+	tsc_rate = (t1 - t0) * ACPI_PM_TIMER_HZ / elapsed;
+	return 0;
+}
+
+void tsc_set_hz(uint64_t hz)
+{
+	if (hz)
+		tsc_rate = hz;
+}
+
+uint64_t tsc_hz(void)
+{
+	return tsc_rate;
+}
+
+uint64_t plat_now_ns(void)
+{
+	uint64_t t = rdtsc();
+
+	/* Split to stay in 64 bits: t % rate < 2^32 here, times 1e9 < 2^63. */
+	return t / tsc_rate * 1000000000ull + t % tsc_rate * 1000000000ull / tsc_rate;
+}
+
+void plat_udelay(uint32_t us)
+{
+	uint64_t start = rdtsc(), ticks = tsc_rate / 1000000 * us;
+
+	while (rdtsc() - start < ticks)
+		cpu_relax();
+}
+
+/* ---- Memory for devices ------------------------------------------------------------ */
+
+int plat_dma_alloc(size_t npages, void **va, uint64_t *bus)
+{
+	void *p = page_alloc(npages);
+
+	if (!p)
+		return -ENOMEM;
+	*va = p;
+	*bus = (uint64_t)(uintptr_t)p; /* identity-mapped, no IOMMU */
+	return 0;
+}
+
+void plat_dma_free(void *va, size_t npages)
+{
+	page_free(va, npages);
+}
+
+int plat_mem_info(struct plat_mem_info *out)
+{
+	struct page_stats s;
+
+	page_alloc_stats(&s);
+	out->total_bytes = s.total_pages * PAGE_SIZE;
+	out->free_bytes = s.free_pages * PAGE_SIZE;
+	out->heap_bytes = s.heap_pages * PAGE_SIZE;
+	out->regions = s.regions;
+	return 0;
+}
+
+/* ---- Console ------------------------------------------------------------------------ */
+
+void plat_console_write(const char *buf, size_t len)
+{
+	serial_write(buf, len);
+}
+
+int plat_console_getc(void)
+{
+	return serial_getc();
+}
+
+static int vprint(const char *prefix, const char *fmt, va_list ap)
+{
+	char small[256], *buf = small;
+	int n, p = 0;
+	va_list ap2;
+
+	va_copy(ap2, ap);
+	if (prefix)
+		p = snprintf(small, sizeof(small), "%s", prefix);
+	n = vsnprintf(small + p, sizeof(small) - p, fmt, ap);
+	if (n >= 0 && (size_t)(p + n) >= sizeof(small)) {
+		/* Too long for the stack buffer: format again into the heap. */
+		buf = malloc(p + n + 1);
+		if (buf) {
+			snprintf(buf, p + 1, "%s", prefix ? prefix : "");
+			vsnprintf(buf + p, n + 1, fmt, ap2);
+		} else {
+			buf = small;
+			n = sizeof(small) - 1 - p;
+		}
+	}
+	va_end(ap2);
+	if (n < 0)
+		return n;
+	serial_write(buf, p + n);
+	if (buf != small)
+		free(buf);
+	return p + n;
+}
+
+int plat_printf(const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vprint(NULL, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+void plat_panic(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprint("\nthinbox: PANIC: ", fmt, ap);
+	va_end(ap);
+	serial_puts("\n");
+	fail_stop();
+}
+
+/* ---- Machine ------------------------------------------------------------------------ */
+
+int plat_poweroff(void)
+{
+	return acpi_poweroff();
+}
+
+int plat_reboot(void)
+{
+	return machine_reset();
+}
+
+int plat_pci_get(unsigned idx, struct plat_pci_info *out)
+{
+	const struct pci_dev *d = pci_get(idx);
+
+	if (!d)
+		return -ENOENT;
+	*out = (struct plat_pci_info){
+		.bus = d->bus,
+		.dev = d->dev,
+		.fn = d->fn,
+		.vendor = d->vendor,
+		.device = d->device,
+		.class_code = d->class_code,
+		.subclass = d->subclass,
+		.prog_if = d->prog_if,
+	};
+	for (int i = 0; i < 6; i++) {
+		out->bar[i].addr = d->bar[i].addr;
+		out->bar[i].size = d->bar[i].size;
+		out->bar[i].is_io = d->bar[i].is_io;
+		out->bar[i].is_64 = d->bar[i].is_64;
+		out->bar[i].prefetch = d->bar[i].prefetch;
+	}
+	return 0;
+}
+
+const char *plat_name(void)
+{
+	static char name[64];
+
+	if (!name[0])
+		snprintf(name, sizeof(name), "UEFI x86_64 (TSC %llu MHz)",
+			 (unsigned long long)(tsc_rate / 1000000));
+	return name;
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The harness itself fails fast: an ESP without \\EFI\\BOOT\\BOOTX64.EFI makes OVMF start its
+EFI shell, which waits forever; the harness must report that as a failure within seconds (an
+early-fail marker), not after its boot timeout, and must have killed QEMU."""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qemu_harness as qh  # noqa: E402
+
+c = qh.Checks("qemu/harness")
+
+os.makedirs(qh.TMP_DIR, exist_ok=True)
+empty_esp = os.path.join(qh.TMP_DIR, "empty-esp-%d.img" % os.getpid())
+try:
+    qh.sparse_file(empty_esp, 32 << 20)
+    subprocess.run(["mkfs.vfat", "-n", "EMPTY", empty_esp], check=True,
+                   stdout=subprocess.DEVNULL)
+    m = qh.Machine("qemu-harness-noboot", esp=empty_esp, net=False, disks=())
+    t0 = time.monotonic()
+    err = None
+    try:
+        with m:
+            m.boot()
+    except qh.BootFailure as e:
+        err = str(e)
+    took = time.monotonic() - t0
+    c.check("early-fail-detected", err is not None and "early-fail marker" in err, str(err))
+    c.check("early-fail-fast", took < 30, "took %.1fs" % took)
+    c.check("qemu-killed", m.proc is not None and m.proc.poll() is not None)
+    c.note("%s (%.1fs)" % (err, took))
+finally:
+    os.unlink(empty_esp)
+c.finish()
