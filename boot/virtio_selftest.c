@@ -292,10 +292,12 @@ static int selftest_timeout(struct shell *sh, const char *name)
 	vblk_from_blkdev(bd)->timeout_ns = 2000 * NS_PER_MS;
 	t0 = plat_now_ns();
 	rc = blkdev_read(bd, 0, 1, buf);
-	shell_printf(sh, "vselftest: timeout %s rc=%d after %" PRIu64 " ms\n", name, rc,
-		     (plat_now_ns() - t0) / NS_PER_MS);
+	/* newlib's errno values differ from Linux's: the name is what the test matches. */
+	shell_printf(sh, "vselftest: timeout %s rc=%d%s after %" PRIu64 " ms\n", name, rc,
+		     rc == -ETIMEDOUT ? " (ETIMEDOUT)" : "", (plat_now_ns() - t0) / NS_PER_MS);
 	rc = blkdev_read(bd, 0, 1, buf);
-	shell_printf(sh, "vselftest: timeout %s then rc=%d\n", name, rc);
+	shell_printf(sh, "vselftest: timeout %s then rc=%d%s\n", name, rc,
+		     rc == -EIO ? " (EIO)" : "");
 	free(buf);
 	return 0;
 }
