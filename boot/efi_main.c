@@ -21,6 +21,7 @@
 
 #include "boot/acpi.h"
 #include "boot/bootcfg.h"
+#include "boot/devices.h"
 #include "boot/exceptions.h"
 #include "boot/io.h"
 #include "boot/page_alloc.h"
@@ -265,6 +266,7 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 			shell_input(sh, (char)c);
 		else
 			cpu_relax();
+		devices_poll();
 	}
 }
 
@@ -289,12 +291,15 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	if (rc)
 		plat_panic("PCI scan failed (%d)", rc);
 	plat_printf("thinbox: pci %u functions\n", pci_count());
+	/* The virtio drivers; a missing disk is reported and the shell still comes up. */
+	devices_probe();
 
 	/* The shell is about 17 KiB: from the heap, since .bss would sit in the .efi file. */
 	sh = malloc(sizeof(*sh));
 	if (!sh)
 		plat_panic("no memory for the shell");
 	shell_init(sh, shell_write, NULL);
+	devices_shell_init(sh);
 	plat_printf("thinbox: ready\n");
 	shell_prompt(sh);
 	main_loop(sh);

@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Virtio devices in the firmware: probe, disk roles, polling, and the `disks`/`nic` shell
+ * commands (see devices.h). The shell commands live here, in the composition root, because
+ * config/ may not include driver headers.
+ *
+ * Test switches (fw_cfg, QEMU tests only; docs/virtio.md):
+ *   opt/thinbox/test-selftest=1        register `vselftest` and `vbench`;
+ *   opt/thinbox/test-clear-bme=1       clear bus mastering on every virtio function first,
+ *                                      so an iommu_platform=on run proves the driver sets it;
+ *   opt/thinbox/test-nobme=BB:DD.F     do not set bus mastering on that function (its DMA
+ *                                      then never happens: a device that never completes).
+ */
+#include "boot/devices.h"
+
+#include "boot/bootcfg.h"
+#include "boot/pci.h"
+#include "config/shell.h"
+#include "core/base/plat.h"
+#include "core/base/util.h"
+#include "drivers/virtio-blk/roles.h"
+#include "drivers/virtio-blk/vblk.h"
+#include "drivers/virtio-net/vnet.h"
+#include "drivers/virtio/virtio_pci.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DISKS 8
+
+struct disk {
+	const struct pci_dev *pci;
+	struct vpci_dev vp;
+	struct vblk *vb; /* NULL when the driver did not start */
+	int rc;
+	enum disk_role role;
+};
+
+static struct disk *disks;
+static unsigned ndisks;
+static int meta_idx = -1, data_idx = -1;
+
+static struct vpci_dev *nic_vp;
+static struct vnet *nic;
+static int nic_rc = -ENODEV;
+
+static void (*rx_handler)(void *ctx, const void *frame, size_t len, unsigned flags);
+static void *rx_ctx;
+static uint64_t rx_dropped_no_handler;
+
+/* ---- Probe ---------------------------------------------------------------------------------- */
+
+static bool addr_is(const struct pci_dev *d, const char *s)
+{
+	uint8_t b, dv, f;
+
+	return s && !disk_parse_addr(s, &b, &dv, &f) && d->bus == b && d->dev == dv && d->fn == f;
+}
+
+static unsigned vpci_flags_for(const struct pci_dev *d)
+{
+	if (addr_is(d, bootcfg_get("test-nobme"))) {
+		plat_printf("thinbox: test-nobme: bus mastering left off on %02x:%02x.%x\n", d->bus,
+			    d->dev, d->fn);
+		return VPCI_TEST_NO_BUS_MASTER;
+	}
+	return 0;
+}
+
+/* Test switch: start from bus mastering off, as a stricter firmware than OVMF would leave it. */
+static void test_clear_bus_master(void)
+{
+	const struct pci_dev *d;
+
+	if (!bootcfg_get("test-clear-bme"))
+		return;
+	for (unsigned i = 0; (d = pci_get(i)) != NULL; i++)
+		if (d->vendor == PCI_VENDOR_VIRTIO)
+			pci_write_config16(d, PCI_COMMAND,
+					   pci_read_config16(d, PCI_COMMAND) & ~PCI_COMMAND_MASTER);
+	plat_printf("thinbox: test-clear-bme: bus mastering cleared on virtio functions\n");
+}
+
+static void probe_disk(const struct pci_dev *d)
+{
+	struct disk *dk = &disks[ndisks++];
+	char size[32];
+
+	dk->pci = d;
+	dk->rc = vpci_init(&dk->vp, d, vpci_flags_for(d));
+	if (!dk->rc)
+		dk->rc = vblk_create(&dk->vp.vdev, &dk->vb);
+	if (dk->rc) {
+		plat_printf("thinbox: disk %02x:%02x.%x: virtio-blk did not start (%d)\n", d->bus,
+			    d->dev, d->fn, dk->rc);
+		return;
+	}
+	shell_format_size(dk->vb->bdev.nr_blocks * dk->vb->bdev.block_size, size, sizeof(size));
+	plat_printf("thinbox: disk %02x:%02x.%x: %" PRIu64 " blocks of %u (%s)%s\n", d->bus, d->dev,
+		    d->fn, dk->vb->bdev.nr_blocks, dk->vb->bdev.block_size, size,
+		    dk->vb->bdev.read_only ? ", read-only" : "");
+}
+
+static void probe_nic(const struct pci_dev *d)
+{
+	if (nic_vp) {
+		plat_printf("thinbox: nic %02x:%02x.%x: ignored, one NIC is driven\n", d->bus,
+			    d->dev, d->fn);
+		return;
+	}
+	nic_vp = calloc(1, sizeof(*nic_vp));
+	if (!nic_vp) {
+		nic_rc = -ENOMEM;
+		return;
+	}
+	nic_rc = vpci_init(nic_vp, d, vpci_flags_for(d));
+	if (!nic_rc)
+		nic_rc = vnet_create(&nic_vp->vdev, &nic);
+	if (nic_rc) {
+		plat_printf("thinbox: nic %02x:%02x.%x: virtio-net did not start (%d)\n", d->bus,
+			    d->dev, d->fn, nic_rc);
+		return;
+	}
+	plat_printf("thinbox: nic %02x:%02x.%x: mac %02x:%02x:%02x:%02x:%02x:%02x link %s\n",
+		    d->bus, d->dev, d->fn, nic->mac[0], nic->mac[1], nic->mac[2], nic->mac[3],
+		    nic->mac[4], nic->mac[5], nic->link_up ? "up" : "down");
+}
+
+static void role_msg(void *ctx, const char *line)
+{
+	(void)ctx;
+	plat_printf("thinbox: WARNING: %s\n", line);
+}
+
+int devices_probe(void)
+{
+	struct disk_candidate cand[MAX_DISKS];
+	struct disk_roles_cfg cfg = { 0 };
+	const struct pci_dev *d;
+	int missing;
+
+	disks = calloc(MAX_DISKS, sizeof(*disks));
+	if (!disks)
+		plat_panic("no memory for the disk table");
+	test_clear_bus_master();
+	for (unsigned i = 0; (d = pci_get(i)) != NULL; i++) {
+		if (d->vendor != PCI_VENDOR_VIRTIO)
+			continue;
+		if (d->device == VIRTIO_PCI_DEVICE_BLK) {
+			if (ndisks < MAX_DISKS)
+				probe_disk(d);
+			else
+				plat_printf(
+				    "thinbox: disk %02x:%02x.%x: ignored, more than %d disks\n",
+				    d->bus, d->dev, d->fn, MAX_DISKS);
+		} else if (d->device == VIRTIO_PCI_DEVICE_NET) {
+			probe_nic(d);
+		}
+	}
+	if (!nic_vp)
+		plat_printf("thinbox: WARNING: no virtio-net device; no network\n");
+
+	for (unsigned i = 0; i < ndisks; i++) {
+		cand[i].bus = disks[i].pci->bus;
+		cand[i].dev = disks[i].pci->dev;
+		cand[i].fn = disks[i].pci->fn;
+		cand[i].usable = disks[i].vb != NULL;
+		cand[i].bytes =
+		    disks[i].vb ? disks[i].vb->bdev.nr_blocks * disks[i].vb->bdev.block_size : 0;
+	}
+	cfg.meta_addr = bootcfg_get("meta-disk");
+	cfg.data_addr = bootcfg_get("data-disk");
+	missing = disk_roles_assign(cand, ndisks, &cfg, &meta_idx, &data_idx, role_msg, NULL);
+	for (unsigned i = 0; i < ndisks; i++)
+		disks[i].role = cand[i].role;
+	if (meta_idx >= 0 && data_idx >= 0)
+		plat_printf("thinbox: disks: metadata %s, data %s\n", disks[meta_idx].vp.vdev.name,
+			    disks[data_idx].vp.vdev.name);
+	else
+		plat_printf("thinbox: WARNING: %d disk role(s) empty; the pool cannot start "
+			    "(see `disks`)\n",
+			    missing);
+	return missing;
+}
+
+struct blkdev *devices_meta_disk(void)
+{
+	return meta_idx >= 0 ? &disks[meta_idx].vb->bdev : NULL;
+}
+
+struct blkdev *devices_data_disk(void)
+{
+	return data_idx >= 0 ? &disks[data_idx].vb->bdev : NULL;
+}
+
+struct blkdev *devices_disk(unsigned idx)
+{
+	for (unsigned i = 0; i < ndisks; i++)
+		if (disks[i].vb && idx-- == 0)
+			return &disks[i].vb->bdev;
+	return NULL;
+}
+
+struct vnet *devices_nic(void)
+{
+	return nic;
+}
+
+void devices_set_rx_handler(void (*fn)(void *ctx, const void *frame, size_t len, unsigned flags),
+			    void *ctx)
+{
+	rx_handler = fn;
+	rx_ctx = ctx;
+}
+
+/* ---- Polling -------------------------------------------------------------------------------- */
+
+static void drop_frame(void *ctx, const void *frame, size_t len, unsigned flags)
+{
+	(void)ctx;
+	(void)frame;
+	(void)len;
+	(void)flags;
+	rx_dropped_no_handler++;
+}
+
+void devices_poll(void)
+{
+	for (unsigned i = 0; i < ndisks; i++)
+		if (disks[i].vb && disks[i].vb->inflight)
+			vblk_poll(disks[i].vb);
+	if (nic && !nic->dead) {
+		vnet_poll(nic);
+		vnet_rx_poll(nic, rx_handler ? rx_handler : drop_frame, rx_ctx, 32);
+	}
+}
+
+/* ---- Shell ---------------------------------------------------------------------------------- */
+
+static int cmd_disks(struct shell *sh, int argc, char **argv)
+{
+	(void)argv;
+	if (argc != 1)
+		return shell_usage(sh, "disks");
+	if (ndisks == 0)
+		shell_puts(sh, "no virtio-blk devices\n");
+	for (unsigned i = 0; i < ndisks; i++) {
+		struct disk *dk = &disks[i];
+		char size[32], feat[160];
+		uint64_t bytes;
+
+		if (!dk->vb) {
+			shell_printf(sh, "%s  not started (error %d)\n", dk->vp.vdev.name, dk->rc);
+			continue;
+		}
+		bytes = dk->vb->bdev.nr_blocks * dk->vb->bdev.block_size;
+		shell_format_size(bytes, size, sizeof(size));
+		vblk_features_str(dk->vb, feat, sizeof(feat));
+		shell_printf(sh,
+			     "%s  %" PRIu64 " bytes (%s)  block %u  role %s%s\n"
+			     "         features: %s\n"
+			     "         queue %u, in flight %u (max %u), reads %" PRIu64
+			     ", writes %" PRIu64 ", errors %" PRIu64 "\n",
+			     dk->vp.vdev.name, bytes, size, dk->vb->bdev.block_size,
+			     disk_role_name(dk->role), dk->vb->dead ? "  DEAD" : "", feat,
+			     dk->vb->vq.size, dk->vb->inflight, dk->vb->stats.max_inflight,
+			     dk->vb->stats.reads, dk->vb->stats.writes, dk->vb->stats.errors);
+	}
+	if (meta_idx < 0 || data_idx < 0)
+		shell_printf(sh,
+			     "roles: metadata %s, data %s (expected at %s and %s, or set "
+			     "opt/thinbox/meta-disk, data-disk)\n",
+			     meta_idx >= 0 ? disks[meta_idx].vp.vdev.name : "MISSING",
+			     data_idx >= 0 ? disks[data_idx].vp.vdev.name : "MISSING",
+			     DISK_META_DEFAULT, DISK_DATA_DEFAULT);
+	return 0;
+}
+
+static int cmd_nic(struct shell *sh, int argc, char **argv)
+{
+	const struct vnet_stats *st;
+	char feat[128];
+
+	(void)argv;
+	if (argc != 1)
+		return shell_usage(sh, "nic");
+	if (!nic) {
+		shell_printf(sh, "no virtio-net device (%d)\n", nic_rc);
+		return 0;
+	}
+	st = &nic->stats;
+	vnet_features_str(nic, feat, sizeof(feat));
+	shell_printf(sh,
+		     "%s  mac %02x:%02x:%02x:%02x:%02x:%02x  link %s  mtu %u%s\n"
+		     "         features: %s\n"
+		     "         rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64
+		     " malformed, %" PRIu64 " unclaimed\n"
+		     "         tx %" PRIu64 " packets %" PRIu64 " bytes, busy %" PRIu64
+		     ", sw checksums %" PRIu64 "\n",
+		     nic->vdev->name, nic->mac[0], nic->mac[1], nic->mac[2], nic->mac[3],
+		     nic->mac[4], nic->mac[5], nic->link_up ? "up" : "down", nic->mtu,
+		     nic->dead ? "  DEAD" : "", feat, st->rx_packets, st->rx_bytes, st->rx_dropped,
+		     rx_dropped_no_handler, st->tx_packets, st->tx_bytes, st->tx_busy,
+		     st->tx_csum_sw);
+	return 0;
+}
+
+static const struct shell_cmd device_cmds[] = {
+	{ "disks", "", "list virtio-blk disks: address, capacity, features, role", cmd_disks },
+	{ "nic", "", "show the virtio-net device: MAC, link, counters", cmd_nic },
+};
+
+static struct shell_cmd_table device_table = { device_cmds, ARRAY_SIZE(device_cmds), NULL };
+
+void devices_shell_init(struct shell *sh)
+{
+	shell_add_commands(sh, &device_table);
+	if (bootcfg_get("test-selftest"))
+		virtio_selftest_init(sh);
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The firmware's virtio devices: probed after the PCI scan, disk roles decided (by slot or
+ * configuration, drivers/virtio-blk/roles.h), polled from the main loop, and shown by the
+ * shell's `disks` and `nic` commands. What the rest of the firmware (the pool, the lwIP
+ * netif) needs from here is the metadata and data disks and the NIC.
+ */
+#ifndef BOOT_DEVICES_H
+#define BOOT_DEVICES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct blkdev;
+struct shell;
+struct vnet;
+
+/*
+ * Start every virtio-blk and virtio-net function pci_scan() found and assign the disk roles.
+ * Problems (a missing or undersized disk, a device that does not start) are printed as
+ * "thinbox: ..." lines; the firmware carries on without that device. Returns the number of
+ * disk roles left empty (0 when both disks are there).
+ */
+int devices_probe(void);
+/* Register `disks` and `nic` (and, with the test switch, the self-test commands). */
+void devices_shell_init(struct shell *sh);
+/* Poll the drivers once: block completions, transmit reclaim, link, received frames. */
+void devices_poll(void);
+
+/* The disks by role (NULL when the role is empty) and the NIC (NULL when none started). */
+struct blkdev *devices_meta_disk(void);
+struct blkdev *devices_data_disk(void);
+struct vnet *devices_nic(void);
+
+/*
+ * Who receives frames: the lwIP netif glue sets this. Without a handler, devices_poll()
+ * drops received frames so the receive ring keeps moving (counted in the NIC's stats).
+ */
+void devices_set_rx_handler(void (*fn)(void *ctx, const void *frame, size_t len, unsigned flags),
+			    void *ctx);
+
+/* ---- For the test-only commands (boot/virtio_selftest.c) ---------------------------------- */
+
+/* The @idx'th virtio-blk device that started (any role), or NULL past the last. */
+struct blkdev *devices_disk(unsigned idx);
+/* Register the test-only commands `vselftest` and `vbench` (boot/virtio_selftest.c). */
+void virtio_selftest_init(struct shell *sh);
+
+#endif

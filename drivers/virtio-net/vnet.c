@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * virtio-net (virtio 1.1 §5.1): queue 0 receives, queue 1 transmits; no control queue, no
+ * merged buffers, no segmentation offload. Every buffer is VNET_BUF_SIZE bytes of DMA memory
+ * holding the 12-byte header and the frame in one descriptor (VERSION_1 allows any layout,
+ * §5.1.6.2), so receive buffers are recycled in place and transmit is one copy.
+ */
+#include "drivers/virtio-net/vnet.h"
+
+#include "core/base/plat.h"
+#include "core/base/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VNET_RXQ 0
+#define VNET_TXQ 1
+
+/* ---- Checksums ---------------------------------------------------------------------------- */
+
+int vnet_csum_finish(uint8_t *frame, size_t len, uint16_t start, uint16_t offset)
+{
+	uint32_t sum = 0;
+	size_t i;
+	uint16_t folded;
+
+	if ((size_t)start + offset + 2 > len)
+		return -EINVAL;
+	/* One's-complement sum of big-endian 16-bit words, the field's partial sum included. */
+	for (i = start; i + 1 < len; i += 2)
+		sum += (uint32_t)frame[i] << 8 | frame[i + 1];
+	if (i < len)
+		sum += (uint32_t)frame[i] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	folded = (uint16_t)~sum;
+	/* RFC 768: a UDP checksum computed as 0 is sent as all ones. */
+	if (folded == 0)
+		folded = 0xffff;
+	frame[start + offset] = (uint8_t)(folded >> 8);
+	frame[start + offset + 1] = (uint8_t)folded;
+	return 0;
+}
+
+/* ---- Receive --------------------------------------------------------------------------------- */
+
+static uint8_t *rx_buf(struct vnet *vn, unsigned i)
+{
+	return vn->rx_bufs + (size_t)i * VNET_BUF_SIZE;
+}
+
+/* Give receive buffer @buf (back) to the device: one device-writable descriptor. */
+static int vnet_rx_post(struct vnet *vn, uint8_t *buf)
+{
+	struct vq_buf b = { vn->rx_bus + (uint64_t)(buf - vn->rx_bufs), VNET_BUF_SIZE };
+
+	return vq_add(&vn->rxq, &b, 0, 1, buf);
+}
+
+int vnet_rx_poll(struct vnet *vn, vnet_rx_fn cb, void *ctx, unsigned budget)
+{
+	unsigned n = 0, reposted = 0;
+	uint32_t len;
+	void *tok;
+	int rc = 0;
+
+	if (vn->dead)
+		return -EIO;
+	while (n < budget && (rc = vq_get_used(&vn->rxq, &tok, &len)) == 0) {
+		uint8_t *buf = tok;
+		/*
+		 * vq_get_used() put a read barrier between seeing the used entry and this point, and
+		 * the device wrote the frame before publishing that entry: the bytes are complete.
+		 */
+		struct virtio_net_hdr *h = (struct virtio_net_hdr *)buf;
+		uint8_t *frame = buf + sizeof(*h);
+		size_t flen = len - sizeof(*h);
+		unsigned flags = 0;
+
+		if (len < sizeof(*h) + 14 || len > VNET_BUF_SIZE) {
+			vn->stats.rx_dropped++;
+		} else {
+			if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+				/* Partial sum from a local sender: finish it so the frame is ordinary. */
+				if (!vnet_csum_finish(frame, flen, le16_to_cpu(h->csum_start),
+						      le16_to_cpu(h->csum_offset)))
+					flags |= VNET_RX_CSUM_OK;
+			} else if (h->flags & VIRTIO_NET_HDR_F_DATA_VALID) {
+				flags |= VNET_RX_CSUM_OK;
+			}
+			vn->stats.rx_packets++;
+			vn->stats.rx_bytes += flen;
+			cb(ctx, frame, flen, flags);
+		}
+		n++;
+		/* Straight back to the device: the ring never runs dry while we are polled. */
+		if (vnet_rx_post(vn, buf) == 0)
+			reposted++;
+	}
+	if (reposted)
+		vq_kick(&vn->rxq);
+	if (rc == -EIO) {
+		plat_printf("%s: device broke the receive ring; stopping it\n", vn->name);
+		vn->dead = true;
+		virtio_stop(vn->vdev);
+		return -EIO;
+	}
+	return (int)n;
+}
+
+/* ---- Transmit --------------------------------------------------------------------------------- */
+
+static int vnet_tx_reclaim(struct vnet *vn)
+{
+	void *tok;
+	int rc;
+
+	while ((rc = vq_get_used(&vn->txq, &tok, NULL)) == 0) {
+		uint8_t *buf = tok;
+
+		vn->tx_free[vn->tx_nfree++] = (uint16_t)((buf - vn->tx_bufs) / VNET_BUF_SIZE);
+	}
+	if (rc == -EIO) {
+		plat_printf("%s: device broke the transmit ring; stopping it\n", vn->name);
+		vn->dead = true;
+		virtio_stop(vn->vdev);
+		return -EIO;
+	}
+	return 0;
+}
+
+int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
+		  const struct vnet_csum *csum)
+{
+	struct virtio_net_hdr *h;
+	struct vq_buf b;
+	size_t len = 0;
+	uint8_t *buf, *p;
+	unsigned idx;
+	int rc;
+
+	if (vn->dead)
+		return -EIO;
+	for (unsigned i = 0; i < n; i++)
+		len += frags[i].len;
+	if (len > VNET_MAX_FRAME)
+		return -EMSGSIZE;
+	if (csum && (size_t)csum->start + csum->offset + 2 > len)
+		return -EINVAL;
+	if (!vn->tx_nfree) {
+		rc = vnet_tx_reclaim(vn);
+		if (rc)
+			return rc;
+		if (!vn->tx_nfree) {
+			vn->stats.tx_busy++;
+			return -EAGAIN;
+		}
+	}
+	idx = vn->tx_free[--vn->tx_nfree];
+	buf = vn->tx_bufs + (size_t)idx * VNET_BUF_SIZE;
+	h = (struct virtio_net_hdr *)buf;
+	memset(h, 0, sizeof(*h));
+	p = buf + sizeof(*h);
+	for (unsigned i = 0; i < n; i++) {
+		memcpy(p, frags[i].data, frags[i].len);
+		p += frags[i].len;
+	}
+	if (csum) {
+		if (virtio_has(vn->vdev, VIRTIO_NET_F_CSUM)) {
+			h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+			h->csum_start = cpu_to_le16(csum->start);
+			h->csum_offset = cpu_to_le16(csum->offset);
+		} else {
+			vnet_csum_finish(buf + sizeof(*h), len, csum->start, csum->offset);
+			vn->stats.tx_csum_sw++;
+		}
+	}
+	h->gso_type = VIRTIO_NET_HDR_GSO_NONE;
+
+	b.addr = vn->tx_bus + (uint64_t)idx * VNET_BUF_SIZE;
+	b.len = (uint32_t)(sizeof(*h) + len);
+	/* vq_add's barrier orders the copy above before the device can see the buffer. */
+	rc = vq_add(&vn->txq, &b, 1, 0, buf);
+	if (rc) {
+		vn->tx_free[vn->tx_nfree++] = (uint16_t)idx;
+		vn->stats.tx_busy++;
+		return rc;
+	}
+	vq_kick(&vn->txq);
+	vn->stats.tx_packets++;
+	vn->stats.tx_bytes += len;
+	return 0;
+}
+
+/* ---- Link, poll -------------------------------------------------------------------------------- */
+
+static void vnet_read_link(struct vnet *vn)
+{
+	le16 status;
+	bool up = true; /* §5.1.4: without STATUS the link is assumed up */
+
+	if (virtio_has(vn->vdev, VIRTIO_NET_F_STATUS) &&
+	    vn->vdev->ops->read_config(vn->vdev, offsetof(struct virtio_net_config, status),
+				       &status, sizeof(status)) == 0)
+		up = (le16_to_cpu(status) & VIRTIO_NET_S_LINK_UP) != 0;
+	if (up != vn->link_up) {
+		vn->stats.link_changes++;
+		vn->link_up = up;
+	}
+}
+
+int vnet_poll(struct vnet *vn)
+{
+	uint64_t now;
+
+	if (vn->dead)
+		return -EIO;
+	now = plat_now_ns();
+	/* A config read is a trap to the hypervisor: the link is looked at a few times a second. */
+	if (now >= vn->next_link_check) {
+		vnet_read_link(vn);
+		vn->next_link_check = now + VNET_LINK_POLL_NS;
+	}
+	return vnet_tx_reclaim(vn);
+}
+
+/* ---- Probe and teardown ---------------------------------------------------------------------- */
+
+static void vnet_free(struct vnet *vn)
+{
+	if (vn->rx_bufs)
+		plat_dma_free(vn->rx_bufs, vn->rx_pages);
+	if (vn->tx_bufs)
+		plat_dma_free(vn->tx_bufs, vn->tx_pages);
+	free(vn->tx_free);
+	vq_fini(&vn->rxq);
+	vq_fini(&vn->txq);
+	free(vn);
+}
+
+static int vnet_alloc_bufs(unsigned count, uint8_t **va, uint64_t *bus, size_t *pages)
+{
+	void *p;
+	int rc;
+
+	*pages = ((size_t)count * VNET_BUF_SIZE + PLAT_PAGE_SIZE - 1) / PLAT_PAGE_SIZE;
+	rc = plat_dma_alloc(*pages, &p, bus);
+	if (rc)
+		return rc;
+	*va = p;
+	return 0;
+}
+
+int vnet_create(struct virtio_dev *vdev, struct vnet **out)
+{
+	uint64_t want = VIRTIO_BIT(VIRTIO_NET_F_CSUM) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) |
+			VIRTIO_BIT(VIRTIO_NET_F_MAC) | VIRTIO_BIT(VIRTIO_NET_F_STATUS) |
+			VIRTIO_BIT(VIRTIO_NET_F_MTU);
+	struct virtio_net_config cfg;
+	struct vnet *vn;
+	int rc;
+
+	vn = calloc(1, sizeof(*vn));
+	if (!vn)
+		return -ENOMEM;
+	vn->vdev = vdev;
+	snprintf(vn->name, sizeof(vn->name), "vnet %s", vdev->name);
+
+	rc = virtio_negotiate(vdev, want);
+	if (rc)
+		goto err_negotiate;
+	memset(&cfg, 0, sizeof(cfg));
+	if (virtio_has(vdev, VIRTIO_NET_F_MAC)) {
+		rc = vdev->ops->read_config(vdev, 0, cfg.mac, sizeof(cfg.mac));
+		if (rc)
+			goto err_setup;
+		memcpy(vn->mac, cfg.mac, 6);
+	} else {
+		/* §5.1.5: without MAC the driver picks one; a fixed locally administered one. */
+		static const uint8_t local[6] = { 0x02, 0x74, 0x68, 0x62, 0x6f, 0x78 };
+
+		memcpy(vn->mac, local, 6);
+	}
+	vn->mtu = 1500;
+	if (virtio_has(vdev, VIRTIO_NET_F_MTU) &&
+	    vdev->ops->read_config(vdev, offsetof(struct virtio_net_config, mtu), &cfg.mtu, 2) ==
+		0 &&
+	    le16_to_cpu(cfg.mtu) >= 68 && le16_to_cpu(cfg.mtu) <= VNET_MAX_FRAME - 18)
+		vn->mtu = le16_to_cpu(cfg.mtu);
+
+	rc = virtio_setup_queue(vdev, &vn->rxq, VNET_RXQ, VNET_QUEUE_SIZE, 0);
+	if (rc)
+		goto err_setup;
+	rc = virtio_setup_queue(vdev, &vn->txq, VNET_TXQ, VNET_QUEUE_SIZE, 0);
+	if (rc)
+		goto err_setup;
+	rc = vnet_alloc_bufs(vn->rxq.size, &vn->rx_bufs, &vn->rx_bus, &vn->rx_pages);
+	if (rc)
+		goto err_setup;
+	rc = vnet_alloc_bufs(vn->txq.size, &vn->tx_bufs, &vn->tx_bus, &vn->tx_pages);
+	if (rc)
+		goto err_setup;
+	vn->tx_free = calloc(vn->txq.size, sizeof(*vn->tx_free));
+	if (!vn->tx_free) {
+		rc = -ENOMEM;
+		goto err_setup;
+	}
+	for (unsigned i = 0; i < vn->txq.size; i++)
+		vn->tx_free[vn->tx_nfree++] = (uint16_t)(vn->txq.size - 1 - i);
+	/* §5.1.6.3: receive buffers may be added before DRIVER_OK; fill the whole ring. */
+	for (unsigned i = 0; i < vn->rxq.size; i++)
+		vnet_rx_post(vn, rx_buf(vn, i));
+	virtio_ready(vdev);
+	vq_kick(&vn->rxq);
+	vn->link_up = false;
+	vnet_read_link(vn);
+	vn->stats.link_changes = 0;
+	vn->next_link_check = plat_now_ns() + VNET_LINK_POLL_NS;
+	*out = vn;
+	return 0;
+
+err_setup:
+	virtio_fail(vdev);
+	virtio_stop(vdev);
+err_negotiate:
+	plat_printf("%s: not usable (%d)\n", vn->name, rc);
+	vnet_free(vn);
+	return rc;
+}
+
+void vnet_destroy(struct vnet *vn)
+{
+	if (!vn)
+		return;
+	/* Stop DMA before freeing the buffers the device may still write. */
+	if (virtio_stop(vn->vdev)) {
+		plat_printf("%s: reset failed; keeping its memory\n", vn->name);
+		return;
+	}
+	vnet_free(vn);
+}
+
+void vnet_features_str(const struct vnet *vn, char *buf, unsigned len)
+{
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} names[] = {
+		{ VIRTIO_NET_F_MAC, "mac" },   { VIRTIO_NET_F_STATUS, "status" },
+		{ VIRTIO_NET_F_CSUM, "csum" }, { VIRTIO_NET_F_GUEST_CSUM, "guest-csum" },
+		{ VIRTIO_NET_F_MTU, "mtu" },   { VIRTIO_F_ACCESS_PLATFORM, "access-platform" },
+	};
+	size_t used = 0;
+
+	if (len)
+		buf[0] = 0;
+	for (unsigned i = 0; i < ARRAY_SIZE(names); i++) {
+		int n;
+
+		if (!virtio_has(vn->vdev, names[i].bit))
+			continue;
+		n = snprintf(buf + used, len - used, "%s%s", used ? " " : "", names[i].name);
+		if (n < 0 || (size_t)n >= len - used)
+			return;
+		used += (size_t)n;
+	}
+}

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Virtio modern PCI transport (virtio 1.1 §4.1). QEMU 7.2 with disable-legacy=on puts all
+ * four structures in the 64-bit prefetchable BAR4 (common 0x0, ISR 0x1000, device 0x2000,
+ * notify 0x3000, multiplier 4), but nothing here assumes that layout: the capability list
+ * says where each structure is.
+ */
+#include "drivers/virtio/virtio_pci.h"
+#include "drivers/virtio/mmio.h"
+#include "drivers/virtio/virtqueue.h"
+
+#include "boot/pci.h"
+#include "core/base/plat.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define VPCI_RESET_TIMEOUT_NS (1000ull * 1000 * 1000) /* 1 s; QEMU resets at once */
+#define VPCI_CONFIG_GEN_TRIES 100
+#define COMMON(field)	      offsetof(struct virtio_pci_common_cfg, field)
+
+static const struct virtio_transport_ops vpci_ops;
+
+static struct vpci_dev *to_vpci(struct virtio_dev *vdev)
+{
+	return (struct vpci_dev *)vdev;
+}
+
+/* ---- Capability walk ------------------------------------------------------------------ */
+
+/*
+ * Address of the structure described by the capability at @cap, after checking that it lies
+ * inside an assigned memory BAR. 0 with the address and length set, or -ENODEV.
+ */
+static int vpci_map_cap(struct vpci_dev *vp, uint8_t cap, uint32_t min_len, uint64_t *addr,
+			uint32_t *len)
+{
+	const struct pci_dev *d = vp->pci;
+	uint8_t bar = pci_read_config8(d, cap + offsetof(struct virtio_pci_cap, bar));
+	uint32_t off = pci_read_config32(d, cap + offsetof(struct virtio_pci_cap, offset));
+	uint32_t length = pci_read_config32(d, cap + offsetof(struct virtio_pci_cap, length));
+	uint64_t base, size;
+
+	if (bar > 5 || d->bar[bar].is_io)
+		return -ENODEV; /* an I/O BAR would need port accessors; QEMU never offers one */
+	if (pci_bar_addr(d, bar, &base, &size))
+		return -ENODEV;
+	if (length < min_len || off > size || length > size - off)
+		return -ENODEV;
+	*addr = base + off;
+	*len = length;
+	return 0;
+}
+
+int vpci_init(struct vpci_dev *vp, const struct pci_dev *pci, unsigned flags)
+{
+	bool have_common = false, have_notify = false, have_isr = false, have_device = false;
+	uint32_t unused;
+	uint8_t cap = 0;
+	unsigned caps = 0;
+
+	memset(vp, 0, sizeof(*vp));
+	vp->vdev.ops = &vpci_ops;
+	vp->pci = pci;
+	snprintf(vp->vdev.name, sizeof(vp->vdev.name), "%02x:%02x.%x", pci->bus, pci->dev, pci->fn);
+
+	/*
+	 * Memory decoding for the BARs, and bus mastering so the device may DMA into our rings.
+	 * OVMF left both on, but QEMU only enforces bus mastering with iommu_platform=on, so a
+	 * driver that forgot it would work by accident; the iommu_platform test catches that.
+	 */
+	pci_enable(pci, (flags & VPCI_TEST_NO_BUS_MASTER)
+			    ? PCI_COMMAND_MEMORY
+			    : PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+
+	/* The first capability of each type wins (§4.1.4: "SHOULD use the first instance"). */
+	while ((cap = pci_find_cap(pci, PCI_CAP_ID_VNDR, cap)) != 0 && caps++ < 48) {
+		uint8_t type =
+		    pci_read_config8(pci, cap + offsetof(struct virtio_pci_cap, cfg_type));
+
+		switch (type) {
+		case VIRTIO_PCI_CAP_COMMON_CFG:
+			if (!have_common)
+				have_common =
+				    !vpci_map_cap(vp, cap, sizeof(struct virtio_pci_common_cfg),
+						  &vp->common, &unused);
+			break;
+		case VIRTIO_PCI_CAP_NOTIFY_CFG:
+			if (!have_notify &&
+			    !vpci_map_cap(vp, cap, 2, &vp->notify, &vp->notify_len)) {
+				vp->notify_mult = pci_read_config32(
+				    pci, cap + offsetof(struct virtio_pci_notify_cap,
+							notify_off_multiplier));
+				have_notify = true;
+			}
+			break;
+		case VIRTIO_PCI_CAP_ISR_CFG:
+			if (!have_isr)
+				have_isr = !vpci_map_cap(vp, cap, 1, &vp->isr, &unused);
+			break;
+		case VIRTIO_PCI_CAP_DEVICE_CFG:
+			/* Optional by the spec (a device may have no config); length 0 then. */
+			if (!have_device)
+				have_device =
+				    !vpci_map_cap(vp, cap, 0, &vp->device, &vp->device_len);
+			break;
+		default:
+			break; /* PCI_CFG access window, shared memory: not used */
+		}
+	}
+	if (!have_common || !have_notify || !have_isr) {
+		plat_printf("virtio %s: missing capability (common %d notify %d isr %d)\n",
+			    vp->vdev.name, have_common, have_notify, have_isr);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+uint8_t vpci_read_isr(struct vpci_dev *vp)
+{
+	return mmio_read8(vp->isr);
+}
+
+/* ---- struct virtio_transport_ops -------------------------------------------------------- */
+
+static uint8_t vpci_get_status(struct virtio_dev *vdev)
+{
+	return mmio_read8(to_vpci(vdev)->common + COMMON(device_status));
+}
+
+static void vpci_set_status(struct virtio_dev *vdev, uint8_t status)
+{
+	mmio_write8(to_vpci(vdev)->common + COMMON(device_status), status);
+}
+
+static int vpci_reset(struct virtio_dev *vdev)
+{
+	uint64_t deadline = plat_now_ns() + VPCI_RESET_TIMEOUT_NS;
+
+	vpci_set_status(vdev, 0);
+	/* §4.1.4.3.2: the reset is done only when device_status reads back 0. */
+	while (vpci_get_status(vdev) != 0) {
+		if (plat_now_ns() > deadline)
+			return -ETIMEDOUT;
+		plat_udelay(10);
+	}
+	return 0;
+}
+
+static uint64_t vpci_get_features(struct virtio_dev *vdev)
+{
+	uint64_t c = to_vpci(vdev)->common;
+	uint64_t f;
+
+	mmio_write32(c + COMMON(device_feature_select), 0);
+	f = mmio_read32(c + COMMON(device_feature));
+	mmio_write32(c + COMMON(device_feature_select), 1);
+	f |= (uint64_t)mmio_read32(c + COMMON(device_feature)) << 32;
+	return f;
+}
+
+static void vpci_set_features(struct virtio_dev *vdev, uint64_t features)
+{
+	uint64_t c = to_vpci(vdev)->common;
+
+	mmio_write32(c + COMMON(driver_feature_select), 0);
+	mmio_write32(c + COMMON(driver_feature), (uint32_t)features);
+	mmio_write32(c + COMMON(driver_feature_select), 1);
+	mmio_write32(c + COMMON(driver_feature), (uint32_t)(features >> 32));
+}
+
+static int vpci_read_config(struct virtio_dev *vdev, unsigned off, void *buf, unsigned len)
+{
+	struct vpci_dev *vp = to_vpci(vdev);
+	uint64_t c = vp->common;
+	uint8_t *out = buf;
+
+	if (off > vp->device_len || len > vp->device_len - off)
+		return -EINVAL;
+	/*
+	 * A field wider than 32 bits, or several fields, may change under us; the generation
+	 * counter tells us to read again (§4.1.4.3.1). Fields are read with the natural width of
+	 * their alignment, since some devices only decode aligned accesses.
+	 */
+	for (unsigned tries = 0; tries < VPCI_CONFIG_GEN_TRIES; tries++) {
+		uint8_t gen = mmio_read8(c + COMMON(config_generation));
+		unsigned i = 0;
+
+		while (i < len) {
+			uint64_t a = vp->device + off + i;
+
+			if (len - i >= 4 && !(a & 3)) {
+				uint32_t v = cpu_to_le32(mmio_read32(a));
+
+				memcpy(out + i, &v, 4);
+				i += 4;
+			} else if (len - i >= 2 && !(a & 1)) {
+				uint16_t v = cpu_to_le16(mmio_read16(a));
+
+				memcpy(out + i, &v, 2);
+				i += 2;
+			} else {
+				out[i] = mmio_read8(a);
+				i++;
+			}
+		}
+		if (mmio_read8(c + COMMON(config_generation)) == gen)
+			return 0;
+	}
+	return -ETIMEDOUT;
+}
+
+static unsigned vpci_num_queues(struct virtio_dev *vdev)
+{
+	return mmio_read16(to_vpci(vdev)->common + COMMON(num_queues));
+}
+
+static uint16_t vpci_queue_max_size(struct virtio_dev *vdev, uint16_t index)
+{
+	uint64_t c = to_vpci(vdev)->common;
+
+	if (index >= vpci_num_queues(vdev))
+		return 0;
+	mmio_write16(c + COMMON(queue_select), index);
+	return mmio_read16(c + COMMON(queue_size));
+}
+
+/* The doorbell: the queue's index written to its notify address (§4.1.4.4). */
+static void vpci_notify_vq(struct vq *vq)
+{
+	/*
+	 * vq_kick() fenced our ring stores before calling us; the MMIO store below is a volatile
+	 * store issued after them, and x86 does not reorder stores, so the device sees the new
+	 * avail->idx by the time it handles the doorbell.
+	 */
+	mmio_write16((uint64_t)(uintptr_t)vq->notify_addr, vq->index);
+}
+
+static int vpci_enable_queue(struct virtio_dev *vdev, struct vq *vq)
+{
+	struct vpci_dev *vp = to_vpci(vdev);
+	uint64_t c = vp->common;
+	uint64_t off;
+
+	mmio_write16(c + COMMON(queue_select), vq->index);
+	if (mmio_read16(c + COMMON(queue_enable)))
+		return -EBUSY; /* still enabled: the reset did not happen */
+	off = (uint64_t)mmio_read16(c + COMMON(queue_notify_off)) * vp->notify_mult;
+	if (off + 2 > vp->notify_len)
+		return -ENODEV;
+	vq->notify_addr = vp->notify + off;
+	vq->notify = vpci_notify_vq;
+
+	mmio_write16(c + COMMON(queue_size), vq->size);
+	/* No MSI-X: we poll. 0xffff is VIRTIO_MSI_NO_VECTOR (§4.1.4.3). */
+	mmio_write16(c + COMMON(queue_msix_vector), 0xffff);
+	mmio_write64_split(c + COMMON(queue_desc), vq->desc_bus);
+	mmio_write64_split(c + COMMON(queue_driver), vq->avail_bus);
+	mmio_write64_split(c + COMMON(queue_device), vq->used_bus);
+	/*
+	 * The ring addresses are device registers, not shared memory, and volatile MMIO stores
+	 * reach the device in program order on x86 (uncached stores are not reordered), so the
+	 * enable below cannot overtake them. The rings themselves were zeroed by plat_dma_alloc
+	 * well before; the fence makes that ordering explicit for the compiler too.
+	 */
+	vq_wmb();
+	mmio_write16(c + COMMON(queue_enable), 1);
+	return 0;
+}
+
+static const struct virtio_transport_ops vpci_ops = {
+	.reset = vpci_reset,
+	.get_status = vpci_get_status,
+	.set_status = vpci_set_status,
+	.get_features = vpci_get_features,
+	.set_features = vpci_set_features,
+	.read_config = vpci_read_config,
+	.num_queues = vpci_num_queues,
+	.queue_max_size = vpci_queue_max_size,
+	.enable_queue = vpci_enable_queue,
+};
