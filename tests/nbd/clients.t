@@ -59,7 +59,7 @@ check ro-export-unchanged cmp "$tmp/ro.img" "$tmp/orig.img"
 # qemu-img over nbd://
 check qemu-img-convert-from timeout 60 qemu-img convert -f raw -O raw "$base/disk" "$tmp/q.img"
 check qemu-img-convert-from-data cmp "$tmp/q.img" "$img"
-check qemu-img-compare timeout 60 qemu-img compare -f raw -F raw "$tmp/orig.img" "$base/ro"
+check qemu-img-compare bash -c 'timeout 60 qemu-img compare -q -f raw -F raw "$1" "$2"' _ "$tmp/orig.img" "$base/ro"
 check qemu-img-convert-to timeout 60 qemu-img convert -n -f raw -O raw "$tmp/new.img" "$base/disk"
 check qemu-img-convert-to-data cmp "$tmp/new.img" "$img"
 cp "$tmp/orig.img" "$tmp/back.img"
