@@ -179,10 +179,17 @@ static uint32_t nbd_errno(int rc, uint16_t flags)
 
 /* ---- Output queue ------------------------------------------------------------------------ */
 
+static void req_free(struct nbd_req *r);
+
 /* Enter the closing state: stop reading; finish when nothing is in flight or queued. */
 static void conn_close(struct nbd_conn *c)
 {
 	c->state = CS_CLOSING;
+	/* A WRITE still receiving its payload can never run now: drop it (found by fuzzing). */
+	if (c->cur) {
+		req_free(c->cur);
+		c->cur = NULL;
+	}
 }
 
 static void out_append(struct nbd_conn *c, struct nbd_out *o)

@@ -775,3 +775,20 @@ TEST(option_cap_and_connection_cap)
 	nbd_conn_destroy(c2);
 	teardown(&t);
 }
+
+TEST(end_of_input_mid_write_finishes)
+{
+	uint8_t b[512];
+	struct t t;
+	size_t n;
+
+	/* Found by fuzzing: a WRITE cut short by end of input kept the connection open. */
+	setup(&t, false, 0, NULL);
+	n = put_handshake(b, "disk", false);
+	n += put_req(b + n, NBD_CMD_WRITE, 0, 1, 0, 512);
+	feed(&t, b, n + 100);
+	ok(!nbd_conn_finished(t.c));
+	nbd_conn_input_closed(t.c);
+	ok(nbd_conn_finished(t.c));
+	teardown(&t);
+}
