@@ -13,12 +13,12 @@ start_server --export disk="$tmp/disk.img"
 common=(--ioengine=nbd --uri="$base/disk" --numjobs=4 --iodepth=16 --size=64M
 	--offset_increment=64M --group_reporting --output-format=terse --terse-version=3)
 out=$(timeout 120 fio --name=write-verify "${common[@]}" --rw=randwrite --bs=4k:64k \
-	--verify=crc32c --verify_fatal=1 --do_verify=1 --io_size=16M 2>&1)
+	--verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 --io_size=16M 2>&1)
 rc=$?
 check fio-randwrite-verify-qd16-4conn [ $rc -eq 0 ]
 [ $rc -eq 0 ] || echo "$out" | tail -n 20
 out=$(timeout 120 fio --name=mixed-verify "${common[@]}" --rw=randrw --bs=4k \
-	--verify=crc32c --verify_fatal=1 --verify_backlog=64 --io_size=8M 2>&1)
+	--verify=crc32c --verify_fatal=1 --verify_backlog=64 --verify_state_save=0 --io_size=8M 2>&1)
 rc=$?
 check fio-randrw-verify-backlog [ $rc -eq 0 ]
 [ $rc -eq 0 ] || echo "$out" | tail -n 20
