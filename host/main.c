@@ -6,6 +6,9 @@
  *
  * It runs until `poweroff`, SIGINT or SIGTERM. At the end of its input it stops too, unless
  * it also serves network clients; then it keeps serving until told to stop.
+ *
+ * With --listen/--export it is an NBD server (net/nbd/ over host/nbd_sock.c) serving plain
+ * files; the main loop polls the console and the sockets together.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,18 +18,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "config/shell.h"
 #include "core/base/plat.h"
+#include "core/base/util.h"
 #include "core/base/version.h"
+#include "host/hostdev.h"
+#include "host/nbd_sock.h"
 #include "host/plat_host.h"
+#include "net/nbd/nbd_server.h"
+
+#define DEFAULT_LISTEN	"127.0.0.1:10809"
+#define MAX_EXPORT_ARGS 64
 
 struct options {
 	const char *meta_path;
 	const char *data_path;
 	bool serving; /* network clients are served: end of input does not stop us */
+	const char *listen;
+	const char *exports[MAX_EXPORT_ARGS]; /* NAME=FILE[,ro] */
+	unsigned nexports;
+};
+
+/* A file served over NBD: the device, and a second descriptor for SEEK_DATA/SEEK_HOLE. */
+struct file_export {
+	struct blkdev *dev;
+	int fd;
 };
 
 static struct termios saved_tio;
@@ -34,11 +54,18 @@ static bool tio_saved;
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: thinbox [--meta FILE] [--data FILE]\n"
-		   "  --meta FILE   the metadata disk (a file)\n"
-		   "  --data FILE   the data disk (a file)\n"
-		   "  --help        this text\n"
-		   "Runs the admin shell on this terminal until 'poweroff', SIGINT or SIGTERM.\n");
+	fprintf(
+	    f, "usage: thinbox [--meta FILE] [--data FILE] [--listen ADDR:PORT]\n"
+	       "               [--export NAME=FILE[,ro]]...\n"
+	       "  --meta FILE               the metadata disk (a file)\n"
+	       "  --data FILE               the data disk (a file)\n"
+	       "  --listen ADDR:PORT        serve NBD on this address (default " DEFAULT_LISTEN "\n"
+	       "                            when --export is given); port 0 picks a free port\n"
+	       "  --export NAME=FILE[,ro]   serve FILE as NBD export NAME (read-only with ,ro);\n"
+	       "                            repeatable, the first one is the default export\n"
+	       "  --help                    this text\n"
+	       "Runs the admin shell on this terminal until 'poweroff', SIGINT or SIGTERM.\n"
+	       "While serving NBD, the end of input does not stop it.\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -46,6 +73,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	static const struct option longopts[] = {
 		{ "meta", required_argument, NULL, 'm' },
 		{ "data", required_argument, NULL, 'd' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "export", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -60,6 +89,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'd':
 			o->data_path = optarg;
 			break;
+		case 'l':
+			o->listen = optarg;
+			break;
+		case 'e':
+			if (o->nexports == MAX_EXPORT_ARGS) {
+				fprintf(stderr, "thinbox: at most %d exports\n", MAX_EXPORT_ARGS);
+				return -EINVAL;
+			}
+			o->exports[o->nexports++] = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -72,6 +111,119 @@ static int parse_options(int argc, char **argv, struct options *o)
 		fprintf(stderr, "thinbox: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
 		return -EINVAL;
+	}
+	if (o->nexports && !o->listen)
+		o->listen = DEFAULT_LISTEN;
+	o->serving = o->listen != NULL;
+	return 0;
+}
+
+/* base:allocation for a file: its holes, from SEEK_DATA/SEEK_HOLE. */
+static int file_extents(void *ctx, uint64_t offset, uint64_t length, struct nbd_extent *ext,
+			unsigned max)
+{
+	struct file_export *fe = ctx;
+	uint64_t end = offset + length, pos = offset;
+	unsigned n = 0;
+
+	while (pos < end && n < max) {
+		off_t data = lseek(fe->fd, (off_t)pos, SEEK_DATA);
+		off_t next;
+
+		if (data < 0 && errno != ENXIO)
+			break;
+		if (data < 0 || (uint64_t)data >= end) {
+			/* A hole to the end of the range (ENXIO: no data after pos at all). */
+			ext[n++] =
+			    (struct nbd_extent){ end - pos, NBD_STATE_HOLE | NBD_STATE_ZERO };
+			pos = end;
+			break;
+		}
+		if ((uint64_t)data > pos) {
+			ext[n++] = (struct nbd_extent){ (uint64_t)data - pos,
+							NBD_STATE_HOLE | NBD_STATE_ZERO };
+			pos = (uint64_t)data;
+			continue;
+		}
+		next = lseek(fe->fd, (off_t)pos, SEEK_HOLE);
+		if (next < 0 || (uint64_t)next <= pos)
+			next = (off_t)end;
+		ext[n++] = (struct nbd_extent){ MIN((uint64_t)next, end) - pos, 0 };
+		pos = MIN((uint64_t)next, end);
+	}
+	if (!n) /* the file system cannot tell: report data, which is always safe */
+		ext[n++] = (struct nbd_extent){ length, 0 };
+	return (int)n;
+}
+
+static void file_release(void *ctx, struct blkdev *dev)
+{
+	struct file_export *fe = ctx;
+
+	blkdev_destroy(fe->dev);
+	close(fe->fd);
+	free(fe);
+}
+
+/* --export NAME=FILE[,ro] */
+static int add_file_export(struct nbd_server *srv, const char *arg)
+{
+	struct nbd_export_config cfg;
+	struct file_export *fe;
+	char name[NBD_MAX_NAME + 1], path[4096];
+	const char *eq = strchr(arg, '=');
+	size_t pl;
+	bool ro = false;
+	int rc;
+
+	if (!eq || eq == arg || (size_t)(eq - arg) > NBD_MAX_NAME) {
+		fprintf(stderr, "thinbox: --export wants NAME=FILE[,ro], not '%s'\n", arg);
+		return -EINVAL;
+	}
+	memcpy(name, arg, (size_t)(eq - arg));
+	name[eq - arg] = '\0';
+	pl = strlen(eq + 1);
+	if (pl >= 3 && !strcmp(eq + 1 + pl - 3, ",ro")) {
+		ro = true;
+		pl -= 3;
+	}
+	if (!pl || pl >= sizeof(path)) {
+		fprintf(stderr, "thinbox: --export %s: no file\n", arg);
+		return -EINVAL;
+	}
+	memcpy(path, eq + 1, pl);
+	path[pl] = '\0';
+	fe = calloc(1, sizeof(*fe));
+	if (!fe)
+		return -ENOMEM;
+	rc = filedisk_open(path, 512, false, 0, &fe->dev);
+	if (rc) {
+		fprintf(stderr, "thinbox: cannot serve '%s': %s\n", path,
+			rc == -EINVAL ? "empty or not a file" : strerror(-rc));
+		free(fe);
+		return rc;
+	}
+	fe->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fe->fd < 0) {
+		rc = -errno;
+		blkdev_destroy(fe->dev);
+		free(fe);
+		return rc;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.name = name;
+	cfg.description = path;
+	cfg.dev = fe->dev;
+	cfg.read_only = ro;
+	cfg.extents = file_extents;
+	cfg.release = file_release;
+	cfg.ctx = fe;
+	rc = nbd_server_add_export(srv, &cfg);
+	if (rc) {
+		fprintf(stderr, "thinbox: cannot add export '%s': %s\n", name,
+			rc == -EEXIST ? "name already used" : strerror(-rc));
+		file_release(fe, fe->dev);
+		return rc;
 	}
 	return 0;
 }
@@ -133,13 +285,42 @@ int main(int argc, char **argv)
 	struct options opt;
 	struct sigaction sa;
 	struct shell *sh;
+	struct nbd_server *srv = NULL;
+	struct nbd_sock *ns = NULL;
+	struct pollfd *fds;
 	bool input_open = true;
+	unsigned i, maxfds = 1;
 	int rc;
 
 	rc = parse_options(argc, argv, &opt);
 	if (rc)
 		return 2;
 	if (check_disk("metadata", opt.meta_path) || check_disk("data", opt.data_path))
+		return 1;
+
+	if (opt.serving) {
+		rc = nbd_server_create(NULL, &srv);
+		if (rc) {
+			fprintf(stderr, "thinbox: nbd: %s\n", strerror(-rc));
+			return 1;
+		}
+		for (i = 0; i < opt.nexports; i++) {
+			if (add_file_export(srv, opt.exports[i])) {
+				nbd_server_destroy(srv);
+				return 1;
+			}
+		}
+		rc = nbd_sock_listen(srv, opt.listen, &ns);
+		if (rc) {
+			fprintf(stderr, "thinbox: cannot listen on '%s': %s\n", opt.listen,
+				rc == -EINVAL ? "bad address (want ADDR:PORT)" : strerror(-rc));
+			nbd_server_destroy(srv);
+			return 1;
+		}
+		maxfds += nbd_sock_max_fds(ns);
+	}
+	fds = calloc(maxfds, sizeof(*fds));
+	if (!fds)
 		return 1;
 
 	memset(&sa, 0, sizeof(sa));
@@ -157,16 +338,28 @@ int main(int argc, char **argv)
 		return 1;
 	shell_init(sh, console_write, NULL);
 	plat_printf("%s %s (host build)\n", THINBOX_NAME, THINBOX_VERSION);
+	if (ns)
+		plat_printf("nbd: listening on %s\n", nbd_sock_address(ns));
 	shell_prompt(sh);
 
 	while (!plat_host_stop_requested() && !sh->stop) {
-		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
-		int c;
+		unsigned nfds = 0, nsock = 0;
+		int c, timeout = 100;
 
 		if (!input_open && !opt.serving)
 			break;
-		if (poll(&pfd, input_open ? 1 : 0, 100) < 0 && errno != EINTR)
+		if (input_open) {
+			fds[0] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
+			nfds = 1;
+		}
+		if (ns) {
+			nsock = nbd_sock_pollfds(ns, fds + nfds, maxfds - nfds);
+			timeout = nbd_sock_timeout_ms(ns, timeout);
+		}
+		if (poll(fds, nfds + nsock, timeout) < 0 && errno != EINTR)
 			break;
+		if (ns)
+			nbd_sock_process(ns, fds + nfds, nsock);
 		while (input_open && !sh->stop && (c = plat_console_getc()) != -EAGAIN) {
 			if (c < 0) {
 				/* A last line without its newline still counts. */
@@ -179,6 +372,9 @@ int main(int argc, char **argv)
 		}
 	}
 	plat_printf("\nthinbox: stopped\n");
+	nbd_sock_close(ns);
+	nbd_server_destroy(srv);
+	free(fds);
 	free(sh);
 	return 0;
 }

@@ -1,0 +1,1726 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The NBD server state machine (see nbd_server.h for the transport contract and docs/nbd.md
+ * for coverage). Layout follows nbdkit's: the handshake (fixed newstyle options) first, then
+ * transmission, where every request goes validate_request() -> a small per-request state
+ * machine over blkdev_submit()/blkdev_poll() -> one reply, and nbd_errno() is the one place
+ * that turns -errno into an NBD error value.
+ *
+ * Invariants:
+ *  - Nothing blocks. Input is consumed only while the connection has budget (requests and
+ *    buffered bytes); output is a queue of segments the transport pulls.
+ *  - A block-device completion only records its result and puts the request on its
+ *    connection's ready list; requests are advanced from that list by run_ready(), so a
+ *    device that completes inside blkdev_submit() (core/blkdev.c's synchronous fallback)
+ *    never recurses, and a chunked operation (zeroing 4 GiB) is a loop, not a call chain.
+ *  - Objects referenced by a request inside a device (its connection, the connection's
+ *    export) are freed only by sweep(), never from a completion callback.
+ */
+#include "net/nbd/nbd_server.h"
+#include "net/nbd/nbd_proto.h"
+#include "core/base/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define META_ALLOC_ID	1u	    /* our only meta context's id */
+#define MAX_OPT_DATA	(64 * 1024) /* larger options are drained and refused TOO_BIG */
+#define ZERO_BUF_BYTES	(1024 * 1024)
+#define ZERO_SCAN_GRAIN 4096u /* READ: all-zero 4 KiB pieces become hole chunks */
+#define MAX_EXTENTS	256u  /* extents per BLOCK_STATUS reply */
+#define PREFERRED_BLOCK 4096u
+#define DEFAULT_PAYLOAD (32u * 1024 * 1024)
+
+/* ---- Objects ----------------------------------------------------------------------------- */
+
+struct nbd_export {
+	struct nbd_export *next;
+	char *name;
+	char *description;
+	struct blkdev *dev;
+	bool read_only;
+	bool removed;	 /* no longer in the table; freed when refs drop to 0 */
+	unsigned refs;	 /* connections in transmission on it */
+	unsigned in_dev; /* requests inside dev */
+	int (*extents)(void *ctx, uint64_t offset, uint64_t length, struct nbd_extent *ext,
+		       unsigned max);
+	void (*release)(void *ctx, struct blkdev *dev);
+	void *ctx;
+};
+
+/* One segment of queued output. */
+struct nbd_out {
+	struct nbd_out *next;
+	const uint8_t *data;
+	size_t len;
+	void *owned;	   /* freed once the segment is sent */
+	size_t owned_size; /* bytes of budget it held */
+	uint8_t inl[];
+};
+
+enum req_stage {
+	RS_START,  /* parsed (and payload received): decide the first device operation */
+	RS_IO,	   /* a data operation completed (io_rc): next chunk, FUA or reply */
+	RS_FUA,	   /* the FUA flush completed */
+	RS_SUBMIT, /* the device queue was full: submit breq again */
+};
+
+enum io_mode {
+	IO_NONE,
+	IO_SINGLE, /* one device operation covers the request */
+	IO_ZERO,   /* write zero buffers, chunk by chunk */
+};
+
+struct nbd_req {
+	struct nbd_conn *conn;
+	struct nbd_req *next;
+	struct blkdev_req breq;
+	uint64_t cookie;
+	uint64_t offset;
+	uint32_t length;
+	uint16_t type;
+	uint16_t flags;
+	enum req_stage stage;
+	enum req_stage retry_stage; /* RS_SUBMIT: the stage to resume */
+	enum io_mode mode;
+	int io_rc;	 /* result of the last device operation */
+	bool in_dev;	 /* breq is inside the device */
+	uint8_t *buf;	 /* READ bounce / WRITE payload */
+	size_t buf_size; /* bytes of buf (held in the connection's budget) */
+	uint64_t blk;	 /* IO_ZERO: next block and blocks left */
+	uint64_t nblk;
+};
+
+enum conn_state {
+	CS_CLIENT_FLAGS,
+	CS_OPT_HDR,
+	CS_OPT_DATA,
+	CS_OPT_SKIP,
+	CS_REQ_HDR,
+	CS_REQ_DATA,
+	CS_REQ_SKIP,
+	CS_CLOSING,
+};
+
+struct nbd_conn {
+	struct nbd_server *srv;
+	struct nbd_conn *next;
+	enum conn_state state;
+	bool dead;	   /* the transport is gone */
+	bool input_closed; /* end of input seen */
+	bool no_zeroes;
+	bool structured;
+	bool meta_alloc;  /* base:allocation selected ... */
+	char *meta_name;  /* ... for this export name */
+	bool export_gone; /* our export was removed: answer ESHUTDOWN */
+	unsigned options;
+	struct nbd_export *exp; /* in transmission (holds a ref) */
+
+	uint8_t hdr[28]; /* the header being received */
+	size_t hdr_len;
+	uint32_t opt; /* option being received */
+	uint32_t optlen;
+	uint8_t *optbuf;
+	size_t optgot;
+	uint64_t skip_left; /* bytes to drain (CS_OPT_SKIP, CS_REQ_SKIP) */
+	int skip_err;	    /* CS_REQ_SKIP: the error to answer once drained */
+	const char *skip_msg;
+	uint64_t skip_cookie;
+	struct nbd_req *cur; /* CS_REQ_DATA: the WRITE receiving its payload */
+	size_t cur_got;
+
+	struct nbd_req *ready, *ready_tail; /* requests with work to do */
+	struct nbd_req *retry;		    /* submissions refused with -EAGAIN */
+	unsigned nreqs;			    /* requests alive (not yet answered) */
+	unsigned in_dev;		    /* of which inside a device */
+	size_t held;			    /* budget: bytes of request buffers alive */
+
+	struct nbd_out *out, *out_tail;
+	size_t out_bytes;
+
+	uint64_t bytes_read, bytes_written;
+};
+
+struct nbd_server {
+	struct nbd_limits lim;
+	struct nbd_export *exports; /* table order, removed ones included until freed */
+	struct nbd_conn *conns;	    /* live and dead (until their requests drain) */
+	unsigned nconns;	    /* live ones */
+	uint8_t *zero_buf;	    /* ZERO_BUF_BYTES of zeroes, allocated on first use */
+};
+
+/* ---- Error mapping ----------------------------------------------------------------------- */
+
+/*
+ * The only -errno -> NBD error conversion (nbdkit's nbd_errno). ENOTSUP is reserved by the
+ * spec for FAST_ZERO; elsewhere it becomes EINVAL. Unknown errors are EIO.
+ */
+static uint32_t nbd_errno(int rc, uint16_t flags)
+{
+	int e = -rc;
+
+	if (e == EPERM || e == EROFS)
+		return NBD_EPERM;
+	if (e == ENOSPC || e == EFBIG || e == EDQUOT)
+		return NBD_ENOSPC;
+	if (e == EINVAL || e == ERANGE)
+		return NBD_EINVAL;
+	if (e == ENOMEM)
+		return NBD_ENOMEM;
+	if (e == EOVERFLOW)
+		return NBD_EOVERFLOW;
+	if (e == ESHUTDOWN)
+		return NBD_ESHUTDOWN;
+	if (e == ENOTSUP || e == EOPNOTSUPP)
+		return (flags & NBD_CMD_FLAG_FAST_ZERO) ? NBD_ENOTSUP : NBD_EINVAL;
+	return NBD_EIO;
+}
+
+/* ---- Output queue ------------------------------------------------------------------------ */
+
+static void req_free(struct nbd_req *r);
+
+/* Enter the closing state: stop reading; finish when nothing is in flight or queued. */
+static void conn_close(struct nbd_conn *c)
+{
+	c->state = CS_CLOSING;
+	/* A WRITE still receiving its payload can never run now: drop it (found by fuzzing). */
+	if (c->cur) {
+		req_free(c->cur);
+		c->cur = NULL;
+	}
+}
+
+static void out_append(struct nbd_conn *c, struct nbd_out *o)
+{
+	o->next = NULL;
+	if (c->out_tail)
+		c->out_tail->next = o;
+	else
+		c->out = o;
+	c->out_tail = o;
+	c->out_bytes += o->len;
+}
+
+/* Queue @len bytes copied from @data (may be NULL: zeroes); NULL (connection closing) on ENOMEM. */
+static uint8_t *out_bytes(struct nbd_conn *c, size_t len)
+{
+	struct nbd_out *o = malloc(sizeof(*o) + len);
+
+	if (!o) {
+		/* Out of memory mid-reply: the stream can no longer be framed. */
+		conn_close(c);
+		return NULL;
+	}
+	o->data = o->inl;
+	o->len = len;
+	o->owned = NULL;
+	o->owned_size = 0;
+	memset(o->inl, 0, len);
+	out_append(c, o);
+	return o->inl;
+}
+
+/* Queue @len bytes that live in a request buffer; @owned (if set) is freed after sending. */
+static void out_ref(struct nbd_conn *c, const uint8_t *data, size_t len, void *owned,
+		    size_t owned_size)
+{
+	struct nbd_out *o = malloc(sizeof(*o));
+
+	if (!o) {
+		conn_close(c);
+		if (owned) {
+			free(owned);
+			c->held -= owned_size;
+		}
+		return;
+	}
+	o->data = data;
+	o->len = len;
+	o->owned = owned;
+	o->owned_size = owned_size;
+	out_append(c, o);
+}
+
+size_t nbd_conn_output(struct nbd_conn *c, size_t skip, struct nbd_iov *iov, unsigned max,
+		       unsigned *n)
+{
+	struct nbd_out *o;
+	size_t total = 0;
+	unsigned i = 0;
+
+	for (o = c->out; o && i < max; o = o->next) {
+		if (skip >= o->len) {
+			skip -= o->len;
+			continue;
+		}
+		iov[i].base = o->data + skip;
+		iov[i].len = o->len - skip;
+		total += iov[i].len;
+		skip = 0;
+		i++;
+	}
+	*n = i;
+	return total;
+}
+
+size_t nbd_conn_output_pending(const struct nbd_conn *c)
+{
+	return c->out_bytes;
+}
+
+void nbd_conn_output_done(struct nbd_conn *c, size_t n)
+{
+	/* Zero-length segments (buffer owners) at the head go as soon as they are reached. */
+	while (c->out) {
+		struct nbd_out *o = c->out;
+		size_t k = MIN(n, o->len);
+
+		if (k) {
+			o->data += k;
+			o->len -= k;
+			c->out_bytes -= k;
+			n -= k;
+		}
+		if (o->len)
+			break;
+		c->out = o->next;
+		if (!c->out)
+			c->out_tail = NULL;
+		if (o->owned) {
+			free(o->owned);
+			c->held -= o->owned_size;
+		}
+		free(o);
+	}
+}
+
+/* ---- Handshake --------------------------------------------------------------------------- */
+
+static struct nbd_export *find_export(struct nbd_server *srv, const uint8_t *name, size_t len)
+{
+	struct nbd_export *e;
+
+	for (e = srv->exports; e; e = e->next) {
+		if (e->removed)
+			continue;
+		/* The empty name selects the default export: the first one added. */
+		if (!len || (strlen(e->name) == len && !memcmp(e->name, name, len)))
+			return e;
+	}
+	return NULL;
+}
+
+static bool export_ro(const struct nbd_export *e)
+{
+	return e->read_only || e->dev->read_only;
+}
+
+static uint64_t export_size(const struct nbd_export *e)
+{
+	return e->dev->nr_blocks * e->dev->block_size;
+}
+
+static uint16_t export_flags(const struct nbd_conn *c, const struct nbd_export *e)
+{
+	/*
+	 * CAN_MULTI_CONN: every connection to an export reaches the same struct blkdev, and a
+	 * device flush covers every write it has completed, whoever sent it.
+	 */
+	uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+		     NBD_FLAG_SEND_CACHE | NBD_FLAG_CAN_MULTI_CONN;
+
+	if (export_ro(e))
+		f |= NBD_FLAG_READ_ONLY;
+	else
+		f |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
+	/* DF only means something with structured replies, and must not be set without. */
+	if (c->structured)
+		f |= NBD_FLAG_SEND_DF;
+	return f;
+}
+
+static void opt_reply(struct nbd_conn *c, uint32_t type, const void *data, size_t len)
+{
+	uint8_t *p = out_bytes(c, 20 + len);
+
+	if (!p)
+		return;
+	nbd_put_be64(p, NBD_REP_MAGIC);
+	nbd_put_be32(p + 8, c->opt);
+	nbd_put_be32(p + 12, type);
+	nbd_put_be32(p + 16, (uint32_t)len);
+	if (len)
+		memcpy(p + 20, data, len);
+}
+
+/* An error reply with a human-readable message (allowed for every NBD_REP_ERR_*). */
+static void opt_error(struct nbd_conn *c, uint32_t type, const char *msg)
+{
+	opt_reply(c, type, msg, strlen(msg));
+}
+
+static void opt_info_reply(struct nbd_conn *c, uint16_t info, const void *data, size_t len)
+{
+	uint8_t *p = out_bytes(c, 20 + 2 + len);
+
+	if (!p)
+		return;
+	nbd_put_be64(p, NBD_REP_MAGIC);
+	nbd_put_be32(p + 8, c->opt);
+	nbd_put_be32(p + 12, NBD_REP_INFO);
+	nbd_put_be32(p + 16, (uint32_t)(2 + len));
+	nbd_put_be16(p + 20, info);
+	if (len)
+		memcpy(p + 22, data, len);
+}
+
+static void enter_transmission(struct nbd_conn *c, struct nbd_export *e)
+{
+	e->refs++;
+	c->exp = e;
+	c->state = CS_REQ_HDR;
+	c->hdr_len = 0;
+}
+
+static void opt_export_name(struct nbd_conn *c, const uint8_t *d, uint32_t len)
+{
+	struct nbd_export *e = find_export(c->srv, d, len);
+	uint8_t *p;
+
+	/* EXPORT_NAME has no way to report an error: the spec says to drop the connection. */
+	if (!e) {
+		conn_close(c);
+		return;
+	}
+	p = out_bytes(c, 10 + (c->no_zeroes ? 0 : NBD_EXPORT_NAME_ZEROES));
+	if (!p)
+		return;
+	nbd_put_be64(p, export_size(e));
+	nbd_put_be16(p + 8, export_flags(c, e));
+	/* EXPORT_NAME never negotiates meta contexts for a different export (proto.md). */
+	enter_transmission(c, e);
+}
+
+static void opt_list(struct nbd_conn *c, uint32_t len)
+{
+	struct nbd_export *e;
+
+	if (len) {
+		opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
+		return;
+	}
+	for (e = c->srv->exports; e; e = e->next) {
+		size_t nl = strlen(e->name), dl = strlen(e->description);
+		uint8_t *p;
+
+		if (e->removed)
+			continue;
+		p = out_bytes(c, 20 + 4 + nl + dl);
+		if (!p)
+			return;
+		nbd_put_be64(p, NBD_REP_MAGIC);
+		nbd_put_be32(p + 8, c->opt);
+		nbd_put_be32(p + 12, NBD_REP_SERVER);
+		nbd_put_be32(p + 16, (uint32_t)(4 + nl + dl));
+		nbd_put_be32(p + 20, (uint32_t)nl);
+		memcpy(p + 24, e->name, nl);
+		memcpy(p + 24 + nl, e->description, dl);
+	}
+	opt_reply(c, NBD_REP_ACK, NULL, 0);
+}
+
+/* NBD_OPT_INFO and NBD_OPT_GO: u32 namelen, name, u16 n, n x u16 info requests. */
+static void opt_info_go(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool go)
+{
+	bool want_name = false, want_desc = false;
+	struct nbd_export *e;
+	uint32_t namelen, i;
+	uint16_t nreq;
+	uint8_t buf[14];
+
+	if (len < 6 || (namelen = nbd_get_be32(d)) > len - 6) {
+		opt_error(c, NBD_REP_ERR_INVALID, "option data too short");
+		return;
+	}
+	nreq = nbd_get_be16(d + 4 + namelen);
+	if (len != 4 + namelen + 2 + 2u * nreq) {
+		opt_error(c, NBD_REP_ERR_INVALID, "option length does not match its contents");
+		return;
+	}
+	e = find_export(c->srv, d + 4, namelen);
+	if (!e) {
+		opt_error(c, NBD_REP_ERR_UNKNOWN, "no such export");
+		return;
+	}
+	for (i = 0; i < nreq; i++) {
+		uint16_t r = nbd_get_be16(d + 4 + namelen + 2 + 2 * i);
+
+		want_name |= r == NBD_INFO_NAME;
+		want_desc |= r == NBD_INFO_DESCRIPTION;
+	}
+	nbd_put_be64(buf, export_size(e));
+	nbd_put_be16(buf + 8, export_flags(c, e));
+	opt_info_reply(c, NBD_INFO_EXPORT, buf, 10);
+	if (want_name)
+		opt_info_reply(c, NBD_INFO_NAME, e->name, strlen(e->name));
+	if (want_desc && e->description[0])
+		opt_info_reply(c, NBD_INFO_DESCRIPTION, e->description, strlen(e->description));
+	/*
+	 * Always sent, asked or not: our minimum block (the device's) is not the default of 1,
+	 * so clients that can honour it should know (proto.md "Block size constraints").
+	 */
+	nbd_put_be32(buf, e->dev->block_size);
+	nbd_put_be32(buf + 4, MAX(PREFERRED_BLOCK, e->dev->block_size));
+	nbd_put_be32(buf + 8, c->srv->lim.max_payload);
+	opt_info_reply(c, NBD_INFO_BLOCK_SIZE, buf, 12);
+	opt_reply(c, NBD_REP_ACK, NULL, 0);
+	if (!go)
+		return;
+	/* Meta contexts chosen for another export do not carry over (proto.md). */
+	if (c->meta_name && strcmp(c->meta_name, e->name))
+		c->meta_alloc = false;
+	enter_transmission(c, e);
+}
+
+/*
+ * NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT: u32 namelen, name, u32 nq,
+ * nq x (u32 len, query). We know one context, base:allocation.
+ */
+static void opt_meta(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool set)
+{
+	static const char base[] = NBD_META_BASE_ALLOCATION;
+	uint32_t namelen, nq, i, pos;
+	bool match = false;
+	struct nbd_export *e;
+	uint8_t reply[4 + sizeof(base) - 1];
+
+	if (set) {
+		/* SET replaces the selection even when it fails (proto.md). */
+		c->meta_alloc = false;
+		free(c->meta_name);
+		c->meta_name = NULL;
+	}
+	if (!c->structured) {
+		opt_error(c, NBD_REP_ERR_INVALID, "negotiate structured replies first");
+		return;
+	}
+	if (len < 8 || (namelen = nbd_get_be32(d)) > len - 8) {
+		opt_error(c, NBD_REP_ERR_INVALID, "option data too short");
+		return;
+	}
+	nq = nbd_get_be32(d + 4 + namelen);
+	/* Walk the queries once to check the framing before acting on any of them. */
+	for (pos = 8 + namelen, i = 0; i < nq; i++) {
+		uint32_t ql;
+
+		if (len - pos < 4 || (ql = nbd_get_be32(d + pos)) > len - pos - 4) {
+			opt_error(c, NBD_REP_ERR_INVALID, "query list does not match its length");
+			return;
+		}
+		pos += 4 + ql;
+	}
+	if (pos != len) {
+		opt_error(c, NBD_REP_ERR_INVALID, "trailing bytes after the queries");
+		return;
+	}
+	e = find_export(c->srv, d + 4, namelen);
+	if (!e) {
+		opt_error(c, NBD_REP_ERR_UNKNOWN, "no such export");
+		return;
+	}
+	if (!nq && !set) {
+		match = true; /* LIST with no query lists everything */
+	}
+	for (pos = 8 + namelen, i = 0; i < nq; i++) {
+		uint32_t ql = nbd_get_be32(d + pos);
+		const uint8_t *q = d + pos + 4;
+
+		pos += 4 + ql;
+		if (ql == sizeof(base) - 1 && !memcmp(q, base, ql))
+			match = true;
+		/* "base:" is a wildcard for LIST only; for SET it selects nothing. */
+		else if (!set && ql == 5 && !memcmp(q, "base:", 5))
+			match = true;
+	}
+	if (match) {
+		nbd_put_be32(reply, META_ALLOC_ID);
+		memcpy(reply + 4, base, sizeof(base) - 1);
+		opt_reply(c, NBD_REP_META_CONTEXT, reply, sizeof(reply));
+	}
+	if (set && match) {
+		c->meta_name = malloc(strlen(e->name) + 1);
+		if (c->meta_name) {
+			memcpy(c->meta_name, e->name, strlen(e->name) + 1);
+			c->meta_alloc = true;
+		}
+	}
+	opt_reply(c, NBD_REP_ACK, NULL, 0);
+}
+
+static void handle_option(struct nbd_conn *c, const uint8_t *d, uint32_t len)
+{
+	switch (c->opt) {
+	case NBD_OPT_EXPORT_NAME:
+		opt_export_name(c, d, len);
+		break;
+	case NBD_OPT_ABORT:
+		/* Any data is ignored (proto.md); the client may close without reading the ACK. */
+		opt_reply(c, NBD_REP_ACK, NULL, 0);
+		conn_close(c);
+		break;
+	case NBD_OPT_LIST:
+		opt_list(c, len);
+		break;
+	case NBD_OPT_INFO:
+	case NBD_OPT_GO:
+		opt_info_go(c, d, len, c->opt == NBD_OPT_GO);
+		break;
+	case NBD_OPT_STRUCTURED_REPLY:
+		if (len)
+			opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
+		else if (c->structured)
+			opt_error(c, NBD_REP_ERR_INVALID, "structured replies already negotiated");
+		else {
+			c->structured = true;
+			opt_reply(c, NBD_REP_ACK, NULL, 0);
+		}
+		break;
+	case NBD_OPT_LIST_META_CONTEXT:
+	case NBD_OPT_SET_META_CONTEXT:
+		opt_meta(c, d, len, c->opt == NBD_OPT_SET_META_CONTEXT);
+		break;
+	default:
+		/*
+		 * Everything else, including STARTTLS (we run in NOTLS mode) and
+		 * EXTENDED_HEADERS (an experimental extension we do not implement yet): ERR_UNSUP,
+		 * and the session continues — refusing to continue broke clients that send
+		 * EXTENDED_HEADERS by default (nbd-and-peers.md §1.10 item 2).
+		 */
+		opt_error(c, NBD_REP_ERR_UNSUP, "option not supported");
+		break;
+	}
+}
+
+/* The 16-byte option header is complete. */
+static void option_header(struct nbd_conn *c)
+{
+	if (nbd_get_be64(c->hdr) != NBD_OPT_MAGIC) {
+		conn_close(c);
+		return;
+	}
+	c->opt = nbd_get_be32(c->hdr + 8);
+	c->optlen = nbd_get_be32(c->hdr + 12);
+	c->optgot = 0;
+	/* A cap on options per connection keeps a client from negotiating forever (DoS). */
+	if (++c->options > c->srv->lim.max_options) {
+		conn_close(c);
+		return;
+	}
+	if (c->optlen > MAX_OPT_DATA) {
+		if (c->opt == NBD_OPT_EXPORT_NAME) {
+			conn_close(c); /* no error reply exists for it */
+			return;
+		}
+		c->skip_left = c->optlen;
+		c->state = CS_OPT_SKIP;
+		return;
+	}
+	if (c->optlen) {
+		c->optbuf = malloc(c->optlen);
+		if (!c->optbuf) {
+			conn_close(c);
+			return;
+		}
+		c->state = CS_OPT_DATA;
+		return;
+	}
+	handle_option(c, NULL, 0);
+	if (c->state == CS_OPT_HDR)
+		c->hdr_len = 0;
+}
+
+/* ---- Transmission: replies --------------------------------------------------------------- */
+
+static void simple_reply(struct nbd_conn *c, uint64_t cookie, uint32_t err)
+{
+	uint8_t *p = out_bytes(c, 16);
+
+	if (!p)
+		return;
+	nbd_put_be32(p, NBD_SIMPLE_REPLY_MAGIC);
+	nbd_put_be32(p + 4, err);
+	nbd_put_be64(p + 8, cookie);
+}
+
+static uint8_t *chunk(struct nbd_conn *c, uint64_t cookie, uint16_t flags, uint16_t type,
+		      size_t payload, size_t inline_len)
+{
+	uint8_t *p = out_bytes(c, 20 + inline_len);
+
+	if (!p)
+		return NULL;
+	nbd_put_be32(p, NBD_STRUCTURED_REPLY_MAGIC);
+	nbd_put_be16(p + 4, flags);
+	nbd_put_be16(p + 6, type);
+	nbd_put_be64(p + 8, cookie);
+	nbd_put_be32(p + 16, (uint32_t)payload);
+	return p + 20;
+}
+
+/*
+ * Answer an error. With structured replies, READ and BLOCK_STATUS errors must be chunks
+ * (a simple reply is forbidden for READ then, proto.md "Structured reply chunk message
+ * types"); an ERROR chunk also carries our reason. Everything else gets a simple reply.
+ */
+static void error_reply(struct nbd_conn *c, uint64_t cookie, uint16_t type, uint16_t flags, int rc,
+			const char *msg)
+{
+	uint32_t err = nbd_errno(rc, flags);
+
+	if (c->structured && (type == NBD_CMD_READ || type == NBD_CMD_BLOCK_STATUS)) {
+		size_t ml = msg ? strlen(msg) : 0;
+		uint8_t *p =
+		    chunk(c, cookie, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, 6 + ml, 6 + ml);
+
+		if (!p)
+			return;
+		nbd_put_be32(p, err);
+		nbd_put_be16(p + 4, (uint16_t)ml);
+		if (ml)
+			memcpy(p + 6, msg, ml);
+		return;
+	}
+	simple_reply(c, cookie, err);
+}
+
+static bool is_zero(const uint8_t *p, size_t n)
+{
+	/* A zero first byte and every byte equal to its successor: all zero. */
+	return !n || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
+}
+
+/* Length of the run starting at @pos with the same zero-ness, cut at absolute grains. */
+static size_t zero_run(const uint8_t *data, uint64_t offset, size_t pos, size_t len, bool *zero)
+{
+	size_t end = pos;
+	bool first = true;
+
+	while (end < len) {
+		uint64_t abs = offset + end;
+		size_t g = (size_t)MIN((uint64_t)(len - end),
+				       ZERO_SCAN_GRAIN - (abs & (ZERO_SCAN_GRAIN - 1)));
+		bool z = is_zero(data + end, g);
+
+		if (first) {
+			*zero = z;
+			first = false;
+		} else if (z != *zero) {
+			break;
+		}
+		end += g;
+	}
+	return end - pos;
+}
+
+static void req_free(struct nbd_req *r)
+{
+	struct nbd_conn *c = r->conn;
+
+	if (r->buf) {
+		free(r->buf);
+		c->held -= r->buf_size;
+	}
+	c->nreqs--;
+	free(r);
+}
+
+/* A successful READ: data (from r->buf at @skip) and, when allowed, hole chunks. */
+static void read_reply(struct nbd_conn *c, struct nbd_req *r, size_t skip)
+{
+	const uint8_t *data = r->buf + skip;
+	size_t pos = 0, run;
+	bool zero = false;
+
+	c->bytes_read += r->length;
+	if (!c->structured) {
+		simple_reply(c, r->cookie, 0);
+		out_ref(c, data, r->length, r->buf, r->buf_size);
+		r->buf = NULL;
+		return;
+	}
+	/* DF: one data chunk for the whole range (we can always send it unfragmented). */
+	while (pos < r->length) {
+		bool last;
+		uint8_t *p;
+
+		run = (r->flags & NBD_CMD_FLAG_DF)
+			  ? r->length
+			  : zero_run(data, r->offset, pos, r->length, &zero);
+		if (r->flags & NBD_CMD_FLAG_DF)
+			zero = false;
+		last = pos + run == r->length;
+		if (zero) {
+			p = chunk(c, r->cookie, last ? NBD_REPLY_FLAG_DONE : 0,
+				  NBD_REPLY_TYPE_OFFSET_HOLE, 12, 12);
+			if (!p)
+				return;
+			nbd_put_be64(p, r->offset + pos);
+			nbd_put_be32(p + 8, (uint32_t)run);
+		} else {
+			p = chunk(c, r->cookie, last ? NBD_REPLY_FLAG_DONE : 0,
+				  NBD_REPLY_TYPE_OFFSET_DATA, 8 + run, 8);
+			if (!p)
+				return;
+			nbd_put_be64(p, r->offset + pos);
+			out_ref(c, data + pos, run, NULL, 0);
+		}
+		pos += run;
+	}
+	/* The last segment referencing the buffer frees it once sent. */
+	out_ref(c, NULL, 0, r->buf, r->buf_size);
+	r->buf = NULL;
+}
+
+/* ---- Transmission: validation ------------------------------------------------------------ */
+
+/*
+ * Pure checking, nbdkit's validate_request(): 0, or -errno with *msg set. Order matters and
+ * follows nbdkit (nbd-and-peers.md §1.9): unknown command, unknown or inapplicable flags,
+ * shutdown, read-only, then range (ENOSPC for writes past the end, EINVAL otherwise), then
+ * size and alignment.
+ */
+static int validate_request(const struct nbd_conn *c, uint16_t type, uint16_t flags,
+			    uint64_t offset, uint32_t length, const char **msg)
+{
+	const struct nbd_export *e = c->exp;
+	uint64_t size = export_size(e);
+	uint32_t bs = e->dev->block_size;
+	uint16_t allowed = NBD_CMD_FLAG_FUA; /* valid on every command once SEND_FUA is set */
+	bool writes = false;
+
+	switch (type) {
+	case NBD_CMD_READ:
+		if (c->structured)
+			allowed |= NBD_CMD_FLAG_DF;
+		break;
+	case NBD_CMD_WRITE:
+	case NBD_CMD_TRIM:
+		writes = true;
+		break;
+	case NBD_CMD_WRITE_ZEROES:
+		writes = true;
+		allowed |= NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+		break;
+	case NBD_CMD_FLUSH:
+	case NBD_CMD_DISC:
+		break;
+	case NBD_CMD_CACHE:
+		break;
+	case NBD_CMD_BLOCK_STATUS:
+		allowed |= NBD_CMD_FLAG_REQ_ONE;
+		break;
+	default:
+		*msg = "unknown command";
+		return -EINVAL;
+	}
+	if (flags & ~allowed) {
+		*msg = "flag not valid for this command";
+		return -EINVAL;
+	}
+	if (c->export_gone) {
+		*msg = "export removed";
+		return -ESHUTDOWN;
+	}
+	if (type == NBD_CMD_FLUSH) {
+		if (offset || length) {
+			*msg = "FLUSH needs offset and length 0";
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (writes && export_ro(e)) {
+		*msg = "export is read-only";
+		return -EPERM;
+	}
+	if (length == 0) {
+		/* Unspecified by the spec; refused like nbdkit, without disconnecting. */
+		*msg = "zero length";
+		return -EINVAL;
+	}
+	if (offset > size || length > size - offset) {
+		*msg = "range beyond the end of the export";
+		/* proto.md: writes past the end are ENOSPC, everything else EINVAL. */
+		return (type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES) ? -ENOSPC : -EINVAL;
+	}
+	if ((type == NBD_CMD_READ || type == NBD_CMD_WRITE) && length > c->srv->lim.max_payload) {
+		*msg = "payload larger than the advertised maximum";
+		return -EINVAL;
+	}
+	if ((type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES) &&
+	    ((offset | length) & (bs - 1))) {
+		/*
+		 * The minimum block size we advertise; reads are served at any alignment and
+		 * TRIM is rounded inward, but a partial-block write would need read-modify-write.
+		 */
+		*msg = "not aligned to the minimum block size";
+		return -EINVAL;
+	}
+	if (type == NBD_CMD_BLOCK_STATUS && !c->meta_alloc) {
+		*msg = "no meta context negotiated";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- Transmission: request execution ----------------------------------------------------- */
+
+static void ready_push(struct nbd_conn *c, struct nbd_req *r)
+{
+	r->next = NULL;
+	if (c->ready_tail)
+		c->ready_tail->next = r;
+	else
+		c->ready = r;
+	c->ready_tail = r;
+}
+
+static void req_done(struct blkdev_req *br, int rc)
+{
+	struct nbd_req *r = br->priv;
+	struct nbd_conn *c = r->conn;
+
+	r->io_rc = rc;
+	r->in_dev = false;
+	c->in_dev--;
+	c->exp->in_dev--;
+	/* Only record: run_ready() advances it (no recursion from synchronous devices). */
+	ready_push(c, r);
+}
+
+/* Hand r->breq to the device. A full queue parks the request on the retry list. */
+static void req_submit(struct nbd_req *r)
+{
+	struct nbd_conn *c = r->conn;
+	int rc;
+
+	r->breq.done = req_done;
+	r->breq.priv = r;
+	r->in_dev = true;
+	c->in_dev++;
+	c->exp->in_dev++;
+	rc = blkdev_submit(c->exp->dev, &r->breq);
+	if (rc == 0)
+		return;
+	r->in_dev = false;
+	c->in_dev--;
+	c->exp->in_dev--;
+	if (rc == -EAGAIN) {
+		r->retry_stage = r->stage;
+		r->stage = RS_SUBMIT;
+		r->next = c->retry;
+		c->retry = r;
+		return;
+	}
+	/* Refused outright: complete it with that error. */
+	r->io_rc = rc;
+	ready_push(c, r);
+}
+
+static void req_io(struct nbd_req *r, enum blkdev_op op, uint64_t blk, uint32_t count, void *buf)
+{
+	r->breq.op = op;
+	r->breq.block = blk;
+	r->breq.count = count;
+	r->breq.buf = buf;
+	req_submit(r);
+}
+
+static uint8_t *zero_buf(struct nbd_server *srv)
+{
+	if (!srv->zero_buf)
+		srv->zero_buf = calloc(1, ZERO_BUF_BYTES);
+	return srv->zero_buf;
+}
+
+/* Issue the next zero-buffer write of an IO_ZERO request. */
+static int zero_next(struct nbd_req *r)
+{
+	struct nbd_conn *c = r->conn;
+	uint32_t bs = c->exp->dev->block_size;
+	uint8_t *z = zero_buf(c->srv);
+	uint32_t n;
+
+	if (!z)
+		return -ENOMEM;
+	n = (uint32_t)MIN(r->nblk, (uint64_t)(ZERO_BUF_BYTES / bs));
+	r->breq.op = BLKDEV_WRITE;
+	r->breq.block = r->blk;
+	r->breq.count = n;
+	r->breq.buf = z;
+	r->blk += n;
+	r->nblk -= n;
+	req_submit(r);
+	return 0;
+}
+
+static void finish(struct nbd_req *r, int rc, const char *msg)
+{
+	struct nbd_conn *c = r->conn;
+
+	if (rc)
+		error_reply(c, r->cookie, r->type, r->flags, rc, msg);
+	else if (r->type == NBD_CMD_READ)
+		read_reply(c, r, (size_t)(r->offset & (c->exp->dev->block_size - 1)));
+	else
+		simple_reply(c, r->cookie, 0);
+	req_free(r);
+}
+
+static void block_status(struct nbd_req *r)
+{
+	struct nbd_conn *c = r->conn;
+	struct nbd_export *e = c->exp;
+	unsigned max = (r->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS;
+	struct nbd_extent *ext = calloc(max, sizeof(*ext));
+	uint64_t pos = 0;
+	unsigned n = 0, i, out = 0;
+	uint8_t *p;
+	int rc;
+
+	if (!ext) {
+		finish(r, -ENOMEM, NULL);
+		return;
+	}
+	if (e->extents) {
+		rc = e->extents(e->ctx, r->offset, r->length, ext, max);
+		if (rc < 0) {
+			free(ext);
+			finish(r, rc, "allocation map lookup failed");
+			return;
+		}
+		n = (unsigned)MIN((unsigned)rc, max);
+	}
+	/*
+	 * Keep what lies inside the request, merge equal neighbours. Extents are clipped to
+	 * the requested range (allowed: the last may stop short; at least one is sent).
+	 */
+	for (i = 0; i < n && pos < r->length; i++) {
+		uint64_t l = MIN(ext[i].length, (uint64_t)r->length - pos);
+		uint32_t f = ext[i].flags & (NBD_STATE_HOLE | NBD_STATE_ZERO);
+
+		if (!l)
+			break;
+		if (out && ext[out - 1].flags == f)
+			ext[out - 1].length += l;
+		else
+			ext[out++] = (struct nbd_extent){ l, f };
+		pos += l;
+	}
+	if (!out)
+		ext[out++] = (struct nbd_extent){ r->length, 0 }; /* "0 is always safe" */
+	p = chunk(c, r->cookie, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, 4 + 8 * out,
+		  4 + 8 * out);
+	if (p) {
+		nbd_put_be32(p, META_ALLOC_ID);
+		for (i = 0; i < out; i++) {
+			nbd_put_be32(p + 4 + 8 * i, (uint32_t)ext[i].length);
+			nbd_put_be32(p + 8 + 8 * i, ext[i].flags);
+		}
+	}
+	free(ext);
+	req_free(r);
+}
+
+static bool is_write(uint16_t type)
+{
+	return type == NBD_CMD_WRITE || type == NBD_CMD_TRIM || type == NBD_CMD_WRITE_ZEROES;
+}
+
+/* First step of a validated request. */
+static void req_start(struct nbd_req *r)
+{
+	struct nbd_conn *c = r->conn;
+	struct blkdev *dev = c->exp->dev;
+	uint32_t bs = dev->block_size;
+	uint64_t first, end;
+	int rc;
+
+	r->stage = RS_IO;
+	switch (r->type) {
+	case NBD_CMD_READ:
+		first = r->offset / bs;
+		end = (r->offset + r->length + bs - 1) / bs;
+		r->mode = IO_SINGLE;
+		req_io(r, BLKDEV_READ, first, (uint32_t)(end - first), r->buf);
+		return;
+	case NBD_CMD_WRITE:
+		r->mode = IO_SINGLE;
+		req_io(r, BLKDEV_WRITE, r->offset / bs, r->length / bs, r->buf);
+		return;
+	case NBD_CMD_FLUSH:
+		r->mode = IO_SINGLE;
+		req_io(r, BLKDEV_FLUSH, 0, 0, NULL);
+		return;
+	case NBD_CMD_TRIM:
+		/* A hint: round inward to whole blocks; nothing left, or no discard: done. */
+		first = (r->offset + bs - 1) / bs;
+		end = (r->offset + r->length) / bs;
+		if (end <= first || !dev->ops->discard) {
+			r->mode = IO_NONE;
+			r->io_rc = 0;
+			ready_push(c, r);
+			return;
+		}
+		r->mode = IO_SINGLE;
+		req_io(r, BLKDEV_DISCARD, first, (uint32_t)(end - first), NULL);
+		return;
+	case NBD_CMD_WRITE_ZEROES:
+		r->blk = r->offset / bs;
+		r->nblk = r->length / bs;
+		/*
+		 * The device's write_zeroes may deallocate (filedisk punches holes), so it is
+		 * used only when a hole is allowed; NO_HOLE writes real zeroes. Writing zeroes
+		 * is not faster than a write, so FAST_ZERO then fails at once with ENOTSUP.
+		 */
+		if (!(r->flags & NBD_CMD_FLAG_NO_HOLE) && dev->ops->write_zeroes) {
+			r->mode = IO_SINGLE;
+			req_io(r, BLKDEV_WRITE_ZEROES, r->blk, (uint32_t)r->nblk, NULL);
+			return;
+		}
+		if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
+			finish(r, -ENOTSUP, "zeroing would not be faster than writing");
+			return;
+		}
+		r->mode = IO_ZERO;
+		rc = zero_next(r);
+		if (rc)
+			finish(r, rc, NULL);
+		return;
+	case NBD_CMD_CACHE:
+		/* A prefetch hint; our devices have no cache to fill (proto.md: may ignore). */
+		finish(r, 0, NULL);
+		return;
+	case NBD_CMD_BLOCK_STATUS:
+		block_status(r);
+		return;
+	}
+	finish(r, -EINVAL, "unknown command");
+}
+
+/* A device operation of @r completed (r->io_rc). */
+static void req_step(struct nbd_req *r)
+{
+	int rc = r->io_rc;
+
+	switch (r->stage) {
+	case RS_START:
+		req_start(r);
+		return;
+	case RS_SUBMIT:
+		r->stage = r->retry_stage;
+		req_submit(r);
+		return;
+	case RS_IO:
+		if (rc == -EOPNOTSUPP || rc == -ENOTSUP) {
+			if (r->type == NBD_CMD_TRIM) {
+				rc = 0; /* a hint the device cannot take */
+			} else if (r->type == NBD_CMD_WRITE_ZEROES && r->mode == IO_SINGLE) {
+				if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
+					finish(r, -ENOTSUP, "device cannot zero quickly");
+					return;
+				}
+				r->mode = IO_ZERO;
+				rc = zero_next(r);
+				if (rc)
+					finish(r, rc, NULL);
+				return;
+			}
+		}
+		if (rc) {
+			finish(r, rc, "I/O error");
+			return;
+		}
+		if (r->mode == IO_ZERO && r->nblk) {
+			rc = zero_next(r);
+			if (rc)
+				finish(r, rc, NULL);
+			return;
+		}
+		if ((r->flags & NBD_CMD_FLAG_FUA) && is_write(r->type)) {
+			/* FUA: durable before the reply; our devices have no FUA bit, so flush. */
+			r->stage = RS_FUA;
+			req_io(r, BLKDEV_FLUSH, 0, 0, NULL);
+			return;
+		}
+		finish(r, 0, NULL);
+		return;
+	case RS_FUA:
+		finish(r, rc, "flush failed");
+		return;
+	}
+}
+
+/* Advance every request with work to do. Returns how many steps ran. */
+static int run_ready(struct nbd_conn *c)
+{
+	int n = 0;
+
+	while (c->ready && !c->dead) {
+		struct nbd_req *r = c->ready;
+
+		c->ready = r->next;
+		if (!c->ready)
+			c->ready_tail = NULL;
+		req_step(r);
+		n++;
+	}
+	return n;
+}
+
+/* Room for another request? (back-pressure: requests alive and bytes held) */
+static bool has_budget(const struct nbd_conn *c)
+{
+	const struct nbd_limits *l = &c->srv->lim;
+
+	return c->nreqs < l->max_requests && c->held < l->max_conn_bytes &&
+	       c->out_bytes < l->max_conn_bytes;
+}
+
+/* The 28-byte request header is complete. */
+static void request_header(struct nbd_conn *c)
+{
+	uint32_t magic = nbd_get_be32(c->hdr);
+	uint16_t flags = nbd_get_be16(c->hdr + 4);
+	uint16_t type = nbd_get_be16(c->hdr + 6);
+	uint64_t cookie = nbd_get_be64(c->hdr + 8);
+	uint64_t offset = nbd_get_be64(c->hdr + 16);
+	uint32_t length = nbd_get_be32(c->hdr + 24);
+	const char *msg = NULL;
+	struct nbd_req *r;
+	size_t size = 0;
+	int rc;
+
+	c->hdr_len = 0;
+	if (magic != NBD_REQUEST_MAGIC) {
+		/* The stream cannot be re-framed: hard disconnect (proto.md, §1.10 item 4). */
+		conn_close(c);
+		return;
+	}
+	if (type == NBD_CMD_DISC) {
+		/* No reply; finish what is in flight, then close. */
+		conn_close(c);
+		return;
+	}
+	rc = validate_request(c, type, flags, offset, length, &msg);
+	if (rc) {
+		if (type == NBD_CMD_WRITE && length) {
+			/* Drain the payload, then answer: the stream stays framed. */
+			c->skip_left = length;
+			c->skip_err = rc;
+			c->skip_msg = msg;
+			c->skip_cookie = cookie;
+			c->state = CS_REQ_SKIP;
+			return;
+		}
+		error_reply(c, cookie, type, flags, rc, msg);
+		return;
+	}
+	if (type == NBD_CMD_READ) {
+		uint32_t bs = c->exp->dev->block_size;
+		uint64_t first = offset / bs, end = (offset + length + bs - 1) / bs;
+
+		size = (size_t)((end - first) * bs);
+	} else if (type == NBD_CMD_WRITE) {
+		size = length;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r && size && !(r->buf = malloc(size))) {
+		free(r);
+		r = NULL;
+	}
+	if (!r) {
+		if (type == NBD_CMD_WRITE) {
+			c->skip_left = length;
+			c->skip_err = -ENOMEM;
+			c->skip_msg = NULL;
+			c->skip_cookie = cookie;
+			c->state = CS_REQ_SKIP;
+			return;
+		}
+		error_reply(c, cookie, type, flags, -ENOMEM, NULL);
+		return;
+	}
+	r->conn = c;
+	r->cookie = cookie;
+	r->offset = offset;
+	r->length = length;
+	r->type = type;
+	r->flags = flags;
+	r->stage = RS_START;
+	r->buf_size = size;
+	c->held += size;
+	c->nreqs++;
+	if (type == NBD_CMD_WRITE) {
+		c->cur = r;
+		c->cur_got = 0;
+		c->state = CS_REQ_DATA;
+		return;
+	}
+	ready_push(c, r);
+	run_ready(c);
+}
+
+/* ---- Input ------------------------------------------------------------------------------- */
+
+/* Gather header bytes into c->hdr; true when @want bytes are there. */
+static bool gather(struct nbd_conn *c, size_t want, const uint8_t *in, size_t len, size_t *pos)
+{
+	size_t k = MIN(want - c->hdr_len, len - *pos);
+
+	memcpy(c->hdr + c->hdr_len, in + *pos, k);
+	c->hdr_len += k;
+	*pos += k;
+	return c->hdr_len == want;
+}
+
+bool nbd_conn_wants_input(const struct nbd_conn *c)
+{
+	if (c->dead || c->input_closed || c->state == CS_CLOSING)
+		return false;
+	if (c->state == CS_REQ_HDR && c->hdr_len == 0)
+		return has_budget(c);
+	/* Replies to options are small, but a client that never reads them must stop too. */
+	if (c->state <= CS_OPT_SKIP)
+		return c->out_bytes < c->srv->lim.max_conn_bytes;
+	return true;
+}
+
+size_t nbd_conn_feed(struct nbd_conn *c, const void *buf, size_t len)
+{
+	const uint8_t *in = buf;
+	size_t pos = 0, k;
+
+	while (pos < len) {
+		if (c->state == CS_CLOSING)
+			return len; /* nothing more is read: drop it */
+		if (!nbd_conn_wants_input(c))
+			break;
+		switch (c->state) {
+		case CS_CLIENT_FLAGS:
+			if (!gather(c, 4, in, len, &pos))
+				break;
+			{
+				uint32_t f = nbd_get_be32(c->hdr);
+
+				/* Unknown client flags: the spec says to drop the connection. */
+				if (f &
+				    ~(uint32_t)(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
+					conn_close(c);
+					break;
+				}
+				c->no_zeroes = f & NBD_FLAG_C_NO_ZEROES;
+				c->hdr_len = 0;
+				c->state = CS_OPT_HDR;
+			}
+			break;
+		case CS_OPT_HDR:
+			if (gather(c, 16, in, len, &pos))
+				option_header(c);
+			break;
+		case CS_OPT_DATA:
+			k = MIN((size_t)c->optlen - c->optgot, len - pos);
+			memcpy(c->optbuf + c->optgot, in + pos, k);
+			c->optgot += k;
+			pos += k;
+			if (c->optgot == c->optlen) {
+				uint8_t *d = c->optbuf;
+
+				/* handle_option() may change state; the data is ours until freed. */
+				c->optbuf = NULL;
+				c->state = CS_OPT_HDR;
+				c->hdr_len = 0;
+				handle_option(c, d, c->optlen);
+				free(d);
+			}
+			break;
+		case CS_OPT_SKIP:
+			k = (size_t)MIN(c->skip_left, (uint64_t)(len - pos));
+			c->skip_left -= k;
+			pos += k;
+			if (!c->skip_left) {
+				c->state = CS_OPT_HDR;
+				c->hdr_len = 0;
+				opt_error(c, NBD_REP_ERR_TOO_BIG, "option data too large");
+			}
+			break;
+		case CS_REQ_HDR:
+			if (gather(c, 28, in, len, &pos))
+				request_header(c);
+			break;
+		case CS_REQ_DATA:
+			k = MIN((size_t)c->cur->length - c->cur_got, len - pos);
+			memcpy(c->cur->buf + c->cur_got, in + pos, k);
+			c->cur_got += k;
+			pos += k;
+			if (c->cur_got == c->cur->length) {
+				struct nbd_req *r = c->cur;
+
+				c->cur = NULL;
+				c->state = CS_REQ_HDR;
+				c->bytes_written += r->length;
+				ready_push(c, r);
+				run_ready(c);
+			}
+			break;
+		case CS_REQ_SKIP:
+			k = (size_t)MIN(c->skip_left, (uint64_t)(len - pos));
+			c->skip_left -= k;
+			pos += k;
+			if (!c->skip_left) {
+				c->state = CS_REQ_HDR;
+				error_reply(c, c->skip_cookie, NBD_CMD_WRITE, 0, c->skip_err,
+					    c->skip_msg);
+			}
+			break;
+		case CS_CLOSING:
+			break;
+		}
+	}
+	run_ready(c);
+	return pos;
+}
+
+void nbd_conn_input_closed(struct nbd_conn *c)
+{
+	c->input_closed = true;
+	conn_close(c);
+}
+
+bool nbd_conn_finished(const struct nbd_conn *c)
+{
+	return c->state == CS_CLOSING && c->nreqs == 0 && c->out_bytes == 0;
+}
+
+/* ---- Connections ------------------------------------------------------------------------- */
+
+int nbd_conn_create(struct nbd_server *srv, struct nbd_conn **out)
+{
+	struct nbd_conn *c;
+	uint8_t *p;
+
+	if (srv->nconns >= srv->lim.max_conns)
+		return -EBUSY;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->srv = srv;
+	c->state = CS_CLIENT_FLAGS;
+	p = out_bytes(c, 18);
+	if (!p) {
+		free(c);
+		return -ENOMEM;
+	}
+	nbd_put_be64(p, NBD_MAGIC);
+	nbd_put_be64(p + 8, NBD_OPT_MAGIC);
+	nbd_put_be16(p + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+	c->next = srv->conns;
+	srv->conns = c;
+	srv->nconns++;
+	*out = c;
+	return 0;
+}
+
+static void export_put(struct nbd_server *srv, struct nbd_export *e)
+{
+	e->refs--;
+}
+
+/* Free a dead connection whose requests have all left the devices. */
+static void conn_free(struct nbd_conn *c)
+{
+	struct nbd_req *r;
+
+	while ((r = c->ready)) {
+		c->ready = r->next;
+		req_free(r);
+	}
+	while ((r = c->retry)) {
+		c->retry = r->next;
+		req_free(r);
+	}
+	if (c->cur)
+		req_free(c->cur);
+	nbd_conn_output_done(c, c->out_bytes);
+	if (c->exp)
+		export_put(c->srv, c->exp);
+	free(c->optbuf);
+	free(c->meta_name);
+	free(c);
+}
+
+static void export_free(struct nbd_export *e)
+{
+	if (e->release)
+		e->release(e->ctx, e->dev);
+	free(e->name);
+	free(e->description);
+	free(e);
+}
+
+/* Free dead connections with nothing in a device, then removed exports nobody uses. */
+static void sweep(struct nbd_server *srv)
+{
+	struct nbd_conn **cp = &srv->conns;
+	struct nbd_export **ep = &srv->exports;
+
+	while (*cp) {
+		struct nbd_conn *c = *cp;
+
+		if (c->dead && c->in_dev == 0) {
+			*cp = c->next;
+			conn_free(c);
+		} else {
+			cp = &c->next;
+		}
+	}
+	while (*ep) {
+		struct nbd_export *e = *ep;
+
+		if (e->removed && e->refs == 0) {
+			*ep = e->next;
+			export_free(e);
+		} else {
+			ep = &e->next;
+		}
+	}
+}
+
+void nbd_conn_destroy(struct nbd_conn *c)
+{
+	if (!c || c->dead)
+		return;
+	c->dead = true;
+	c->srv->nconns--;
+	sweep(c->srv);
+}
+
+int nbd_server_conn_info(const struct nbd_server *srv, unsigned idx, struct nbd_conn_info *out)
+{
+	const struct nbd_conn *c;
+
+	for (c = srv->conns; c; c = c->next) {
+		if (c->dead || idx--)
+			continue;
+		out->export_name = c->exp ? c->exp->name : NULL;
+		out->structured = c->structured;
+		out->requests = c->nreqs;
+		out->bytes_read = c->bytes_read;
+		out->bytes_written = c->bytes_written;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* ---- Server and exports ------------------------------------------------------------------ */
+
+int nbd_server_create(const struct nbd_limits *lim, struct nbd_server **out)
+{
+	struct nbd_server *srv = calloc(1, sizeof(*srv));
+
+	if (!srv)
+		return -ENOMEM;
+	if (lim)
+		srv->lim = *lim;
+	if (!srv->lim.max_conns)
+		srv->lim.max_conns = NBD_DEFAULT_MAX_CONNS;
+	if (!srv->lim.max_options)
+		srv->lim.max_options = 128;
+	if (!srv->lim.max_requests)
+		srv->lim.max_requests = 128;
+	if (!srv->lim.max_payload)
+		srv->lim.max_payload = DEFAULT_PAYLOAD;
+	if (!srv->lim.max_conn_bytes)
+		srv->lim.max_conn_bytes = 64u * 1024 * 1024;
+	/* The advertised maximum must be at least the preferred block size (proto.md). */
+	if (srv->lim.max_payload < 65536) {
+		free(srv);
+		return -EINVAL;
+	}
+	*out = srv;
+	return 0;
+}
+
+int nbd_server_poll(struct nbd_server *srv)
+{
+	struct nbd_export *e;
+	struct nbd_conn *c;
+	int n = 0;
+
+	for (e = srv->exports; e; e = e->next)
+		if (e->in_dev)
+			blkdev_poll(e->dev);
+	for (c = srv->conns; c; c = c->next) {
+		struct nbd_req *r;
+
+		if (c->dead) {
+			/* Completions of a vanished client: drop them. */
+			while ((r = c->ready)) {
+				c->ready = r->next;
+				req_free(r);
+				n++;
+			}
+			c->ready_tail = NULL;
+			continue;
+		}
+		/* Retry what a full device queue refused, oldest first is not needed. */
+		while ((r = c->retry)) {
+			c->retry = r->next;
+			ready_push(c, r);
+		}
+		n += run_ready(c);
+	}
+	sweep(srv);
+	return n;
+}
+
+bool nbd_server_busy(const struct nbd_server *srv)
+{
+	const struct nbd_export *e;
+	const struct nbd_conn *c;
+
+	for (e = srv->exports; e; e = e->next)
+		if (e->in_dev)
+			return true;
+	for (c = srv->conns; c; c = c->next)
+		if (c->retry || (c->ready && !c->dead))
+			return true;
+	return false;
+}
+
+static char *dup_str(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = malloc(n);
+
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
+int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config *cfg)
+{
+	struct nbd_export *e, **tail;
+	unsigned n = 0;
+	size_t nl;
+
+	if (!cfg->name || !cfg->dev)
+		return -EINVAL;
+	nl = strlen(cfg->name);
+	if (!nl || nl > NBD_MAX_NAME)
+		return -EINVAL;
+	if (cfg->description && strlen(cfg->description) > NBD_MAX_DESCRIPTION)
+		return -EINVAL;
+	if (cfg->dev->block_size < 512 || cfg->dev->block_size > 65536 ||
+	    (cfg->dev->block_size & (cfg->dev->block_size - 1)))
+		return -EINVAL;
+	for (tail = &srv->exports; *tail; tail = &(*tail)->next) {
+		if ((*tail)->removed)
+			continue;
+		if (!strcmp((*tail)->name, cfg->name))
+			return -EEXIST;
+		n++;
+	}
+	if (n >= NBD_DEFAULT_MAX_EXPORTS)
+		return -ENOSPC;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->name = dup_str(cfg->name);
+	e->description = dup_str(cfg->description ? cfg->description : "");
+	if (!e->name || !e->description) {
+		free(e->name);
+		free(e->description);
+		free(e);
+		return -ENOMEM;
+	}
+	e->dev = cfg->dev;
+	e->read_only = cfg->read_only;
+	e->extents = cfg->extents;
+	e->release = cfg->release;
+	e->ctx = cfg->ctx;
+	*tail = e;
+	return 0;
+}
+
+int nbd_server_remove_export(struct nbd_server *srv, const char *name, bool force)
+{
+	struct nbd_export *e;
+	struct nbd_conn *c;
+
+	for (e = srv->exports; e; e = e->next)
+		if (!e->removed && !strcmp(e->name, name))
+			break;
+	if (!e)
+		return -ENOENT;
+	e->removed = true;
+	for (c = srv->conns; c; c = c->next) {
+		if (c->dead || c->exp != e)
+			continue;
+		c->export_gone = true;
+		if (force)
+			conn_close(c);
+	}
+	sweep(srv);
+	return 0;
+}
+
+int nbd_server_export_info(const struct nbd_server *srv, unsigned idx, struct nbd_export_info *out)
+{
+	const struct nbd_export *e;
+
+	for (e = srv->exports; e; e = e->next) {
+		if (e->removed || idx--)
+			continue;
+		out->name = e->name;
+		out->description = e->description;
+		out->size = export_size(e);
+		out->read_only = export_ro(e);
+		out->clients = e->refs;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+void nbd_server_destroy(struct nbd_server *srv)
+{
+	struct nbd_export *e;
+	struct nbd_conn *c;
+	bool waiting = true;
+
+	if (!srv)
+		return;
+	for (c = srv->conns; c; c = c->next) {
+		if (!c->dead) {
+			c->dead = true;
+			srv->nconns--;
+		}
+	}
+	/* Requests inside devices must come back before their memory goes. */
+	while (waiting) {
+		waiting = false;
+		for (e = srv->exports; e; e = e->next) {
+			if (e->in_dev) {
+				blkdev_poll(e->dev);
+				waiting = true;
+			}
+		}
+		nbd_server_poll(srv);
+	}
+	for (e = srv->exports; e; e = e->next)
+		e->removed = true;
+	sweep(srv);
+	free(srv->zero_buf);
+	free(srv);
+}

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The NBD server: a transport-independent protocol state machine (bytes in, bytes out).
+ *
+ * One struct nbd_server holds the export table and the connections. A transport (POSIX
+ * sockets in host/nbd_sock.c, lwIP's raw API in the firmware) only moves bytes:
+ *
+ *   accept:      nbd_conn_create()                 the greeting is queued at once
+ *   bytes in:    n = nbd_conn_feed(c, buf, len)     keep buf[n..len) and offer it again later;
+ *                                                   n < len is back-pressure (too much in
+ *                                                   flight for this client)
+ *   bytes out:   nbd_conn_output(c, skip, iov, ..)  describe queued output without copying;
+ *                nbd_conn_output_done(c, n)         the first n bytes are no longer needed
+ *   progress:    nbd_server_poll(srv)              polls the block devices, completes
+ *                                                   requests, queues replies; call it every
+ *                                                   loop, without sleeping while
+ *                                                   nbd_server_busy() is true
+ *   close:       nbd_conn_finished(c) says when the transport should close (after DISC, ABORT,
+ *                a protocol violation, or end of input, once replies are drained);
+ *                nbd_conn_destroy(c) when the transport is gone, for whatever reason.
+ *
+ * Nothing here blocks or sleeps, and one connection never waits for another: a client that
+ * stops reading only fills its own output queue, after which its input is refused
+ * (nbd_conn_wants_input() false) until the queue drains.
+ *
+ * Protocol coverage, error mapping and limits are described in docs/nbd.md. Every function
+ * returning int gives 0 or a negative errno.
+ */
+#ifndef NET_NBD_NBD_SERVER_H
+#define NET_NBD_NBD_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/blkdev.h"
+#include "net/nbd/nbd_proto.h"
+
+struct nbd_server;
+struct nbd_conn;
+
+/* ---- Limits ------------------------------------------------------------------------------ */
+
+#define NBD_MAX_NAME		255 /* export names: 1..255 bytes (the spec's SHOULD is 256) */
+#define NBD_MAX_DESCRIPTION	255
+#define NBD_DEFAULT_MAX_CONNS	64
+#define NBD_DEFAULT_MAX_EXPORTS 64
+
+/* Per-server limits; zero fields take the defaults documented here. */
+struct nbd_limits {
+	unsigned max_conns;    /* connections at once (64) */
+	unsigned max_options;  /* options per connection before it is dropped (128) */
+	unsigned max_requests; /* requests in flight per connection (128) */
+	uint32_t max_payload;  /* largest READ/WRITE, advertised in BLOCK_SIZE (32 MiB) */
+	size_t max_conn_bytes; /* data buffers held per connection before input stops
+				      (64 MiB; one request may exceed it) */
+};
+
+/* ---- Server ------------------------------------------------------------------------------ */
+
+/* Create a server with no exports; @lim may be NULL for the defaults. -ENOMEM, -EINVAL. */
+int nbd_server_create(const struct nbd_limits *lim, struct nbd_server **out);
+
+/*
+ * Free the server, every connection and every export (calling each export's release()).
+ * Connections still open are dropped without replies; requests still inside a block device
+ * are waited for with blkdev_poll() (a device must complete them in bounded time).
+ */
+void nbd_server_destroy(struct nbd_server *srv);
+
+/*
+ * Make progress: poll the block devices that have requests in flight, complete requests,
+ * queue their replies, retry submissions a full device queue refused. Returns the number of
+ * requests that moved (0 when idle).
+ */
+int nbd_server_poll(struct nbd_server *srv);
+
+/* True while some request waits inside a block device: poll again without sleeping. */
+bool nbd_server_busy(const struct nbd_server *srv);
+
+/* ---- Exports ----------------------------------------------------------------------------- */
+
+/* One extent of the base:allocation map (NBD_STATE_HOLE / NBD_STATE_ZERO flags). */
+struct nbd_extent {
+	uint64_t length;
+	uint32_t flags;
+};
+
+struct nbd_export_config {
+	const char *name;	 /* 1..NBD_MAX_NAME bytes, no NUL inside; copied */
+	const char *description; /* optional (NULL), <= NBD_MAX_DESCRIPTION bytes; copied */
+	struct blkdev *dev;	 /* the data; not owned (see release) */
+	bool read_only;		 /* refuse writes with EPERM (also when dev->read_only) */
+	/*
+	 * Optional allocation map for base:allocation (a thin volume later, SEEK_HOLE on the
+	 * host). Fill up to @max extents describing [offset, offset + length) in order from
+	 * @offset; return how many (>= 1; they may stop short of the end), or -errno. Called
+	 * synchronously from the server's poll/feed. Without it every range reports 0
+	 * (allocated data), which the spec says is always safe.
+	 */
+	int (*extents)(void *ctx, uint64_t offset, uint64_t length, struct nbd_extent *ext,
+		       unsigned max);
+	/*
+	 * Optional: called once when the export has been removed (or the server destroyed) and
+	 * no connection uses it any more; the owner may then destroy @dev.
+	 */
+	void (*release)(void *ctx, struct blkdev *dev);
+	void *ctx;
+};
+
+/*
+ * Add an export. The first export added is the default one (the empty name "" selects it).
+ * Every connection, now or later, can then see it in NBD_OPT_LIST and open it.
+ * Errors: -EINVAL (name empty, too long or with a NUL; description too long; no device;
+ * device block size not a power of two in 512..65536), -EEXIST (name taken), -ENOSPC (table
+ * full: NBD_DEFAULT_MAX_EXPORTS), -ENOMEM.
+ */
+int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config *cfg);
+
+/*
+ * Remove an export from the table. From now on no new client can list or open it
+ * (ERR_UNKNOWN). Clients already using it: requests in flight complete normally; new
+ * requests are answered ESHUTDOWN, which tells the client to disconnect (proto.md "Error
+ * values"); with @force, those connections are also closed as soon as their requests in
+ * flight have completed and been answered. release() runs when the last one is gone —
+ * possibly before this call returns. -ENOENT if no export has that name.
+ */
+int nbd_server_remove_export(struct nbd_server *srv, const char *name, bool force);
+
+struct nbd_export_info {
+	const char *name;	 /* valid until the export is removed */
+	const char *description; /* "" when none */
+	uint64_t size;		 /* bytes */
+	bool read_only;
+	unsigned clients; /* connections in transmission on it */
+};
+
+/* The @idx'th export (0-based, in the order added): 0, or -ENOENT past the last one. */
+int nbd_server_export_info(const struct nbd_server *srv, unsigned idx, struct nbd_export_info *out);
+
+/* ---- Connections ------------------------------------------------------------------------- */
+
+/*
+ * A new client connected: create its state and queue the greeting. -EBUSY when max_conns
+ * connections exist already (close the transport), -ENOMEM.
+ */
+int nbd_conn_create(struct nbd_server *srv, struct nbd_conn **out);
+
+/*
+ * Offer received bytes. Returns how many were consumed; the rest must be offered again
+ * later (after nbd_server_poll() or after output was sent). Never fails: protocol errors are
+ * answered on the wire, or make nbd_conn_finished() true.
+ */
+size_t nbd_conn_feed(struct nbd_conn *c, const void *buf, size_t len);
+
+/* True when nbd_conn_feed() would consume at least one byte now. */
+bool nbd_conn_wants_input(const struct nbd_conn *c);
+
+/* The transport reached end of input: no more bytes will come. */
+void nbd_conn_input_closed(struct nbd_conn *c);
+
+struct nbd_iov {
+	const void *base;
+	size_t len;
+};
+
+/*
+ * Describe queued output, skipping its first @skip bytes (a transport that hands data to a
+ * stack without copying passes what it already handed over). Fills up to @max entries; sets
+ * *@n and returns the number of bytes they hold. The memory stays valid until
+ * nbd_conn_output_done() covers it.
+ */
+size_t nbd_conn_output(struct nbd_conn *c, size_t skip, struct nbd_iov *iov, unsigned max,
+		       unsigned *n);
+
+/* Bytes of output queued and not yet released with nbd_conn_output_done(). */
+size_t nbd_conn_output_pending(const struct nbd_conn *c);
+
+/* The first @n bytes of the queued output were sent (or copied) and can be freed. */
+void nbd_conn_output_done(struct nbd_conn *c, size_t n);
+
+/*
+ * True when the transport should close the connection now: it is ending (DISC, ABORT, a
+ * handshake failure, bad request magic, too many options, an export removed with force,
+ * end of input) and nothing is in flight or left to send.
+ */
+bool nbd_conn_finished(const struct nbd_conn *c);
+
+/*
+ * The transport is gone (closed after nbd_conn_finished(), or the client vanished). @c must
+ * not be used again; requests still inside a block device are completed and dropped by a
+ * later nbd_server_poll().
+ */
+void nbd_conn_destroy(struct nbd_conn *c);
+
+struct nbd_conn_info {
+	const char *export_name; /* NULL while negotiating */
+	bool structured;	 /* structured replies negotiated */
+	unsigned requests;	 /* requests in flight */
+	uint64_t bytes_read;	 /* data bytes answered to READ */
+	uint64_t bytes_written;	 /* data bytes accepted by WRITE */
+};
+
+/* The @idx'th live connection: 0, or -ENOENT past the last one. */
+int nbd_server_conn_info(const struct nbd_server *srv, unsigned idx, struct nbd_conn_info *out);
+
+#endif

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer target: arbitrary client bytes into the NBD state machine, through the
+ * handshake and transmission phases (nbdkit fuzzes its -s stdin mode the same way).
+ *
+ * Input layout: byte 0 picks the variant (bit 0: a queued device that completes out of
+ * order instead of the synchronous memory disk; bit 1: remove the export halfway; bits 2-7:
+ * seed for the chunk sizes the rest is cut into). Everything after byte 0 is what the client
+ * sends. Output is drained and dropped; the sanitizers are the oracle, plus the invariant
+ * that feeding always terminates and a finished connection stays finished.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/util.h"
+#include "host/hostdev.h"
+#include "net/nbd/nbd_server.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct qdev {
+	struct blkdev dev;
+	struct blkdev *lower;
+	struct blkdev_req *q[8];
+	unsigned n;
+};
+
+static int q_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
+{
+	return blkdev_read(container_of(d, struct qdev, dev)->lower, b, c, buf);
+}
+
+static int q_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
+{
+	return blkdev_write(container_of(d, struct qdev, dev)->lower, b, c, buf);
+}
+
+static int q_flush(struct blkdev *d)
+{
+	return 0;
+}
+
+static int q_submit(struct blkdev *d, struct blkdev_req *r)
+{
+	struct qdev *q = container_of(d, struct qdev, dev);
+
+	if (q->n == ARRAY_SIZE(q->q))
+		return -EAGAIN;
+	q->q[q->n++] = r;
+	return 0;
+}
+
+static int q_poll(struct blkdev *d)
+{
+	struct qdev *q = container_of(d, struct qdev, dev);
+	int n = 0;
+
+	while (q->n) {
+		struct blkdev_req *r = q->q[--q->n];
+		int rc = 0;
+
+		if (r->op == BLKDEV_READ)
+			rc = blkdev_read(q->lower, r->block, r->count, r->buf);
+		else if (r->op == BLKDEV_WRITE)
+			rc = blkdev_write(q->lower, r->block, r->count, r->buf);
+		else if (r->op == BLKDEV_WRITE_ZEROES || r->op == BLKDEV_DISCARD)
+			rc = blkdev_write_zeroes(q->lower, r->block, r->count);
+		r->done(r, rc);
+		n++;
+	}
+	return n;
+}
+
+static const struct blkdev_ops q_ops = {
+	.read = q_read,
+	.write = q_write,
+	.flush = q_flush,
+	.submit = q_submit,
+	.poll = q_poll,
+};
+
+static int fake_extents(void *ctx, uint64_t off, uint64_t len, struct nbd_extent *ext, unsigned max)
+{
+	/* Alternating 4 KiB data / hole, possibly more than asked for. */
+	unsigned i;
+
+	for (i = 0; i < max && i < 4; i++)
+		ext[i] = (struct nbd_extent){ 4096, (i & 1) ? 3u : 0u };
+	return (int)i;
+}
+
+static void drain(struct nbd_conn *c)
+{
+	struct nbd_iov iov[8];
+	unsigned n;
+	size_t total;
+
+	while ((total = nbd_conn_output(c, 0, iov, 8, &n)) != 0)
+		nbd_conn_output_done(c, total);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct nbd_limits lim = { .max_payload = 65536,
+				  .max_conn_bytes = 256 * 1024,
+				  .max_requests = 16,
+				  .max_options = 32 };
+	struct nbd_export_config cfg = { .name = "disk", .description = "fuzz" };
+	struct nbd_server *srv;
+	struct nbd_conn *c;
+	struct blkdev *mem;
+	struct qdev q;
+	uint32_t seed;
+	size_t pos = 1, stalls = 0;
+	bool removed = false;
+
+	if (size < 1)
+		return 0;
+	seed = data[0] >> 2 | 1;
+	if (memdisk_create(256, 512, &mem)) /* 128 KiB */
+		return 0;
+	memset(&q, 0, sizeof(q));
+	q.dev.ops = &q_ops;
+	q.dev.block_size = 512;
+	q.dev.nr_blocks = 256;
+	q.lower = mem;
+	cfg.dev = (data[0] & 1) ? &q.dev : mem;
+	cfg.extents = (data[0] & 4) ? fake_extents : NULL;
+	if (nbd_server_create(&lim, &srv) || nbd_server_add_export(srv, &cfg))
+		abort();
+	cfg.name = "ro";
+	cfg.read_only = true;
+	nbd_server_add_export(srv, &cfg);
+	if (nbd_conn_create(srv, &c))
+		abort();
+	while (pos < size && stalls < 4) {
+		size_t chunk, k;
+
+		seed = seed * 1103515245u + 12345u;
+		chunk = MIN(size - pos, (size_t)(1 + (seed >> 16) % 97));
+		k = nbd_conn_feed(c, data + pos, chunk);
+		pos += k;
+		nbd_server_poll(srv);
+		drain(c);
+		stalls = k ? 0 : stalls + 1;
+		if ((data[0] & 2) && !removed && pos > size / 2) {
+			nbd_server_remove_export(srv, "disk", (data[0] & 8) != 0);
+			removed = true;
+		}
+		if (nbd_conn_finished(c))
+			break;
+	}
+	/* Whatever is left in flight must come back and be answered. */
+	while (nbd_server_busy(srv)) {
+		nbd_server_poll(srv);
+		drain(c);
+	}
+	nbd_conn_input_closed(c);
+	drain(c);
+	if (!nbd_conn_finished(c))
+		abort(); /* end of input with nothing in flight must end the connection */
+	nbd_conn_destroy(c);
+	nbd_server_destroy(srv);
+	blkdev_destroy(mem);
+	return 0;
+}

@@ -1,0 +1,141 @@
+# Bad requests through libnbd (run by badreq.t inside nbdsh, which provides the nbd module).
+# libnbd's strict mode is turned off so it sends what it would normally refuse. Each check
+# prints PASS/FAIL lines in the tests/lib/tap.sh format; the connection must survive every
+# well-framed bad request (nbd-and-peers.md §1.9-§1.10).
+import errno
+import os
+
+import nbd
+
+BASE = os.environ["NBD_BASE"]
+SIZE = 64 << 20
+PROG = "badreq"
+failed = False
+
+
+def result(name, ok, why=""):
+    global failed
+    print(("PASS " if ok else "FAIL ") + PROG + "/" + name + ("" if ok else ": " + why), flush=True)
+    failed |= not ok
+
+
+def connect(export, meta=True, strict=0):
+    h = nbd.NBD()
+    if meta:
+        h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
+    h.connect_uri(BASE + "/" + export)
+    h.set_strict_mode(strict)
+    return h
+
+
+def expect_err(name, want, fn):
+    try:
+        fn()
+    except nbd.Error as e:
+        # libnbd 1.14 gives the errno as its name ("EINVAL"), newer ones as a number.
+        got = e.errno if isinstance(e.errno, int) else getattr(errno, str(e.errno), e.errno)
+        result(name, got == want, "%s, wanted %s" % (e, errno.errorcode[want]))
+        return
+    result(name, False, "succeeded, wanted errno %d" % want)
+
+
+def expect_ok(name, fn):
+    try:
+        fn()
+        result(name, True)
+    except nbd.Error as e:
+        result(name, False, str(e))
+
+
+rw = connect("disk")
+ro = connect("ro")
+nometa = connect("disk", meta=False)
+BIG = 1 << 63
+
+# READ
+expect_err("read-crossing-end", errno.EINVAL, lambda: rw.pread(4096, SIZE - 512))
+expect_err("read-past-end", errno.EINVAL, lambda: rw.pread(512, SIZE + 4096))
+expect_err("read-offset-wraps", errno.EINVAL, lambda: rw.pread(4096, (1 << 64) - 512))
+expect_err("read-length-0", errno.EINVAL, lambda: rw.pread(0, 0))
+expect_err("read-too-big", errno.EINVAL, lambda: rw.pread((32 << 20) + 512, 0))
+expect_err("read-unknown-flag", errno.EINVAL, lambda: rw.pread(512, 0, 1 << 15))
+expect_err("read-inapplicable-flag", errno.EINVAL, lambda: rw.pread(512, 0, nbd.CMD_FLAG_REQ_ONE))
+expect_ok("read-with-fua", lambda: rw.pread(512, 0, nbd.CMD_FLAG_FUA))
+expect_ok("read-with-df", lambda: rw.pread(65536, 0, nbd.CMD_FLAG_DF))
+try:
+    whole = rw.pread(4096, 0)
+    part = rw.pread(511, 1)
+    result("read-unaligned", part == whole[1:512], "data differs")
+except nbd.Error as e:
+    result("read-unaligned", False, str(e))
+
+# WRITE
+expect_err("write-crossing-end", errno.ENOSPC, lambda: rw.pwrite(b"\1" * 4096, SIZE - 512))
+expect_err("write-past-end", errno.ENOSPC, lambda: rw.pwrite(b"\1" * 512, SIZE))
+expect_err("write-offset-wraps", errno.ENOSPC, lambda: rw.pwrite(b"\1" * 4096, (1 << 64) - 512))
+expect_err("write-unaligned", errno.EINVAL, lambda: rw.pwrite(b"\1" * 100, 1))
+expect_err("write-inapplicable-flag", errno.EINVAL,
+           lambda: rw.pwrite(b"\1" * 512, 0, nbd.CMD_FLAG_NO_HOLE))
+expect_err("write-too-big-is-drained", errno.EINVAL, lambda: rw.pwrite(b"\1" * ((32 << 20) + 512), 0))
+expect_err("write-read-only", errno.EPERM, lambda: ro.pwrite(b"\1" * 512, 0))
+expect_err("write-read-only-past-end", errno.EPERM, lambda: ro.pwrite(b"\1" * 512, SIZE))
+expect_ok("write-fua", lambda: rw.pwrite(b"\7" * 4096, 8192, nbd.CMD_FLAG_FUA))
+result("write-fua-data", rw.pread(4096, 8192) == b"\7" * 4096, "data differs")
+
+# TRIM
+expect_ok("trim", lambda: rw.trim(65536, 1 << 20))
+expect_ok("trim-unaligned-is-a-hint", lambda: rw.trim(1000, 1 << 20))
+expect_err("trim-past-end", errno.EINVAL, lambda: rw.trim(4096, SIZE))
+expect_err("trim-read-only", errno.EPERM, lambda: ro.trim(4096, 0))
+expect_err("trim-unknown-flag", errno.EINVAL, lambda: rw.trim(4096, 0, nbd.CMD_FLAG_DF))
+
+# WRITE_ZEROES
+expect_err("zero-past-end", errno.ENOSPC, lambda: rw.zero(4096, SIZE))
+expect_err("zero-read-only", errno.EPERM, lambda: ro.zero(4096, 0))
+expect_err("zero-unaligned", errno.EINVAL, lambda: rw.zero(100, 3))
+expect_err("zero-fast-no-hole-is-enotsup", errno.ENOTSUP,
+           lambda: rw.zero(1 << 20, 0, nbd.CMD_FLAG_FAST_ZERO | nbd.CMD_FLAG_NO_HOLE))
+rw.pwrite(b"\3" * (1 << 20), 2 << 20)
+expect_ok("zero-no-hole", lambda: rw.zero(1 << 20, 2 << 20, nbd.CMD_FLAG_NO_HOLE | nbd.CMD_FLAG_FUA))
+result("zero-no-hole-data", rw.pread(1 << 20, 2 << 20) == bytes(1 << 20), "not zero")
+rw.pwrite(b"\3" * (1 << 20), 2 << 20)
+expect_ok("zero-fast", lambda: rw.zero(1 << 20, 2 << 20, nbd.CMD_FLAG_FAST_ZERO))
+result("zero-fast-data", rw.pread(1 << 20, 2 << 20) == bytes(1 << 20), "not zero")
+expect_ok("zero-larger-than-max-payload", lambda: rw.zero(SIZE - (1 << 20), 1 << 20))
+result("zero-large-data", rw.pread(1 << 20, 20 << 20) == bytes(1 << 20), "not zero")
+
+# FLUSH, CACHE
+expect_ok("flush", lambda: rw.flush())
+expect_ok("flush-read-only", lambda: ro.flush())
+expect_ok("cache", lambda: rw.cache(1 << 20, 0))
+expect_err("cache-past-end", errno.EINVAL, lambda: rw.cache(4096, SIZE))
+expect_err("cache-unknown-flag", errno.EINVAL, lambda: rw.cache(4096, 0, nbd.CMD_FLAG_NO_HOLE))
+
+# BLOCK_STATUS
+seen = []
+
+
+def extents(meta, off, ents, err):
+    seen.append((meta, off, list(ents)))
+    return 0
+
+
+expect_ok("block-status", lambda: rw.block_status(SIZE, 0, extents))
+result("block-status-covers", bool(seen) and sum(seen[0][2][0::2]) == SIZE, repr(seen)[:200])
+seen.clear()
+expect_ok("block-status-req-one", lambda: rw.block_status(SIZE, 0, extents, nbd.CMD_FLAG_REQ_ONE))
+result("block-status-req-one-single", bool(seen) and len(seen[0][2]) == 2, repr(seen)[:200])
+expect_err("block-status-past-end", errno.EINVAL, lambda: rw.block_status(4096, SIZE, extents))
+expect_err("block-status-without-context", errno.EINVAL,
+           lambda: nometa.block_status(4096, 0, extents))
+expect_err("block-status-bad-flag", errno.EINVAL,
+           lambda: rw.block_status(4096, 0, extents, nbd.CMD_FLAG_DF))
+
+# After all that, every connection still works.
+for name, h in (("rw", rw), ("ro", ro), ("nometa", nometa)):
+    expect_ok("still-connected-" + name, lambda: h.pread(4096, 0))
+for h in (rw, ro, nometa):
+    h.shutdown()  # NBD_CMD_DISC
+result("disc-accepted", True)
+if failed:
+    raise SystemExit(1)

@@ -1,0 +1,794 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The NBD state machine without sockets: a test client writes protocol bytes into
+ * nbd_conn_feed() (whole, split at every byte boundary, or a byte at a time), drains
+ * nbd_conn_output(), and parses the replies. A queued block device (below) holds requests
+ * until told to complete them, in reverse order, to show replies leaving out of order and
+ * back-pressure working; the memory device from host/ completes synchronously.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/util.h"
+#include "host/hostdev.h"
+#include "net/nbd/nbd_proto.h"
+#include "net/nbd/nbd_server.h"
+#include "tests/harness.h"
+
+#define DISK_BLOCKS 2048 /* 1 MiB of 512-byte blocks */
+#define DISK_BYTES  (DISK_BLOCKS * 512)
+
+/* ---- A device with a real queue ---------------------------------------------------------- */
+
+struct qdev {
+	struct blkdev dev;
+	struct blkdev *lower;
+	struct blkdev_req *q[64];
+	unsigned n, depth; /* queued; queue depth (submit says -EAGAIN beyond) */
+	bool hold;	   /* poll completes nothing while set */
+};
+
+static int qdev_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
+{
+	return blkdev_read(container_of(d, struct qdev, dev)->lower, b, c, buf);
+}
+
+static int qdev_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
+{
+	return blkdev_write(container_of(d, struct qdev, dev)->lower, b, c, buf);
+}
+
+static int qdev_flush(struct blkdev *d)
+{
+	return 0;
+}
+
+static int qdev_submit(struct blkdev *d, struct blkdev_req *r)
+{
+	struct qdev *q = container_of(d, struct qdev, dev);
+
+	if (q->n >= q->depth)
+		return -EAGAIN;
+	q->q[q->n++] = r;
+	return 0;
+}
+
+/* Complete everything queued, newest first. */
+static int qdev_poll(struct blkdev *d)
+{
+	struct qdev *q = container_of(d, struct qdev, dev);
+	int n = 0;
+
+	while (!q->hold && q->n) {
+		struct blkdev_req *r = q->q[--q->n];
+		int rc = 0;
+
+		if (r->op == BLKDEV_READ)
+			rc = blkdev_read(q->lower, r->block, r->count, r->buf);
+		else if (r->op == BLKDEV_WRITE)
+			rc = blkdev_write(q->lower, r->block, r->count, r->buf);
+		else if (r->op == BLKDEV_WRITE_ZEROES || r->op == BLKDEV_DISCARD)
+			rc = blkdev_write_zeroes(q->lower, r->block, r->count);
+		r->done(r, rc);
+		n++;
+	}
+	return n;
+}
+
+static const struct blkdev_ops qdev_ops = {
+	.read = qdev_read,
+	.write = qdev_write,
+	.flush = qdev_flush,
+	.submit = qdev_submit,
+	.poll = qdev_poll,
+};
+
+/* ---- Test client ------------------------------------------------------------------------- */
+
+struct t {
+	struct nbd_server *srv;
+	struct nbd_conn *c;
+	struct blkdev *mem;
+	struct qdev q;
+	uint8_t *out; /* everything the server sent */
+	size_t out_len, out_pos;
+	unsigned released;
+};
+
+static void release_cb(void *ctx, struct blkdev *dev)
+{
+	((struct t *)ctx)->released++;
+}
+
+static void drain(struct t *t)
+{
+	struct nbd_iov iov[16];
+	unsigned n, i;
+
+	for (;;) {
+		nbd_conn_output(t->c, 0, iov, 16, &n);
+		if (!n)
+			break;
+		for (i = 0; i < n; i++) {
+			t->out = realloc(t->out, t->out_len + iov[i].len);
+			memcpy(t->out + t->out_len, iov[i].base, iov[i].len);
+			t->out_len += iov[i].len;
+			nbd_conn_output_done(t->c, iov[i].len);
+		}
+	}
+}
+
+/* Feed everything, polling and draining whenever the server pushes back. */
+static void feed(struct t *t, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	unsigned spins = 0;
+
+	while (len && spins < 1000) {
+		size_t k = nbd_conn_feed(t->c, p, len);
+
+		p += k;
+		len -= k;
+		nbd_server_poll(t->srv);
+		drain(t);
+		spins = k ? 0 : spins + 1;
+	}
+	ok_eq(len, 0);
+	drain(t);
+}
+
+static void setup(struct t *t, bool queued, unsigned depth, const struct nbd_limits *lim)
+{
+	struct nbd_export_config cfg = { .name = "disk", .description = "a test disk" };
+
+	memset(t, 0, sizeof(*t));
+	ok_eq(memdisk_create(DISK_BLOCKS, 512, &t->mem), 0);
+	ok_eq(nbd_server_create(lim, &t->srv), 0);
+	if (queued) {
+		t->q.dev.ops = &qdev_ops;
+		t->q.dev.block_size = 512;
+		t->q.dev.nr_blocks = DISK_BLOCKS;
+		t->q.lower = t->mem;
+		t->q.depth = depth;
+		cfg.dev = &t->q.dev;
+	} else {
+		cfg.dev = t->mem;
+	}
+	cfg.release = release_cb;
+	cfg.ctx = t;
+	ok_eq(nbd_server_add_export(t->srv, &cfg), 0);
+	cfg.name = "ro";
+	cfg.read_only = true;
+	ok_eq(nbd_server_add_export(t->srv, &cfg), 0);
+	ok_eq(nbd_conn_create(t->srv, &t->c), 0);
+	drain(t);
+}
+
+static void teardown(struct t *t)
+{
+	nbd_conn_destroy(t->c);
+	nbd_server_destroy(t->srv);
+	ok_eq(t->released, 2);
+	blkdev_destroy(t->mem);
+	free(t->out);
+}
+
+/* Take @n bytes of server output; NULL (and a failure) if they are not there. */
+static const uint8_t *take(struct t *t, size_t n)
+{
+	const uint8_t *p;
+
+	if (!ok(t->out_len - t->out_pos >= n))
+		return NULL;
+	p = t->out + t->out_pos;
+	t->out_pos += n;
+	return p;
+}
+
+static size_t put_opt(uint8_t *b, uint32_t opt, const void *data, uint32_t len)
+{
+	nbd_put_be64(b, NBD_OPT_MAGIC);
+	nbd_put_be32(b + 8, opt);
+	nbd_put_be32(b + 12, len);
+	if (len)
+		memcpy(b + 16, data, len);
+	return 16 + len;
+}
+
+static size_t put_go(uint8_t *b, const char *name)
+{
+	uint8_t d[64];
+	size_t nl = strlen(name);
+
+	nbd_put_be32(d, (uint32_t)nl);
+	memcpy(d + 4, name, nl);
+	nbd_put_be16(d + 4 + nl, 1);
+	nbd_put_be16(d + 6 + nl, NBD_INFO_BLOCK_SIZE);
+	return put_opt(b, NBD_OPT_GO, d, (uint32_t)(8 + nl));
+}
+
+static size_t put_meta(uint8_t *b, const char *name)
+{
+	uint8_t d[64];
+	size_t nl = strlen(name);
+
+	nbd_put_be32(d, (uint32_t)nl);
+	memcpy(d + 4, name, nl);
+	nbd_put_be32(d + 4 + nl, 1);
+	nbd_put_be32(d + 8 + nl, 15);
+	memcpy(d + 12 + nl, "base:allocation", 15);
+	return put_opt(b, NBD_OPT_SET_META_CONTEXT, d, (uint32_t)(27 + nl));
+}
+
+static size_t put_req(uint8_t *b, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
+		      uint32_t len)
+{
+	nbd_put_be32(b, NBD_REQUEST_MAGIC);
+	nbd_put_be16(b + 4, flags);
+	nbd_put_be16(b + 6, type);
+	nbd_put_be64(b + 8, cookie);
+	nbd_put_be64(b + 16, off);
+	nbd_put_be32(b + 24, len);
+	return 28;
+}
+
+/* Skip option replies up to and including the final one for one option; its reply type. */
+static uint32_t take_opt_final(struct t *t)
+{
+	for (;;) {
+		const uint8_t *p = take(t, 20);
+		uint32_t type, len;
+
+		if (!p)
+			return 0;
+		ok_eq(nbd_get_be64(p), NBD_REP_MAGIC);
+		type = nbd_get_be32(p + 12);
+		len = nbd_get_be32(p + 16);
+		if (!take(t, len))
+			return 0;
+		if (type == NBD_REP_ACK || (type & NBD_REP_FLAG_ERROR))
+			return type;
+	}
+}
+
+/* Client flags + STRUCTURED_REPLY (optional) + SET_META_CONTEXT + GO on @name. */
+static size_t put_handshake(uint8_t *b, const char *name, bool structured)
+{
+	size_t n = 4;
+
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	if (structured) {
+		n += put_opt(b + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+		n += put_meta(b + n, name);
+	}
+	n += put_go(b + n, name);
+	return n;
+}
+
+static void take_handshake(struct t *t, bool structured)
+{
+	const uint8_t *g = take(t, 18);
+
+	if (!g)
+		return;
+	ok_eq(nbd_get_be64(g), NBD_MAGIC);
+	ok_eq(nbd_get_be16(g + 16), NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+	if (structured) {
+		ok_eq(take_opt_final(t), NBD_REP_ACK);
+		ok_eq(take_opt_final(t), NBD_REP_ACK);
+	}
+	ok_eq(take_opt_final(t), NBD_REP_ACK);
+}
+
+struct reply {
+	uint64_t cookie;
+	uint32_t err;
+	uint8_t data[8192]; /* READ data reassembled from chunks */
+	uint32_t extents[8];
+	unsigned chunks;
+};
+
+/* Parse one whole reply (simple, or structured chunks up to DONE); @readlen for simple READ. */
+static bool take_reply(struct t *t, struct reply *r, size_t readlen)
+{
+	const uint8_t *p = take(t, 4);
+
+	memset(r, 0, sizeof(*r));
+	if (!p)
+		return false;
+	if (nbd_get_be32(p) == NBD_SIMPLE_REPLY_MAGIC) {
+		p = take(t, 12);
+		if (!p)
+			return false;
+		r->err = nbd_get_be32(p);
+		r->cookie = nbd_get_be64(p + 4);
+		if (!r->err && readlen) {
+			p = take(t, readlen);
+			if (p)
+				memcpy(r->data, p, MIN(readlen, sizeof(r->data)));
+		}
+		return true;
+	}
+	for (;;) {
+		uint16_t flags, type;
+		uint32_t len;
+
+		if (!ok_eq(nbd_get_be32(p), NBD_STRUCTURED_REPLY_MAGIC) || !(p = take(t, 16)))
+			return false;
+		flags = nbd_get_be16(p);
+		type = nbd_get_be16(p + 2);
+		r->cookie = nbd_get_be64(p + 4);
+		len = nbd_get_be32(p + 12);
+		if (!(p = take(t, len)))
+			return false;
+		r->chunks++;
+		if (type == NBD_REPLY_TYPE_OFFSET_DATA || type == NBD_REPLY_TYPE_OFFSET_HOLE) {
+			/* Offsets are absolute: tests read at offset 0..8191 only. */
+			uint64_t off = nbd_get_be64(p);
+			uint32_t dl =
+			    type == NBD_REPLY_TYPE_OFFSET_DATA ? len - 8 : nbd_get_be32(p + 8);
+
+			if (off < sizeof(r->data) && dl <= sizeof(r->data) - off) {
+				if (type == NBD_REPLY_TYPE_OFFSET_DATA)
+					memcpy(r->data + off, p + 8, dl);
+				else
+					memset(r->data + off, 0, dl);
+			}
+		} else if (type == NBD_REPLY_TYPE_BLOCK_STATUS) {
+			unsigned i;
+
+			/* context id, then (length, flags) pairs */
+			for (i = 0; i < ARRAY_SIZE(r->extents) && 4 * i + 4 <= len; i++)
+				r->extents[i] = nbd_get_be32(p + 4 * i);
+		} else if (type & 0x8000) {
+			r->err = nbd_get_be32(p);
+		}
+		if (flags & NBD_REPLY_FLAG_DONE)
+			return true;
+		if (!(p = take(t, 4)))
+			return false;
+	}
+}
+
+/* ---- Tests ------------------------------------------------------------------------------- */
+
+/*
+ * One conversation: handshake, WRITE, READ (structured: data + hole chunks), BLOCK_STATUS,
+ * FLUSH, DISC. Its output must not depend on how the input is cut.
+ */
+static size_t conversation(uint8_t *b)
+{
+	size_t n = put_handshake(b, "disk", true);
+
+	n += put_req(b + n, NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 1, 512, 1024);
+	memset(b + n, 0xa5, 1024);
+	n += 1024;
+	n += put_req(b + n, NBD_CMD_READ, 0, 2, 0, 8192);
+	n += put_req(b + n, NBD_CMD_BLOCK_STATUS, 0, 3, 0, 4096);
+	n += put_req(b + n, NBD_CMD_FLUSH, 0, 4, 0, 0);
+	n += put_req(b + n, NBD_CMD_DISC, 0, 5, 0, 0);
+	return n;
+}
+
+static void run_conversation(uint8_t **out, size_t *out_len, const uint8_t *in, size_t len,
+			     size_t cut, bool bytewise)
+{
+	struct t t;
+	size_t i;
+
+	setup(&t, false, 0, NULL);
+	if (bytewise) {
+		for (i = 0; i < len; i++)
+			feed(&t, in + i, 1);
+	} else {
+		feed(&t, in, cut);
+		feed(&t, in + cut, len - cut);
+	}
+	ok(nbd_conn_finished(t.c));
+	*out = t.out;
+	*out_len = t.out_len;
+	t.out = NULL;
+	teardown(&t);
+}
+
+TEST(conversation_replies)
+{
+	uint8_t *in = malloc(4096);
+	size_t len = conversation(in);
+	struct reply *r = malloc(sizeof(*r));
+	struct t t;
+
+	setup(&t, false, 0, NULL);
+	feed(&t, in, len);
+	take_handshake(&t, true);
+	take_reply(&t, r, 0);
+	ok_eq(r->cookie, 1);
+	ok_eq(r->err, 0);
+	take_reply(&t, r, 0);
+	ok_eq(r->cookie, 2);
+	ok_eq(r->err, 0);
+	ok_eq(r->chunks, 2); /* data (the 4 KiB holding the write), then a hole */
+	ok(r->data[511] == 0 && r->data[512] == 0xa5 && r->data[1535] == 0xa5 &&
+	   r->data[1536] == 0);
+	take_reply(&t, r, 0);
+	ok_eq(r->cookie, 3);
+	ok_eq(r->extents[0], 1);    /* context id */
+	ok_eq(r->extents[1], 4096); /* one extent: no map, so "allocated data" */
+	ok_eq(r->extents[2], 0);
+	take_reply(&t, r, 0);
+	ok_eq(r->cookie, 4);
+	ok_eq(t.out_pos, t.out_len); /* DISC: no reply */
+	ok(nbd_conn_finished(t.c));
+	teardown(&t);
+	free(r);
+	free(in);
+}
+
+TEST(fragmentation_at_every_byte_boundary)
+{
+	uint8_t *in = malloc(4096), *ref, *out;
+	size_t len = conversation(in), ref_len, out_len, cut;
+
+	run_conversation(&ref, &ref_len, in, len, len, false);
+	for (cut = 0; cut <= len && !test_failed(); cut++) {
+		run_conversation(&out, &out_len, in, len, cut, false);
+		if (out_len != ref_len || memcmp(out, ref, ref_len))
+			fail("output differs when the input is cut at byte %zu", cut);
+		free(out);
+	}
+	run_conversation(&out, &out_len, in, len, 0, true);
+	ok(out_len == ref_len && !memcmp(out, ref, ref_len));
+	free(out);
+	free(ref);
+	free(in);
+}
+
+TEST(handshake_variants)
+{
+	uint8_t b[2048];
+	const uint8_t *p;
+	struct reply r;
+	size_t n;
+	struct t t;
+
+	/* EXPORT_NAME "" = default export, without NO_ZEROES: 124 zero bytes follow. */
+	setup(&t, false, 0, NULL);
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE);
+	n = 4 + put_opt(b + 4, NBD_OPT_EXPORT_NAME, NULL, 0);
+	n += put_req(b + n, NBD_CMD_READ, 0, 7, 0, 512);
+	feed(&t, b, n);
+	take(&t, 18);
+	p = take(&t, 10 + 124);
+	if (p) {
+		ok_eq(nbd_get_be64(p), DISK_BYTES);
+		ok(nbd_get_be16(p + 8) & NBD_FLAG_HAS_FLAGS);
+		ok(!(nbd_get_be16(p + 8) & NBD_FLAG_SEND_DF)); /* no structured replies */
+	}
+	take_reply(&t, &r, 512);
+	ok_eq(r.cookie, 7);
+	teardown(&t);
+
+	/* LIST, INFO, unknown options, then GO on the read-only export. */
+	setup(&t, false, 0, NULL);
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	n = 4 + put_opt(b + 4, NBD_OPT_LIST, NULL, 0);
+	n += put_opt(b + n, NBD_OPT_EXTENDED_HEADERS, NULL, 0);
+	n += put_opt(b + n, NBD_OPT_STARTTLS, NULL, 0);
+	n += put_opt(b + n, 0x7777, "xyz", 3);
+	n += put_go(b + n, "nope");
+	n += put_go(b + n, "ro");
+	n += put_req(b + n, NBD_CMD_WRITE, 0, 8, 0, 512);
+	memset(b + n, 1, 512);
+	n += 512;
+	n += put_req(b + n, NBD_CMD_READ, 0, 9, 0, 512);
+	feed(&t, b, n);
+	take(&t, 18);
+	ok_eq(take_opt_final(&t), NBD_REP_ACK);
+	ok_eq(take_opt_final(&t), NBD_REP_ERR_UNSUP);
+	ok_eq(take_opt_final(&t), NBD_REP_ERR_UNSUP);
+	ok_eq(take_opt_final(&t), NBD_REP_ERR_UNSUP);
+	ok_eq(take_opt_final(&t), NBD_REP_ERR_UNKNOWN);
+	ok_eq(take_opt_final(&t), NBD_REP_ACK);
+	take_reply(&t, &r, 0);
+	ok_eq(r.cookie, 8);
+	ok_eq(r.err, NBD_EPERM);
+	take_reply(&t, &r, 512);
+	ok_eq(r.cookie, 9);
+	ok_eq(r.err, 0);
+	teardown(&t);
+
+	/* Unknown client flags: the connection ends. */
+	setup(&t, false, 0, NULL);
+	nbd_put_be32(b, 0x100);
+	feed(&t, b, 4);
+	ok(nbd_conn_finished(t.c));
+	teardown(&t);
+}
+
+struct bad {
+	const char *export;
+	uint16_t type, flags;
+	uint64_t off;
+	uint32_t len;
+	uint32_t err;
+};
+
+TEST(bad_requests_answered_without_disconnect)
+{
+	static const struct bad cases[] = {
+		{ "disk", NBD_CMD_READ, 0, DISK_BYTES - 512, 1024, NBD_EINVAL },
+		{ "disk", NBD_CMD_READ, 0, DISK_BYTES, 512, NBD_EINVAL },
+		{ "disk", NBD_CMD_READ, 0, UINT64_MAX - 100, 512, NBD_EINVAL },
+		{ "disk", NBD_CMD_READ, 0, 0, 0, NBD_EINVAL },
+		{ "disk", NBD_CMD_READ, 0x8000, 0, 512, NBD_EINVAL },
+		{ "disk", NBD_CMD_READ, NBD_CMD_FLAG_NO_HOLE, 0, 512, NBD_EINVAL },
+		{ "disk", NBD_CMD_READ, NBD_CMD_FLAG_DF, 0, 512, NBD_EINVAL }, /* not structured */
+		{ "disk", 42, 0, 0, 512, NBD_EINVAL },
+		{ "disk", NBD_CMD_RESIZE, 0, 0, 0, NBD_EINVAL },
+		{ "disk", NBD_CMD_WRITE_ZEROES, 0, DISK_BYTES - 512, 1024, NBD_ENOSPC },
+		{ "disk", NBD_CMD_WRITE_ZEROES, 0, UINT64_MAX - 511, 512, NBD_ENOSPC },
+		{ "disk", NBD_CMD_WRITE_ZEROES, 0, 1, 512, NBD_EINVAL },
+		{ "disk", NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO, 0,
+		  512, NBD_ENOTSUP },
+		{ "disk", NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_DF, 0, 512, NBD_EINVAL },
+		{ "disk", NBD_CMD_TRIM, 0, DISK_BYTES, 512, NBD_EINVAL },
+		{ "disk", NBD_CMD_TRIM, NBD_CMD_FLAG_NO_HOLE, 0, 512, NBD_EINVAL },
+		{ "disk", NBD_CMD_FLUSH, 0, 512, 0, NBD_EINVAL },
+		{ "disk", NBD_CMD_CACHE, 0, DISK_BYTES, 1, NBD_EINVAL },
+		{ "disk", NBD_CMD_BLOCK_STATUS, 0, 0, 512, NBD_EINVAL }, /* no meta context */
+		{ "disk", NBD_CMD_CACHE, NBD_CMD_FLAG_FUA, 0, 512, 0 },
+		{ "disk", NBD_CMD_TRIM, 0, 1, 100, 0 }, /* rounds to nothing: fine */
+		{ "ro", NBD_CMD_TRIM, 0, 0, 512, NBD_EPERM },
+		{ "ro", NBD_CMD_WRITE_ZEROES, 0, 0, 512, NBD_EPERM },
+		{ "ro", NBD_CMD_WRITE_ZEROES, 0, DISK_BYTES, 512, NBD_EPERM },
+		{ "ro", NBD_CMD_FLUSH, 0, 0, 0, 0 },
+	};
+	uint8_t b[1024];
+	struct reply r;
+	unsigned i;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		const struct bad *c = &cases[i];
+		struct t t;
+		size_t n;
+
+		setup(&t, false, 0, NULL);
+		n = put_handshake(b, c->export, false);
+		n += put_req(b + n, c->type, c->flags, 100 + i, c->off, c->len);
+		n += put_req(b + n, NBD_CMD_READ, 0, 1, 0, 512);
+		feed(&t, b, n);
+		take_handshake(&t, false);
+		take_reply(&t, &r, 0);
+		if (r.cookie != 100 + i || r.err != c->err)
+			fail("case %u: cookie %llu error %u, wanted %u", i,
+			     (unsigned long long)r.cookie, r.err, c->err);
+		take_reply(&t, &r, 512);
+		ok_eq(r.cookie, 1);
+		ok_eq(r.err, 0);
+		ok(!nbd_conn_finished(t.c));
+		teardown(&t);
+	}
+}
+
+TEST(bad_writes_are_drained)
+{
+	uint8_t *b = calloc(1, 70000);
+	struct nbd_limits lim = { .max_payload = 65536 };
+	struct reply r;
+	struct t t;
+	size_t n;
+
+	setup(&t, false, 0, &lim);
+	n = put_handshake(b, "disk", true);
+	n += put_req(b + n, NBD_CMD_WRITE, 0, 1, DISK_BYTES - 512, 1024); /* ENOSPC */
+	n += 1024;
+	n += put_req(b + n, NBD_CMD_WRITE, 0, 2, 0, 65536 + 512); /* over max payload */
+	n += 65536 + 512;
+	n += put_req(b + n, NBD_CMD_WRITE, 0, 3, 1, 512); /* misaligned */
+	n += 512;
+	n += put_req(b + n, NBD_CMD_READ, 0, 4, 0, 512);
+	feed(&t, b, n);
+	take_handshake(&t, true);
+	take_reply(&t, &r, 0);
+	ok(r.cookie == 1 && r.err == NBD_ENOSPC);
+	take_reply(&t, &r, 0);
+	ok(r.cookie == 2 && r.err == NBD_EINVAL);
+	take_reply(&t, &r, 0);
+	ok(r.cookie == 3 && r.err == NBD_EINVAL);
+	take_reply(&t, &r, 0);
+	ok(r.cookie == 4 && r.err == 0);
+
+	/* Bad magic: no reply, the connection ends. */
+	put_req(b, NBD_CMD_READ, 0, 5, 0, 512);
+	nbd_put_be32(b, 0x12345678);
+	feed(&t, b, 28);
+	ok(nbd_conn_finished(t.c));
+	ok_eq(t.out_pos, t.out_len);
+	teardown(&t);
+	free(b);
+}
+
+TEST(out_of_order_completion_and_retry)
+{
+	uint8_t b[512];
+	struct reply r;
+	struct t t;
+	size_t n;
+	int i;
+
+	/* Queue depth 2: the third request meets -EAGAIN and is retried by nbd_server_poll(). */
+	setup(&t, true, 2, NULL);
+	n = put_handshake(b, "disk", false);
+	for (i = 1; i <= 3; i++)
+		n += put_req(b + n, NBD_CMD_READ, 0, (uint64_t)i, (uint64_t)i * 512, 512);
+	t.q.hold = true;
+	feed(&t, b, n);
+	take_handshake(&t, false);
+	ok_eq(t.out_pos, t.out_len); /* nothing answered yet */
+	ok(nbd_server_busy(t.srv));
+	ok_eq(t.q.n, 2);
+	t.q.hold = false;
+	nbd_server_poll(t.srv); /* completes 2 then 1; resubmits 3 */
+	drain(&t);
+	take_reply(&t, &r, 512);
+	ok_eq(r.cookie, 2);
+	take_reply(&t, &r, 512);
+	ok_eq(r.cookie, 1);
+	nbd_server_poll(t.srv);
+	drain(&t);
+	take_reply(&t, &r, 512);
+	ok_eq(r.cookie, 3);
+	ok(!nbd_server_busy(t.srv));
+	teardown(&t);
+}
+
+TEST(back_pressure_limits_requests_in_flight)
+{
+	struct nbd_limits lim = { .max_requests = 4 };
+	uint8_t b[1024];
+	struct reply r;
+	size_t n, k;
+	struct t t;
+	int i;
+
+	setup(&t, true, 64, &lim);
+	n = put_handshake(b, "disk", false);
+	feed(&t, b, n);
+	take_handshake(&t, false);
+	for (n = 0, i = 0; i < 10; i++)
+		n += put_req(b + n, NBD_CMD_READ, 0, (uint64_t)i, 0, 512);
+	t.q.hold = true;
+	k = nbd_conn_feed(t.c, b, n);
+	ok_eq(k, 4 * 28); /* four requests taken, the rest refused for now */
+	ok(!nbd_conn_wants_input(t.c));
+	t.q.hold = false;
+	nbd_server_poll(t.srv);
+	ok(nbd_conn_wants_input(t.c));
+	feed(&t, b + k, n - k);
+	for (i = 0; i < 10; i++) {
+		take_reply(&t, &r, 512);
+		ok_eq(r.err, 0);
+	}
+	teardown(&t);
+}
+
+TEST(vanished_client_with_requests_in_flight)
+{
+	uint8_t b[512];
+	struct t t;
+	size_t n;
+
+	setup(&t, true, 64, NULL);
+	n = put_handshake(b, "disk", false);
+	n += put_req(b + n, NBD_CMD_READ, 0, 1, 0, 512);
+	n += put_req(b + n, NBD_CMD_WRITE, 0, 2, 0, 512);
+	t.q.hold = true;
+	feed(&t, b, n + 100); /* half a WRITE payload */
+	nbd_conn_destroy(t.c);
+	t.c = NULL;
+	ok(nbd_server_busy(t.srv));
+	t.q.hold = false;
+	nbd_server_poll(t.srv); /* completions of the dead connection are dropped */
+	ok(!nbd_server_busy(t.srv));
+	nbd_server_destroy(t.srv);
+	ok_eq(t.released, 2);
+	blkdev_destroy(t.mem);
+	free(t.out);
+}
+
+TEST(export_table)
+{
+	struct nbd_export_config cfg = { .name = "x" };
+	struct nbd_export_info info;
+	uint8_t b[512];
+	struct reply r;
+	struct t t;
+	size_t n;
+
+	setup(&t, false, 0, NULL);
+	cfg.dev = t.mem;
+	ok_eq(nbd_server_add_export(t.srv, &cfg), 0);
+	ok_eq(nbd_server_add_export(t.srv, &cfg), -EEXIST);
+	cfg.name = "";
+	ok_eq(nbd_server_add_export(t.srv, &cfg), -EINVAL);
+	ok_eq(nbd_server_export_info(t.srv, 0, &info), 0);
+	ok(!strcmp(info.name, "disk") && !strcmp(info.description, "a test disk"));
+	ok_eq(info.size, DISK_BYTES);
+	ok_eq(nbd_server_export_info(t.srv, 1, &info), 0);
+	ok(info.read_only);
+	ok_eq(nbd_server_export_info(t.srv, 3, &info), -ENOENT);
+	ok_eq(nbd_server_remove_export(t.srv, "x", false), 0);
+	ok_eq(nbd_server_remove_export(t.srv, "x", false), -ENOENT);
+
+	/* Removing an export in use: new requests get ESHUTDOWN; release waits for the client. */
+	n = put_handshake(b, "disk", false);
+	feed(&t, b, n);
+	take_handshake(&t, false);
+	ok_eq(nbd_server_export_info(t.srv, 0, &info), 0);
+	ok_eq(info.clients, 1);
+	ok_eq(nbd_server_remove_export(t.srv, "disk", false), 0);
+	ok_eq(t.released, 0);
+	n = put_req(b, NBD_CMD_READ, 0, 1, 0, 512);
+	feed(&t, b, n);
+	take_reply(&t, &r, 0);
+	ok_eq(r.err, NBD_ESHUTDOWN);
+	ok(!nbd_conn_finished(t.c));
+	nbd_conn_destroy(t.c);
+	t.c = NULL;
+	ok_eq(t.released, 1);
+
+	/* With force, the connection is told to close. */
+	ok_eq(nbd_conn_create(t.srv, &t.c), 0);
+	t.out_len = t.out_pos = 0;
+	n = put_handshake(b, "ro", false);
+	feed(&t, b, n);
+	take_handshake(&t, false);
+	ok_eq(nbd_server_remove_export(t.srv, "ro", true), 0);
+	ok(nbd_conn_finished(t.c));
+	nbd_conn_destroy(t.c);
+	t.c = NULL;
+	ok_eq(t.released, 2);
+	nbd_server_destroy(t.srv);
+	blkdev_destroy(t.mem);
+	free(t.out);
+}
+
+TEST(option_cap_and_connection_cap)
+{
+	struct nbd_limits lim = { .max_options = 8, .max_conns = 2 };
+	struct nbd_conn *c2, *c3;
+	uint8_t b[1024];
+	size_t n = 4;
+	struct t t;
+	int i;
+
+	setup(&t, false, 0, &lim);
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE);
+	for (i = 0; i < 20; i++)
+		n += put_opt(b + n, 0x7777, NULL, 0);
+	feed(&t, b, n);
+	ok(nbd_conn_finished(t.c));
+	ok_eq(nbd_conn_create(t.srv, &c2), 0);
+	ok_eq(nbd_conn_create(t.srv, &c3), -EBUSY);
+	nbd_conn_destroy(c2);
+	teardown(&t);
+}
+
+TEST(end_of_input_mid_write_finishes)
+{
+	uint8_t b[512];
+	struct t t;
+	size_t n;
+
+	/* Found by fuzzing: a WRITE cut short by end of input kept the connection open. */
+	setup(&t, false, 0, NULL);
+	n = put_handshake(b, "disk", false);
+	n += put_req(b + n, NBD_CMD_WRITE, 0, 1, 0, 512);
+	feed(&t, b, n + 100);
+	ok(!nbd_conn_finished(t.c));
+	nbd_conn_input_closed(t.c);
+	ok(nbd_conn_finished(t.c));
+	teardown(&t);
+}
