@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The appliance's configuration model: named thin volumes and NBD exports, and how it is
+ * written as text. Pure data: no I/O here (config/store.h persists it).
+ *
+ * Text format, one item per line, '#' starts a comment line:
+ *
+ *   volume NAME id=ID size=BYTES [origin=NAME]
+ *   export NAME volume=NAME [ro]
+ *
+ * Names are 1..63 characters of [A-Za-z0-9_.:+-], not starting with '.' or '-'. Thin ids are
+ * dm-thin device ids (0 .. 2^24-1); sizes are bytes, a multiple of 512. Parsing is strict:
+ * the first bad line fails the whole text with its line number in the message, so a
+ * damaged configuration is never half applied.
+ */
+#ifndef CONFIG_CONFIG_H
+#define CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_NAME_MAX	63
+#define CFG_MAX_VOLUMES 4096
+#define CFG_MAX_EXPORTS 256
+#define CFG_MAX_THIN_ID ((1u << 24) - 1)
+
+struct cfg_volume {
+	char name[CFG_NAME_MAX + 1];
+	uint32_t id;
+	uint64_t size;		       /* bytes */
+	char origin[CFG_NAME_MAX + 1]; /* "" unless created as a snapshot */
+};
+
+struct cfg_export {
+	char name[CFG_NAME_MAX + 1];
+	char volume[CFG_NAME_MAX + 1];
+	bool read_only;
+};
+
+struct cfg {
+	struct cfg_volume *vols;
+	size_t nvols, cap_vols;
+	struct cfg_export *exps;
+	size_t nexps, cap_exps;
+};
+
+/* An empty configuration. */
+void cfg_init(struct cfg *c);
+/* Free what @c holds; it is empty afterwards. */
+void cfg_free(struct cfg *c);
+/* Deep copy. 0 or -ENOMEM (then @dst is empty). */
+int cfg_copy(struct cfg *dst, const struct cfg *src);
+
+/* True when @name is a valid volume or export name (see above). */
+bool cfg_name_valid(const char *name);
+
+/* Lookups: the entry, or NULL. */
+struct cfg_volume *cfg_find_volume(const struct cfg *c, const char *name);
+struct cfg_volume *cfg_find_volume_id(const struct cfg *c, uint32_t id);
+struct cfg_export *cfg_find_export(const struct cfg *c, const char *name);
+
+/*
+ * Add a volume. -EINVAL for a bad name, id or size (or an origin that is not a volume),
+ * -EEXIST when the name or the id is taken, -ENOSPC past CFG_MAX_VOLUMES, -ENOMEM.
+ */
+int cfg_add_volume(struct cfg *c, const char *name, uint32_t id, uint64_t size, const char *origin);
+/* Remove a volume: -ENOENT if absent, -EBUSY while an export uses it. */
+int cfg_remove_volume(struct cfg *c, const char *name);
+/* Add an export of @volume: -EINVAL, -EEXIST, -ENOENT (no such volume), -ENOSPC, -ENOMEM. */
+int cfg_add_export(struct cfg *c, const char *name, const char *volume, bool read_only);
+/* -ENOENT if absent. */
+int cfg_remove_export(struct cfg *c, const char *name);
+/* The lowest thin id not used by any volume, or -ENOSPC. */
+int64_t cfg_free_id(const struct cfg *c);
+
+/*
+ * Parse @len bytes of text into @out (initialised here). 0, or -EINVAL with a message such
+ * as "line 3: unknown size 'x'" in @err; -ENOMEM.
+ */
+int cfg_parse(const char *text, size_t len, struct cfg *out, char *err, size_t errlen);
+/*
+ * Write @c as text into a new malloc'd buffer (*text, NUL-terminated, *len without the
+ * NUL). Parsing the result gives back the same configuration. 0 or -ENOMEM.
+ */
+int cfg_format(const struct cfg *c, char **text, size_t *len);
+
+#endif
