@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host implementations of core/blkdev.h: a memory device, a file-backed device, and two
+ * wrappers for tests (a crash-simulating device and a fault-injecting device).
+ *
+ * All constructors return 0 and set *out, or -ENOMEM / -EINVAL / a file error. Destroy a
+ * device with blkdev_destroy(). A wrapper never owns its lower device: destroy the wrapper
+ * first, then the lower device.
+ */
+#ifndef HOST_HOSTDEV_H
+#define HOST_HOSTDEV_H
+
+#include "core/blkdev.h"
+
+/* A zero-filled device in heap memory; -EINVAL if @block_size is not a power of two >= 512. */
+int memdisk_create(uint64_t nr_blocks, uint32_t block_size, struct blkdev **out);
+
+/*
+ * A device on a regular file. With @create the file is created or truncated to
+ * @nr_blocks * @block_size bytes; otherwise it is opened and its size (rounded down to
+ * whole blocks) gives nr_blocks (@nr_blocks is ignored). flush() is fsync().
+ */
+int filedisk_open(const char *path, uint32_t block_size, bool create, uint64_t nr_blocks,
+		  struct blkdev **out);
+
+/*
+ * Crash simulation. Writes are kept apart (in memory) from @lower until a flush applies
+ * them in order; reads see them. crashdev_power_cut() then decides the fate of each
+ * unflushed write from @seed: kept, dropped, or torn at a 512-byte sector boundary (a
+ * prefix of its sectors reaches @lower, or for multi-sector writes a random subset), writes
+ * the survivors to @lower and empties the pending list. After a cut the device fails every
+ * call with -EIO until crashdev_revive().
+ *
+ * crashdev_cut_at(dev, n) arms an automatic cut: the n'th write or flush from now (1-based)
+ * is the first one that does not happen — it and everything after fail with -EIO, as if the
+ * power failed just before it; the pending writes stay pending until crashdev_power_cut().
+ * Counting flushes too matters: a cut just before a flush is when the most writes are
+ * pending. 0 disarms.
+ */
+int crashdev_create(struct blkdev *lower, struct blkdev **out);
+void crashdev_cut_at(struct blkdev *dev, uint64_t nth_write);
+/* True once the armed cut point was reached. */
+bool crashdev_tripped(struct blkdev *dev);
+/* Apply the power cut described above; returns the number of pending writes it resolved. */
+uint64_t crashdev_power_cut(struct blkdev *dev, uint64_t seed);
+/* Make the device usable again after a cut (nothing pending, no cut armed). */
+void crashdev_revive(struct blkdev *dev);
+/* Writes seen since creation (including those refused after the cut point). */
+uint64_t crashdev_writes(struct blkdev *dev);
+/* Writes plus flushes seen: the unit of crashdev_cut_at(). */
+uint64_t crashdev_events(struct blkdev *dev);
+
+/*
+ * Fault injection: passes everything to @lower, counting reads, writes and flushes
+ * separately. faultdev_fail_nth(dev, op, n, sticky) makes the n'th call (1-based, counted
+ * from now) of @op (BLKDEV_READ, BLKDEV_WRITE or BLKDEV_FLUSH) fail with -EIO without
+ * reaching @lower; with @sticky every later call of that op fails too. n = 0 disarms.
+ */
+int faultdev_create(struct blkdev *lower, struct blkdev **out);
+void faultdev_fail_nth(struct blkdev *dev, enum blkdev_op op, uint64_t n, bool sticky);
+/* Calls of @op seen so far (failed ones included). */
+uint64_t faultdev_count(struct blkdev *dev, enum blkdev_op op);
+/* True when an armed fault has fired. */
+bool faultdev_fired(struct blkdev *dev);
+
+#endif
