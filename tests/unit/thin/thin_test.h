@@ -25,7 +25,7 @@ static UNUSED int md_open(struct blkdev *dev, bool format, uint64_t data_blocks,
 			  struct thin_md **md)
 {
 	char why[200] = "";
-	struct thin_md_open_opts o = { .data_block_sectors = 128,
+	struct thin_md_open_opts o = { .data_block_sectors = format ? 128 : 0,
 				       .format = format,
 				       .data_dev_blocks = data_blocks,
 				       .cache_blocks = 256,
