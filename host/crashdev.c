@@ -23,10 +23,10 @@ struct crashdev {
 	struct blkdev dev;
 	struct blkdev *lower;
 	struct pending *head, **tail;
-	uint64_t writes;   /* writes seen */
-	uint64_t events;   /* writes and flushes seen: the possible cut points */
-	uint64_t cut_at;   /* the event number that fails first; 0 = none */
-	bool dead;         /* the cut point was reached, or power_cut() ran */
+	uint64_t writes; /* writes seen */
+	uint64_t events; /* writes and flushes seen: the possible cut points */
+	uint64_t cut_at; /* the event number that fails first; 0 = none */
+	bool dead;	 /* the cut point was reached, or power_cut() ran */
 	bool tripped;
 };
 

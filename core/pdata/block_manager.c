@@ -15,7 +15,7 @@ struct dm_block {
 	uint8_t *data;
 	const struct dm_block_validator *v;
 	struct dm_block_manager *bm;
-	struct dm_block *hnext;	       /* hash chain */
+	struct dm_block *hnext;	      /* hash chain */
 	struct dm_block *prev, *next; /* LRU (unlocked) or free list */
 	unsigned read_count;
 	bool write_locked, dirty, in_use;
@@ -283,8 +283,8 @@ static void put_if_unlocked(struct dm_block_manager *bm, struct dm_block *b)
 		lru_add_tail(bm, b);
 }
 
-int dm_bm_read_lock(struct dm_block_manager *bm, dm_block_t loc,
-		    const struct dm_block_validator *v, struct dm_block **result)
+int dm_bm_read_lock(struct dm_block_manager *bm, dm_block_t loc, const struct dm_block_validator *v,
+		    struct dm_block **result)
 {
 	struct dm_block *b = cache_find(bm, loc);
 	int rc;

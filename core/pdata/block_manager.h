@@ -64,8 +64,8 @@ dm_block_t dm_block_location(const struct dm_block *b);
 void *dm_block_data(const struct dm_block *b);
 
 /* Lock @b for reading; -EBUSY if it is write-locked. @v may be NULL (no check). */
-int dm_bm_read_lock(struct dm_block_manager *bm, dm_block_t b,
-		    const struct dm_block_validator *v, struct dm_block **result);
+int dm_bm_read_lock(struct dm_block_manager *bm, dm_block_t b, const struct dm_block_validator *v,
+		    struct dm_block **result);
 /*
  * As dm_bm_read_lock() but never reads the device: -EWOULDBLOCK when @b is not cached (the
  * caller retries from a context that may wait; dm_bm_read_try_lock in Linux).
@@ -73,8 +73,8 @@ int dm_bm_read_lock(struct dm_block_manager *bm, dm_block_t b,
 int dm_bm_read_try_lock(struct dm_block_manager *bm, dm_block_t b,
 			const struct dm_block_validator *v, struct dm_block **result);
 /* Lock @b for writing (its current contents, validated); -EBUSY if it is locked at all. */
-int dm_bm_write_lock(struct dm_block_manager *bm, dm_block_t b,
-		     const struct dm_block_validator *v, struct dm_block **result);
+int dm_bm_write_lock(struct dm_block_manager *bm, dm_block_t b, const struct dm_block_validator *v,
+		     struct dm_block **result);
 /* As dm_bm_write_lock() but the contents are zeroed, not read: for new blocks. */
 int dm_bm_write_lock_zero(struct dm_block_manager *bm, dm_block_t b,
 			  const struct dm_block_validator *v, struct dm_block **result);

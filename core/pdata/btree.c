@@ -21,8 +21,7 @@ static void node_prepare_for_write(const struct dm_block_validator *v, struct dm
 	struct btree_node *n = dm_block_data(b);
 
 	put_le64(&n->header.blocknr, dm_block_location(b));
-	put_le32(&n->header.csum, dm_bm_checksum((uint8_t *)n + 4, block_size - 4,
-						 BTREE_CSUM_XOR));
+	put_le32(&n->header.csum, dm_bm_checksum((uint8_t *)n + 4, block_size - 4, BTREE_CSUM_XOR));
 }
 
 static int node_check(const struct dm_block_validator *v, struct dm_block *b, size_t block_size)
@@ -55,7 +54,8 @@ const struct dm_block_validator btree_node_validator = {
 
 uint32_t dm_btree_max_entries(uint32_t value_size)
 {
-	uint32_t total = (DM_BM_BLOCK_SIZE - (uint32_t)sizeof(struct node_header)) / (8 + value_size);
+	uint32_t total =
+	    (DM_BM_BLOCK_SIZE - (uint32_t)sizeof(struct node_header)) / (8 + value_size);
 
 	/* 3n entries: "works more nicely for repeated insert remove loops than (2n + 1)". */
 	return 3 * (total / 3);
@@ -488,8 +488,7 @@ static int find_key(struct dm_btree_info *info, dm_block_t root, bool highest,
 	return 0;
 }
 
-int dm_btree_find_highest_key(struct dm_btree_info *info, dm_block_t root,
-			      uint64_t *result_keys)
+int dm_btree_find_highest_key(struct dm_btree_info *info, dm_block_t root, uint64_t *result_keys)
 {
 	return find_key(info, root, true, result_keys);
 }
@@ -761,7 +760,8 @@ static int rebalance2(struct spine *s, unsigned level, uint32_t li)
 
 		copy_entries(ln, nl, rn, 0, move);
 		memmove(&rn->keys[0], &rn->keys[move], (size_t)(nr - move) * 8);
-		memmove(value_ptr(rn, 0), value_ptr(rn, move), (size_t)(nr - move) * node_vsize(rn));
+		memmove(value_ptr(rn, 0), value_ptr(rn, move),
+			(size_t)(nr - move) * node_vsize(rn));
 	}
 	set_nr(ln, total / 2);
 	set_nr(rn, total - total / 2);
@@ -836,8 +836,8 @@ static int rebalance_children(struct spine *s, unsigned level, uint64_t key)
  * Shadow the path to @key in the tree of @level, rebalancing (@balance) so every node we
  * descend into can lose one entry. Leaves the leaf current with *index at @key.
  */
-static int remove_raw(struct spine *s, dm_block_t root, unsigned level, uint64_t key,
-		      bool balance, uint32_t *index)
+static int remove_raw(struct spine *s, dm_block_t root, unsigned level, uint64_t key, bool balance,
+		      uint32_t *index)
 {
 	for (bool top = true;; top = false) {
 		struct btree_node *n;

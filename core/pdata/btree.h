@@ -83,8 +83,7 @@ int dm_btree_remove(struct dm_btree_info *info, dm_block_t root, const uint64_t 
 		    dm_block_t *new_root);
 
 /* Highest / lowest key at each level, following the highest / lowest path; -ENODATA if empty. */
-int dm_btree_find_highest_key(struct dm_btree_info *info, dm_block_t root,
-			      uint64_t *result_keys);
+int dm_btree_find_highest_key(struct dm_btree_info *info, dm_block_t root, uint64_t *result_keys);
 int dm_btree_find_lowest_key(struct dm_btree_info *info, dm_block_t root, uint64_t *result_keys);
 
 /*

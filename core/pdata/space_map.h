@@ -68,8 +68,7 @@ static inline int dm_sm_get_count(struct dm_space_map *sm, dm_block_t b, uint32_
 	return sm->get_count(sm, b, result);
 }
 
-static inline int dm_sm_count_is_more_than_one(struct dm_space_map *sm, dm_block_t b,
-					       int *result)
+static inline int dm_sm_count_is_more_than_one(struct dm_space_map *sm, dm_block_t b, int *result)
 {
 	return sm->count_is_more_than_one(sm, b, result);
 }

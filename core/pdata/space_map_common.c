@@ -23,7 +23,8 @@ static int index_check(const struct dm_block_validator *v, struct dm_block *b, s
 
 	if (get_le64(&mi->blocknr) != dm_block_location(b))
 		return -ENOTBLK;
-	if (get_le32(&mi->csum) != dm_bm_checksum((uint8_t *)mi + 4, block_size - 4, INDEX_CSUM_XOR))
+	if (get_le32(&mi->csum) !=
+	    dm_bm_checksum((uint8_t *)mi + 4, block_size - 4, INDEX_CSUM_XOR))
 		return -EILSEQ;
 	return 0;
 }
@@ -43,8 +44,7 @@ static void bitmap_prepare_for_write(const struct dm_block_validator *v, struct 
 	put_le32(&h->csum, dm_bm_checksum((uint8_t *)h + 4, block_size - 4, BITMAP_CSUM_XOR));
 }
 
-static int bitmap_check(const struct dm_block_validator *v, struct dm_block *b,
-			size_t block_size)
+static int bitmap_check(const struct dm_block_validator *v, struct dm_block *b, size_t block_size)
 {
 	struct disk_bitmap_header *h = dm_block_data(b);
 
@@ -204,8 +204,7 @@ int sm_ll_lookup(struct ll_disk *ll, dm_block_t b, uint32_t *result)
 	return lookup_big_ref_count(ll, b, result);
 }
 
-int sm_ll_find_free_block(struct ll_disk *ll, dm_block_t begin, dm_block_t end,
-			  dm_block_t *result)
+int sm_ll_find_free_block(struct ll_disk *ll, dm_block_t begin, dm_block_t end, dm_block_t *result)
 {
 	if (end > ll->nr_blocks)
 		end = ll->nr_blocks;
@@ -329,8 +328,7 @@ static int dec_ref_count(void *context, uint32_t old, uint32_t *new_count)
 	return 0;
 }
 
-int sm_ll_insert(struct ll_disk *ll, dm_block_t b, uint32_t ref_count,
-		 enum allocation_event *ev)
+int sm_ll_insert(struct ll_disk *ll, dm_block_t b, uint32_t ref_count, enum allocation_event *ev)
 {
 	return sm_ll_mutate(ll, b, set_ref_count, &ref_count, ev);
 }
@@ -377,8 +375,7 @@ static int ll_load_root(struct ll_disk *ll, const void *root_le, size_t len)
 /*----------------------------------------------------------------*/
 /* Metadata: the index lives in one block, held in core. */
 
-static int metadata_ll_load_ie(struct ll_disk *ll, dm_block_t index,
-			       struct disk_index_entry *ie)
+static int metadata_ll_load_ie(struct ll_disk *ll, dm_block_t index, struct disk_index_entry *ie)
 {
 	if (index >= MAX_METADATA_BITMAPS)
 		return -EINVAL;
@@ -386,8 +383,7 @@ static int metadata_ll_load_ie(struct ll_disk *ll, dm_block_t index,
 	return 0;
 }
 
-static int metadata_ll_save_ie(struct ll_disk *ll, dm_block_t index,
-			       struct disk_index_entry *ie)
+static int metadata_ll_save_ie(struct ll_disk *ll, dm_block_t index, struct disk_index_entry *ie)
 {
 	if (index >= MAX_METADATA_BITMAPS)
 		return -EINVAL;
@@ -462,8 +458,8 @@ int sm_ll_new_metadata(struct ll_disk *ll, struct dm_transaction_manager *tm)
 	return dm_btree_empty(&ll->ref_count_info, &ll->ref_count_root);
 }
 
-int sm_ll_open_metadata(struct ll_disk *ll, struct dm_transaction_manager *tm,
-			const void *root_le, size_t len)
+int sm_ll_open_metadata(struct ll_disk *ll, struct dm_transaction_manager *tm, const void *root_le,
+			size_t len)
 {
 	int r = ll_init(ll, tm);
 

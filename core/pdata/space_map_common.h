@@ -16,10 +16,10 @@
 #include "core/base/endian.h"
 #include "core/pdata/btree.h"
 
-#define ENTRIES_PER_BYTE	4
-#define BITMAP_HEADER_SIZE	16
-#define ENTRIES_PER_BLOCK	((DM_BM_BLOCK_SIZE - BITMAP_HEADER_SIZE) * ENTRIES_PER_BYTE)
-#define MAX_METADATA_BITMAPS	255
+#define ENTRIES_PER_BYTE	  4
+#define BITMAP_HEADER_SIZE	  16
+#define ENTRIES_PER_BLOCK	  ((DM_BM_BLOCK_SIZE - BITMAP_HEADER_SIZE) * ENTRIES_PER_BYTE)
+#define MAX_METADATA_BITMAPS	  255
 #define DM_SM_METADATA_MAX_BLOCKS (MAX_METADATA_BITMAPS * ENTRIES_PER_BLOCK)
 
 #define INDEX_CSUM_XOR	160478u
@@ -94,8 +94,8 @@ enum allocation_event {
 };
 
 int sm_ll_new_metadata(struct ll_disk *ll, struct dm_transaction_manager *tm);
-int sm_ll_open_metadata(struct ll_disk *ll, struct dm_transaction_manager *tm,
-			const void *root_le, size_t len);
+int sm_ll_open_metadata(struct ll_disk *ll, struct dm_transaction_manager *tm, const void *root_le,
+			size_t len);
 int sm_ll_new_disk(struct ll_disk *ll, struct dm_transaction_manager *tm);
 int sm_ll_open_disk(struct ll_disk *ll, struct dm_transaction_manager *tm, const void *root_le,
 		    size_t len);
@@ -109,11 +109,9 @@ int sm_ll_lookup_bitmap(struct ll_disk *ll, dm_block_t b, uint32_t *result);
 int sm_ll_lookup(struct ll_disk *ll, dm_block_t b, uint32_t *result);
 
 /* First block in [begin, end) that is free in @ll; -ENOSPC if none. */
-int sm_ll_find_free_block(struct ll_disk *ll, dm_block_t begin, dm_block_t end,
-			  dm_block_t *result);
+int sm_ll_find_free_block(struct ll_disk *ll, dm_block_t begin, dm_block_t end, dm_block_t *result);
 
-int sm_ll_insert(struct ll_disk *ll, dm_block_t b, uint32_t ref_count,
-		 enum allocation_event *ev);
+int sm_ll_insert(struct ll_disk *ll, dm_block_t b, uint32_t ref_count, enum allocation_event *ev);
 int sm_ll_inc(struct ll_disk *ll, dm_block_t b, enum allocation_event *ev);
 int sm_ll_dec(struct ll_disk *ll, dm_block_t b, enum allocation_event *ev);
 int sm_ll_commit(struct ll_disk *ll);

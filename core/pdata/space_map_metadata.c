@@ -161,8 +161,7 @@ static int sm_metadata_get_count(struct dm_space_map *sm, dm_block_t b, uint32_t
 	return 0;
 }
 
-static int sm_metadata_count_is_more_than_one(struct dm_space_map *sm, dm_block_t b,
-					      int *result)
+static int sm_metadata_count_is_more_than_one(struct dm_space_map *sm, dm_block_t b, int *result)
 {
 	uint32_t count;
 	int r = sm_metadata_get_count(sm, b, &count);

@@ -245,8 +245,8 @@ int dm_tm_create_with_sm(struct dm_block_manager *bm, dm_block_t sb_location,
 	return tm_with_sm(bm, sb_location, NULL, 0, true, tm, sm);
 }
 
-int dm_tm_open_with_sm(struct dm_block_manager *bm, dm_block_t sb_location,
-		       const void *sm_root, size_t root_len, struct dm_transaction_manager **tm,
+int dm_tm_open_with_sm(struct dm_block_manager *bm, dm_block_t sb_location, const void *sm_root,
+		       size_t root_len, struct dm_transaction_manager **tm,
 		       struct dm_space_map **sm)
 {
 	return tm_with_sm(bm, sb_location, sm_root, root_len, false, tm, sm);

@@ -68,8 +68,8 @@ struct dm_space_map *dm_tm_get_sm(struct dm_transaction_manager *tm);
  */
 int dm_tm_create_with_sm(struct dm_block_manager *bm, dm_block_t sb_location,
 			 struct dm_transaction_manager **tm, struct dm_space_map **sm);
-int dm_tm_open_with_sm(struct dm_block_manager *bm, dm_block_t sb_location,
-		       const void *sm_root, size_t root_len, struct dm_transaction_manager **tm,
+int dm_tm_open_with_sm(struct dm_block_manager *bm, dm_block_t sb_location, const void *sm_root,
+		       size_t root_len, struct dm_transaction_manager **tm,
 		       struct dm_space_map **sm);
 
 #endif

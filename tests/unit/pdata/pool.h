@@ -32,12 +32,12 @@
 
 #define UNUSED __attribute__((unused))
 
-#define SB_MAGIC    27022010ull
-#define SB_CSUM_XOR 160774u
-#define SB_OFF_DATA_SM	  64
-#define SB_OFF_META_SM	  192
-#define SB_OFF_MAPPING	  320
-#define SB_OFF_DETAILS	  328
+#define SB_MAGIC       27022010ull
+#define SB_CSUM_XOR    160774u
+#define SB_OFF_DATA_SM 64
+#define SB_OFF_META_SM 192
+#define SB_OFF_MAPPING 320
+#define SB_OFF_DETAILS 328
 
 struct pool {
 	struct blkdev *dev;
@@ -97,8 +97,8 @@ static void pool_setup_infos(struct pool *p)
 {
 	p->map_info.tm = p->tm;
 	p->map_info.levels = 2;
-	p->map_info.value_type = (struct dm_btree_value_type){ p->dsm, 8, data_inc, data_dec,
-							       data_equal };
+	p->map_info.value_type =
+	    (struct dm_btree_value_type){ p->dsm, 8, data_inc, data_dec, data_equal };
 	p->details_info.tm = p->tm;
 	p->details_info.levels = 1;
 	p->details_info.value_type = (struct dm_btree_value_type){ NULL, 24, NULL, NULL, NULL };
@@ -195,9 +195,9 @@ static UNUSED int pool_format(struct pool *p, struct blkdev *dev, unsigned cache
 		return r;
 	d = dm_block_data(sb);
 	put_le64(d + 32, SB_MAGIC);
-	put_le32(d + 40, 2);		/* version */
-	put_le32(d + 336, 128);		/* data_block_size (sectors) */
-	put_le32(d + 340, 8);		/* metadata_block_size */
+	put_le32(d + 40, 2);	/* version */
+	put_le32(d + 336, 128); /* data_block_size (sectors) */
+	put_le32(d + 340, 8);	/* metadata_block_size */
 	put_le64(d + 344, MIN(dm_bm_nr_blocks(p->bm), (dm_block_t)DM_SM_METADATA_MAX_BLOCKS));
 	dm_bm_unlock(sb);
 	return pool_commit(p);
@@ -306,9 +306,7 @@ static int chk_node(struct checker *c, struct walk_ctx *w, dm_block_t b, unsigne
 		CHK_FAIL(c, "node %llu unreadable: %d", (unsigned long long)b, r);
 	n = dm_block_data(blk);
 	nr = node_nr(n);
-	vs = node_flags(n) == INTERNAL_NODE ? 8
-	     : level + 1 < w->levels	    ? 8
-					    : w->leaf_vsize;
+	vs = node_flags(n) == INTERNAL_NODE ? 8 : level + 1 < w->levels ? 8 : w->leaf_vsize;
 	r = 0;
 	if (node_vsize(n) != vs || node_max(n) != dm_btree_max_entries(vs))
 		r = -1;
@@ -331,8 +329,8 @@ static int chk_node(struct checker *c, struct walk_ctx *w, dm_block_t b, unsigne
 		r = 0; /* parent key may be below the first key (allowed) */
 	if (r) {
 		dm_bm_unlock(blk);
-		CHK_FAIL(c, "node %llu breaks a B-tree rule (%d): nr %u max %u", (unsigned long long)b,
-			 r, nr, node_max(n));
+		CHK_FAIL(c, "node %llu breaks a B-tree rule (%d): nr %u max %u",
+			 (unsigned long long)b, r, nr, node_max(n));
 	}
 	if (node_flags(n) == LEAF_NODE && level + 1 == w->levels) {
 		if (w->leaf_depth < 0 && is_root)
@@ -348,7 +346,8 @@ static int chk_node(struct checker *c, struct walk_ctx *w, dm_block_t b, unsigne
 			bool last = i + 1 == nr;
 
 			r = chk_node(c, w, value64(n, i), level, false, node_key(n, i),
-				     last ? hi : node_key(n, i + 1), last ? has_hi : true, depth + 1);
+				     last ? hi : node_key(n, i + 1), last ? has_hi : true,
+				     depth + 1);
 		} else if (level + 1 < w->levels) {
 			int saved = w->leaf_depth;
 
@@ -425,8 +424,8 @@ static int chk_decode_bitmap(struct checker *c, const struct disk_index_entry *i
 
 	r = dm_bm_read_lock(c->p->bm, get_le64(&ie->blocknr), &dm_sm_bitmap_validator, &blk);
 	if (r)
-		CHK_FAIL(c, "bitmap %llu unreadable: %d", (unsigned long long)get_le64(&ie->blocknr),
-			 r);
+		CHK_FAIL(c, "bitmap %llu unreadable: %d",
+			 (unsigned long long)get_le64(&ie->blocknr), r);
 	bytes = (uint8_t *)dm_block_data(blk) + BITMAP_HEADER_SIZE;
 	for (uint32_t e = 0; e < ENTRIES_PER_BLOCK; e++) {
 		dm_block_t b = i * ENTRIES_PER_BLOCK + e;
@@ -493,8 +492,8 @@ static int chk_finish_sm(struct chk_sm *s, const struct disk_sm_root *root, cons
 {
 	for (dm_block_t b = 0; b < s->nr_blocks; b++) {
 		if (s->out[b] == 3)
-			CHK_FAIL(s->c, "%s: block %llu is 3 in the bitmap but not in the tree", name,
-				 (unsigned long long)b);
+			CHK_FAIL(s->c, "%s: block %llu is 3 in the bitmap but not in the tree",
+				 name, (unsigned long long)b);
 		s->out[b] &= 0x7fffffffu;
 	}
 	if (s->allocated != get_le64(&root->nr_allocated))
@@ -578,7 +577,8 @@ static UNUSED int pool_check_ex(struct pool *p, uint64_t *entries)
 	if (!r)
 		r = chk_node(c, &w, get_le64(&mroot.ref_count_root), 0, true, 0, 0, false, 0);
 	if (!r)
-		r = dm_btree_walk(&rc_info, get_le64(&mroot.ref_count_root), chk_refcount_entry, &ms);
+		r = dm_btree_walk(&rc_info, get_le64(&mroot.ref_count_root), chk_refcount_entry,
+				  &ms);
 	if (!r)
 		r = chk_finish_sm(&ms, &mroot, "metadata sm");
 
@@ -595,7 +595,8 @@ static UNUSED int pool_check_ex(struct pool *p, uint64_t *entries)
 	if (!r)
 		r = chk_node(c, &w, get_le64(&droot.ref_count_root), 0, true, 0, 0, false, 0);
 	if (!r)
-		r = dm_btree_walk(&rc_info, get_le64(&droot.ref_count_root), chk_refcount_entry, &ds);
+		r = dm_btree_walk(&rc_info, get_le64(&droot.ref_count_root), chk_refcount_entry,
+				  &ds);
 	if (!r)
 		r = chk_finish_sm(&ds, &droot, "data sm");
 
@@ -626,7 +627,8 @@ static UNUSED int pool_check_ex(struct pool *p, uint64_t *entries)
 
 	for (dm_block_t b = 0; b < c->nr_meta && !r; b++)
 		if (c->mcount[b] != c->mdisk[b]) {
-			snprintf(c->err, sizeof(c->err), "metadata block %llu: %u references, count %u",
+			snprintf(c->err, sizeof(c->err),
+				 "metadata block %llu: %u references, count %u",
 				 (unsigned long long)b, c->mcount[b], c->mdisk[b]);
 			r = -EILSEQ;
 		}

@@ -15,7 +15,8 @@ TEST(locking_rules_catch_misuse)
 	struct dm_block_manager *bm;
 	struct dm_block *a, *b;
 
-	if (!ok_eq(memdisk_create(64, 4096, &dev), 0) || !ok_eq(dm_block_manager_create(dev, 16, &bm), 0))
+	if (!ok_eq(memdisk_create(64, 4096, &dev), 0) ||
+	    !ok_eq(dm_block_manager_create(dev, 16, &bm), 0))
 		return;
 	ok_eq(dm_bm_write_lock_zero(bm, 5, NULL, &a), 0);
 	ok_eq(dm_bm_read_lock(bm, 5, NULL, &b), -EBUSY);
@@ -42,7 +43,8 @@ TEST(small_cache_evicts_and_writes_back)
 	struct dm_block *b;
 	struct dm_bm_stats st;
 
-	if (!ok_eq(memdisk_create(256, 4096, &dev), 0) || !ok_eq(dm_block_manager_create(dev, 16, &bm), 0))
+	if (!ok_eq(memdisk_create(256, 4096, &dev), 0) ||
+	    !ok_eq(dm_block_manager_create(dev, 16, &bm), 0))
 		return;
 	for (dm_block_t i = 1; i < 200; i++) {
 		ok_eq(dm_bm_write_lock_zero(bm, i, &btree_node_validator, &b), 0);
@@ -76,7 +78,8 @@ TEST(space_maps_count_allocate_and_extend)
 	dm_block_t b, nfree, nr;
 	uint32_t c;
 
-	if (!ok_eq(memdisk_create(40000, 4096, &dev), 0) || !ok_eq(pool_format(&p, dev, 64, 100), 0))
+	if (!ok_eq(memdisk_create(40000, 4096, &dev), 0) ||
+	    !ok_eq(pool_format(&p, dev, 64, 100), 0))
 		return;
 	/* Overflow counts: above 2 the tree holds them, back at 2 the entry goes. */
 	ok_eq(dm_sm_new_block(p.dsm, &b), 0);

@@ -39,7 +39,8 @@ static void model_infos(struct model *m)
 {
 	m->tl_info.tm = m->p.tm;
 	m->tl_info.levels = 1;
-	m->tl_info.value_type = (struct dm_btree_value_type){ m, 8, subtree_inc, subtree_dec, NULL };
+	m->tl_info.value_type =
+	    (struct dm_btree_value_type){ m, 8, subtree_inc, subtree_dec, NULL };
 }
 
 static bool model_init(struct model *m, uint64_t nkeys, dm_block_t meta_blocks, unsigned cache)
@@ -290,7 +291,8 @@ static int model_step(struct model *m, unsigned commit_pct)
 		return model_reopen(m);
 	d = pick_dev(m, true);
 	if (d >= NR_DEVS)
-		return create_dev(m, 0 + (test_rand(&m->rng) % NR_DEVS) * 0 + pick_dev(m, false) % NR_DEVS);
+		return create_dev(m, 0 + (test_rand(&m->rng) % NR_DEVS) * 0 +
+					 pick_dev(m, false) % NR_DEVS);
 	if (op < 700)
 		return do_insert(m, d, vb);
 	if (op < 880)
@@ -384,7 +386,8 @@ TEST(fill_and_drain)
 		ok_eq(keys[1], n - 1);
 		keys[0] = 1;
 		keys[1] = 0;
-		ok_eq(dm_btree_lookup_next(&m.p.map_info, m.p.map_root, keys, &keys[1], v), -ENODATA);
+		ok_eq(dm_btree_lookup_next(&m.p.map_info, m.p.map_root, keys, &keys[1], v),
+		      -ENODATA);
 		keys[0] = 2;
 		keys[1] = 0;
 		ok_eq(dm_btree_lookup_next(&m.p.map_info, m.p.map_root, keys, &keys[1], v), 0);

@@ -108,16 +108,16 @@ static int exercise(struct image *im, uint64_t *hash)
 TEST(flipped_bit_in_each_kind_of_block)
 {
 	uint64_t seed = test_seed();
-	static const char *names[] = { "superblock", "internal", "leaf", "index", "bitmap",
-				       "data bitmap" };
+	static const char *names[] = { "superblock", "internal", "leaf",
+				       "index",	     "bitmap",	 "data bitmap" };
 
 	for (int kind = 0; kind < 6 && !test_failed(); kind++) {
 		for (int trial = 0; trial < 40 && !test_failed(); trial++) {
 			struct image im;
 			dm_block_t blocks[6];
 			uint64_t h = 0;
-			unsigned bit = (unsigned)((seed + (uint64_t)trial * 2654435761u + kind) %
-						  (4096 * 8));
+			unsigned bit =
+			    (unsigned)((seed + (uint64_t)trial * 2654435761u + kind) % (4096 * 8));
 			int r;
 
 			if (!build(&im))

@@ -58,7 +58,8 @@ TEST(power_cut_at_every_write_and_flush)
 	bool failed;
 
 	/* The reference run: hashes after each commit and the total number of writes. */
-	if (!ok_eq(memdisk_create(META_BLKS, 4096, &mem), 0) || !ok_eq(crashdev_create(mem, &cd), 0))
+	if (!ok_eq(memdisk_create(META_BLKS, 4096, &mem), 0) ||
+	    !ok_eq(crashdev_create(mem, &cd), 0))
 		return;
 	if (!format_on(cd, &p, 16) || !ok_eq(wl_hash(&p, &rec.hash[0]), 0))
 		return;
@@ -98,7 +99,8 @@ TEST(power_cut_at_every_write_and_flush)
 			crashdev_revive(cd);
 
 			if (!ok_eq(pool_open(&p, cd, 16), 0)) {
-				printf("  cut %llu pass %u: reopen failed\n", (unsigned long long)n, pass);
+				printf("  cut %llu pass %u: reopen failed\n", (unsigned long long)n,
+				       pass);
 				break;
 			}
 			if (!ok_eq(wl_hash(&p, &h), 0))
@@ -106,7 +108,8 @@ TEST(power_cut_at_every_write_and_flush)
 			if (h != rec.hash[done]) {
 				/* Allowed only if the interrupted commit had written its superblock. */
 				if (!ok(done < TXNS && h == rec.hash[done + 1])) {
-					printf("  cut %llu pass %u: state is neither commit %d nor %d\n",
+					printf("  cut %llu pass %u: state is neither commit %d nor "
+					       "%d\n",
 					       (unsigned long long)n, pass, done, done + 1);
 					break;
 				}

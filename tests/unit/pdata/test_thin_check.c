@@ -105,9 +105,10 @@ TEST(thin_check_accepts_our_metadata)
 	rc = system(cmd);
 	if (!ok_eq(rc, 0))
 		printf("  thin_check failed: %s\n", cmd);
-	snprintf(cmd, sizeof(cmd),
-		 "PATH=$PATH:/usr/sbin:/sbin thin_dump %s | grep -c 'single_mapping\\|range_mapping' "
-		 ">/dev/null",
-		 path);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "PATH=$PATH:/usr/sbin:/sbin thin_dump %s | grep -c 'single_mapping\\|range_mapping' "
+	    ">/dev/null",
+	    path);
 	ok_eq(system(cmd), 0);
 }

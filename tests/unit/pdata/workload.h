@@ -57,7 +57,8 @@ static UNUSED int wl_transaction(struct pool *p, uint64_t *rng, unsigned nops)
 	int r = 0;
 
 	for (unsigned i = 0; i < nops && !r; i++) {
-		uint64_t dev = test_rand(rng) % WL_DEVS, keys[2] = { dev, test_rand(rng) % WL_KEYS };
+		uint64_t dev = test_rand(rng) % WL_DEVS,
+			 keys[2] = { dev, test_rand(rng) % WL_KEYS };
 		unsigned op = (unsigned)(test_rand(rng) % 100);
 		dm_block_t root, sub;
 		uint8_t v[8];
