@@ -692,6 +692,15 @@ TEST(model_random_operations)
 	ok_eq(check_dev(dev), 0);
 	ok_eq(model_compare(md, m), 0);
 	printf("  %u commits, %u aborts\n", commits, aborts);
+	/* The final image, as thin-provisioning-tools see it. */
+	{
+		char img[512];
+
+		snprintf(img, sizeof(img), "%s/model.bin", test_tmpdir());
+		ok_eq(dev_to_file(dev, img), 0);
+		ok_eq(tpt_check(img, NULL), 0);
+		ok_eq(tpt_dump_matches(img, NULL), 0);
+	}
 	teardown(dev, md);
 	free(m);
 }
