@@ -25,6 +25,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * The validators' "wrong location" code. newlib defines ENOTBLK only under
+ * __LINUX_ERRNO_EXTENSIONS__, so the firmware build would not compile without this; the
+ * value is Linux's (and newlib's).
+ */
+#ifndef ENOTBLK
+#define ENOTBLK 15
+#endif
+
 typedef uint64_t dm_block_t;
 
 #define DM_BM_BLOCK_SIZE 4096u
@@ -66,6 +75,12 @@ void *dm_block_data(const struct dm_block *b);
 /* Lock @b for reading; -EBUSY if it is write-locked. @v may be NULL (no check). */
 int dm_bm_read_lock(struct dm_block_manager *bm, dm_block_t b, const struct dm_block_validator *v,
 		    struct dm_block **result);
+/*
+ * As dm_bm_read_lock() but never reads the device: -EWOULDBLOCK when @b is not cached (the
+ * caller retries from a context that may wait; dm_bm_read_try_lock in Linux).
+ */
+int dm_bm_read_try_lock(struct dm_block_manager *bm, dm_block_t b,
+			const struct dm_block_validator *v, struct dm_block **result);
 /* Lock @b for writing (its current contents, validated); -EBUSY if it is locked at all. */
 int dm_bm_write_lock(struct dm_block_manager *bm, dm_block_t b, const struct dm_block_validator *v,
 		     struct dm_block **result);
