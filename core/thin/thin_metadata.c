@@ -1075,6 +1075,16 @@ int thin_md_alloc_data_block(struct thin_md *md, uint64_t *out)
 	return 0;
 }
 
+int thin_md_alloc_data_block_near(struct thin_md *md, uint64_t hint, uint64_t *out)
+{
+	int r = check_rw(md);
+
+	if (r)
+		return r;
+	dm_sm_disk_set_alloc_hint(md->dsm, hint);
+	return thin_md_alloc_data_block(md, out);
+}
+
 static int insert(struct thin_dev *td, uint64_t vblock, uint64_t data_block, uint32_t time)
 {
 	struct thin_md *md = td->md;

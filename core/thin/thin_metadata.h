@@ -188,6 +188,12 @@ int thin_find_mapped_range(struct thin_dev *td, uint64_t begin, uint64_t end, ui
  */
 int thin_md_alloc_data_block(struct thin_md *md, uint64_t *out);
 /*
+ * The same, searching from @hint upward (and wrapping) instead of from the last allocation,
+ * so a volume written in logical order gets consecutive data blocks even while others
+ * allocate too. A hint past the end searches from 0. Same errors.
+ */
+int thin_md_alloc_data_block_near(struct thin_md *md, uint64_t hint, uint64_t *out);
+/*
  * Map @vblock to @data_block, stamped with the pool time, taking over the caller's
  * reference to @data_block (from thin_md_alloc_data_block()). An old mapping to another
  * block is dropped (its data block dereferenced). -EINVAL if @data_block is beyond the data
