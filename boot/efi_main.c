@@ -313,7 +313,8 @@ static const char *config_value(const char *key, char *buf, size_t size)
 /*
  * The network: lwIP on the NIC, the NBD server on port 10809. Test switch
  * opt/thinbox/test-export-disk=data|meta exports that whole disk as "disk" (the default
- * export), so NBD can be tested before the thin pool is wired in.
+ * export), so NBD can be tested before the thin pool is wired in; test-csum-offload=1 takes
+ * the TCP checksum offload path without a device that offers it (docs/network.md).
  */
 static void net_setup(struct shell *sh)
 {
@@ -322,6 +323,7 @@ static void net_setup(struct shell *sh)
 		.ip = config_value("ip", ip, sizeof(ip)),
 		.gateway = config_value("gateway", gw, sizeof(gw)),
 		.hostname = config_value("hostname", host, sizeof(host)),
+		.test_csum_offload = bootcfg_get("test-csum-offload") != NULL,
 	};
 	const struct nbd_limits lim = { .max_payload = NBD_FW_MAX_PAYLOAD,
 					.max_conn_bytes = NBD_FW_MAX_CONN_BYTES };

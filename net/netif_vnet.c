@@ -7,9 +7,10 @@
  * the whole IP/TCP input path runs inside that call).
  *
  * Transmit: linkoutput gives the pbuf chain to vnet_tx_frags(), which copies it into a DMA
- * buffer. TCP checksums are not computed by lwIP: the frame carries the pseudo-header sum and
- * the driver (or the device, when it offers VIRTIO_NET_F_CSUM) finishes it. Under TCG the
- * device's checksum runs as host code, which is several times cheaper than ours.
+ * buffer. When the device offers VIRTIO_NET_F_CSUM, lwIP does not compute TCP checksums: the
+ * frame carries the pseudo-header sum and the device finishes it (under TCG that runs as host
+ * code, several times cheaper than ours). QEMU offers it only with a backend that takes
+ * virtio headers (tap); with user networking lwIP computes the sums itself.
  */
 #include "net/netif_vnet.h"
 
@@ -62,6 +63,8 @@ static struct {
 	struct vnet *vn;
 	bool started;
 	bool dhcp;
+	bool tx_csum_offload; /* the device (or the driver, test switch) finishes TCP sums */
+	bool test_csum_offload;
 	char hostname[64];
 	ip4_addr_t last_ip; /* announced on the console */
 	struct net_stats stats;
@@ -125,6 +128,12 @@ static err_t err_from_errno(int rc)
 	}
 }
 
+/* The checksums lwIP generates: all but TCP's when the device finishes those. */
+static u16_t csum_gen(void)
+{
+	return CSUM_SOFT | (net.tx_csum_offload ? 0 : NETIF_CHECKSUM_GEN_TCP);
+}
+
 /* ---- Receive ------------------------------------------------------------------------------ */
 
 void net_rx_frame(void *ctx, const void *frame, size_t len, unsigned flags)
@@ -147,7 +156,7 @@ void net_rx_frame(void *ctx, const void *frame, size_t len, unsigned flags)
 	 * frame: a frame the device validated skips the TCP/UDP sum.
 	 */
 	NETIF_SET_CHECKSUM_CTRL(
-	    nif, CSUM_SOFT | ((flags & VNET_RX_CSUM_OK) ? CSUM_CHECK_TRUSTED : CSUM_CHECK_ALL));
+	    nif, csum_gen() | ((flags & VNET_RX_CSUM_OK) ? CSUM_CHECK_TRUSTED : CSUM_CHECK_ALL));
 	if (nif->input(p, nif) != ERR_OK) {
 		net.stats.rx_rejected++;
 		pbuf_free(p);
@@ -202,8 +211,7 @@ static err_t linkoutput(struct netif *nif, struct pbuf *p)
 	struct pbuf *q;
 	int rc;
 
-	(void)nif;
-	if (tcp_csum_prepare(p, &cs))
+	if (net.tx_csum_offload && tcp_csum_prepare(p, &cs))
 		csp = &cs;
 	for (q = p; q && n < TX_MAX_FRAGS; q = q->next)
 		frags[n++] = (struct vnet_frag){ q->payload, q->len };
@@ -287,8 +295,9 @@ static err_t vnet_netif_init(struct netif *nif)
 	memcpy(nif->hwaddr, mac, ETH_HWADDR_LEN);
 	nif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET;
 	netif_set_hostname(nif, net.hostname);
-	/* TCP sums are finished below us (driver or device); see tcp_csum_prepare(). */
-	NETIF_SET_CHECKSUM_CTRL(nif, CSUM_SOFT | CSUM_CHECK_ALL);
+	/* With offload, TCP sums are finished by the device; see tcp_csum_prepare(). */
+	net.tx_csum_offload = virtio_has(net.vn->vdev, VIRTIO_NET_F_CSUM) || net.test_csum_offload;
+	NETIF_SET_CHECKSUM_CTRL(nif, csum_gen() | CSUM_CHECK_ALL);
 	return ERR_OK;
 }
 
@@ -339,6 +348,7 @@ int net_start(struct vnet *vn, const struct net_config *cfg)
 	snprintf(net.hostname, sizeof(net.hostname), "%s",
 		 cfg->hostname ? cfg->hostname : DEFAULT_HOSTNAME);
 	net.vn = vn;
+	net.test_csum_offload = cfg->test_csum_offload;
 	lwip_init();
 	if (!netif_add(&net.netif, &ip, &mask, &gw, NULL, vnet_netif_init, ethernet_input))
 		return -EIO;
@@ -422,6 +432,13 @@ static unsigned count_pcbs(struct tcp_pcb *list)
 	return n;
 }
 
+static const char *csum_by(void)
+{
+	if (!net.tx_csum_offload)
+		return "lwip";
+	return virtio_has(net.vn->vdev, VIRTIO_NET_F_CSUM) ? "device" : "driver (test switch)";
+}
+
 static int cmd_net(struct shell *sh, int argc, char **argv)
 {
 	struct netif *nif = &net.netif;
@@ -449,14 +466,14 @@ static int cmd_net(struct shell *sh, int argc, char **argv)
 	    "rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 " (no pbuf %" PRIu64
 	    ", refused %" PRIu64 ", malformed %" PRIu64 ")\n"
 	    "tx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 ", ring full %" PRIu64 "\n"
-	    "tcp %u connections, %u in time-wait, %u listening\n",
+	    "tcp %u connections, %u in time-wait, %u listening; tcp checksums by %s\n",
 	    a, prefix_len(netif_ip4_netmask(nif)), m, g, dhcp_state_name(nif),
 	    netif_is_link_up(nif) ? "up" : "down", nif->mtu, nif->hwaddr[0], nif->hwaddr[1],
 	    nif->hwaddr[2], nif->hwaddr[3], nif->hwaddr[4], nif->hwaddr[5], vs->rx_packets,
 	    vs->rx_bytes, net.stats.rx_nomem + net.stats.rx_rejected + vs->rx_dropped,
 	    net.stats.rx_nomem, net.stats.rx_rejected, vs->rx_dropped, vs->tx_packets, vs->tx_bytes,
 	    net.stats.tx_dropped, net.stats.tx_retries, count_pcbs(tcp_active_pcbs),
-	    count_pcbs(tcp_tw_pcbs), listening);
+	    count_pcbs(tcp_tw_pcbs), listening, csum_by());
 	return 0;
 }
 
