@@ -190,6 +190,16 @@ static int check_rw(struct thin_md *md)
 	return md->read_only ? -EROFS : 0;
 }
 
+/*
+ * For read-only calls: after a failed modifying call (the in-memory transaction is half
+ * done) or a failed abort (the transaction manager and space maps are gone), nothing can be
+ * read safely until an abort succeeds.
+ */
+static int check_usable(const struct thin_md *md)
+{
+	return md->fail ? -EIO : 0;
+}
+
 /* A modifying step failed: unless it changed nothing, only an abort can recover. */
 static int failed(struct thin_md *md, int r)
 {
@@ -682,7 +692,10 @@ int thin_md_abort(struct thin_md *md)
 int thin_md_device_exists(struct thin_md *md, thin_id_t id)
 {
 	dm_block_t root;
-	int r = subtree_root(md, md->root, id, &root);
+	int r = check_usable(md);
+
+	if (!r)
+		r = subtree_root(md, md->root, id, &root);
 
 	return r == -ENODATA ? 0 : r ? r : 1;
 }
@@ -1270,7 +1283,10 @@ bool thin_aborted_with_changes(const struct thin_dev *td)
 int thin_md_get_free_data_blocks(struct thin_md *md, uint64_t *out)
 {
 	dm_block_t n;
-	int r = dm_sm_get_nr_free(md->dsm, &n);
+	int r = check_usable(md);
+
+	if (!r)
+		r = dm_sm_get_nr_free(md->dsm, &n);
 
 	if (!r)
 		*out = n;
@@ -1280,7 +1296,10 @@ int thin_md_get_free_data_blocks(struct thin_md *md, uint64_t *out)
 int thin_md_get_data_dev_size(struct thin_md *md, uint64_t *out)
 {
 	dm_block_t n;
-	int r = dm_sm_get_nr_blocks(md->dsm, &n);
+	int r = check_usable(md);
+
+	if (!r)
+		r = dm_sm_get_nr_blocks(md->dsm, &n);
 
 	if (!r)
 		*out = n;
@@ -1290,8 +1309,10 @@ int thin_md_get_data_dev_size(struct thin_md *md, uint64_t *out)
 int thin_md_get_free_metadata_blocks(struct thin_md *md, uint64_t *out)
 {
 	dm_block_t nr, free_blocks, reserve;
-	int r = dm_sm_get_nr_blocks(md->msm, &nr);
+	int r = check_usable(md);
 
+	if (!r)
+		r = dm_sm_get_nr_blocks(md->msm, &nr);
 	if (!r)
 		r = dm_sm_get_nr_free(md->msm, &free_blocks);
 	if (r)
@@ -1305,7 +1326,10 @@ int thin_md_get_free_metadata_blocks(struct thin_md *md, uint64_t *out)
 int thin_md_get_metadata_dev_size(struct thin_md *md, uint64_t *out)
 {
 	dm_block_t n;
-	int r = dm_sm_get_nr_blocks(md->msm, &n);
+	int r = check_usable(md);
+
+	if (!r)
+		r = dm_sm_get_nr_blocks(md->msm, &n);
 
 	if (!r)
 		*out = n;
@@ -1319,13 +1343,17 @@ uint32_t thin_md_data_block_sectors(const struct thin_md *md)
 
 int thin_md_data_block_refcount(struct thin_md *md, uint64_t block, uint32_t *out)
 {
-	return dm_sm_get_count(md->dsm, block, out);
+	int r = check_usable(md);
+
+	return r ? r : dm_sm_get_count(md->dsm, block, out);
 }
 
 int thin_md_data_block_is_shared(struct thin_md *md, uint64_t block)
 {
-	int shared, r = dm_sm_count_is_more_than_one(md->dsm, block, &shared);
+	int shared, r = check_usable(md);
 
+	if (!r)
+		r = dm_sm_count_is_more_than_one(md->dsm, block, &shared);
 	return r ? r : !!shared;
 }
 
@@ -1539,6 +1567,8 @@ int thin_md_view_held(struct thin_md *md, uint64_t block, struct thin_md_view *o
 	struct dm_block *b;
 	int r;
 
+	if (check_usable(md))
+		return -EIO;
 	if (!md->held_root)
 		return -ENODATA;
 	if (block && block != md->held_root)
@@ -1577,6 +1607,8 @@ int thin_view_for_each_device(const struct thin_md_view *v,
 {
 	struct dev_walk w = { fn, ctx };
 
+	if (check_usable(v->md))
+		return -EIO;
 	return dm_btree_walk(&v->md->details_info, v->details_root, dev_walk_fn, &w);
 }
 
@@ -1602,8 +1634,10 @@ int thin_view_for_each_mapping(const struct thin_md_view *v, thin_id_t id,
 {
 	struct map_walk w = { fn, ctx };
 	dm_block_t root;
-	int r = subtree_root(v->md, v->mapping_root, id, &root);
+	int r = check_usable(v->md);
 
+	if (!r)
+		r = subtree_root(v->md, v->mapping_root, id, &root);
 	return r ? r : dm_btree_walk(&v->md->nb_info, root, map_walk_fn, &w);
 }
 
@@ -1612,8 +1646,10 @@ int thin_view_lookup(const struct thin_md_view *v, thin_id_t id, uint64_t vblock
 {
 	uint64_t keys[2] = { id, vblock };
 	uint8_t le[8];
-	int r = dm_btree_lookup(&v->md->info, v->mapping_root, keys, le);
+	int r = check_usable(v->md);
 
+	if (!r)
+		r = dm_btree_lookup(&v->md->info, v->mapping_root, keys, le);
 	if (!r)
 		thin_unpack_block_time(get_le64(le), data_block, time);
 	return r;
@@ -1622,8 +1658,10 @@ int thin_view_lookup(const struct thin_md_view *v, thin_id_t id, uint64_t vblock
 int thin_view_get_details(const struct thin_md_view *v, thin_id_t id, struct thin_dev_details *out)
 {
 	struct disk_device_details le;
-	int r = dm_btree_lookup(&v->md->details_info, v->details_root, &id, &le);
+	int r = check_usable(v->md);
 
+	if (!r)
+		r = dm_btree_lookup(&v->md->details_info, v->details_root, &id, &le);
 	if (!r)
 		unpack_details(&le, out);
 	return r;

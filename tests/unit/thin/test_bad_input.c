@@ -349,3 +349,64 @@ TEST(checker_sees_what_thin_check_skips)
 	}
 	blkdev_destroy(mem);
 }
+
+/*
+ * An abort that itself fails (the metadata disk stopped answering) leaves nothing to read
+ * from: every call must then say -EIO, never touch what the failed abort tore down.
+ */
+TEST(failed_abort_leaves_every_call_failing_cleanly)
+{
+	struct blkdev *mem, *fd;
+	struct thin_md *md;
+	struct thin_md_view v;
+	uint64_t u;
+	uint32_t c;
+
+	if (!ok_eq(memdisk_create(1024, 4096, &mem), 0) || !ok_eq(faultdev_create(mem, &fd), 0))
+		return;
+	/* A tiny cache, and more metadata than fits in it, so the abort has to read. */
+	struct thin_md_open_opts o = { .data_block_sectors = 128,
+				       .format = true,
+				       .data_dev_blocks = 1000,
+				       .cache_blocks = 8 };
+
+	if (!ok_eq(thin_md_open(fd, &o, &md), 0))
+		return;
+	for (thin_id_t id = 1; id <= 400; id++)
+		ok_eq(thin_md_create_thin(md, id), 0);
+	ok_eq(thin_md_commit(md), 0);
+	ok_eq(thin_md_delete_thin(md, 2), 0);
+	/* Read every device's own tree, so the superblock and space-map blocks leave the cache. */
+	for (thin_id_t id = 3; id <= 400; id++) {
+		struct thin_dev *td;
+		struct thin_lookup_result lr;
+
+		if (ok_eq(thin_md_open_thin(md, id, &td), 0)) {
+			ok_eq(thin_find_block(td, 0, true, &lr), -ENODATA);
+			thin_md_close_thin(td);
+		}
+	}
+	/* Every read from now on fails, so the abort cannot reload the committed state. */
+	faultdev_fail_nth(fd, BLKDEV_READ, 1, true);
+	ok(thin_md_abort(md) != 0);
+	ok_eq(thin_md_device_exists(md, 1), -EIO);
+	ok_eq(thin_md_get_free_data_blocks(md, &u), -EIO);
+	ok_eq(thin_md_get_data_dev_size(md, &u), -EIO);
+	ok_eq(thin_md_get_free_metadata_blocks(md, &u), -EIO);
+	ok_eq(thin_md_get_metadata_dev_size(md, &u), -EIO);
+	ok_eq(thin_md_data_block_refcount(md, 0, &c), -EIO);
+	ok_eq(thin_md_data_block_is_shared(md, 0), -EIO);
+	ok_eq(thin_md_view_current(md, &v), -EIO);
+	ok_eq(thin_md_view_held(md, 0, &v), -EIO);
+	ok_eq(thin_md_create_thin(md, 3), -EIO);
+	ok_eq(thin_md_commit(md), -EIO);
+	/* The disk answers again: an abort brings back the committed state. */
+	faultdev_fail_nth(fd, BLKDEV_READ, 0, false);
+	if (ok_eq(thin_md_abort(md), 0)) {
+		ok_eq(thin_md_device_exists(md, 1), 1);
+		ok_eq(thin_md_device_exists(md, 2), 1);
+	}
+	ok_eq(thin_md_close(md), 0);
+	blkdev_destroy(fd);
+	blkdev_destroy(mem);
+}
