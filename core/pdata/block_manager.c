@@ -302,6 +302,15 @@ int dm_bm_read_lock(struct dm_block_manager *bm, dm_block_t loc, const struct dm
 	return 0;
 }
 
+int dm_bm_read_try_lock(struct dm_block_manager *bm, dm_block_t loc,
+			const struct dm_block_validator *v, struct dm_block **result)
+{
+	/* Only a cached block can be had without waiting for the device. */
+	if (loc < dm_bm_nr_blocks(bm) && !cache_find(bm, loc))
+		return -EWOULDBLOCK;
+	return dm_bm_read_lock(bm, loc, v, result);
+}
+
 static int write_lock(struct dm_block_manager *bm, dm_block_t loc,
 		      const struct dm_block_validator *v, bool zero, struct dm_block **result)
 {

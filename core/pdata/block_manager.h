@@ -66,6 +66,12 @@ void *dm_block_data(const struct dm_block *b);
 /* Lock @b for reading; -EBUSY if it is write-locked. @v may be NULL (no check). */
 int dm_bm_read_lock(struct dm_block_manager *bm, dm_block_t b, const struct dm_block_validator *v,
 		    struct dm_block **result);
+/*
+ * As dm_bm_read_lock() but never reads the device: -EWOULDBLOCK when @b is not cached (the
+ * caller retries from a context that may wait; dm_bm_read_try_lock in Linux).
+ */
+int dm_bm_read_try_lock(struct dm_block_manager *bm, dm_block_t b,
+			const struct dm_block_validator *v, struct dm_block **result);
 /* Lock @b for writing (its current contents, validated); -EBUSY if it is locked at all. */
 int dm_bm_write_lock(struct dm_block_manager *bm, dm_block_t b, const struct dm_block_validator *v,
 		     struct dm_block **result);

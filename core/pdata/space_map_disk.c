@@ -125,6 +125,13 @@ static int sm_disk_new_block(struct dm_space_map *sm, dm_block_t *b)
 	return r;
 }
 
+void dm_sm_disk_set_alloc_hint(struct dm_space_map *sm, dm_block_t b)
+{
+	struct sm_disk *smd = to_smd(sm);
+
+	smd->begin = b < smd->ll.nr_blocks ? b : 0;
+}
+
 static int sm_disk_commit(struct dm_space_map *sm)
 {
 	struct sm_disk *smd = to_smd(sm);

@@ -14,5 +14,10 @@ int dm_sm_disk_create(struct dm_transaction_manager *tm, dm_block_t nr_blocks,
 /* Open from a committed root (struct disk_sm_root); -EILSEQ if it is implausible. */
 int dm_sm_disk_open(struct dm_transaction_manager *tm, const void *root_le, size_t len,
 		    struct dm_space_map **result);
+/*
+ * Start the next allocation's search at @b (it still wraps round and still skips blocks
+ * freed in this transaction); a hint past the end means 0. Only for a disk space map.
+ */
+void dm_sm_disk_set_alloc_hint(struct dm_space_map *sm, dm_block_t b);
 
 #endif

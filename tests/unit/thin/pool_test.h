@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers for the thin-pool tests: pools on memory disks, a data disk that completes
+ * requests out of order, and synchronous wrappers over a volume's blkdev.
+ */
+#ifndef TESTS_UNIT_THIN_POOL_TEST_H
+#define TESTS_UNIT_THIN_POOL_TEST_H
+
+#include "core/base/util.h"
+#include "core/thin/thin_pool.h"
+#include "tests/unit/thin/thin_test.h"
+
+#define KB64 65536u
+
+/*----------------------------------------------------------------*/
+/* A device that completes requests out of order (a virtio queue with reordering). */
+
+struct oodev {
+	struct blkdev dev;
+	struct blkdev *lower;
+	struct blkdev_req *q[256];
+	unsigned n;
+	uint64_t seed;
+	uint64_t submitted, max_depth;
+};
+
+static int oo_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
+{
+	return blkdev_read(container_of(d, struct oodev, dev)->lower, b, c, buf);
+}
+static int oo_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
+{
+	return blkdev_write(container_of(d, struct oodev, dev)->lower, b, c, buf);
+}
+static int oo_flush(struct blkdev *d)
+{
+	return blkdev_flush(container_of(d, struct oodev, dev)->lower);
+}
+static int oo_discard(struct blkdev *d, uint64_t b, uint32_t c)
+{
+	return blkdev_discard(container_of(d, struct oodev, dev)->lower, b, c);
+}
+
+static int oo_submit(struct blkdev *d, struct blkdev_req *req)
+{
+	struct oodev *o = container_of(d, struct oodev, dev);
+
+	if (o->n == ARRAY_SIZE(o->q))
+		return -EAGAIN;
+	o->q[o->n++] = req;
+	o->submitted++;
+	if (o->n > o->max_depth)
+		o->max_depth = o->n;
+	return 0;
+}
+
+/* Complete a random half of the queue, in random order; the I/O happens at completion. */
+static int oo_poll(struct blkdev *d)
+{
+	struct oodev *o = container_of(d, struct oodev, dev);
+	unsigned todo = o->n ? 1 + (unsigned)(test_rand(&o->seed) % o->n) : 0, done = 0;
+
+	while (done < todo && o->n) {
+		unsigned i = (unsigned)(test_rand(&o->seed) % o->n);
+		struct blkdev_req *req = o->q[i];
+		int rc = -EINVAL;
+
+		o->q[i] = o->q[--o->n];
+		switch (req->op) {
+		case BLKDEV_READ:
+			rc = blkdev_read(o->lower, req->block, req->count, req->buf);
+			break;
+		case BLKDEV_WRITE:
+			rc = blkdev_write(o->lower, req->block, req->count, req->buf);
+			break;
+		case BLKDEV_FLUSH:
+			rc = blkdev_flush(o->lower);
+			break;
+		case BLKDEV_DISCARD:
+			rc = blkdev_discard(o->lower, req->block, req->count);
+			break;
+		case BLKDEV_WRITE_ZEROES:
+			rc = blkdev_write_zeroes(o->lower, req->block, req->count);
+			break;
+		}
+		req->done(req, rc);
+		done++;
+	}
+	return (int)done;
+}
+
+static const struct blkdev_ops oo_ops = { .read = oo_read,
+					  .write = oo_write,
+					  .flush = oo_flush,
+					  .discard = oo_discard,
+					  .submit = oo_submit,
+					  .poll = oo_poll };
+
+static UNUSED void oodev_init(struct oodev *o, struct blkdev *lower, uint64_t seed)
+{
+	memset(o, 0, sizeof(*o));
+	o->lower = lower;
+	o->seed = seed | 1;
+	o->dev.ops = &oo_ops;
+	o->dev.name = "oodev";
+	o->dev.nr_blocks = lower->nr_blocks;
+	o->dev.block_size = lower->block_size;
+	o->dev.discard_zeroes = lower->discard_zeroes;
+}
+
+/*----------------------------------------------------------------*/
+/* Pools */
+
+struct tpool {
+	struct blkdev *meta, *data;
+	struct thin_pool *pool;
+	struct thin_pool_opts o;
+};
+
+/* Memory disks: @meta_blocks of 4 KiB, @data_blocks of 64 KiB; formatted and opened. */
+static UNUSED int tpool_create(struct tpool *t, uint64_t meta_blocks, uint64_t data_blocks,
+			       const struct thin_pool_opts *o)
+{
+	int r;
+
+	memset(t, 0, sizeof(*t));
+	if (o)
+		t->o = *o;
+	else
+		thin_pool_default_opts(&t->o);
+	r = memdisk_create(meta_blocks, 4096, &t->meta);
+	if (!r)
+		r = memdisk_create(data_blocks * KB64 / 512, 512, &t->data);
+	if (!r)
+		r = thin_pool_format(t->meta, t->data, &t->o, false);
+	if (!r)
+		r = thin_pool_open(t->meta, t->data, &t->o, NULL, 0, &t->pool);
+	return r;
+}
+
+static UNUSED void tpool_destroy(struct tpool *t)
+{
+	if (t->pool)
+		ok_eq(thin_pool_close(t->pool), 0);
+	t->pool = NULL;
+	blkdev_destroy(t->data);
+	blkdev_destroy(t->meta);
+}
+
+/* Fill @buf with a pattern derived from @tag. */
+static UNUSED void pattern(void *buf, size_t len, uint64_t tag)
+{
+	uint64_t *p = buf, s = tag * 0x9e3779b97f4a7c15ull + 1;
+
+	for (size_t i = 0; i < len / 8; i++)
+		p[i] = test_rand(&s);
+}
+
+static UNUSED bool all_bytes(const void *buf, size_t len, uint8_t v)
+{
+	const uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+static UNUSED uint64_t data_used(struct thin_pool *pool)
+{
+	struct thin_pool_status s;
+
+	if (thin_pool_get_status(pool, &s))
+		return ~0ull;
+	return s.data_used;
+}
+
+#endif

@@ -1,0 +1,660 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Thin pool data path: dm-thin semantics through a volume's blkdev (zeroes for holes,
+ * provisioning with zero fill, copy-on-write after a snapshot, discard and passdown,
+ * write-zeroes), a 100-deep snapshot chain, allocation locality, the commit policy, and a
+ * model test on a data disk that completes requests out of order.
+ */
+#include "tests/unit/thin/pool_test.h"
+
+#include "core/base/plat.h"
+
+static uint8_t *bufa(size_t n)
+{
+	uint8_t *b = malloc(n);
+
+	if (b)
+		memset(b, 0x5c, n);
+	return b;
+}
+
+/* A volume of @size bytes on thin device @id (created if needed). */
+static struct blkdev *vol_open(struct thin_pool *pool, thin_id_t id, uint64_t size,
+			       struct thin_volume **vol)
+{
+	int r = thin_md_device_exists(thin_pool_md(pool), id);
+
+	if (r == 0)
+		r = thin_pool_create_thin(pool, id);
+	else if (r == 1)
+		r = 0;
+	if (!ok_eq(r, 0))
+		return NULL;
+	if (!ok_eq(thin_volume_open(pool, id, size, false, vol), 0))
+		return NULL;
+	return thin_volume_blkdev(*vol);
+}
+
+TEST(unmapped_reads_zero_and_partial_write_zero_fills)
+{
+	struct tpool t;
+	struct thin_volume *vol;
+	struct blkdev *d;
+	uint8_t *b = bufa(KB64), *w = bufa(4096);
+	struct thin_lookup_result res;
+	struct thin_dev *td;
+
+	if (!ok_eq(tpool_create(&t, 256, 32, NULL), 0))
+		return;
+	/* Garbage on the data disk: zeroing must hide it. */
+	memset(b, 0xee, KB64);
+	for (uint64_t i = 0; i < 32; i++)
+		blkdev_write(t.data, i * 128, 128, b);
+	d = vol_open(t.pool, 1, 1 << 20, &vol);
+	ok_eq(d->block_size, 512);
+	ok_eq(d->nr_blocks, 2048);
+	ok_eq(blkdev_read(d, 0, 128, b), 0);
+	ok(all_bytes(b, KB64, 0));
+	pattern(w, 4096, 7);
+	/* 4 KiB at offset 8 KiB of block 1. */
+	ok_eq(blkdev_write(d, 128 + 16, 8, w), 0);
+	ok_eq(blkdev_read(d, 128, 128, b), 0);
+	ok(all_bytes(b, 8192, 0));
+	ok(!memcmp(b + 8192, w, 4096));
+	ok(all_bytes(b + 12288, KB64 - 12288, 0));
+	/* Block 0 is still a hole, and reads zero. */
+	ok_eq(blkdev_read(d, 0, 1, b), 0);
+	ok(all_bytes(b, 512, 0));
+	ok_eq(data_used(t.pool), 1);
+	/* Beyond the end: refused. */
+	ok_eq(blkdev_read(d, 2048, 1, b), -EINVAL);
+	/* A read straddling blocks 0/1. */
+	ok_eq(blkdev_read(d, 120, 40, b), 0);
+	ok(all_bytes(b, 8 * 512 + 16 * 512, 0));
+	ok(!memcmp(b + 24 * 512, w, 4096));
+	ok_eq(blkdev_flush(d), 0);
+	thin_volume_close(vol);
+	ok_eq(check_dev(t.meta), 0);
+	/* The mapping was committed. */
+	ok_eq(thin_md_open_thin(thin_pool_md(t.pool), 1, &td), 0);
+	ok_eq(thin_find_block(td, 1, true, &res), 0);
+	thin_md_close_thin(td);
+	tpool_destroy(&t);
+	free(b);
+	free(w);
+}
+
+TEST(no_zeroing_leaves_the_rest_unwritten)
+{
+	struct tpool t;
+	struct thin_pool_opts o;
+	struct thin_volume *vol;
+	struct blkdev *d;
+	uint8_t *b = bufa(KB64), *w = bufa(512);
+
+	thin_pool_default_opts(&o);
+	o.zero_new_blocks = false;
+	if (!ok_eq(tpool_create(&t, 256, 8, &o), 0))
+		return;
+	memset(b, 0xee, KB64);
+	for (uint64_t i = 0; i < 8; i++)
+		blkdev_write(t.data, i * 128, 128, b);
+	d = vol_open(t.pool, 1, 1 << 20, &vol);
+	pattern(w, 512, 3);
+	ok_eq(blkdev_write(d, 5, 1, w), 0);
+	ok_eq(blkdev_read(d, 0, 128, b), 0);
+	ok(all_bytes(b, 5 * 512, 0xee));
+	ok(!memcmp(b + 5 * 512, w, 512));
+	/* Holes still read zero. */
+	ok_eq(blkdev_read(d, 128, 128, b), 0);
+	ok(all_bytes(b, KB64, 0));
+	thin_volume_close(vol);
+	tpool_destroy(&t);
+	free(b);
+	free(w);
+}
+
+TEST(snapshot_then_overwrite_origin)
+{
+	struct tpool t;
+	struct thin_volume *vol, *snap;
+	struct blkdev *d, *s;
+	uint8_t *a = bufa(4 * KB64), *b = bufa(4 * KB64), *n = bufa(4096);
+	uint32_t count, tm;
+	uint64_t db;
+	struct thin_md_view view;
+
+	if (!ok_eq(tpool_create(&t, 256, 32, NULL), 0))
+		return;
+	d = vol_open(t.pool, 1, 4 * KB64, &vol);
+	pattern(a, 4 * KB64, 1);
+	ok_eq(blkdev_write(d, 0, 512, a), 0);
+	ok_eq(data_used(t.pool), 4);
+	thin_volume_close(vol);
+	ok_eq(thin_pool_create_snap(t.pool, 2, 1), 0);
+	d = vol_open(t.pool, 1, 4 * KB64, &vol);
+	s = vol_open(t.pool, 2, 4 * KB64, &snap);
+	/* Partial overwrite of block 1 (copy), whole overwrite of block 2 (no copy). */
+	pattern(n, 4096, 2);
+	ok_eq(blkdev_write(d, 128 + 8, 8, n), 0);
+	pattern(b, KB64, 3);
+	ok_eq(blkdev_write(d, 256, 128, b), 0);
+	ok_eq(data_used(t.pool), 6);
+	/* The snapshot reads the old data. */
+	ok_eq(blkdev_read(s, 0, 512, b), 0);
+	ok(!memcmp(a, b, 4 * KB64));
+	/* The origin reads the new data, and the rest of block 1 was copied. */
+	ok_eq(blkdev_read(d, 0, 512, b), 0);
+	ok(!memcmp(b, a, KB64));
+	ok(!memcmp(b + KB64, a + KB64, 4096));
+	ok(!memcmp(b + KB64 + 4096, n, 4096));
+	ok(!memcmp(b + KB64 + 8192, a + KB64 + 8192, KB64 - 8192));
+	ok(!memcmp(b + 3 * KB64, a + 3 * KB64, KB64));
+	/* Old blocks of 1 and 2 now only referenced by the snapshot; block 0 still shared. */
+	ok_eq(thin_md_view_current(thin_pool_md(t.pool), &view), 0);
+	ok_eq(thin_view_lookup(&view, 2, 1, &db, &tm), 0);
+	ok_eq(thin_md_data_block_refcount(thin_pool_md(t.pool), db, &count), 0);
+	ok_eq(count, 1);
+	ok_eq(thin_view_lookup(&view, 2, 0, &db, &tm), 0);
+	ok_eq(thin_md_data_block_refcount(thin_pool_md(t.pool), db, &count), 0);
+	ok_eq(count, 2);
+	/* Writing the snapshot's block 0 copies too; the origin keeps its data. */
+	pattern(n, 4096, 9);
+	ok_eq(blkdev_write(s, 0, 8, n), 0);
+	ok_eq(blkdev_read(d, 0, 8, b), 0);
+	ok(!memcmp(b, a, 4096));
+	ok_eq(blkdev_flush(s), 0);
+	thin_volume_close(snap);
+	thin_volume_close(vol);
+	ok_eq(check_dev(t.meta), 0);
+	/* Delete the origin: its own blocks are freed, shared ones stay. */
+	ok_eq(thin_pool_delete_thin(t.pool, 1), 0);
+	ok_eq(data_used(t.pool), 4);
+	ok_eq(check_dev(t.meta), 0);
+	tpool_destroy(&t);
+	free(a);
+	free(b);
+	free(n);
+}
+
+/* 100 snapshots, each of the previous one, each changing some 4 KiB pages; every level
+ * checked against a model of page stamps, before and after a reopen. */
+#define CHAIN	    100
+#define CHAIN_PAGES 64 /* 4 blocks of 16 pages */
+TEST(snapshot_chain_100_deep)
+{
+	static uint32_t model[CHAIN + 1][CHAIN_PAGES];
+	struct tpool t;
+	struct thin_volume *vol;
+	struct blkdev *d;
+	uint8_t *p = bufa(4096), *q = bufa(4096);
+	uint64_t seed = test_seed();
+	const uint64_t size = CHAIN_PAGES * 4096;
+
+	if (!ok_eq(tpool_create(&t, 2048, 1024, NULL), 0))
+		return;
+	memset(model, 0, sizeof(model));
+	for (unsigned lvl = 0; lvl <= CHAIN && !test_failed(); lvl++) {
+		if (lvl) {
+			ok_eq(thin_pool_create_snap(t.pool, lvl, lvl - 1), 0);
+			memcpy(model[lvl], model[lvl - 1], sizeof(model[lvl]));
+		} else {
+			ok_eq(thin_pool_create_thin(t.pool, 0), 0);
+		}
+		ok_eq(thin_volume_open(t.pool, lvl, size, false, &vol), 0);
+		d = thin_volume_blkdev(vol);
+		for (unsigned k = 0; k < 3; k++) {
+			unsigned pg = (unsigned)(test_rand(&seed) % CHAIN_PAGES);
+
+			model[lvl][pg] = lvl * 1000 + k + 1;
+			pattern(p, 4096, model[lvl][pg]);
+			ok_eq(blkdev_write(d, pg * 8, 8, p), 0);
+		}
+		thin_volume_close(vol);
+	}
+	for (int pass = 0; pass < 2 && !test_failed(); pass++) {
+		for (unsigned lvl = 0; lvl <= CHAIN && !test_failed(); lvl++) {
+			ok_eq(thin_volume_open(t.pool, lvl, size, true, &vol), 0);
+			d = thin_volume_blkdev(vol);
+			for (unsigned pg = 0; pg < CHAIN_PAGES; pg++) {
+				ok_eq(blkdev_read(d, pg * 8, 8, q), 0);
+				if (model[lvl][pg])
+					pattern(p, 4096, model[lvl][pg]);
+				else
+					memset(p, 0, 4096);
+				if (memcmp(p, q, 4096)) {
+					fail("level %u page %u differs", lvl, pg);
+					break;
+				}
+			}
+			thin_volume_close(vol);
+		}
+		/* Reopen and check again. */
+		ok_eq(thin_pool_close(t.pool), 0);
+		ok_eq(check_dev(t.meta), 0);
+		ok_eq(thin_pool_open(t.meta, t.data, &t.o, NULL, 0, &t.pool), 0);
+	}
+	tpool_destroy(&t);
+	free(p);
+	free(q);
+}
+
+TEST(discard_unmaps_whole_blocks_and_passes_down)
+{
+	struct tpool t;
+	struct thin_volume *vol, *snap;
+	struct blkdev *d;
+	uint8_t *a = bufa(4 * KB64), *b = bufa(4 * KB64);
+	uint64_t mapped, db1;
+	uint32_t tm;
+	struct thin_md_view view;
+	struct thin_dev *td;
+
+	if (!ok_eq(tpool_create(&t, 256, 32, NULL), 0))
+		return;
+	d = vol_open(t.pool, 1, 4 * KB64, &vol);
+	pattern(a, 4 * KB64, 11);
+	ok_eq(blkdev_write(d, 0, 512, a), 0);
+	ok_eq(data_used(t.pool), 4);
+	ok_eq(thin_md_view_current(thin_pool_md(t.pool), &view), 0);
+	ok_eq(thin_view_lookup(&view, 1, 1, &db1, &tm), 0);
+	ok_eq(blkdev_read(t.data, db1 * 128, 128, b), 0);
+	ok(!memcmp(b, a + KB64, KB64));
+	/* Half of block 0 and all of block 1: only block 1 is unmapped. */
+	ok_eq(blkdev_discard(d, 64, 192), 0);
+	/* Freed blocks count as free after the commit (the space map's rule). */
+	ok_eq(data_used(t.pool), 4);
+	ok_eq(blkdev_flush(d), 0);
+	ok_eq(data_used(t.pool), 3);
+	ok_eq(blkdev_read(d, 0, 512, b), 0);
+	ok(!memcmp(b, a, KB64)); /* the partial part keeps its data (TRIM, not zeroes) */
+	ok(all_bytes(b + KB64, KB64, 0));
+	ok(!memcmp(b + 2 * KB64, a + 2 * KB64, 2 * KB64));
+	/* Passdown: the freed block was discarded on the data disk. */
+	ok_eq(blkdev_read(t.data, db1 * 128, 128, b), 0);
+	ok(all_bytes(b, KB64, 0));
+	/* Write-zeroes: whole block 2 unmapped, the half of block 3 zeroed. */
+	ok_eq(blkdev_write_zeroes(d, 256, 192), 0);
+	ok_eq(blkdev_flush(d), 0);
+	ok_eq(data_used(t.pool), 2);
+	ok_eq(blkdev_read(d, 256, 256, b), 0);
+	ok(all_bytes(b, KB64 + KB64 / 2, 0));
+	ok(!memcmp(b + KB64 + KB64 / 2, a + 3 * KB64 + KB64 / 2, KB64 / 2));
+	/* Write-zeroes over a hole provisions nothing. */
+	ok_eq(blkdev_write_zeroes(d, 128 + 3, 5), 0);
+	ok_eq(data_used(t.pool), 2);
+	thin_volume_close(vol);
+
+	/* A block shared with a snapshot: unmapped in the origin, not passed down. */
+	ok_eq(thin_pool_create_snap(t.pool, 2, 1), 0);
+	d = vol_open(t.pool, 1, 4 * KB64, &vol);
+	ok_eq(thin_volume_open(t.pool, 2, 4 * KB64, true, &snap), 0);
+	ok_eq(blkdev_discard(d, 0, 128), 0);
+	ok_eq(blkdev_read(d, 0, 128, b), 0);
+	ok(all_bytes(b, KB64, 0));
+	ok_eq(blkdev_read(thin_volume_blkdev(snap), 0, 128, b), 0);
+	ok(!memcmp(b, a, KB64));
+	ok_eq(blkdev_flush(d), 0);
+	thin_volume_close(snap);
+	thin_volume_close(vol);
+	ok_eq(thin_md_open_thin(thin_pool_md(t.pool), 1, &td), 0);
+	ok_eq(thin_get_mapped_count(td, &mapped), 0);
+	ok_eq(mapped, 1);
+	thin_md_close_thin(td);
+	ok_eq(check_dev(t.meta), 0);
+	tpool_destroy(&t);
+	free(a);
+	free(b);
+}
+
+TEST(extents_report_holes_and_data)
+{
+	struct tpool t;
+	struct thin_volume *vol;
+	struct blkdev *d;
+	struct thin_extent e[8];
+	uint8_t *a = bufa(KB64);
+
+	if (!ok_eq(tpool_create(&t, 256, 32, NULL), 0))
+		return;
+	d = vol_open(t.pool, 1, 8 * KB64, &vol);
+	ok_eq(blkdev_write(d, 2 * 128, 128, a), 0);
+	ok_eq(blkdev_write(d, 3 * 128 + 5, 1, a), 0);
+	ok_eq(thin_volume_extents(vol, 0, 8 * KB64, e, 8), 3);
+	ok_eq(e[0].length, 2 * KB64);
+	ok_eq(e[0].flags, 3);
+	ok_eq(e[1].length, 2 * KB64);
+	ok_eq(e[1].flags, 0);
+	ok_eq(e[2].length, 4 * KB64);
+	ok_eq(e[2].flags, 3);
+	ok_eq(thin_volume_extents(vol, 2 * KB64 + 100, 1000, e, 8), 1);
+	ok_eq(e[0].length, 1000);
+	ok_eq(e[0].flags, 0);
+	ok_eq(thin_volume_extents(vol, 0, 8 * KB64, e, 1), 1);
+	ok_eq(e[0].length, 2 * KB64);
+	/* Shrink drops the blocks past the end. */
+	ok_eq(thin_volume_resize(vol, 3 * KB64), 0);
+	ok_eq(blkdev_flush(d), 0);
+	ok_eq(data_used(t.pool), 1);
+	thin_volume_close(vol);
+	tpool_destroy(&t);
+	free(a);
+}
+
+/* Two volumes written sequentially, interleaved block by block: each stays one run. */
+TEST(allocation_follows_each_volume)
+{
+	struct tpool t;
+	struct thin_volume *v1, *v2;
+	struct blkdev *d1, *d2;
+	struct thin_dev *td;
+	uint8_t *a = bufa(KB64);
+	uint64_t vb, ve, pb;
+	bool sh;
+
+	if (!ok_eq(tpool_create(&t, 512, 256, NULL), 0))
+		return;
+	d1 = vol_open(t.pool, 1, 64 * KB64, &v1);
+	d2 = vol_open(t.pool, 2, 64 * KB64, &v2);
+	/* The first write of volume 2 lands far away from volume 1's run. */
+	ok_eq(blkdev_write(d1, 0, 128, a), 0);
+	ok_eq(blkdev_write(d2, 0, 128, a), 0);
+	for (uint64_t i = 1; i < 32; i++) {
+		ok_eq(blkdev_write(d1, i * 128, 128, a), 0);
+		ok_eq(blkdev_write(d2, i * 128, 128, a), 0);
+	}
+	thin_volume_close(v1);
+	thin_volume_close(v2);
+	for (thin_id_t id = 1; id <= 2; id++) {
+		ok_eq(thin_md_open_thin(thin_pool_md(t.pool), id, &td), 0);
+		ok_eq(thin_find_mapped_range(td, 0, 64, &vb, &ve, &pb, &sh), 0);
+		ok_eq(vb, 0);
+		if (!ok_eq(ve, 32))
+			printf("  volume %llu: first run [%llu, %llu) at %llu\n",
+			       (unsigned long long)id, (unsigned long long)vb,
+			       (unsigned long long)ve, (unsigned long long)pb);
+		thin_md_close_thin(td);
+	}
+	tpool_destroy(&t);
+	free(a);
+}
+
+TEST(alloc_data_block_near_hint)
+{
+	struct tpool t;
+	struct thin_md *md;
+	uint64_t b;
+
+	if (!ok_eq(tpool_create(&t, 256, 64, NULL), 0))
+		return;
+	md = thin_pool_md(t.pool);
+	ok_eq(thin_md_alloc_data_block_near(md, 40, &b), 0);
+	ok_eq(b, 40);
+	ok_eq(thin_md_alloc_data_block_near(md, 40, &b), 0);
+	ok_eq(b, 41);
+	ok_eq(thin_md_alloc_data_block(md, &b), 0); /* continues after the last one */
+	ok_eq(b, 42);
+	ok_eq(thin_md_alloc_data_block_near(md, 1000, &b), 0); /* past the end: from 0 */
+	ok_eq(b, 0);
+	/* A block freed in this transaction is not handed out, even when hinted. */
+	ok_eq(thin_md_commit(md), 0);
+	ok_eq(thin_md_dec_data_range(md, 41, 42), 0);
+	ok_eq(thin_md_alloc_data_block_near(md, 41, &b), 0);
+	ok_eq(b, 43);
+	ok_eq(thin_md_abort(md), 0);
+	tpool_destroy(&t);
+}
+
+static void count_done(struct blkdev_req *req, int rc)
+{
+	int *p = req->priv;
+
+	p[0]++;
+	if (rc && !p[1])
+		p[1] = rc;
+}
+
+TEST(periodic_commit_and_flush)
+{
+	struct tpool t;
+	struct thin_pool_opts o;
+	struct thin_volume *vol;
+	struct blkdev *d;
+	struct thin_check_stats st;
+	uint8_t *a = bufa(KB64);
+	uint64_t t0;
+	unsigned n = 0;
+
+	thin_pool_default_opts(&o);
+	o.commit_interval_ms = 100;
+	if (!ok_eq(tpool_create(&t, 256, 32, &o), 0))
+		return;
+	d = vol_open(t.pool, 1, 8 * KB64, &vol);
+	ok_eq(blkdev_write(d, 0, 128, a), 0);
+	/* Not committed yet. */
+	ok_eq(thin_check(t.meta, print_problem, &n, &st), 0);
+	ok_eq(st.mappings, 0);
+	t0 = plat_now_ns();
+	while (plat_now_ns() - t0 < 300ull * 1000000) {
+		thin_pool_poll(t.pool);
+		plat_udelay(1000);
+	}
+	ok_eq(thin_check(t.meta, print_problem, &n, &st), 0);
+	ok_eq(st.mappings, 1);
+	/* FLUSH commits at once. */
+	ok_eq(blkdev_write(d, 128, 128, a), 0);
+	ok_eq(blkdev_flush(d), 0);
+	ok_eq(thin_check(t.meta, print_problem, &n, &st), 0);
+	ok_eq(st.mappings, 2);
+	thin_volume_close(vol);
+	tpool_destroy(&t);
+	free(a);
+}
+
+TEST(status_line)
+{
+	struct tpool t;
+	struct thin_pool_opts o;
+	char line[256];
+
+	thin_pool_default_opts(&o);
+	o.no_space_timeout_ms = 500;
+	if (!ok_eq(tpool_create(&t, 256, 32, &o), 0))
+		return;
+	ok_eq(thin_pool_set_transaction_id(t.pool, 0, 5), 0);
+	ok_eq(thin_pool_status_line(t.pool, line, sizeof(line)), 0);
+	printf("  %s\n", line);
+	ok(!strncmp(line, "5 ", 2));
+	ok(strstr(line, "/256 0/32 - rw discard_passdown queue_if_no_space - 64") != NULL);
+	ok_eq(thin_pool_reserve_metadata_snap(t.pool), 0);
+	ok_eq(thin_pool_status_line(t.pool, line, sizeof(line)), 0);
+	ok(strstr(line, " - rw") == NULL);
+	ok_eq(thin_pool_release_metadata_snap(t.pool), 0);
+	ok_eq(thin_pool_status_line(t.pool, line, 10), -ENOSPC);
+	tpool_destroy(&t);
+}
+
+/*
+ * Model test on a data disk that completes out of order: many requests in flight (reads,
+ * writes, discards, write-zeroes, flushes) to a few blocks, two volumes, a snapshot in the
+ * middle. Requests to the same block must act in arrival order: each read returns what
+ * the model held when it was submitted, and the end state equals the model.
+ */
+#define OO_BLOCKS 6
+#define OO_SECT	  (OO_BLOCKS * 128)
+struct oo_op {
+	struct blkdev_req req;
+	uint8_t *buf, *expect;
+	int rc;
+	bool done;
+};
+
+static void oo_done(struct blkdev_req *req, int rc)
+{
+	struct oo_op *op = container_of(req, struct oo_op, req);
+
+	op->rc = rc;
+	op->done = true;
+}
+
+TEST(out_of_order_device_keeps_block_order)
+{
+	struct blkdev *meta, *lower;
+	struct oodev oo;
+	struct thin_pool *pool;
+	struct thin_volume *vol[2];
+	struct blkdev *d[2];
+	uint8_t *model[2];
+	struct oo_op *ops = calloc(64, sizeof(*ops));
+	uint64_t seed = test_seed();
+	unsigned inflight = 0, total = 0;
+	int r;
+
+	ok_eq(memdisk_create(512, 4096, &meta), 0);
+	ok_eq(memdisk_create(64 * 128, 512, &lower), 0);
+	oodev_init(&oo, lower, seed);
+	ok_eq(thin_pool_format(meta, &oo.dev, NULL, false), 0);
+	ok_eq(thin_pool_open(meta, &oo.dev, NULL, NULL, 0, &pool), 0);
+	ok_eq(thin_pool_create_thin(pool, 0), 0);
+	for (int v = 0; v < 2; v++) {
+		model[v] = calloc(OO_SECT, 512);
+		if (v == 1) {
+			ok_eq(thin_pool_create_snap(pool, 1, 0), 0);
+			memcpy(model[1], model[0], OO_SECT * 512);
+		}
+		ok_eq(thin_volume_open(pool, (thin_id_t)v, OO_SECT * 512, false, &vol[v]), 0);
+		d[v] = thin_volume_blkdev(vol[v]);
+		if (v == 0) {
+			/* Fill some of volume 0 first, so the snapshot shares blocks. */
+			uint8_t *a = malloc(3 * KB64);
+
+			pattern(a, 3 * KB64, 77);
+			ok_eq(blkdev_write(d[0], 0, 384, a), 0);
+			memcpy(model[0], a, 3 * KB64);
+			free(a);
+		}
+	}
+	for (unsigned step = 0; step < 3000 && !test_failed(); step++) {
+		unsigned i;
+
+		/* Submit while there is room, else poll. */
+		for (i = 0; i < 64 && ops[i].buf; i++)
+			;
+		if (i < 64 && test_rand(&seed) % 4) {
+			struct oo_op *op = &ops[i];
+			int v = (int)(test_rand(&seed) % 2), kind = (int)(test_rand(&seed) % 10);
+			uint64_t blk = test_rand(&seed) % OO_SECT;
+			uint32_t cnt = 1 + (uint32_t)(test_rand(&seed) % 160);
+
+			if (blk + cnt > OO_SECT)
+				cnt = (uint32_t)(OO_SECT - blk);
+			memset(op, 0, sizeof(*op));
+			op->buf = malloc((size_t)cnt * 512);
+			op->req.block = blk;
+			op->req.count = cnt;
+			op->req.buf = op->buf;
+			op->req.done = oo_done;
+			if (kind < 4) {
+				op->req.op = BLKDEV_READ;
+				op->expect = malloc((size_t)cnt * 512);
+				memcpy(op->expect, model[v] + blk * 512, (size_t)cnt * 512);
+			} else if (kind < 8) {
+				op->req.op = BLKDEV_WRITE;
+				pattern(op->buf, (size_t)cnt * 512, total + 1000);
+				memcpy(model[v] + blk * 512, op->buf, (size_t)cnt * 512);
+			} else if (kind == 8) {
+				op->req.op = BLKDEV_WRITE_ZEROES;
+				memset(model[v] + blk * 512, 0, (size_t)cnt * 512);
+			} else {
+				op->req.op = BLKDEV_FLUSH;
+				op->req.block = 0;
+				op->req.count = 0;
+			}
+			r = blkdev_submit(d[v], &op->req);
+			if (!ok_eq(r, 0))
+				break;
+			inflight++;
+			total++;
+			continue;
+		}
+		thin_pool_poll(pool);
+		for (i = 0; i < 64; i++) {
+			struct oo_op *op = &ops[i];
+
+			if (!op->buf || !op->done)
+				continue;
+			ok_eq(op->rc, 0);
+			if (op->expect && memcmp(op->expect, op->buf, op->req.count * 512ull))
+				fail("read of %u sectors at %llu saw the wrong data", op->req.count,
+				     (unsigned long long)op->req.block);
+			free(op->buf);
+			free(op->expect);
+			memset(op, 0, sizeof(*op));
+			inflight--;
+		}
+	}
+	for (int k = 0; k < 100000 && inflight; k++) {
+		thin_pool_poll(pool);
+		for (unsigned i = 0; i < 64; i++) {
+			if (ops[i].buf && ops[i].done) {
+				ok_eq(ops[i].rc, 0);
+				free(ops[i].buf);
+				free(ops[i].expect);
+				memset(&ops[i], 0, sizeof(ops[i]));
+				inflight--;
+			}
+		}
+	}
+	ok_eq(inflight, 0);
+	ok(oo.max_depth > 4);
+	for (int v = 0; v < 2; v++) {
+		uint8_t *b = malloc(OO_SECT * 512);
+
+		ok_eq(blkdev_read(d[v], 0, OO_SECT, b), 0);
+		if (memcmp(b, model[v], OO_SECT * 512))
+			fail("volume %d differs from the model", v);
+		free(b);
+		thin_volume_close(vol[v]);
+		free(model[v]);
+	}
+	printf("  %u requests, data queue depth up to %llu\n", total,
+	       (unsigned long long)oo.max_depth);
+	ok_eq(thin_pool_close(pool), 0);
+	ok_eq(check_dev(meta), 0);
+	blkdev_destroy(lower);
+	blkdev_destroy(meta);
+	free(ops);
+}
+
+/* The async path with the synchronous fallback: a completion inside submit recurses not. */
+TEST(async_many_requests_sync_device)
+{
+	struct tpool t;
+	struct thin_volume *vol;
+	struct blkdev *d;
+	struct blkdev_req req[32];
+	uint8_t *a = bufa(32 * 4096);
+	int cnt[2] = { 0, 0 };
+
+	if (!ok_eq(tpool_create(&t, 256, 32, NULL), 0))
+		return;
+	d = vol_open(t.pool, 1, 8 * KB64, &vol);
+	for (int i = 0; i < 32; i++) {
+		req[i] = (struct blkdev_req){ .op = BLKDEV_WRITE,
+					      .block = (uint64_t)i * 8,
+					      .count = 8,
+					      .buf = a + i * 4096,
+					      .done = count_done,
+					      .priv = cnt };
+		ok_eq(blkdev_submit(d, &req[i]), 0);
+	}
+	ok(thin_pool_busy(t.pool));
+	for (int k = 0; k < 1000 && cnt[0] < 32; k++)
+		blkdev_poll(d);
+	ok_eq(cnt[0], 32);
+	ok_eq(cnt[1], 0);
+	ok_eq(data_used(t.pool), 2);
+	thin_volume_close(vol);
+	tpool_destroy(&t);
+	free(a);
+}
