@@ -48,7 +48,6 @@ static void set_problem(struct appliance *a, enum appliance_state st, const char
 	va_start(ap, fmt);
 	vsnprintf(a->problem, sizeof(a->problem), fmt, ap);
 	va_end(ap);
-	app_log(a, "appliance: %s", a->problem);
 }
 
 const char *appliance_strerror(int rc)
@@ -725,6 +724,8 @@ int appliance_create(const struct appliance_opts *o, struct appliance **out)
 	}
 	a->state = APPLIANCE_NO_POOL;
 	boot(a);
+	if (a->state != APPLIANCE_READY)
+		app_log(a, "appliance: %s", a->problem);
 	*out = a;
 	return 0;
 }
