@@ -148,13 +148,18 @@ static int vprint(const char *prefix, const char *fmt, va_list ap)
 	return p + n;
 }
 
+int plat_vprintf(const char *fmt, va_list ap)
+{
+	return vprint(NULL, fmt, ap);
+}
+
 int plat_printf(const char *fmt, ...)
 {
 	va_list ap;
 	int n;
 
 	va_start(ap, fmt);
-	n = vprint(NULL, fmt, ap);
+	n = plat_vprintf(fmt, ap);
 	va_end(ap);
 	return n;
 }

@@ -93,20 +93,27 @@ int plat_console_getc(void)
 	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -EPIPE;
 }
 
-int plat_printf(const char *fmt, ...)
+int plat_vprintf(const char *fmt, va_list ap)
 {
 	char buf[1024];
-	va_list ap;
-	int n;
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	if (n < 0)
 		return n;
 	if ((size_t)n >= sizeof(buf))
 		n = sizeof(buf) - 1;
 	plat_console_write(buf, (size_t)n);
+	return n;
+}
+
+int plat_printf(const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = plat_vprintf(fmt, ap);
+	va_end(ap);
 	return n;
 }
 

@@ -4,7 +4,6 @@
  * diagnostics and assertions. Everything goes through core/base/plat.h.
  */
 #include <stdarg.h>
-#include <stdio.h>
 
 #include "core/base/plat.h"
 #include "lwip/arch.h"
@@ -32,15 +31,11 @@ uint32_t lwip_port_rand(void)
 
 void lwip_port_diag(const char *fmt, ...)
 {
-	char buf[256];
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	plat_vprintf(fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		plat_console_write(buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
 void lwip_port_assert(const char *msg, const char *file, int line)

@@ -47,6 +47,7 @@ void plat_console_write(const char *buf, size_t len);
 int plat_console_getc(void);
 /* printf to the console; returns the number of bytes written. */
 int plat_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int plat_vprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* Print the message on the console and stop the machine with a failure indication. */
 __attribute__((noreturn, format(printf, 1, 2))) void plat_panic(const char *fmt, ...);

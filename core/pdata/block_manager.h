@@ -25,6 +25,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * The validators' "wrong location" code. newlib defines ENOTBLK only under
+ * __LINUX_ERRNO_EXTENSIONS__, so the firmware build would not compile without this; the
+ * value is Linux's (and newlib's).
+ */
+#ifndef ENOTBLK
+#define ENOTBLK 15
+#endif
+
 typedef uint64_t dm_block_t;
 
 #define DM_BM_BLOCK_SIZE 4096u

@@ -931,7 +931,8 @@ static int commit_step(struct thin_pool *pool)
 		r = thin_md_commit(pool->md);
 		if (r) {
 			metadata_failed(pool, r);
-			r = -EIO;
+			/* Say "metadata full" as such; every other failure is an I/O error. */
+			r = r == -ENOSPC ? -ENOSPC : -EIO;
 		} else {
 			pool->dirty = false;
 		}

@@ -37,6 +37,11 @@
 #include "core/blkdev.h"
 #include "core/thin/thin_metadata.h"
 
+/* thin_pool_check()'s "problems found"; newlib (the firmware's libc) lacks it: Linux's value. */
+#ifndef EUCLEAN
+#define EUCLEAN 117
+#endif
+
 struct thin_pool;
 struct thin_volume;
 

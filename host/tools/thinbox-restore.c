@@ -327,6 +327,48 @@ static int parse_mappings(struct parser *ps, struct thin_md *md, struct thin_dev
 	}
 }
 
+/* Device ids seen by the checking pass, to find duplicates before anything is written. */
+struct id_line {
+	uint64_t id;
+	unsigned line;
+};
+static struct id_line *seen_ids;
+static size_t nr_seen, cap_seen;
+
+static int remember_id(struct parser *ps, uint64_t id)
+{
+	if (nr_seen == cap_seen) {
+		size_t cap = cap_seen ? cap_seen * 2 : 256;
+		struct id_line *n = realloc(seen_ids, cap * sizeof(*n));
+
+		if (!n)
+			return perr(ps, "out of memory");
+		seen_ids = n;
+		cap_seen = cap;
+	}
+	seen_ids[nr_seen++] = (struct id_line){ id, ps->line };
+	return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	const struct id_line *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id ? 1 : (int)x->line - (int)y->line;
+}
+
+static int check_duplicate_ids(struct parser *ps)
+{
+	if (nr_seen)
+		qsort(seen_ids, nr_seen, sizeof(*seen_ids), cmp_id);
+	for (size_t i = 1; i < nr_seen; i++)
+		if (seen_ids[i].id == seen_ids[i - 1].id) {
+			ps->line = seen_ids[i].line;
+			return perr(ps, "Device already exists: %" PRIu64, seen_ids[i].id);
+		}
+	return 0;
+}
+
 static int parse_device(struct parser *ps, struct thin_md *md, const struct sb_attrs *sb)
 {
 	uint64_t id = 0, mapped = 0, trans = 0, ctime = 0, stime = 0;
@@ -345,6 +387,11 @@ static int parse_device(struct parser *ps, struct thin_md *md, const struct sb_a
 	if (ctime > sb->time || stime > sb->time || trans > sb->trans)
 		return perr(ps, "device %" PRIu64 ": times or transaction beyond the superblock's",
 			    id);
+	if (!md) {
+		r = remember_id(ps, id);
+		if (r)
+			return r;
+	}
 	if (md) {
 		r = thin_md_create_thin(md, id);
 		if (r == -EEXIST)
@@ -506,6 +553,9 @@ int main(int argc, char **argv)
 	r = parse_superblock_tag(&ps, &sb);
 	if (!r)
 		r = parse_body(&ps, NULL, &sb);
+	if (!r)
+		r = check_duplicate_ids(&ps);
+	free(seen_ids);
 	if (r) {
 		fprintf(stderr, "thinbox-restore: %s\n", ps.err);
 		free(text);

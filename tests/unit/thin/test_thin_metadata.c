@@ -410,9 +410,12 @@ TEST(held_root)
 	ok_eq(thin_md_reserve_metadata_snap(md), -EBUSY);
 	ok_eq(thin_md_get_metadata_snap(md, &held), 0);
 	ok(held != 0);
-	/* Change the live pool; the held view keeps the old state. */
-	ok_eq(thin_remove_range(td, 0, 100), 0);
+	/*
+	 * Change the live pool; the held view keeps the old state. The snapshot comes first so
+	 * that it is what copies the top-level leaf shared with the held copy.
+	 */
 	ok_eq(thin_md_create_snap(md, 2, 1), 0);
+	ok_eq(thin_remove_range(td, 0, 100), 0);
 	ok_eq(thin_md_set_transaction_id(md, 1, 2), 0);
 	ok_eq(thin_md_commit(md), 0);
 	ok_eq(check_dev(dev), 0);
@@ -424,7 +427,7 @@ TEST(held_root)
 	ok_eq(thin_view_lookup(&hv, 1, 50, &db, &t), 0);
 	ok_eq(db, first + 50);
 	ok_eq(thin_view_lookup(&hv, 2, 150, &db, &t), -ENODATA);
-	/* Releasing frees what only the held copy kept: blocks 0..99's data. */
+	/* Releasing frees what only the held copy kept; device 2 still has all 300 blocks. */
 	ok_eq(thin_md_release_metadata_snap(md), 0);
 	ok_eq(thin_md_release_metadata_snap(md), -EINVAL);
 	ok_eq(thin_md_commit(md), 0);
@@ -433,7 +436,13 @@ TEST(held_root)
 		uint64_t f;
 
 		ok_eq(thin_md_get_free_data_blocks(md, &f), 0);
+		ok_eq(f, DATA_BLOCKS - 300);
+		/* Deleting device 2 leaves device 1's 200: exactly the blocks only 2 had go. */
+		ok_eq(thin_md_delete_thin(md, 2), 0);
+		ok_eq(thin_md_commit(md), 0);
+		ok_eq(thin_md_get_free_data_blocks(md, &f), 0);
 		ok_eq(f, DATA_BLOCKS - 200);
+		ok_eq(check_dev(dev), 0);
 	}
 	thin_md_close_thin(td);
 	teardown(dev, md);
@@ -692,6 +701,15 @@ TEST(model_random_operations)
 	ok_eq(check_dev(dev), 0);
 	ok_eq(model_compare(md, m), 0);
 	printf("  %u commits, %u aborts\n", commits, aborts);
+	/* The final image, as thin-provisioning-tools see it. */
+	{
+		char img[512];
+
+		snprintf(img, sizeof(img), "%s/model.bin", test_tmpdir());
+		ok_eq(dev_to_file(dev, img), 0);
+		ok_eq(tpt_check(img, NULL), 0);
+		ok_eq(tpt_dump_matches(img, NULL), 0);
+	}
 	teardown(dev, md);
 	free(m);
 }

@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Pool modes (dm-thin-format §9.7): out of data space (ENOSPC at once, or queued for a
+ * timeout, or served once a delete frees space), metadata device full and metadata I/O
+ * errors (read-only with needs_check, reads keep working, acknowledged-and-flushed data
+ * stays), fail mode, the read_only option and the low-water mark.
+ */
+#include "tests/unit/thin/pool_test.h"
+
+#include "core/base/plat.h"
+
+static struct blkdev *vopen(struct thin_pool *pool, thin_id_t id, uint64_t size,
+			    struct thin_volume **vol)
+{
+	if (thin_md_device_exists(thin_pool_md(pool), id) == 0 &&
+	    !ok_eq(thin_pool_create_thin(pool, id), 0))
+		return NULL;
+	if (!ok_eq(thin_volume_open(pool, id, size, false, vol), 0))
+		return NULL;
+	return thin_volume_blkdev(*vol);
+}
+
+static bool block_is(struct blkdev *d, uint64_t vblock, uint64_t tag, uint8_t *tmp)
+{
+	uint8_t *want = malloc(KB64);
+	bool same;
+
+	if (blkdev_read(d, vblock * 128, 128, tmp)) {
+		free(want);
+		return false;
+	}
+	pattern(want, KB64, tag);
+	same = !memcmp(want, tmp, KB64);
+	free(want);
+	return same;
+}
+
+TEST(fill_the_pool_enospc_then_delete_frees)
+{
+	struct tpool t;
+	struct thin_pool_opts o;
+	struct thin_volume *v1, *v2;
+	struct blkdev *d1, *d2;
+	struct thin_pool_status st;
+	uint8_t *a = malloc(KB64), *b = malloc(KB64);
+	char line[200];
+	int r = 0;
+	unsigned n;
+
+	thin_pool_default_opts(&o);
+	o.low_water_blocks = 4;
+	if (!ok_eq(tpool_create(&t, 256, 16, &o), 0))
+		return;
+	d2 = vopen(t.pool, 2, 16 * KB64, &v2);
+	for (unsigned i = 0; i < 4; i++) {
+		pattern(a, KB64, 200 + i);
+		ok_eq(blkdev_write(d2, i * 128, 128, a), 0);
+	}
+	d1 = vopen(t.pool, 1, 32 * KB64, &v1);
+	for (n = 0; n < 32; n++) {
+		pattern(a, KB64, 100 + n);
+		r = blkdev_write(d1, n * 128, 128, a);
+		if (r)
+			break;
+	}
+	ok_eq(r, -ENOSPC);
+	ok_eq(n, 12);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_OUT_OF_DATA_SPACE);
+	ok(st.low_water_reached);
+	ok_eq(thin_pool_status_line(t.pool, line, sizeof(line)), 0);
+	ok(strstr(line, " out_of_data_space ") != NULL);
+	/* A partial write needing a block fails too; one to a mapped block works. */
+	ok_eq(blkdev_write(d1, 20 * 128 + 3, 1, a), -ENOSPC);
+	pattern(a, KB64, 100);
+	ok_eq(blkdev_write(d1, 0, 128, a), 0);
+	/* Reads keep working, nothing was lost. */
+	for (unsigned i = 0; i < 12; i++)
+		ok(block_is(d1, i, 100 + i, b));
+	for (unsigned i = 0; i < 4; i++)
+		ok(block_is(d2, i, 200 + i, b));
+	ok_eq(blkdev_flush(d1), 0);
+	/* Delete volume 2: its 4 blocks come back. */
+	thin_volume_close(v2);
+	ok_eq(thin_pool_delete_thin(t.pool, 2), 0);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.data_used, 12);
+	for (n = 12; n < 16; n++) {
+		pattern(a, KB64, 100 + n);
+		ok_eq(blkdev_write(d1, n * 128, 128, a), 0);
+	}
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_WRITE);
+	for (unsigned i = 0; i < 16; i++)
+		ok(block_is(d1, i, 100 + i, b));
+	ok_eq(blkdev_write(d1, 16 * 128, 128, a), -ENOSPC);
+	thin_volume_close(v1);
+	ok_eq(check_dev(t.meta), 0);
+	tpool_destroy(&t);
+	free(a);
+	free(b);
+}
+
+/* A freed block becomes allocatable after a commit: the pool commits before giving up. */
+TEST(out_of_space_commits_to_reuse_freed_blocks)
+{
+	struct tpool t;
+	struct thin_volume *v;
+	struct blkdev *d;
+	uint8_t *a = calloc(1, KB64);
+
+	if (!ok_eq(tpool_create(&t, 256, 8, NULL), 0))
+		return;
+	d = vopen(t.pool, 1, 16 * KB64, &v);
+	for (unsigned i = 0; i < 8; i++)
+		ok_eq(blkdev_write(d, i * 128, 128, a), 0);
+	ok_eq(blkdev_flush(d), 0);
+	ok_eq(blkdev_discard(d, 0, 4 * 128), 0); /* freed, but only after a commit */
+	for (unsigned i = 8; i < 12; i++)
+		ok_eq(blkdev_write(d, i * 128, 128, a), 0);
+	thin_volume_close(v);
+	ok_eq(check_dev(t.meta), 0);
+	tpool_destroy(&t);
+	free(a);
+}
+
+struct waiter {
+	struct blkdev_req req;
+	bool done;
+	int rc;
+};
+
+static void waiter_done(struct blkdev_req *req, int rc)
+{
+	struct waiter *w = container_of(req, struct waiter, req);
+
+	w->done = true;
+	w->rc = rc;
+}
+
+TEST(out_of_space_queue_times_out_or_is_served)
+{
+	struct tpool t;
+	struct thin_pool_opts o;
+	struct thin_volume *v1, *v2;
+	struct blkdev *d1, *d2;
+	struct waiter w;
+	struct thin_pool_status st;
+	uint8_t *a = calloc(1, KB64);
+	uint64_t t0, ms;
+
+	thin_pool_default_opts(&o);
+	o.no_space_timeout_ms = 300;
+	if (!ok_eq(tpool_create(&t, 256, 8, &o), 0))
+		return;
+	d2 = vopen(t.pool, 2, 8 * KB64, &v2);
+	ok_eq(blkdev_write(d2, 0, 128, a), 0);
+	d1 = vopen(t.pool, 1, 16 * KB64, &v1);
+	for (unsigned i = 0; i < 7; i++)
+		ok_eq(blkdev_write(d1, i * 128, 128, a), 0);
+	ok_eq(blkdev_flush(d1), 0);
+	/* Queued, then failed after the timeout. */
+	t0 = plat_now_ns();
+	ok_eq(blkdev_write(d1, 7 * 128, 128, a), -ENOSPC);
+	ms = (plat_now_ns() - t0) / 1000000;
+	ok(ms >= 300 && ms < 5000);
+	/* Queued, then served when a delete frees space. */
+	memset(&w, 0, sizeof(w));
+	w.req = (struct blkdev_req){
+		.op = BLKDEV_WRITE, .block = 7 * 128, .count = 128, .buf = a, .done = waiter_done
+	};
+	ok_eq(blkdev_submit(d1, &w.req), 0);
+	for (int i = 0; i < 20; i++) {
+		thin_pool_poll(t.pool);
+		plat_udelay(2000);
+	}
+	ok(!w.done);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_OUT_OF_DATA_SPACE);
+	ok_eq(st.requests_in_flight, 1);
+	thin_volume_close(v2);
+	ok_eq(thin_pool_delete_thin(t.pool, 2), 0);
+	for (int i = 0; i < 1000 && !w.done; i++)
+		thin_pool_poll(t.pool);
+	ok(w.done);
+	ok_eq(w.rc, 0);
+	thin_volume_close(v1);
+	tpool_destroy(&t);
+	free(a);
+}
+
+TEST(metadata_device_full_goes_read_only)
+{
+	struct tpool t;
+	struct thin_volume *v;
+	struct blkdev *d;
+	struct thin_pool_status st;
+	uint8_t *a = malloc(4096), *b = malloc(4096);
+	uint64_t flushed_upto = 0, n;
+	int r = 0;
+	char line[200];
+
+	/* 24 metadata blocks cannot map 4096 data blocks written 4 KiB at a time with a
+	 * snapshot now and then (each one unshares the tree). */
+	if (!ok_eq(tpool_create(&t, 24, 4096, NULL), 0))
+		return;
+	d = vopen(t.pool, 1, 4096ull * KB64, &v);
+	for (n = 0; n < 4096; n++) {
+		pattern(a, 4096, n + 1);
+		r = blkdev_write(d, n * 128, 8, a);
+		if (r)
+			break;
+		if (n % 64 == 63) {
+			r = blkdev_flush(d);
+			if (r)
+				break;
+			flushed_upto = n + 1;
+		}
+	}
+	printf("  failed after %llu writes with %d\n", (unsigned long long)n, r);
+	ok(r == -ENOSPC || r == -EIO);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_READ_ONLY);
+	ok(st.needs_check);
+	ok_eq(thin_pool_status_line(t.pool, line, sizeof(line)), 0);
+	ok(strstr(line, " ro ") && strstr(line, " needs_check "));
+	/* Reads keep working; what a completed flush covered is there. */
+	for (uint64_t i = 0; i < flushed_upto; i++) {
+		pattern(a, 4096, i + 1);
+		ok_eq(blkdev_read(d, i * 128, 8, b), 0);
+		if (memcmp(a, b, 4096)) {
+			fail("block %llu lost", (unsigned long long)i);
+			break;
+		}
+	}
+	/* Writes needing a block are refused; admin calls too. */
+	ok_eq(blkdev_write(d, 4000 * 128, 8, a), -EROFS);
+	ok_eq(thin_pool_create_thin(t.pool, 9), -EROFS);
+	thin_volume_close(v);
+	ok_eq(thin_pool_close(t.pool), 0);
+	ok_eq(check_dev(t.meta), 0);
+	/* It reopens read-only (needs_check). */
+	ok_eq(thin_pool_open(t.meta, t.data, NULL, NULL, 0, &t.pool), 0);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_READ_ONLY);
+	tpool_destroy(&t);
+	free(a);
+	free(b);
+}
+
+TEST(metadata_write_error_read_only_needs_check)
+{
+	struct blkdev *lmeta, *meta, *data;
+	struct thin_pool *pool;
+	struct thin_volume *v;
+	struct blkdev *d;
+	struct thin_pool_status st;
+	uint8_t *a = malloc(KB64), *b = malloc(KB64);
+
+	ok_eq(memdisk_create(256, 4096, &lmeta), 0);
+	ok_eq(faultdev_create(lmeta, &meta), 0);
+	ok_eq(memdisk_create(32 * 128, 512, &data), 0);
+	ok_eq(thin_pool_format(meta, data, NULL, false), 0);
+	ok_eq(thin_pool_open(meta, data, NULL, NULL, 0, &pool), 0);
+	d = vopen(pool, 1, 8 * KB64, &v);
+	pattern(a, KB64, 1);
+	ok_eq(blkdev_write(d, 0, 128, a), 0);
+	ok_eq(blkdev_flush(d), 0);
+	/* The next commit's first metadata write fails. */
+	pattern(a, KB64, 2);
+	ok_eq(blkdev_write(d, 128, 128, a), 0);
+	faultdev_fail_nth(meta, BLKDEV_WRITE, 1, false);
+	ok_eq(blkdev_flush(d), -EIO);
+	ok(faultdev_fired(meta));
+	ok_eq(thin_pool_get_status(pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_READ_ONLY);
+	ok(st.needs_check);
+	/* Rolled back to the last commit: block 0 is there, block 1 (never flushed) not. */
+	ok(block_is(d, 0, 1, b));
+	ok_eq(blkdev_read(d, 128, 128, b), 0);
+	ok(all_bytes(b, KB64, 0));
+	/* In place to a mapped unshared block works; provisioning does not. */
+	pattern(a, KB64, 3);
+	ok_eq(blkdev_write(d, 0, 128, a), 0);
+	ok(block_is(d, 0, 3, b));
+	ok_eq(blkdev_write(d, 256, 1, a), -EROFS);
+	/* Discards do nothing. */
+	ok_eq(blkdev_discard(d, 0, 128), 0);
+	ok(block_is(d, 0, 3, b));
+	thin_volume_close(v);
+	ok_eq(thin_pool_close(pool), 0);
+	ok_eq(check_dev(lmeta), 0);
+	blkdev_destroy(meta);
+	blkdev_destroy(data);
+	blkdev_destroy(lmeta);
+	free(a);
+	free(b);
+}
+
+TEST(sticky_metadata_error_fail_mode)
+{
+	struct blkdev *lmeta, *meta, *data;
+	struct thin_pool *pool;
+	struct thin_volume *v;
+	struct blkdev *d;
+	uint8_t *a = calloc(1, KB64);
+	char line[64];
+
+	ok_eq(memdisk_create(256, 4096, &lmeta), 0);
+	ok_eq(faultdev_create(lmeta, &meta), 0);
+	ok_eq(memdisk_create(32 * 128, 512, &data), 0);
+	ok_eq(thin_pool_format(meta, data, NULL, false), 0);
+	ok_eq(thin_pool_open(meta, data, NULL, NULL, 0, &pool), 0);
+	d = vopen(pool, 1, 8 * KB64, &v);
+	ok_eq(blkdev_write(d, 0, 128, a), 0);
+	/* Every metadata write fails: the commit, then needs_check itself. */
+	faultdev_fail_nth(meta, BLKDEV_WRITE, 1, true);
+	ok_eq(blkdev_flush(d), -EIO);
+	ok_eq(thin_pool_status_line(pool, line, sizeof(line)), 0);
+	ok_eq(strcmp(line, "Fail"), 0);
+	ok_eq(blkdev_read(d, 0, 128, a), -EIO);
+	thin_volume_close(v);
+	thin_pool_close(pool);
+	blkdev_destroy(meta);
+	blkdev_destroy(data);
+	blkdev_destroy(lmeta);
+	free(a);
+}
+
+TEST(read_only_option)
+{
+	struct tpool t;
+	struct thin_pool_opts o;
+	struct thin_volume *v;
+	struct blkdev *d;
+	uint8_t *a = malloc(KB64), *b = malloc(KB64);
+
+	if (!ok_eq(tpool_create(&t, 256, 16, NULL), 0))
+		return;
+	d = vopen(t.pool, 1, 4 * KB64, &v);
+	pattern(a, KB64, 5);
+	ok_eq(blkdev_write(d, 0, 128, a), 0);
+	thin_volume_close(v);
+	ok_eq(thin_pool_close(t.pool), 0);
+	o = t.o;
+	o.read_only = true;
+	ok_eq(thin_pool_open(t.meta, t.data, &o, NULL, 0, &t.pool), 0);
+	ok_eq(thin_volume_open(t.pool, 1, 4 * KB64, false, &v), 0);
+	d = thin_volume_blkdev(v);
+	ok(block_is(d, 0, 5, b));
+	ok_eq(blkdev_write(d, 128, 128, a), -EROFS);
+	ok_eq(thin_pool_create_thin(t.pool, 2), -EROFS);
+	thin_volume_close(v);
+	/* A read-only volume refuses writes itself. */
+	ok_eq(thin_volume_open(t.pool, 1, 4 * KB64, true, &v), 0);
+	ok_eq(blkdev_write(thin_volume_blkdev(v), 0, 1, a), -EROFS);
+	ok_eq(thin_volume_open(t.pool, 1, 4 * KB64, true, &v), -EBUSY);
+	ok_eq(thin_pool_close(t.pool), -EBUSY);
+	thin_volume_close(v);
+	ok_eq(thin_volume_open(t.pool, 7, 4 * KB64, true, &v), -ENODATA);
+	tpool_destroy(&t);
+	free(a);
+	free(b);
+}
