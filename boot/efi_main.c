@@ -31,6 +31,9 @@
 #include "config/shell.h"
 #include "core/base/plat.h"
 #include "core/base/version.h"
+#include "net/nbd/nbd_server.h"
+#include "net/nbd_lwip.h"
+#include "net/netif_vnet.h"
 
 EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
 
@@ -40,8 +43,20 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
 #define ESP_CFG_MAX	 (64 * 1024)
 #define TSC_CALIBRATE_MS 50
 #define STACK_PAGES	 256 /* 1 MiB */
+/*
+ * NBD limits for the firmware's memory (256 MiB machines): the server's defaults (64 MiB of
+ * buffers per connection, 32 MiB requests) are sized for the host build. 16 clients with
+ * 8 MiB each stay well inside the heap; 4 MiB requests are plenty for nbdcopy, qemu-img, fio.
+ */
+#define NBD_FW_MAX_PAYLOAD    (4u << 20)
+#define NBD_FW_MAX_CONN_BYTES (8u << 20)
 
 static EFI_BOOT_SERVICES *bs;
+
+/* The NBD server: exports are added to it (the whole-disk test switch now, thin volumes
+ * later); nbd_tcp serves it over lwIP. NULL without a NIC. */
+static struct nbd_server *nbd_srv;
+static struct nbd_lwip *nbd_tcp;
 
 /* ---- EFI helpers (boot services only) --------------------------------------------------- */
 
@@ -254,8 +269,106 @@ static void print_config_summary(void)
 }
 
 /*
- * The main loop: everything is polled. Console bytes go to the shell; the drivers and the
- * network stack will be polled here too.
+ * A configuration value: fw_cfg opt/thinbox/@key first, else a "@key=value" line of
+ * \thinbox.cfg (blanks around '=' allowed, '#' starts a comment line). The config layer will
+ * own the file's syntax; until then this is the whole of it. The result lives in @buf.
+ */
+static const char *config_value(const char *key, char *buf, size_t size)
+{
+	const char *v = bootcfg_get(key), *text, *line, *end;
+	size_t klen = strlen(key), len;
+
+	if (v)
+		return v;
+	text = bootcfg_file(&len);
+	for (line = text; line && line < text + len; line = end + 1) {
+		const char *p = line, *q;
+
+		end = memchr(line, '\n', (size_t)(text + len - line));
+		if (!end)
+			end = text + len;
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		if ((size_t)(end - p) <= klen || memcmp(p, key, klen) != 0)
+			continue;
+		p += klen;
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		if (p == end || *p++ != '=')
+			continue;
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		q = end;
+		while (q > p && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\r'))
+			q--;
+		if ((size_t)(q - p) >= size)
+			return NULL;
+		memcpy(buf, p, (size_t)(q - p));
+		buf[q - p] = '\0';
+		return buf;
+	}
+	return NULL;
+}
+
+/*
+ * The network: lwIP on the NIC, the NBD server on port 10809. Test switch
+ * opt/thinbox/test-export-disk=data|meta exports that whole disk as "disk" (the default
+ * export), so NBD can be tested before the thin pool is wired in; test-csum-offload=1 takes
+ * the TCP checksum offload path without a device that offers it (docs/network.md).
+ */
+static void net_setup(struct shell *sh)
+{
+	static char ip[64], gw[64], host[64];
+	struct net_config cfg = {
+		.ip = config_value("ip", ip, sizeof(ip)),
+		.gateway = config_value("gateway", gw, sizeof(gw)),
+		.hostname = config_value("hostname", host, sizeof(host)),
+		.test_csum_offload = bootcfg_get("test-csum-offload") != NULL,
+	};
+	const struct nbd_limits lim = { .max_payload = NBD_FW_MAX_PAYLOAD,
+					.max_conn_bytes = NBD_FW_MAX_CONN_BYTES };
+	const char *which = bootcfg_get("test-export-disk");
+	int rc;
+
+	net_shell_init(sh);
+	if (!devices_nic()) {
+		plat_printf("thinbox: net: no NIC, no network\n");
+		return;
+	}
+	rc = net_start(devices_nic(), &cfg);
+	if (rc) {
+		plat_printf("thinbox: net: not started (%d)\n", rc);
+		return;
+	}
+	devices_set_rx_handler(net_rx_frame, NULL);
+	rc = nbd_server_create(&lim, &nbd_srv);
+	if (rc)
+		plat_panic("NBD server (%d)", rc);
+	if (which) {
+		struct blkdev *dev = strcmp(which, "meta") == 0	  ? devices_meta_disk()
+				     : strcmp(which, "data") == 0 ? devices_data_disk()
+								  : NULL;
+		struct nbd_export_config ex = {
+			.name = "disk",
+			.description = "whole disk (test-export-disk)",
+			.dev = dev,
+		};
+
+		rc = dev ? nbd_server_add_export(nbd_srv, &ex) : -ENODEV;
+		plat_printf("thinbox: test-export-disk %s: %s (%d)\n", which,
+			    rc ? "not exported" : "exported as disk", rc);
+	}
+	rc = nbd_lwip_listen(nbd_srv, NBD_LWIP_PORT, &nbd_tcp);
+	if (rc)
+		plat_printf("thinbox: nbd: cannot listen on port %u (%d)\n", NBD_LWIP_PORT, rc);
+	else
+		plat_printf("thinbox: nbd listening on port %u\n", NBD_LWIP_PORT);
+}
+
+/*
+ * The main loop: everything is polled. Console bytes go to the shell; then the drivers
+ * (received frames go into lwIP from here), the NBD connections and server, lwIP's timers.
+ * Nothing sleeps while the NBD server has requests inside a device.
  */
 __attribute__((noreturn)) static void main_loop(struct shell *sh)
 {
@@ -264,9 +377,12 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 
 		if (c >= 0)
 			shell_input(sh, (char)c);
-		else
+		else if (!nbd_srv || !nbd_server_busy(nbd_srv))
 			cpu_relax();
 		devices_poll();
+		if (nbd_tcp)
+			nbd_lwip_poll(nbd_tcp);
+		net_poll();
 	}
 }
 
@@ -300,6 +416,7 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 		plat_panic("no memory for the shell");
 	shell_init(sh, shell_write, NULL);
 	devices_shell_init(sh);
+	net_setup(sh);
 	plat_printf("thinbox: ready\n");
 	shell_prompt(sh);
 	main_loop(sh);

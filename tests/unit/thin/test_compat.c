@@ -126,10 +126,15 @@ TEST(thin_restore_image_lookups_then_changes)
 			ok_eq(d.snapshotted_time, devs[i].stime);
 		}
 	}
-	/* Changes: writes, snapshots of restored devices, deletes, range removal. */
+	/* Changes: writes, snapshots of restored devices, deletes, range removal. The generated
+	 * pool may be nearly full: grow the data device first so the 3,000 writes fit (which
+	 * also exercises growing a restored pool). */
 	{
-		uint64_t rng = seed;
+		uint64_t rng = seed, nr_data;
 		struct thin_dev *td;
+
+		ok_eq(thin_md_get_data_dev_size(md, &nr_data), 0);
+		ok_eq(thin_md_resize_data_dev(md, nr_data + 4000), 0);
 
 		for (unsigned i = 0; i < 10; i++) {
 			uint64_t id = devs[test_rand(&rng) % ndev].id;

@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lwIP raw API under the NBD server (see nbd_lwip.h and docs/network.md).
+ *
+ * lwIP's callbacks only record what happened (data arrived, bytes acknowledged, the
+ * connection died); nbd_lwip_poll() does the work from the main loop. That keeps every
+ * tcp_close/tcp_abort out of lwIP's own call stack, where it would need ERR_ABRT handling.
+ *
+ * Held input is a list of single pbufs linked through pbuf->next. It is not an lwIP chain
+ * (tot_len is not maintained across it; lwIP's u16 tot_len could not hold a 512 KiB window
+ * anyway): each pbuf is detached before it is freed, so pbuf_free() releases exactly one.
+ */
+#include "net/nbd_lwip.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "core/base/plat.h"
+#include "net/netif_vnet.h"
+
+#include "lwip/pbuf.h"
+#include "lwip/tcp.h"
+
+#define MAX_IOV 16
+/* Smaller output pieces (reply headers, option replies) are copied: a PBUF_ROM per 16-byte
+ * header would cost a pbuf each and make segments of dozens of fragments. */
+#define ZEROCOPY_MIN 1024
+/* tcp_poll interval in TCP coarse-timer ticks (500 ms): write retries after ERR_MEM. */
+#define POLL_TICKS 2
+/* A vanished client that never sends a RST: keepalive finds it within ~2 minutes. Live but
+ * idle clients answer the probes and stay. */
+#define KEEP_IDLE_MS  60000
+#define KEEP_INTVL_MS 10000
+#define KEEP_CNT      6
+/* tcp_close() can fail for lack of memory; retry from the loop, then abort. */
+#define CLOSE_RETRY_NS (5ull * 1000 * 1000 * 1000)
+
+struct lconn {
+	struct lconn *next;
+	struct nbd_lwip *nl;
+	struct tcp_pcb *pcb; /* NULL once lwIP freed it (error) or we let it go */
+	struct nbd_conn *c;
+	struct pbuf *in, *in_tail; /* received, not yet consumed (see the file comment) */
+	size_t in_off;		   /* bytes of @in's first pbuf already consumed */
+	size_t inflight;	   /* handed to tcp_write, not yet acknowledged */
+	bool eof;		   /* the client closed its side */
+	bool eof_told;		   /* ... and the server knows */
+	bool dead;		   /* tcp_err: the pcb is gone */
+	uint64_t close_deadline;   /* nonzero while a failed tcp_close is retried */
+};
+
+struct nbd_lwip {
+	struct nbd_server *srv;
+	struct tcp_pcb *lpcb;
+	struct lconn *conns;
+	unsigned nconns;
+};
+
+/* ---- lwIP callbacks: record only --------------------------------------------------------- */
+
+static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+	struct lconn *lc = arg;
+
+	(void)pcb;
+	if (!p) {
+		lc->eof = true;
+		return ERR_OK;
+	}
+	if (err != ERR_OK) {
+		pbuf_free(p);
+		return err;
+	}
+	/* Append the chain's pbufs to our list; the last one's next is already NULL. */
+	if (lc->in_tail)
+		lc->in_tail->next = p;
+	else
+		lc->in = p;
+	while (p->next)
+		p = p->next;
+	lc->in_tail = p;
+	return ERR_OK;
+}
+
+static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
+{
+	struct lconn *lc = arg;
+	size_t n = len < lc->inflight ? len : lc->inflight;
+
+	(void)pcb;
+	/* Acknowledged: lwIP holds no reference to these bytes any more (zero-copy or not). */
+	lc->inflight -= n;
+	nbd_conn_output_done(lc->c, n);
+	return ERR_OK;
+}
+
+static void on_err(void *arg, err_t err)
+{
+	struct lconn *lc = arg;
+
+	/* lwIP freed the pcb (and every segment pointing into our output) before calling us. */
+	(void)err;
+	lc->pcb = NULL;
+	lc->dead = true;
+}
+
+static void lconn_write(struct lconn *lc);
+
+static err_t on_poll(void *arg, struct tcp_pcb *pcb)
+{
+	(void)pcb;
+	lconn_write(arg);
+	return ERR_OK;
+}
+
+static void lconn_set_callbacks(struct tcp_pcb *pcb, struct lconn *lc)
+{
+	tcp_arg(pcb, lc);
+	tcp_recv(pcb, lc ? on_recv : NULL);
+	tcp_sent(pcb, lc ? on_sent : NULL);
+	tcp_err(pcb, lc ? on_err : NULL);
+	tcp_poll(pcb, lc ? on_poll : NULL, POLL_TICKS);
+}
+
+static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+	struct nbd_lwip *nl = arg;
+	struct lconn *lc;
+	int rc;
+
+	if (err != ERR_OK || !pcb)
+		return ERR_VAL;
+	lc = calloc(1, sizeof(*lc));
+	rc = lc ? nbd_conn_create(nl->srv, &lc->c) : -ENOMEM;
+	if (rc) {
+		/* Too many clients or no memory: the client sees a reset, the others nothing. */
+		free(lc);
+		tcp_abort(pcb);
+		return ERR_ABRT;
+	}
+	lc->nl = nl;
+	lc->pcb = pcb;
+	lconn_set_callbacks(pcb, lc);
+	/* Replies are queued whole and pushed with tcp_output(); Nagle would only delay them. */
+	tcp_nagle_disable(pcb);
+	ip_set_option(pcb, SOF_KEEPALIVE);
+	pcb->keep_idle = KEEP_IDLE_MS;
+	pcb->keep_intvl = KEEP_INTVL_MS;
+	pcb->keep_cnt = KEEP_CNT;
+	lc->next = nl->conns;
+	nl->conns = lc;
+	nl->nconns++;
+	return ERR_OK;
+}
+
+/* ---- Per connection, from the main loop ------------------------------------------------- */
+
+/* Offer held input to the server; reopen the window for exactly what it consumed. */
+static void lconn_feed(struct lconn *lc)
+{
+	while (lc->in && nbd_conn_wants_input(lc->c)) {
+		struct pbuf *p = lc->in;
+		size_t avail = p->len - lc->in_off;
+		size_t k = nbd_conn_feed(lc->c, (const uint8_t *)p->payload + lc->in_off, avail);
+
+		if (k && lc->pcb)
+			tcp_recved(lc->pcb, (u16_t)k); /* k <= p->len, a u16 */
+		lc->in_off += k;
+		if (k < avail)
+			break; /* back-pressure: keep the rest */
+		lc->in = p->next;
+		if (!lc->in)
+			lc->in_tail = NULL;
+		p->next = NULL; /* free this pbuf alone */
+		pbuf_free(p);
+		lc->in_off = 0;
+	}
+	if (lc->eof && !lc->in && !lc->eof_told) {
+		lc->eof_told = true;
+		nbd_conn_input_closed(lc->c);
+	}
+}
+
+/* Hand queued output to lwIP until its send buffer or queue is full. */
+static void lconn_write(struct lconn *lc)
+{
+	struct nbd_iov iov[MAX_IOV];
+	bool wrote = false;
+
+	if (!lc->pcb || lc->close_deadline)
+		return;
+	while (nbd_conn_output_pending(lc->c) > lc->inflight) {
+		unsigned n = 0;
+		bool full = false;
+
+		nbd_conn_output(lc->c, lc->inflight, iov, MAX_IOV, &n);
+		if (!n)
+			break;
+		for (unsigned i = 0; i < n && !full; i++) {
+			size_t room = tcp_sndbuf(lc->pcb); /* <= 0xffff */
+			size_t len = iov[i].len < room ? iov[i].len : room;
+			u8_t flags = TCP_WRITE_FLAG_MORE;
+
+			if (len == 0) {
+				full = true;
+				break;
+			}
+			if (len < ZEROCOPY_MIN)
+				flags |= TCP_WRITE_FLAG_COPY;
+			/* ERR_MEM: the send queue is full; on_sent/on_poll and the loop retry. */
+			if (tcp_write(lc->pcb, iov[i].base, (u16_t)len, flags) != ERR_OK) {
+				full = true;
+				break;
+			}
+			lc->inflight += len;
+			wrote = true;
+			if (len < iov[i].len)
+				full = true;
+		}
+		if (full)
+			break;
+	}
+	if (wrote)
+		tcp_output(lc->pcb);
+}
+
+static void lconn_free_input(struct lconn *lc)
+{
+	while (lc->in) {
+		struct pbuf *p = lc->in;
+
+		lc->in = p->next;
+		p->next = NULL;
+		pbuf_free(p);
+	}
+	lc->in_tail = NULL;
+}
+
+/* Free @lc (unlinked by the caller); abort its pcb if it still has one. */
+static void lconn_destroy(struct lconn *lc)
+{
+	if (lc->pcb) {
+		/* tcp_abort frees every queued segment, so no PBUF_ROM outlives our output. */
+		lconn_set_callbacks(lc->pcb, NULL);
+		tcp_abort(lc->pcb);
+		lc->pcb = NULL;
+	}
+	lconn_free_input(lc);
+	nbd_conn_destroy(lc->c);
+	lc->nl->nconns--;
+	free(lc);
+}
+
+/*
+ * Close gracefully once the server is done and everything sent was acknowledged (so lwIP
+ * references none of our output). True when @lc can be freed.
+ */
+static bool lconn_try_close(struct lconn *lc)
+{
+	uint64_t now = plat_now_ns();
+
+	if (!lc->close_deadline)
+		lc->close_deadline = now + CLOSE_RETRY_NS;
+	/* A successful tcp_close may free the pcb at once (e.g. RST for unread data): no
+	 * callback may reach @lc afterwards, so they go first and come back on failure. */
+	lconn_set_callbacks(lc->pcb, NULL);
+	if (tcp_close(lc->pcb) == ERR_OK) {
+		lc->pcb = NULL; /* lwIP finishes the FIN handshake on its own */
+		return true;
+	}
+	lconn_set_callbacks(lc->pcb, lc);
+	return now >= lc->close_deadline; /* then lconn_destroy() aborts it */
+}
+
+static bool lconn_should_close(const struct lconn *lc)
+{
+	return lc->close_deadline || (nbd_conn_finished(lc->c) && lc->inflight == 0);
+}
+
+/* ---- The listener and the loop ------------------------------------------------------------ */
+
+int nbd_lwip_listen(struct nbd_server *srv, uint16_t port, struct nbd_lwip **out)
+{
+	struct nbd_lwip *nl;
+	struct tcp_pcb *pcb, *lpcb;
+	int rc;
+
+	nl = calloc(1, sizeof(*nl));
+	if (!nl)
+		return -ENOMEM;
+	pcb = tcp_new();
+	if (!pcb) {
+		free(nl);
+		return -ENOMEM;
+	}
+	rc = net_errno(tcp_bind(pcb, IP_ANY_TYPE, port));
+	if (rc) {
+		tcp_abort(pcb);
+		free(nl);
+		return rc;
+	}
+	/* Keepalive settings are inherited by accepted pcbs (SOF_INHERITED). */
+	lpcb = tcp_listen_with_backlog(pcb, TCP_DEFAULT_LISTEN_BACKLOG);
+	if (!lpcb) {
+		tcp_abort(pcb);
+		free(nl);
+		return -ENOMEM;
+	}
+	nl->srv = srv;
+	nl->lpcb = lpcb;
+	tcp_arg(lpcb, nl);
+	tcp_accept(lpcb, on_accept);
+	*out = nl;
+	return 0;
+}
+
+void nbd_lwip_poll(struct nbd_lwip *nl)
+{
+	struct lconn *lc, **pp;
+
+	/* Same order as host/nbd_sock.c: feed, let the devices run, feed again, send, close. */
+	for (lc = nl->conns; lc; lc = lc->next)
+		if (!lc->dead)
+			lconn_feed(lc);
+	nbd_server_poll(nl->srv);
+	for (pp = &nl->conns; (lc = *pp) != NULL;) {
+		bool gone = lc->dead;
+
+		if (!gone) {
+			lconn_feed(lc); /* budget freed by completions */
+			lconn_write(lc);
+			if (lconn_should_close(lc))
+				gone = lconn_try_close(lc);
+		}
+		if (gone) {
+			*pp = lc->next;
+			lconn_destroy(lc);
+		} else {
+			pp = &lc->next;
+		}
+	}
+}
+
+unsigned nbd_lwip_clients(const struct nbd_lwip *nl)
+{
+	return nl->nconns;
+}
+
+void nbd_lwip_close(struct nbd_lwip *nl)
+{
+	if (!nl)
+		return;
+	while (nl->conns) {
+		struct lconn *lc = nl->conns;
+
+		nl->conns = lc->next;
+		lconn_destroy(lc);
+	}
+	tcp_arg(nl->lpcb, NULL);
+	tcp_accept(nl->lpcb, NULL);
+	tcp_close(nl->lpcb); /* a listening pcb closes without waiting */
+	free(nl);
+}

@@ -1,0 +1,490 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lwIP's netif over the virtio-net driver (see netif_vnet.h and docs/network.md).
+ *
+ * Receive: the driver hands each frame to net_rx_frame() while its buffer is still in the
+ * ring, so the frame is copied into pool pbufs and handed to netif->input at once (NO_SYS:
+ * the whole IP/TCP input path runs inside that call).
+ *
+ * Transmit: linkoutput gives the pbuf chain to vnet_tx_frags(), which copies it into a DMA
+ * buffer. When the device offers VIRTIO_NET_F_CSUM, lwIP does not compute TCP checksums: the
+ * frame carries the pseudo-header sum and the device finishes it (under TCG that runs as host
+ * code, several times cheaper than ours). QEMU offers it only with a backend that takes
+ * virtio headers (tap); with user networking lwIP computes the sums itself.
+ */
+#include "net/netif_vnet.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/shell.h"
+#include "core/base/plat.h"
+#include "core/base/util.h"
+#include "drivers/virtio-net/vnet.h"
+
+#include "lwip/dhcp.h"
+#include "lwip/etharp.h"
+#include "lwip/init.h"
+#include "lwip/ip4_addr.h"
+#include "lwip/netif.h"
+#include "lwip/pbuf.h"
+#include "lwip/prot/dhcp.h"
+#include "lwip/timeouts.h"
+#include "lwip/priv/tcp_priv.h"
+#include "netif/ethernet.h"
+
+#define ETH_HLEN	 14
+#define ETHTYPE_IP4	 0x0800
+#define TX_MAX_FRAGS	 32
+#define TX_RETRY_NS	 (20ull * 1000 * 1000)
+#define DEFAULT_HOSTNAME "thinbox"
+
+/* Checksums lwIP always does itself: IP headers (20 bytes; virtio cannot offload them),
+ * UDP (DHCP only: not worth the zero-checksum special case) and ICMP. */
+#define CSUM_SOFT (NETIF_CHECKSUM_GEN_IP | NETIF_CHECKSUM_GEN_UDP | NETIF_CHECKSUM_GEN_ICMP)
+#define CSUM_CHECK_ALL                                                                             \
+	(NETIF_CHECKSUM_CHECK_IP | NETIF_CHECKSUM_CHECK_UDP | NETIF_CHECKSUM_CHECK_TCP |           \
+	 NETIF_CHECKSUM_CHECK_ICMP)
+/* For a frame the device vouched for: only the IP header still needs checking. */
+#define CSUM_CHECK_TRUSTED (NETIF_CHECKSUM_CHECK_IP | NETIF_CHECKSUM_CHECK_ICMP)
+
+struct net_stats {
+	uint64_t rx_nomem;    /* frames dropped: no pbuf */
+	uint64_t rx_rejected; /* netif->input refused the frame */
+	uint64_t tx_dropped;  /* frames linkoutput could not send */
+	uint64_t tx_retries;  /* transmit ring full, waited for the device */
+};
+
+static struct {
+	struct netif netif;
+	struct vnet *vn;
+	bool started;
+	bool dhcp;
+	bool tx_csum_offload; /* the device (or the driver, test switch) finishes TCP sums */
+	bool test_csum_offload;
+	char hostname[64];
+	ip4_addr_t last_ip; /* announced on the console */
+	struct net_stats stats;
+} net;
+
+/* ---- err_t <-> errno: the two conversions, side by side -------------------------------- */
+
+int net_errno(err_t err)
+{
+	switch (err) {
+	case ERR_OK:
+		return 0;
+	case ERR_MEM:
+	case ERR_BUF:
+		return -ENOMEM;
+	case ERR_TIMEOUT:
+		return -ETIMEDOUT;
+	case ERR_RTE:
+		return -EHOSTUNREACH;
+	case ERR_INPROGRESS:
+		return -EINPROGRESS;
+	case ERR_VAL:
+	case ERR_ARG:
+		return -EINVAL;
+	case ERR_WOULDBLOCK:
+		return -EAGAIN;
+	case ERR_USE:
+		return -EADDRINUSE;
+	case ERR_ALREADY:
+		return -EALREADY;
+	case ERR_ISCONN:
+		return -EISCONN;
+	case ERR_CONN:
+		return -ENOTCONN;
+	case ERR_ABRT:
+		return -ECONNABORTED;
+	case ERR_RST:
+		return -ECONNRESET;
+	case ERR_CLSD:
+		return -ENOTCONN;
+	case ERR_IF:
+	default:
+		return -EIO;
+	}
+}
+
+/* The driver's -errno as linkoutput's err_t (the reverse of net_errno, for this one caller). */
+static err_t err_from_errno(int rc)
+{
+	switch (rc) {
+	case 0:
+		return ERR_OK;
+	case -EAGAIN:
+	case -ENOMEM:
+		return ERR_MEM;
+	case -EMSGSIZE:
+	case -EINVAL:
+		return ERR_VAL;
+	default:
+		return ERR_IF;
+	}
+}
+
+/* The checksums lwIP generates: all but TCP's when the device finishes those. */
+static u16_t csum_gen(void)
+{
+	return CSUM_SOFT | (net.tx_csum_offload ? 0 : NETIF_CHECKSUM_GEN_TCP);
+}
+
+/* ---- Receive ------------------------------------------------------------------------------ */
+
+void net_rx_frame(void *ctx, const void *frame, size_t len, unsigned flags)
+{
+	struct netif *nif = &net.netif;
+	struct pbuf *p;
+
+	(void)ctx;
+	if (!net.started || len > 0xffff)
+		return;
+	p = pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_POOL);
+	if (!p) {
+		net.stats.rx_nomem++;
+		return;
+	}
+	pbuf_take(p, frame, (u16_t)len);
+	/*
+	 * lwIP's checksum checks are per netif, not per packet; but with NO_SYS the whole input
+	 * path runs inside netif->input, so setting the flags around the call makes them per
+	 * frame: a frame the device validated skips the TCP/UDP sum.
+	 */
+	NETIF_SET_CHECKSUM_CTRL(
+	    nif, csum_gen() | ((flags & VNET_RX_CSUM_OK) ? CSUM_CHECK_TRUSTED : CSUM_CHECK_ALL));
+	if (nif->input(p, nif) != ERR_OK) {
+		net.stats.rx_rejected++;
+		pbuf_free(p);
+	}
+}
+
+/* ---- Transmit ----------------------------------------------------------------------------- */
+
+/*
+ * For an unfragmented IPv4/TCP frame: store the pseudo-header sum in the TCP checksum field
+ * (lwIP left 0 there, NETIF_CHECKSUM_GEN_TCP being off) and say where the sum goes. False for
+ * any other frame, whose checksums lwIP computed.
+ */
+static bool tcp_csum_prepare(struct pbuf *p, struct vnet_csum *cs)
+{
+	uint8_t h[ETH_HLEN + 20];
+	uint32_t sum = 0;
+	unsigned ihl, tot, tcplen;
+
+	if (pbuf_copy_partial(p, h, sizeof(h), 0) != sizeof(h))
+		return false;
+	if ((h[12] << 8 | h[13]) != ETHTYPE_IP4 || (h[14] >> 4) != 4 || h[23] != IP_PROTO_TCP)
+		return false;
+	/* TCP never fragments here (MSS + headers <= MTU); a fragment would have no TCP header. */
+	if (((h[20] << 8 | h[21]) & 0x3fff) != 0)
+		return false;
+	ihl = (h[14] & 0xf) * 4u;
+	tot = (unsigned)(h[16] << 8 | h[17]);
+	if (ihl < 20 || tot < ihl + 20 || ETH_HLEN + tot > p->tot_len)
+		return false;
+	tcplen = tot - ihl;
+	for (unsigned i = 26; i < 34; i += 2) /* source and destination addresses */
+		sum += (uint32_t)(h[i] << 8 | h[i + 1]);
+	sum += IP_PROTO_TCP + tcplen;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	cs->start = (uint16_t)(ETH_HLEN + ihl);
+	cs->offset = 16; /* struct tcp_hdr: chksum */
+	pbuf_put_at(p, (u16_t)(cs->start + cs->offset), (u8_t)(sum >> 8));
+	pbuf_put_at(p, (u16_t)(cs->start + cs->offset + 1), (u8_t)sum);
+	return true;
+}
+
+static err_t linkoutput(struct netif *nif, struct pbuf *p)
+{
+	struct vnet_frag frags[TX_MAX_FRAGS];
+	uint8_t flat[VNET_MAX_FRAME];
+	struct vnet_csum cs;
+	const struct vnet_csum *csp = NULL;
+	unsigned n = 0;
+	uint64_t deadline = 0;
+	struct pbuf *q;
+	int rc;
+
+	if (net.tx_csum_offload && tcp_csum_prepare(p, &cs))
+		csp = &cs;
+	for (q = p; q && n < TX_MAX_FRAGS; q = q->next)
+		frags[n++] = (struct vnet_frag){ q->payload, q->len };
+	if (q) {
+		/* A segment built from many small writes: flatten it (one frame, <= MTU). */
+		if (p->tot_len > sizeof(flat)) {
+			net.stats.tx_dropped++;
+			return ERR_VAL;
+		}
+		pbuf_copy_partial(p, flat, p->tot_len, 0);
+		frags[0] = (struct vnet_frag){ flat, p->tot_len };
+		n = 1;
+	}
+	/*
+	 * Every transmit buffer in flight: QEMU completes them on its own thread, so wait a
+	 * bounded moment rather than drop (a dropped TCP segment costs a retransmission timeout).
+	 */
+	while ((rc = vnet_tx_frags(net.vn, frags, n, csp)) == -EAGAIN) {
+		uint64_t now = plat_now_ns();
+
+		if (!deadline) {
+			deadline = now + TX_RETRY_NS;
+			net.stats.tx_retries++;
+		} else if (now >= deadline) {
+			break;
+		}
+		__builtin_ia32_pause(); /* x86 only, like the firmware */
+		vnet_poll(net.vn);
+	}
+	if (rc)
+		net.stats.tx_dropped++;
+	return err_from_errno(rc);
+}
+
+/* ---- Interface ----------------------------------------------------------------------------- */
+
+static unsigned prefix_len(const ip4_addr_t *mask)
+{
+	uint32_t m = lwip_ntohl(ip4_addr_get_u32(mask));
+	unsigned n = 0;
+
+	while (m & 0x80000000u) {
+		n++;
+		m <<= 1;
+	}
+	return n;
+}
+
+static void announce(struct netif *nif)
+{
+	char a[IP4ADDR_STRLEN_MAX], g[IP4ADDR_STRLEN_MAX];
+
+	if (ip4_addr_cmp(netif_ip4_addr(nif), &net.last_ip))
+		return;
+	net.last_ip = *netif_ip4_addr(nif);
+	if (ip4_addr_isany_val(net.last_ip)) {
+		plat_printf("thinbox: net no address\n");
+		return;
+	}
+	ip4addr_ntoa_r(netif_ip4_addr(nif), a, sizeof(a));
+	ip4addr_ntoa_r(netif_ip4_gw(nif), g, sizeof(g));
+	plat_printf("thinbox: net %s/%u gw %s (%s)\n", a, prefix_len(netif_ip4_netmask(nif)), g,
+		    net.dhcp ? "dhcp" : "static");
+}
+
+static void status_changed(struct netif *nif)
+{
+	announce(nif);
+}
+
+static err_t vnet_netif_init(struct netif *nif)
+{
+	const uint8_t *mac = vnet_mac(net.vn);
+
+	nif->name[0] = 'e';
+	nif->name[1] = 'n';
+	nif->output = etharp_output;
+	nif->linkoutput = linkoutput;
+	nif->mtu = net.vn->mtu;
+	nif->hwaddr_len = ETH_HWADDR_LEN;
+	memcpy(nif->hwaddr, mac, ETH_HWADDR_LEN);
+	nif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET;
+	netif_set_hostname(nif, net.hostname);
+	/* With offload, TCP sums are finished by the device; see tcp_csum_prepare(). */
+	net.tx_csum_offload = virtio_has(net.vn->vdev, VIRTIO_NET_F_CSUM) || net.test_csum_offload;
+	NETIF_SET_CHECKSUM_CTRL(nif, csum_gen() | CSUM_CHECK_ALL);
+	return ERR_OK;
+}
+
+/* "A.B.C.D/N" -> address and netmask. */
+static int parse_cidr(const char *s, ip4_addr_t *addr, ip4_addr_t *mask)
+{
+	char buf[IP4ADDR_STRLEN_MAX];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned long plen;
+	char *end;
+
+	if (!slash || alen == 0 || alen >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+	if (!ip4addr_aton(buf, addr))
+		return -EINVAL;
+	plen = strtoul(slash + 1, &end, 10);
+	if (end == slash + 1 || *end != '\0' || plen < 1 || plen > 32)
+		return -EINVAL;
+	ip4_addr_set_u32(mask, lwip_htonl(plen == 32 ? 0xffffffffu : ~(0xffffffffu >> plen)));
+	return 0;
+}
+
+int net_start(struct vnet *vn, const struct net_config *cfg)
+{
+	ip4_addr_t ip, mask, gw;
+	int rc;
+
+	if (net.started)
+		return -EALREADY;
+	ip4_addr_set_zero(&ip);
+	ip4_addr_set_zero(&mask);
+	ip4_addr_set_zero(&gw);
+	net.dhcp = !cfg->ip || strcmp(cfg->ip, "dhcp") == 0;
+	if (!net.dhcp) {
+		rc = parse_cidr(cfg->ip, &ip, &mask);
+		if (rc) {
+			plat_printf("thinbox: net: ip=%s is not ADDR/PREFIX\n", cfg->ip);
+			return rc;
+		}
+		if (cfg->gateway && !ip4addr_aton(cfg->gateway, &gw)) {
+			plat_printf("thinbox: net: gateway=%s is not an address\n", cfg->gateway);
+			return -EINVAL;
+		}
+	}
+	snprintf(net.hostname, sizeof(net.hostname), "%s",
+		 cfg->hostname ? cfg->hostname : DEFAULT_HOSTNAME);
+	net.vn = vn;
+	net.test_csum_offload = cfg->test_csum_offload;
+	lwip_init();
+	if (!netif_add(&net.netif, &ip, &mask, &gw, NULL, vnet_netif_init, ethernet_input))
+		return -EIO;
+	netif_set_status_callback(&net.netif, status_changed);
+	netif_set_default(&net.netif);
+	netif_set_up(&net.netif);
+	if (vnet_link_up(vn))
+		netif_set_link_up(&net.netif);
+	net.started = true;
+	if (net.dhcp) {
+		rc = net_errno(dhcp_start(&net.netif));
+		if (rc) {
+			plat_printf("thinbox: net: DHCP did not start (%d)\n", rc);
+			return rc;
+		}
+		plat_printf("thinbox: net DHCP started on %s\n", vn->name);
+	} else {
+		announce(&net.netif);
+	}
+	return 0;
+}
+
+void net_poll(void)
+{
+	if (!net.started)
+		return;
+	/* The driver refreshes the link a few times a second (vnet_poll); follow it. DHCP
+	 * restarts by itself when the link comes back (dhcp_network_changed). */
+	if (vnet_link_up(net.vn) != netif_is_link_up(&net.netif)) {
+		if (vnet_link_up(net.vn))
+			netif_set_link_up(&net.netif);
+		else
+			netif_set_link_down(&net.netif);
+		plat_printf("thinbox: net link %s\n", vnet_link_up(net.vn) ? "up" : "down");
+	}
+	sys_check_timeouts();
+}
+
+/* ---- Shell --------------------------------------------------------------------------------- */
+
+static const char *dhcp_state_name(struct netif *nif)
+{
+	const struct dhcp *d = netif_dhcp_data(nif);
+
+	if (!net.dhcp)
+		return "off (static)";
+	if (!d)
+		return "stopped";
+	switch (d->state) {
+	case DHCP_STATE_OFF:
+		return "off";
+	case DHCP_STATE_REQUESTING:
+		return "requesting";
+	case DHCP_STATE_INIT:
+		return "init";
+	case DHCP_STATE_REBOOTING:
+		return "rebooting";
+	case DHCP_STATE_REBINDING:
+		return "rebinding";
+	case DHCP_STATE_RENEWING:
+		return "renewing";
+	case DHCP_STATE_SELECTING:
+		return "selecting";
+	case DHCP_STATE_CHECKING:
+		return "checking";
+	case DHCP_STATE_BOUND:
+		return "bound";
+	case DHCP_STATE_BACKING_OFF:
+		return "backing off";
+	default:
+		return "other";
+	}
+}
+
+static unsigned count_pcbs(struct tcp_pcb *list)
+{
+	unsigned n = 0;
+
+	for (; list; list = list->next)
+		n++;
+	return n;
+}
+
+static const char *csum_by(void)
+{
+	if (!net.tx_csum_offload)
+		return "lwip";
+	return virtio_has(net.vn->vdev, VIRTIO_NET_F_CSUM) ? "device" : "driver (test switch)";
+}
+
+static int cmd_net(struct shell *sh, int argc, char **argv)
+{
+	struct netif *nif = &net.netif;
+	char a[IP4ADDR_STRLEN_MAX], m[IP4ADDR_STRLEN_MAX], g[IP4ADDR_STRLEN_MAX];
+	const struct vnet_stats *vs;
+	unsigned listening = 0;
+
+	(void)argv;
+	if (argc != 1)
+		return shell_usage(sh, "net");
+	if (!net.started) {
+		shell_puts(sh, "network not started (no virtio-net device?)\n");
+		return 0;
+	}
+	vs = &net.vn->stats;
+	ip4addr_ntoa_r(netif_ip4_addr(nif), a, sizeof(a));
+	ip4addr_ntoa_r(netif_ip4_netmask(nif), m, sizeof(m));
+	ip4addr_ntoa_r(netif_ip4_gw(nif), g, sizeof(g));
+	for (struct tcp_pcb_listen *l = tcp_listen_pcbs.listen_pcbs; l; l = l->next)
+		listening++;
+	shell_printf(
+	    sh,
+	    "address %s/%u  netmask %s  gateway %s\n"
+	    "dhcp %s  link %s  mtu %u  mac %02x:%02x:%02x:%02x:%02x:%02x\n"
+	    "rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 " (no pbuf %" PRIu64
+	    ", refused %" PRIu64 ", malformed %" PRIu64 ")\n"
+	    "tx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 ", ring full %" PRIu64 "\n"
+	    "tcp %u connections, %u in time-wait, %u listening; tcp checksums by %s\n",
+	    a, prefix_len(netif_ip4_netmask(nif)), m, g, dhcp_state_name(nif),
+	    netif_is_link_up(nif) ? "up" : "down", nif->mtu, nif->hwaddr[0], nif->hwaddr[1],
+	    nif->hwaddr[2], nif->hwaddr[3], nif->hwaddr[4], nif->hwaddr[5], vs->rx_packets,
+	    vs->rx_bytes, net.stats.rx_nomem + net.stats.rx_rejected + vs->rx_dropped,
+	    net.stats.rx_nomem, net.stats.rx_rejected, vs->rx_dropped, vs->tx_packets, vs->tx_bytes,
+	    net.stats.tx_dropped, net.stats.tx_retries, count_pcbs(tcp_active_pcbs),
+	    count_pcbs(tcp_tw_pcbs), listening, csum_by());
+	return 0;
+}
+
+static const struct shell_cmd net_cmds[] = {
+	{ "net", "", "network: address, gateway, DHCP, link, MAC, counters, TCP connections",
+	  cmd_net },
+};
+
+static struct shell_cmd_table net_table = { net_cmds, ARRAY_SIZE(net_cmds), NULL };
+
+void net_shell_init(struct shell *sh)
+{
+	shell_add_commands(sh, &net_table);
+}
