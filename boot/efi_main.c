@@ -321,7 +321,9 @@ static void appliance_log(void *ctx, const char *line)
 
 /*
  * The appliance on the metadata and data disks, serving its exports on nbd_srv (NULL without
- * a network: the shell still manages the pool). First boot formats blank disks.
+ * a network: the shell still manages the pool). First boot formats blank disks. Not started
+ * when a test switch owns the raw disks (test-export-disk, test-selftest): those tests read
+ * and write the disks themselves.
  */
 static void appliance_setup(struct shell *sh)
 {
@@ -370,13 +372,15 @@ static void net_setup(struct shell *sh)
 	net_shell_init(sh);
 	if (!devices_nic()) {
 		plat_printf("thinbox: net: no NIC, no network\n");
-		appliance_setup(sh);
+		if (!which && !bootcfg_get("test-selftest"))
+			appliance_setup(sh);
 		return;
 	}
 	rc = net_start(devices_nic(), &cfg);
 	if (rc) {
 		plat_printf("thinbox: net: not started (%d)\n", rc);
-		appliance_setup(sh);
+		if (!which && !bootcfg_get("test-selftest"))
+			appliance_setup(sh);
 		return;
 	}
 	devices_set_rx_handler(net_rx_frame, NULL);
@@ -397,7 +401,7 @@ static void net_setup(struct shell *sh)
 		plat_printf("thinbox: test-export-disk %s: %s (%d)\n", which,
 			    rc ? "not exported" : "exported as disk", rc);
 	}
-	if (!which)
+	if (!which && !bootcfg_get("test-selftest"))
 		appliance_setup(sh);
 	rc = nbd_lwip_listen(nbd_srv, NBD_LWIP_PORT, &nbd_tcp);
 	if (rc)
