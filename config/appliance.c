@@ -974,9 +974,16 @@ int appliance_delete_volume(struct appliance *a, const char *name)
 	for (size_t i = 0; i < a->cfg.nexps; i++)
 		if (!strcmp(a->cfg.exps[i].volume, name))
 			return -EBUSY;
-	/* A connection may still hold it after its export was removed: give it a moment. */
+	/* A connection may still hold it after its export was removed: let its requests in
+	 * flight finish (the transport closes the connection afterwards, outside this call). */
 	if (app_volume_open(a, id)) {
-		wait_exports_released(a, 2000);
+		uint64_t end = plat_now_ns() + 200 * 1000000ull;
+
+		while (app_volume_open(a, id) && plat_now_ns() < end) {
+			if (a->o.srv)
+				nbd_server_poll(a->o.srv);
+			thin_pool_poll(a->pool);
+		}
 		if (app_volume_open(a, id))
 			return -EBUSY;
 	}
