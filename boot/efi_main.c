@@ -28,6 +28,7 @@
 #include "boot/pci.h"
 #include "boot/plat_efi.h"
 #include "boot/serial.h"
+#include "config/appliance.h"
 #include "config/shell.h"
 #include "core/base/plat.h"
 #include "core/base/version.h"
@@ -57,6 +58,9 @@ static EFI_BOOT_SERVICES *bs;
  * later); nbd_tcp serves it over lwIP. NULL without a NIC. */
 static struct nbd_server *nbd_srv;
 static struct nbd_lwip *nbd_tcp;
+/* The appliance: pool, configuration, volumes, exports (config/appliance.h). NULL without
+ * both disks, or when a test switch exports a whole disk instead. */
+static struct appliance *app;
 
 /* ---- EFI helpers (boot services only) --------------------------------------------------- */
 
@@ -310,6 +314,41 @@ static const char *config_value(const char *key, char *buf, size_t size)
 	return NULL;
 }
 
+static void appliance_log(void *ctx, const char *line)
+{
+	plat_printf("thinbox: %s\n", line);
+}
+
+/*
+ * The appliance on the metadata and data disks, serving its exports on nbd_srv (NULL without
+ * a network: the shell still manages the pool). First boot formats blank disks. Not started
+ * when a test switch owns the raw disks (test-export-disk, test-selftest): those tests read
+ * and write the disks themselves.
+ */
+static void appliance_setup(struct shell *sh)
+{
+	struct appliance_opts ao;
+	int rc;
+
+	if (app)
+		return;
+	if (!devices_meta_disk() || !devices_data_disk()) {
+		plat_printf("thinbox: appliance: needs a metadata and a data disk\n");
+		return;
+	}
+	appliance_default_opts(&ao);
+	ao.meta_disk = devices_meta_disk();
+	ao.data_disk = devices_data_disk();
+	ao.srv = nbd_srv;
+	ao.log = appliance_log;
+	rc = appliance_create(&ao, &app);
+	if (rc) {
+		plat_printf("thinbox: appliance: not started (%d)\n", rc);
+		return;
+	}
+	appliance_register_commands(app, sh);
+}
+
 /*
  * The network: lwIP on the NIC, the NBD server on port 10809. Test switch
  * opt/thinbox/test-export-disk=data|meta exports that whole disk as "disk" (the default
@@ -333,11 +372,15 @@ static void net_setup(struct shell *sh)
 	net_shell_init(sh);
 	if (!devices_nic()) {
 		plat_printf("thinbox: net: no NIC, no network\n");
+		if (!which && !bootcfg_get("test-selftest"))
+			appliance_setup(sh);
 		return;
 	}
 	rc = net_start(devices_nic(), &cfg);
 	if (rc) {
 		plat_printf("thinbox: net: not started (%d)\n", rc);
+		if (!which && !bootcfg_get("test-selftest"))
+			appliance_setup(sh);
 		return;
 	}
 	devices_set_rx_handler(net_rx_frame, NULL);
@@ -358,6 +401,8 @@ static void net_setup(struct shell *sh)
 		plat_printf("thinbox: test-export-disk %s: %s (%d)\n", which,
 			    rc ? "not exported" : "exported as disk", rc);
 	}
+	if (!which && !bootcfg_get("test-selftest"))
+		appliance_setup(sh);
 	rc = nbd_lwip_listen(nbd_srv, NBD_LWIP_PORT, &nbd_tcp);
 	if (rc)
 		plat_printf("thinbox: nbd: cannot listen on port %u (%d)\n", NBD_LWIP_PORT, rc);
@@ -377,11 +422,14 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 
 		if (c >= 0)
 			shell_input(sh, (char)c);
-		else if (!nbd_srv || !nbd_server_busy(nbd_srv))
+		else if ((!nbd_srv || !nbd_server_busy(nbd_srv)) && (!app || !appliance_busy(app)))
 			cpu_relax();
 		devices_poll();
 		if (nbd_tcp)
 			nbd_lwip_poll(nbd_tcp);
+		/* The pool's I/O and its periodic commit. */
+		if (app)
+			appliance_poll(app);
 		net_poll();
 	}
 }

@@ -7,8 +7,10 @@
  * It runs until `poweroff`, SIGINT or SIGTERM. At the end of its input it stops too, unless
  * it also serves network clients; then it keeps serving until told to stop.
  *
- * With --listen/--export it is an NBD server (net/nbd/ over host/nbd_sock.c) serving plain
- * files; the main loop polls the console and the sockets together.
+ * With --meta and --data it runs the appliance (config/appliance.h) on those two files, with
+ * the firmware's first-boot behaviour, serving its exports on --listen (default
+ * 127.0.0.1:10809). With --listen/--export it also serves plain files. The main loop polls
+ * the console, the sockets and the pool together.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +24,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "config/appliance.h"
 #include "config/shell.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
@@ -58,9 +61,10 @@ static void usage(FILE *f)
 	    f, "usage: thinbox [--meta FILE] [--data FILE] [--listen ADDR:PORT]\n"
 	       "               [--export NAME=FILE[,ro]]...\n"
 	       "  --meta FILE               the metadata disk (a file)\n"
-	       "  --data FILE               the data disk (a file)\n"
+	       "  --data FILE               the data disk (a file); with --meta: run the\n"
+	       "                            appliance (a blank pair is formatted at first boot)\n"
 	       "  --listen ADDR:PORT        serve NBD on this address (default " DEFAULT_LISTEN "\n"
-	       "                            when --export is given); port 0 picks a free port\n"
+	       "                            with the disks or --export); port 0 picks a free port\n"
 	       "  --export NAME=FILE[,ro]   serve FILE as NBD export NAME (read-only with ,ro);\n"
 	       "                            repeatable, the first one is the default export\n"
 	       "  --help                    this text\n"
@@ -112,7 +116,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 		usage(stderr);
 		return -EINVAL;
 	}
-	if (o->nexports && !o->listen)
+	if (!o->meta_path != !o->data_path) {
+		fprintf(stderr, "thinbox: --meta and --data go together\n");
+		return -EINVAL;
+	}
+	if ((o->nexports || o->meta_path) && !o->listen)
 		o->listen = DEFAULT_LISTEN;
 	o->serving = o->listen != NULL;
 	return 0;
@@ -228,23 +236,33 @@ static int add_file_export(struct nbd_server *srv, const char *arg)
 	return 0;
 }
 
-/* The disks are only checked here; the pool that uses them arrives with later issues. */
-static int check_disk(const char *role, const char *path)
+/* Open one of the appliance's disks (512-byte blocks, as virtio-blk in the firmware). */
+static int open_disk(const char *role, const char *path, struct blkdev **out)
 {
-	int fd;
+	int rc = filedisk_open(path, 512, false, 0, out);
 
-	if (!path)
-		return 0;
-	fd = open(path, O_RDWR);
-	if (fd < 0) {
-		int rc = -errno;
-
+	if (rc)
 		fprintf(stderr, "thinbox: cannot open %s disk '%s': %s\n", role, path,
-			strerror(errno));
-		return rc;
-	}
-	close(fd);
+			rc == -EINVAL ? "empty or not a file" : strerror(-rc));
+	return rc;
+}
+
+/* `pool resize-data`: the data file may have grown since it was opened. */
+static int data_size_changed(void *ctx, struct blkdev *data)
+{
+	const char *path = ctx;
+	struct stat stbuf;
+
+	if (stat(path, &stbuf))
+		return -errno;
+	/* filedisk does positioned I/O on the file: a larger nr_blocks is all it needs. */
+	data->nr_blocks = (uint64_t)stbuf.st_size / data->block_size;
 	return 0;
+}
+
+static void appliance_log(void *ctx, const char *line)
+{
+	plat_printf("%s\n", line);
 }
 
 static void on_signal(int sig)
@@ -287,6 +305,8 @@ int main(int argc, char **argv)
 	struct shell *sh;
 	struct nbd_server *srv = NULL;
 	struct nbd_sock *ns = NULL;
+	struct blkdev *meta = NULL, *data = NULL;
+	struct appliance *app = NULL;
 	struct pollfd *fds;
 	bool input_open = true;
 	unsigned i, maxfds = 1;
@@ -295,7 +315,9 @@ int main(int argc, char **argv)
 	rc = parse_options(argc, argv, &opt);
 	if (rc)
 		return 2;
-	if (check_disk("metadata", opt.meta_path) || check_disk("data", opt.data_path))
+	plat_printf("%s %s (host build)\n", THINBOX_NAME, THINBOX_VERSION);
+	if (opt.meta_path && (open_disk("metadata", opt.meta_path, &meta) ||
+			      open_disk("data", opt.data_path, &data)))
 		return 1;
 
 	if (opt.serving) {
@@ -319,6 +341,24 @@ int main(int argc, char **argv)
 		}
 		maxfds += nbd_sock_max_fds(ns);
 	}
+	if (meta) {
+		struct appliance_opts ao;
+
+		appliance_default_opts(&ao);
+		ao.meta_disk = meta;
+		ao.data_disk = data;
+		ao.srv = srv;
+		ao.log = appliance_log;
+		ao.data_size_changed = data_size_changed;
+		ao.data_size_ctx = (void *)opt.data_path;
+		rc = appliance_create(&ao, &app);
+		if (rc) {
+			fprintf(stderr, "thinbox: %s\n",
+				rc == -EINVAL ? "the metadata disk is too small (at least 3 MiB)"
+					      : strerror(-rc));
+			return 1;
+		}
+	}
 	fds = calloc(maxfds, sizeof(*fds));
 	if (!fds)
 		return 1;
@@ -337,7 +377,8 @@ int main(int argc, char **argv)
 	if (!sh)
 		return 1;
 	shell_init(sh, console_write, NULL);
-	plat_printf("%s %s (host build)\n", THINBOX_NAME, THINBOX_VERSION);
+	if (app)
+		appliance_register_commands(app, sh);
 	if (ns)
 		plat_printf("nbd: listening on %s\n", nbd_sock_address(ns));
 	shell_prompt(sh);
@@ -356,10 +397,14 @@ int main(int argc, char **argv)
 			nsock = nbd_sock_pollfds(ns, fds + nfds, maxfds - nfds);
 			timeout = nbd_sock_timeout_ms(ns, timeout);
 		}
+		if (app && appliance_busy(app))
+			timeout = 0;
 		if (poll(fds, nfds + nsock, timeout) < 0 && errno != EINTR)
 			break;
 		if (ns)
 			nbd_sock_process(ns, fds + nfds, nsock);
+		if (app)
+			appliance_poll(app);
 		while (input_open && !sh->stop && (c = plat_console_getc()) != -EAGAIN) {
 			if (c < 0) {
 				/* A last line without its newline still counts. */
@@ -373,7 +418,11 @@ int main(int argc, char **argv)
 	}
 	plat_printf("\nthinbox: stopped\n");
 	nbd_sock_close(ns);
+	/* The appliance commits and closes the pool once the connections are gone. */
+	appliance_destroy(app);
 	nbd_server_destroy(srv);
+	blkdev_destroy(data);
+	blkdev_destroy(meta);
 	free(fds);
 	free(sh);
 	return 0;

@@ -40,13 +40,18 @@ fi
 exec 3>&-
 check answered-before-the-signal grep -q 'thinbox 0.1.0 on the Linux host build' "$tmp/out"
 
-truncate -s 1M "$tmp/meta" "$tmp/data"
-out=$(echo version | timeout 20 $bin --meta "$tmp/meta" --data "$tmp/data" 2>&1)
+# With disks it serves NBD, so the end of input does not stop it: poweroff does.
+truncate -s 8M "$tmp/meta"
+truncate -s 16M "$tmp/data"
+out=$(printf 'version\npoweroff\n' | timeout 20 $bin --meta "$tmp/meta" --data "$tmp/data" --listen 127.0.0.1:0 2>&1)
 check takes-meta-and-data-disks [ $? -eq 0 ]
-out=$(echo version | timeout 20 $bin --meta "$tmp/missing" 2>&1)
+out=$(echo version | timeout 20 $bin --meta "$tmp/missing" --data "$tmp/data" --listen 127.0.0.1:0 2>&1)
 rc=$?
 check missing-disk-is-an-error [ $rc -ne 0 ]
 check missing-disk-is-named grep -q "cannot open metadata disk '$tmp/missing'" <<<"$out"
+out=$(echo version | timeout 20 $bin --meta "$tmp/meta" 2>&1)
+check meta-without-data-is-an-error [ $? -ne 0 ]
+check meta-without-data-says-so grep -q -- '--meta and --data go together' <<<"$out"
 out=$(timeout 20 $bin --bogus </dev/null 2>&1)
 check unknown-option-is-an-error [ $? -eq 2 ]
 check unknown-option-prints-usage grep -q 'usage: thinbox' <<<"$out"

@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: MIT */
+/* The `thin` shell command: named thin volumes (docs/appliance.md). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config/appliance_internal.h"
+#include "core/base/util.h"
+
+static const char thin_usage[] = "usage: thin create NAME SIZE\n"
+				 "       thin snapshot ORIGIN NAME\n"
+				 "       thin delete NAME\n"
+				 "       thin resize NAME SIZE\n"
+				 "       thin list\n"
+				 "       thin info NAME\n";
+
+static int bad_usage(struct shell *sh)
+{
+	shell_puts(sh, thin_usage);
+	return -EINVAL;
+}
+
+/* Say why a volume change failed, in the words of the change. */
+static int volume_error(struct shell *sh, struct appliance *a, int rc, const char *what,
+			const char *name)
+{
+	switch (rc) {
+	case -EINVAL:
+		if (!cfg_name_valid(name)) {
+			shell_printf(
+			    sh,
+			    "error: bad name '%s': 1 to %d characters of A-Z a-z 0-9 _ . : + "
+			    "-, not starting with . or -\n",
+			    name, CFG_NAME_MAX);
+			return rc;
+		}
+		break;
+	case -EEXIST:
+		shell_printf(sh, "error: a volume named '%s' exists already\n", name);
+		return rc;
+	case -ENOENT:
+		shell_printf(sh, "error: no volume named '%s' (thin list shows them)\n", name);
+		return rc;
+	case -ESTALE:
+		shell_printf(sh, "error: %s: %s\n", what, appliance_problem(a));
+		return rc;
+	case -ENOSPC:
+		shell_printf(sh,
+			     "error: %s %s: no space: the pool metadata or the configuration store "
+			     "is full (pool status shows the pool's)\n",
+			     what, name);
+		return rc;
+	default:
+		break;
+	}
+	return app_error(sh, rc, "%s %s", what, name);
+}
+
+static struct appliance *get(struct shell *sh)
+{
+	struct appliance *a = appliance_of(sh);
+
+	if (!a)
+		shell_puts(sh, "error: no appliance (the disks were not given)\n");
+	else if (!appliance_pool(a))
+		shell_printf(sh, "error: no pool: %s\n", appliance_problem(a));
+	else
+		return a;
+	return NULL;
+}
+
+static int thin_list(struct shell *sh, struct appliance *a)
+{
+	const struct cfg *c = appliance_config(a);
+	size_t w = 4;
+
+	if (appliance_state(a) != APPLIANCE_READY) {
+		shell_printf(sh, "error: %s\n", appliance_problem(a));
+		return -ESTALE;
+	}
+	for (size_t i = 0; i < c->nvols; i++)
+		w = MAX(w, strlen(c->vols[i].name));
+	shell_printf(sh, "%-*s %8s %11s %11s %-*s %s\n", (int)w, "NAME", "ID", "SIZE", "MAPPED",
+		     (int)w, "ORIGIN", "CREATED");
+	for (size_t i = 0; i < c->nvols; i++) {
+		const struct cfg_volume *v = &c->vols[i];
+		struct appliance_volume_info info;
+		char size[32], mapped[32], created[24];
+		int rc = appliance_volume_info(a, v->name, &info);
+
+		shell_format_size(v->size, size, sizeof(size));
+		if (rc || !info.in_pool) {
+			snprintf(mapped, sizeof(mapped), "?");
+			snprintf(created, sizeof(created), "?");
+		} else {
+			shell_format_size(info.mapped_bytes, mapped, sizeof(mapped));
+			snprintf(created, sizeof(created), "time %" PRIu32, info.creation_time);
+		}
+		shell_printf(sh, "%-*s %8" PRIu32 " %11s %11s %-*s %s\n", (int)w, v->name, v->id,
+			     size, mapped, (int)w, v->origin[0] ? v->origin : "-", created);
+	}
+	shell_printf(sh, "%zu volume(s)\n", c->nvols);
+	return 0;
+}
+
+static int thin_info(struct shell *sh, struct appliance *a, const char *name)
+{
+	const struct cfg *c = appliance_config(a);
+	const struct cfg_volume *v = cfg_find_volume(c, name);
+	struct appliance_volume_info info;
+	char size[32], mapped[32];
+	int rc;
+
+	if (!v)
+		return volume_error(sh, a,
+				    appliance_state(a) == APPLIANCE_READY ? -ENOENT : -ESTALE,
+				    "thin info", name);
+	rc = appliance_volume_info(a, name, &info);
+	if (rc)
+		return volume_error(sh, a, rc, "thin info", name);
+	shell_format_size(v->size, size, sizeof(size));
+	shell_format_size(info.mapped_bytes, mapped, sizeof(mapped));
+	shell_printf(sh, "name              %s\n", v->name);
+	shell_printf(sh, "thin id           %" PRIu32 "\n", v->id);
+	shell_printf(sh, "size              %s (%" PRIu64 " bytes)\n", size, v->size);
+	shell_printf(sh, "mapped            %s (%" PRIu64 " bytes)\n", mapped, info.mapped_bytes);
+	shell_printf(sh, "origin            %s\n", v->origin[0] ? v->origin : "-");
+	shell_printf(sh, "created           pool time %" PRIu32 "\n", info.creation_time);
+	shell_printf(sh, "last snapshotted  pool time %" PRIu32 "\n", info.snapshotted_time);
+	shell_printf(sh, "exports           %u\n", info.exports);
+	for (size_t i = 0; i < c->nexps; i++)
+		if (!strcmp(c->exps[i].volume, name))
+			shell_printf(sh, "  %s%s\n", c->exps[i].name,
+				     c->exps[i].read_only ? " (read-only)" : "");
+	shell_printf(sh, "open              %s\n", info.open ? "yes" : "no");
+	if (!info.in_pool)
+		shell_puts(sh, "warning: the pool has no thin device with this id\n");
+	return 0;
+}
+
+static int cmd_thin(struct shell *sh, int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : "";
+	struct appliance *a;
+	uint64_t size;
+	char sz[32];
+	int rc;
+
+	if (!strcmp(sub, "create")) {
+		if (argc != 4)
+			return bad_usage(sh);
+		a = get(sh);
+		if (!a)
+			return -ENODEV;
+		if (!cfg_name_valid(argv[2]))
+			return volume_error(sh, a, -EINVAL, "thin create", argv[2]);
+		if (app_parse_size(sh, argv[3], &size))
+			return -EINVAL;
+		rc = appliance_create_volume(a, argv[2], size);
+		if (rc)
+			return volume_error(sh, a, rc, "thin create", argv[2]);
+		shell_format_size(size, sz, sizeof(sz));
+		shell_printf(sh, "created %s: %s, thin id %" PRIu32 "\n", argv[2], sz,
+			     cfg_find_volume(appliance_config(a), argv[2])->id);
+		return 0;
+	}
+	if (!strcmp(sub, "snapshot")) {
+		if (argc != 4)
+			return bad_usage(sh);
+		a = get(sh);
+		if (!a)
+			return -ENODEV;
+		if (!cfg_name_valid(argv[3]))
+			return volume_error(sh, a, -EINVAL, "thin snapshot", argv[3]);
+		rc = appliance_snapshot_volume(a, argv[2], argv[3]);
+		if (rc == -ENOENT)
+			return volume_error(sh, a, rc, "thin snapshot", argv[2]);
+		if (rc)
+			return volume_error(sh, a, rc, "thin snapshot", argv[3]);
+		shell_printf(sh, "created %s: snapshot of %s, thin id %" PRIu32 "\n", argv[3],
+			     argv[2], cfg_find_volume(appliance_config(a), argv[3])->id);
+		return 0;
+	}
+	if (!strcmp(sub, "delete")) {
+		if (argc != 3)
+			return bad_usage(sh);
+		a = get(sh);
+		if (!a)
+			return -ENODEV;
+		rc = appliance_delete_volume(a, argv[2]);
+		if (rc == -EBUSY) {
+			const struct cfg *c = appliance_config(a);
+
+			for (size_t i = 0; i < c->nexps; i++)
+				if (!strcmp(c->exps[i].volume, argv[2])) {
+					shell_printf(
+					    sh,
+					    "error: %s is exported as '%s'; export remove %s "
+					    "first\n",
+					    argv[2], c->exps[i].name, c->exps[i].name);
+					return rc;
+				}
+			shell_printf(sh,
+				     "error: %s is still in use by a connection; try again when "
+				     "it has closed\n",
+				     argv[2]);
+			return rc;
+		}
+		if (rc)
+			return volume_error(sh, a, rc, "thin delete", argv[2]);
+		shell_printf(sh, "deleted %s\n", argv[2]);
+		return 0;
+	}
+	if (!strcmp(sub, "resize")) {
+		if (argc != 4)
+			return bad_usage(sh);
+		a = get(sh);
+		if (!a)
+			return -ENODEV;
+		if (app_parse_size(sh, argv[3], &size))
+			return -EINVAL;
+		rc = appliance_resize_volume(a, argv[2], size);
+		if (rc)
+			return volume_error(sh, a, rc, "thin resize", argv[2]);
+		shell_format_size(size, sz, sizeof(sz));
+		shell_printf(sh, "%s is now %s (new connections see the new size)\n", argv[2], sz);
+		return 0;
+	}
+	if (!strcmp(sub, "list")) {
+		if (argc != 2)
+			return bad_usage(sh);
+		a = get(sh);
+		return a ? thin_list(sh, a) : -ENODEV;
+	}
+	if (!strcmp(sub, "info")) {
+		if (argc != 3)
+			return bad_usage(sh);
+		a = get(sh);
+		return a ? thin_info(sh, a, argv[2]) : -ENODEV;
+	}
+	if (sub[0])
+		shell_printf(sh, "error: unknown thin command '%s'\n", sub);
+	return bad_usage(sh);
+}
+
+const struct shell_cmd app_thin_cmds[] = {
+	{ "thin", "create|snapshot|delete|resize|list|info ...",
+	  "thin volumes: create NAME SIZE, snapshot ORIGIN NAME, delete, resize, list, info",
+	  cmd_thin },
+};
+const size_t app_thin_ncmds = ARRAY_SIZE(app_thin_cmds);

@@ -1,0 +1,283 @@
+# SPDX-License-Identifier: MIT
+"""Drive the host build's appliance (build/host/thinbox --meta --data) end to end.
+
+Host(...).start() runs the program on two image files with its shell on a pipe, waits for the
+NBD port it announces (it listens on 127.0.0.1:0, so the kernel picks a free port) and the
+first prompt. command() types a line and returns what it printed. stop() sends SIGTERM and
+waits (bounded), kill() is the power cut: SIGKILL. Every process is stopped by its PID, also
+when a test dies half way (atexit).
+
+Also here: libnbd helpers, thin_check / thin_dump on the metadata image, and Checks (PASS /
+FAIL lines for tests/run-tests).
+"""
+
+import atexit
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+# python3-libnbd is installed for Debian's python, which may not be first in PATH.
+sys.path.insert(0, "/usr/lib/python3/dist-packages")
+import nbd  # noqa: E402
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("THINBOX", os.path.join(TOP, "build", "host", "thinbox"))
+PROMPT = "thinbox> "
+os.environ["PATH"] = "/usr/bin:/usr/sbin:/sbin:" + os.environ.get("PATH", "")
+
+_live = []
+
+
+def _kill_all():
+    for h in list(_live):
+        h.kill()
+
+
+atexit.register(_kill_all)
+
+
+class Failure(Exception):
+    pass
+
+
+class Host:
+    def __init__(self, meta, data, listen="127.0.0.1:0", extra=()):
+        self.meta, self.data, self.listen, self.extra = meta, data, listen, list(extra)
+        self.proc = None
+        self.port = None
+        self._buf = ""
+        self._pos = 0
+        self._cond = threading.Condition()
+        self._eof = False
+
+    def start(self, timeout=60):
+        args = [BIN, "--meta", self.meta, "--data", self.data, "--listen", self.listen]
+        self.proc = subprocess.Popen(args + self.extra, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     cwd=TOP)
+        _live.append(self)
+        self._buf, self._pos, self._eof = "", 0, False
+        threading.Thread(target=self._read_loop, daemon=True).start()
+        out = self.expect(re.compile(r"nbd: listening on 127\.0\.0\.1:(\d+)\n"), timeout)
+        self.port = int(re.search(r"127\.0\.0\.1:(\d+)", out.splitlines()[-1]).group(1))
+        self.boot_log = out + self.expect(PROMPT, timeout)
+        return self
+
+    def _read_loop(self):
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            with self._cond:
+                if not data:
+                    self._eof = True
+                    self._cond.notify_all()
+                    return
+                self._buf += data.decode("latin-1")
+                self._cond.notify_all()
+
+    @property
+    def output(self):
+        with self._cond:
+            return self._buf
+
+    def expect(self, pattern, timeout=60):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if isinstance(pattern, str):
+                    i = self._buf.find(pattern, self._pos)
+                    end = i + len(pattern) if i >= 0 else -1
+                else:
+                    m = pattern.search(self._buf, self._pos)
+                    end = m.end() if m else -1
+                if end >= 0:
+                    out = self._buf[self._pos:end]
+                    self._pos = end
+                    return out
+                left = deadline - time.monotonic()
+                if self._eof or left <= 0:
+                    break
+                self._cond.wait(min(left, 0.5))
+        tail = self._buf[-2000:]
+        self.kill()
+        raise Failure("%s waiting for %r; output ends with:\n%s"
+                      % ("exited" if self._eof else "timed out", getattr(pattern, "pattern", pattern), tail))
+
+    def send(self, data):
+        self.proc.stdin.write(data if isinstance(data, bytes) else data.encode())
+        self.proc.stdin.flush()
+
+    def command(self, line, timeout=120):
+        """Type @line; return what it printed (without the echo and the prompt)."""
+        self.send(line + "\n")
+        out = self.expect(PROMPT, timeout)[:-len(PROMPT)]
+        nl = out.find("\n")
+        return out[nl + 1:] if nl >= 0 else ""
+
+    def uri(self, export=""):
+        return "nbd://127.0.0.1:%d/%s" % (self.port, export)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=60):
+        """SIGTERM and wait; the exit status (None if it had to be killed)."""
+        if not self.proc:
+            return None
+        rc = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        else:
+            rc = self.proc.returncode
+        self._close()
+        return rc
+
+    def kill(self):
+        """The power cut of the host build: SIGKILL, nothing gets to run."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait()
+            self._close()
+
+    def _close(self):
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        if self in _live:
+            _live.remove(self)
+
+
+def connect(uri, timeout=30):
+    h = nbd.NBD()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            h.connect_uri(uri)
+            return h
+        except nbd.Error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def run(args, timeout=300, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def thin_check(meta):
+    r = run(["thin_check", meta])
+    return r.returncode, r.stdout + r.stderr
+
+
+def thin_dump(meta):
+    """{'transaction': int, 'devices': {id: {'mapped': n, 'map': {vblock: dblock}}}}"""
+    r = run(["thin_dump", meta])
+    if r.returncode:
+        raise Failure("thin_dump: " + r.stderr)
+    root = ET.fromstring(r.stdout)
+    devs = {}
+    for d in root.findall("device"):
+        m = {}
+        for sm in d.findall("single_mapping"):
+            m[int(sm.get("origin_block"))] = int(sm.get("data_block"))
+        for rm in d.findall("range_mapping"):
+            o, db, n = int(rm.get("origin_begin")), int(rm.get("data_begin")), int(rm.get("length"))
+            for i in range(n):
+                m[o + i] = db + i
+        devs[int(d.get("dev_id"))] = {"mapped": int(d.get("mapped_blocks")), "map": m,
+                                      "creation_time": int(d.get("creation_time"))}
+    return {"transaction": int(root.get("transaction")), "devices": devs,
+            "data_block_size": int(root.get("data_block_size")),
+            "nr_data_blocks": int(root.get("nr_data_blocks"))}
+
+
+def parse_thin_list(out):
+    """`thin list` -> {name: {'id', 'size', 'mapped', 'origin'}} (sizes as printed)."""
+    vols = {}
+    for line in out.splitlines():
+        w = line.split()
+        if len(w) >= 7 and w[1].isdigit():
+            # NAME ID SIZE UNIT MAPPED UNIT ORIGIN ...
+            vols[w[0]] = {"id": int(w[1]), "size": w[2] + " " + w[3],
+                          "mapped": w[4] + " " + w[5], "origin": w[6]}
+    return vols
+
+
+def shell_txid(out):
+    m = re.search(r"transaction id\s+(\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def blank_disks(tmp, meta_size=64 << 20, data_size=512 << 20):
+    meta, data = os.path.join(tmp, "meta.img"), os.path.join(tmp, "data.img")
+    for p, s in ((meta, meta_size), (data, data_size)):
+        with open(p, "wb") as f:
+            f.truncate(s)
+    return meta, data
+
+
+def scratch():
+    d = tempfile.mkdtemp(prefix="thinbox-app-")
+    atexit.register(lambda: subprocess.run(["rm", "-rf", d]))
+    return d
+
+
+def pattern(tag, length):
+    """Deterministic bytes for @tag (any string)."""
+    import hashlib
+    out = bytearray()
+    seed = tag.encode()
+    i = 0
+    while len(out) < length:
+        out += hashlib.sha256(seed + i.to_bytes(8, "little")).digest()
+        i += 1
+    return bytes(out[:length])
+
+
+class Checks:
+    def __init__(self, prog):
+        self.prog = prog
+        self.failed = 0
+        self.passed = 0
+
+    def check(self, name, cond, detail=""):
+        if cond:
+            self.passed += 1
+            print("PASS %s/%s" % (self.prog, name), flush=True)
+        else:
+            self.failed += 1
+            print("FAIL %s/%s%s" % (self.prog, name, ": " + str(detail)[:3000] if detail else ""),
+                  flush=True)
+        return cond
+
+    def note(self, text):
+        print("     %s: %s" % (self.prog, text), flush=True)
+
+    def finish(self):
+        _kill_all()
+        sys.exit(1 if self.failed or not self.passed else 0)
+
+    def need_tools(self, *tools):
+        import shutil
+        missing = [t for t in tools if not shutil.which(t)]
+        for t in missing:
+            self.check("needs-" + t, False, "%s is not installed (run scripts/setup)" % t)
+        if missing:
+            self.finish()
