@@ -758,11 +758,13 @@ bool appliance_busy(const struct appliance *a)
 
 int appliance_format(struct appliance *a, const struct appliance_format_opts *fo)
 {
-	struct thin_pool_opts po = a->o.pool_opts;
+	struct thin_pool_opts po = a->o.pool_opts, defaults;
 	int rc;
 
-	if (fo->data_block_sectors)
-		po.data_block_sectors = fo->data_block_sectors;
+	/* Without --block-size a format gets the default, not whatever the last one chose. */
+	thin_pool_default_opts(&defaults);
+	po.data_block_sectors =
+	    fo->data_block_sectors ? fo->data_block_sectors : defaults.data_block_sectors;
 	if (po.data_block_sectors < THIN_DATA_BLOCK_SECTORS_MIN ||
 	    po.data_block_sectors > THIN_DATA_BLOCK_SECTORS_MAX ||
 	    po.data_block_sectors % THIN_DATA_BLOCK_SECTORS_MIN)

@@ -257,6 +257,12 @@ TEST(never_formats_a_disk_with_data)
 	ok(has(f, "skip_block_zeroing"));
 	/* A formatted pool is not blank either. */
 	ok_eq(sh(f, "pool format"), -EEXIST);
+	/* Without --block-size a new format gets the default 64 KiB, not the previous size. */
+	ok_eq(sh(f, "pool format --force --block-size 128K"), 0);
+	ok_eq(sh(f, "pool format --force"), 0);
+	ok_eq(sh(f, "pool status"), 0);
+	ok(has(f, "64.0 KiB"));
+	ok(!strstr(f->out, "128 KiB"));
 	fx_free(f);
 }
 
