@@ -82,6 +82,10 @@ struct ck {
 	uint64_t next_index;
 	bool fatal; /* could not run further (ENOMEM, I/O) */
 	int io_error;
+	/* Progress: blocks read so far against the metadata blocks in use (an estimate of the
+	 * reads a clean pool needs; shared subtrees are read once). */
+	thin_check_progress_fn progress;
+	uint64_t reads, expected_reads;
 };
 
 static void problem(struct ck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -129,6 +133,9 @@ static int read_block(struct ck *c, dm_block_t b, const char *what, struct dm_bl
 		return -EILSEQ;
 	}
 	r = dm_bm_read_lock(c->bm, b, NULL, blk);
+	/* Every 256 reads is often enough for a bar and costs nothing next to the I/O. */
+	if (c->progress && ++c->reads % 256 == 0)
+		c->progress(c->ctx, MIN(c->reads, c->expected_reads - 1), c->expected_reads);
 	if (r) {
 		problem(c, "%s: cannot read block %llu (%d)", what, (unsigned long long)b, r);
 		if (r != -EILSEQ && r != -ENOTBLK) {
@@ -721,6 +728,12 @@ static void check_held(struct ck *c, dm_block_t held, const struct thin_disk_sup
 int thin_check(struct blkdev *meta, thin_check_report_fn report, void *ctx,
 	       struct thin_check_stats *stats)
 {
+	return thin_check_progress(meta, report, NULL, ctx, stats);
+}
+
+int thin_check_progress(struct blkdev *meta, thin_check_report_fn report,
+			thin_check_progress_fn progress, void *ctx, struct thin_check_stats *stats)
+{
 	struct thin_disk_superblock *sb = NULL;
 	struct disk_sm_root mroot, droot;
 	struct dm_block *blk;
@@ -732,6 +745,8 @@ int thin_check(struct blkdev *meta, thin_check_report_fn report, void *ctx,
 	if (!c)
 		return -ENOMEM;
 	c->report = report;
+	c->progress = progress;
+	c->expected_reads = 2; /* until the superblock says more; never 0 (a divisor) */
 	c->ctx = ctx;
 	r = dm_block_manager_create(meta, CACHE_BLOCKS, &c->bm);
 	if (r) {
@@ -778,6 +793,7 @@ int thin_check(struct blkdev *meta, thin_check_report_fn report, void *ctx,
 			(unsigned long long)c->nr_meta, (unsigned long long)c->dev_blocks);
 		c->nr_meta = MIN(c->dev_blocks, (dm_block_t)THIN_METADATA_MAX_BLOCKS);
 	}
+	c->expected_reads = MAX(get_le64(&mroot.nr_allocated), (uint64_t)2);
 	c->nr_data = get_le64(&droot.nr_blocks);
 	if (c->nr_data > THIN_MAX_DATA_BLOCKS) {
 		problem(c, "data space map of %llu blocks is beyond the format's limit",
@@ -811,6 +827,8 @@ int thin_check(struct blkdev *meta, thin_check_report_fn report, void *ctx,
 		compare_counts(c, "data", c->dexp, c->dact, c->nr_data, &c->st.data_used);
 	}
 out:
+	if (progress)
+		progress(ctx, c->expected_reads, c->expected_reads);
 	if (!r && c->fatal)
 		r = c->io_error;
 	if (!r && c->st.problems)

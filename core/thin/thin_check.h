@@ -35,6 +35,8 @@ struct thin_check_stats {
 };
 
 typedef void (*thin_check_report_fn)(void *ctx, const char *line);
+/* Progress: @done of @total units of work (metadata blocks read); ends with done == total. */
+typedef void (*thin_check_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 /*
  * Check the pool metadata on @meta. Returns 0 when the pool is clean, -EILSEQ when problems
@@ -43,5 +45,8 @@ typedef void (*thin_check_report_fn)(void *ctx, const char *line);
  */
 int thin_check(struct blkdev *meta, thin_check_report_fn report, void *ctx,
 	       struct thin_check_stats *stats);
+/* The same, calling @progress (may be NULL) as it goes; @ctx is passed to both callbacks. */
+int thin_check_progress(struct blkdev *meta, thin_check_report_fn report,
+			thin_check_progress_fn progress, void *ctx, struct thin_check_stats *stats);
 
 #endif

@@ -1629,8 +1629,16 @@ int thin_pool_status_line(struct thin_pool *pool, char *buf, size_t len)
 
 struct check_ctx {
 	void (*problem)(void *ctx, const char *msg);
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 	void *ctx;
 };
+
+static void check_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct check_ctx *c = ctx;
+
+	c->progress(c->ctx, done, total);
+}
 
 static void check_report(void *ctx, const char *line)
 {
@@ -1644,14 +1652,13 @@ int thin_pool_check(struct thin_pool *pool,
 		    void (*progress)(void *ctx, uint64_t done, uint64_t total),
 		    void (*problem)(void *ctx, const char *msg), void *ctx)
 {
-	struct check_ctx c = { problem, ctx };
+	struct check_ctx c = { problem, progress, ctx };
 	int r;
 
 	if (progress)
 		progress(ctx, 0, 1);
-	r = thin_check(pool->meta, check_report, &c, NULL);
-	if (progress)
-		progress(ctx, 1, 1);
+	r = thin_check_progress(pool->meta, check_report, progress ? check_progress : NULL, &c,
+				NULL);
 	return r == -EILSEQ ? -EUCLEAN : r;
 }
 

@@ -713,3 +713,56 @@ TEST(model_random_operations)
 	teardown(dev, md);
 	free(m);
 }
+
+struct progress_log {
+	uint64_t calls, last_done, last_total, between;
+	bool backwards;
+};
+
+static void log_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct progress_log *p = ctx;
+
+	if (done < p->last_done)
+		p->backwards = true;
+	if (done > 0 && done < total)
+		p->between++;
+	p->calls++;
+	p->last_done = done;
+	p->last_total = total;
+}
+
+static void ignore_line(void *ctx, const char *line)
+{
+}
+
+/* `pool check` draws a bar from this: it must move between 0 and 100%, forwards, and end full. */
+TEST(check_reports_progress_as_it_reads)
+{
+	struct progress_log p = { 0 };
+	struct blkdev *dev;
+	struct thin_md *md;
+
+	if (!ok_eq(memdisk_create(4096, 4096, &dev), 0) ||
+	    !ok_eq(md_open(dev, true, 100000, &md), 0))
+		return;
+	/* One bottom-level leaf per device: over a thousand metadata blocks to read. */
+	for (thin_id_t id = 0; id < 1200; id++) {
+		struct thin_dev *td;
+		uint64_t b;
+
+		ok_eq(thin_md_create_thin(md, id), 0);
+		if (!ok_eq(thin_md_open_thin(md, id, &td), 0))
+			break;
+		ok_eq(thin_md_alloc_data_block(md, &b), 0);
+		ok_eq(thin_insert_block(td, 7, b), 0);
+		thin_md_close_thin(td);
+	}
+	ok_eq(thin_md_commit(md), 0);
+	ok_eq(thin_check_progress(dev, ignore_line, log_progress, &p, NULL), 0);
+	ok(p.between >= 3);
+	ok(!p.backwards);
+	ok(p.last_total > 1000 && p.last_done == p.last_total);
+	ok_eq(thin_md_close(md), 0);
+	blkdev_destroy(dev);
+}
