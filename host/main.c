@@ -302,15 +302,15 @@ int main(int argc, char **argv)
 {
 	struct options opt;
 	struct sigaction sa;
-	struct shell *sh;
 	struct nbd_server *srv = NULL;
 	struct nbd_sock *ns = NULL;
 	struct blkdev *meta = NULL, *data = NULL;
 	struct appliance *app = NULL;
-	struct pollfd *fds;
+	struct pollfd *fds = NULL;
+	struct shell *sh = NULL;
 	bool input_open = true;
 	unsigned i, maxfds = 1;
-	int rc;
+	int rc, status = 1;
 
 	rc = parse_options(argc, argv, &opt);
 	if (rc)
@@ -318,26 +318,22 @@ int main(int argc, char **argv)
 	plat_printf("%s %s (host build)\n", THINBOX_NAME, THINBOX_VERSION);
 	if (opt.meta_path && (open_disk("metadata", opt.meta_path, &meta) ||
 			      open_disk("data", opt.data_path, &data)))
-		return 1;
+		goto out;
 
 	if (opt.serving) {
 		rc = nbd_server_create(NULL, &srv);
 		if (rc) {
 			fprintf(stderr, "thinbox: nbd: %s\n", strerror(-rc));
-			return 1;
+			goto out;
 		}
-		for (i = 0; i < opt.nexports; i++) {
-			if (add_file_export(srv, opt.exports[i])) {
-				nbd_server_destroy(srv);
-				return 1;
-			}
-		}
+		for (i = 0; i < opt.nexports; i++)
+			if (add_file_export(srv, opt.exports[i]))
+				goto out;
 		rc = nbd_sock_listen(srv, opt.listen, &ns);
 		if (rc) {
 			fprintf(stderr, "thinbox: cannot listen on '%s': %s\n", opt.listen,
 				rc == -EINVAL ? "bad address (want ADDR:PORT)" : strerror(-rc));
-			nbd_server_destroy(srv);
-			return 1;
+			goto out;
 		}
 		maxfds += nbd_sock_max_fds(ns);
 	}
@@ -354,14 +350,15 @@ int main(int argc, char **argv)
 		rc = appliance_create(&ao, &app);
 		if (rc) {
 			fprintf(stderr, "thinbox: %s\n",
-				rc == -EINVAL ? "the metadata disk is too small (at least 3 MiB)"
-					      : strerror(-rc));
-			return 1;
+				rc == -EINVAL
+				    ? "the metadata disk is too small (at least 3 MiB + 4 KiB)"
+				    : strerror(-rc));
+			goto out;
 		}
 	}
 	fds = calloc(maxfds, sizeof(*fds));
 	if (!fds)
-		return 1;
+		goto out;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -375,7 +372,7 @@ int main(int argc, char **argv)
 	/* The shell holds its history inline (~16 KiB): keep it off the stack. */
 	sh = malloc(sizeof(*sh));
 	if (!sh)
-		return 1;
+		goto out;
 	shell_init(sh, console_write, NULL);
 	if (app)
 		appliance_register_commands(app, sh);
@@ -417,6 +414,8 @@ int main(int argc, char **argv)
 		}
 	}
 	plat_printf("\nthinbox: stopped\n");
+	status = 0;
+out:
 	nbd_sock_close(ns);
 	/* The appliance commits and closes the pool once the connections are gone. */
 	appliance_destroy(app);
@@ -425,5 +424,5 @@ int main(int argc, char **argv)
 	blkdev_destroy(meta);
 	free(fds);
 	free(sh);
-	return 0;
+	return status;
 }
