@@ -66,8 +66,9 @@ const char *appliance_strerror(int rc)
 	case -ENOSPC:
 		return "no space left (pool metadata, pool data or configuration store full)";
 	case -EROFS:
-		return "the pool is read-only (needs_check set or a metadata error): run pool "
-		       "check";
+		return "the pool is read-only (needs_check set or a metadata error): pool check "
+		       "shows the damage; after repair, thinbox-check --clear-needs-check-flag on "
+		       "the metadata image (offline) returns it to write mode";
 	case -ESTALE:
 		return "the configuration does not match the pool's transaction id (see pool "
 		       "status)";

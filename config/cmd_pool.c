@@ -110,7 +110,7 @@ static const char *mode_name(enum thin_pool_mode m)
 	case THIN_POOL_OUT_OF_DATA_SPACE:
 		return "out_of_data_space (writes needing a new block fail)";
 	case THIN_POOL_READ_ONLY:
-		return "ro (read-only: run pool check)";
+		return "ro (read-only: see pool check)";
 	case THIN_POOL_FAIL:
 		return "Fail (every I/O fails)";
 	}
