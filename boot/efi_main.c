@@ -54,8 +54,8 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
 
 static EFI_BOOT_SERVICES *bs;
 
-/* The NBD server: exports are added to it (the whole-disk test switch now, thin volumes
- * later); nbd_tcp serves it over lwIP. NULL without a NIC. */
+/* The NBD server: the appliance adds the thin volumes' exports to it (or the whole-disk test
+ * switch its disk); nbd_tcp serves it over lwIP. NULL without a network. */
 static struct nbd_server *nbd_srv;
 static struct nbd_lwip *nbd_tcp;
 /* The appliance: pool, configuration, volumes, exports (config/appliance.h). NULL without
@@ -350,10 +350,12 @@ static void appliance_setup(struct shell *sh)
 }
 
 /*
- * The network: lwIP on the NIC, the NBD server on port 10809. Test switch
- * opt/thinbox/test-export-disk=data|meta exports that whole disk as "disk" (the default
- * export), so NBD can be tested before the thin pool is wired in; test-csum-offload=1 takes
- * the TCP checksum offload path without a device that offers it (docs/network.md).
+ * The network: lwIP on the NIC, the NBD server on port 10809, the appliance's exports added
+ * before it listens (without a network the appliance still starts, with no exports). Test
+ * switch opt/thinbox/test-export-disk=data|meta exports that whole disk as "disk" (the
+ * default export) instead, and the appliance is not started, so NBD is tested on a raw disk;
+ * test-csum-offload=1 takes the TCP checksum offload path without a device that offers it
+ * (docs/network.md).
  */
 static void net_setup(struct shell *sh)
 {
