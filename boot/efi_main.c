@@ -8,7 +8,8 @@
  *      loader-data memory, which stays ours afterwards.
  *   2. Memory map and ExitBootServices, retried when the map key went stale.
  *   3. On our own: IDT, the page allocator over all conventional memory (newlib's malloc
- *      sits on it), PCI enumeration, the shell, and the main loop.
+ *      sits on it), PCI enumeration, the virtio devices, the shell, the network (lwIP and the
+ *      NBD server), the appliance (thin pool, volumes, exports), and the polled main loop.
  *
  * efi_main is called by gnu-efi's crt0 with the SysV ABI, so it must NOT be EFIAPI. Only this
  * file uses EFI types; boot services are gone once step 2 succeeds.
