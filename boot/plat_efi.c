@@ -153,17 +153,6 @@ int plat_vprintf(const char *fmt, va_list ap)
 	return vprint(NULL, fmt, ap);
 }
 
-int plat_printf(const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = plat_vprintf(fmt, ap);
-	va_end(ap);
-	return n;
-}
-
 void plat_panic(const char *fmt, ...)
 {
 	va_list ap;

@@ -959,6 +959,14 @@ static int delete_after(struct appliance *a, void *p)
 	return thin_pool_delete_thin(a->pool, *(uint32_t *)p);
 }
 
+/* Volume and export changes need a pool and a configuration in step with it. */
+static int config_changeable(const struct appliance *a)
+{
+	if (!a->pool)
+		return -ENODEV;
+	return a->state == APPLIANCE_READY ? 0 : -ESTALE;
+}
+
 int appliance_delete_volume(struct appliance *a, const char *name)
 {
 	const struct cfg_volume *cv;
@@ -966,10 +974,9 @@ int appliance_delete_volume(struct appliance *a, const char *name)
 	uint32_t id;
 	int rc;
 
-	if (!a->pool)
-		return -ENODEV;
-	if (a->state != APPLIANCE_READY)
-		return -ESTALE;
+	rc = config_changeable(a);
+	if (rc)
+		return rc;
 	cv = cfg_find_volume(&a->cfg, name);
 	if (!cv)
 		return -ENOENT;
@@ -1043,10 +1050,9 @@ int appliance_resize_volume(struct appliance *a, const char *name, uint64_t size
 	struct cfg next;
 	int rc;
 
-	if (!a->pool)
-		return -ENODEV;
-	if (a->state != APPLIANCE_READY)
-		return -ESTALE;
+	rc = config_changeable(a);
+	if (rc)
+		return rc;
 	cv = cfg_find_volume(&a->cfg, name);
 	if (!cv)
 		return -ENOENT;
@@ -1071,10 +1077,9 @@ int appliance_add_export(struct appliance *a, const char *volume, const char *ex
 	struct cfg next;
 	int rc;
 
-	if (!a->pool)
-		return -ENODEV;
-	if (a->state != APPLIANCE_READY)
-		return -ESTALE;
+	rc = config_changeable(a);
+	if (rc)
+		return rc;
 	if (!export_name)
 		export_name = volume;
 	if (!cfg_find_volume(&a->cfg, volume))
@@ -1107,10 +1112,9 @@ int appliance_remove_export(struct appliance *a, const char *export_name)
 	struct cfg next;
 	int rc;
 
-	if (!a->pool)
-		return -ENODEV;
-	if (a->state != APPLIANCE_READY)
-		return -ESTALE;
+	rc = config_changeable(a);
+	if (rc)
+		return rc;
 	if (!cfg_find_export(&a->cfg, export_name))
 		return -ENOENT;
 	rc = cfg_copy(&next, &a->cfg);
