@@ -65,6 +65,11 @@ extern const size_t app_export_ncmds;
 /* The appliance whose commands @sh runs (registered with appliance_register_commands()). */
 struct appliance *appliance_of(struct shell *sh);
 /* Print "error: WHAT: <reason>" and return @rc. */
+/*
+ * The appliance behind @sh when it has a pool (and, with @need_config, a configuration in
+ * step with it); otherwise prints why not and returns NULL.
+ */
+struct appliance *app_need_pool(struct shell *sh, bool need_config);
 int app_error(struct shell *sh, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Parse a volume size argument, printing why it is bad. */
 int app_parse_size(struct shell *sh, const char *arg, uint64_t *out);

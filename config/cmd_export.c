@@ -18,21 +18,6 @@ static int bad_usage(struct shell *sh)
 	return -EINVAL;
 }
 
-static struct appliance *get(struct shell *sh)
-{
-	struct appliance *a = appliance_of(sh);
-
-	if (!a)
-		shell_puts(sh, "error: no appliance (the disks were not given)\n");
-	else if (!appliance_pool(a))
-		shell_printf(sh, "error: no pool: %s\n", appliance_problem(a));
-	else if (appliance_state(a) != APPLIANCE_READY)
-		shell_printf(sh, "error: %s\n", appliance_problem(a));
-	else
-		return a;
-	return NULL;
-}
-
 static int export_add(struct shell *sh, int argc, char **argv)
 {
 	const char *volume = NULL, *name = NULL;
@@ -54,7 +39,7 @@ static int export_add(struct shell *sh, int argc, char **argv)
 		return bad_usage(sh);
 	if (!name)
 		name = volume;
-	a = get(sh);
+	a = app_need_pool(sh, true);
 	if (!a)
 		return -ENODEV;
 	if (!cfg_name_valid(name)) {
@@ -131,7 +116,7 @@ static int cmd_export(struct shell *sh, int argc, char **argv)
 	if (!strcmp(sub, "remove")) {
 		if (argc != 3)
 			return bad_usage(sh);
-		a = get(sh);
+		a = app_need_pool(sh, true);
 		if (!a)
 			return -ENODEV;
 		rc = appliance_remove_export(a, argv[2]);
@@ -148,7 +133,7 @@ static int cmd_export(struct shell *sh, int argc, char **argv)
 	if (!strcmp(sub, "list")) {
 		if (argc != 2)
 			return bad_usage(sh);
-		a = get(sh);
+		a = app_need_pool(sh, true);
 		return a ? export_list(sh, a) : -ENODEV;
 	}
 	if (sub[0])

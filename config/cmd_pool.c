@@ -85,19 +85,19 @@ static int parse_u64(const char *s, uint64_t *out)
 }
 
 /* The appliance, or NULL after saying why there is none to work on. */
-static struct appliance *need_pool(struct shell *sh)
+struct appliance *app_need_pool(struct shell *sh, bool need_config)
 {
 	struct appliance *a = appliance_of(sh);
 
-	if (!a) {
+	if (!a)
 		shell_puts(sh, "error: no appliance (the disks were not given)\n");
-		return NULL;
-	}
-	if (!appliance_pool(a)) {
+	else if (!appliance_pool(a))
 		shell_printf(sh, "error: no pool: %s\n", appliance_problem(a));
-		return NULL;
-	}
-	return a;
+	else if (need_config && appliance_state(a) != APPLIANCE_READY)
+		shell_printf(sh, "error: %s\n", appliance_problem(a));
+	else
+		return a;
+	return NULL;
 }
 
 /* ---- pool status -------------------------------------------------------------------------- */
@@ -326,7 +326,7 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 		return pool_status(sh, a);
 	}
 	if (!strcmp(sub, "commit")) {
-		if (want_args(sh, argc, 2) || !need_pool(sh))
+		if (want_args(sh, argc, 2) || !app_need_pool(sh, false))
 			return -EINVAL;
 		rc = appliance_commit(a);
 		if (rc)
@@ -335,7 +335,7 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(sub, "check")) {
-		if (want_args(sh, argc, 2) || !need_pool(sh))
+		if (want_args(sh, argc, 2) || !app_need_pool(sh, false))
 			return -EINVAL;
 		rc = app_pool_usable(a, false);
 		if (rc)
@@ -345,7 +345,7 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 	if (!strcmp(sub, "set-transaction-id")) {
 		uint64_t old, new_id, now = 0;
 
-		if (want_args(sh, argc, 4) || !need_pool(sh))
+		if (want_args(sh, argc, 4) || !app_need_pool(sh, false))
 			return -EINVAL;
 		if (parse_u64(argv[2], &old) || parse_u64(argv[3], &new_id)) {
 			shell_puts(sh, "error: transaction ids are decimal numbers\n");
@@ -371,7 +371,7 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 		bool reserve = sub[1] == 'e' && sub[2] == 's';
 		struct thin_pool_status st;
 
-		if (want_args(sh, argc, 2) || !need_pool(sh))
+		if (want_args(sh, argc, 2) || !app_need_pool(sh, false))
 			return -EINVAL;
 		rc = app_pool_usable(a, true);
 		if (rc)
@@ -399,7 +399,7 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 	if (!strcmp(sub, "resize-data")) {
 		struct thin_pool_status before, after;
 
-		if (want_args(sh, argc, 2) || !need_pool(sh))
+		if (want_args(sh, argc, 2) || !app_need_pool(sh, false))
 			return -EINVAL;
 		rc = app_pool_usable(a, true);
 		if (rc)

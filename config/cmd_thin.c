@@ -57,19 +57,6 @@ static int volume_error(struct shell *sh, struct appliance *a, int rc, const cha
 	return app_error(sh, rc, "%s %s", what, name);
 }
 
-static struct appliance *get(struct shell *sh)
-{
-	struct appliance *a = appliance_of(sh);
-
-	if (!a)
-		shell_puts(sh, "error: no appliance (the disks were not given)\n");
-	else if (!appliance_pool(a))
-		shell_printf(sh, "error: no pool: %s\n", appliance_problem(a));
-	else
-		return a;
-	return NULL;
-}
-
 static int thin_list(struct shell *sh, struct appliance *a)
 {
 	const struct cfg *c = appliance_config(a);
@@ -150,7 +137,7 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 	if (!strcmp(sub, "create")) {
 		if (argc != 4)
 			return bad_usage(sh);
-		a = get(sh);
+		a = app_need_pool(sh, false);
 		if (!a)
 			return -ENODEV;
 		if (!cfg_name_valid(argv[2]))
@@ -168,7 +155,7 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 	if (!strcmp(sub, "snapshot")) {
 		if (argc != 4)
 			return bad_usage(sh);
-		a = get(sh);
+		a = app_need_pool(sh, false);
 		if (!a)
 			return -ENODEV;
 		if (!cfg_name_valid(argv[3]))
@@ -185,7 +172,7 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 	if (!strcmp(sub, "delete")) {
 		if (argc != 3)
 			return bad_usage(sh);
-		a = get(sh);
+		a = app_need_pool(sh, false);
 		if (!a)
 			return -ENODEV;
 		rc = appliance_delete_volume(a, argv[2]);
@@ -215,7 +202,7 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 	if (!strcmp(sub, "resize")) {
 		if (argc != 4)
 			return bad_usage(sh);
-		a = get(sh);
+		a = app_need_pool(sh, false);
 		if (!a)
 			return -ENODEV;
 		if (app_parse_size(sh, argv[3], &size))
@@ -230,13 +217,13 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 	if (!strcmp(sub, "list")) {
 		if (argc != 2)
 			return bad_usage(sh);
-		a = get(sh);
+		a = app_need_pool(sh, false);
 		return a ? thin_list(sh, a) : -ENODEV;
 	}
 	if (!strcmp(sub, "info")) {
 		if (argc != 3)
 			return bad_usage(sh);
-		a = get(sh);
+		a = app_need_pool(sh, false);
 		return a ? thin_info(sh, a, argv[2]) : -ENODEV;
 	}
 	if (sub[0])
