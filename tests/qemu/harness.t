@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """The harness itself fails fast: an ESP without \\EFI\\BOOT\\BOOTX64.EFI makes OVMF start its
-EFI shell, which waits forever; the harness must report that as a failure within seconds (an
+EFI shell, which waits forever, and a machine with no ESP at all makes OVMF try a network boot
+(a minute or more per attempt); the harness must report each as a failure within seconds (an
 early-fail marker), not after its boot timeout, and must have killed QEMU."""
 import os
 import subprocess
@@ -34,4 +35,19 @@ try:
     c.note("%s (%.1fs)" % (err, took))
 finally:
     os.unlink(empty_esp)
+
+# No ESP: OVMF falls back to PXE over the NIC.
+m = qh.Machine("qemu-harness-pxe", esp=None, net=True, disks=())
+t0 = time.monotonic()
+err = None
+try:
+    with m:
+        m.boot()
+except qh.BootFailure as e:
+    err = str(e)
+took = time.monotonic() - t0
+c.check("network-boot-detected", err is not None and "PXE" in err, str(err))
+c.check("network-boot-fast", took < 30, "took %.1fs" % took)
+c.check("network-boot-qemu-killed", m.proc is not None and m.proc.poll() is not None)
+c.note("%s (%.1fs)" % (err, took))
 c.finish()

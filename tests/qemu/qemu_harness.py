@@ -85,7 +85,7 @@ class Machine:
     disks: list of (name, size_bytes) for virtio-blk disks at slots 4, 5, ... (default: meta
            and data); net: add virtio-net at the next slot; fw_cfg: {key: value} passed as
            opt/thinbox/<key>; esp_cfg: text put on a copy of the ESP as \\thinbox.cfg;
-           esp: path of the ESP image; no_reboot: QEMU exits on a guest reset;
+           esp: path of the ESP image (None: no ESP at all); no_reboot: QEMU exits on a guest reset;
            debug_exit: add isa-debug-exit (the firmware's way to stop QEMU with 33/35).
     """
 
@@ -128,10 +128,11 @@ class Machine:
                 f.write(self.esp_cfg)
             subprocess.run(["mcopy", "-o", "-i", esp, cfg, "::/thinbox.cfg"], check=True)
         args = [QEMU, "-machine", "q35", "-m", self.mem, "-smp", "1", "-nodefaults",
-                "-display", "none", "-monitor", "none", "-bios", OVMF,
-                # snapshot=on: the ESP is opened read-only, so parallel machines can share it.
-                "-drive", "if=none,id=esp,format=raw,file=%s,snapshot=on" % esp,
-                "-device", "ide-hd,drive=esp,bus=ide.0,bootindex=0"]
+                "-display", "none", "-monitor", "none", "-bios", OVMF]
+        if esp is not None:
+            # snapshot=on: the ESP is opened read-only, so parallel machines can share it.
+            args += ["-drive", "if=none,id=esp,format=raw,file=%s,snapshot=on" % esp,
+                     "-device", "ide-hd,drive=esp,bus=ide.0,bootindex=0"]
         slot = 4
         for dname, size in self.disks:
             path = os.path.join(self.tmp, dname + ".img")
