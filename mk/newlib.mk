@@ -34,7 +34,11 @@ $(NEWLIB_STAMP):
 		NEWLIB_CFLAGS='$(NEWLIB_CFLAGS)' NEWLIB_CONFIG='$(NEWLIB_CONFIG)' \
 		scripts/build-newlib $(NEWLIB_DIR)
 
-.PHONY: newlib
+.PHONY: newlib newlib-dir
 newlib: $(NEWLIB_STAMP)
+
+# The cache directory for the current flags and compiler (tests/cli/newlib-cache.t).
+newlib-dir:
+	@echo $(NEWLIB_DIR)
 
 endif

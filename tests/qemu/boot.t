@@ -9,12 +9,15 @@
   \\thinbox.cfg on the ESP;
 - `pci` lists two virtio-blk (1af4:1042) and one virtio-net (1af4:1041) device;
 - `mem` prints figures, and the boot log's conventional memory is sane for -m 256M;
+- the clock (TSC calibrated against the ACPI PM timer): `uptime` advances as the host's clock
+  does over a few seconds;
 - an unknown command prints an error and the shell keeps working;
 - `poweroff` ends QEMU with status 0 (ACPI S5), after the prompt was seen, with no exception.
 """
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qemu_harness as qh  # noqa: E402
@@ -53,6 +56,20 @@ try:
         out = m.command("mem")
         c.check("mem", re.search(r"\d", out) and not re.search(r"(?i)unknown|error", out),
                 repr(out))
+
+        def uptime_s():
+            u = re.search(r"up (\d+)d (\d+):(\d+):(\d+)\.(\d+)", m.command("uptime"))
+            d, h, mi, sec, ms = map(int, u.groups())
+            return ((d * 24 + h) * 60 + mi) * 60 + sec + ms / 1000
+
+        t0 = time.monotonic()
+        u0 = uptime_s()
+        time.sleep(3)
+        u1 = uptime_s()
+        host = time.monotonic() - t0
+        # The guest interval lies inside the host one, less at most the two command round trips.
+        c.check("clock-follows-host-time", host - 1.0 <= u1 - u0 <= host + 0.1,
+                "guest %.3fs over host %.3fs" % (u1 - u0, host))
 
         out = m.command("no-such-command")
         c.check("unknown-command-error", out.strip() != "", "printed nothing")
