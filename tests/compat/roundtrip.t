@@ -37,6 +37,21 @@ for spec in "1 1 50" "2 7 3000" "3 25 40000" "4 60 120000"; do
 	check "$n/thinbox-check" build/host/thinbox-check -q "$T/our.bin"
 done
 
+# thinbox-check on damaged metadata: exit 1 and one line per problem (a clean pool exits 0
+# above). A byte changed inside the superblock's checksummed area, and one inside a B-tree
+# node the superblock points to.
+cp "$T/our.bin" "$T/bad.bin"
+printf '\x5a' | dd of="$T/bad.bin" bs=1 seek=1000 conv=notrunc status=none
+build/host/thinbox-check "$T/bad.bin" >"$T/bad.out" 2>&1
+check "thinbox-check-damaged-superblock-exit-1" test $? -eq 1
+check "thinbox-check-damaged-superblock-says-so" grep -qi 'superblock.*checksum\|checksum.*superblock' "$T/bad.out"
+cp "$T/our.bin" "$T/bad.bin"
+root=$(python3 -c 'import struct,sys; d=open(sys.argv[1],"rb").read(4096); print(struct.unpack_from("<Q", d, 0x148)[0])' "$T/bad.bin")
+printf '\x5a' | dd of="$T/bad.bin" bs=1 seek=$((root * 4096 + 2000)) conv=notrunc status=none
+build/host/thinbox-check "$T/bad.bin" >"$T/bad.out" 2>&1
+check "thinbox-check-damaged-node-exit-1" test $? -eq 1
+check "thinbox-check-damaged-node-one-line-each" test "$(grep -c . "$T/bad.out")" -ge 1
+
 # No held root: both tools refuse -m the same way.
 thin_dump -m "$T/our.bin" >/dev/null 2>&1
 a=$?
