@@ -325,6 +325,16 @@ int app_pool_usable(struct appliance *a, bool change)
 	return 0;
 }
 
+/* Changing volumes or exports needs a writable pool and a configuration in step with it. */
+static int config_changeable(struct appliance *a)
+{
+	int rc = app_pool_usable(a, true);
+
+	if (rc)
+		return rc;
+	return a->state == APPLIANCE_READY ? 0 : -ESTALE;
+}
+
 int app_transaction_id(struct appliance *a, uint64_t *out)
 {
 	struct thin_pool_status st;
@@ -348,11 +358,9 @@ int app_transact(struct appliance *a, struct cfg *next, int (*before)(struct app
 	uint64_t t;
 	int rc;
 
-	rc = app_pool_usable(a, true);
+	rc = config_changeable(a);
 	if (rc)
 		return rc;
-	if (a->state != APPLIANCE_READY)
-		return -ESTALE;
 	rc = app_transaction_id(a, &t);
 	if (rc)
 		return rc;
@@ -895,11 +903,9 @@ int app_create_volume_tx(struct appliance *a, const char *name, uint64_t size, c
 	int64_t id;
 	int rc;
 
-	rc = app_pool_usable(a, true);
+	rc = config_changeable(a);
 	if (rc)
 		return rc;
-	if (a->state != APPLIANCE_READY)
-		return -ESTALE;
 	if (!cfg_name_valid(name))
 		return -EINVAL;
 	if (cfg_find_volume(&a->cfg, name))
@@ -957,14 +963,6 @@ int appliance_snapshot_volume(struct appliance *a, const char *origin, const cha
 static int delete_after(struct appliance *a, void *p)
 {
 	return thin_pool_delete_thin(a->pool, *(uint32_t *)p);
-}
-
-/* Volume and export changes need a pool and a configuration in step with it. */
-static int config_changeable(const struct appliance *a)
-{
-	if (!a->pool)
-		return -ENODEV;
-	return a->state == APPLIANCE_READY ? 0 : -ESTALE;
 }
 
 int appliance_delete_volume(struct appliance *a, const char *name)

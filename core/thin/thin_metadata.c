@@ -1280,30 +1280,28 @@ bool thin_aborted_with_changes(const struct thin_dev *td)
 /*----------------------------------------------------------------*/
 /* Pool-wide figures, resizing */
 
-int thin_md_get_free_data_blocks(struct thin_md *md, uint64_t *out)
+/* One space-map figure, unless the metadata cannot be read (check_usable()). */
+static int sm_figure(struct thin_md *md, struct dm_space_map *sm,
+		     int (*get)(struct dm_space_map *sm, dm_block_t *n), uint64_t *out)
 {
 	dm_block_t n;
 	int r = check_usable(md);
 
 	if (!r)
-		r = dm_sm_get_nr_free(md->dsm, &n);
-
+		r = get(sm, &n);
 	if (!r)
 		*out = n;
 	return r;
 }
 
+int thin_md_get_free_data_blocks(struct thin_md *md, uint64_t *out)
+{
+	return sm_figure(md, md->dsm, dm_sm_get_nr_free, out);
+}
+
 int thin_md_get_data_dev_size(struct thin_md *md, uint64_t *out)
 {
-	dm_block_t n;
-	int r = check_usable(md);
-
-	if (!r)
-		r = dm_sm_get_nr_blocks(md->dsm, &n);
-
-	if (!r)
-		*out = n;
-	return r;
+	return sm_figure(md, md->dsm, dm_sm_get_nr_blocks, out);
 }
 
 int thin_md_get_free_metadata_blocks(struct thin_md *md, uint64_t *out)
@@ -1325,15 +1323,7 @@ int thin_md_get_free_metadata_blocks(struct thin_md *md, uint64_t *out)
 
 int thin_md_get_metadata_dev_size(struct thin_md *md, uint64_t *out)
 {
-	dm_block_t n;
-	int r = check_usable(md);
-
-	if (!r)
-		r = dm_sm_get_nr_blocks(md->msm, &n);
-
-	if (!r)
-		*out = n;
-	return r;
+	return sm_figure(md, md->msm, dm_sm_get_nr_blocks, out);
 }
 
 uint32_t thin_md_data_block_sectors(const struct thin_md *md)
