@@ -19,7 +19,10 @@
  *     "in flight"; a commit waits until none is (new allocations wait meanwhile), so a
  *     commit never records a reference that no mapping accounts for;
  *   - a commit flushes the data disk first, then commits the metadata: data before the
- *     metadata that points to it;
+ *     metadata that points to it; a failed flush aborts the transaction (dm);
+ *   - a freed block is discarded on the data disk only after the commit that made its
+ *     unmap durable (passdown), so a power cut never finds a committed mapping to a
+ *     discarded block;
  *   - a FLUSH waits for every earlier modifying request of the pool, then for a commit
  *     cycle that starts after that; FUA arrives from the NBD server as write + flush.
  * The metadata is only called from the caller's context (submit, poll, admin calls): no
@@ -57,7 +60,6 @@ enum io_state {
 	IO_RMW_READ_DONE, /* unaligned in-place write: read part done, merge and write */
 	IO_COW_READ_DONE, /* old block read: merge and write the new one */
 	IO_PROV_DONE,	  /* new block written: insert the mapping */
-	IO_DISCARD_DONE,  /* passdown discard finished: drop the hold */
 };
 
 struct cell {
@@ -82,7 +84,7 @@ struct pool_io {
 	uint64_t db, old_db;
 	bool tried_commit; /* out of space: one commit was tried (it may free blocks) */
 	bool cow;	   /* provisioning copies old_db */
-	bool holds_block;  /* db counts in pool->in_flight_allocs */
+	bool holds_block;  /* db was allocated for this io and counts in pool->in_flight_allocs */
 	uint64_t gen;	   /* pool->abort_gen when db was taken */
 	uint64_t deadline; /* out-of-space wait */
 	uint8_t *bounce;
@@ -115,6 +117,19 @@ struct thin_volume {
 	/* Allocation locality: the last block provisioned. */
 	uint64_t last_vblock, last_db;
 	bool have_last;
+};
+
+/*
+ * A passdown discard, issued after the commit that made the unmap durable: the block is held
+ * (one extra reference, counted in in_flight_allocs) while the discard runs, so it cannot be
+ * reallocated under it, and released when the discard completes.
+ */
+struct passdown {
+	struct passdown *next;
+	struct thin_pool *pool;
+	uint64_t db;
+	uint64_t gen; /* pool->abort_gen when the hold was taken */
+	struct blkdev_req req;
 };
 
 enum commit_state { COMMIT_IDLE, COMMIT_DRAIN, COMMIT_FLUSHING };
@@ -157,6 +172,17 @@ struct thin_pool {
 	unsigned in_flight_allocs;
 	unsigned data_in_flight; /* data requests submitted and not completed */
 	uint64_t abort_gen;
+	/* Blocks whose last reference an unmap dropped in the open transaction: passed down
+	 * only after the commit that makes the unmap durable (a crash before it then finds the
+	 * old mappings pointing at intact data). */
+	uint64_t *pd_blocks;
+	size_t pd_nr, pd_cap;
+	struct passdown *pd_cpl_head, *pd_cpl_tail;	/* discards completed */
+	struct passdown *pd_retry_head, *pd_retry_tail; /* discard submit said -EAGAIN */
+	unsigned pd_in_flight;				/* discards submitted, not completed */
+	/* An admin call that commits by itself (reserve_metadata_snap): run by the commit cycle
+	 * at its commit point, after the data flush, in place of a plain commit. */
+	int (*commit_op)(struct thin_md *md);
 	size_t bounce_bytes;
 	bool low_water_reached;
 };
@@ -221,6 +247,10 @@ static void metadata_failed(struct thin_pool *pool, int r)
 		return;
 	pool->abort_gen++;
 	pool->dirty = false;
+	/* The unmaps they came from are rolled back; an admin call waiting for its commit
+	 * point gets the failure from the commit cycle. */
+	pool->pd_nr = 0;
+	pool->commit_op = NULL;
 	if (thin_md_abort(pool->md)) {
 		pool->mode = THIN_POOL_FAIL;
 		return;
@@ -483,6 +513,8 @@ static uint64_t alloc_hint(struct thin_pool *pool, struct thin_volume *vol, uint
  * Get a new data block for @io. 0: io->db is ours. 1: @io was parked (commit in progress,
  * or waiting for space) and will run again. <0: fail @io with that.
  */
+static bool passdown_busy(const struct thin_pool *pool);
+
 static int alloc_block(struct thin_pool *pool, struct pool_io *io)
 {
 	uint64_t nr_free;
@@ -498,6 +530,11 @@ static int alloc_block(struct thin_pool *pool, struct pool_io *io)
 	if (pool->mode == THIN_POOL_OUT_OF_DATA_SPACE && pool->nospace_head)
 		goto no_space; /* keep the queue in order */
 	r = thin_md_alloc_data_block_near(pool->md, alloc_hint(pool, io->vol, io->vblock), &io->db);
+	if (r == -ENOSPC && passdown_busy(pool)) {
+		/* Blocks held for passdown come back when their discards complete. */
+		LIST_PUSH(pool->defer_head, pool->defer_tail, io);
+		return 1;
+	}
 	if (r == -ENOSPC) {
 		if (!thin_md_get_free_data_blocks(pool->md, &nr_free) && nr_free) {
 			/* Data blocks are free: the metadata space ran out. */
@@ -710,7 +747,23 @@ static int map_write(struct thin_pool *pool, struct pool_io *io)
 	return 0;
 }
 
-/* DISCARD, and WRITE_ZEROES of a whole block: unmap, and pass the discard down. */
+/* Remember @db for passdown after the next commit. Without memory the discard is skipped:
+ * that loses nothing. */
+static void passdown_later(struct thin_pool *pool, uint64_t db)
+{
+	if (pool->pd_nr == pool->pd_cap) {
+		size_t cap = pool->pd_cap ? pool->pd_cap * 2 : 64;
+		uint64_t *n = realloc(pool->pd_blocks, cap * sizeof(*n));
+
+		if (!n)
+			return;
+		pool->pd_blocks = n;
+		pool->pd_cap = cap;
+	}
+	pool->pd_blocks[pool->pd_nr++] = db;
+}
+
+/* DISCARD, and WRITE_ZEROES of a whole block: unmap (the discard goes down after the commit). */
 static int map_unmap(struct thin_pool *pool, struct pool_io *io)
 {
 	struct thin_lookup_result res;
@@ -742,27 +795,18 @@ static int map_unmap(struct thin_pool *pool, struct pool_io *io)
 	space_changed(pool);
 	if (!pool->passdown)
 		return 1;
-	/* Only a block nobody references any more goes down; hold it while the discard runs
-	 * so it cannot be reallocated (dm's passdown pt1/pt2). */
+	/* Only a block nobody references any more goes down, and only after the commit that
+	 * makes this unmap durable: until then the last committed mappings may still point
+	 * at it (a snapshot's, say), and a power cut would bring them back. A block freed in
+	 * this transaction cannot be reallocated before that commit (the space map's rule). */
 	r = thin_md_data_block_refcount(pool->md, res.block, &count);
 	if (r) {
 		metadata_failed(pool, r);
 		return r;
 	}
-	if (count)
-		return 1;
-	r = thin_md_inc_data_range(pool->md, res.block, res.block + 1);
-	if (r) {
-		metadata_failed(pool, r);
-		return r;
-	}
-	io->db = res.block;
-	io->holds_block = true;
-	io->gen = pool->abort_gen;
-	pool->in_flight_allocs++;
-	data_submit(pool, io, BLKDEV_DISCARD, res.block, 0, pool->block_bytes, NULL,
-		    IO_DISCARD_DONE);
-	return 0;
+	if (!count)
+		passdown_later(pool, res.block);
+	return 1;
 }
 
 static int insert_mapping(struct thin_pool *pool, struct pool_io *io)
@@ -851,10 +895,6 @@ static int step_io(struct thin_pool *pool, struct pool_io *io)
 		if (!r)
 			r = insert_mapping(pool, io);
 		break;
-	case IO_DISCARD_DONE:
-		/* A failed passdown loses nothing: the block is unmapped either way. */
-		r = 0;
-		break;
 	}
 	io_finish(pool, io, r);
 	return 1;
@@ -891,6 +931,124 @@ static void complete_waiters(struct thin_pool *pool, struct pool_req *list, int 
 	}
 }
 
+/*----------------------------------------------------------------*/
+/* Passdown */
+
+static void passdown_done(struct blkdev_req *req, int rc)
+{
+	struct passdown *pd = req->priv;
+	struct thin_pool *pool = pd->pool;
+
+	/* Possibly called inside blkdev_submit(): only queue. A failed discard loses nothing. */
+	(void)rc;
+	pool->pd_in_flight--;
+	LIST_PUSH(pool->pd_cpl_head, pool->pd_cpl_tail, pd);
+}
+
+static void passdown_submit(struct thin_pool *pool, struct passdown *pd)
+{
+	int r;
+
+	pool->pd_in_flight++;
+	r = blkdev_submit(pool->data, &pd->req);
+	if (r == -EAGAIN) {
+		pool->pd_in_flight--;
+		LIST_PUSH(pool->pd_retry_head, pool->pd_retry_tail, pd);
+	} else if (r) {
+		passdown_done(&pd->req, r);
+	}
+}
+
+/*
+ * The commit that made the unmaps of the remembered blocks durable succeeded: hold each
+ * block (dm's passdown pt1) and discard it on the data disk. The hold is an extra reference
+ * in the new transaction, counted in in_flight_allocs, so the block cannot be reallocated
+ * while its discard runs, and the next commit waits until it is released.
+ */
+static void passdown_start(struct thin_pool *pool)
+{
+	size_t n = pool->pd_nr;
+	uint32_t count;
+	int r;
+
+	pool->pd_nr = 0;
+	for (size_t i = 0; i < n && pool_writable(pool); i++) {
+		uint64_t db = pool->pd_blocks[i];
+		struct passdown *pd;
+
+		/* Nothing can take a block freed in the committed transaction before this runs;
+		 * checking costs a lookup and keeps a shared block from ever going down. */
+		r = thin_md_data_block_refcount(pool->md, db, &count);
+		if (r) {
+			metadata_failed(pool, r);
+			return;
+		}
+		if (count)
+			continue;
+		pd = calloc(1, sizeof(*pd));
+		if (!pd)
+			continue; /* a skipped discard loses nothing */
+		r = thin_md_inc_data_range(pool->md, db, db + 1);
+		if (r) {
+			free(pd);
+			metadata_failed(pool, r);
+			return;
+		}
+		pd->pool = pool;
+		pd->db = db;
+		pd->gen = pool->abort_gen;
+		pd->req.op = BLKDEV_DISCARD;
+		pd->req.block = db * pool->data_per_block;
+		pd->req.count = (uint32_t)pool->data_per_block;
+		pd->req.done = passdown_done;
+		pd->req.priv = pd;
+		pool->in_flight_allocs++;
+		passdown_submit(pool, pd);
+	}
+}
+
+/* Discards that completed: drop their holds (dm's passdown pt2). */
+static int passdown_step(struct thin_pool *pool)
+{
+	struct passdown *pd, *retry = pool->pd_retry_head;
+	int moved = 0, r;
+
+	pool->pd_retry_head = pool->pd_retry_tail = NULL;
+	while (retry) {
+		pd = retry;
+		retry = retry->next;
+		pd->next = NULL;
+		passdown_submit(pool, pd);
+	}
+	for (;;) {
+		LIST_POP(pool->pd_cpl_head, pool->pd_cpl_tail, pd);
+		if (!pd)
+			break;
+		pool->in_flight_allocs--;
+		/* After an abort the hold belongs to a transaction that no longer exists. */
+		if (pd->gen == pool->abort_gen && pool_writable(pool)) {
+			r = thin_md_dec_data_range(pool->md, pd->db, pd->db + 1);
+			if (r)
+				metadata_failed(pool, r);
+		}
+		free(pd);
+		moved++;
+	}
+	/* Allocations that found no space while blocks were held try again (unless a commit is
+	 * coming: it requeues them when it is done). */
+	if (moved && pool->cstate == COMMIT_IDLE && !pool->commit_wanted)
+		requeue_all(pool, &pool->defer_head, &pool->defer_tail);
+	return moved;
+}
+
+static bool passdown_busy(const struct thin_pool *pool)
+{
+	return pool->pd_in_flight || pool->pd_cpl_head || pool->pd_retry_head;
+}
+
+/*----------------------------------------------------------------*/
+/* Commit cycle */
+
 /* Drive the commit cycle: drain allocations, flush the data disk, commit. */
 static int commit_step(struct thin_pool *pool)
 {
@@ -926,15 +1084,29 @@ static int commit_step(struct thin_pool *pool)
 		break;
 	}
 	r = pool->mode == THIN_POOL_FAIL ? -EIO : pool->flush_rc;
-	/* Data first, then the metadata pointing to it: commit only after a good flush. */
-	if (!r && pool_writable(pool) && pool->dirty) {
-		r = thin_md_commit(pool->md);
+	if (r && pool_writable(pool)) {
+		/* dm (the pre-commit callback): a failed data flush fails the commit. The open
+		 * transaction may map blocks whose data never reached the disk: roll it back, set
+		 * needs_check and go read-only rather than commit it after a later flush. */
+		metadata_failed(pool, r);
+		r = -EIO;
+	}
+	/* Data first, then the metadata pointing to it: commit only after a good flush. No
+	 * mapping was inserted since the flush was submitted (allocations wait meanwhile). */
+	if (!r && pool_writable(pool) && (pool->dirty || pool->commit_op)) {
+		int (*op)(struct thin_md *) = pool->commit_op;
+
+		pool->commit_op = NULL;
+		r = op ? op(pool->md) : 0;
+		if (!r)
+			r = thin_md_commit(pool->md);
 		if (r) {
 			metadata_failed(pool, r);
 			/* Say "metadata full" as such; every other failure is an I/O error. */
 			r = r == -ENOSPC ? -ENOSPC : -EIO;
 		} else {
 			pool->dirty = false;
+			passdown_start(pool);
 		}
 	}
 	pool->last_commit_rc = r;
@@ -1038,6 +1210,7 @@ int thin_pool_poll(struct thin_pool *pool)
 			moved += step_io(pool, io);
 			budget--;
 		}
+		moved += passdown_step(pool);
 		moved += flush_step(pool);
 		if (pool_writable(pool) && pool->dirty && pool->cstate == COMMIT_IDLE &&
 		    plat_now_ns() - pool->last_commit_ns >=
@@ -1066,7 +1239,8 @@ bool thin_pool_busy(const struct thin_pool *pool)
 {
 	/* Waiting for space or for the commit timer is not "busy": the caller may sleep. */
 	return pool->run_head || pool->cpl_head || pool->done_head || pool->retry_head ||
-	       pool->data_in_flight || pool->cstate != COMMIT_IDLE || pool->commit_wanted;
+	       pool->data_in_flight || pool->cstate != COMMIT_IDLE || pool->commit_wanted ||
+	       passdown_busy(pool);
 }
 
 /*----------------------------------------------------------------*/
@@ -1418,9 +1592,11 @@ int thin_pool_close(struct thin_pool *pool)
 		return -EBUSY;
 	if (pool_writable(pool) && pool->dirty)
 		r = commit_sync(pool);
-	if (pool->cstate != COMMIT_IDLE)
+	/* The last commit's passdowns: their holds are net zero and need no commit. */
+	if (WAIT_UNTIL(pool, !passdown_busy(pool)) || pool->cstate != COMMIT_IDLE)
 		return r ? r : -EBUSY;
 	thin_md_close(pool->md);
+	free(pool->pd_blocks);
 	free(pool);
 	return r;
 }
@@ -1517,15 +1693,20 @@ int thin_pool_set_transaction_id(struct thin_pool *pool, uint64_t current, uint6
 
 int thin_pool_reserve_metadata_snap(struct thin_pool *pool)
 {
+	uint64_t held;
 	int r = admin_begin(pool);
 
+	if (!r)
+		r = thin_md_get_metadata_snap(pool->md, &held);
 	if (r)
 		return r;
-	/* It commits itself: the data it covers must be on disk first. */
-	r = commit_sync(pool);
-	if (r)
-		return r;
-	return admin_end(pool, thin_md_reserve_metadata_snap(pool->md));
+	if (held || pool->commit_op)
+		return -EBUSY;
+	/* It commits by itself, so it runs at a commit point of the commit cycle: after the
+	 * data flush, with no mapping inserted since, so it makes nothing durable before the
+	 * data it points to (dm flushes the data device before every commit). */
+	pool->commit_op = thin_md_reserve_metadata_snap;
+	return commit_sync(pool);
 }
 
 int thin_pool_release_metadata_snap(struct thin_pool *pool)

@@ -11,11 +11,13 @@
  *     (unless the pool was formatted with zeroing off);
  *   - a write to a shared block (after a snapshot) first copies it to a new block; no
  *     half-updated block is ever visible;
- *   - discard unmaps whole data blocks (and discards freed blocks on the data disk when
- *     passdown is on); write-zeroes unmaps whole blocks and zeroes partial ones;
+ *   - discard unmaps whole data blocks (and, when passdown is on, discards freed blocks on
+ *     the data disk after the commit that made the unmap durable); write-zeroes unmaps whole
+ *     blocks and zeroes partial ones;
  *   - requests touching the same data block run in arrival order; the rest overlap;
  *   - flush (and FUA) completes only after the data disk was flushed and then the metadata
- *     committed: data is durable before the metadata that points to it.
+ *     committed: data is durable before the metadata that points to it. A failed data flush
+ *     rolls the open transaction back, sets needs_check and makes the pool read-only (dm).
  * The pool also commits by itself once a second while it has changes (thin_pool_poll()).
  *
  * Modes, as dm-thin's (../shared/docs/dm-thin-format.md §9.7): write; out of data space
@@ -120,6 +122,8 @@ int thin_pool_delete_thin(struct thin_pool *pool, thin_id_t id);
 int thin_pool_commit(struct thin_pool *pool);
 /* Compare-and-swap the transaction id (-EINVAL when @current is wrong), then commit. */
 int thin_pool_set_transaction_id(struct thin_pool *pool, uint64_t current, uint64_t new_id);
+/* Hold a metadata snapshot, taken at a commit point after the data flush. -EBUSY when one
+ * is already held. */
 int thin_pool_reserve_metadata_snap(struct thin_pool *pool);
 int thin_pool_release_metadata_snap(struct thin_pool *pool);
 /* Re-read the data disk's size and grow the pool to it (-EINVAL if it shrank). */
