@@ -661,6 +661,285 @@ TEST(out_of_order_device_4k_data_disk_blocks)
 	out_of_order_model(4096);
 }
 
+/*----------------------------------------------------------------*/
+/* Cells: in-place I/O overlaps, provisioning, copy-on-write and unmaps do not. */
+
+/*
+ * A data disk that holds every request until gate_release() completes the ones queued then
+ * (the I/O happens at completion), counting what is in flight per op. While open, its poll
+ * completes everything (for the synchronous calls: setup, admin calls, close).
+ */
+struct gatedev {
+	struct blkdev dev;
+	struct blkdev *lower;
+	struct blkdev_req *q[256];
+	unsigned n;
+	unsigned in_flight[5], max_in_flight[5]; /* per enum blkdev_op */
+	unsigned submitted[5];
+	bool open;
+};
+
+static unsigned gate_complete(struct gatedev *g);
+
+static int gate_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
+{
+	return blkdev_read(container_of(d, struct gatedev, dev)->lower, b, c, buf);
+}
+static int gate_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
+{
+	return blkdev_write(container_of(d, struct gatedev, dev)->lower, b, c, buf);
+}
+static int gate_flush(struct blkdev *d)
+{
+	return blkdev_flush(container_of(d, struct gatedev, dev)->lower);
+}
+static int gate_discard(struct blkdev *d, uint64_t b, uint32_t c)
+{
+	return blkdev_discard(container_of(d, struct gatedev, dev)->lower, b, c);
+}
+
+static int gate_submit(struct blkdev *d, struct blkdev_req *req)
+{
+	struct gatedev *g = container_of(d, struct gatedev, dev);
+
+	if (g->n == ARRAY_SIZE(g->q))
+		return -EAGAIN;
+	g->q[g->n++] = req;
+	g->submitted[req->op]++;
+	if (++g->in_flight[req->op] > g->max_in_flight[req->op])
+		g->max_in_flight[req->op] = g->in_flight[req->op];
+	return 0;
+}
+
+static int gate_poll(struct blkdev *d)
+{
+	struct gatedev *g = container_of(d, struct gatedev, dev);
+
+	return g->open ? (int)gate_complete(g) : 0;
+}
+
+static const struct blkdev_ops gate_ops = { .read = gate_read,
+					    .write = gate_write,
+					    .flush = gate_flush,
+					    .discard = gate_discard,
+					    .submit = gate_submit,
+					    .poll = gate_poll };
+
+/* Complete, in reverse order, the requests queued now. */
+static unsigned gate_complete(struct gatedev *g)
+{
+	unsigned n = g->n, done = n;
+	struct blkdev_req *q[ARRAY_SIZE(g->q)];
+
+	memcpy(q, g->q, n * sizeof(q[0]));
+	g->n = 0;
+	while (n--) {
+		struct blkdev_req *req = q[n];
+		int rc = -EINVAL;
+
+		switch (req->op) {
+		case BLKDEV_READ:
+			rc = blkdev_read(g->lower, req->block, req->count, req->buf);
+			break;
+		case BLKDEV_WRITE:
+			rc = blkdev_write(g->lower, req->block, req->count, req->buf);
+			break;
+		case BLKDEV_FLUSH:
+			rc = blkdev_flush(g->lower);
+			break;
+		case BLKDEV_DISCARD:
+			rc = blkdev_discard(g->lower, req->block, req->count);
+			break;
+		case BLKDEV_WRITE_ZEROES:
+			rc = blkdev_write_zeroes(g->lower, req->block, req->count);
+			break;
+		}
+		g->in_flight[req->op]--;
+		req->done(req, rc);
+	}
+	return done;
+}
+
+/* Complete the requests queued now, then let the pool move (it may submit more). */
+static void gate_release(struct gatedev *g, struct thin_pool *pool)
+{
+	gate_complete(g);
+	for (int k = 0; k < 10; k++)
+		thin_pool_poll(pool);
+}
+
+/* Poll the pool until nothing moves (the gate stays shut). */
+static void settle(struct thin_pool *pool)
+{
+	for (int k = 0; k < 10; k++)
+		thin_pool_poll(pool);
+}
+
+struct gpool {
+	struct blkdev *meta, *lower;
+	struct gatedev g;
+	struct thin_pool *pool;
+};
+
+/* A pool of 32 data blocks (64 KiB) on a gated data disk; no timed commits. */
+static int gpool_create(struct gpool *t)
+{
+	struct thin_pool_opts o;
+	int r;
+
+	memset(t, 0, sizeof(*t));
+	thin_pool_default_opts(&o);
+	o.commit_interval_ms = 3600u * 1000;
+	r = memdisk_create(256, 4096, &t->meta);
+	if (!r)
+		r = memdisk_create(32 * 128, 512, &t->lower);
+	if (r)
+		return r;
+	t->g.lower = t->lower;
+	t->g.dev.ops = &gate_ops;
+	t->g.dev.name = "gatedev";
+	t->g.dev.nr_blocks = t->lower->nr_blocks;
+	t->g.dev.block_size = t->lower->block_size;
+	t->g.open = true;
+	r = thin_pool_format(t->meta, &t->g.dev, &o, false);
+	if (!r)
+		r = thin_pool_open(t->meta, &t->g.dev, &o, NULL, 0, &t->pool);
+	return r;
+}
+
+static void gpool_destroy(struct gpool *t)
+{
+	ok_eq(thin_pool_close(t->pool), 0);
+	ok_eq(check_dev(t->meta), 0);
+	blkdev_destroy(t->lower);
+	blkdev_destroy(t->meta);
+}
+
+/* The data block volume @id's @vblock maps to, or ~0 when unmapped. */
+static uint64_t mapped_to(struct thin_pool *pool, thin_id_t id, uint64_t vblock)
+{
+	struct thin_md_view view;
+	uint64_t db;
+	uint32_t tm;
+
+	if (thin_md_view_current(thin_pool_md(pool), &view) ||
+	    thin_view_lookup(&view, id, vblock, &db, &tm))
+		return ~0ull;
+	return db;
+}
+
+/* 16 concurrent 4 KiB writes, then reads, inside one mapped unshared block: all in flight. */
+TEST(in_place_io_to_one_block_overlaps)
+{
+	struct gpool t;
+	struct thin_volume *vol;
+	struct blkdev *d;
+	struct blkdev_req req[16];
+	uint8_t *a = bufa(KB64), *b = bufa(KB64);
+	int cnt[2] = { 0, 0 };
+
+	if (!ok_eq(gpool_create(&t), 0))
+		return;
+	d = vol_open(t.pool, 1, 4 * KB64, &vol);
+	ok_eq(blkdev_write(d, 128, 128, b), 0); /* map block 1 */
+	t.g.open = false;
+	pattern(a, KB64, 21);
+	for (int i = 0; i < 16; i++) {
+		req[i] = (struct blkdev_req){ .op = BLKDEV_WRITE,
+					      .block = 128 + (uint64_t)i * 8,
+					      .count = 8,
+					      .buf = a + i * 4096,
+					      .done = count_done,
+					      .priv = cnt };
+		ok_eq(blkdev_submit(d, &req[i]), 0);
+	}
+	settle(t.pool);
+	ok_eq(t.g.in_flight[BLKDEV_WRITE], 16);
+	gate_release(&t.g, t.pool);
+	ok_eq(cnt[0], 16);
+	ok_eq(cnt[1], 0);
+	memset(b, 0, KB64);
+	cnt[0] = 0;
+	for (int i = 0; i < 16; i++) {
+		req[i] = (struct blkdev_req){ .op = BLKDEV_READ,
+					      .block = 128 + (uint64_t)i * 8,
+					      .count = 8,
+					      .buf = b + i * 4096,
+					      .done = count_done,
+					      .priv = cnt };
+		ok_eq(blkdev_submit(d, &req[i]), 0);
+	}
+	settle(t.pool);
+	ok_eq(t.g.in_flight[BLKDEV_READ], 16);
+	gate_release(&t.g, t.pool);
+	ok_eq(cnt[0], 16);
+	ok_eq(cnt[1], 0);
+	ok(!memcmp(a, b, KB64));
+	ok_eq(data_used(t.pool), 1);
+	t.g.open = true;
+	thin_volume_close(vol);
+	gpool_destroy(&t);
+	free(a);
+	free(b);
+}
+
+/*
+ * Writes right behind the provisioning of their block wait for it (else the zero fill or a
+ * second allocation would lose them), then overlap each other in place.
+ */
+TEST(writes_behind_provisioning_wait_then_overlap)
+{
+	struct gpool t;
+	struct thin_volume *vol;
+	struct blkdev *d;
+	struct blkdev_req req[3];
+	uint8_t *a = bufa(3 * 4096), *b = bufa(KB64);
+	const uint64_t at[3] = { 0, 16, 64 }; /* sectors */
+	int cnt[2] = { 0, 0 };
+
+	if (!ok_eq(gpool_create(&t), 0))
+		return;
+	d = vol_open(t.pool, 1, 4 * KB64, &vol);
+	t.g.open = false;
+	pattern(a, 3 * 4096, 22);
+	/* 4 KiB at 0, 8 KiB and 32 KiB of unmapped block 2. */
+	for (int i = 0; i < 3; i++) {
+		req[i] = (struct blkdev_req){ .op = BLKDEV_WRITE,
+					      .block = 256 + at[i],
+					      .count = 8,
+					      .buf = a + i * 4096,
+					      .done = count_done,
+					      .priv = cnt };
+		ok_eq(blkdev_submit(d, &req[i]), 0);
+	}
+	settle(t.pool);
+	/* Only the provisioning write (the block, zero-filled) is on the disk. */
+	ok_eq(t.g.in_flight[BLKDEV_WRITE], 1);
+	ok_eq(t.g.submitted[BLKDEV_WRITE], 1);
+	ok_eq(mapped_to(t.pool, 1, 2), ~0ull);
+	gate_release(&t.g, t.pool);
+	ok_eq(cnt[0], 1);
+	ok(mapped_to(t.pool, 1, 2) != ~0ull);
+	/* Now the two others, in place, both at once. */
+	ok_eq(t.g.in_flight[BLKDEV_WRITE], 2);
+	gate_release(&t.g, t.pool);
+	ok_eq(cnt[0], 3);
+	ok_eq(cnt[1], 0);
+	ok_eq(data_used(t.pool), 1);
+	t.g.open = true;
+	ok_eq(blkdev_read(t.lower, mapped_to(t.pool, 1, 2) * 128, 128, b), 0);
+	ok(!memcmp(b, a, 4096));
+	ok(all_bytes(b + 4096, 4096, 0));
+	ok(!memcmp(b + 8192, a + 4096, 4096));
+	ok(all_bytes(b + 12288, 32768 - 12288, 0));
+	ok(!memcmp(b + 32768, a + 8192, 4096));
+	ok(all_bytes(b + 36864, KB64 - 36864, 0));
+	thin_volume_close(vol);
+	gpool_destroy(&t);
+	free(a);
+	free(b);
+}
+
 /* The async path with the synchronous fallback: a completion inside submit recurses not. */
 TEST(async_many_requests_sync_device)
 {
