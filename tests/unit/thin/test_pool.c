@@ -940,6 +940,167 @@ TEST(writes_behind_provisioning_wait_then_overlap)
 	free(b);
 }
 
+/*
+ * An unmap (discard, whole-block write-zeroes) waits for the in-place writes to its block
+ * that started before it: unmapped first, the block could be reused (by another volume,
+ * after a commit) and then receive an old write. Requests behind the unmap see its result.
+ */
+TEST(unmap_waits_for_earlier_in_place_io)
+{
+	struct gpool t;
+	struct thin_volume *vol;
+	struct blkdev *d;
+	struct blkdev_req req[4], unmap, rd;
+	uint8_t *a = bufa(KB64), *b = bufa(KB64);
+	int cnt[2], ucnt[2], rcnt[2];
+
+	if (!ok_eq(gpool_create(&t), 0))
+		return;
+	d = vol_open(t.pool, 1, 4 * KB64, &vol);
+	for (int round = 0; round < 2 && !test_failed(); round++) {
+		enum blkdev_op op = round ? BLKDEV_WRITE_ZEROES : BLKDEV_DISCARD;
+		uint64_t db;
+		unsigned discards;
+
+		t.g.open = true;
+		ok_eq(blkdev_write(d, 0, 128, a), 0);
+		ok_eq(blkdev_flush(d), 0);
+		db = mapped_to(t.pool, 1, 0);
+		ok(db != ~0ull);
+		t.g.open = false;
+		discards = t.g.submitted[BLKDEV_DISCARD];
+		memset(cnt, 0, sizeof(cnt));
+		memset(ucnt, 0, sizeof(ucnt));
+		memset(rcnt, 0, sizeof(rcnt));
+		for (int i = 0; i < 4; i++) {
+			req[i] = (struct blkdev_req){ .op = BLKDEV_WRITE,
+						      .block = (uint64_t)i * 32,
+						      .count = 8,
+						      .buf = a,
+						      .done = count_done,
+						      .priv = cnt };
+			ok_eq(blkdev_submit(d, &req[i]), 0);
+		}
+		settle(t.pool);
+		ok_eq(t.g.in_flight[BLKDEV_WRITE], 4);
+		unmap = (struct blkdev_req){
+			.op = op, .block = 0, .count = 128, .done = count_done, .priv = ucnt
+		};
+		ok_eq(blkdev_submit(d, &unmap), 0);
+		rd = (struct blkdev_req){
+			.op = BLKDEV_READ, .block = 0, .count = 128, .buf = b, .done = count_done
+		};
+		rd.priv = rcnt;
+		ok_eq(blkdev_submit(d, &rd), 0);
+		settle(t.pool);
+		/* Still mapped, nothing passed down, the unmap and the read behind it wait. */
+		ok_eq(ucnt[0], 0);
+		ok_eq(rcnt[0], 0);
+		ok_eq(mapped_to(t.pool, 1, 0), db);
+		ok_eq(t.g.submitted[BLKDEV_DISCARD], discards);
+		ok_eq(t.g.in_flight[BLKDEV_READ], 0);
+		for (int k = 0; k < 10 && !(ucnt[0] && rcnt[0]); k++)
+			gate_release(&t.g, t.pool);
+		ok_eq(cnt[0], 4);
+		ok_eq(cnt[1], 0);
+		ok_eq(ucnt[0], 1);
+		ok_eq(ucnt[1], 0);
+		ok_eq(rcnt[0], 1);
+		ok_eq(rcnt[1], 0);
+		ok(all_bytes(b, KB64, 0));
+		ok_eq(mapped_to(t.pool, 1, 0), ~0ull);
+	}
+	t.g.open = true;
+	thin_volume_close(vol);
+	gpool_destroy(&t);
+	free(a);
+	free(b);
+}
+
+/*
+ * Copy-on-write of a shared block waits for the in-place reads of it that started earlier
+ * (dm's shared_read_ds: once unmapped here, the snapshot could free the old block), and
+ * the writes behind it wait for the copy, then overlap in place.
+ */
+TEST(copy_on_write_is_not_overtaken)
+{
+	struct gpool t;
+	struct thin_volume *vol, *snap;
+	struct blkdev *d;
+	struct blkdev_req rd, w[3];
+	uint8_t *a = bufa(KB64), *n = bufa(3 * 4096), *b = bufa(KB64), *r = bufa(4096);
+	const uint64_t at[3] = { 16, 32, 64 }; /* sectors */
+	int rcnt[2] = { 0, 0 }, cnt[2] = { 0, 0 };
+	unsigned reads, writes;
+
+	if (!ok_eq(gpool_create(&t), 0))
+		return;
+	d = vol_open(t.pool, 1, 4 * KB64, &vol);
+	pattern(a, KB64, 31);
+	ok_eq(blkdev_write(d, 0, 128, a), 0);
+	thin_volume_close(vol);
+	ok_eq(thin_pool_create_snap(t.pool, 2, 1), 0);
+	d = vol_open(t.pool, 1, 4 * KB64, &vol);
+	ok_eq(thin_volume_open(t.pool, 2, 4 * KB64, true, &snap), 0);
+	t.g.open = false;
+	reads = t.g.submitted[BLKDEV_READ];
+	writes = t.g.submitted[BLKDEV_WRITE];
+	/* A read of the shared block goes in place. */
+	rd = (struct blkdev_req){
+		.op = BLKDEV_READ, .block = 0, .count = 8, .buf = r, .done = count_done
+	};
+	rd.priv = rcnt;
+	ok_eq(blkdev_submit(d, &rd), 0);
+	settle(t.pool);
+	ok_eq(t.g.in_flight[BLKDEV_READ], 1);
+	/* Three writes: the first copies, the others wait behind it. */
+	pattern(n, 3 * 4096, 32);
+	for (int i = 0; i < 3; i++) {
+		w[i] = (struct blkdev_req){ .op = BLKDEV_WRITE,
+					    .block = at[i],
+					    .count = 8,
+					    .buf = n + i * 4096,
+					    .done = count_done,
+					    .priv = cnt };
+		ok_eq(blkdev_submit(d, &w[i]), 0);
+	}
+	settle(t.pool);
+	ok_eq(t.g.submitted[BLKDEV_READ], reads + 1); /* the copy has not started */
+	ok_eq(t.g.submitted[BLKDEV_WRITE], writes);
+	gate_release(&t.g, t.pool);
+	ok_eq(rcnt[0], 1);
+	ok(!memcmp(r, a, 4096));
+	/* The copy: read the old block, ... */
+	ok_eq(t.g.in_flight[BLKDEV_READ], 1);
+	ok_eq(t.g.in_flight[BLKDEV_WRITE], 0);
+	gate_release(&t.g, t.pool);
+	/* ... write the new one, alone, ... */
+	ok_eq(t.g.in_flight[BLKDEV_WRITE], 1);
+	gate_release(&t.g, t.pool);
+	ok_eq(cnt[0], 1);
+	/* ... then the two others in place, at once. */
+	ok_eq(t.g.in_flight[BLKDEV_WRITE], 2);
+	gate_release(&t.g, t.pool);
+	ok_eq(cnt[0], 3);
+	ok_eq(cnt[1], 0);
+	t.g.open = true;
+	ok_eq(blkdev_read(d, 0, 128, b), 0);
+	for (int i = 0; i < 3; i++)
+		memcpy(a + at[i] * 512, n + i * 4096, 4096);
+	ok(!memcmp(b, a, KB64));
+	pattern(a, KB64, 31);
+	ok_eq(blkdev_read(thin_volume_blkdev(snap), 0, 128, b), 0);
+	ok(!memcmp(b, a, KB64));
+	ok_eq(data_used(t.pool), 2);
+	thin_volume_close(snap);
+	thin_volume_close(vol);
+	gpool_destroy(&t);
+	free(a);
+	free(n);
+	free(b);
+	free(r);
+}
+
 /* The async path with the synchronous fallback: a completion inside submit recurses not. */
 TEST(async_many_requests_sync_device)
 {
