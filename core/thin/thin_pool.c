@@ -21,6 +21,10 @@
  * and thin_pool_poll() advances it. Nothing recurses through callbacks.
  *
  * Ordering invariants:
+ *   - per (volume, virtual block), an io that provisions, copies, read-modify-writes or
+ *     unmaps runs after every earlier io to it completed, and every later io waits for it;
+ *     in-place ios are ordered only by the data disk. So in-place I/O never outlives the
+ *     mapping it was issued against;
  *   - a newly provisioned or copied block is written completely before its mapping is
  *     inserted, so no mapping ever points at a block whose contents were not written;
  *   - a block allocated (or held for a passdown discard) but not yet inserted (released) is

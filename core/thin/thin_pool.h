@@ -13,7 +13,11 @@
  *     half-updated block is ever visible;
  *   - discard unmaps whole data blocks (and discards freed blocks on the data disk when
  *     passdown is on); write-zeroes unmaps whole blocks and zeroes partial ones;
- *   - requests touching the same data block run in arrival order; the rest overlap;
+ *   - a write or discard that provisions, copies (copy-on-write), read-modify-writes (a
+ *     piece smaller than a data-disk block) or unmaps a data block runs after the earlier
+ *     requests to that block completed, and the later ones wait for it; reads and writes that
+ *     go in place (mapped block, unshared for writes) overlap, like on a plain disk: their
+ *     order, where they overlap, is the data disk's. Requests to different blocks overlap;
  *   - flush (and FUA) completes only after the data disk was flushed and then the metadata
  *     committed: data is durable before the metadata that points to it.
  * The pool also commits by itself once a second while it has changes (thin_pool_poll()).
