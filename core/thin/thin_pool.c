@@ -744,6 +744,7 @@ static int map_write(struct thin_pool *pool, struct pool_io *io)
 	if (r == -ENODATA) {
 		if (!io->buf)
 			return 1; /* zeroes over a hole: nothing to do */
+		/* Only after a rollback could in-place I/O be in flight here; same rule anyway. */
 		if (cell_wait_in_place(io))
 			return 0;
 		io->cow = false;
