@@ -6,13 +6,25 @@
  * Method. A volume request (struct blkdev_req, 512-byte blocks) becomes a struct pool_req
  * (the parent) split into one struct pool_io per data block it touches. Each io first takes
  * the cell of its (volume, virtual block) (dm's bio prison): reads share a cell, every other
- * op holds it alone, and waiters are served in arrival order, so requests touching the same
- * block stay in order while the rest overlap. An io then looks its block up and runs a small
+ * op holds it alone, and waiters are served in arrival order. An io then looks its block up.
+ * Found mapped, and needing no provisioning, copy or read-modify-write, it leaves the cell
+ * and its data I/O runs as on a plain disk (dm's remap_and_issue): concurrent in-place I/O
+ * to one block overlaps, and its order is the data disk's. Everything else keeps the cell
+ * to the end: provisioning (allocate, write, insert), copy-on-write, read-modify-write of a
+ * piece smaller than a data-disk block, and unmapping (discard, whole-block write-zeroes);
+ * requests behind it wait, so they see its result. Each of those first waits until the
+ * in-place I/O that left the cell earlier completed (dm's all_io_ds and shared_read_ds),
+ * so none lands in a block after it was unmapped or copied away (and maybe reused), and a
+ * read-modify-write is atomic against every other write. The io then runs a small
  * state machine whose data I/O is submitted to the data disk; the disk's completion callback
  * only puts the io on a list (it may run inside blkdev_submit() for a synchronous device),
  * and thin_pool_poll() advances it. Nothing recurses through callbacks.
  *
  * Ordering invariants:
+ *   - per (volume, virtual block), an io that provisions, copies, read-modify-writes or
+ *     unmaps runs after every earlier io to it completed, and every later io waits for it;
+ *     in-place ios are ordered only by the data disk. So in-place I/O never outlives the
+ *     mapping it was issued against;
  *   - a newly provisioned or copied block is written completely before its mapping is
  *     inserted, so no mapping ever points at a block whose contents were not written;
  *   - a block allocated (or held for a passdown discard) but not yet inserted (released) is
@@ -69,6 +81,11 @@ struct cell {
 	unsigned readers;
 	bool writer;
 	struct pool_io *wait_head, *wait_tail;
+	/* In-place data I/O that left the cell (dm's all_io_ds, per block): an io holding the
+	 * cell alone that is about to change the mapping or read-modify-write waits (in
+	 * drainer) until this is 0; new ios cannot start meanwhile, as it holds the cell. */
+	unsigned in_place;
+	struct pool_io *drainer;
 };
 
 struct pool_io {
@@ -85,6 +102,7 @@ struct pool_io {
 	bool tried_commit; /* out of space: one commit was tried (it may free blocks) */
 	bool cow;	   /* provisioning copies old_db */
 	bool holds_block;  /* db was allocated for this io and counts in pool->in_flight_allocs */
+	bool in_place;	   /* left its cell: counts in cell->in_place */
 	uint64_t gen;	   /* pool->abort_gen when db was taken */
 	uint64_t deadline; /* out-of-space wait */
 	uint8_t *bounce;
@@ -320,6 +338,47 @@ static int cell_get(struct thin_pool *pool, struct pool_io *io, bool *held)
 	return 0;
 }
 
+/*
+ * @io found its block mapped and needs no provisioning, copy or read-modify-write: leave
+ * the cell (dm's cell_defer_no_holder after inc_all_io_entry), so the ios waiting in it
+ * start while @io's data I/O runs, as on a plain disk. The cell stays allocated while
+ * in-place I/O counts in it.
+ */
+static void cell_leave(struct thin_pool *pool, struct pool_io *io)
+{
+	struct cell *c = io->cell;
+
+	if (io->op == BLKDEV_READ)
+		c->readers--;
+	else
+		c->writer = false;
+	c->in_place++;
+	io->in_place = true;
+	while (c->wait_head && cell_compatible(c, c->wait_head)) {
+		struct pool_io *w;
+
+		LIST_POP(c->wait_head, c->wait_tail, w);
+		cell_enter(c, w);
+		LIST_PUSH(pool->run_head, pool->run_tail, w);
+	}
+}
+
+/*
+ * @io holds its cell alone and is about to unmap, copy, provision or read-modify-write its
+ * block: true when in-place I/O that started earlier is still in flight; @io then waits
+ * and runs its current state (IO_MAP) again once the last of it completed.
+ */
+static bool cell_wait_in_place(struct pool_io *io)
+{
+	struct cell *c = io->cell;
+
+	if (!c->in_place)
+		return false;
+	io->state = IO_MAP;
+	c->drainer = io;
+	return true;
+}
+
 static void cell_put(struct thin_pool *pool, struct pool_io *io)
 {
 	struct cell *c = io->cell, **pp;
@@ -327,6 +386,14 @@ static void cell_put(struct thin_pool *pool, struct pool_io *io)
 	if (!c)
 		return;
 	io->cell = NULL;
+	if (io->in_place) {
+		io->in_place = false;
+		if (!--c->in_place && c->drainer) {
+			LIST_PUSH(pool->run_head, pool->run_tail, c->drainer);
+			c->drainer = NULL;
+		}
+		goto maybe_free;
+	}
 	if (io->op == BLKDEV_READ)
 		c->readers--;
 	else
@@ -339,7 +406,8 @@ static void cell_put(struct thin_pool *pool, struct pool_io *io)
 		cell_enter(c, w);
 		LIST_PUSH(pool->run_head, pool->run_tail, w);
 	}
-	if (c->readers || c->writer || c->wait_head)
+maybe_free:
+	if (c->readers || c->writer || c->wait_head || c->in_place)
 		return;
 	for (pp = &pool->cells[cell_hash(c->vol, c->vblock)]; *pp; pp = &(*pp)->hnext) {
 		if (*pp == c) {
@@ -685,6 +753,7 @@ static int map_read(struct thin_pool *pool, struct pool_io *io)
 	if (r)
 		return r;
 	if (is_aligned(pool, io)) {
+		cell_leave(pool, io);
 		data_submit(pool, io, BLKDEV_READ, res.block, io->off, io->len, io->buf,
 			    IO_READ_DONE);
 		return 0;
@@ -695,6 +764,7 @@ static int map_read(struct thin_pool *pool, struct pool_io *io)
 		return 0;
 	}
 	io->boff = a0;
+	cell_leave(pool, io);
 	data_submit(pool, io, BLKDEV_READ, res.block, a0, alen, io->bounce, IO_READ_DONE);
 	return 0;
 }
@@ -711,6 +781,9 @@ static int map_write(struct thin_pool *pool, struct pool_io *io)
 	if (r == -ENODATA) {
 		if (!io->buf)
 			return 1; /* zeroes over a hole: nothing to do */
+		/* Only after a rollback could in-place I/O be in flight here; same rule anyway. */
+		if (cell_wait_in_place(io))
+			return 0;
 		io->cow = false;
 		r = alloc_block(pool, io);
 		if (r)
@@ -718,6 +791,10 @@ static int map_write(struct thin_pool *pool, struct pool_io *io)
 		return provision(pool, io);
 	}
 	if (res.shared) {
+		/* dm's shared_read_ds: reads of the old block finish before it is unmapped
+		 * here (another volume could then free it). */
+		if (cell_wait_in_place(io))
+			return 0;
 		io->old_db = res.block;
 		io->cow = true;
 		r = alloc_block(pool, io);
@@ -728,10 +805,15 @@ static int map_write(struct thin_pool *pool, struct pool_io *io)
 	/* Mapped and not shared: in place (also in read-only mode, as dm). */
 	io->db = res.block;
 	if (is_aligned(pool, io) && io->buf) {
+		cell_leave(pool, io);
 		data_submit(pool, io, BLKDEV_WRITE, res.block, io->off, io->len, io->buf,
 			    IO_WRITE_DONE);
 		return 0;
 	}
+	/* A read-modify-write stays in the cell, after the earlier in-place I/O: atomic
+	 * against every other write to the same disk block. */
+	if (!is_aligned(pool, io) && cell_wait_in_place(io))
+		return 0;
 	aligned_range(pool, io, &a0, &alen);
 	if (!bounce_get(pool, io, alen)) {
 		wait_mem(pool, io, IO_MAP);
@@ -740,6 +822,7 @@ static int map_write(struct thin_pool *pool, struct pool_io *io)
 	io->boff = a0;
 	if (is_aligned(pool, io)) {
 		/* Zeroes, aligned: the bounce buffer is already zero. */
+		cell_leave(pool, io);
 		data_submit(pool, io, BLKDEV_WRITE, res.block, a0, alen, io->bounce, IO_WRITE_DONE);
 		return 0;
 	}
@@ -786,6 +869,10 @@ static int map_unmap(struct thin_pool *pool, struct pool_io *io)
 		return 1;
 	if (r)
 		return r;
+	/* dm's all_io_ds: in-place I/O that started before the unmap completes first, or it
+	 * could land in the block after it was reused. */
+	if (cell_wait_in_place(io))
+		return 0;
 	r = thin_remove_block(io->vol->td, io->vblock);
 	if (r) {
 		metadata_failed(pool, r);

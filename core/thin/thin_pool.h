@@ -14,7 +14,11 @@
  *   - discard unmaps whole data blocks (and, when passdown is on, discards freed blocks on
  *     the data disk after the commit that made the unmap durable); write-zeroes unmaps whole
  *     blocks and zeroes partial ones;
- *   - requests touching the same data block run in arrival order; the rest overlap;
+ *   - a write or discard that provisions, copies (copy-on-write), read-modify-writes (a
+ *     piece smaller than a data-disk block) or unmaps a data block runs after the earlier
+ *     requests to that block completed, and the later ones wait for it; reads and writes that
+ *     go in place (mapped block, unshared for writes) overlap, like on a plain disk: their
+ *     order, where they overlap, is the data disk's. Requests to different blocks overlap;
  *   - flush (and FUA) completes only after the data disk was flushed and then the metadata
  *     committed: data is durable before the metadata that points to it. A failed data flush
  *     rolls the open transaction back, sets needs_check and makes the pool read-only (dm).
