@@ -1073,14 +1073,20 @@ int thin_find_mapped_range(struct thin_dev *td, uint64_t begin, uint64_t end, ui
 
 int thin_md_alloc_data_block(struct thin_md *md, uint64_t *out)
 {
-	dm_block_t b;
+	dm_block_t b, nr;
 	int r = check_rw(md);
 
 	if (r)
 		return r;
 	r = dm_sm_new_block(md->dsm, &b);
+	if (r == -ENOSPC && !dm_sm_get_nr_free(md->dsm, &nr) && !nr)
+		return r; /* no data block is free; nothing changed */
+	/*
+	 * A block was free, so the -ENOSPC came from the metadata space map while recording
+	 * the allocation: a half-done metadata failure, not a full data device.
+	 */
 	if (r == -ENOSPC)
-		return r;
+		r = -EIO;
 	if (r)
 		return failed(md, r);
 	md->dirty = true;

@@ -184,7 +184,9 @@ int thin_find_mapped_range(struct thin_dev *td, uint64_t begin, uint64_t end, ui
 
 /*
  * Allocate a free data block (reference count 1). Never a block freed in this transaction.
- * -ENOSPC when the data device is full.
+ * -ENOSPC only when the data device is full (no block free in both the committed and the
+ * current state; nothing changed). Running out of metadata space while recording the
+ * allocation is a failed modifying call (-EIO; abort).
  */
 int thin_md_alloc_data_block(struct thin_md *md, uint64_t *out);
 /*

@@ -485,7 +485,6 @@ static uint64_t alloc_hint(struct thin_pool *pool, struct thin_volume *vol, uint
  */
 static int alloc_block(struct thin_pool *pool, struct pool_io *io)
 {
-	uint64_t nr_free;
 	int r;
 
 	if (!pool_writable(pool))
@@ -499,11 +498,7 @@ static int alloc_block(struct thin_pool *pool, struct pool_io *io)
 		goto no_space; /* keep the queue in order */
 	r = thin_md_alloc_data_block_near(pool->md, alloc_hint(pool, io->vol, io->vblock), &io->db);
 	if (r == -ENOSPC) {
-		if (!thin_md_get_free_data_blocks(pool->md, &nr_free) && nr_free) {
-			/* Data blocks are free: the metadata space ran out. */
-			metadata_failed(pool, r);
-			return -ENOSPC;
-		}
+		/* Only the data device is full (as in dm): metadata exhaustion fails elsewhere. */
 		if (pool->dirty && !io->tried_commit) {
 			/* Blocks freed in this transaction become usable after a commit. */
 			io->tried_commit = true;
