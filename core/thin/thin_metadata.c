@@ -1467,13 +1467,45 @@ static int write_sb_flags(struct thin_md *md)
 	return dm_bm_flush(md->bm);
 }
 
+static bool bm_has_dirty(struct dm_block_manager *bm)
+{
+	struct dm_bm_stats st;
+
+	dm_bm_get_stats(bm, &st);
+	return st.dirty != 0;
+}
+
 int thin_md_set_needs_check(struct thin_md *md)
 {
+	struct dm_block *b;
+	struct thin_disk_superblock *sb;
+	int r = 0, r2;
+
 	if (md->opened_ro)
 		return -EROFS;
 	md->flags |= THIN_METADATA_NEEDS_CHECK_FLAG;
 	md->read_only = true;
-	return write_sb_flags(md);
+	/*
+	 * Only the flag may reach the disk, on the last committed state: a failed or unfinished
+	 * transaction's blocks (after a failed commit, its half-built superblock) are dropped
+	 * first. If dropping them failed, writing anything could make them durable: refuse.
+	 */
+	if (md->dirty || md->fail || bm_has_dirty(md->bm)) {
+		r = thin_md_abort(md);
+		md->flags |= THIN_METADATA_NEEDS_CHECK_FLAG;
+		md->read_only = true;
+		if (bm_has_dirty(md->bm))
+			return r ? r : -EIO;
+	}
+	/* The committed superblock's own flags (md->flags is unset if the reload failed). */
+	r2 = dm_bm_write_lock(md->bm, THIN_SUPERBLOCK_LOCATION, &sb_validator, &b);
+	if (!r2) {
+		sb = dm_block_data(b);
+		put_le32(&sb->flags, get_le32(&sb->flags) | THIN_METADATA_NEEDS_CHECK_FLAG);
+		dm_bm_unlock(b);
+		r2 = dm_bm_flush(md->bm);
+	}
+	return r ? r : r2;
 }
 
 bool thin_md_needs_check(const struct thin_md *md)
