@@ -160,6 +160,24 @@ void dm_sm_disk_set_alloc_hint(struct dm_space_map *sm, dm_block_t b)
 	smd->begin = b < smd->ll.nr_blocks ? b : 0;
 }
 
+int dm_sm_disk_recount(struct dm_space_map *sm, bool *changed)
+{
+	struct sm_disk *smd = to_smd(sm);
+	int r;
+
+	if (smd->nr_allocated_this_transaction || memcmp(&smd->ll, &smd->old_ll, sizeof(smd->ll)))
+		return -EBUSY;
+	r = sm_ll_recount(&smd->ll, changed);
+	/*
+	 * The bitmaps are untouched, so the committed state allocates what the current one
+	 * does: keep the free count exact. (The committed index keeps its old hints; they
+	 * only steer the search until the commit.)
+	 */
+	if (!r)
+		smd->old_ll.nr_allocated = smd->ll.nr_allocated;
+	return r;
+}
+
 static int sm_disk_commit(struct dm_space_map *sm)
 {
 	struct sm_disk *smd = to_smd(sm);

@@ -530,6 +530,27 @@ static int count_used_from(struct thin_md *md, uint64_t from, uint64_t *used)
 	return r;
 }
 
+/*
+ * Space-map counters that disagree with their bitmaps (index entries' nr_free and
+ * none_free_before, roots' nr_allocated: thin_restore 0.9.0 writes such pools, and the
+ * checker warns about them) are corrected in the first transaction, so the next commit
+ * writes them right. If that fails part-way, carry on from the committed state without
+ * the correction: allocation reads the bitmaps themselves.
+ */
+static int recount_space_maps(struct thin_md *md)
+{
+	bool mc = false, dc = false;
+	int r = dm_sm_metadata_recount(md->msm, &mc);
+
+	if (!r)
+		r = dm_sm_disk_recount(md->dsm, &dc);
+	if (r)
+		return thin_md_abort(md);
+	if (mc || dc)
+		md->dirty = true;
+	return 0;
+}
+
 int thin_md_open(struct blkdev *meta, const struct thin_md_open_opts *o, struct thin_md **out)
 {
 	struct thin_md *md;
@@ -591,6 +612,13 @@ int thin_md_open(struct blkdev *meta, const struct thin_md_open_opts *o, struct 
 	}
 	md->opened_ro = o->read_only;
 	md->read_only = o->read_only || (md->flags & THIN_METADATA_NEEDS_CHECK_FLAG);
+	if (!blank && !md->read_only) {
+		r = recount_space_maps(md);
+		if (r) {
+			why(o, "cannot go back to the committed state (%d)", r);
+			goto bad_pd;
+		}
+	}
 	if (o->data_dev_blocks) {
 		uint64_t nr, used;
 
@@ -1525,6 +1553,9 @@ int thin_md_clear_needs_check(struct thin_md *md)
 	r = write_sb_flags(md);
 	if (!r)
 		md->read_only = false;
+	/* Read-write from now on: what a read-write open does. */
+	if (!r)
+		r = recount_space_maps(md);
 	return r;
 }
 
