@@ -343,6 +343,63 @@ int sm_ll_dec(struct ll_disk *ll, dm_block_t b, enum allocation_event *ev)
 	return sm_ll_mutate(ll, b, dec_ref_count, NULL, ev);
 }
 
+int sm_ll_recount(struct ll_disk *ll, bool *changed)
+{
+	dm_block_t allocated = 0;
+
+	*changed = false;
+	for (dm_block_t i = 0; i < div_up(ll->nr_blocks, ENTRIES_PER_BLOCK); i++) {
+		dm_block_t base = i * ENTRIES_PER_BLOCK;
+		uint32_t in_range =
+		    (uint32_t)MIN((dm_block_t)ENTRIES_PER_BLOCK, ll->nr_blocks - base);
+		uint32_t free_in_range = 0, free_all = 0, first_free = ENTRIES_PER_BLOCK;
+		struct disk_index_entry ie;
+		struct dm_block *blk;
+		const uint8_t *bytes;
+		bool fix = false;
+		int r = ll->load_ie(ll, i, &ie);
+
+		if (r)
+			return r;
+		r = dm_tm_read_lock(ll->tm, get_le64(&ie.blocknr), &dm_sm_bitmap_validator, &blk);
+		if (r)
+			return r;
+		bytes = bitmap_bytes(blk);
+		for (uint32_t e = 0; e < ENTRIES_PER_BLOCK; e++) {
+			if (sm_lookup_bitmap(bytes, e))
+				continue;
+			free_all++;
+			if (e < in_range) {
+				free_in_range++;
+				first_free = MIN(first_free, e);
+			}
+		}
+		dm_tm_unlock(ll->tm, blk);
+		allocated += in_range - free_in_range;
+		/* Either convention for the entries past the end (see the checker) is right. */
+		if (get_le32(&ie.nr_free) != free_in_range && get_le32(&ie.nr_free) != free_all) {
+			put_le32(&ie.nr_free, free_all);
+			fix = true;
+		}
+		/* A hint below the first free entry is fine; one above it hides free blocks. */
+		if (get_le32(&ie.none_free_before) > first_free) {
+			put_le32(&ie.none_free_before, first_free);
+			fix = true;
+		}
+		if (fix) {
+			r = ll->save_ie(ll, i, &ie);
+			if (r)
+				return r;
+			*changed = true;
+		}
+	}
+	if (ll->nr_allocated != allocated) {
+		ll->nr_allocated = allocated;
+		*changed = true;
+	}
+	return 0;
+}
+
 int sm_ll_commit(struct ll_disk *ll)
 {
 	return ll->commit ? ll->commit(ll) : 0;

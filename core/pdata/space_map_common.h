@@ -116,6 +116,15 @@ int sm_ll_inc(struct ll_disk *ll, dm_block_t b, enum allocation_event *ev);
 int sm_ll_dec(struct ll_disk *ll, dm_block_t b, enum allocation_event *ev);
 int sm_ll_commit(struct ll_disk *ll);
 
+/*
+ * Recompute the counters that summarise the bitmaps (each index entry's nr_free and
+ * none_free_before, and nr_allocated) from the bitmaps, saving the index entries that are
+ * wrong (a hint lagging below the first free entry, and either convention for a last
+ * bitmap's past-the-end entries, are right and kept). *@changed says whether anything was
+ * corrected. Reads every bitmap. An error may leave the transaction half changed.
+ */
+int sm_ll_recount(struct ll_disk *ll, bool *changed);
+
 /* Fill a disk_sm_root from @ll. */
 void sm_ll_save_root(const struct ll_disk *ll, struct disk_sm_root *root);
 

@@ -59,25 +59,55 @@ static int sm_disk_count_is_more_than_one(struct dm_space_map *sm, dm_block_t b,
 	return r;
 }
 
+/*
+ * Keep nr_allocated_this_transaction exact whatever call changed a count (as
+ * dm-space-map-disk.c does): it counts the blocks free in the committed state that are in
+ * use now. A block the committed state uses stays out of the free count while freed (it
+ * cannot be handed out before the commit), so its events change nothing.
+ */
+static int account(struct sm_disk *smd, dm_block_t b, enum allocation_event ev)
+{
+	uint32_t old_count = 0;
+	int r;
+
+	if (ev == SM_NONE)
+		return 0;
+	if (b < smd->old_ll.nr_blocks) {
+		r = sm_ll_lookup_bitmap(&smd->old_ll, b, &old_count);
+		if (r)
+			return r;
+	}
+	if (old_count)
+		return 0;
+	if (ev == SM_ALLOC)
+		smd->nr_allocated_this_transaction++;
+	else
+		smd->nr_allocated_this_transaction--;
+	return 0;
+}
+
 static int sm_disk_set_count(struct dm_space_map *sm, dm_block_t b, uint32_t count)
 {
 	enum allocation_event ev;
+	int r = sm_ll_insert(&to_smd(sm)->ll, b, count, &ev);
 
-	return sm_ll_insert(&to_smd(sm)->ll, b, count, &ev);
+	return r ? r : account(to_smd(sm), b, ev);
 }
 
 static int sm_disk_inc_block(struct dm_space_map *sm, dm_block_t b)
 {
 	enum allocation_event ev;
+	int r = sm_ll_inc(&to_smd(sm)->ll, b, &ev);
 
-	return sm_ll_inc(&to_smd(sm)->ll, b, &ev);
+	return r ? r : account(to_smd(sm), b, ev);
 }
 
 static int sm_disk_dec_block(struct dm_space_map *sm, dm_block_t b)
 {
 	enum allocation_event ev;
+	int r = sm_ll_dec(&to_smd(sm)->ll, b, &ev);
 
-	return sm_ll_dec(&to_smd(sm)->ll, b, &ev);
+	return r ? r : account(to_smd(sm), b, ev);
 }
 
 /*
@@ -120,9 +150,7 @@ static int sm_disk_new_block(struct dm_space_map *sm, dm_block_t *b)
 		return r;
 	smd->begin = *b + 1;
 	r = sm_ll_inc(&smd->ll, *b, &ev);
-	if (!r && ev == SM_ALLOC)
-		smd->nr_allocated_this_transaction++;
-	return r;
+	return r ? r : account(smd, *b, ev);
 }
 
 void dm_sm_disk_set_alloc_hint(struct dm_space_map *sm, dm_block_t b)
@@ -130,6 +158,24 @@ void dm_sm_disk_set_alloc_hint(struct dm_space_map *sm, dm_block_t b)
 	struct sm_disk *smd = to_smd(sm);
 
 	smd->begin = b < smd->ll.nr_blocks ? b : 0;
+}
+
+int dm_sm_disk_recount(struct dm_space_map *sm, bool *changed)
+{
+	struct sm_disk *smd = to_smd(sm);
+	int r;
+
+	if (smd->nr_allocated_this_transaction || memcmp(&smd->ll, &smd->old_ll, sizeof(smd->ll)))
+		return -EBUSY;
+	r = sm_ll_recount(&smd->ll, changed);
+	/*
+	 * The bitmaps are untouched, so the committed state allocates what the current one
+	 * does: keep the free count exact. (The committed index keeps its old hints; they
+	 * only steer the search until the commit.)
+	 */
+	if (!r)
+		smd->old_ll.nr_allocated = smd->ll.nr_allocated;
+	return r;
 }
 
 static int sm_disk_commit(struct dm_space_map *sm)

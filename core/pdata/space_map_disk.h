@@ -19,5 +19,11 @@ int dm_sm_disk_open(struct dm_transaction_manager *tm, const void *root_le, size
  * freed in this transaction); a hint past the end means 0. Only for a disk space map.
  */
 void dm_sm_disk_set_alloc_hint(struct dm_space_map *sm, dm_block_t b);
+/*
+ * Right after open (-EBUSY otherwise): correct the counters that summarise the bitmaps
+ * (sm_ll_recount()) in the current transaction; they reach the disk at the next commit.
+ * Reads every bitmap. After an error other than -EBUSY the transaction must be aborted.
+ */
+int dm_sm_disk_recount(struct dm_space_map *sm, bool *changed);
 
 #endif

@@ -393,6 +393,21 @@ int dm_sm_metadata_create(struct dm_space_map *sm, struct dm_transaction_manager
 	return sm_metadata_commit(sm);
 }
 
+int dm_sm_metadata_recount(struct dm_space_map *sm, bool *changed)
+{
+	struct sm_metadata *smm = to_smm(sm);
+	int r;
+
+	if (recursing(smm) || !brb_empty(&smm->uncommitted) || smm->allocated_this_transaction ||
+	    memcmp(&smm->ll, &smm->old_ll, sizeof(smm->ll)))
+		return -EBUSY;
+	r = sm_ll_recount(&smm->ll, changed);
+	/* The index is in core and the bitmaps are untouched: the committed view is the same. */
+	if (!r)
+		memcpy(&smm->old_ll, &smm->ll, sizeof(smm->ll));
+	return r;
+}
+
 int dm_sm_metadata_open(struct dm_space_map *sm, struct dm_transaction_manager *tm,
 			const void *root_le, size_t len)
 {

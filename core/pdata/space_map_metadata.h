@@ -26,5 +26,10 @@ int dm_sm_metadata_create(struct dm_space_map *sm, struct dm_transaction_manager
 			  dm_block_t nr_blocks, dm_block_t superblock);
 int dm_sm_metadata_open(struct dm_space_map *sm, struct dm_transaction_manager *tm,
 			const void *root_le, size_t len);
+/*
+ * Right after open (-EBUSY otherwise): correct the counters that summarise the bitmaps
+ * (sm_ll_recount()); they reach the disk at the next commit. Reads every bitmap.
+ */
+int dm_sm_metadata_recount(struct dm_space_map *sm, bool *changed);
 
 #endif

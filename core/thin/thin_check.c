@@ -102,6 +102,28 @@ static void problem(struct ck *c, const char *fmt, ...)
 		c->report(c->ctx, c->line);
 }
 
+/*
+ * A space-map counter that disagrees with the bitmaps it summarises (an index entry's
+ * nr_free or none_free_before, a root's nr_allocated): it cannot lose data (allocation
+ * searches the bitmaps), thin_check 0.9.0 does not look, and thin_restore 0.9.0 writes
+ * such pools; the pool recounts them when it opens read-write and writes them at its next
+ * commit. Reported as "warning: ...", not counted as a problem.
+ */
+static void warning(struct ck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void warning(struct ck *c, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(c->line, sizeof(c->line), "warning: ");
+
+	c->st.warnings++;
+	va_start(ap, fmt);
+	vsnprintf(c->line + n, sizeof(c->line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (c->report)
+		c->report(c->ctx, c->line);
+}
+
 static int dev_list_add(struct dev_list *l, uint64_t id, uint64_t value,
 			const struct thin_dev_details *d)
 {
@@ -494,7 +516,7 @@ static void decode_bitmap(struct ck *c, uint64_t index, const struct disk_index_
 			} else {
 				nr_free++;
 				if (!first_free_seen && e < nfb)
-					problem(
+					warning(
 					    c,
 					    "%s: index entry %llu says none free before %u, but "
 					    "block %llu is free",
@@ -506,7 +528,7 @@ static void decode_bitmap(struct ck *c, uint64_t index, const struct disk_index_
 		/* Kernel (counts past-the-end entries as free) or tpt (exact) convention. */
 		if (get_le32(&ie->nr_free) != nr_free &&
 		    get_le32(&ie->nr_free) != nr_free + past_end)
-			problem(c, "%s: index entry %llu says %u free, the bitmap has %u",
+			warning(c, "%s: index entry %llu says %u free, the bitmap has %u",
 				c->sm_name, (unsigned long long)index, get_le32(&ie->nr_free),
 				nr_free);
 	}
@@ -555,8 +577,13 @@ static void finish_sm(struct ck *c, const struct disk_sm_root *root)
 				(unsigned long long)b);
 		c->sm_out[b] &= ~SEEN_IN_OVERFLOW;
 	}
-	if (get_le64(&root->nr_allocated) != c->sm_allocated)
-		problem(c, "%s: root says %llu blocks allocated, the bitmaps have %llu", c->sm_name,
+	/* More than the space map's size: the pool refuses to open it, so that is damage. */
+	if (get_le64(&root->nr_allocated) > get_le64(&root->nr_blocks))
+		problem(c, "%s: root says %llu blocks allocated, more than its %llu blocks",
+			c->sm_name, (unsigned long long)get_le64(&root->nr_allocated),
+			(unsigned long long)get_le64(&root->nr_blocks));
+	else if (get_le64(&root->nr_allocated) != c->sm_allocated)
+		warning(c, "%s: root says %llu blocks allocated, the bitmaps have %llu", c->sm_name,
 			(unsigned long long)get_le64(&root->nr_allocated),
 			(unsigned long long)c->sm_allocated);
 }

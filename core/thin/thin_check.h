@@ -16,6 +16,14 @@
  *
  * Each problem is reported through @report as one line of text (no newline). Nothing is
  * written to the device.
+ *
+ * Classes, following thin_check 0.9.0 (which exits 1 on any error, fatal damage or a leak,
+ * and does not look at space-map counters at all): every problem is an error (damage, an
+ * undercounted block, a leak); a space-map counter that disagrees with the bitmaps (an
+ * index entry's nr_free or none_free_before, a root's nr_allocated not above its size)
+ * cannot lose data and is a warning: reported through @report as "warning: ...", counted
+ * in stats->warnings, and the result stays 0. The pool recounts those counters when it
+ * opens the metadata read-write and writes them at its next commit.
  */
 #ifndef CORE_THIN_THIN_CHECK_H
 #define CORE_THIN_THIN_CHECK_H
@@ -26,6 +34,7 @@
 
 struct thin_check_stats {
 	uint64_t problems; /* lines reported (plus those left out after the per-kind limit) */
+	uint64_t warnings; /* "warning: " lines reported (counters only; not problems) */
 	uint64_t devices, mappings;
 	uint64_t metadata_blocks, metadata_used;
 	uint64_t data_blocks, data_used;
@@ -39,8 +48,8 @@ typedef void (*thin_check_report_fn)(void *ctx, const char *line);
 typedef void (*thin_check_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 /*
- * Check the pool metadata on @meta. Returns 0 when the pool is clean, -EILSEQ when problems
- * were reported, or -ENOMEM / a device error when the check itself could not run. @stats
+ * Check the pool metadata on @meta. Returns 0 when the pool is clean (warnings allowed),
+ * -EILSEQ when problems were reported, or -ENOMEM / a device error when the check itself could not run. @stats
  * may be NULL.
  */
 int thin_check(struct blkdev *meta, thin_check_report_fn report, void *ctx,

@@ -530,6 +530,27 @@ static int count_used_from(struct thin_md *md, uint64_t from, uint64_t *used)
 	return r;
 }
 
+/*
+ * Space-map counters that disagree with their bitmaps (index entries' nr_free and
+ * none_free_before, roots' nr_allocated: thin_restore 0.9.0 writes such pools, and the
+ * checker warns about them) are corrected in the first transaction, so the next commit
+ * writes them right. If that fails part-way, carry on from the committed state without
+ * the correction: allocation reads the bitmaps themselves.
+ */
+static int recount_space_maps(struct thin_md *md)
+{
+	bool mc = false, dc = false;
+	int r = dm_sm_metadata_recount(md->msm, &mc);
+
+	if (!r)
+		r = dm_sm_disk_recount(md->dsm, &dc);
+	if (r)
+		return thin_md_abort(md);
+	if (mc || dc)
+		md->dirty = true;
+	return 0;
+}
+
 int thin_md_open(struct blkdev *meta, const struct thin_md_open_opts *o, struct thin_md **out)
 {
 	struct thin_md *md;
@@ -591,6 +612,13 @@ int thin_md_open(struct blkdev *meta, const struct thin_md_open_opts *o, struct 
 	}
 	md->opened_ro = o->read_only;
 	md->read_only = o->read_only || (md->flags & THIN_METADATA_NEEDS_CHECK_FLAG);
+	if (!blank && !md->read_only) {
+		r = recount_space_maps(md);
+		if (r) {
+			why(o, "cannot go back to the committed state (%d)", r);
+			goto bad_pd;
+		}
+	}
 	if (o->data_dev_blocks) {
 		uint64_t nr, used;
 
@@ -1073,14 +1101,20 @@ int thin_find_mapped_range(struct thin_dev *td, uint64_t begin, uint64_t end, ui
 
 int thin_md_alloc_data_block(struct thin_md *md, uint64_t *out)
 {
-	dm_block_t b;
+	dm_block_t b, nr;
 	int r = check_rw(md);
 
 	if (r)
 		return r;
 	r = dm_sm_new_block(md->dsm, &b);
+	if (r == -ENOSPC && !dm_sm_get_nr_free(md->dsm, &nr) && !nr)
+		return r; /* no data block is free; nothing changed */
+	/*
+	 * A block was free, so the -ENOSPC came from the metadata space map while recording
+	 * the allocation: a half-done metadata failure, not a full data device.
+	 */
 	if (r == -ENOSPC)
-		return r;
+		r = -EIO;
 	if (r)
 		return failed(md, r);
 	md->dirty = true;
@@ -1461,13 +1495,45 @@ static int write_sb_flags(struct thin_md *md)
 	return dm_bm_flush(md->bm);
 }
 
+static bool bm_has_dirty(struct dm_block_manager *bm)
+{
+	struct dm_bm_stats st;
+
+	dm_bm_get_stats(bm, &st);
+	return st.dirty != 0;
+}
+
 int thin_md_set_needs_check(struct thin_md *md)
 {
+	struct dm_block *b;
+	struct thin_disk_superblock *sb;
+	int r = 0, r2;
+
 	if (md->opened_ro)
 		return -EROFS;
 	md->flags |= THIN_METADATA_NEEDS_CHECK_FLAG;
 	md->read_only = true;
-	return write_sb_flags(md);
+	/*
+	 * Only the flag may reach the disk, on the last committed state: a failed or unfinished
+	 * transaction's blocks (after a failed commit, its half-built superblock) are dropped
+	 * first. If dropping them failed, writing anything could make them durable: refuse.
+	 */
+	if (md->dirty || md->fail || bm_has_dirty(md->bm)) {
+		r = thin_md_abort(md);
+		md->flags |= THIN_METADATA_NEEDS_CHECK_FLAG;
+		md->read_only = true;
+		if (bm_has_dirty(md->bm))
+			return r ? r : -EIO;
+	}
+	/* The committed superblock's own flags (md->flags is unset if the reload failed). */
+	r2 = dm_bm_write_lock(md->bm, THIN_SUPERBLOCK_LOCATION, &sb_validator, &b);
+	if (!r2) {
+		sb = dm_block_data(b);
+		put_le32(&sb->flags, get_le32(&sb->flags) | THIN_METADATA_NEEDS_CHECK_FLAG);
+		dm_bm_unlock(b);
+		r2 = dm_bm_flush(md->bm);
+	}
+	return r ? r : r2;
 }
 
 bool thin_md_needs_check(const struct thin_md *md)
@@ -1487,6 +1553,9 @@ int thin_md_clear_needs_check(struct thin_md *md)
 	r = write_sb_flags(md);
 	if (!r)
 		md->read_only = false;
+	/* Read-write from now on: what a read-write open does. */
+	if (!r)
+		r = recount_space_maps(md);
 	return r;
 }
 

@@ -184,7 +184,9 @@ int thin_find_mapped_range(struct thin_dev *td, uint64_t begin, uint64_t end, ui
 
 /*
  * Allocate a free data block (reference count 1). Never a block freed in this transaction.
- * -ENOSPC when the data device is full.
+ * -ENOSPC only when the data device is full (no block free in both the committed and the
+ * current state; nothing changed). Running out of metadata space while recording the
+ * allocation is a failed modifying call (-EIO; abort).
  */
 int thin_md_alloc_data_block(struct thin_md *md, uint64_t *out);
 /*
@@ -251,6 +253,14 @@ int thin_md_resize_metadata_dev(struct thin_md *md, uint64_t new_blocks);
  * Set NEEDS_CHECK in the committed superblock at once (block 0 rewritten in place and
  * flushed, as dm_pool_metadata_set_needs_check) and go read-only. It stays set across
  * commits and opens until thin_md_clear_needs_check().
+ *
+ * Only the flag is written, on the last committed state: an uncommitted transaction (a
+ * failed one after a failed commit or modifying call, or a healthy one) is dropped first
+ * as by thin_md_abort(), so none of its blocks, the half-built superblock of a failed
+ * commit among them, reaches the disk. Errors: -EROFS if opened read-only; the abort's
+ * error (the flag is still written when every uncommitted block could be dropped; if not,
+ * nothing is written); the metadata device's error writing block 0. The metadata is
+ * read-only afterwards whatever the result.
  */
 int thin_md_set_needs_check(struct thin_md *md);
 bool thin_md_needs_check(const struct thin_md *md);

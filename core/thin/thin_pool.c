@@ -585,7 +585,6 @@ static bool passdown_busy(const struct thin_pool *pool);
 
 static int alloc_block(struct thin_pool *pool, struct pool_io *io)
 {
-	uint64_t nr_free;
 	int r;
 
 	if (!pool_writable(pool))
@@ -604,11 +603,7 @@ static int alloc_block(struct thin_pool *pool, struct pool_io *io)
 		return 1;
 	}
 	if (r == -ENOSPC) {
-		if (!thin_md_get_free_data_blocks(pool->md, &nr_free) && nr_free) {
-			/* Data blocks are free: the metadata space ran out. */
-			metadata_failed(pool, r);
-			return -ENOSPC;
-		}
+		/* Only the data device is full (as in dm): metadata exhaustion fails elsewhere. */
 		if (pool->dirty && !io->tried_commit) {
 			/* Blocks freed in this transaction become usable after a commit. */
 			io->tried_commit = true;

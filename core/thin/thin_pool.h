@@ -159,7 +159,9 @@ int thin_pool_status_line(struct thin_pool *pool, char *buf, size_t len);
 /*
  * Full consistency check of the committed metadata (what thin_check verifies and more, as
  * core/thin/thin_check.h). @progress (optional) gets done/total as it goes; each problem
- * goes to @problem. Returns 0 when clean, -EUCLEAN when problems were found.
+ * goes to @problem, and so does each warning ("warning: ..." lines: space-map counters
+ * only, which do not make the check fail). Returns 0 when clean (warnings or not),
+ * -EUCLEAN when problems were found.
  */
 int thin_pool_check(struct thin_pool *pool,
 		    void (*progress)(void *ctx, uint64_t done, uint64_t total),

@@ -11,7 +11,12 @@
 
 #include "core/base/endian.h"
 #include "core/pdata/block_manager.h"
+#include "core/pdata/btree_internal.h"
+#include "core/pdata/space_map_common.h"
+#include "core/thin/thin_check.h"
 #include "core/thin/thin_format.h"
+
+#include <stddef.h>
 
 #define META_BLOCKS 512
 
@@ -347,6 +352,118 @@ TEST(checker_sees_what_thin_check_skips)
 			ok(checker_says(mem, "mapped_blocks is 299, but it has 300 mappings"));
 		}
 	}
+	blkdev_destroy(mem);
+}
+
+struct data_sm_loc {
+	uint64_t index_leaf; /* the data space map's index tree (one leaf here) */
+	size_t ie_off;	     /* index entry 0 in it */
+	uint64_t bitmap;     /* bitmap 0 */
+};
+
+/* Where make_pool's data space map lives, from the superblock. */
+static bool find_data_sm(struct blkdev *mem, struct data_sm_loc *l)
+{
+	uint8_t *d = malloc(4096);
+	const struct thin_disk_superblock *sb = (const void *)d;
+	bool found = false;
+
+	if (!blkdev_read(mem, 0, 1, d)) {
+		l->index_leaf = get_le64(sb->data_space_map_root + 16);
+		if (!blkdev_read(mem, l->index_leaf, 1, d) && get_le32(d + 4) == 2 &&
+		    get_le32(d + 24) == 16 && get_le64(d + 32) == 0) {
+			l->ie_off = 32 + 8 * (size_t)get_le32(d + 20);
+			l->bitmap = get_le64(d + l->ie_off);
+			found = true;
+		}
+	}
+	free(d);
+	return found;
+}
+
+static void clear_entry(uint8_t *d, void *arg)
+{
+	uint64_t e = *(uint64_t *)arg;
+
+	d[16 + e / 4] &= (uint8_t) ~(3u << (2 * (e % 4)));
+}
+
+struct checked {
+	int r;
+	struct thin_check_stats st;
+};
+
+static struct checked check_quiet(struct blkdev *mem)
+{
+	struct checked c;
+
+	count_lines = 0;
+	c.r = thin_check(mem, count_line, NULL, &c.st);
+	return c;
+}
+
+/*
+ * Space-map counters that disagree with the bitmaps (index entry nr_free and
+ * none_free_before, root nr_allocated) are warnings: the check passes, and after a
+ * read-write open and a commit they are right again. A bitmap entry that says free where
+ * a mapping references the block is damage: an error.
+ */
+TEST(space_map_counters_warn_damage_errs)
+{
+	struct blkdev *mem;
+	struct data_sm_loc l;
+	struct thin_md *md;
+	struct checked c;
+
+	if (!make_pool(&mem) || !ok(find_data_sm(mem, &l)))
+		return;
+	{
+		struct put32 nf = { l.ie_off + 8, 0 };	 /* nr_free: read back below */
+		struct put32 nfb = { l.ie_off + 12, 0 }; /* none_free_before */
+		struct put32 alloc = {
+			offsetof(struct thin_disk_superblock, data_space_map_root) + 8, 0
+		};
+		uint8_t *d = malloc(4096);
+
+		ok_eq(blkdev_read(mem, l.index_leaf, 1, d), 0);
+		nf.v = get_le32(d + l.ie_off + 8) - 1;
+		nfb.v = get_le32(d + l.ie_off + 12) + 50;
+		ok_eq(blkdev_read(mem, 0, 1, d), 0);
+		alloc.v = (uint32_t)get_le64(d + alloc.off) + 2;
+		free(d);
+		patch(mem, l.index_leaf, set32, &nf, BTREE_CSUM_XOR);
+		patch(mem, l.index_leaf, set32, &nfb, BTREE_CSUM_XOR);
+		patch(mem, 0, set32, &alloc, THIN_SUPERBLOCK_CSUM_XOR);
+	}
+	c = check_quiet(mem);
+	ok_eq(c.r, 0);
+	ok_eq(c.st.problems, 0);
+	ok_eq(c.st.warnings, 3);
+	ok_eq(count_lines, 3);
+	/* Read-only opens leave them; a read-write open and a commit correct them. */
+	if (ok_eq(md_open(mem, false, 0, &md), 0)) {
+		uint64_t nr_free;
+
+		ok_eq(thin_md_get_free_data_blocks(md, &nr_free), 0);
+		ok_eq(nr_free, 1000 - 301);
+		ok_eq(thin_md_commit(md), 0);
+		ok_eq(thin_md_close(md), 0);
+	}
+	c = check_quiet(mem);
+	ok_eq(c.r, 0);
+	ok_eq(c.st.problems, 0);
+	ok_eq(c.st.warnings, 0);
+
+	/* Damage: block 5 (mapped by both devices) marked free in the bitmap. */
+	{
+		uint64_t e = 5;
+
+		patch(mem, l.bitmap, clear_entry, &e, BITMAP_CSUM_XOR);
+	}
+	ok(checker_says(mem, "data reference counts differ for block 5"));
+	c = check_quiet(mem);
+	ok_eq(c.r, -EILSEQ);
+	ok(c.st.problems >= 1);
 	blkdev_destroy(mem);
 }
 

@@ -189,6 +189,76 @@ TEST(out_of_space_queue_times_out_or_is_served)
 	free(a);
 }
 
+/*
+ * Blocks written, discarded and written again in one transaction, then the pool filled:
+ * the data space map's free count stays exact, so the -ENOSPC that follows is out of data
+ * space (not taken for exhausted metadata: no read-only, no needs_check) and the status
+ * counts every block. Whether the write then fails at once or waits (no_space_timeout),
+ * deleting another volume serves it.
+ */
+TEST(rewrite_after_discard_then_full_is_out_of_data_space)
+{
+	struct tpool t;
+	struct thin_volume *v1, *v2;
+	struct blkdev *d1, *d2;
+	struct thin_pool_status st;
+	struct waiter w;
+	uint8_t *a = malloc(KB64);
+
+	if (!ok_eq(tpool_create(&t, 256, 16, NULL), 0))
+		return;
+	d2 = vopen(t.pool, 2, 4 * KB64, &v2);
+	pattern(a, KB64, 1);
+	ok_eq(blkdev_write(d2, 0, 128, a), 0);
+	d1 = vopen(t.pool, 1, 32 * KB64, &v1);
+	for (unsigned i = 0; i < 4; i++) {
+		ok_eq(blkdev_write(d1, 0, 128, a), 0);
+		ok_eq(blkdev_discard(d1, 0, 128), 0);
+	}
+	for (unsigned i = 0; i < 15; i++) {
+		pattern(a, KB64, 100 + i);
+		ok_eq(blkdev_write(d1, i * 128, 128, a), 0);
+	}
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_WRITE);
+	ok_eq(st.data_used, 16);
+	ok_eq(st.data_total, 16);
+
+	memset(&w, 0, sizeof(w));
+	w.req = (struct blkdev_req){
+		.op = BLKDEV_WRITE, .block = 20 * 128, .count = 128, .buf = a, .done = waiter_done
+	};
+	ok_eq(blkdev_submit(d1, &w.req), 0);
+	for (int i = 0; i < 200 && !w.done; i++)
+		thin_pool_poll(t.pool);
+	if (w.done)
+		ok_eq(w.rc, -ENOSPC);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_OUT_OF_DATA_SPACE);
+	ok(!st.needs_check);
+	ok_eq(st.data_used, 16);
+	ok_eq(st.data_total, 16);
+	ok(!thin_md_needs_check(thin_pool_md(t.pool)));
+	/* Space comes back: the pool writes again. */
+	thin_volume_close(v2);
+	ok_eq(thin_pool_delete_thin(t.pool, 2), 0);
+	for (int i = 0; i < 1000 && !w.done; i++)
+		thin_pool_poll(t.pool);
+	ok(w.done);
+	if (w.rc)
+		ok_eq(blkdev_write(d1, 20 * 128, 128, a), 0);
+	ok_eq(blkdev_flush(d1), 0);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_WRITE);
+	ok_eq(st.data_used, 16);
+	thin_volume_close(v1);
+	ok_eq(thin_pool_close(t.pool), 0);
+	t.pool = NULL;
+	ok_eq(check_dev(t.meta), 0);
+	tpool_destroy(&t);
+	free(a);
+}
+
 TEST(metadata_device_full_goes_read_only)
 {
 	struct tpool t;

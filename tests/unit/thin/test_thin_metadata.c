@@ -492,6 +492,69 @@ TEST(needs_check_and_read_only)
 	teardown(dev, md);
 }
 
+/*
+ * A commit that fails at its n'th metadata write (every n in turn), then
+ * thin_md_set_needs_check() without an abort first: only the flag reaches the disk, on
+ * the last committed state (the failed transaction's blocks, its half-built superblock
+ * among them, are dropped). The device checks clean and reopens read-only with that state.
+ */
+TEST(needs_check_after_failed_commit_keeps_committed_state)
+{
+	bool done = false;
+
+	for (uint64_t n = 1; n < 200 && !done; n++) {
+		struct blkdev *mem, *fd;
+		struct thin_md *md;
+		struct thin_dev *td;
+		uint64_t h0 = 0, h1 = 1;
+		int r;
+
+		if (!ok_eq(memdisk_create(META_BLOCKS, 4096, &mem), 0) ||
+		    !ok_eq(faultdev_create(mem, &fd), 0) ||
+		    !ok_eq(md_open(fd, true, DATA_BLOCKS, &md), 0))
+			return;
+		ok_eq(thin_md_create_thin(md, 1), 0);
+		ok_eq(thin_md_open_thin(md, 1, &td), 0);
+		map_new(td, md, 0, 100);
+		ok_eq(thin_md_commit(md), 0);
+		ok_eq(md_hash(md, &h0), 0);
+		/* A transaction that dirties many blocks. */
+		ok_eq(thin_md_create_snap(md, 2, 1), 0);
+		map_new(td, md, 50, 400);
+		faultdev_fail_nth(fd, BLKDEV_WRITE, n, false);
+		r = thin_md_commit(md);
+		done = !faultdev_fired(fd);
+		faultdev_fail_nth(fd, BLKDEV_WRITE, 0, false);
+		thin_md_close_thin(td);
+		if (!done) {
+			ok_eq(r, -EIO);
+			ok_eq(thin_md_set_needs_check(md), 0);
+			ok(thin_md_needs_check(md));
+			ok(thin_md_is_read_only(md));
+		}
+		thin_md_close(md);
+		blkdev_destroy(fd);
+		if (done) {
+			blkdev_destroy(mem);
+			break;
+		}
+		if (!ok_eq(check_dev(mem), 0))
+			printf("  commit failed at write %llu\n", (unsigned long long)n);
+		if (ok_eq(md_open(mem, false, 0, &md), 0)) {
+			ok(thin_md_needs_check(md));
+			ok(thin_md_is_read_only(md));
+			ok_eq(thin_md_device_exists(md, 2), 0);
+			ok_eq(thin_md_clear_needs_check(md), 0);
+			ok_eq(md_hash(md, &h1), 0);
+			if (!ok_eq(h1, h0))
+				printf("  commit failed at write %llu\n", (unsigned long long)n);
+			thin_md_close(md);
+		}
+		blkdev_destroy(mem);
+	}
+	ok(done);
+}
+
 TEST(resize_data_device)
 {
 	struct blkdev *dev;
