@@ -363,7 +363,10 @@ static int write_changed_details(struct thin_md *md)
 	return 0;
 }
 
-/* Commit sequence of dm-thin (§6.2): details, data sm, metadata sm, superblock last. */
+/*
+ * Commit sequence of dm-thin (docs/dm-thin-format.md §6.2): details, data sm, metadata sm,
+ * superblock last.
+ */
 static int __commit(struct thin_md *md)
 {
 	struct thin_disk_superblock *sb;
