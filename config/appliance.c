@@ -446,7 +446,7 @@ static void delete_orphans(struct appliance *a)
 static void close_everything(struct appliance *a)
 {
 	stop_exports(a);
-	if (!wait_exports_released(a, 10000))
+	if (!wait_exports_released(a, APPLIANCE_EXPORTS_RELEASE_MS))
 		app_log(a, "warning: %u export(s) still in use by connections", a->live_exports);
 	/* Volumes held by something else than an export do not exist: exports are the only
 	 * long-lived users; temporary ones are closed by the call that opened them. */
@@ -985,7 +985,7 @@ int appliance_delete_volume(struct appliance *a, const char *name)
 	/* A connection may still hold it after its export was removed: let its requests in
 	 * flight finish (the transport closes the connection afterwards, outside this call). */
 	if (app_volume_open(a, id)) {
-		uint64_t end = plat_now_ns() + 200 * 1000000ull;
+		uint64_t end = plat_now_ns() + APPLIANCE_VOLUME_RELEASE_MS * 1000000ull;
 
 		while (app_volume_open(a, id) && plat_now_ns() < end) {
 			if (a->o.srv)
@@ -1027,7 +1027,7 @@ static int resize_before(struct appliance *a, void *p)
 		if (rc)
 			return rc;
 	}
-	for (int tries = 0; tries < 1000; tries++) {
+	for (unsigned tries = 0; tries < APPLIANCE_RESIZE_POLLS; tries++) {
 		rc = thin_volume_resize(v ? v->vol : tmp, r->size);
 		if (rc != -EBUSY)
 			break;

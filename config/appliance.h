@@ -41,6 +41,22 @@
  *
  * Every function returning int gives 0 or a negative errno; the messages the shell prints
  * for them come from appliance_strerror().
+ *
+ * Blocking: nothing here runs on its own; the main loop calls appliance_poll(). But the
+ * administration calls (and appliance_create/destroy) do the pool's I/O synchronously, each
+ * wait bounded by the pool (core/thin/thin_pool.h), and three of them wait for the NBD
+ * clients by polling the server and the pool from inside the call, in nested loops, for at
+ * most the limit named below:
+ *   - appliance_destroy() and appliance_format(): until every export's connections are gone,
+ *     up to APPLIANCE_EXPORTS_RELEASE_MS (then the pool stays open: a warning, -EBUSY from
+ *     format);
+ *   - appliance_delete_volume(): until connections to a volume whose export was removed
+ *     have finished their requests, up to APPLIANCE_VOLUME_RELEASE_MS (then -EBUSY);
+ *   - appliance_resize_volume(): until the volume has no request in flight, at most
+ *     APPLIANCE_RESIZE_POLLS rounds of polling (then -EBUSY).
+ * While they wait, NBD requests and pool I/O make progress and their callbacks (the log, an
+ * export's release) run; the console does not. So call these from the main loop only, never
+ * from an NBD, pool or block-device callback.
  */
 #ifndef CONFIG_APPLIANCE_H
 #define CONFIG_APPLIANCE_H
@@ -69,6 +85,10 @@ struct appliance;
 #define APPLIANCE_MAX_VOLUME_BYTES (1ull << 50)
 /* The volume and export made at first boot. */
 #define APPLIANCE_DEFAULT_VOLUME "vol0"
+/* The limits of the waits for NBD clients described under "Blocking" above. */
+#define APPLIANCE_EXPORTS_RELEASE_MS 10000u
+#define APPLIANCE_VOLUME_RELEASE_MS  200u
+#define APPLIANCE_RESIZE_POLLS	     1000u
 
 struct appliance_opts {
 	struct blkdev *meta_disk;	 /* the whole metadata disk; not owned */

@@ -14,6 +14,46 @@
  * read-only device, -EOPNOTSUPP for an op the device lacks, -EIO for a device failure,
  * -ETIMEDOUT when the device did not answer in bounded time, -EAGAIN from submit when the
  * queue is full (poll, then submit again).
+ *
+ * Completions (what the thin pool and the NBD server rely on):
+ *   - done() runs exactly once per request blkdev_submit() accepted (returned 0), and never
+ *     for one it refused. It may run inside blkdev_submit() itself (core/blkdev.c's
+ *     synchronous fallback, used by every host device), inside blkdev_poll(), and inside
+ *     any synchronous call on the device: those poll until their own request is done and
+ *     deliver the others' completions on the way (drivers/virtio-blk; a thin volume's
+ *     synchronous calls run the whole pool, so they deliver completions of every volume of
+ *     that pool).
+ *   - Completions come in any order, not in submission order: virtio-blk completes as the
+ *     device does, a thin volume as each request's data blocks and metadata allow. Two
+ *     requests in flight at once on overlapping blocks are not ordered either; a caller
+ *     that needs an order waits for the first done() before submitting the second.
+ *   - done() may call blkdev_submit(), on this device or another (virtio-blk gives the
+ *     finished request's slot back before calling done(); a thin volume only queues what is
+ *     submitted from there). With a synchronous device the new request completes inside
+ *     that call, so a done() that always submits recurses without bound: the thin pool and
+ *     the NBD server therefore only record the result in done() and submit from their own
+ *     poll loop. done() must not call blkdev_poll(), a synchronous call or blkdev_destroy()
+ *     on the device that called it: they are not re-entrant.
+ *
+ * FLUSH (blkdev_flush(), or a BLKDEV_FLUSH request) covers every write, discard and
+ * write-zeroes that COMPLETED (its done() ran, or its synchronous call returned) before the
+ * flush was submitted: when the flush completes without error they are durable. Requests
+ * still in flight when the flush is submitted, and any submitted after it, are not covered
+ * (they may or may not be durable) and may even reach the medium before the flush
+ * completes: a FLUSH orders nothing, it only makes earlier completions durable. What each
+ * device does for it:
+ *   - drivers/virtio-blk: VIRTIO_BLK_T_FLUSH when the device offers VIRTIO_BLK_F_FLUSH
+ *     (virtio 1.1 §5.2.6: a write is stable once it completed and a flush sent after its
+ *     completion completed); without that feature completed writes are already durable
+ *     (§5.2.5) and the flush completes at the next poll with no device work;
+ *   - host/filedisk.c: fsync() of the file (every pwrite() that returned);
+ *     host/memdisk.c: nothing to do (memory is the medium); host/crashdev.c: applies every
+ *     pending write, in order, to the lower device and flushes it; host/faultdev.c and
+ *     core/blkdev_slice.c pass it to the lower device (a slice's flush covers the whole
+ *     lower device);
+ *   - a thin volume (core/thin/thin_pool.h) gives more: its FLUSH waits for every earlier
+ *     modifying request of the pool, completed or not, then commits the pool.
+ * Read-only devices accept FLUSH.
  */
 #ifndef CORE_BLKDEV_H
 #define CORE_BLKDEV_H
@@ -39,7 +79,7 @@ struct blkdev_req {
 	uint64_t block; /* first block */
 	uint32_t count; /* blocks (0 for FLUSH) */
 	void *buf;	/* count * block_size bytes for READ and WRITE */
-	void (*done)(struct blkdev_req *req, int rc); /* called from blkdev_poll() */
+	void (*done)(struct blkdev_req *req, int rc); /* see "Completions" above */
 	void *priv;				      /* the caller's */
 	struct blkdev_req *next;		      /* free for the current owner's lists */
 };
@@ -116,9 +156,10 @@ static inline int blkdev_write_zeroes(struct blkdev *dev, uint64_t block, uint32
 }
 
 /*
- * Start @req. Returns 0 when accepted (done() will be called from a later blkdev_poll(), or
- * at once for a device without a submit op), -EAGAIN when the queue is full, or another
- * -errno when the request is refused (done() is then not called).
+ * Start @req. Returns 0 when accepted: done() will run exactly once, from a later
+ * blkdev_poll() or synchronous call, or before this returns for a device without a submit
+ * op. -EAGAIN when the queue is full, or another -errno when the request is refused; done()
+ * is then not called.
  */
 int blkdev_submit(struct blkdev *dev, struct blkdev_req *req);
 /* Deliver finished requests' done() callbacks; the number delivered, or -errno. */

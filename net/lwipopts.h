@@ -2,8 +2,12 @@
 /*
  * lwIP configuration for the firmware: NO_SYS (one polled main loop, raw API only), IPv4 with
  * DHCP, ARP and ICMP echo, and TCP sized for NBD throughput (64 KiB .. 1 MiB messages).
- * ../shared/docs/newlib-lwip-notes.md §B.4-B.6 explains each throughput setting and the
- * sanity checks in lwIP's init.c that constrain them.
+ *
+ * lwIP 2.1.3's defaults (opt.h) suit a microcontroller: TCP_MSS 536, TCP_WND 4 * MSS,
+ * TCP_SND_BUF 2 * MSS, no window scaling, a 1600-byte heap, 16 pool pbufs. One NBD request is
+ * larger than all of that, so the TCP and memory settings below are raised, as far as the
+ * sanity checks in lwIP's src/core/init.c allow (each check is quoted where it binds). Each
+ * setting says why next to it; docs/network.md ("lwIP configuration") has the overview.
  */
 #ifndef NET_LWIPOPTS_H
 #define NET_LWIPOPTS_H
@@ -56,17 +60,25 @@
 /* init.c: TCP_SNDLOWAT must stay at least 4*MSS below u16_t overflow. */
 #define TCP_SNDLOWAT (32 * 1024)
 /* init.c: >= 2 * TCP_SND_BUF / TCP_MSS; segments carry at most one MSS each. */
-#define TCP_SND_QUEUELEN   (4 * TCP_SND_BUF / TCP_MSS)
-#define MEMP_NUM_TCP_SEG   TCP_SND_QUEUELEN
-#define TCP_QUEUE_OOSEQ	   1
-#define LWIP_TCP_SACK_OUT  1
-#define TCP_OVERSIZE	   TCP_MSS
+#define TCP_SND_QUEUELEN (4 * TCP_SND_BUF / TCP_MSS)
+/* init.c: MEMP_NUM_TCP_SEG >= TCP_SND_QUEUELEN. */
+#define MEMP_NUM_TCP_SEG TCP_SND_QUEUELEN
+/* Keep out-of-order segments and tell the sender (SACK, new in 2.1): one lost segment then
+ * costs one retransmission, not the rest of a 512 KiB window. */
+#define TCP_QUEUE_OOSEQ	  1
+#define LWIP_TCP_SACK_OUT 1
+/* tcp_write() with TCP_WRITE_FLAG_COPY fills the last segment up to the MSS instead of
+ * starting a new one per call (reply headers are small copied writes). */
+#define TCP_OVERSIZE TCP_MSS
+/* Finds clients that vanished without a RST (docs/network.md, "NBD over lwIP"). */
 #define LWIP_TCP_KEEPALIVE 1
 /* 16+ NBD clients at once, plus the listener and connections being torn down. */
 #define MEMP_NUM_TCP_PCB	64
 #define MEMP_NUM_TCP_PCB_LISTEN 4
-#define MEMP_NUM_PBUF		1024
-/* Receive frames are copied into pool pbufs; the pool must cover the receive window. */
+/* PBUF_ROM/REF headers: one per zero-copy tcp_write() piece of READ data still unacknowledged. */
+#define MEMP_NUM_PBUF 1024
+/* Receive frames are copied into pool pbufs, one frame each; init.c: the pool must cover the
+ * receive window, TCP_WND <= PBUF_POOL_SIZE * (PBUF_POOL_BUFSIZE - headers). */
 #define PBUF_POOL_SIZE	  1024
 #define PBUF_POOL_BUFSIZE 1536
 

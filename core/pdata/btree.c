@@ -306,10 +306,12 @@ int dm_btree_empty(struct dm_btree_info *info, dm_block_t *root)
 	return empty_level(info, 0, root);
 }
 
-static int read_node(struct dm_btree_info *info, unsigned level, dm_block_t b,
-		     struct dm_block **blk)
+/* Read-lock node @b of @level; without @can_block only from the cache (-EWOULDBLOCK). */
+static int read_node_lock(struct dm_btree_info *info, unsigned level, dm_block_t b, bool can_block,
+			  struct dm_block **blk)
 {
-	int r = dm_tm_read_lock(info->tm, b, &btree_node_validator, blk);
+	int r = can_block ? dm_tm_read_lock(info->tm, b, &btree_node_validator, blk)
+			  : dm_tm_read_try_lock(info->tm, b, &btree_node_validator, blk);
 
 	if (r)
 		return r;
@@ -317,6 +319,12 @@ static int read_node(struct dm_btree_info *info, unsigned level, dm_block_t b,
 	if (r)
 		dm_tm_unlock(info->tm, *blk);
 	return r;
+}
+
+static int read_node(struct dm_btree_info *info, unsigned level, dm_block_t b,
+		     struct dm_block **blk)
+{
+	return read_node_lock(info, level, b, true, blk);
 }
 
 static int del(struct dm_btree_info *info, dm_block_t root, unsigned level, unsigned depth)
@@ -359,12 +367,12 @@ int dm_btree_del(struct dm_btree_info *info, dm_block_t root)
 
 /* Find @key in the single-level tree at @root; copy the value (vsize bytes). */
 static int lookup_one(struct dm_btree_info *info, unsigned level, dm_block_t root, uint64_t key,
-		      void *value_le)
+		      bool can_block, void *value_le)
 {
 	for (unsigned depth = 0; depth < MAX_DEPTH; depth++) {
 		struct dm_block *blk;
 		struct btree_node *n;
-		int i, r = read_node(info, level, root, &blk);
+		int i, r = read_node_lock(info, level, root, can_block, &blk);
 
 		if (r)
 			return r;
@@ -387,11 +395,11 @@ static int lookup_one(struct dm_btree_info *info, unsigned level, dm_block_t roo
 
 /* Follow keys[0 .. levels-2] to the last level's root. */
 static int find_last_root(struct dm_btree_info *info, dm_block_t root, const uint64_t *keys,
-			  dm_block_t *last)
+			  bool can_block, dm_block_t *last)
 {
 	for (unsigned level = 0; level + 1 < info->levels; level++) {
 		uint8_t v[8];
-		int r = lookup_one(info, level, root, keys[level], v);
+		int r = lookup_one(info, level, root, keys[level], can_block, v);
 
 		if (r)
 			return r;
@@ -404,9 +412,20 @@ static int find_last_root(struct dm_btree_info *info, dm_block_t root, const uin
 int dm_btree_lookup(struct dm_btree_info *info, dm_block_t root, const uint64_t *keys,
 		    void *value_le)
 {
-	int r = find_last_root(info, root, keys, &root);
+	int r = find_last_root(info, root, keys, true, &root);
 
-	return r ? r : lookup_one(info, info->levels - 1, root, keys[info->levels - 1], value_le);
+	return r ? r
+		 : lookup_one(info, info->levels - 1, root, keys[info->levels - 1], true, value_le);
+}
+
+int dm_btree_lookup_nonblocking(struct dm_btree_info *info, dm_block_t root, const uint64_t *keys,
+				void *value_le)
+{
+	int r = find_last_root(info, root, keys, false, &root);
+
+	return r ? r
+		 : lookup_one(info, info->levels - 1, root, keys[info->levels - 1], false,
+			      value_le);
 }
 
 static int lookup_next_one(struct dm_btree_info *info, unsigned level, dm_block_t root,
@@ -448,7 +467,7 @@ static int lookup_next_one(struct dm_btree_info *info, unsigned level, dm_block_
 int dm_btree_lookup_next(struct dm_btree_info *info, dm_block_t root, const uint64_t *keys,
 			 uint64_t *rkey, void *value_le)
 {
-	int r = find_last_root(info, root, keys, &root);
+	int r = find_last_root(info, root, keys, true, &root);
 
 	return r ? r
 		 : lookup_next_one(info, info->levels - 1, root, keys[info->levels - 1], rkey,

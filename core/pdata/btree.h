@@ -60,6 +60,16 @@ int dm_btree_del(struct dm_btree_info *info, dm_block_t root);
 int dm_btree_lookup(struct dm_btree_info *info, dm_block_t root, const uint64_t *keys,
 		    void *value_le);
 /*
+ * As dm_btree_lookup(), but never waits for the device: it reads no block from it and only
+ * uses nodes already in the block manager's cache. -EWOULDBLOCK as soon as a node on the
+ * path is not cached; nothing was read or changed then, and the caller retries with
+ * dm_btree_lookup() from a context that may wait for I/O. Otherwise the same results and
+ * errors as dm_btree_lookup(). (Linux gets this from a non-blocking clone of the transaction
+ * manager, dm_tm_create_non_blocking_clone(), for dm-thin's fast path.)
+ */
+int dm_btree_lookup_nonblocking(struct dm_btree_info *info, dm_block_t root, const uint64_t *keys,
+				void *value_le);
+/*
  * The first entry whose last-level key is >= keys[levels-1] (upper-level keys must match
  * exactly); its key in *rkey and value in @value_le. -ENODATA if there is none.
  */

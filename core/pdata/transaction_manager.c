@@ -177,6 +177,12 @@ int dm_tm_read_lock(struct dm_transaction_manager *tm, dm_block_t b,
 	return dm_bm_read_lock(tm->bm, b, v, result);
 }
 
+int dm_tm_read_try_lock(struct dm_transaction_manager *tm, dm_block_t b,
+			const struct dm_block_validator *v, struct dm_block **result)
+{
+	return dm_bm_read_try_lock(tm->bm, b, v, result);
+}
+
 void dm_tm_unlock(struct dm_transaction_manager *tm, struct dm_block *b)
 {
 	dm_bm_unlock(b);

@@ -50,6 +50,9 @@ int dm_tm_shadow_block(struct dm_transaction_manager *tm, dm_block_t orig,
 		       int *inc_children);
 int dm_tm_read_lock(struct dm_transaction_manager *tm, dm_block_t b,
 		    const struct dm_block_validator *v, struct dm_block **result);
+/* As dm_tm_read_lock() but never reads the device: -EWOULDBLOCK when @b is not cached. */
+int dm_tm_read_try_lock(struct dm_transaction_manager *tm, dm_block_t b,
+			const struct dm_block_validator *v, struct dm_block **result);
 void dm_tm_unlock(struct dm_transaction_manager *tm, struct dm_block *b);
 
 /* Reference counts of metadata blocks (the metadata space map). */

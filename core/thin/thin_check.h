@@ -9,7 +9,7 @@
  * (index and bitmap blocks, nr_free and none_free_before hints, overflow entries exactly
  * where a bitmap says 3, nr_allocated), the held root's copy and trees, and then compares
  * the reference count of every metadata block and every data block with what the trees
- * imply (dm-thin-format §5.7). It also checks what thin_check 0.9.0 skips: data reference
+ * imply (docs/dm-thin-format.md §5.7). It also checks what thin_check 0.9.0 skips: data reference
  * counts, mapped_blocks against the mappings, the details and mapping trees naming the
  * same devices, times and transaction ids not beyond the superblock's, and mappings inside
  * the data device.

@@ -2,7 +2,7 @@
 /*
  * The dm-thin pool metadata format: the superblock and device-details records (layout of
  * struct thin_disk_superblock and struct disk_device_details in Linux's
- * drivers/md/dm-thin-metadata.c; see docs/thin-metadata.md and dm-thin-format.md §2, §4).
+ * drivers/md/dm-thin-metadata.c; see docs/thin-metadata.md and docs/dm-thin-format.md §2, §4).
  * Every integer is little-endian; structs are packed and read through get_le*()/put_le*().
  *
  * Mapping-tree leaf values pack a data block and a time: (block << 24) | time (24 bits).

@@ -14,7 +14,6 @@
 
 #include "core/base/endian.h"
 #include "core/base/util.h"
-#include "core/pdata/btree_internal.h"
 #include "core/pdata/space_map_common.h"
 #include "core/pdata/space_map_disk.h"
 #include "core/pdata/space_map_metadata.h"
@@ -25,8 +24,6 @@
 #include <string.h>
 
 #define DEFAULT_CACHE_BLOCKS 1024u
-/* A valid tree is at most ~10 levels deep; more means a cycle in corrupt metadata. */
-#define MAX_DEPTH 32
 
 struct thin_dev {
 	struct thin_md *md;
@@ -366,7 +363,10 @@ static int write_changed_details(struct thin_md *md)
 	return 0;
 }
 
-/* Commit sequence of dm-thin (§6.2): details, data sm, metadata sm, superblock last. */
+/*
+ * Commit sequence of dm-thin (docs/dm-thin-format.md §6.2): details, data sm, metadata sm,
+ * superblock last.
+ */
 static int __commit(struct thin_md *md)
 {
 	struct thin_disk_superblock *sb;
@@ -997,68 +997,22 @@ static int td_usable(struct thin_dev *td)
 	return td->deleted ? -ENODEV : 0;
 }
 
-/*
- * A lookup that never waits for the device: the same descent as dm_btree_lookup, through
- * dm_bm_read_try_lock (the kernel's non-blocking transaction-manager clone).
- */
-static int lookup_nonblocking(struct thin_md *md, const uint64_t *keys, uint64_t *value)
-{
-	dm_block_t b = md->root;
-
-	for (unsigned level = 0; level < 2; level++) {
-		for (unsigned depth = 0;; depth++) {
-			struct dm_block *blk;
-			struct btree_node *n;
-			int i, r;
-
-			if (depth > MAX_DEPTH)
-				return -EILSEQ;
-			r = dm_bm_read_try_lock(md->bm, b, &btree_node_validator, &blk);
-			if (r)
-				return r;
-			n = dm_block_data(blk);
-			if (node_vsize(n) != 8 || node_max(n) != dm_btree_max_entries(8)) {
-				dm_bm_unlock(blk);
-				return -EILSEQ;
-			}
-			i = btree_lower_bound(n, keys[level]);
-			if (i < 0 || (node_flags(n) == LEAF_NODE &&
-				      node_key(n, (uint32_t)i) != keys[level])) {
-				dm_bm_unlock(blk);
-				return -ENODATA;
-			}
-			b = value64(n, (uint32_t)i);
-			if (node_flags(n) == LEAF_NODE) {
-				dm_bm_unlock(blk);
-				break;
-			}
-			dm_bm_unlock(blk);
-		}
-	}
-	*value = b;
-	return 0;
-}
-
 int thin_find_block(struct thin_dev *td, uint64_t vblock, bool can_block,
 		    struct thin_lookup_result *out)
 {
 	struct thin_md *md = td->md;
 	uint64_t keys[2] = { td->id, vblock }, v;
+	uint8_t le[8];
 	uint32_t time;
 	int r = td_usable(td);
 
 	if (r)
 		return r;
-	if (can_block) {
-		uint8_t le[8];
-
-		r = dm_btree_lookup(&md->info, md->root, keys, le);
-		v = get_le64(le);
-	} else {
-		r = lookup_nonblocking(md, keys, &v);
-	}
+	r = can_block ? dm_btree_lookup(&md->info, md->root, keys, le)
+		      : dm_btree_lookup_nonblocking(&md->info, md->root, keys, le);
 	if (r)
 		return r;
+	v = get_le64(le);
 	thin_unpack_block_time(v, &out->block, &time);
 	/* Written before the device's last snapshot: another device may still see it. */
 	out->shared = td->d.snapshotted_time > time;

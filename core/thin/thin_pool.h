@@ -24,7 +24,7 @@
  *     rolls the open transaction back, sets needs_check and makes the pool read-only (dm).
  * The pool also commits by itself once a second while it has changes (thin_pool_poll()).
  *
- * Modes, as dm-thin's (../shared/docs/dm-thin-format.md §9.7): write; out of data space
+ * Modes, as dm-thin's (docs/dm-thin-format.md §9.7): write; out of data space
  * (writes needing a new block fail with -ENOSPC at once, or after no_space_timeout_ms when
  * that is non-zero; everything else works); read-only (after a metadata error, or when
  * needs_check is set: reads and writes to mapped unshared blocks work, the rest -EROFS or
@@ -150,8 +150,9 @@ struct thin_pool_status {
 
 int thin_pool_get_status(struct thin_pool *pool, struct thin_pool_status *out);
 /*
- * The dm-thin pool status line (§9.3): "<transaction id> <used meta>/<total meta>
- * <used data>/<total data> <held root|-> rw|ro|out_of_data_space discard_passdown|no_discard_passdown
+ * The dm-thin pool status line (docs/dm-thin-format.md §9.3):
+ * "<transaction id> <used meta>/<total meta> <used data>/<total data> <held root|->
+ * rw|ro|out_of_data_space discard_passdown|no_discard_passdown
  * error_if_no_space|queue_if_no_space needs_check|- <metadata low water mark>", or "Fail".
  */
 int thin_pool_status_line(struct thin_pool *pool, char *buf, size_t len);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * build/host/thinbox-dump [-m [BLOCK]] [-o FILE] META: print the pool on the metadata file
- * META in thin_dump 0.9.0's XML format, byte for byte (dm-thin-format §8.4): devices in id
+ * META in thin_dump 0.9.0's XML format, byte for byte (docs/dm-thin-format.md §8.4): devices in id
  * order, mappings in virtual-block order, runs of consecutive virtual and data blocks with
  * one time merged into range_mapping elements. -m dumps the held root instead (as
  * thin_dump --metadata-snap; BLOCK, if given, must be the held one). Reads only, through

@@ -2,7 +2,11 @@
 /*
  * lwIP's architecture header for the firmware: newlib supplies the C library; the port
  * functions (net/lwip_port.c) supply diagnostics, assertions and random numbers.
- * ../shared/docs/newlib-lwip-notes.md §B.3-B.4 lists the compile problems this avoids.
+ *
+ * lwIP 2.1.3's arch.h and newlib 3.3.0's headers disagree in two places, each met when a file
+ * includes both (docs/network.md, "Building lwIP against newlib"): ssize_t (a type clash, an
+ * error) and BYTE_ORDER (redefined, a warning, so an error under -Werror). The lines below say
+ * how each is avoided.
  */
 #ifndef NET_ARCH_CC_H
 #define NET_ARCH_CC_H
@@ -15,8 +19,10 @@
 #ifndef SSIZE_MAX
 #define SSIZE_MAX LONG_MAX
 #endif
+/* With SSIZE_MAX defined, arch.h includes <unistd.h> only to get ssize_t: sys/types.h gave it. */
 #define LWIP_NO_UNISTD_H 1
-/* newlib's machine/endian.h may already define it. */
+/* newlib's machine/endian.h (reached through sys/types.h and stdio.h) may already define it,
+ * as _BYTE_ORDER; defining it again would be a redefinition. */
 #ifndef BYTE_ORDER
 #define BYTE_ORDER LITTLE_ENDIAN
 #endif

@@ -596,7 +596,7 @@ static void handle_option(struct nbd_conn *c, const uint8_t *d, uint32_t len)
 		 * Everything else, including STARTTLS (we run in NOTLS mode) and
 		 * EXTENDED_HEADERS (an experimental extension we do not implement yet): ERR_UNSUP,
 		 * and the session continues — refusing to continue broke clients that send
-		 * EXTENDED_HEADERS by default (nbd-and-peers.md §1.10 item 2).
+		 * EXTENDED_HEADERS by default (docs/nbd.md, protocol rule 2).
 		 */
 		opt_error(c, NBD_REP_ERR_UNSUP, "option not supported");
 		break;
@@ -787,7 +787,7 @@ static void read_reply(struct nbd_conn *c, struct nbd_req *r, size_t skip)
 
 /*
  * Pure checking, nbdkit's validate_request(): 0, or -errno with *msg set. Order matters and
- * follows nbdkit (nbd-and-peers.md §1.9): unknown command, unknown or inapplicable flags,
+ * follows nbdkit (docs/nbd.md, protocol rule 4): unknown command, unknown or inapplicable flags,
  * shutdown, read-only, then range (ENOSPC for writes past the end, EINVAL otherwise), then
  * size and alignment.
  */
@@ -1204,7 +1204,7 @@ static void request_header(struct nbd_conn *c)
 
 	c->hdr_len = 0;
 	if (magic != NBD_REQUEST_MAGIC) {
-		/* The stream cannot be re-framed: hard disconnect (proto.md, §1.10 item 4). */
+		/* The stream cannot be re-framed: hard disconnect (docs/nbd.md, protocol rule 3). */
 		conn_close(c);
 		return;
 	}

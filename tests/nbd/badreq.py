@@ -1,7 +1,7 @@
 # Bad requests through libnbd (run by badreq.t inside nbdsh, which provides the nbd module).
 # libnbd's strict mode is turned off so it sends what it would normally refuse. Each check
 # prints PASS/FAIL lines in the tests/lib/tap.sh format; the connection must survive every
-# well-framed bad request (nbd-and-peers.md §1.9-§1.10).
+# well-framed bad request (docs/nbd.md, protocol rules 3 and 4).
 import errno
 import os
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Compatibility with thin-provisioning-tools 0.9.0 (the oracle, dm-thin-format §8.6):
+ * Compatibility with thin-provisioning-tools 0.9.0 (the oracle, docs/dm-thin-format.md §8.6):
  *  - thin_restore builds an image from generated XML (tests/compat/gen_xml.py: many
  *    devices, ranges and singles, shared data blocks, varied times, 100,000+ mappings);
  *    our engine opens it and every lookup, every device's details and mapped count match

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Pool modes (dm-thin-format §9.7): out of data space (ENOSPC at once, or queued for a
+ * Pool modes (docs/dm-thin-format.md §9.7): out of data space (ENOSPC at once, or queued for a
  * timeout, or served once a delete frees space), metadata device full and metadata I/O
  * errors (read-only with needs_check, reads keep working, acknowledged-and-flushed data
  * stays), fail mode, the read_only option and the low-water mark.
