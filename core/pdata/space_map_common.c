@@ -133,6 +133,29 @@ static dm_block_t div_up(dm_block_t n, dm_block_t d)
 	return (n + d - 1) / d;
 }
 
+/* Make index entry @i count every free entry of its bitmap, past the end included (the
+ * kernel's convention), with a none-free-before hint no higher than the end. */
+static int count_partial_bitmap(struct ll_disk *ll, dm_block_t i)
+{
+	uint32_t in_range = (uint32_t)(ll->nr_blocks - i * ENTRIES_PER_BLOCK), nr_free = 0;
+	struct disk_index_entry ie;
+	struct dm_block *blk;
+	int r = ll->load_ie(ll, i, &ie);
+
+	if (r)
+		return r;
+	r = dm_tm_read_lock(ll->tm, get_le64(&ie.blocknr), &dm_sm_bitmap_validator, &blk);
+	if (r)
+		return r;
+	for (uint32_t e = 0; e < ENTRIES_PER_BLOCK; e++)
+		nr_free += !sm_lookup_bitmap(bitmap_bytes(blk), e);
+	dm_tm_unlock(ll->tm, blk);
+	put_le32(&ie.nr_free, nr_free);
+	if (get_le32(&ie.none_free_before) > in_range)
+		put_le32(&ie.none_free_before, in_range);
+	return ll->save_ie(ll, i, &ie);
+}
+
 int sm_ll_extend(struct ll_disk *ll, dm_block_t extra_blocks)
 {
 	dm_block_t nr_blocks = ll->nr_blocks + extra_blocks;
@@ -141,6 +164,15 @@ int sm_ll_extend(struct ll_disk *ll, dm_block_t extra_blocks)
 
 	if (nr_blocks < ll->nr_blocks || bitmaps > ll->max_entries(ll))
 		return -EINVAL;
+	if (ll->nr_blocks % ENTRIES_PER_BLOCK && extra_blocks) {
+		/* The last bitmap was partial and its new entries are free. thin_restore counts
+		 * only the entries in range as free: a full last bitmap then says 0 free, and
+		 * the search would skip the blocks just added to it. */
+		int r = count_partial_bitmap(ll, old_bitmaps - 1);
+
+		if (r)
+			return r;
+	}
 	/* Set first: new bitmaps may be allocated from the area they describe. */
 	ll->nr_blocks = nr_blocks;
 	for (dm_block_t i = old_bitmaps; i < bitmaps; i++) {
