@@ -282,7 +282,7 @@ TEST(out_of_space_queue_blocks_nothing_and_waits_forever)
 	uint8_t *rb1 = malloc(KB64), *rb2 = malloc(KB64);
 
 	thin_pool_default_opts(&o);
-	o.no_space_timeout_ms = 0;
+	o.no_space_timeout_ms = 3600 * 1000;
 	if (!fill8(&t, &o, &v1, &v2, a))
 		return;
 	d1 = thin_volume_blkdev(v1);
@@ -312,6 +312,7 @@ TEST(out_of_space_queue_blocks_nothing_and_waits_forever)
 	ok_eq(wi.rc, 0);
 	ok_eq(fl.rc, 0);
 	/* 0: no timer. Ten hours later they still wait. */
+	thin_pool_set_no_space(t.pool, false, 0);
 	plat_host_clock_advance(36000 * SEC);
 	spin(t.pool);
 	ok(!w1.done && !w2.done);
