@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """Fill the pool in QEMU: 32 MiB of data disk, an overcommitted volume written until the pool
-is full. The writer's write queues for the no-space timeout (set to 2 s), then gets ENOSPC, reads keep working, deleting the volume frees its space,
-vol0's data is intact, and thin_check passes after poweroff. One boot."""
+is full. The writer's write queues for the no-space timeout (set to 2 s), then gets ENOSPC;
+reads keep working, deleting the volume frees its space, vol0's data is intact, and
+thin_check passes after poweroff. One boot."""
 import os
 import sys
 
