@@ -603,13 +603,19 @@ static bool block0_zero(struct appliance *a, int *rc_out)
 
 /*
  * The settings block: pool options dm-thin keeps in its table rather than its metadata
- * (skip_block_zeroing), chosen at format time. Little-endian: magic "THNBXSET", le32
- * version 1, le32 flags (bit 0: no zeroing), le32 crc32c of the 16 bytes before it.
+ * (skip_block_zeroing, chosen at format time; error_if_no_space and no_space_timeout, set
+ * with `pool set`). Little-endian: magic "THNBXSET", le32 version 1, le32 flags (bit 0: no
+ * zeroing, bit 1: error_if_no_space, bit 2: the no-space fields are present), le32 crc32c
+ * of the 16 bytes before it; then le32 no_space_timeout_ms and le32 crc32c of the 24 bytes
+ * before it. A block written before the no-space fields existed lacks bit 2 (and an older
+ * reader ignores them): the no-space options keep their defaults then.
  */
-#define SETTINGS_MAGIC	"THNBXSET"
-#define SETTING_NO_ZERO (1u << 0)
+#define SETTINGS_MAGIC		  "THNBXSET"
+#define SETTING_NO_ZERO		  (1u << 0)
+#define SETTING_ERROR_IF_NO_SPACE (1u << 1)
+#define SETTING_HAS_NO_SPACE	  (1u << 2)
 
-static int settings_write(struct appliance *a, bool zero_new_blocks)
+static int settings_write(struct appliance *a, const struct thin_pool_opts *po)
 {
 	uint32_t bs = a->o.meta_disk->block_size;
 	uint8_t *buf = calloc(1, APPLIANCE_SETTINGS_BYTES);
@@ -619,8 +625,12 @@ static int settings_write(struct appliance *a, bool zero_new_blocks)
 		return -ENOMEM;
 	memcpy(buf, SETTINGS_MAGIC, 8);
 	put_le32(buf + 8, 1);
-	put_le32(buf + 12, zero_new_blocks ? 0 : SETTING_NO_ZERO);
+	put_le32(buf + 12, (po->zero_new_blocks ? 0 : SETTING_NO_ZERO) |
+			       (po->error_if_no_space ? SETTING_ERROR_IF_NO_SPACE : 0) |
+			       SETTING_HAS_NO_SPACE);
 	put_le32(buf + 16, crc32c(buf, 16));
+	put_le32(buf + 20, po->no_space_timeout_ms);
+	put_le32(buf + 24, crc32c(buf, 24));
 	rc = blkdev_write(a->o.meta_disk, a->meta_bytes / bs, APPLIANCE_SETTINGS_BYTES / bs, buf);
 	free(buf);
 	return rc ? rc : blkdev_flush(a->o.meta_disk);
@@ -636,8 +646,15 @@ static void settings_read(struct appliance *a)
 		return;
 	if (!blkdev_read(a->o.meta_disk, a->meta_bytes / bs, APPLIANCE_SETTINGS_BYTES / bs, buf) &&
 	    !memcmp(buf, SETTINGS_MAGIC, 8) && get_le32(buf + 8) == 1 &&
-	    get_le32(buf + 16) == crc32c(buf, 16))
-		a->o.pool_opts.zero_new_blocks = !(get_le32(buf + 12) & SETTING_NO_ZERO);
+	    get_le32(buf + 16) == crc32c(buf, 16)) {
+		uint32_t flags = get_le32(buf + 12);
+
+		a->o.pool_opts.zero_new_blocks = !(flags & SETTING_NO_ZERO);
+		if ((flags & SETTING_HAS_NO_SPACE) && get_le32(buf + 24) == crc32c(buf, 24)) {
+			a->o.pool_opts.error_if_no_space = flags & SETTING_ERROR_IF_NO_SPACE;
+			a->o.pool_opts.no_space_timeout_ms = get_le32(buf + 20);
+		}
+	}
 	free(buf);
 }
 
@@ -648,7 +665,7 @@ static int do_format(struct appliance *a, const struct thin_pool_opts *po, bool 
 	/* The configuration goes first: a configuration must never outlive its pool. */
 	rc = cfg_store_wipe(&a->store);
 	if (!rc)
-		rc = settings_write(a, po->zero_new_blocks);
+		rc = settings_write(a, po);
 	if (rc)
 		return rc;
 	rc = thin_pool_format(a->meta, a->o.data_disk, po, force);
@@ -814,6 +831,25 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 int appliance_commit(struct appliance *a)
 {
 	return a->pool ? thin_pool_commit(a->pool) : -ENODEV;
+}
+
+int appliance_set_no_space(struct appliance *a, bool error_if_no_space, uint32_t timeout_ms)
+{
+	struct thin_pool_opts po;
+	int rc;
+
+	if (!a->pool)
+		return -ENODEV;
+	/* Saved first, so the pool never runs with a policy the next boot would not restore. */
+	po = a->o.pool_opts;
+	po.error_if_no_space = error_if_no_space;
+	po.no_space_timeout_ms = timeout_ms;
+	rc = settings_write(a, &po);
+	if (rc)
+		return rc;
+	a->o.pool_opts = po;
+	thin_pool_set_no_space(a->pool, error_if_no_space, timeout_ms);
+	return 0;
 }
 
 int appliance_set_transaction_id(struct appliance *a, uint64_t old, uint64_t new_id)

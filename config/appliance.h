@@ -9,8 +9,9 @@
  *   [0, meta_bytes)                     pool metadata, through a core/blkdev_slice.h slice:
  *                                       the superblock records that size, so thin_check and
  *                                       thin_dump on the whole disk image see a normal pool
- *   [meta_bytes, +4 KiB)                the settings block: options chosen at format time
- *                                       that dm-thin keeps outside its metadata (zeroing)
+ *   [meta_bytes, +4 KiB)                the settings block: pool options dm-thin keeps
+ *                                       outside its metadata (zeroing, chosen at format
+ *                                       time; the out-of-data-space policy, `pool set`)
  *   [store offset, disk size)           the configuration store (config/store.h): two slots
  *                                       of APPLIANCE_SLOT_BYTES, in the last
  *                                       APPLIANCE_STORE_BYTES of the disk (4 KiB aligned)
@@ -168,6 +169,13 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 
 /* Flush the data disk and commit. */
 int appliance_commit(struct appliance *a);
+/*
+ * The out-of-data-space policy (thin_pool_opts' error_if_no_space and no_space_timeout_ms):
+ * saved in the settings block (kept across reboots and pool format), then applied to the
+ * open pool at once. -ENODEV without an open pool; after a disk error (returned) the
+ * running pool keeps its policy.
+ */
+int appliance_set_no_space(struct appliance *a, bool error_if_no_space, uint32_t timeout_ms);
 /*
  * Move the pool's transaction id from @old to @new_id (-EINVAL when @old is wrong or
  * @new_id equals it). READY: the configuration is saved for @new_id first. STALE: if a

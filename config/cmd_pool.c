@@ -117,6 +117,26 @@ static const char *mode_name(enum thin_pool_mode m)
 	return "?";
 }
 
+/* What a write needing a new block meets when the pool is full (the no-space policy). */
+static void when_full(const struct thin_pool_status *st, char *buf, size_t len)
+{
+	int n;
+
+	if (st->error_if_no_space && !st->no_space_timed_out)
+		n = snprintf(buf, len, "error at once (error-if-no-space on)");
+	else if (!st->no_space_timeout_ms)
+		n = snprintf(buf, len, "queue writes until space appears (no-space-timeout 0)");
+	else
+		n = snprintf(buf, len, "queue writes for %" PRIu32 " s, then error",
+			     (st->no_space_timeout_ms + 999) / 1000);
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (st->no_space_timed_out)
+		snprintf(buf + n, len - (size_t)n, "; timed out: erroring until space appears");
+	else if (st->queued_for_space)
+		snprintf(buf + n, len - (size_t)n, "; %u write(s) queued", st->queued_for_space);
+}
+
 static unsigned percent(uint64_t part, uint64_t whole)
 {
 	return whole ? (unsigned)(part * 100 / whole) : 0;
@@ -125,7 +145,7 @@ static unsigned percent(uint64_t part, uint64_t whole)
 static int pool_status(struct shell *sh, struct appliance *a)
 {
 	struct thin_pool_status st;
-	char line[256], s1[32], s2[32], s3[32];
+	char line[256], s1[32], s2[32], s3[32], full[128];
 	uint64_t bb;
 	int rc;
 
@@ -167,6 +187,8 @@ static int pool_status(struct shell *sh, struct appliance *a)
 		     st.zero_new_blocks ? "zeroing" : "skip_block_zeroing",
 		     st.discard_passdown ? "discard_passdown" : "no_discard_passdown",
 		     st.error_if_no_space ? "error_if_no_space" : "queue_if_no_space");
+	when_full(&st, full, sizeof(full));
+	shell_printf(sh, "  when full       %s\n", full);
 	shell_printf(sh, "  volumes         %zu named, %u open, %u requests in flight\n",
 		     appliance_config(a)->nvols, st.open_volumes, st.requests_in_flight);
 	shell_printf(sh, "  exports         %zu\n", appliance_config(a)->nexps);
@@ -302,12 +324,76 @@ static int pool_format(struct shell *sh, struct appliance *a, int argc, char **a
 	return 0;
 }
 
+/* ---- pool set ----------------------------------------------------------------------------- */
+
+static const char set_usage[] =
+    "usage: pool set no-space-timeout SECONDS   (when full, queue writes this long; 0: until\n"
+    "                                            space appears; default 60)\n"
+    "       pool set error-if-no-space on|off   (when full, fail writes at once)\n";
+
+static int pool_set(struct shell *sh, struct appliance *a, int argc, char **argv)
+{
+	struct thin_pool_status st;
+	char full[128];
+	bool error_if_no_space;
+	uint32_t timeout_ms;
+	uint64_t v;
+	int rc;
+
+	if (argc != 4) {
+		shell_puts(sh, set_usage);
+		return -EINVAL;
+	}
+	if (!app_need_pool(sh, false))
+		return -ENODEV;
+	rc = thin_pool_get_status(appliance_pool(a), &st);
+	if (rc)
+		return app_error(sh, rc, "pool set");
+	error_if_no_space = st.error_if_no_space && !st.no_space_timed_out;
+	timeout_ms = st.no_space_timeout_ms;
+	if (!strcmp(argv[2], "no-space-timeout")) {
+		if (parse_u64(argv[3], &v) || v > UINT32_MAX / 1000) {
+			shell_printf(sh,
+				     "error: bad no-space timeout '%s' (whole seconds from 0 to "
+				     "%u; 0 queues until space appears)\n",
+				     argv[3], UINT32_MAX / 1000);
+			return -EINVAL;
+		}
+		timeout_ms = (uint32_t)v * 1000;
+	} else if (!strcmp(argv[2], "error-if-no-space")) {
+		if (!strcmp(argv[3], "on")) {
+			error_if_no_space = true;
+		} else if (!strcmp(argv[3], "off")) {
+			error_if_no_space = false;
+		} else {
+			shell_printf(sh, "error: error-if-no-space is on or off, not '%s'\n",
+				     argv[3]);
+			return -EINVAL;
+		}
+	} else {
+		shell_printf(sh, "error: unknown pool setting '%s'\n", argv[2]);
+		shell_puts(sh, set_usage);
+		return -EINVAL;
+	}
+	rc = appliance_set_no_space(a, error_if_no_space, timeout_ms);
+	if (rc)
+		return app_error(sh, rc, "pool set %s", argv[2]);
+	rc = thin_pool_get_status(appliance_pool(a), &st);
+	if (rc)
+		return app_error(sh, rc, "pool set");
+	when_full(&st, full, sizeof(full));
+	shell_printf(sh, "when full: %s (kept across reboots)\n", full);
+	return 0;
+}
+
 /* ---- pool ---------------------------------------------------------------------------------- */
 
-static const char pool_usage[] = "usage: pool format [--block-size SIZE] [--no-zero] [--force]\n"
-				 "       pool status | commit | check | resize-data\n"
-				 "       pool set-transaction-id OLD NEW\n"
-				 "       pool reserve-metadata-snap | release-metadata-snap\n";
+static const char pool_usage[] =
+    "usage: pool format [--block-size SIZE] [--no-zero] [--force]\n"
+    "       pool status | commit | check | resize-data\n"
+    "       pool set no-space-timeout SECONDS | error-if-no-space on|off\n"
+    "       pool set-transaction-id OLD NEW\n"
+    "       pool reserve-metadata-snap | release-metadata-snap\n";
 
 static int want_args(struct shell *sh, int argc, int n)
 {
@@ -355,6 +441,8 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 			return app_error(sh, rc, "pool check");
 		return pool_check(sh, a);
 	}
+	if (!strcmp(sub, "set"))
+		return pool_set(sh, a, argc, argv);
 	if (!strcmp(sub, "set-transaction-id")) {
 		uint64_t old, new_id, now = 0;
 
@@ -444,8 +532,9 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 }
 
 const struct shell_cmd app_pool_cmds[] = {
-	{ "pool", "format|status|commit|check|resize-data|set-transaction-id|...",
-	  "the thin pool: format, status, commit, check, transaction id, metadata snapshot",
+	{ "pool", "format|status|commit|check|resize-data|set|set-transaction-id|...",
+	  "the thin pool: format, status, commit, check, settings, transaction id, metadata "
+	  "snapshot",
 	  cmd_pool },
 };
 const size_t app_pool_ncmds = ARRAY_SIZE(app_pool_cmds);

@@ -35,8 +35,9 @@
  *   - a freed block is discarded on the data disk only after the commit that made its
  *     unmap durable (passdown), so a power cut never finds a committed mapping to a
  *     discarded block;
- *   - a FLUSH waits for every earlier modifying request of the pool, then for a commit
- *     cycle that starts after that; FUA arrives from the NBD server as write + flush.
+ *   - a FLUSH waits for every earlier modifying request of the pool, except those with a
+ *     write queued for data space (not acknowledged, so not the FLUSH's to cover), then for
+ *     a commit cycle that starts after that; FUA arrives from the NBD server as write + flush.
  * The metadata is only called from the caller's context (submit, poll, admin calls): no
  * concurrency, as the metadata layer requires.
  */
@@ -103,8 +104,8 @@ struct pool_io {
 	bool cow;	   /* provisioning copies old_db */
 	bool holds_block;  /* db was allocated for this io and counts in pool->in_flight_allocs */
 	bool in_place;	   /* left its cell: counts in cell->in_place */
+	bool parked;	   /* on the nospace list (or taken off it and not yet run) */
 	uint64_t gen;	   /* pool->abort_gen when db was taken */
-	uint64_t deadline; /* out-of-space wait */
 	uint8_t *bounce;
 	size_t bounce_len;
 	uint32_t boff; /* byte offset in the data block where the bounce buffer starts */
@@ -119,6 +120,7 @@ struct pool_req {
 	struct thin_volume *vol;
 	uint64_t seq;
 	unsigned pending;
+	unsigned parked; /* its ios waiting for data space: a FLUSH need not wait for it */
 	int rc;
 	bool modifying;
 };
@@ -203,6 +205,10 @@ struct thin_pool {
 	int (*commit_op)(struct thin_md *md);
 	size_t bounce_bytes;
 	bool low_water_reached;
+	/* Out of data space (dm's no_space_timeout): since when, and whether the timer fired. */
+	uint64_t no_space_since;
+	bool no_space_timed_out;
+	unsigned parked_ios;
 };
 
 static void run_io(struct thin_pool *pool, struct pool_io *io);
@@ -487,8 +493,19 @@ static void release_block(struct thin_pool *pool, struct pool_io *io)
 		metadata_failed(pool, r);
 }
 
+/* @io leaves the nospace list's accounting (it runs again, or fails). */
+static void io_unpark(struct thin_pool *pool, struct pool_io *io)
+{
+	if (!io->parked)
+		return;
+	io->parked = false;
+	io->parent->parked--;
+	pool->parked_ios--;
+}
+
 static void io_finish(struct thin_pool *pool, struct pool_io *io, int rc)
 {
+	io_unpark(pool, io);
 	release_block(pool, io);
 	bounce_free(pool, io);
 	cell_put(pool, io);
@@ -577,9 +594,29 @@ static uint64_t alloc_hint(struct thin_pool *pool, struct thin_volume *vol, uint
 	       nr;
 }
 
+/* Writes needing a block fail at once: the option, or the no-space timer fired. */
+static bool no_space_errors(const struct thin_pool *pool)
+{
+	return pool->o.error_if_no_space || pool->no_space_timed_out;
+}
+
+/* Enter or leave out-of-data-space mode; entering starts dm's one no_space_timeout. */
+static void set_out_of_space(struct thin_pool *pool, bool out)
+{
+	if (out && pool->mode != THIN_POOL_OUT_OF_DATA_SPACE) {
+		pool->mode = THIN_POOL_OUT_OF_DATA_SPACE;
+		pool->no_space_since = plat_now_ns();
+		pool->no_space_timed_out = false;
+	} else if (!out && pool->mode == THIN_POOL_OUT_OF_DATA_SPACE) {
+		pool->mode = THIN_POOL_WRITE;
+		pool->no_space_timed_out = false; /* re-armed for the next time */
+	}
+}
+
 /*
  * Get a new data block for @io. 0: io->db is ours. 1: @io was parked (commit in progress,
- * or waiting for space) and will run again. <0: fail @io with that.
+ * or waiting for space: then without its cell, in state IO_START) and will run again. <0:
+ * fail @io with that.
  */
 static bool passdown_busy(const struct thin_pool *pool);
 
@@ -611,15 +648,14 @@ static int alloc_block(struct thin_pool *pool, struct pool_io *io)
 			LIST_PUSH(pool->defer_head, pool->defer_tail, io);
 			return 1;
 		}
-		pool->mode = THIN_POOL_OUT_OF_DATA_SPACE;
+		set_out_of_space(pool, true);
 		goto no_space;
 	}
 	if (r) {
 		metadata_failed(pool, r);
 		return r;
 	}
-	if (pool->mode == THIN_POOL_OUT_OF_DATA_SPACE)
-		pool->mode = THIN_POOL_WRITE;
+	set_out_of_space(pool, false);
 	pool->dirty = true;
 	io->holds_block = true;
 	io->gen = pool->abort_gen;
@@ -631,10 +667,15 @@ static int alloc_block(struct thin_pool *pool, struct pool_io *io)
 	return 0;
 
 no_space:
-	if (!pool->o.no_space_timeout_ms)
+	if (no_space_errors(pool))
 		return -ENOSPC;
-	if (!io->deadline)
-		io->deadline = plat_now_ns() + (uint64_t)pool->o.no_space_timeout_ms * 1000000ull;
+	/* Queue without the cell (dm's retry list): reads and writes to mapped blocks, this one
+	 * included, go on meanwhile; @io looks its block up again when it runs. */
+	cell_put(pool, io);
+	io->state = IO_START;
+	io->parked = true;
+	io->parent->parked++;
+	pool->parked_ios++;
 	LIST_PUSH(pool->nospace_head, pool->nospace_tail, io);
 	return 1;
 }
@@ -648,7 +689,7 @@ static void space_changed(struct thin_pool *pool)
 		return;
 	if (thin_md_get_free_data_blocks(pool->md, &nr_free) || !nr_free)
 		return;
-	pool->mode = THIN_POOL_WRITE;
+	set_out_of_space(pool, false);
 	requeue_all(pool, &pool->nospace_head, &pool->nospace_tail);
 }
 
@@ -918,6 +959,7 @@ static int step_io(struct thin_pool *pool, struct pool_io *io)
 	bool held;
 	int r = 0;
 
+	io_unpark(pool, io);
 	if (pool->mode == THIN_POOL_FAIL) {
 		io_finish(pool, io, -EIO);
 		return 1;
@@ -1208,13 +1250,16 @@ static int commit_step(struct thin_pool *pool)
 /* FLUSHes whose earlier modifying requests are all done join a commit. */
 static int flush_step(struct thin_pool *pool)
 {
-	struct pool_req **pp = &pool->flush_wait;
+	struct pool_req **pp = &pool->flush_wait, *oldest = pool->mhead;
 	int moved = 0;
 
+	/* Requests with a write queued for space are not acknowledged: not waited for. */
+	while (oldest && oldest->parked)
+		oldest = oldest->mnext;
 	while (*pp) {
 		struct pool_req *f = *pp;
 
-		if (pool->mhead && pool->mhead->seq < f->seq) {
+		if (oldest && oldest->seq < f->seq) {
 			pp = &f->next;
 			continue;
 		}
@@ -1236,28 +1281,31 @@ static int flush_step(struct thin_pool *pool)
 /*----------------------------------------------------------------*/
 /* Poll */
 
-static int expire_nospace(struct thin_pool *pool)
+/*
+ * dm's no_space_timeout: one timer, from when the pool ran out of data space. When it fires
+ * (or error_if_no_space is set), the queued writes fail with -ENOSPC, and so do later ones
+ * until space appears (set_out_of_space() re-arms it).
+ */
+static int no_space_timer(struct thin_pool *pool)
 {
-	struct pool_io *keep_head = NULL, *keep_tail = NULL, *io;
-	uint64_t now;
+	struct pool_io *io;
 	int moved = 0;
 
-	if (!pool->nospace_head)
+	if (pool->mode != THIN_POOL_OUT_OF_DATA_SPACE)
 		return 0;
-	now = plat_now_ns();
+	if (!no_space_errors(pool) && pool->o.no_space_timeout_ms &&
+	    plat_now_ns() - pool->no_space_since >=
+		(uint64_t)pool->o.no_space_timeout_ms * 1000000ull)
+		pool->no_space_timed_out = true;
+	if (!no_space_errors(pool))
+		return 0;
 	for (;;) {
 		LIST_POP(pool->nospace_head, pool->nospace_tail, io);
 		if (!io)
 			break;
-		if (now >= io->deadline) {
-			io_finish(pool, io, -ENOSPC);
-			moved++;
-		} else {
-			LIST_PUSH(keep_head, keep_tail, io);
-		}
+		io_finish(pool, io, -ENOSPC);
+		moved++;
 	}
-	pool->nospace_head = keep_head;
-	pool->nospace_tail = keep_tail;
 	return moved;
 }
 
@@ -1299,7 +1347,7 @@ int thin_pool_poll(struct thin_pool *pool)
 			(uint64_t)pool->o.commit_interval_ms * 1000000ull)
 			pool->commit_wanted = true;
 		moved += commit_step(pool);
-		moved += expire_nospace(pool);
+		moved += no_space_timer(pool);
 		/* Complete parents last: done() may submit new requests, which only queue. */
 		for (;;) {
 			LIST_POP(pool->done_head, pool->done_tail, p);
@@ -1501,7 +1549,8 @@ void thin_pool_default_opts(struct thin_pool_opts *o)
 	o->data_block_sectors = 128;
 	o->zero_new_blocks = true;
 	o->discard_passdown = true;
-	o->no_space_timeout_ms = 0;
+	o->error_if_no_space = false;
+	o->no_space_timeout_ms = 60000; /* dm's default no_space_timeout */
 	o->commit_interval_ms = 1000;
 }
 
@@ -1818,6 +1867,14 @@ int thin_pool_resize_data(struct thin_pool *pool)
 	return admin_end(pool, thin_md_resize_data_dev(pool->md, nr));
 }
 
+void thin_pool_set_no_space(struct thin_pool *pool, bool error_if_no_space, uint32_t timeout_ms)
+{
+	pool->o.error_if_no_space = error_if_no_space;
+	pool->o.no_space_timeout_ms = timeout_ms;
+	/* The timer is judged again (from no_space_since) at the next poll. */
+	pool->no_space_timed_out = false;
+}
+
 /*----------------------------------------------------------------*/
 /* Status */
 
@@ -1832,7 +1889,10 @@ int thin_pool_get_status(struct thin_pool *pool, struct thin_pool_status *out)
 	out->needs_check = thin_md_needs_check(pool->md);
 	out->discard_passdown = pool->passdown;
 	out->zero_new_blocks = pool->o.zero_new_blocks;
-	out->error_if_no_space = !pool->o.no_space_timeout_ms;
+	out->error_if_no_space = no_space_errors(pool);
+	out->no_space_timeout_ms = pool->o.no_space_timeout_ms;
+	out->no_space_timed_out = pool->no_space_timed_out;
+	out->queued_for_space = pool->parked_ios;
 	out->low_water_blocks = pool->o.low_water_blocks;
 	out->low_water_reached = pool->low_water_reached;
 	out->open_volumes = pool->nr_vols;

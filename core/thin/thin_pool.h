@@ -25,8 +25,11 @@
  * The pool also commits by itself once a second while it has changes (thin_pool_poll()).
  *
  * Modes, as dm-thin's (docs/dm-thin-format.md §9.7): write; out of data space
- * (writes needing a new block fail with -ENOSPC at once, or after no_space_timeout_ms when
- * that is non-zero; everything else works); read-only (after a metadata error, or when
+ * (writes needing a new block queue, without holding their cells, until space appears, or
+ * fail with -ENOSPC: at once with error_if_no_space, else once the pool's one timer,
+ * started when the pool entered the mode, has run no_space_timeout_ms (0: never), and from
+ * then on at once until space appears; everything else works, FLUSHes included, which do
+ * not wait for the queued writes); read-only (after a metadata error, or when
  * needs_check is set: reads and writes to mapped unshared blocks work, the rest -EROFS or
  * -EIO); fail (the rollback itself failed: every I/O fails with -EIO).
  *
@@ -65,8 +68,13 @@ struct thin_pool_opts {
 	bool zero_new_blocks;
 	/* Discard freed data blocks on the data disk (when the disk supports it). */
 	bool discard_passdown;
-	/* Out of data space: 0 fails writes needing a block at once (error_if_no_space); else
-	 * they wait this long for space (a resize or a delete) and then fail with -ENOSPC. */
+	/* Out of data space, fail writes needing a new block with -ENOSPC at once (dm's
+	 * error_if_no_space; default off: they queue). */
+	bool error_if_no_space;
+	/* Out of data space without error_if_no_space: how long after the pool entered that
+	 * mode its timer fails the queued writes (and, until space appears, every later write
+	 * needing a block) with -ENOSPC; 0 queues them until space appears. dm's
+	 * no_space_timeout; default 60000. */
 	uint32_t no_space_timeout_ms;
 	/* Free data blocks at or below which the low-water event fires (0: none). */
 	uint64_t low_water_blocks;
@@ -132,6 +140,13 @@ int thin_pool_reserve_metadata_snap(struct thin_pool *pool);
 int thin_pool_release_metadata_snap(struct thin_pool *pool);
 /* Re-read the data disk's size and grow the pool to it (-EINVAL if it shrank). */
 int thin_pool_resize_data(struct thin_pool *pool);
+/*
+ * Change the out-of-data-space options (error_if_no_space, no_space_timeout_ms above) of the
+ * running pool, at once: queued writes fail when error_if_no_space is turned on, and a new
+ * timeout counts from when the pool ran out of space (it may fire at the next poll). Never
+ * fails.
+ */
+void thin_pool_set_no_space(struct thin_pool *pool, bool error_if_no_space, uint32_t timeout_ms);
 
 struct thin_pool_status {
 	enum thin_pool_mode mode;
@@ -141,7 +156,11 @@ struct thin_pool_status {
 	uint32_t data_block_sectors;
 	uint64_t held_root; /* 0 when none */
 	bool needs_check;
+	/* error_if_no_space as dm reports it: the option, or the no-space timer fired. */
 	bool discard_passdown, zero_new_blocks, error_if_no_space;
+	uint32_t no_space_timeout_ms; /* the option */
+	bool no_space_timed_out;      /* out of data space and the timer fired */
+	unsigned queued_for_space;    /* writes (per data block) waiting for space */
 	uint64_t low_water_blocks;
 	bool low_water_reached;
 	uint64_t meta_low_water_blocks;

@@ -3,8 +3,9 @@
 """Fill the pool (host build): an overcommitted pool runs out of data space.
 
 32 MiB of data disk (512 blocks of 64 KiB), vol0 written with 8 MiB that must survive, then
-volume "big" (64 MiB) written until the pool is full: the writer gets ENOSPC, reads keep
-working (vol0's data and big's written part), pool status says out_of_data_space; deleting
+volume "big" (64 MiB) written until the pool is full: the write queues for the no-space
+timeout (`pool set no-space-timeout 2`), then the writer gets ENOSPC, reads keep working
+(vol0's data and big's written part), pool status says out_of_data_space; deleting
 "big" frees its space, the pool is writable again, a new volume takes the space; nothing
 else was lost and thin_check passes."""
 import os
@@ -26,6 +27,9 @@ try:
     hh.pwrite(keep, 0)
     hh.flush()
     hh.shutdown()
+    # dm's default queues writes for 60 s when full: make the writer's wait short.
+    out = h.command("pool set no-space-timeout 2")
+    c.check("no-space-timeout-set", "queue writes for 2 s" in out, out)
     out = h.command("thin create big 64M")
     c.check("overcommit-allowed", "created big" in out, out)
     h.command("export add big")

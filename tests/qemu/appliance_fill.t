@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """Fill the pool in QEMU: 32 MiB of data disk, an overcommitted volume written until the pool
-is full. The writer gets ENOSPC, reads keep working, deleting the volume frees its space,
-vol0's data is intact, and thin_check passes after poweroff. One boot."""
+is full. The writer's write queues for the no-space timeout (set to 2 s), then gets ENOSPC;
+reads keep working, deleting the volume frees its space, vol0's data is intact, and
+thin_check passes after poweroff. One boot."""
 import os
 import sys
 
@@ -23,6 +24,7 @@ try:
         ap.pwrite(h, keep, 0)
         h.flush()
         h.shutdown()
+        m.sh("pool set no-space-timeout 2")  # dm's default would queue the writer 60 s
         m.sh("thin create big 64M")
         m.sh("export add big")
         h = al.connect(m.uri("big"))

@@ -651,3 +651,95 @@ TEST(too_small_metadata_disk_is_refused)
 	ok_eq(appliance_create(&o, &a), -EINVAL);
 	fx_free(f);
 }
+
+/* The out-of-data-space policy: pool set, status, bad input, kept across reboots and format. */
+static uint32_t no_space_timeout(struct fx *f, bool *error_if_no_space)
+{
+	struct thin_pool_status st;
+
+	if (thin_pool_get_status(appliance_pool(f->a), &st))
+		return ~0u;
+	*error_if_no_space = st.error_if_no_space;
+	return st.no_space_timeout_ms;
+}
+
+TEST(pool_set_no_space_policy)
+{
+	static const char *const bad[] = {
+		"pool set",
+		"pool set no-space-timeout",
+		"pool set no-space-timeout -1",
+		"pool set no-space-timeout abc",
+		"pool set no-space-timeout 1.5",
+		"pool set no-space-timeout 10s",
+		"pool set no-space-timeout 4294968",
+		"pool set no-space-timeout 99999999999999999999999",
+		"pool set no-space-timeout \"\"",
+		"pool set no-space-timeout 5 extra",
+		"pool set error-if-no-space",
+		"pool set error-if-no-space maybe",
+		"pool set error-if-no-space ON",
+		"pool set bogus 1",
+		"pool set zeroing off",
+	};
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	bool e = true;
+
+	ok_eq(boot_on(f, true), 0);
+	/* dm's defaults. */
+	ok_eq(no_space_timeout(f, &e), 60000);
+	ok(!e);
+	ok_eq(sh(f, "pool status"), 0);
+	ok(has(f, " queue_if_no_space "));
+	ok(has(f, "when full       queue writes for 60 s, then error"));
+	ok_eq(sh(f, "pool format --force --no-zero"), 0);
+	ok_eq(sh(f, "pool set no-space-timeout 30"), 0);
+	ok(has(f, "when full: queue writes for 30 s, then error"));
+	ok_eq(no_space_timeout(f, &e), 30000);
+	ok(!e);
+	ok_eq(sh(f, "pool set error-if-no-space on"), 0);
+	ok(has(f, "when full: error at once"));
+	ok_eq(no_space_timeout(f, &e), 30000);
+	ok(e);
+	ok_eq(sh(f, "pool status"), 0);
+	ok(has(f, " error_if_no_space "));
+	ok(has(f, "when full       error at once (error-if-no-space on)"));
+	/* Bad input: a clear error, nothing changed. */
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		int rc = sh(f, "%s", bad[i]);
+
+		if (rc != -EINVAL || (!strstr(f->out, "error:") && !strstr(f->out, "usage:")))
+			fail("'%s' gave %d: %s", bad[i], rc, f->out);
+		ok_eq(no_space_timeout(f, &e), 30000);
+		ok(e);
+	}
+	ok_eq(sh(f, "pool set no-space-timeout abc"), -EINVAL);
+	ok(has(f, "error: bad no-space timeout 'abc'"));
+	ok_eq(sh(f, "pool set error-if-no-space maybe"), -EINVAL);
+	ok(has(f, "error: error-if-no-space is on or off, not 'maybe'"));
+	ok_eq(sh(f, "pool set bogus 1"), -EINVAL);
+	ok(has(f, "error: unknown pool setting 'bogus'"));
+	/* Kept across a reboot, and the format's skip_block_zeroing with it. */
+	shutdown_app(f);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok_eq(no_space_timeout(f, &e), 30000);
+	ok(e);
+	ok_eq(sh(f, "pool status"), 0);
+	ok(has(f, "skip_block_zeroing"));
+	ok(has(f, "when full       error at once"));
+	ok_eq(sh(f, "pool set error-if-no-space off"), 0);
+	ok_eq(sh(f, "pool set no-space-timeout 0"), 0);
+	ok(has(f, "when full: queue writes until space appears"));
+	/* And across a format. */
+	ok_eq(sh(f, "pool format --force"), 0);
+	shutdown_app(f);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(no_space_timeout(f, &e), 0);
+	ok(!e);
+	ok_eq(sh(f, "pool status"), 0);
+	ok(has(f, " queue_if_no_space "));
+	ok(has(f, "when full       queue writes until space appears (no-space-timeout 0)"));
+	ok(has(f, "features        zeroing"));
+	fx_free(f);
+}

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Pool modes (docs/dm-thin-format.md §9.7): out of data space (ENOSPC at once, or queued for a
- * timeout, or served once a delete frees space), metadata device full and metadata I/O
+ * Pool modes (docs/dm-thin-format.md §9.7): out of data space (ENOSPC at once with
+ * error_if_no_space; else queued without their cells under one timer, dm's
+ * no_space_timeout, or served once a delete frees space), metadata device full and metadata I/O
  * errors (read-only with needs_check, reads keep working, acknowledged-and-flushed data
  * stays), fail mode, the read_only option and the low-water mark.
  */
 #include "tests/unit/thin/pool_test.h"
 
 #include "core/base/plat.h"
+#include "host/plat_host.h"
 
 static struct blkdev *vopen(struct thin_pool *pool, thin_id_t id, uint64_t size,
 			    struct thin_volume **vol)
@@ -49,6 +51,7 @@ TEST(fill_the_pool_enospc_then_delete_frees)
 
 	thin_pool_default_opts(&o);
 	o.low_water_blocks = 4;
+	o.error_if_no_space = true; /* synchronous writes below: fail at once */
 	if (!ok_eq(tpool_create(&t, 256, 16, &o), 0))
 		return;
 	d2 = vopen(t.pool, 2, 16 * KB64, &v2);
@@ -138,53 +141,259 @@ static void waiter_done(struct blkdev_req *req, int rc)
 	w->rc = rc;
 }
 
-TEST(out_of_space_queue_times_out_or_is_served)
+/* Submit @count sectors of @op at data block @vblock without waiting. */
+static void submit(struct blkdev *d, struct waiter *w, enum blkdev_op op, uint64_t vblock,
+		   uint32_t count, void *buf)
+{
+	memset(w, 0, sizeof(*w));
+	w->req = (struct blkdev_req){
+		.op = op, .block = vblock * 128, .count = count, .buf = buf, .done = waiter_done
+	};
+	ok_eq(blkdev_submit(d, &w->req), 0);
+}
+
+/* Poll enough for anything that can move to finish (memory disks complete at once). */
+static void spin(struct thin_pool *pool)
+{
+	for (int i = 0; i < 200; i++)
+		thin_pool_poll(pool);
+}
+
+#define SEC (1000000000ull)
+
+/*
+ * A full pool of 8 data blocks: volume 2 maps block 0 (pattern 200), volume 1 blocks 0..6
+ * (patterns 100..106), all flushed. The pool is not yet out of data space (no allocation
+ * failed).
+ */
+static bool fill8(struct tpool *t, const struct thin_pool_opts *o, struct thin_volume **v1,
+		  struct thin_volume **v2, uint8_t *a)
+{
+	struct blkdev *d1, *d2;
+
+	if (!ok_eq(tpool_create(t, 256, 8, o), 0))
+		return false;
+	d2 = vopen(t->pool, 2, 8 * KB64, v2);
+	pattern(a, KB64, 200);
+	ok_eq(blkdev_write(d2, 0, 128, a), 0);
+	d1 = vopen(t->pool, 1, 16 * KB64, v1);
+	for (unsigned i = 0; i < 7; i++) {
+		pattern(a, KB64, 100 + i);
+		ok_eq(blkdev_write(d1, i * 128, 128, a), 0);
+	}
+	return ok_eq(blkdev_flush(d1), 0);
+}
+
+/*
+ * dm's default: writes needing space queue; ONE timer, started when the pool ran out of
+ * space, fails them all (a write queued late fails with the first, not after its own wait);
+ * then later writes fail at once, until space appears, which re-arms the timer.
+ */
+TEST(out_of_space_default_queues_under_one_timer)
+{
+	struct tpool t;
+	struct thin_volume *v1, *v2;
+	struct blkdev *d1;
+	struct waiter w1, w2, w3;
+	struct thin_pool_status st;
+	uint8_t *a = malloc(KB64), *b = malloc(KB64);
+	char line[200];
+
+	if (!fill8(&t, NULL, &v1, &v2, a))
+		return;
+	ok_eq(t.o.no_space_timeout_ms, 60000);
+	ok(!t.o.error_if_no_space);
+	d1 = thin_volume_blkdev(v1);
+	submit(d1, &w1, BLKDEV_WRITE, 7, 128, a);
+	spin(t.pool);
+	ok(!w1.done); /* queued, not failed */
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_OUT_OF_DATA_SPACE);
+	ok_eq(st.queued_for_space, 1);
+	ok(!st.error_if_no_space && !st.no_space_timed_out);
+	ok_eq(thin_pool_status_line(t.pool, line, sizeof(line)), 0);
+	ok(strstr(line, " out_of_data_space discard_passdown queue_if_no_space ") != NULL);
+	/* 40 s later a second write queues too. */
+	plat_host_clock_advance(40 * SEC);
+	spin(t.pool);
+	submit(d1, &w2, BLKDEV_WRITE, 8, 128, a);
+	spin(t.pool);
+	ok(!w1.done && !w2.done);
+	/* 61 s after the pool ran out of space both fail: w2 waited only 21 s. */
+	plat_host_clock_advance(21 * SEC);
+	spin(t.pool);
+	ok(w1.done && w2.done);
+	ok_eq(w1.rc, -ENOSPC);
+	ok_eq(w2.rc, -ENOSPC);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok(st.no_space_timed_out && st.error_if_no_space);
+	ok_eq(st.queued_for_space, 0);
+	ok_eq(thin_pool_status_line(t.pool, line, sizeof(line)), 0);
+	ok(strstr(line, " error_if_no_space ") != NULL);
+	/* From now on a write needing space fails at once; in place still works. */
+	submit(d1, &w3, BLKDEV_WRITE, 9, 8, a);
+	spin(t.pool);
+	ok(w3.done);
+	ok_eq(w3.rc, -ENOSPC);
+	pattern(a, KB64, 300);
+	ok_eq(blkdev_write(d1, 0, 128, a), 0);
+	ok(block_is(d1, 0, 300, b));
+	/* Space appears: write mode, and the next shortage queues under a new timer. */
+	thin_volume_close(v2);
+	ok_eq(thin_pool_delete_thin(t.pool, 2), 0);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_WRITE);
+	ok(!st.no_space_timed_out && !st.error_if_no_space);
+	pattern(a, KB64, 107);
+	ok_eq(blkdev_write(d1, 7 * 128, 128, a), 0);
+	submit(d1, &w1, BLKDEV_WRITE, 8, 128, a);
+	spin(t.pool);
+	ok(!w1.done);
+	plat_host_clock_advance(59 * SEC);
+	spin(t.pool);
+	ok(!w1.done);
+	plat_host_clock_advance(2 * SEC);
+	spin(t.pool);
+	ok(w1.done);
+	ok_eq(w1.rc, -ENOSPC);
+	for (unsigned i = 1; i < 8; i++)
+		ok(block_is(d1, i, 100 + i, b));
+	thin_volume_close(v1);
+	ok_eq(check_dev(t.meta), 0);
+	tpool_destroy(&t);
+	free(a);
+	free(b);
+}
+
+/*
+ * Queued writes hold no cell and are not acknowledged: reads of their own block and of
+ * others, in-place writes and a FLUSH complete while they wait; 0 means wait forever; space
+ * appearing serves the queue in order and returns to write mode.
+ */
+TEST(out_of_space_queue_blocks_nothing_and_waits_forever)
 {
 	struct tpool t;
 	struct thin_pool_opts o;
 	struct thin_volume *v1, *v2;
 	struct blkdev *d1, *d2;
-	struct waiter w;
+	struct waiter w1, w2, r1, r2, wi, fl;
 	struct thin_pool_status st;
-	uint8_t *a = calloc(1, KB64);
-	uint64_t t0, ms;
+	uint8_t *a = malloc(KB64), *b = malloc(KB64), *c = malloc(KB64), *e = malloc(KB64);
+	uint8_t *rb1 = malloc(KB64), *rb2 = malloc(KB64);
 
 	thin_pool_default_opts(&o);
-	o.no_space_timeout_ms = 300;
-	if (!ok_eq(tpool_create(&t, 256, 8, &o), 0))
+	o.no_space_timeout_ms = 3600 * 1000;
+	if (!fill8(&t, &o, &v1, &v2, a))
 		return;
-	d2 = vopen(t.pool, 2, 8 * KB64, &v2);
-	ok_eq(blkdev_write(d2, 0, 128, a), 0);
-	d1 = vopen(t.pool, 1, 16 * KB64, &v1);
-	for (unsigned i = 0; i < 7; i++)
-		ok_eq(blkdev_write(d1, i * 128, 128, a), 0);
-	ok_eq(blkdev_flush(d1), 0);
-	/* Queued, then failed after the timeout. */
-	t0 = plat_now_ns();
-	ok_eq(blkdev_write(d1, 7 * 128, 128, a), -ENOSPC);
-	ms = (plat_now_ns() - t0) / 1000000;
-	ok(ms >= 300 && ms < 5000);
-	/* Queued, then served when a delete frees space. */
-	memset(&w, 0, sizeof(w));
-	w.req = (struct blkdev_req){
-		.op = BLKDEV_WRITE, .block = 7 * 128, .count = 128, .buf = a, .done = waiter_done
-	};
-	ok_eq(blkdev_submit(d1, &w.req), 0);
-	for (int i = 0; i < 20; i++) {
-		thin_pool_poll(t.pool);
-		plat_udelay(2000);
-	}
-	ok(!w.done);
+	d1 = thin_volume_blkdev(v1);
+	d2 = thin_volume_blkdev(v2);
+	pattern(b, KB64, 500);
+	submit(d1, &w1, BLKDEV_WRITE, 7, 128, b); /* needs a block: queued */
+	pattern(c, KB64, 501);
+	submit(d1, &w2, BLKDEV_WRITE, 7, 64, c); /* same block, after w1 */
+	spin(t.pool);
+	ok(!w1.done && !w2.done);
+	/* Its own block reads as a hole; another block reads back; both without waiting. */
+	submit(d1, &r1, BLKDEV_READ, 7, 128, rb1);
+	submit(d1, &r2, BLKDEV_READ, 3, 128, rb2);
+	spin(t.pool);
+	ok(r1.done && r2.done);
+	ok_eq(r1.rc, 0);
+	ok_eq(r2.rc, 0);
+	ok(all_bytes(rb1, KB64, 0));
+	pattern(a, KB64, 103);
+	ok(!memcmp(rb2, a, KB64));
+	/* In place, and a FLUSH: they complete although earlier writes are queued. */
+	pattern(e, KB64, 600);
+	submit(d1, &wi, BLKDEV_WRITE, 2, 128, e);
+	submit(d2, &fl, BLKDEV_FLUSH, 0, 0, NULL);
+	spin(t.pool);
+	ok(wi.done && fl.done);
+	ok_eq(wi.rc, 0);
+	ok_eq(fl.rc, 0);
+	/* 0: no timer. Ten hours later they still wait. */
+	thin_pool_set_no_space(t.pool, false, 0);
+	plat_host_clock_advance(36000 * SEC);
+	spin(t.pool);
+	ok(!w1.done && !w2.done);
 	ok_eq(thin_pool_get_status(t.pool, &st), 0);
 	ok_eq(st.mode, THIN_POOL_OUT_OF_DATA_SPACE);
-	ok_eq(st.requests_in_flight, 1);
+	ok_eq(st.queued_for_space, 2);
+	ok(!st.no_space_timed_out);
+	/* A delete frees a block: both run, in order, and the pool writes again. */
 	thin_volume_close(v2);
 	ok_eq(thin_pool_delete_thin(t.pool, 2), 0);
-	for (int i = 0; i < 1000 && !w.done; i++)
-		thin_pool_poll(t.pool);
-	ok(w.done);
-	ok_eq(w.rc, 0);
+	spin(t.pool);
+	ok(w1.done && w2.done);
+	ok_eq(w1.rc, 0);
+	ok_eq(w2.rc, 0);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok_eq(st.mode, THIN_POOL_WRITE);
+	ok_eq(st.queued_for_space, 0);
+	memcpy(b, c, 32768);
+	ok_eq(blkdev_read(d1, 7 * 128, 128, rb1), 0);
+	ok(!memcmp(rb1, b, KB64));
+	ok(block_is(d1, 2, 600, rb1));
 	thin_volume_close(v1);
+	ok_eq(check_dev(t.meta), 0);
+	tpool_destroy(&t);
+	free(a);
+	free(b);
+	free(c);
+	free(e);
+	free(rb1);
+	free(rb2);
+}
+
+/* error_if_no_space fails at once; the policy changes on the running pool. */
+TEST(out_of_space_error_if_no_space_and_runtime_change)
+{
+	struct tpool t;
+	struct thin_pool_opts o;
+	struct thin_volume *v1, *v2;
+	struct blkdev *d1;
+	struct waiter w;
+	struct thin_pool_status st;
+	uint8_t *a = malloc(KB64);
+	char line[200];
+
+	thin_pool_default_opts(&o);
+	o.error_if_no_space = true;
+	if (!fill8(&t, &o, &v1, &v2, a))
+		return;
+	d1 = thin_volume_blkdev(v1);
+	submit(d1, &w, BLKDEV_WRITE, 7, 128, a);
+	spin(t.pool);
+	ok(w.done);
+	ok_eq(w.rc, -ENOSPC);
+	ok_eq(thin_pool_status_line(t.pool, line, sizeof(line)), 0);
+	ok(strstr(line, " out_of_data_space discard_passdown error_if_no_space ") != NULL);
+	/* Off: the next write queues (the timer counts from when the pool ran out). */
+	thin_pool_set_no_space(t.pool, false, 60000);
+	submit(d1, &w, BLKDEV_WRITE, 7, 128, a);
+	spin(t.pool);
+	ok(!w.done);
+	ok_eq(thin_pool_get_status(t.pool, &st), 0);
+	ok(!st.error_if_no_space);
+	ok_eq(st.queued_for_space, 1);
+	/* On again: the queued write fails at once. */
+	thin_pool_set_no_space(t.pool, true, 60000);
+	spin(t.pool);
+	ok(w.done);
+	ok_eq(w.rc, -ENOSPC);
+	/* A shorter timeout that has already run out fires at the next poll. */
+	thin_pool_set_no_space(t.pool, false, 0);
+	submit(d1, &w, BLKDEV_WRITE, 7, 128, a);
+	spin(t.pool);
+	ok(!w.done);
+	plat_host_clock_advance(10 * SEC);
+	thin_pool_set_no_space(t.pool, false, 5000);
+	spin(t.pool);
+	ok(w.done);
+	ok_eq(w.rc, -ENOSPC);
+	thin_volume_close(v1);
+	thin_volume_close(v2);
+	ok_eq(check_dev(t.meta), 0);
 	tpool_destroy(&t);
 	free(a);
 }
