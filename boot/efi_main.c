@@ -34,8 +34,8 @@
 #include "core/base/plat.h"
 #include "core/base/version.h"
 #include "net/nbd/nbd_server.h"
-#include "net/nbd_lwip.h"
-#include "net/netif_vnet.h"
+#include "net/lwip/nbd_lwip.h"
+#include "net/lwip/netif_vnet.h"
 
 EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
 

@@ -14,8 +14,8 @@
  * client's sender and nobody else. Output is handed to lwIP without copying where that pays
  * (large pieces, PBUF_ROM) and released back to the server when lwIP reports it acknowledged.
  */
-#ifndef NET_NBD_LWIP_H
-#define NET_NBD_LWIP_H
+#ifndef NET_LWIP_NBD_LWIP_H
+#define NET_LWIP_NBD_LWIP_H
 
 #include <stdint.h>
 

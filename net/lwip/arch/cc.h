@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lwIP's architecture header for the firmware: newlib supplies the C library; the port
- * functions (net/lwip_port.c) supply diagnostics, assertions and random numbers.
+ * functions (net/lwip/lwip_port.c) supply diagnostics, assertions and random numbers.
  * ../shared/docs/newlib-lwip-notes.md §B.3-B.4 lists the compile problems this avoids.
  */
-#ifndef NET_ARCH_CC_H
-#define NET_ARCH_CC_H
+#ifndef NET_LWIP_ARCH_CC_H
+#define NET_LWIP_ARCH_CC_H
 
 #include <limits.h>
 #include <stdint.h>

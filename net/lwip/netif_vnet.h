@@ -13,8 +13,8 @@
  * NULL or "dhcp" for DHCP; @cfg->gateway is "ADDR" (static only). The address is announced
  * on the console as "thinbox: net ADDR/PREFIX gw GW (dhcp|static)" whenever it changes.
  */
-#ifndef NET_NETIF_VNET_H
-#define NET_NETIF_VNET_H
+#ifndef NET_LWIP_NETIF_VNET_H
+#define NET_LWIP_NETIF_VNET_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -12,7 +12,7 @@
  * code, several times cheaper than ours). QEMU offers it only with a backend that takes
  * virtio headers (tap); with user networking lwIP computes the sums itself.
  */
-#include "net/netif_vnet.h"
+#include "net/lwip/netif_vnet.h"
 
 #include <errno.h>
 #include <inttypes.h>

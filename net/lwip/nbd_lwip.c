@@ -10,14 +10,14 @@
  * (tot_len is not maintained across it; lwIP's u16 tot_len could not hold a 512 KiB window
  * anyway): each pbuf is detached before it is freed, so pbuf_free() releases exactly one.
  */
-#include "net/nbd_lwip.h"
+#include "net/lwip/nbd_lwip.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
 #include "core/base/plat.h"
-#include "net/netif_vnet.h"
+#include "net/lwip/netif_vnet.h"
 
 #include "lwip/pbuf.h"
 #include "lwip/tcp.h"

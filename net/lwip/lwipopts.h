@@ -5,8 +5,8 @@
  * ../shared/docs/newlib-lwip-notes.md §B.4-B.6 explains each throughput setting and the
  * sanity checks in lwIP's init.c that constrain them.
  */
-#ifndef NET_LWIPOPTS_H
-#define NET_LWIPOPTS_H
+#ifndef NET_LWIP_LWIPOPTS_H
+#define NET_LWIP_LWIPOPTS_H
 
 /* ---- System: no threads, no OS ------------------------------------------------------- */
 #define NO_SYS		     1
