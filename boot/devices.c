@@ -14,7 +14,7 @@
 #include "boot/devices.h"
 
 #include "boot/bootcfg.h"
-#include "boot/pci.h"
+#include "drivers/bus/pci.h"
 #include "config/shell.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"

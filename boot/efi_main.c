@@ -26,7 +26,7 @@
 #include "boot/exceptions.h"
 #include "boot/io.h"
 #include "boot/page_alloc.h"
-#include "boot/pci.h"
+#include "drivers/bus/pci.h"
 #include "boot/plat_efi.h"
 #include "boot/serial.h"
 #include "config/appliance.h"

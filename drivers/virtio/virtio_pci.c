@@ -9,7 +9,7 @@
 #include "drivers/virtio/mmio.h"
 #include "drivers/virtio/virtqueue.h"
 
-#include "boot/pci.h"
+#include "drivers/bus/pci.h"
 #include "core/base/plat.h"
 
 #include <errno.h>

@@ -4,7 +4,7 @@
  * the common, notify, ISR and device configuration structures inside the BARs (64-bit BARs
  * above 4 GiB included), and struct virtio_transport_ops on top of them.
  *
- * Firmware only: it needs boot/pci.h and real MMIO. The drivers above it see only
+ * Firmware only: it needs drivers/bus/pci.h and real MMIO. The drivers above it see only
  * struct virtio_dev.
  */
 #ifndef DRIVERS_VIRTIO_VIRTIO_PCI_H

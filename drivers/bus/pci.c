@@ -9,12 +9,12 @@
  * are restored afterwards. The firmware is single-threaded with interrupts off, so nothing
  * else touches the device meanwhile.
  */
-#include "boot/pci.h"
+#include "drivers/bus/pci.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
-#include "boot/io.h"
+#include "drivers/bus/portio.h"
 
 #define PCI_CONFIG_ADDR 0xcf8
 #define PCI_CONFIG_DATA 0xcfc
