@@ -17,7 +17,7 @@
 #include <stdlib.h>
 
 #include "core/base/plat.h"
-#include "net/lwip/netif_vnet.h"
+#include "net/lwip/lwip_err.h"
 
 #include "lwip/pbuf.h"
 #include "lwip/tcp.h"

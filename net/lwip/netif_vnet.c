@@ -24,6 +24,7 @@
 #include "core/base/plat.h"
 #include "core/base/util.h"
 #include "drivers/virtio-net/vnet.h"
+#include "net/lwip/lwip_err.h"
 
 #include "lwip/dhcp.h"
 #include "lwip/etharp.h"
@@ -69,64 +70,6 @@ static struct {
 	ip4_addr_t last_ip; /* announced on the console */
 	struct net_stats stats;
 } net;
-
-/* ---- err_t <-> errno: the two conversions, side by side -------------------------------- */
-
-int net_errno(err_t err)
-{
-	switch (err) {
-	case ERR_OK:
-		return 0;
-	case ERR_MEM:
-	case ERR_BUF:
-		return -ENOMEM;
-	case ERR_TIMEOUT:
-		return -ETIMEDOUT;
-	case ERR_RTE:
-		return -EHOSTUNREACH;
-	case ERR_INPROGRESS:
-		return -EINPROGRESS;
-	case ERR_VAL:
-	case ERR_ARG:
-		return -EINVAL;
-	case ERR_WOULDBLOCK:
-		return -EAGAIN;
-	case ERR_USE:
-		return -EADDRINUSE;
-	case ERR_ALREADY:
-		return -EALREADY;
-	case ERR_ISCONN:
-		return -EISCONN;
-	case ERR_CONN:
-		return -ENOTCONN;
-	case ERR_ABRT:
-		return -ECONNABORTED;
-	case ERR_RST:
-		return -ECONNRESET;
-	case ERR_CLSD:
-		return -ENOTCONN;
-	case ERR_IF:
-	default:
-		return -EIO;
-	}
-}
-
-/* The driver's -errno as linkoutput's err_t (the reverse of net_errno, for this one caller). */
-static err_t err_from_errno(int rc)
-{
-	switch (rc) {
-	case 0:
-		return ERR_OK;
-	case -EAGAIN:
-	case -ENOMEM:
-		return ERR_MEM;
-	case -EMSGSIZE:
-	case -EINVAL:
-		return ERR_VAL;
-	default:
-		return ERR_IF;
-	}
-}
 
 /* The checksums lwIP generates: all but TCP's when the device finishes those. */
 static u16_t csum_gen(void)
@@ -243,7 +186,7 @@ static err_t linkoutput(struct netif *nif, struct pbuf *p)
 	}
 	if (rc)
 		net.stats.tx_dropped++;
-	return err_from_errno(rc);
+	return net_err_from_errno(rc);
 }
 
 /* ---- Interface ----------------------------------------------------------------------------- */

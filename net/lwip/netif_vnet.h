@@ -19,8 +19,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "lwip/err.h"
-
 struct vnet;
 struct shell;
 
@@ -41,8 +39,5 @@ void net_rx_frame(void *ctx, const void *frame, size_t len, unsigned flags);
 void net_poll(void);
 /* Register the `net` command. */
 void net_shell_init(struct shell *sh);
-
-/* The one place lwIP's err_t becomes a negative errno (0 for ERR_OK). */
-int net_errno(err_t err);
 
 #endif
