@@ -2,7 +2,7 @@
 /*
  * The firmware's virtio devices: probed after the PCI scan, disk roles decided (by slot or
  * configuration, drivers/virtio-blk/roles.h), polled from the main loop, and shown by the
- * shell's `disks` and `nic` commands. What the rest of the firmware (the pool, the lwIP
+ * shell's `disks` and `nic` commands (and the lwIP netif on the NIC by `net`). What the rest of the firmware (the pool, the lwIP
  * netif) needs from here is the metadata and data disks and the NIC.
  */
 #ifndef BOOT_DEVICES_H

@@ -372,7 +372,6 @@ static void net_setup(struct shell *sh)
 	const char *which = bootcfg_get("test-export-disk");
 	int rc;
 
-	net_shell_init(sh);
 	if (!devices_nic()) {
 		plat_printf("thinbox: net: no NIC, no network\n");
 		if (!which && !bootcfg_get("test-selftest"))
