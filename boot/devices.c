@@ -5,8 +5,7 @@
  * config/ may not include driver headers and the drivers and net/lwip/ may not include the
  * shell.
  *
- * Test switches (fw_cfg, QEMU tests only; docs/virtio.md):
- *   opt/thinbox/test-selftest=1        register `vselftest` and `vbench`;
+ * Test switches (fw_cfg, QEMU tests only; docs/virtio.md; test-selftest is efi_main.c's):
  *   opt/thinbox/test-clear-bme=1       clear bus mastering on every virtio function first,
  *                                      so an iommu_platform=on run proves the driver sets it;
  *   opt/thinbox/test-nobme=BB:DD.F     do not set bus mastering on that function (its DMA
@@ -359,6 +358,4 @@ static struct shell_cmd_table device_table = { device_cmds, ARRAY_SIZE(device_cm
 void devices_shell_init(struct shell *sh)
 {
 	shell_add_commands(sh, &device_table);
-	if (bootcfg_get("test-selftest"))
-		virtio_selftest_init(sh);
 }

@@ -29,6 +29,7 @@
 #include "drivers/bus/pci.h"
 #include "boot/plat_efi.h"
 #include "boot/serial.h"
+#include "boot/virtio_selftest.h"
 #include "config/appliance.h"
 #include "config/shell.h"
 #include "core/base/plat.h"
@@ -466,6 +467,9 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 		plat_panic("no memory for the shell");
 	shell_init(sh, shell_write, NULL);
 	devices_shell_init(sh);
+	/* Test switch: the virtio self-test commands (tests/qemu/virtio_*.t, virtio.bench). */
+	if (bootcfg_get("test-selftest"))
+		virtio_selftest_init(sh);
 	net_setup(sh);
 	plat_printf("thinbox: ready\n");
 	shell_prompt(sh);
