@@ -72,12 +72,6 @@ void pci_write_config16(const struct pci_dev *d, uint8_t off, uint16_t v)
 	outw(PCI_CONFIG_DATA + (off & 2), v);
 }
 
-void pci_write_config8(const struct pci_dev *d, uint8_t off, uint8_t v)
-{
-	outl(PCI_CONFIG_ADDR, cfg_addr(d->bus, d->dev, d->fn, off));
-	outb(PCI_CONFIG_DATA + (off & 3), v);
-}
-
 /* Size the BARs of @d (6 on a normal function, 2 on a bridge), restoring everything. */
 static void size_bars(struct pci_dev *d)
 {

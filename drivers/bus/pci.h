@@ -65,7 +65,6 @@ const struct pci_dev *pci_find(uint16_t vendor, uint16_t device, unsigned nth);
 uint8_t pci_read_config8(const struct pci_dev *d, uint8_t off);
 uint16_t pci_read_config16(const struct pci_dev *d, uint8_t off);
 uint32_t pci_read_config32(const struct pci_dev *d, uint8_t off);
-void pci_write_config8(const struct pci_dev *d, uint8_t off, uint8_t v);
 void pci_write_config16(const struct pci_dev *d, uint8_t off, uint16_t v);
 void pci_write_config32(const struct pci_dev *d, uint8_t off, uint32_t v);
 

@@ -117,11 +117,6 @@ int vpci_init(struct vpci_dev *vp, const struct pci_dev *pci, unsigned flags)
 	return 0;
 }
 
-uint8_t vpci_read_isr(struct vpci_dev *vp)
-{
-	return mmio_read8(vp->isr);
-}
-
 /* ---- struct virtio_transport_ops -------------------------------------------------------- */
 
 static uint8_t vpci_get_status(struct virtio_dev *vdev)

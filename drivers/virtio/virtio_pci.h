@@ -94,7 +94,5 @@ struct vpci_dev {
  * required structure is missing or lies outside its BAR.
  */
 int vpci_init(struct vpci_dev *vp, const struct pci_dev *pci, unsigned flags);
-/* Read (and so acknowledge) the ISR status byte: VIRTIO_ISR_* bits. */
-uint8_t vpci_read_isr(struct vpci_dev *vp);
 
 #endif

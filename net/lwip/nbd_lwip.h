@@ -29,8 +29,6 @@ struct nbd_lwip;
 int nbd_lwip_listen(struct nbd_server *srv, uint16_t port, struct nbd_lwip **out);
 /* Make progress on every connection and the server. */
 void nbd_lwip_poll(struct nbd_lwip *nl);
-/* Connections open now. */
-unsigned nbd_lwip_clients(const struct nbd_lwip *nl);
 /* Abort every connection (RST) and stop listening. */
 void nbd_lwip_close(struct nbd_lwip *nl);
 
