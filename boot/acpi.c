@@ -8,7 +8,7 @@
 #include <errno.h>
 
 #include "boot/io.h"
-#include "boot/pci.h"
+#include "drivers/bus/pci.h"
 #include "core/base/plat.h"
 
 #define PM1_CNT_OFF  4

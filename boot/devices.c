@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Virtio devices in the firmware: probe, disk roles, polling, and the `disks`/`nic` shell
+ * Virtio devices in the firmware: probe, disk roles, polling, and the `disks`/`nic`/`net` shell
  * commands (see devices.h). The shell commands live here, in the composition root, because
- * config/ may not include driver headers.
+ * config/ may not include driver headers and the drivers and net/lwip/ may not include the
+ * shell.
  *
- * Test switches (fw_cfg, QEMU tests only; docs/virtio.md):
- *   opt/thinbox/test-selftest=1        register `vselftest` and `vbench`;
+ * Test switches (fw_cfg, QEMU tests only; docs/virtio.md; test-selftest is efi_main.c's):
  *   opt/thinbox/test-clear-bme=1       clear bus mastering on every virtio function first,
  *                                      so an iommu_platform=on run proves the driver sets it;
  *   opt/thinbox/test-nobme=BB:DD.F     do not set bus mastering on that function (its DMA
@@ -14,7 +14,7 @@
 #include "boot/devices.h"
 
 #include "boot/bootcfg.h"
-#include "boot/pci.h"
+#include "drivers/bus/pci.h"
 #include "config/shell.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
@@ -22,6 +22,7 @@
 #include "drivers/virtio-blk/vblk.h"
 #include "drivers/virtio-net/vnet.h"
 #include "drivers/virtio/virtio_pci.h"
+#include "net/lwip/netif_vnet.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -308,9 +309,48 @@ static int cmd_nic(struct shell *sh, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * `net`: the lwIP interface over the NIC (net/lwip/netif_vnet.c), from its status snapshot,
+ * with the driver's packet counters beside it. It lives here, next to `nic`, because the
+ * shell belongs to the composition root: the network glue below offers a query API only.
+ */
+static int cmd_net(struct shell *sh, int argc, char **argv)
+{
+	const struct vnet_stats *vs;
+	struct net_status ns;
+
+	(void)argv;
+	if (argc != 1)
+		return shell_usage(sh, "net");
+	net_get_status(&ns);
+	/* net_start() is only ever given this NIC (boot/efi_main.c), so its counters are ours. */
+	if (!ns.started || !nic) {
+		shell_puts(sh, "network not started (no virtio-net device?)\n");
+		return 0;
+	}
+	vs = &nic->stats;
+	shell_printf(
+	    sh,
+	    "address %s/%u  netmask %s  gateway %s\n"
+	    "dhcp %s  link %s  mtu %u  mac %02x:%02x:%02x:%02x:%02x:%02x\n"
+	    "rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 " (no pbuf %" PRIu64
+	    ", refused %" PRIu64 ", malformed %" PRIu64 ")\n"
+	    "tx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 ", ring full %" PRIu64 "\n"
+	    "tcp %u connections, %u in time-wait, %u listening; tcp checksums by %s\n",
+	    ns.addr, ns.prefix_len, ns.netmask, ns.gateway, ns.dhcp_state,
+	    ns.link_up ? "up" : "down", ns.mtu, ns.mac[0], ns.mac[1], ns.mac[2], ns.mac[3],
+	    ns.mac[4], ns.mac[5], vs->rx_packets, vs->rx_bytes,
+	    ns.stats.rx_nomem + ns.stats.rx_rejected + vs->rx_dropped, ns.stats.rx_nomem,
+	    ns.stats.rx_rejected, vs->rx_dropped, vs->tx_packets, vs->tx_bytes, ns.stats.tx_dropped,
+	    ns.stats.tx_retries, ns.tcp_active, ns.tcp_time_wait, ns.tcp_listening, ns.tcp_csum_by);
+	return 0;
+}
+
 static const struct shell_cmd device_cmds[] = {
 	{ "disks", "", "list virtio-blk disks: address, capacity, features, role", cmd_disks },
 	{ "nic", "", "show the virtio-net device: MAC, link, counters", cmd_nic },
+	{ "net", "", "network: address, gateway, DHCP, link, MAC, counters, TCP connections",
+	  cmd_net },
 };
 
 static struct shell_cmd_table device_table = { device_cmds, ARRAY_SIZE(device_cmds), NULL };
@@ -318,6 +358,4 @@ static struct shell_cmd_table device_table = { device_cmds, ARRAY_SIZE(device_cm
 void devices_shell_init(struct shell *sh)
 {
 	shell_add_commands(sh, &device_table);
-	if (bootcfg_get("test-selftest"))
-		virtio_selftest_init(sh);
 }

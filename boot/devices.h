@@ -2,7 +2,7 @@
 /*
  * The firmware's virtio devices: probed after the PCI scan, disk roles decided (by slot or
  * configuration, drivers/virtio-blk/roles.h), polled from the main loop, and shown by the
- * shell's `disks` and `nic` commands. What the rest of the firmware (the pool, the lwIP
+ * shell's `disks` and `nic` commands (and the lwIP netif on the NIC by `net`). What the rest of the firmware (the pool, the lwIP
  * netif) needs from here is the metadata and data disks and the NIC.
  */
 #ifndef BOOT_DEVICES_H
@@ -22,7 +22,7 @@ struct vnet;
  * disk roles left empty (0 when both disks are there).
  */
 int devices_probe(void);
-/* Register `disks` and `nic` (and, with the test switch, the self-test commands). */
+/* Register `disks`, `nic` and `net`. */
 void devices_shell_init(struct shell *sh);
 /* Poll the drivers once: block completions, transmit reclaim, link, received frames. */
 void devices_poll(void);
@@ -43,7 +43,5 @@ void devices_set_rx_handler(void (*fn)(void *ctx, const void *frame, size_t len,
 
 /* The @idx'th virtio-blk device that started (any role), or NULL past the last. */
 struct blkdev *devices_disk(unsigned idx);
-/* Register the test-only commands `vselftest` and `vbench` (boot/virtio_selftest.c). */
-void virtio_selftest_init(struct shell *sh);
 
 #endif

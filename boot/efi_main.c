@@ -26,16 +26,17 @@
 #include "boot/exceptions.h"
 #include "boot/io.h"
 #include "boot/page_alloc.h"
-#include "boot/pci.h"
+#include "drivers/bus/pci.h"
 #include "boot/plat_efi.h"
 #include "boot/serial.h"
+#include "boot/virtio_selftest.h"
 #include "config/appliance.h"
 #include "config/shell.h"
 #include "core/base/plat.h"
 #include "core/base/version.h"
 #include "net/nbd/nbd_server.h"
-#include "net/nbd_lwip.h"
-#include "net/netif_vnet.h"
+#include "net/lwip/nbd_lwip.h"
+#include "net/lwip/netif_vnet.h"
 
 EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
 
@@ -372,7 +373,6 @@ static void net_setup(struct shell *sh)
 	const char *which = bootcfg_get("test-export-disk");
 	int rc;
 
-	net_shell_init(sh);
 	if (!devices_nic()) {
 		plat_printf("thinbox: net: no NIC, no network\n");
 		if (!which && !bootcfg_get("test-selftest"))
@@ -467,6 +467,9 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 		plat_panic("no memory for the shell");
 	shell_init(sh, shell_write, NULL);
 	devices_shell_init(sh);
+	/* Test switch: the virtio self-test commands (tests/qemu/virtio_*.t, virtio.bench). */
+	if (bootcfg_get("test-selftest"))
+		virtio_selftest_init(sh);
 	net_setup(sh);
 	plat_printf("thinbox: ready\n");
 	shell_prompt(sh);

@@ -1,51 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * x86 port I/O and a few CPU instructions the firmware needs. Drivers reach memory-mapped
- * registers through plain volatile pointers (the firmware runs identity-mapped).
+ * x86 port I/O (drivers/bus/portio.h, which drivers/bus/pci.c uses too) and a few CPU
+ * instructions the firmware needs. Drivers reach memory-mapped registers through plain
+ * volatile pointers (the firmware runs identity-mapped).
  */
 #ifndef BOOT_IO_H
 #define BOOT_IO_H
 
 #include <stdint.h>
 
-static inline void outb(uint16_t port, uint8_t v)
-{
-	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline void outw(uint16_t port, uint16_t v)
-{
-	__asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline void outl(uint16_t port, uint32_t v)
-{
-	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline uint8_t inb(uint16_t port)
-{
-	uint8_t v;
-
-	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
-static inline uint16_t inw(uint16_t port)
-{
-	uint16_t v;
-
-	__asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
-static inline uint32_t inl(uint16_t port)
-{
-	uint32_t v;
-
-	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
+#include "drivers/bus/portio.h"
 
 static inline uint64_t rdtsc(void)
 {

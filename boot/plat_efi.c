@@ -2,7 +2,7 @@
 /*
  * core/base/plat.h for the firmware. Runs after ExitBootServices on the machine directly:
  * time from the TSC (calibrated against the ACPI PM timer), memory from boot/page_alloc, the
- * console on COM1, power through ACPI and the reset register, PCI from boot/pci.
+ * console on COM1, power through ACPI and the reset register, PCI from drivers/bus/pci.
  */
 #include "core/base/plat.h"
 
@@ -14,7 +14,7 @@
 #include "boot/exceptions.h"
 #include "boot/io.h"
 #include "boot/page_alloc.h"
-#include "boot/pci.h"
+#include "drivers/bus/pci.h"
 #include "boot/plat_efi.h"
 #include "boot/serial.h"
 

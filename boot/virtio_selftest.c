@@ -17,8 +17,9 @@
  * The pattern: 64-bit little-endian words, word w of 512-byte sector s on the disk in PCI
  * slot t is pat_word(t, s, w) below (tests/qemu/virtio_selftest.t has the same function).
  */
-#include "boot/devices.h"
+#include "boot/virtio_selftest.h"
 
+#include "boot/devices.h"
 #include "config/shell.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"

@@ -35,7 +35,6 @@ struct nbd_sock {
 	struct nbd_server *srv;
 	int lfd;
 	struct sconn *conns;
-	unsigned nconns;
 	char addr[96];
 };
 
@@ -122,11 +121,6 @@ unsigned nbd_sock_max_fds(const struct nbd_sock *s)
 	return 1 + NBD_DEFAULT_MAX_CONNS;
 }
 
-unsigned nbd_sock_clients(const struct nbd_sock *s)
-{
-	return s->nconns;
-}
-
 static void sconn_close(struct nbd_sock *s, struct sconn *sc)
 {
 	struct sconn **p;
@@ -141,7 +135,6 @@ static void sconn_close(struct nbd_sock *s, struct sconn *sc)
 	close(sc->fd);
 	free(sc->in);
 	free(sc);
-	s->nconns--;
 }
 
 static void accept_all(struct nbd_sock *s)
@@ -166,7 +159,6 @@ static void accept_all(struct nbd_sock *s)
 		sc->fd = fd;
 		sc->next = s->conns;
 		s->conns = sc;
-		s->nconns++;
 	}
 }
 

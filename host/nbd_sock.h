@@ -41,9 +41,6 @@ int nbd_sock_timeout_ms(const struct nbd_sock *s, int idle_ms);
 /* Handle what poll() reported for the @n descriptors nbd_sock_pollfds() added. */
 void nbd_sock_process(struct nbd_sock *s, const struct pollfd *fds, unsigned n);
 
-/* Connections open now. */
-unsigned nbd_sock_clients(const struct nbd_sock *s);
-
 /* Close the listener and every connection. */
 void nbd_sock_close(struct nbd_sock *s);
 

@@ -35,9 +35,9 @@ EFI_BOOT_CFLAGS := -isystem $(EFI_ARCH_INC) -isystem $(EFI_ARCH_INC)/x86_64 \
 EFI_LDFLAGS := -nostdlib -znocombreloc -z noexecstack -T $(EFI_LDS) -shared -Bsymbolic \
 	--no-undefined
 
-# net/*.c is the firmware's network glue (lwIP port, netif, NBD over lwIP); net/nbd/ is
+# net/lwip/*.c is the firmware's network glue (lwIP port, netif, NBD over lwIP); net/nbd/ is
 # portable and already in PORTABLE_SRCS.
-EFI_SRCS := $(sort $(wildcard boot/*.c boot/*.S drivers/*/*.c net/*.c)) $(PORTABLE_SRCS)
+EFI_SRCS := $(sort $(wildcard boot/*.c boot/*.S drivers/*/*.c net/lwip/*.c)) $(PORTABLE_SRCS)
 EFI_OBJS := $(patsubst %,$(EFIDIR)/obj/%.o,$(basename $(EFI_SRCS)))
 EFI_SO := $(EFIDIR)/thinbox.so
 EFI_APP := $(EFIDIR)/BOOTX64.EFI
@@ -50,7 +50,8 @@ ESP_CFG ?=
 # cache directory and stamp, so everything is recompiled against its headers (gcc -MMD does
 # not list -isystem headers in the .d files).
 $(EFIDIR)/obj/boot/%.o: EFI_EXTRA := $(EFI_BOOT_CFLAGS) $(LWIP_INC)
-$(EFIDIR)/obj/net/%.o: EFI_EXTRA := $(LWIP_INC)
+# lwIP's include path only for the glue: net/nbd/ cannot include an lwIP header even by accident.
+$(EFIDIR)/obj/net/lwip/%.o: EFI_EXTRA := $(LWIP_INC)
 
 $(EFIDIR)/obj/%.o: %.c $(NEWLIB_STAMP)
 	@mkdir -p $(@D)

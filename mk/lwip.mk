@@ -1,7 +1,7 @@
 # lwIP for the firmware: the NO_SYS IPv4 core and Ethernet layer, compiled from the source
 # that scripts/setup fetched with `apt-get source lwip` into build/cache/lwip, with our
-# net/lwipopts.h and net/arch/cc.h, into build/efi/liblwip.a. Only the firmware links it;
-# the host build uses POSIX sockets.
+# net/lwip/lwipopts.h and net/lwip/arch/cc.h, into build/efi/liblwip.a. Only the firmware
+# links it; the host build uses POSIX sockets.
 #
 # lwIP's own code is third-party: it is compiled with -Wall -Wextra -Werror but without our
 # stricter additions (-Wshadow, -Wmissing-prototypes, ...), which it does not aim to pass.
@@ -20,8 +20,8 @@ LWIP_SRCS := $(addprefix $(LWIP_DIR)/core/,$(addsuffix .c,$(LWIP_CORE))) \
 	$(LWIP_DIR)/netif/ethernet.c
 LWIP_OBJS := $(patsubst $(LWIP_DIR)/%.c,$(EFIDIR)/lwip/%.o,$(LWIP_SRCS))
 LWIP_LIB := $(EFIDIR)/liblwip.a
-# Our port headers first (lwipopts.h, arch/cc.h), then lwIP's.
-LWIP_INC := -Inet -I$(LWIP_DIR)/include
+# Our port headers first (net/lwip/lwipopts.h, net/lwip/arch/cc.h), then lwIP's.
+LWIP_INC := -Inet/lwip -I$(LWIP_DIR)/include
 LWIP_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 	-ffreestanding -fpic -fno-stack-protector -mno-red-zone -maccumulate-outgoing-args \
 	-fno-strict-aliasing -D__LINUX_ERRNO_EXTENSIONS__ -nostdinc -isystem $(NEWLIB_INC) \
@@ -30,7 +30,7 @@ LWIP_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 $(LWIP_DIR)/core/tcp.c:
 	@echo "lwIP source missing in $(LWIP_DIR): run scripts/setup" >&2; exit 1
 
-$(EFIDIR)/lwip/%.o: $(LWIP_DIR)/%.c $(NEWLIB_STAMP) net/lwipopts.h net/arch/cc.h
+$(EFIDIR)/lwip/%.o: $(LWIP_DIR)/%.c $(NEWLIB_STAMP) net/lwip/lwipopts.h net/lwip/arch/cc.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC(lwip) $(notdir $<)")
 	$(Q)$(EFI_CC) $(LWIP_CFLAGS) -c $< -o $@

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * virtio-net driver (virtio 1.1 §5.1): one receive and one transmit queue, polled. This is
- * the API the lwIP netif glue (net/netif_vnet.c) consumes:
+ * the API the lwIP netif glue (net/lwip/netif_vnet.c) consumes:
  *
  *   vnet_rx_poll(vn, cb, ctx, budget)  hands each received Ethernet frame to cb (the bytes are
  *                                      valid only during the call: copy them into a pbuf), then

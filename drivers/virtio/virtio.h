@@ -4,7 +4,7 @@
  * helpers, and the transport ops table the drivers talk through (iPXE's virtio_operations,
  * SPDK's virtio_dev_ops). The modern PCI transport (virtio_pci.c) is the only real
  * implementation; host unit tests plug in a fake one, which is why nothing here includes
- * boot/pci.h.
+ * drivers/bus/pci.h.
  *
  * References: virtio 1.1 (OASIS csprd01) §2.1 status, §3.1.1 driver initialisation,
  * §6 reserved feature bits.

@@ -9,7 +9,7 @@
 #include "drivers/virtio/mmio.h"
 #include "drivers/virtio/virtqueue.h"
 
-#include "boot/pci.h"
+#include "drivers/bus/pci.h"
 #include "core/base/plat.h"
 
 #include <errno.h>
@@ -115,11 +115,6 @@ int vpci_init(struct vpci_dev *vp, const struct pci_dev *pci, unsigned flags)
 		return -ENODEV;
 	}
 	return 0;
-}
-
-uint8_t vpci_read_isr(struct vpci_dev *vp)
-{
-	return mmio_read8(vp->isr);
 }
 
 /* ---- struct virtio_transport_ops -------------------------------------------------------- */

@@ -4,7 +4,7 @@
  * the common, notify, ISR and device configuration structures inside the BARs (64-bit BARs
  * above 4 GiB included), and struct virtio_transport_ops on top of them.
  *
- * Firmware only: it needs boot/pci.h and real MMIO. The drivers above it see only
+ * Firmware only: it needs drivers/bus/pci.h and real MMIO. The drivers above it see only
  * struct virtio_dev.
  */
 #ifndef DRIVERS_VIRTIO_VIRTIO_PCI_H
@@ -94,7 +94,5 @@ struct vpci_dev {
  * required structure is missing or lies outside its BAR.
  */
 int vpci_init(struct vpci_dev *vp, const struct pci_dev *pci, unsigned flags);
-/* Read (and so acknowledge) the ISR status byte: VIRTIO_ISR_* bits. */
-uint8_t vpci_read_isr(struct vpci_dev *vp);
 
 #endif

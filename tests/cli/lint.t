@@ -1,10 +1,80 @@
 #!/usr/bin/env bash
-# Formatting and include layering hold for the whole tree (scripts/lint).
+# Formatting and include layering hold for the whole tree (scripts/lint), and the layering
+# rules do catch a forbidden include: lint runs on a scratch tree (a copy of scripts/lint and
+# .clang-format in a fresh git repository) holding one include per rule.
 set -u
 . tests/lib/tap.sh
-need_tool clang-format
+need_tool clang-format git
 out=$(scripts/lint 2>&1)
 rc=$?
 [ $rc -eq 0 ] || echo "$out"
 check lint-clean [ $rc -eq 0 ]
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/scripts"
+cp scripts/lint "$tmp/scripts/"
+cp .clang-format "$tmp/"
+git -C "$tmp" init -q
+# src FILE INCLUDE...: a clang-formatted source file with these #include lines.
+src() {
+	local f=$1 i
+	shift
+	mkdir -p "$(dirname "$tmp/$f")"
+	for i in "$@"; do echo "#include $i"; done >"$tmp/$f"
+	echo "int x;" >>"$tmp/$f"
+}
+
+# Allowed: the composition root includes anything, the lwIP glue the drivers and lwIP, a
+# driver the PCI code below it, the host and the unit tests the shell.
+src boot/root.c '"boot/devices.h"' '"config/shell.h"' '"drivers/bus/pci.h"' \
+	'"net/lwip/netif_vnet.h"' '"lwip/tcp.h"'
+src net/lwip/glue.c '"drivers/virtio-net/vnet.h"' '"net/nbd/nbd_server.h"' '"lwip/tcp.h"' \
+	'"netif/ethernet.h"'
+src drivers/virtio/transport.c '"drivers/bus/pci.h"' '"core/base/plat.h"'
+src host/main.c '"config/shell.h"' '"net/nbd/nbd_server.h"'
+src tests/unit/config/test_shell.c '"config/shell.h"'
+out=$(bash "$tmp/scripts/lint" 2>&1)
+check allowed-includes-pass [ $? -eq 0 ]
+[ -z "$(grep -v 'files clean' <<<"$out")" ] || echo "$out"
+
+# Forbidden, one per rule: each must fail lint with this message.
+src drivers/virtio/bad.c '"boot/pci.h"'
+src drivers/virtio-net/shell.c '"config/shell.h"'
+src net/lwip/bad_config.c '"config/shell.h"'
+src net/lwip/bad_boot.c '"boot/devices.h"'
+src net/nbd/bad_lwip.c '"lwip/tcp.h"'
+src net/nbd/bad_glue.c '"net/lwip/nbd_lwip.h"'
+src core/bad_shell.c '"config/shell.h"'
+src config/bad_glue.c '"net/lwip/netif_vnet.h"'
+src host/bad_boot.c '"boot/io.h"'
+src tests/unit/virtio/bad_boot.c '"boot/devices.h"'
+src tests/unit/virtio/bad_lwip.c '"lwip/pbuf.h"'
+src tests/unit/virtio/bad_efi.c '<efi.h>'
+src net/nbd/bad_shell.c '"config/shell.h"'
+out=$(bash "$tmp/scripts/lint" 2>&1)
+check forbidden-includes-fail [ $? -ne 0 ]
+# caught NAME FILE INCLUDE WHY: lint named FILE's include line and the rule.
+caught() {
+	local want="lint: $2:1:#include $3  ($4)"
+	grep -qxF "$want" <<<"$out" && pass "$1" || fail "$1" "no line: $want"
+}
+caught drivers-no-boot drivers/virtio/bad.c '"boot/pci.h"' 'not allowed in drivers/'
+caught drivers-no-shell drivers/virtio-net/shell.c '"config/shell.h"' 'not allowed in drivers/'
+caught lwip-glue-no-config net/lwip/bad_config.c '"config/shell.h"' 'not allowed in net/lwip/'
+caught lwip-glue-no-boot net/lwip/bad_boot.c '"boot/devices.h"' 'not allowed in net/lwip/'
+caught nbd-no-lwip net/nbd/bad_lwip.c '"lwip/tcp.h"' 'not allowed in net/nbd/'
+caught nbd-no-lwip-glue net/nbd/bad_glue.c '"net/lwip/nbd_lwip.h"' 'not allowed in net/nbd/'
+caught core-no-shell core/bad_shell.c '"config/shell.h"' 'not allowed in core/'
+caught config-no-lwip-glue config/bad_glue.c '"net/lwip/netif_vnet.h"' 'not allowed in config/'
+caught host-no-boot host/bad_boot.c '"boot/io.h"' 'not allowed in host/'
+caught tests-no-boot tests/unit/virtio/bad_boot.c '"boot/devices.h"' \
+	'boot/ headers only in boot/, the composition root'
+caught tests-no-lwip tests/unit/virtio/bad_lwip.c '"lwip/pbuf.h"' \
+	'lwIP headers only in net/lwip/ and boot/'
+caught tests-no-efi tests/unit/virtio/bad_efi.c '<efi.h>' 'EFI headers only in boot/'
+caught nbd-no-shell net/nbd/bad_shell.c '"config/shell.h"' 'not allowed in net/nbd/'
+# One line per offending include (the directory's rule), and nothing about the allowed files.
+check one-line-per-include [ "$(grep -c '^lint: ' <<<"$out")" -eq 13 ]
+check allowed-files-not-named [ -z "$(grep -E ' (boot/root|net/lwip/glue|drivers/virtio/transport|host/main|tests/unit/config/test_shell)\.c:' <<<"$out")" ]
 finish

@@ -9,12 +9,12 @@
  * are restored afterwards. The firmware is single-threaded with interrupts off, so nothing
  * else touches the device meanwhile.
  */
-#include "boot/pci.h"
+#include "drivers/bus/pci.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
-#include "boot/io.h"
+#include "drivers/bus/portio.h"
 
 #define PCI_CONFIG_ADDR 0xcf8
 #define PCI_CONFIG_DATA 0xcfc
@@ -70,12 +70,6 @@ void pci_write_config16(const struct pci_dev *d, uint8_t off, uint16_t v)
 {
 	outl(PCI_CONFIG_ADDR, cfg_addr(d->bus, d->dev, d->fn, off));
 	outw(PCI_CONFIG_DATA + (off & 2), v);
-}
-
-void pci_write_config8(const struct pci_dev *d, uint8_t off, uint8_t v)
-{
-	outl(PCI_CONFIG_ADDR, cfg_addr(d->bus, d->dev, d->fn, off));
-	outb(PCI_CONFIG_DATA + (off & 3), v);
 }
 
 /* Size the BARs of @d (6 on a normal function, 2 on a bridge), restoring everything. */

@@ -9,8 +9,8 @@
  * sanity checks in lwIP's src/core/init.c allow (each check is quoted where it binds). Each
  * setting says why next to it; docs/network.md ("lwIP configuration") has the overview.
  */
-#ifndef NET_LWIPOPTS_H
-#define NET_LWIPOPTS_H
+#ifndef NET_LWIP_LWIPOPTS_H
+#define NET_LWIP_LWIPOPTS_H
 
 /* ---- System: no threads, no OS ------------------------------------------------------- */
 #define NO_SYS		     1

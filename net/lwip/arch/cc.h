@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lwIP's architecture header for the firmware: newlib supplies the C library; the port
- * functions (net/lwip_port.c) supply diagnostics, assertions and random numbers.
+ * functions (net/lwip/lwip_port.c) supply diagnostics, assertions and random numbers.
  *
  * lwIP 2.1.3's arch.h and newlib 3.3.0's headers disagree in two places, each met when a file
  * includes both (docs/network.md, "Building lwIP against newlib"): ssize_t (a type clash, an
  * error) and BYTE_ORDER (redefined, a warning, so an error under -Werror). The lines below say
  * how each is avoided.
  */
-#ifndef NET_ARCH_CC_H
-#define NET_ARCH_CC_H
+#ifndef NET_LWIP_ARCH_CC_H
+#define NET_LWIP_ARCH_CC_H
 
 #include <limits.h>
 #include <stdint.h>

@@ -7,22 +7,22 @@
  *                        received frames reach lwIP from then on (devices_set_rx_handler
  *                        is the caller's job: pass it net_rx_frame);
  *   net_poll()           every main-loop pass: link changes, lwIP's timers;
- *   net_shell_init(sh)   the `net` command.
+ *   net_get_status(&st)  a snapshot of address, DHCP, link and counters, in plain C types,
+ *                        for the `net` shell command (boot/devices.c): the shell is the
+ *                        composition root's, this layer includes nothing of config/.
  *
  * Configuration (docs/network.md): @cfg->ip is "ADDR/PREFIX" for a static address (no DHCP),
  * NULL or "dhcp" for DHCP; @cfg->gateway is "ADDR" (static only). The address is announced
  * on the console as "thinbox: net ADDR/PREFIX gw GW (dhcp|static)" whenever it changes.
  */
-#ifndef NET_NETIF_VNET_H
-#define NET_NETIF_VNET_H
+#ifndef NET_LWIP_NETIF_VNET_H
+#define NET_LWIP_NETIF_VNET_H
 
 #include <stdbool.h>
 #include <stddef.h>
-
-#include "lwip/err.h"
+#include <stdint.h>
 
 struct vnet;
-struct shell;
 
 struct net_config {
 	const char *ip;	      /* "ADDR/PREFIX", or NULL / "dhcp" */
@@ -39,10 +39,34 @@ int net_start(struct vnet *vn, const struct net_config *cfg);
 void net_rx_frame(void *ctx, const void *frame, size_t len, unsigned flags);
 /* Link status, lwIP's timers. Call every main-loop pass; never blocks. */
 void net_poll(void);
-/* Register the `net` command. */
-void net_shell_init(struct shell *sh);
 
-/* The one place lwIP's err_t becomes a negative errno (0 for ERR_OK). */
-int net_errno(err_t err);
+/* "255.255.255.255" and its NUL (lwIP's IP4ADDR_STRLEN_MAX, without its header). */
+#define NET_ADDR_STRLEN 16
+
+/* The netif's own counters (the driver's are in struct vnet_stats). */
+struct net_stats {
+	uint64_t rx_nomem;    /* frames dropped: no pbuf */
+	uint64_t rx_rejected; /* netif->input refused the frame */
+	uint64_t tx_dropped;  /* frames linkoutput could not send */
+	uint64_t tx_retries;  /* transmit ring full, waited for the device */
+};
+
+struct net_status {
+	bool started; /* false until net_start() added the netif; then nothing below is set */
+	char addr[NET_ADDR_STRLEN], netmask[NET_ADDR_STRLEN], gateway[NET_ADDR_STRLEN];
+	unsigned prefix_len;
+	const char *dhcp_state; /* "bound", "selecting", ...; "off (static)" without DHCP */
+	bool link_up;
+	unsigned mtu;
+	uint8_t mac[6];
+	struct net_stats stats;
+	unsigned tcp_active;	 /* lwIP's active pcbs: established and closing */
+	unsigned tcp_time_wait;	 /* pcbs in TIME-WAIT */
+	unsigned tcp_listening;	 /* listening pcbs */
+	const char *tcp_csum_by; /* "lwip", "device" or "driver (test switch)" */
+};
+
+/* Fill @st from the interface now. Never fails; the strings are static. */
+void net_get_status(struct net_status *st);
 
 #endif

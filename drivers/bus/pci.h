@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * PCI for the drivers: configuration space through ports 0xcf8/0xcfc, the list of functions
- * found at boot, and BAR addresses as OVMF assigned them.
+ * found at boot, and BAR addresses as OVMF assigned them. It sits below the drivers (as
+ * iPXE's drivers/bus/pci.c) and includes nothing from boot/, so a driver needs no firmware
+ * header; boot/ runs the scan and publishes the list (plat_pci_get(), the `pci` command).
  *
  * pci_scan() runs once after ExitBootServices (boot/efi_main.c); drivers then look their
  * devices up with pci_find() and must themselves enable what they use (pci_enable(): memory
@@ -11,8 +13,8 @@
  * Only the first 256 bytes of configuration space are reachable (no ECAM); virtio's
  * capabilities live there.
  */
-#ifndef BOOT_PCI_H
-#define BOOT_PCI_H
+#ifndef DRIVERS_BUS_PCI_H
+#define DRIVERS_BUS_PCI_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -63,7 +65,6 @@ const struct pci_dev *pci_find(uint16_t vendor, uint16_t device, unsigned nth);
 uint8_t pci_read_config8(const struct pci_dev *d, uint8_t off);
 uint16_t pci_read_config16(const struct pci_dev *d, uint8_t off);
 uint32_t pci_read_config32(const struct pci_dev *d, uint8_t off);
-void pci_write_config8(const struct pci_dev *d, uint8_t off, uint8_t v);
 void pci_write_config16(const struct pci_dev *d, uint8_t off, uint16_t v);
 void pci_write_config32(const struct pci_dev *d, uint8_t off, uint32_t v);
 

@@ -14,8 +14,8 @@
  * client's sender and nobody else. Output is handed to lwIP without copying where that pays
  * (large pieces, PBUF_ROM) and released back to the server when lwIP reports it acknowledged.
  */
-#ifndef NET_NBD_LWIP_H
-#define NET_NBD_LWIP_H
+#ifndef NET_LWIP_NBD_LWIP_H
+#define NET_LWIP_NBD_LWIP_H
 
 #include <stdint.h>
 
@@ -29,8 +29,6 @@ struct nbd_lwip;
 int nbd_lwip_listen(struct nbd_server *srv, uint16_t port, struct nbd_lwip **out);
 /* Make progress on every connection and the server. */
 void nbd_lwip_poll(struct nbd_lwip *nl);
-/* Connections open now. */
-unsigned nbd_lwip_clients(const struct nbd_lwip *nl);
 /* Abort every connection (RST) and stop listening. */
 void nbd_lwip_close(struct nbd_lwip *nl);
 

@@ -10,14 +10,14 @@
  * (tot_len is not maintained across it; lwIP's u16 tot_len could not hold a 512 KiB window
  * anyway): each pbuf is detached before it is freed, so pbuf_free() releases exactly one.
  */
-#include "net/nbd_lwip.h"
+#include "net/lwip/nbd_lwip.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
 #include "core/base/plat.h"
-#include "net/netif_vnet.h"
+#include "net/lwip/lwip_err.h"
 
 #include "lwip/pbuf.h"
 #include "lwip/tcp.h"
@@ -38,7 +38,6 @@
 
 struct lconn {
 	struct lconn *next;
-	struct nbd_lwip *nl;
 	struct tcp_pcb *pcb; /* NULL once lwIP freed it (error) or we let it go */
 	struct nbd_conn *c;
 	struct pbuf *in, *in_tail; /* received, not yet consumed (see the file comment) */
@@ -54,7 +53,6 @@ struct nbd_lwip {
 	struct nbd_server *srv;
 	struct tcp_pcb *lpcb;
 	struct lconn *conns;
-	unsigned nconns;
 };
 
 /* ---- lwIP callbacks: record only --------------------------------------------------------- */
@@ -139,7 +137,6 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 		tcp_abort(pcb);
 		return ERR_ABRT;
 	}
-	lc->nl = nl;
 	lc->pcb = pcb;
 	lconn_set_callbacks(pcb, lc);
 	/* Replies are queued whole and pushed with tcp_output(); Nagle would only delay them. */
@@ -150,7 +147,6 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 	pcb->keep_cnt = KEEP_CNT;
 	lc->next = nl->conns;
 	nl->conns = lc;
-	nl->nconns++;
 	return ERR_OK;
 }
 
@@ -248,7 +244,6 @@ static void lconn_destroy(struct lconn *lc)
 	}
 	lconn_free_input(lc);
 	nbd_conn_destroy(lc->c);
-	lc->nl->nconns--;
 	free(lc);
 }
 
@@ -340,11 +335,6 @@ void nbd_lwip_poll(struct nbd_lwip *nl)
 			pp = &lc->next;
 		}
 	}
-}
-
-unsigned nbd_lwip_clients(const struct nbd_lwip *nl)
-{
-	return nl->nconns;
 }
 
 void nbd_lwip_close(struct nbd_lwip *nl)

@@ -12,18 +12,16 @@
  * code, several times cheaper than ours). QEMU offers it only with a backend that takes
  * virtio headers (tap); with user networking lwIP computes the sums itself.
  */
-#include "net/netif_vnet.h"
+#include "net/lwip/netif_vnet.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/shell.h"
 #include "core/base/plat.h"
-#include "core/base/util.h"
 #include "drivers/virtio-net/vnet.h"
+#include "net/lwip/lwip_err.h"
 
 #include "lwip/dhcp.h"
 #include "lwip/etharp.h"
@@ -35,6 +33,8 @@
 #include "lwip/timeouts.h"
 #include "lwip/priv/tcp_priv.h"
 #include "netif/ethernet.h"
+
+_Static_assert(NET_ADDR_STRLEN >= IP4ADDR_STRLEN_MAX, "struct net_status addresses");
 
 #define ETH_HLEN	 14
 #define ETHTYPE_IP4	 0x0800
@@ -51,13 +51,6 @@
 /* For a frame the device vouched for: only the IP header still needs checking. */
 #define CSUM_CHECK_TRUSTED (NETIF_CHECKSUM_CHECK_IP | NETIF_CHECKSUM_CHECK_ICMP)
 
-struct net_stats {
-	uint64_t rx_nomem;    /* frames dropped: no pbuf */
-	uint64_t rx_rejected; /* netif->input refused the frame */
-	uint64_t tx_dropped;  /* frames linkoutput could not send */
-	uint64_t tx_retries;  /* transmit ring full, waited for the device */
-};
-
 static struct {
 	struct netif netif;
 	struct vnet *vn;
@@ -69,64 +62,6 @@ static struct {
 	ip4_addr_t last_ip; /* announced on the console */
 	struct net_stats stats;
 } net;
-
-/* ---- err_t <-> errno: the two conversions, side by side -------------------------------- */
-
-int net_errno(err_t err)
-{
-	switch (err) {
-	case ERR_OK:
-		return 0;
-	case ERR_MEM:
-	case ERR_BUF:
-		return -ENOMEM;
-	case ERR_TIMEOUT:
-		return -ETIMEDOUT;
-	case ERR_RTE:
-		return -EHOSTUNREACH;
-	case ERR_INPROGRESS:
-		return -EINPROGRESS;
-	case ERR_VAL:
-	case ERR_ARG:
-		return -EINVAL;
-	case ERR_WOULDBLOCK:
-		return -EAGAIN;
-	case ERR_USE:
-		return -EADDRINUSE;
-	case ERR_ALREADY:
-		return -EALREADY;
-	case ERR_ISCONN:
-		return -EISCONN;
-	case ERR_CONN:
-		return -ENOTCONN;
-	case ERR_ABRT:
-		return -ECONNABORTED;
-	case ERR_RST:
-		return -ECONNRESET;
-	case ERR_CLSD:
-		return -ENOTCONN;
-	case ERR_IF:
-	default:
-		return -EIO;
-	}
-}
-
-/* The driver's -errno as linkoutput's err_t (the reverse of net_errno, for this one caller). */
-static err_t err_from_errno(int rc)
-{
-	switch (rc) {
-	case 0:
-		return ERR_OK;
-	case -EAGAIN:
-	case -ENOMEM:
-		return ERR_MEM;
-	case -EMSGSIZE:
-	case -EINVAL:
-		return ERR_VAL;
-	default:
-		return ERR_IF;
-	}
-}
 
 /* The checksums lwIP generates: all but TCP's when the device finishes those. */
 static u16_t csum_gen(void)
@@ -243,7 +178,7 @@ static err_t linkoutput(struct netif *nif, struct pbuf *p)
 	}
 	if (rc)
 		net.stats.tx_dropped++;
-	return err_from_errno(rc);
+	return net_err_from_errno(rc);
 }
 
 /* ---- Interface ----------------------------------------------------------------------------- */
@@ -387,7 +322,7 @@ void net_poll(void)
 	sys_check_timeouts();
 }
 
-/* ---- Shell --------------------------------------------------------------------------------- */
+/* ---- Status (the `net` command is in boot/devices.c) --------------------------------------- */
 
 static const char *dhcp_state_name(struct netif *nif)
 {
@@ -439,52 +374,25 @@ static const char *csum_by(void)
 	return virtio_has(net.vn->vdev, VIRTIO_NET_F_CSUM) ? "device" : "driver (test switch)";
 }
 
-static int cmd_net(struct shell *sh, int argc, char **argv)
+void net_get_status(struct net_status *st)
 {
 	struct netif *nif = &net.netif;
-	char a[IP4ADDR_STRLEN_MAX], m[IP4ADDR_STRLEN_MAX], g[IP4ADDR_STRLEN_MAX];
-	const struct vnet_stats *vs;
-	unsigned listening = 0;
 
-	(void)argv;
-	if (argc != 1)
-		return shell_usage(sh, "net");
-	if (!net.started) {
-		shell_puts(sh, "network not started (no virtio-net device?)\n");
-		return 0;
-	}
-	vs = &net.vn->stats;
-	ip4addr_ntoa_r(netif_ip4_addr(nif), a, sizeof(a));
-	ip4addr_ntoa_r(netif_ip4_netmask(nif), m, sizeof(m));
-	ip4addr_ntoa_r(netif_ip4_gw(nif), g, sizeof(g));
+	*st = (struct net_status){ .started = net.started };
+	if (!net.started)
+		return;
+	ip4addr_ntoa_r(netif_ip4_addr(nif), st->addr, sizeof(st->addr));
+	ip4addr_ntoa_r(netif_ip4_netmask(nif), st->netmask, sizeof(st->netmask));
+	ip4addr_ntoa_r(netif_ip4_gw(nif), st->gateway, sizeof(st->gateway));
+	st->prefix_len = prefix_len(netif_ip4_netmask(nif));
+	st->dhcp_state = dhcp_state_name(nif);
+	st->link_up = netif_is_link_up(nif);
+	st->mtu = nif->mtu;
+	memcpy(st->mac, nif->hwaddr, sizeof(st->mac));
+	st->stats = net.stats;
+	st->tcp_active = count_pcbs(tcp_active_pcbs);
+	st->tcp_time_wait = count_pcbs(tcp_tw_pcbs);
 	for (struct tcp_pcb_listen *l = tcp_listen_pcbs.listen_pcbs; l; l = l->next)
-		listening++;
-	shell_printf(
-	    sh,
-	    "address %s/%u  netmask %s  gateway %s\n"
-	    "dhcp %s  link %s  mtu %u  mac %02x:%02x:%02x:%02x:%02x:%02x\n"
-	    "rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 " (no pbuf %" PRIu64
-	    ", refused %" PRIu64 ", malformed %" PRIu64 ")\n"
-	    "tx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 ", ring full %" PRIu64 "\n"
-	    "tcp %u connections, %u in time-wait, %u listening; tcp checksums by %s\n",
-	    a, prefix_len(netif_ip4_netmask(nif)), m, g, dhcp_state_name(nif),
-	    netif_is_link_up(nif) ? "up" : "down", nif->mtu, nif->hwaddr[0], nif->hwaddr[1],
-	    nif->hwaddr[2], nif->hwaddr[3], nif->hwaddr[4], nif->hwaddr[5], vs->rx_packets,
-	    vs->rx_bytes, net.stats.rx_nomem + net.stats.rx_rejected + vs->rx_dropped,
-	    net.stats.rx_nomem, net.stats.rx_rejected, vs->rx_dropped, vs->tx_packets, vs->tx_bytes,
-	    net.stats.tx_dropped, net.stats.tx_retries, count_pcbs(tcp_active_pcbs),
-	    count_pcbs(tcp_tw_pcbs), listening, csum_by());
-	return 0;
-}
-
-static const struct shell_cmd net_cmds[] = {
-	{ "net", "", "network: address, gateway, DHCP, link, MAC, counters, TCP connections",
-	  cmd_net },
-};
-
-static struct shell_cmd_table net_table = { net_cmds, ARRAY_SIZE(net_cmds), NULL };
-
-void net_shell_init(struct shell *sh)
-{
-	shell_add_commands(sh, &net_table);
+		st->tcp_listening++;
+	st->tcp_csum_by = csum_by();
 }
