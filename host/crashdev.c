@@ -23,10 +23,14 @@ struct crashdev {
 	struct blkdev dev;
 	struct blkdev *lower;
 	struct pending *head, **tail;
-	uint64_t writes; /* writes seen */
-	uint64_t events; /* writes and flushes seen: the possible cut points */
-	uint64_t cut_at; /* the event number that fails first; 0 = none */
-	bool dead;	 /* the cut point was reached, or power_cut() ran */
+	uint64_t writes;     /* writes seen */
+	uint64_t events;     /* writes and flushes seen: the possible cut points */
+	uint64_t cut_at;     /* the event number that fails first; 0 = none */
+	uint64_t flushes;    /* flushes seen */
+	uint64_t fail_flush; /* the flush number that fails (losing the cache); 0 = none */
+	uint64_t fail_seed;
+	bool flush_failed;
+	bool dead; /* the cut point was reached, or power_cut() ran */
 	bool tripped;
 };
 
@@ -57,7 +61,8 @@ static int crashdev_read(struct blkdev *dev, uint64_t block, uint32_t count, voi
 	return 0;
 }
 
-static int crashdev_write(struct blkdev *dev, uint64_t block, uint32_t count, const void *buf)
+/* Queue a write of @buf (zeroes when NULL) as one pending write. */
+static int crashdev_queue(struct blkdev *dev, uint64_t block, uint32_t count, const void *buf)
 {
 	struct crashdev *cd = to_cd(dev);
 	size_t len = (size_t)count * dev->block_size;
@@ -77,10 +82,27 @@ static int crashdev_write(struct blkdev *dev, uint64_t block, uint32_t count, co
 	p->block = block;
 	p->count = count;
 	p->next = NULL;
-	memcpy(p->data, buf, len);
+	if (buf)
+		memcpy(p->data, buf, len);
+	else
+		memset(p->data, 0, len);
 	*cd->tail = p;
 	cd->tail = &p->next;
 	return 0;
+}
+
+static int crashdev_write(struct blkdev *dev, uint64_t block, uint32_t count, const void *buf)
+{
+	return crashdev_queue(dev, block, count, buf);
+}
+
+/*
+ * A discard (when the lower device reads discarded blocks as zeroes) or write-zeroes is a
+ * volatile write of zeroes: like a write, a power cut keeps, drops or tears it.
+ */
+static int crashdev_zero(struct blkdev *dev, uint64_t block, uint32_t count)
+{
+	return crashdev_queue(dev, block, count, NULL);
 }
 
 static void drop_pending(struct crashdev *cd)
@@ -92,6 +114,48 @@ static void drop_pending(struct crashdev *cd)
 		free(p);
 	}
 	cd->tail = &cd->head;
+}
+
+static uint64_t rng(uint64_t *s)
+{
+	uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ull;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+/* Decide the fate of each pending write from @seed (see hostdev.h); returns how many. */
+static uint64_t resolve_pending(struct crashdev *cd, uint64_t seed)
+{
+	uint32_t bs = cd->dev.block_size;
+	uint64_t n = 0, s = seed * 2654435761u + 1;
+
+	for (struct pending *p = cd->head; p; p = p->next, n++) {
+		uint32_t sectors = p->count * (bs / SECTOR);
+		unsigned fate = (unsigned)(rng(&s) % 3);
+
+		if (fate == 0) {
+			blkdev_write(cd->lower, p->block, p->count, p->data);
+		} else if (fate == 2 && sectors > 1) {
+			/* Torn: only the first k sectors land; the rest keep the old contents. */
+			uint32_t k = 1 + (uint32_t)(rng(&s) % (sectors - 1));
+			uint8_t *old = malloc((size_t)p->count * bs);
+
+			if (!old)
+				continue;
+			if (!blkdev_read(cd->lower, p->block, p->count, old)) {
+				memcpy(old, p->data, (size_t)k * SECTOR);
+				blkdev_write(cd->lower, p->block, p->count, old);
+			}
+			free(old);
+		}
+		/* fate 1: dropped. */
+	}
+	drop_pending(cd);
+	return n;
 }
 
 static int crashdev_flush(struct blkdev *dev)
@@ -106,6 +170,12 @@ static int crashdev_flush(struct blkdev *dev)
 	}
 	if (cd->dead)
 		return -EIO;
+	if (++cd->flushes == cd->fail_flush) {
+		/* The device lost its cache: the pending writes meet a power cut's fates. */
+		resolve_pending(cd, cd->fail_seed);
+		cd->flush_failed = true;
+		return -EIO;
+	}
 	for (struct pending *p = cd->head; p && !rc; p = p->next)
 		rc = blkdev_write(cd->lower, p->block, p->count, p->data);
 	if (!rc)
@@ -127,6 +197,16 @@ static const struct blkdev_ops crashdev_ops = {
 	.read = crashdev_read,
 	.write = crashdev_write,
 	.flush = crashdev_flush,
+	.write_zeroes = crashdev_zero,
+	.destroy = crashdev_destroy,
+};
+
+static const struct blkdev_ops crashdev_discard_ops = {
+	.read = crashdev_read,
+	.write = crashdev_write,
+	.flush = crashdev_flush,
+	.discard = crashdev_zero,
+	.write_zeroes = crashdev_zero,
 	.destroy = crashdev_destroy,
 };
 
@@ -142,6 +222,11 @@ int crashdev_create(struct blkdev *lower, struct blkdev **out)
 	cd->dev.name = "crashdev";
 	cd->dev.nr_blocks = lower->nr_blocks;
 	cd->dev.block_size = lower->block_size;
+	/* Discards are modelled as zero writes: only over a device whose discards zero. */
+	if (lower->discard_zeroes) {
+		cd->dev.ops = &crashdev_discard_ops;
+		cd->dev.discard_zeroes = true;
+	}
 	*out = &cd->dev;
 	return 0;
 }
@@ -168,47 +253,27 @@ uint64_t crashdev_events(struct blkdev *dev)
 	return to_cd(dev)->events;
 }
 
-static uint64_t rng(uint64_t *s)
-{
-	uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ull;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
 uint64_t crashdev_power_cut(struct blkdev *dev, uint64_t seed)
 {
 	struct crashdev *cd = to_cd(dev);
-	uint32_t bs = dev->block_size;
-	uint64_t n = 0, s = seed * 2654435761u + 1;
+	uint64_t n = resolve_pending(cd, seed);
 
-	for (struct pending *p = cd->head; p; p = p->next, n++) {
-		uint32_t sectors = p->count * (bs / SECTOR);
-		unsigned fate = (unsigned)(rng(&s) % 3);
-
-		if (fate == 0) {
-			blkdev_write(cd->lower, p->block, p->count, p->data);
-		} else if (fate == 2 && sectors > 1) {
-			/* Torn: only the first k sectors land; the rest keep the old contents. */
-			uint32_t k = 1 + (uint32_t)(rng(&s) % (sectors - 1));
-			uint8_t *old = malloc((size_t)p->count * bs);
-
-			if (!old)
-				continue;
-			if (!blkdev_read(cd->lower, p->block, p->count, old)) {
-				memcpy(old, p->data, (size_t)k * SECTOR);
-				blkdev_write(cd->lower, p->block, p->count, old);
-			}
-			free(old);
-		}
-		/* fate 1: dropped. */
-	}
-	drop_pending(cd);
 	cd->dead = true;
 	return n;
+}
+
+void crashdev_fail_flush(struct blkdev *dev, uint64_t nth_flush, uint64_t seed)
+{
+	struct crashdev *cd = to_cd(dev);
+
+	cd->fail_flush = nth_flush ? cd->flushes + nth_flush : 0;
+	cd->fail_seed = seed;
+	cd->flush_failed = false;
+}
+
+bool crashdev_flush_failed(struct blkdev *dev)
+{
+	return to_cd(dev)->flush_failed;
 }
 
 void crashdev_revive(struct blkdev *dev)
