@@ -54,7 +54,7 @@
 #define MAX_LIVE    4u		       /* volumes open at once */
 #define MAX_REC	    128u
 #define OPS	    150u
-#define WORKLOADS   6u
+#define WORKLOADS   7u
 #define POINTS	    176u /* cut points per workload and disk */
 
 enum dev_state {
@@ -73,7 +73,7 @@ struct mdev {
 	unsigned id; /* thin device id */
 	enum dev_state state;
 	struct thin_volume *vol; /* open while live in the workload */
-	bool dropped;		 /* an abort dropped acknowledged writes since the last flush */
+	bool dropped;		 /* acknowledged writes since the last flush no longer read back */
 	bool untracked;		 /* cur is unknown (a re-read failed) */
 	uint32_t durable[VS], cur[VS];
 	struct rec rec[MAX_REC];
@@ -94,8 +94,26 @@ struct run {
 	struct blkdev *cmeta, *cdata;
 	uint64_t seed;	   /* the workload */
 	uint64_t fail_nth; /* data flush that fails (0: none) */
-	unsigned enospc, fails, snaps, deletes, discards, zeroes, flushes, bursts, mdsnaps;
+	unsigned enospc, fails, snaps, deletes, discards, zeroes, flushes, bursts, mdsnaps, fills;
 };
+
+/*
+ * CRASH_MIXED_SKIP (a list of words) leaves parts of the workload out, to tell apart the
+ * failures of different bugs while they are being fixed: "passdown" (discard passdown off),
+ * "failflush" (no failing data flush), "burst" (no concurrent bursts), "full" (a data disk
+ * big enough never to run full). Unset (as in `make test`), everything runs.
+ */
+static bool skip(const char *part)
+{
+	const char *e = getenv("CRASH_MIXED_SKIP");
+
+	return e && strstr(e, part);
+}
+
+static uint64_t data_blocks(void)
+{
+	return skip("full") ? 3 * DATA_BLOCKS : DATA_BLOCKS;
+}
 
 static void sector_data(uint8_t *buf, uint32_t sector, uint32_t tag)
 {
@@ -263,8 +281,6 @@ static int do_io(struct model *m, struct run *rn, struct mdev *d, enum blkdev_op
 			d->cur[start + s] = tag;
 	} else if (!is_cut(rn)) {
 		rn->fails++;
-		if (getenv("DIAG"))
-			printf("  DIAG %s on %u [%u,+%u) -> %d\n", what, d->id, start, count, r);
 		resync(m, rn, d, start, count);
 	}
 	return r;
@@ -278,14 +294,12 @@ static int do_flush(struct model *m, struct run *rn, struct mdev *d)
 	allowed(rn, r, false, "FLUSH");
 	if (!r) {
 		if (d->dropped)
-			fail("FLUSH to device %u succeeded after an abort dropped its acknowledged "
-			     "writes (seed %llu)",
+			fail("FLUSH to device %u succeeded though acknowledged writes since its "
+			     "last flush no longer read back (seed %llu)",
 			     d->id, (unsigned long long)rn->seed);
 		made_durable(d);
 	} else if (!is_cut(rn)) {
 		rn->fails++;
-		if (getenv("DIAG"))
-			printf("  DIAG flush on %u -> %d\n", d->id, r);
 		resync(m, rn, NULL, 0, 0);
 	}
 	return r;
@@ -463,8 +477,6 @@ static int do_burst(struct thin_pool *pool, struct model *m, struct run *rn, uin
 		}
 	}
 	free(buf);
-	if (getenv("DIAG_BURSTCHECK") && !is_cut(rn))
-		printf("  DIAG burst %d %d %d %d: check %d\n", b[0].rc, b[1].rc, b[2].rc, b[3].rc, check_dev(rn->cmeta));
 	allowed(rn, b[0].rc, true, "burst write");
 	allowed(rn, b[1].rc, false, "burst FLUSH");
 	allowed(rn, b[2].rc, false, "burst read");
@@ -484,8 +496,8 @@ static int do_burst(struct thin_pool *pool, struct model *m, struct run *rn, uin
 	/* The FLUSH covers what completed before it was submitted, not its companions. */
 	if (!b[1].rc) {
 		if (fd->dropped)
-			fail("burst FLUSH to device %u succeeded after an abort dropped its "
-			     "acknowledged writes (seed %llu)",
+			fail("burst FLUSH to device %u succeeded though acknowledged writes since "
+			     "its last flush no longer read back (seed %llu)",
 			     fd->id, (unsigned long long)rn->seed);
 		if (!fd->untracked) {
 			memcpy(fd->durable, before, sizeof(before));
@@ -556,7 +568,7 @@ static void workload(struct thin_pool *pool, struct model *m, struct run *rn)
 			do_snapshot(pool, m, rn, d);
 		} else if (kind < 89) {
 			do_delete(pool, m, rn, d);
-		} else if (kind < 93) {
+		} else if (kind < 91) {
 			int r;
 
 			rn->mdsnaps++;
@@ -570,7 +582,17 @@ static void workload(struct thin_pool *pool, struct model *m, struct run *rn)
 				m->held = !m->held;
 			else if (!is_cut(rn))
 				resync(m, rn, NULL, 0, 0);
-		} else if (!getenv("DIAG_NOBURST")) {
+		} else if (kind < 95) {
+			/* Provision a block and discard it, then write every block of the
+			 * device, all in one transaction: the discarded block is allocated
+			 * again, and with enough devices the pool runs full. */
+			rn->fills++;
+			do_io(m, rn, d, BLKDEV_WRITE, blk * SPB, SPB, true, "fill write");
+			do_io(m, rn, d, BLKDEV_DISCARD, blk * SPB, SPB, false, "fill discard");
+			for (uint32_t b = 0; b < VOL_BLOCKS && !is_cut(rn) && !test_failed(); b++)
+				if (do_io(m, rn, d, BLKDEV_WRITE, b * SPB, SPB, true, "fill write"))
+					break;
+		} else if (!skip("burst")) {
 			do_burst(pool, m, rn, &seed);
 		}
 	}
@@ -664,14 +686,13 @@ static void one_run(struct blkdev *lmeta, struct blkdev *ldata, uint64_t wseed, 
 	char what[160];
 	bool flush_failed, tripped, injected;
 
-	for (uint64_t b = 0; b < DATA_BLOCKS; b++) {
+	for (uint64_t b = 0; b < data_blocks(); b++) {
 		pattern(junk, KB64, 0xbad0000ull + b);
 		blkdev_write(ldata, b * SPB, SPB, junk);
 	}
 	free(junk);
 	thin_pool_default_opts(&o);
-	if (getenv("DIAG_NOPASSDOWN"))
-		o.discard_passdown = false;
+	o.discard_passdown = !skip("passdown");
 	o.no_space_timeout_ms = 1;	    /* queue briefly, then -ENOSPC */
 	o.commit_interval_ms = 3600 * 1000; /* no timed commits: the run is deterministic */
 	ok_eq(crashdev_create(lmeta, &rn.cmeta), 0);
@@ -680,10 +701,7 @@ static void one_run(struct blkdev *lmeta, struct blkdev *ldata, uint64_t wseed, 
 	/* The data disk completes requests out of order, across polls (a virtio queue): a
 	 * commit's data flush stays in flight while other requests arrive. */
 	oodev_init(oo, rn.cdata, wseed);
-	if (getenv("DIAG_SYNC"))
-		ok_eq(thin_pool_open(rn.cmeta, rn.cdata, &o, NULL, 0, &pool), 0);
-	else
-		ok_eq(thin_pool_open(rn.cmeta, &oo->dev, &o, NULL, 0, &pool), 0);
+	ok_eq(thin_pool_open(rn.cmeta, &oo->dev, &o, NULL, 0, &pool), 0);
 	ok_eq(thin_pool_create_thin(pool, 1), 0);
 	m->next_id = 2;
 	m->ndev = 1;
@@ -720,9 +738,9 @@ static void one_run(struct blkdev *lmeta, struct blkdev *ldata, uint64_t wseed, 
 	}
 	if (test_failed())
 		printf("  %s: %u ENOSPC, %u snapshots, %u deletes, %u discards, %u zeroes, %u "
-		       "flushes, %u bursts, %u metadata snapshot calls\n",
+		       "flushes, %u bursts, %u metadata snapshot calls, %u fills\n",
 		       what, rn.enospc, rn.snaps, rn.deletes, rn.discards, rn.zeroes, rn.flushes,
-		       rn.bursts, rn.mdsnaps);
+		       rn.bursts, rn.mdsnaps, rn.fills);
 	t->runs++;
 	t->trips += tripped;
 	t->enospc += rn.enospc;
@@ -743,14 +761,14 @@ TEST(mixed_workload_power_cuts)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	snprintf(path, sizeof(path), "%s/mixed-meta.img", test_tmpdir());
 	ok_eq(memdisk_create(META_BLOCKS, 4096, &lmeta), 0);
-	ok_eq(memdisk_create(DATA_BLOCKS * SPB, 512, &ldata), 0);
+	ok_eq(memdisk_create(data_blocks() * SPB, 512, &ldata), 0);
 	for (unsigned w = 0; w < WORKLOADS && !test_failed(); w++) {
 		uint64_t wseed = seed + w * 1000003ull, fail_nth = 0, ev[3];
 
 		/* A dry run counts the events; odd workloads then fail a data flush two thirds
 		 * of the way through theirs (and count again). */
 		one_run(lmeta, ldata, wseed, 0, 0, 0, NULL, &t, ev);
-		if (w % 2 && !getenv("DIAG_NOFAILFLUSH")) {
+		if (w % 2 && !skip("failflush")) {
 			fail_nth = 1 + ev[2] * 2 / 3;
 			one_run(lmeta, ldata, wseed, fail_nth, 0, 0, NULL, &t, ev);
 		}
