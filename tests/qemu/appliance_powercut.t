@@ -171,8 +171,12 @@ def check_snapshots(m, rnd):
             c.check("boot%d-snapshot-%s-exists" % (rnd, name), name in vols, sorted(vols))
         elif st == "deleted":
             c.check("boot%d-snapshot-%s-gone" % (rnd, name), name not in vols, sorted(vols))
-        # Issued but not acknowledged: either; from now on what the pool says.
-        snaps[name] = "acked" if name in vols else "deleted"
+        # Issued but not acknowledged: either. From now on what the pool says (and a deleted
+        # name, checked once, is forgotten).
+        if name in vols:
+            snaps[name] = "acked"
+        else:
+            del snaps[name]
 
 
 t0 = time.monotonic()

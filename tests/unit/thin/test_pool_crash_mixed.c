@@ -1,17 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Power cuts where the bugs live (issue 10, point 10): crashdev on both disks under a mixed
- * workload, cut at every event (or every few) of either disk.
+ * workload, cut at many events of either disk.
  *
  * The workload, on volumes of 8 data blocks and a data disk of 20 (so it runs full): writes
  * (sector-granular and whole blocks: provisioning, in place, copy-on-write after snapshots),
  * whole-block discards (shared and unshared; passdown is on, so a block nobody references
  * is discarded on the data disk), write-zeroes (whole blocks: unmap; partial: zeroes
  * written), FLUSH, FUA (write + flush), snapshots of any live volume, deletes, reserve and
- * release of the metadata snapshot, bursts of concurrent requests (a FLUSH with a discard and
- * a write on other blocks submitted at once), the pool running out of data space (a 1 ms
- * no-space timeout, then -ENOSPC) and, in half of the workloads, a data-disk flush that fails
- * once, losing the disk's volatile cache (crashdev_fail_flush()).
+ * release of the metadata snapshot, bursts of concurrent requests (a write, a FLUSH, and a
+ * read whose completion submits a discard: see do_burst()), a block provisioned, discarded
+ * and the device filled in one transaction, the pool running out of data space (a 1 ms
+ * no-space timeout, then -ENOSPC) and, in every other workload, a data-disk flush that fails
+ * once, losing the disk's volatile cache (crashdev_fail_flush()). The data disk completes
+ * requests out of order, across polls (pool_test.h's oodev over the crashdev).
+ *
+ * Each workload runs once without a cut (to count each disk's events: writes, discards and
+ * flushes), then once per cut point: POINTS points spread evenly over each disk's events.
  *
  * After each cut (unflushed writes of both disks kept, dropped or torn): the core checker is
  * clean, the pool opens, needs_check is set only when a data flush failed (the injected one or
@@ -37,8 +42,10 @@
  * or an automatic commit) — never anything else. In particular a discard passed down to the
  * data disk must not destroy data a committed mapping still points at. A partial discard
  * does nothing (dm), so the workload discards whole blocks only.
- * A FLUSH that completes successfully after an abort dropped acknowledged writes of its
- * device is an error in itself: those writes were acknowledged and did not survive.
+ * A FLUSH that completes successfully while acknowledged writes of its device no longer read
+ * back (an abort dropped them, or the failing flush lost them from the disk's cache) is an
+ * error in itself: it acknowledges writes that did not survive (dm fails every FLUSH once
+ * read-only).
  */
 #include "core/base/plat.h"
 #include "tests/unit/thin/pool_test.h"
