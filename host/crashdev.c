@@ -27,8 +27,7 @@ struct crashdev {
 	uint64_t events;     /* writes and flushes seen: the possible cut points */
 	uint64_t cut_at;     /* the event number that fails first; 0 = none */
 	uint64_t flushes;    /* flushes seen */
-	uint64_t fail_flush; /* the flush number that fails (losing the cache); 0 = none */
-	uint64_t fail_seed;
+	uint64_t fail_flush; /* from this flush on, the first with writes pending fails; 0 = none */
 	bool flush_failed;
 	bool dead; /* the cut point was reached, or power_cut() ran */
 	bool tripped;
@@ -170,9 +169,11 @@ static int crashdev_flush(struct blkdev *dev)
 	}
 	if (cd->dead)
 		return -EIO;
-	if (++cd->flushes == cd->fail_flush) {
-		/* The device lost its cache: the pending writes meet a power cut's fates. */
-		resolve_pending(cd, cd->fail_seed);
+	cd->flushes++;
+	if (cd->fail_flush && cd->flushes >= cd->fail_flush && cd->head) {
+		/* The device lost its volatile cache: every pending write is gone. */
+		drop_pending(cd);
+		cd->fail_flush = 0;
 		cd->flush_failed = true;
 		return -EIO;
 	}
@@ -262,12 +263,11 @@ uint64_t crashdev_power_cut(struct blkdev *dev, uint64_t seed)
 	return n;
 }
 
-void crashdev_fail_flush(struct blkdev *dev, uint64_t nth_flush, uint64_t seed)
+void crashdev_fail_flush(struct blkdev *dev, uint64_t nth_flush)
 {
 	struct crashdev *cd = to_cd(dev);
 
 	cd->fail_flush = nth_flush ? cd->flushes + nth_flush : 0;
-	cd->fail_seed = seed;
 	cd->flush_failed = false;
 }
 

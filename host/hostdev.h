@@ -47,12 +47,12 @@ uint64_t crashdev_power_cut(struct blkdev *dev, uint64_t seed);
  * Discards (when @lower reads discarded blocks as zeroes; otherwise the device has no
  * discard) and write-zeroes are pending writes of zeroes like any other write.
  *
- * crashdev_fail_flush(dev, n, seed) makes the n'th flush from now (1-based) fail with -EIO
- * after the pending writes met a power cut's fates (from @seed), as a disk that lost its
- * volatile cache; the device stays usable. 0 disarms. crashdev_flush_failed() tells whether
- * it happened.
+ * crashdev_fail_flush(dev, n): the first flush, from the n'th from now on (1-based), that
+ * finds writes pending fails with -EIO and drops them all, as a disk that lost its volatile
+ * cache; the device stays usable and later flushes work. 0 disarms. crashdev_flush_failed()
+ * tells whether it happened.
  */
-void crashdev_fail_flush(struct blkdev *dev, uint64_t nth_flush, uint64_t seed);
+void crashdev_fail_flush(struct blkdev *dev, uint64_t nth_flush);
 bool crashdev_flush_failed(struct blkdev *dev);
 /* Make the device usable again after a cut (nothing pending, no cut armed). */
 void crashdev_revive(struct blkdev *dev);

@@ -12,7 +12,7 @@
  * read whose completion submits a discard: see do_burst()), a block provisioned, discarded
  * and the device filled in one transaction, the pool running out of data space (a 1 ms
  * no-space timeout, then -ENOSPC) and, in every other workload, a data-disk flush that fails
- * once, losing the disk's volatile cache (crashdev_fail_flush()). The data disk completes
+ * once, losing every write in the disk's volatile cache (crashdev_fail_flush()). The data disk completes
  * requests out of order, across polls (pool_test.h's oodev over the crashdev).
  *
  * Each workload runs once without a cut (to count each disk's events: writes, discards and
@@ -107,8 +107,8 @@ struct run {
 /*
  * CRASH_MIXED_SKIP (a list of words) leaves parts of the workload out, to tell apart the
  * failures of different bugs while they are being fixed: "passdown" (discard passdown off),
- * "failflush" (no failing data flush), "burst" (no concurrent bursts), "full" (a data disk
- * big enough never to run full). Unset (as in `make test`), everything runs.
+ * "cowdiscard" (no snapshot / copy-on-write / discard sequence), "failflush" (no failing data
+ * flush), "burst" (no concurrent bursts), "full" (a data disk big enough never to run full). Unset (as in `make test`), everything runs.
  */
 static bool skip(const char *part)
 {
@@ -571,8 +571,24 @@ static void workload(struct thin_pool *pool, struct model *m, struct run *rn)
 			/* FUA as the NBD server does it: the write, then a flush. */
 			if (!do_io(m, rn, d, BLKDEV_WRITE, start, cnt, true, "FUA write"))
 				do_flush(m, rn, d);
-		} else if (kind < 85) {
+		} else if (kind < 82) {
 			do_snapshot(pool, m, rn, d);
+		} else if (kind < 85 && !skip("cowdiscard")) {
+			/* Snapshot, copy-on-write in the origin, discard the snapshot's (old)
+			 * block: nobody references it any more, passdown discards it while the
+			 * committed mappings still point at it (issue 10, point 3). */
+			unsigned nd = m->ndev;
+			struct mdev *snap;
+
+			if (do_snapshot(pool, m, rn, d) || m->ndev == nd)
+				continue;
+			snap = &m->dev[nd];
+			if (!snap->vol)
+				continue;
+			if (!do_io(m, rn, d, BLKDEV_WRITE, blk * SPB + cnt % SPB, 1, true,
+				   "copy-on-write"))
+				do_io(m, rn, snap, BLKDEV_DISCARD, blk * SPB, SPB, false,
+				      "snapshot discard");
 		} else if (kind < 89) {
 			do_delete(pool, m, rn, d);
 		} else if (kind < 91) {
@@ -716,7 +732,7 @@ static void one_run(struct blkdev *lmeta, struct blkdev *ldata, uint64_t wseed, 
 	m->dev[0].state = DEV_LIVE;
 	ok_eq(thin_volume_open(pool, 1, VS * 512ull, false, &m->dev[0].vol), 0);
 	if (fail_nth)
-		crashdev_fail_flush(rn.cdata, fail_nth, wseed ^ n ^ 3);
+		crashdev_fail_flush(rn.cdata, fail_nth);
 	if (n)
 		crashdev_cut_at(cut_meta ? rn.cmeta : rn.cdata, n);
 	workload(pool, m, &rn);
