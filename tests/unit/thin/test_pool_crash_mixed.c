@@ -101,6 +101,7 @@ struct run {
 	struct blkdev *cmeta, *cdata;
 	uint64_t seed;	   /* the workload */
 	uint64_t fail_nth; /* data flush that fails (0: none) */
+	bool full;	   /* a request got -ENOSPC: delete something soon */
 	unsigned enospc, fails, snaps, deletes, discards, zeroes, flushes, bursts, mdsnaps, fills;
 };
 
@@ -143,6 +144,7 @@ static void allowed(struct run *rn, int r, bool may_need_space, const char *what
 		return;
 	if (r == -ENOSPC && may_need_space) {
 		rn->enospc++;
+		rn->full = true;
 		return;
 	}
 	fail("%s failed with %d before any cut or flush failure (seed %llu)", what, r,
@@ -218,25 +220,31 @@ static int64_t which_tag(const struct mdev *d, uint32_t s, const uint8_t *got)
 }
 
 /*
- * A request failed without a cut: re-read every live device to learn what it holds now.
- * Each sector must hold an allowed value; a sector outside [@start, +@count) of @failed that
- * lost its acknowledged value means an abort dropped acknowledged writes.
+ * A request failed without a cut: re-read every live device (only [@start, +@count) of
+ * @failed with @narrow) to learn what it holds now. Each sector must hold an allowed value;
+ * a sector outside [@start, +@count) of @failed that lost its acknowledged value means
+ * acknowledged writes were lost (an abort, or the disk's cache).
  */
 static void resync(struct model *m, struct run *rn, struct mdev *failed, uint32_t start,
-		   uint32_t count)
+		   uint32_t count, bool narrow)
 {
 	uint8_t *buf = malloc(VS * 512);
 
 	for (unsigned i = 0; i < m->ndev && buf; i++) {
 		struct mdev *d = &m->dev[i];
+		uint32_t lo = 0, n = VS;
 
-		if (!d->vol)
+		if (!d->vol || (narrow && d != failed))
 			continue;
-		if (blkdev_read(thin_volume_blkdev(d->vol), 0, VS, buf)) {
+		if (narrow) {
+			lo = start;
+			n = count;
+		}
+		if (blkdev_read(thin_volume_blkdev(d->vol), lo, n, buf + (size_t)lo * 512)) {
 			d->untracked = true;
 			continue;
 		}
-		for (uint32_t s = 0; s < VS; s++) {
+		for (uint32_t s = lo; s < lo + n; s++) {
 			int64_t t = which_tag(d, s, buf + (size_t)s * 512);
 
 			if (t < 0) {
@@ -288,7 +296,8 @@ static int do_io(struct model *m, struct run *rn, struct mdev *d, enum blkdev_op
 			d->cur[start + s] = tag;
 	} else if (!is_cut(rn)) {
 		rn->fails++;
-		resync(m, rn, d, start, count);
+		/* Refused for space or read-only mode: nothing outside the range changed. */
+		resync(m, rn, d, start, count, r == -ENOSPC || r == -EROFS);
 	}
 	return r;
 }
@@ -307,7 +316,7 @@ static int do_flush(struct model *m, struct run *rn, struct mdev *d)
 		made_durable(d);
 	} else if (!is_cut(rn)) {
 		rn->fails++;
-		resync(m, rn, NULL, 0, 0);
+		resync(m, rn, NULL, 0, 0, false);
 	}
 	return r;
 }
@@ -359,7 +368,7 @@ static int do_snapshot(struct thin_pool *pool, struct model *m, struct run *rn, 
 	allowed(rn, r, false, "snapshot");
 	if (r) {
 		if (!is_cut(rn))
-			resync(m, rn, NULL, 0, 0);
+			resync(m, rn, NULL, 0, 0, false);
 		return r;
 	}
 	rn->snaps++;
@@ -384,7 +393,7 @@ static int do_delete(struct thin_pool *pool, struct model *m, struct run *rn, st
 	allowed(rn, r, false, "delete");
 	if (r) {
 		if (!is_cut(rn))
-			resync(m, rn, NULL, 0, 0);
+			resync(m, rn, NULL, 0, 0, false);
 		return r;
 	}
 	rn->deletes++;
@@ -527,7 +536,7 @@ static int do_burst(struct thin_pool *pool, struct model *m, struct run *rn, uin
 			r = b[i].rc;
 	if (r && !is_cut(rn)) {
 		rn->fails++;
-		resync(m, rn, wd, wstart, wcnt);
+		resync(m, rn, wd, wstart, wcnt, false);
 	}
 	return r;
 }
@@ -549,6 +558,12 @@ static void workload(struct thin_pool *pool, struct model *m, struct run *rn)
 			break;
 		if (blk + nb > VOL_BLOCKS)
 			nb = 1;
+		if (rn->full && kind % 2 && live_count(m) > 1) {
+			/* Full: a delete makes space (and the pool leaves out-of-data-space). */
+			rn->full = false;
+			do_delete(pool, m, rn, d->id == 1 ? pick_live(m, &seed) : d);
+			continue;
+		}
 		if (kind < 34) {
 			do_io(m, rn, d, BLKDEV_WRITE, start, cnt, true, "write");
 		} else if (kind < 42) {
@@ -604,7 +619,7 @@ static void workload(struct thin_pool *pool, struct model *m, struct run *rn)
 			if (!r)
 				m->held = !m->held;
 			else if (!is_cut(rn))
-				resync(m, rn, NULL, 0, 0);
+				resync(m, rn, NULL, 0, 0, false);
 		} else if (kind < 95) {
 			/* Provision a block and discard it, then write every block of the
 			 * device, all in one transaction: the discarded block is allocated
