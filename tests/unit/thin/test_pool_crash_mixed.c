@@ -109,7 +109,8 @@ struct run {
  * CRASH_MIXED_SKIP (a list of words) leaves parts of the workload out, to tell apart the
  * failures of different bugs while they are being fixed: "passdown" (discard passdown off),
  * "cowdiscard" (no snapshot / copy-on-write / discard sequence), "failflush" (no failing data
- * flush), "burst" (no concurrent bursts), "full" (a data disk big enough never to run full). Unset (as in `make test`), everything runs.
+ * flush), "burst" (no concurrent bursts), "full" (a data disk big enough never to run
+ * full). Unset (as in `make test`), everything runs.
  */
 static bool skip(const char *part)
 {
