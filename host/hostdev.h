@@ -39,10 +39,24 @@ int filedisk_open(const char *path, uint32_t block_size, bool create, uint64_t n
  */
 int crashdev_create(struct blkdev *lower, struct blkdev **out);
 void crashdev_cut_at(struct blkdev *dev, uint64_t nth_write);
+/* @a and @b share a power supply: when an armed cut trips one, the other fails every call
+ * from then on too (until crashdev_revive()), as both disks of a machine would. */
+void crashdev_share_power(struct blkdev *a, struct blkdev *b);
 /* True once the armed cut point was reached. */
 bool crashdev_tripped(struct blkdev *dev);
 /* Apply the power cut described above; returns the number of pending writes it resolved. */
 uint64_t crashdev_power_cut(struct blkdev *dev, uint64_t seed);
+/*
+ * Discards (when @lower reads discarded blocks as zeroes; otherwise the device has no
+ * discard) and write-zeroes are pending writes of zeroes like any other write.
+ *
+ * crashdev_fail_flush(dev, n): the first flush, from the n'th from now on (1-based), that
+ * finds writes pending fails with -EIO and drops them all, as a disk that lost its volatile
+ * cache; the device stays usable and later flushes work. 0 disarms. crashdev_flush_failed()
+ * tells whether it happened.
+ */
+void crashdev_fail_flush(struct blkdev *dev, uint64_t nth_flush);
+bool crashdev_flush_failed(struct blkdev *dev);
 /* Make the device usable again after a cut (nothing pending, no cut armed). */
 void crashdev_revive(struct blkdev *dev);
 /* Writes seen since creation (including those refused after the cut point). */

@@ -203,6 +203,7 @@ struct thin_pool {
 	/* An admin call that commits by itself (reserve_metadata_snap): run by the commit cycle
 	 * at its commit point, after the data flush, in place of a plain commit. */
 	int (*commit_op)(struct thin_md *md);
+	bool data_flush_failed; /* sticky: every later FLUSH fails (until the pool is reopened) */
 	size_t bounce_bytes;
 	bool low_water_reached;
 	/* Out of data space (dm's no_space_timeout): since when, and whether the timer fired. */
@@ -1208,6 +1209,12 @@ static int commit_step(struct thin_pool *pool)
 		break;
 	}
 	r = pool->mode == THIN_POOL_FAIL ? -EIO : pool->flush_rc;
+	/* Writes acknowledged before a failed data flush may be gone (a disk that lost its
+	 * cache): no later FLUSH may claim them durable. */
+	if (r)
+		pool->data_flush_failed = true;
+	else if (pool->data_flush_failed)
+		r = -EIO;
 	if (r && pool_writable(pool)) {
 		/* dm (the pre-commit callback): a failed data flush fails the commit. The open
 		 * transaction may map blocks whose data never reached the disk: roll it back, set
