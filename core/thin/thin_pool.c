@@ -276,16 +276,12 @@ static void metadata_failed(struct thin_pool *pool, int r)
 	 * point gets the failure from the commit cycle. */
 	pool->pd_nr = 0;
 	pool->commit_op = NULL;
-	if (thin_md_abort(pool->md)) {
+	if (thin_md_abort(pool->md) || thin_md_set_needs_check(pool->md))
 		pool->mode = THIN_POOL_FAIL;
-		return;
-	}
-	if (thin_md_set_needs_check(pool->md)) {
-		pool->mode = THIN_POOL_FAIL;
-		return;
-	}
-	pool->mode = THIN_POOL_READ_ONLY;
-	/* Waiters for space or for a commit now fail fast instead of waiting. */
+	else
+		pool->mode = THIN_POOL_READ_ONLY;
+	/* Waiters for space or for a commit now fail fast instead of waiting (in fail mode
+	 * too: nothing else would ever run them). */
 	requeue_all(pool, &pool->nospace_head, &pool->nospace_tail);
 	requeue_all(pool, &pool->defer_head, &pool->defer_tail);
 }

@@ -292,7 +292,11 @@ static int do_io(struct model *m, struct run *rn, struct mdev *d, enum blkdev_op
 		r = blkdev_write_zeroes(bd, start, count);
 	free(buf);
 	allowed(rn, r, may_need_space, what);
-	if (!r) {
+	if (!r && op == BLKDEV_DISCARD && crashdev_flush_failed(rn->cdata)) {
+		/* The failed data flush made the pool read-only, where a discard does nothing
+		 * (dm): it succeeds and leaves the data. Learn which. */
+		resync(m, rn, d, start, count, true);
+	} else if (!r) {
 		for (uint32_t s = 0; s < count; s++)
 			d->cur[start + s] = tag;
 	} else if (!is_cut(rn)) {
@@ -442,6 +446,7 @@ static int do_burst(struct thin_pool *pool, struct model *m, struct run *rn, uin
 	uint8_t *buf = malloc((size_t)wcnt * 512), *rbuf = malloc(SPB * 512);
 	uint32_t before[VS];
 	uint64_t deadline = plat_now_ns() + 60000000000ull;
+	bool lost_before = crashdev_flush_failed(rn->cdata);
 	int r = 0;
 
 	if (!buf || !rbuf) {
@@ -498,8 +503,12 @@ static int do_burst(struct thin_pool *pool, struct model *m, struct run *rn, uin
 	allowed(rn, b[1].rc, false, "burst FLUSH");
 	allowed(rn, b[2].rc, false, "burst read");
 	allowed(rn, b[3].rc, false, "burst discard");
-	/* Nothing else touched the block read: it reads what the model says it holds now. */
-	for (uint32_t s = 0; s < SPB && !b[2].rc && !dd->untracked && !is_cut(rn); s++) {
+	/* Nothing else touched the block read: it reads what the model says it holds now,
+	 * unless the data disk lost its cache during the burst (the failing flush): then the
+	 * read may see the older values the failure brought back (checked by the resync). */
+	for (uint32_t s = 0; s < SPB && !b[2].rc && !dd->untracked && !is_cut(rn) &&
+			     (lost_before || !crashdev_flush_failed(rn->cdata));
+	     s++) {
 		uint8_t want[512];
 
 		sector_data(want, db * SPB + s, dd->cur[db * SPB + s]);
@@ -529,7 +538,9 @@ static int do_burst(struct thin_pool *pool, struct model *m, struct run *rn, uin
 	if (!b[0].rc)
 		for (uint32_t s = 0; s < wcnt; s++)
 			wd->cur[wstart + s] = tag;
-	if (!b[3].rc)
+	if (!b[3].rc && crashdev_flush_failed(rn->cdata))
+		resync(m, rn, dd, db * SPB, SPB, true); /* read-only: the discard did nothing */
+	else if (!b[3].rc)
 		for (uint32_t s = 0; s < SPB; s++)
 			dd->cur[db * SPB + s] = 0;
 	for (int i = 0; i < 4; i++)
