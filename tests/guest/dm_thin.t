@@ -228,6 +228,6 @@ try:
     c.check("appliance-stops-again", h.stop() == 0)
     rc, text = al.thin_check(meta)
     c.check("thin-check-at-the-end", rc == 0, text)
-except (al.Failure, guest.GuestError) as e:
+except (al.Failure, al.nbd.Error, guest.GuestError) as e:
     c.check("no-failure", False, str(e))
 c.finish()
