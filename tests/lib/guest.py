@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: MIT
+"""Run a shell script in a real Linux guest (docs/linux-guest.md) and get its output.
+
+    import guest
+    r = guest.run("dmsetup targets", disks=[("meta", "/tmp/meta.img")], name="dm_thin")
+    r.rc, r.output, r.console, r.seconds
+
+The guest is built (or found in build/cache/linux-guest/) by scripts/linux-guest. QEMU boots
+its uncompressed vmlinux (PVH) with the initramfs, under TCG (KVM is not used: on some hosts
+it aborts), with -nodefaults and -no-reboot. Each (serial, path) disk is a raw virtio-blk
+disk the script finds with `disk SERIAL` (e.g. `dev=$(disk meta)`). The script and any
+extra files go in a tar on one more disk (serial thinbox-t); the guest's /init unpacks it
+into /t (the script's working directory) and runs `sh /t/script` with DM_DISABLE_UDEV=1.
+
+The script's stdout and stderr go to the second serial port, a file; the kernel's console
+is the first, kept in build/test-logs/<name>.guest-console.log. /init writes
+"THINBOX-GUEST-EXIT <status>" to both and powers off. run() returns when QEMU exits; it
+raises GuestError when the marker is missing (a panic, a hang) or the timeout passes, after
+killing QEMU by its PID.
+"""
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+LOG_DIR = os.path.join(TOP, "build", "test-logs")
+QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
+EXIT_RE = re.compile(r"THINBOX-GUEST-EXIT (\d+)")
+
+_guest_dir = None
+
+
+class GuestError(Exception):
+    pass
+
+
+class Result:
+    def __init__(self, rc, output, console, seconds):
+        self.rc, self.output, self.console, self.seconds = rc, output, console, seconds
+
+    def lines(self, prefix):
+        """The words after @prefix on every output line that starts with it."""
+        return [ln[len(prefix):].split() for ln in self.output.splitlines() if ln.startswith(prefix)]
+
+
+def guest_dir():
+    """Build the guest if needed (scripts/linux-guest); its folder in build/cache/."""
+    global _guest_dir
+    if _guest_dir is None:
+        r = subprocess.run([os.path.join(TOP, "scripts", "linux-guest"), "--print-dir"],
+                           cwd=TOP, capture_output=True, text=True, timeout=900)
+        if r.returncode:
+            raise GuestError("scripts/linux-guest failed:\n" + r.stdout + r.stderr)
+        _guest_dir = r.stdout.strip().splitlines()[-1]
+    return _guest_dir
+
+
+def _script_tar(path, script, files):
+    members = {"script": script}
+    members.update(files or {})
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, content in members.items():
+            data = content.encode() if isinstance(content, str) else content
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mode = 0o755
+            tf.addfile(ti, io.BytesIO(data))
+    # virtio-blk disks are whole 512-byte sectors.
+    size = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.truncate((size + 65535) // 65536 * 65536)
+
+
+def run(script, disks=(), files=None, name="guest", timeout=120, mem="512M", cmdline=""):
+    """Boot the guest with @disks [(serial, path)], run @script; a Result."""
+    gdir = guest_dir()
+    kernel = os.path.join(gdir, "vmlinux")
+    if not os.path.exists(kernel):
+        kernel = os.path.join(gdir, "vmlinuz")
+    os.makedirs(LOG_DIR, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="thinbox-guest-")
+    console_path = os.path.join(LOG_DIR, name + ".guest-console.log")
+    out_path = os.path.join(tmp, "out.txt")
+    try:
+        tar = os.path.join(tmp, "t.tar")
+        _script_tar(tar, script, files)
+        args = [QEMU, "-machine", "pc", "-accel", "tcg", "-m", mem, "-smp", "1", "-nodefaults",
+                "-display", "none", "-no-reboot",
+                "-kernel", kernel, "-initrd", os.path.join(gdir, "initramfs.cpio"),
+                "-append", "console=ttyS0 panic=-1 quiet " + cmdline,
+                "-serial", "file:" + console_path, "-serial", "file:" + out_path,
+                "-drive", "if=none,id=t,format=raw,file=" + tar,
+                "-device", "virtio-blk-pci,drive=t,serial=thinbox-t"]
+        for i, (serial, path) in enumerate(disks):
+            args += ["-drive", "if=none,id=d%d,format=raw,file=%s" % (i, path),
+                     "-device", "virtio-blk-pci,drive=d%d,serial=%s" % (i, serial)]
+        start = time.monotonic()
+        err = open(os.path.join(LOG_DIR, name + ".guest-qemu-stderr.log"), "wb")
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=TOP)
+        try:
+            qrc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            qrc = None
+        finally:
+            err.close()
+        seconds = time.monotonic() - start
+        with open(out_path, encoding="latin-1") as f:
+            output = f.read().replace("\r\n", "\n")
+        with open(console_path, encoding="latin-1") as f:
+            console = f.read()
+        with open(os.path.join(LOG_DIR, name + ".guest-output.log"), "w") as f:
+            f.write(output)
+        m = EXIT_RE.search(output)
+        if qrc is None:
+            raise GuestError("guest %s timed out after %ds (QEMU killed); console ends with:\n%s"
+                             % (name, timeout, console[-2000:]))
+        if not m:
+            raise GuestError("guest %s: QEMU exited (%s) without the exit marker; console ends "
+                             "with:\n%s\noutput ends with:\n%s"
+                             % (name, qrc, console[-2000:], output[-1000:]))
+        return Result(int(m.group(1)), output[:m.start()], console, seconds)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
