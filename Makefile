@@ -6,7 +6,7 @@
 #   make run         boot the appliance in QEMU with the default disks (see README.md)
 #   make test        install what is missing, build everything, run every test (host + QEMU)
 #   make check       host tests only (unit, shell, tool and NBD tests)
-#   make check-qemu  QEMU tests only
+#   make check-qemu  QEMU tests only (the firmware in QEMU, and the Linux test guest)
 #   make bench       benchmarks, printed next to peers measured in the same run
 #   make fuzz        run the libFuzzer targets (FUZZ_SECONDS each)
 #   make lint        formatting and include layering
@@ -48,9 +48,10 @@ TEST_SUPPORT_SRCS := tests/harness.c $(sort $(wildcard tests/host/*.c))
 # One unit-test program per tests/unit/<layer>/test_<module>.c.
 UNIT_TEST_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(HOSTDIR)/tests/%,$(UNIT_TEST_SRCS))
-# Script tests: executable tests/<area>/*.t, run from the top directory after `make all`.
-SCRIPT_TESTS := $(sort $(filter-out tests/qemu/%,$(wildcard tests/*/*.t)))
-QEMU_TESTS := $(sort $(wildcard tests/qemu/*.t))
+# Script tests: executable tests/<area>/*.t, run from the top directory after `make all`;
+# those that boot QEMU (tests/qemu/, tests/guest/) run with `make check-qemu`.
+SCRIPT_TESTS := $(sort $(filter-out tests/qemu/% tests/guest/%,$(wildcard tests/*/*.t)))
+QEMU_TESTS := $(sort $(wildcard tests/qemu/*.t tests/guest/*.t))
 # Fuzz targets: tests/fuzz/fuzz_<name>.c, each defining LLVMFuzzerTestOneInput.
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZDIR)/%,$(FUZZ_SRCS))
