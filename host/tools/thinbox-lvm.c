@@ -804,6 +804,10 @@ static int read_pool(int n, char **paths)
 		rc = lv_slice(vg, pv_dev, ps->metadata, &tmeta);
 		if (!rc)
 			rc = lv_slice(vg, pv_dev, ps->pool, &tdata);
+		if (rc)
+			snprintf(why, sizeof(why),
+				 "%s: its _tmeta or _tdata PV is not among the disks",
+				 vg->lvs[i].name);
 		if (!rc)
 			rc = thin_pool_open(tmeta, tdata, &o, why, sizeof(why), &pool);
 		if (!rc)
