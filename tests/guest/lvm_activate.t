@@ -101,9 +101,10 @@ run() { "$@" >/tmp/out 2>&1; rc=$?; sed 's/^/    /' /tmp/out; echo "rc $rc $*"; 
 digest() { echo "md5 $1 $(md5sum </dev/thinbox/$1 | cut -d' ' -f1)"; }
 echo "disks $meta $data"
 # lvm runs thin_check on a pool's metadata before it activates the pool, from its built-in
-# path /usr/sbin/thin_check; the guest has pdata_tools' links in /sbin only, and lvm would
-# skip the check (with a WARNING). This wrapper runs the real one and records each run.
-mkdir -p /usr/sbin
+# path /usr/sbin/thin_check (a link to pdata_tools in the guest). This wrapper takes the
+# link's place (removed first: writing through it would overwrite pdata_tools), runs the real
+# one and records each run, so the test sees that lvm checked the pool.
+rm -f /usr/sbin/thin_check
 printf '#!/bin/sh\n/sbin/thin_check "$@"; rc=$?\necho "thin_check-ran rc $rc $*" >>/tmp/tc.log\nexit $rc\n' \
 	>/usr/sbin/thin_check
 chmod 755 /usr/sbin/thin_check
