@@ -34,7 +34,7 @@ CACHE   := $(BUILD)/cache
 # ---- Sources ------------------------------------------------------------------------------
 
 # Portable code: compiled into the firmware and the host build alike.
-PORTABLE_SRCS := $(sort $(wildcard core/*.c core/*/*.c config/*.c net/nbd/*.c))
+PORTABLE_SRCS := $(sort $(wildcard core/*.c core/*/*.c config/*.c app/*.c net/nbd/*.c))
 # The host build's platform and devices (Linux: files as disks, POSIX sockets).
 HOST_LIB_SRCS := $(sort $(filter-out host/main.c,$(wildcard host/*.c)))
 # The portable parts of the virtio drivers, for their host unit tests (no PCI, no MMIO).
