@@ -43,8 +43,9 @@ HOST_LIB_SRCS += drivers/virtio/virtqueue.c drivers/virtio/virtio.c drivers/virt
 # Host programs: thinbox itself, and one tool per file in host/tools/.
 HOST_TOOL_SRCS := $(sort $(wildcard host/tools/*.c))
 HOST_TOOLS := $(patsubst host/tools/%.c,$(HOSTDIR)/%,$(HOST_TOOL_SRCS))
-# Test support shared by the unit tests (harness, test doubles).
-TEST_SUPPORT_SRCS := tests/harness.c $(sort $(wildcard tests/host/*.c))
+# Test support shared by the unit tests (harness, fixtures, test doubles): compiled once into
+# build/host/libtestsupport.a, from which each test program links what it uses.
+TEST_SUPPORT_SRCS := $(sort $(wildcard tests/support/*.c))
 # One unit-test program per tests/unit/<layer>/test_<module>.c.
 UNIT_TEST_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(HOSTDIR)/tests/%,$(UNIT_TEST_SRCS))
@@ -106,6 +107,10 @@ $(FUZZDIR)/libthinbox.a: $(FUZZ_LIB_OBJS)
 	@mkdir -p $(@D)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(HOSTDIR)/libtestsupport.a: $(TEST_SUPPORT_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 $(HOSTDIR)/thinbox: $(HOSTDIR)/obj/host/main.o $(HOSTDIR)/libthinbox.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
@@ -122,7 +127,7 @@ $(RELDIR)/%: $(RELDIR)/obj/host/tools/%.o $(RELDIR)/libthinbox.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HOST_CC) -o $@ $^
 
-$(HOSTDIR)/tests/%: $(HOSTDIR)/obj/tests/unit/%.o $(TEST_SUPPORT_OBJS) $(HOSTDIR)/libthinbox.a
+$(HOSTDIR)/tests/%: $(HOSTDIR)/obj/tests/unit/%.o $(HOSTDIR)/libtestsupport.a $(HOSTDIR)/libthinbox.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^

@@ -17,7 +17,7 @@
 #include "core/base/util.h"
 #include "core/pdata/block_manager.h"
 #include "host/hostdev.h"
-#include "tests/harness.h"
+#include "tests/support/harness.h"
 
 #define META_BYTES (8ull << 20)
 #define DATA_BYTES (64ull << 20)
