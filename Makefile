@@ -5,7 +5,7 @@
 #   make             firmware (build/efi/BOOTX64.EFI, build/efi/esp.img) and host build (build/host/)
 #   make run         boot the appliance in QEMU with the default disks (see README.md)
 #   make test        install what is missing, build everything, run every test (host + QEMU)
-#   make check       host tests only (unit, shell, tool and NBD tests)
+#   make check       host tests only (unit, shell, tool and NBD tests); T=NAME runs one test
 #   make check-qemu  QEMU tests only
 #   make bench       benchmarks, printed next to peers measured in the same run
 #   make fuzz        run the libFuzzer targets (FUZZ_SECONDS each)
@@ -152,7 +152,7 @@ include $(sort $(wildcard mk/*.mk))
 
 # ---- Top-level targets --------------------------------------------------------------------
 
-.PHONY: all host efi setup run test check check-qemu bench fuzz fuzz-build lint clean
+.PHONY: all host efi setup run test check check-unknown check-qemu bench fuzz fuzz-build lint clean
 
 all: host efi
 host: $(HOST_ALL)
@@ -162,9 +162,29 @@ setup:
 	$(Q)scripts/setup
 
 # Each entry point that needs packages runs the setup script first, then builds.
+ifeq ($(T),)
 check: setup
 	$(Q)$(MAKE) --no-print-directory host $(FUZZ_TARGETS)
 	$(Q)tests/run-tests $(UNIT_TESTS) $(SCRIPT_TESTS)
+else
+# `make check T=NAME`: one test. NAME is a unit-test program (test_pool, thin/test_pool,
+# tests/unit/thin/test_pool.c, build/host/tests/thin/test_pool) or a script test (nbd/raw,
+# raw, nbd/raw.t, tests/nbd/raw.t, qemu/boot). It builds what that test needs, then runs it.
+T_NAME := $(patsubst unit/%,%,$(patsubst tests/%,%,$(patsubst $(HOSTDIR)/tests/%,%,$(basename $(T)))))
+T_SEL := $(sort $(filter %/$(T_NAME),$(UNIT_TESTS)) \
+	$(filter %/$(T_NAME).t,$(SCRIPT_TESTS) $(QEMU_TESTS)))
+T_BUILD := $(if $(filter tests/qemu/%,$(T_SEL)),all,$(if $(filter tests/%,$(T_SEL)),host \
+	$(FUZZ_TARGETS),$(T_SEL)))
+check: $(if $(T_SEL),setup,check-unknown)
+	$(Q)$(MAKE) --no-print-directory $(T_BUILD)
+	$(Q)tests/run-tests $(T_SEL)
+endif
+
+check-unknown:
+	@echo "make check: no test named '$(T)': give a unit test (test_pool, thin/test_pool) or a" \
+		"script test (nbd/raw, tests/nbd/raw.t); they are tests/unit/*/test_*.c and" \
+		"tests/*/*.t" >&2
+	@exit 1
 
 check-qemu: setup
 	$(Q)$(MAKE) --no-print-directory all
