@@ -5,7 +5,7 @@
 #   make             firmware (build/efi/BOOTX64.EFI, build/efi/esp.img) and host build (build/host/)
 #   make run         boot the appliance in QEMU with the default disks (see README.md)
 #   make test        install what is missing, build everything, run every test (host + QEMU)
-#   make check       host tests only (unit, shell, tool and NBD tests)
+#   make check       host tests only (unit, shell, tool and NBD tests); T=NAME runs one test
 #   make check-qemu  QEMU tests only (the firmware in QEMU, and the Linux test guest)
 #   make bench       benchmarks, printed next to peers measured in the same run
 #   make fuzz        run the libFuzzer targets (FUZZ_SECONDS each)
@@ -34,7 +34,7 @@ CACHE   := $(BUILD)/cache
 # ---- Sources ------------------------------------------------------------------------------
 
 # Portable code: compiled into the firmware and the host build alike.
-PORTABLE_SRCS := $(sort $(wildcard core/*.c core/*/*.c config/*.c net/nbd/*.c))
+PORTABLE_SRCS := $(sort $(wildcard core/*.c core/*/*.c config/*.c app/*.c net/nbd/*.c))
 # The host build's platform and devices (Linux: files as disks, POSIX sockets).
 HOST_LIB_SRCS := $(sort $(filter-out host/main.c,$(wildcard host/*.c)))
 # The portable parts of the virtio drivers, for their host unit tests (no PCI, no MMIO).
@@ -43,8 +43,9 @@ HOST_LIB_SRCS += drivers/virtio/virtqueue.c drivers/virtio/virtio.c drivers/virt
 # Host programs: thinbox itself, and one tool per file in host/tools/.
 HOST_TOOL_SRCS := $(sort $(wildcard host/tools/*.c))
 HOST_TOOLS := $(patsubst host/tools/%.c,$(HOSTDIR)/%,$(HOST_TOOL_SRCS))
-# Test support shared by the unit tests (harness, test doubles).
-TEST_SUPPORT_SRCS := tests/harness.c $(sort $(wildcard tests/host/*.c))
+# Test support shared by the unit tests (harness, fixtures, test doubles): compiled once into
+# build/host/libtestsupport.a, from which each test program links what it uses.
+TEST_SUPPORT_SRCS := $(sort $(wildcard tests/support/*.c))
 # One unit-test program per tests/unit/<layer>/test_<module>.c.
 UNIT_TEST_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(HOSTDIR)/tests/%,$(UNIT_TEST_SRCS))
@@ -107,6 +108,10 @@ $(FUZZDIR)/libthinbox.a: $(FUZZ_LIB_OBJS)
 	@mkdir -p $(@D)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(HOSTDIR)/libtestsupport.a: $(TEST_SUPPORT_OBJS)
+	@mkdir -p $(@D)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 $(HOSTDIR)/thinbox: $(HOSTDIR)/obj/host/main.o $(HOSTDIR)/libthinbox.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
@@ -123,7 +128,7 @@ $(RELDIR)/%: $(RELDIR)/obj/host/tools/%.o $(RELDIR)/libthinbox.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HOST_CC) -o $@ $^
 
-$(HOSTDIR)/tests/%: $(HOSTDIR)/obj/tests/unit/%.o $(TEST_SUPPORT_OBJS) $(HOSTDIR)/libthinbox.a
+$(HOSTDIR)/tests/%: $(HOSTDIR)/obj/tests/unit/%.o $(HOSTDIR)/libtestsupport.a $(HOSTDIR)/libthinbox.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
@@ -148,7 +153,7 @@ include $(sort $(wildcard mk/*.mk))
 
 # ---- Top-level targets --------------------------------------------------------------------
 
-.PHONY: all host efi setup run test check check-qemu bench fuzz fuzz-build lint clean
+.PHONY: all host efi setup run test check check-unknown check-qemu bench fuzz fuzz-build lint clean
 
 all: host efi
 host: $(HOST_ALL)
@@ -158,9 +163,29 @@ setup:
 	$(Q)scripts/setup
 
 # Each entry point that needs packages runs the setup script first, then builds.
+ifeq ($(T),)
 check: setup
 	$(Q)$(MAKE) --no-print-directory host $(FUZZ_TARGETS)
 	$(Q)tests/run-tests $(UNIT_TESTS) $(SCRIPT_TESTS)
+else
+# `make check T=NAME`: one test. NAME is a unit-test program (test_pool, thin/test_pool,
+# tests/unit/thin/test_pool.c, build/host/tests/thin/test_pool) or a script test (nbd/raw,
+# raw, nbd/raw.t, tests/nbd/raw.t, qemu/boot). It builds what that test needs, then runs it.
+T_NAME := $(patsubst unit/%,%,$(patsubst tests/%,%,$(patsubst $(HOSTDIR)/tests/%,%,$(basename $(T)))))
+T_SEL := $(sort $(filter %/$(T_NAME),$(UNIT_TESTS)) \
+	$(filter %/$(T_NAME).t,$(SCRIPT_TESTS) $(QEMU_TESTS)))
+T_BUILD := $(if $(filter tests/qemu/%,$(T_SEL)),all,$(if $(filter tests/%,$(T_SEL)),host \
+	$(FUZZ_TARGETS),$(T_SEL)))
+check: $(if $(T_SEL),setup,check-unknown)
+	$(Q)$(MAKE) --no-print-directory $(T_BUILD)
+	$(Q)tests/run-tests $(T_SEL)
+endif
+
+check-unknown:
+	@echo "make check: no test named '$(T)': give a unit test (test_pool, thin/test_pool) or a" \
+		"script test (nbd/raw, tests/nbd/raw.t); they are tests/unit/*/test_*.c and" \
+		"tests/*/*.t" >&2
+	@exit 1
 
 check-qemu: setup
 	$(Q)$(MAKE) --no-print-directory all

@@ -30,7 +30,8 @@
 #include "boot/plat_efi.h"
 #include "boot/serial.h"
 #include "boot/virtio_selftest.h"
-#include "config/appliance.h"
+#include "app/appliance.h"
+#include "config/appliance_cmds.h"
 #include "config/shell.h"
 #include "core/base/plat.h"
 #include "core/base/version.h"
@@ -60,9 +61,11 @@ static EFI_BOOT_SERVICES *bs;
  * switch its disk); nbd_tcp serves it over lwIP. NULL without a network. */
 static struct nbd_server *nbd_srv;
 static struct nbd_lwip *nbd_tcp;
-/* The appliance: pool, configuration, volumes, exports (config/appliance.h). NULL without
+/* The appliance: pool, configuration, volumes, exports (app/appliance.h). NULL without
  * both disks, or when a test switch exports a whole disk instead. */
 static struct appliance *app;
+/* Its shell commands, linked into the shell for as long as it runs. */
+static struct appliance_cmds app_cmds;
 
 /* ---- EFI helpers (boot services only) --------------------------------------------------- */
 
@@ -348,7 +351,7 @@ static void appliance_setup(struct shell *sh)
 		plat_printf("thinbox: appliance: not started (%d)\n", rc);
 		return;
 	}
-	appliance_register_commands(app, sh);
+	appliance_cmds_register(&app_cmds, app, sh);
 }
 
 /*

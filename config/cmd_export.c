@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config/appliance_internal.h"
+#include "config/cmd_internal.h"
 #include "core/base/util.h"
 
 static const char export_usage[] = "usage: export add VOLUME [--read-only] [--name EXPORT]\n"

@@ -10,29 +10,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/appliance_internal.h"
+#include "config/cmd_internal.h"
 #include "core/base/util.h"
 
 /* ---- Shared helpers ----------------------------------------------------------------------- */
 
 struct appliance *appliance_of(struct shell *sh)
 {
-	/* The tables are embedded in the appliance, so the table that holds the pool commands
-	 * leads back to it: no global, and several appliances (tests) can live side by side. */
+	/* The tables are embedded in struct appliance_cmds, so the table that holds the pool
+	 * commands leads back to the appliance: no global, and several appliances (tests) can
+	 * live side by side. */
 	for (struct shell_cmd_table *t = sh->tables; t; t = t->next)
 		if (t->cmds == app_pool_cmds)
-			return container_of(t, struct appliance, pool_tab);
+			return container_of(t, struct appliance_cmds, pool_tab)->a;
 	return NULL;
 }
 
-void appliance_register_commands(struct appliance *a, struct shell *sh)
+void appliance_cmds_register(struct appliance_cmds *c, struct appliance *a, struct shell *sh)
 {
-	a->pool_tab = (struct shell_cmd_table){ app_pool_cmds, app_pool_ncmds, NULL };
-	a->thin_tab = (struct shell_cmd_table){ app_thin_cmds, app_thin_ncmds, NULL };
-	a->export_tab = (struct shell_cmd_table){ app_export_cmds, app_export_ncmds, NULL };
-	shell_add_commands(sh, &a->pool_tab);
-	shell_add_commands(sh, &a->thin_tab);
-	shell_add_commands(sh, &a->export_tab);
+	c->a = a;
+	c->pool_tab = (struct shell_cmd_table){ app_pool_cmds, app_pool_ncmds, NULL };
+	c->thin_tab = (struct shell_cmd_table){ app_thin_cmds, app_thin_ncmds, NULL };
+	c->export_tab = (struct shell_cmd_table){ app_export_cmds, app_export_ncmds, NULL };
+	shell_add_commands(sh, &c->pool_tab);
+	shell_add_commands(sh, &c->thin_tab);
+	shell_add_commands(sh, &c->export_tab);
 }
 
 int app_error(struct shell *sh, int rc, const char *fmt, ...)
@@ -436,7 +438,7 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 	if (!strcmp(sub, "check")) {
 		if (want_args(sh, argc, 2) || !app_need_pool(sh, false))
 			return -EINVAL;
-		rc = app_pool_usable(a, false);
+		rc = appliance_pool_usable(a, false);
 		if (rc)
 			return app_error(sh, rc, "pool check");
 		return pool_check(sh, a);
@@ -452,7 +454,7 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 			shell_puts(sh, "error: transaction ids are decimal numbers\n");
 			return -EINVAL;
 		}
-		app_transaction_id(a, &now);
+		appliance_transaction_id(a, &now);
 		rc = appliance_set_transaction_id(a, old, new_id);
 		if (rc == -EINVAL) {
 			shell_printf(sh,
@@ -474,7 +476,7 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 
 		if (want_args(sh, argc, 2) || !app_need_pool(sh, false))
 			return -EINVAL;
-		rc = app_pool_usable(a, true);
+		rc = appliance_pool_usable(a, true);
 		if (rc)
 			return app_error(sh, rc, "pool %s", sub);
 		rc = reserve ? thin_pool_reserve_metadata_snap(appliance_pool(a))
@@ -502,14 +504,12 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 
 		if (want_args(sh, argc, 2) || !app_need_pool(sh, false))
 			return -EINVAL;
-		rc = app_pool_usable(a, true);
+		rc = appliance_pool_usable(a, true);
 		if (rc)
 			return app_error(sh, rc, "pool resize-data");
-		if (a->o.data_size_changed) {
-			rc = a->o.data_size_changed(a->o.data_size_ctx, a->o.data_disk);
-			if (rc)
-				return app_error(sh, rc, "reading the data disk's size");
-		}
+		rc = appliance_update_data_size(a);
+		if (rc)
+			return app_error(sh, rc, "reading the data disk's size");
 		thin_pool_get_status(appliance_pool(a), &before);
 		rc = thin_pool_resize_data(appliance_pool(a));
 		if (rc == -EINVAL) {

@@ -7,7 +7,7 @@
  * It runs until `poweroff`, SIGINT or SIGTERM. At the end of its input it stops too, unless
  * it also serves network clients; then it keeps serving until told to stop.
  *
- * With --meta and --data it runs the appliance (config/appliance.h) on those two files, with
+ * With --meta and --data it runs the appliance (app/appliance.h) on those two files, with
  * the firmware's first-boot behaviour, serving its exports on --listen (default
  * 127.0.0.1:10809). With --listen/--export it also serves plain files. The main loop polls
  * the console, the sockets and the pool together.
@@ -24,7 +24,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "config/appliance.h"
+#include "app/appliance.h"
+#include "config/appliance_cmds.h"
 #include "config/shell.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
@@ -306,6 +307,7 @@ int main(int argc, char **argv)
 	struct nbd_sock *ns = NULL;
 	struct blkdev *meta = NULL, *data = NULL;
 	struct appliance *app = NULL;
+	struct appliance_cmds app_cmds;
 	struct pollfd *fds = NULL;
 	struct shell *sh = NULL;
 	bool input_open = true;
@@ -375,7 +377,7 @@ int main(int argc, char **argv)
 		goto out;
 	shell_init(sh, console_write, NULL);
 	if (app)
-		appliance_register_commands(app, sh);
+		appliance_cmds_register(&app_cmds, app, sh);
 	if (ns)
 		plat_printf("nbd: listening on %s\n", nbd_sock_address(ns));
 	shell_prompt(sh);

@@ -4,7 +4,7 @@
 # portable code $(PORTABLE_SRCS) compiled a second time with these freestanding flags, so it
 # has to compile here as well as on the host. Objects go to build/efi/obj/.
 #
-# Only boot/ gets the EFI headers on its include path, so core/, config/, net/ and drivers/
+# Only boot/ gets the EFI headers on its include path, so core/, config/, app/, net/ and drivers/
 # cannot include <efi.h> even by accident. They come in as system headers because they do
 # not pass our warning set (old-style declarations).
 #

@@ -7,8 +7,8 @@ first prompt. command() types a line and returns what it printed. stop() sends S
 waits (bounded), kill() is the power cut: SIGKILL. Every process is stopped by its PID, also
 when a test dies half way (atexit).
 
-Also here: libnbd helpers, thin_check / thin_dump on the metadata image, and Checks (PASS /
-FAIL lines for tests/run-tests).
+Also here: libnbd helpers, thin_check / thin_dump on the metadata image, and Checks
+(tests/lib/tap.py's PASS / FAIL lines, stopping our processes at the end).
 """
 
 import atexit
@@ -25,6 +25,9 @@ import xml.etree.ElementTree as ET
 # python3-libnbd is installed for Debian's python, which may not be first in PATH.
 sys.path.insert(0, "/usr/lib/python3/dist-packages")
 import nbd  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import tap  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("THINBOX", os.path.join(TOP, "build", "host", "thinbox"))
@@ -251,33 +254,9 @@ def pattern(tag, length):
     return bytes(out[:length])
 
 
-class Checks:
-    def __init__(self, prog):
-        self.prog = prog
-        self.failed = 0
-        self.passed = 0
-
-    def check(self, name, cond, detail=""):
-        if cond:
-            self.passed += 1
-            print("PASS %s/%s" % (self.prog, name), flush=True)
-        else:
-            self.failed += 1
-            print("FAIL %s/%s%s" % (self.prog, name, ": " + str(detail)[:3000] if detail else ""),
-                  flush=True)
-        return cond
-
-    def note(self, text):
-        print("     %s: %s" % (self.prog, text), flush=True)
+class Checks(tap.Checks):
+    """tests/lib/tap.py's checks; finish() also stops every process this module started."""
 
     def finish(self):
         _kill_all()
-        sys.exit(1 if self.failed or not self.passed else 0)
-
-    def need_tools(self, *tools):
-        import shutil
-        missing = [t for t in tools if not shutil.which(t)]
-        for t in missing:
-            self.check("needs-" + t, False, "%s is not installed (run scripts/setup)" % t)
-        if missing:
-            self.finish()
+        super().finish()

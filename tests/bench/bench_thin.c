@@ -10,7 +10,7 @@
  */
 #include "core/thin/thin_metadata.h"
 #include "host/hostdev.h"
-#include "tests/harness.h"
+#include "tests/support/harness.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -26,7 +26,8 @@ src() {
 }
 
 # Allowed: the composition root includes anything, the lwIP glue the drivers and lwIP, a
-# driver the PCI code below it, the host and the unit tests the shell.
+# driver the PCI code below it, the host and the unit tests the shell, a shell command the
+# application's public header, the application the configuration, the pool and NBD.
 src boot/root.c '"boot/devices.h"' '"config/shell.h"' '"drivers/bus/pci.h"' \
 	'"net/lwip/netif_vnet.h"' '"lwip/tcp.h"'
 src net/lwip/glue.c '"drivers/virtio-net/vnet.h"' '"net/nbd/nbd_server.h"' '"lwip/tcp.h"' \
@@ -34,6 +35,9 @@ src net/lwip/glue.c '"drivers/virtio-net/vnet.h"' '"net/nbd/nbd_server.h"' '"lwi
 src drivers/virtio/transport.c '"drivers/bus/pci.h"' '"core/base/plat.h"'
 src host/main.c '"config/shell.h"' '"net/nbd/nbd_server.h"'
 src tests/unit/config/test_shell.c '"config/shell.h"'
+src config/cmd_x.c '"app/appliance.h"' '"config/shell.h"'
+src app/app_x.c '"config/store.h"' '"core/thin/thin_pool.h"' '"net/nbd/nbd_server.h"' \
+	'"app/appliance_internal.h"'
 out=$(bash "$tmp/scripts/lint" 2>&1)
 check allowed-includes-pass [ $? -eq 0 ]
 [ -z "$(grep -v 'files clean' <<<"$out")" ] || echo "$out"
@@ -52,6 +56,13 @@ src tests/unit/virtio/bad_boot.c '"boot/devices.h"'
 src tests/unit/virtio/bad_lwip.c '"lwip/pbuf.h"'
 src tests/unit/virtio/bad_efi.c '<efi.h>'
 src net/nbd/bad_shell.c '"config/shell.h"'
+src config/bad_app.c '"app/appliance_internal.h"'
+src app/bad_glue.c '"net/lwip/nbd_lwip.h"'
+src app/bad_driver.c '"drivers/virtio-blk/vblk.h"'
+src app/bad_host.c '"host/hostdev.h"'
+src app/bad_cmds.c '"config/appliance_cmds.h"'
+src app/bad_lwip.c '"lwip/tcp.h"'
+src core/bad_app.c '"app/appliance.h"'
 out=$(bash "$tmp/scripts/lint" 2>&1)
 check forbidden-includes-fail [ $? -ne 0 ]
 # caught NAME FILE INCLUDE WHY: lint named FILE's include line and the rule.
@@ -74,7 +85,15 @@ caught tests-no-lwip tests/unit/virtio/bad_lwip.c '"lwip/pbuf.h"' \
 	'lwIP headers only in net/lwip/ and boot/'
 caught tests-no-efi tests/unit/virtio/bad_efi.c '<efi.h>' 'EFI headers only in boot/'
 caught nbd-no-shell net/nbd/bad_shell.c '"config/shell.h"' 'not allowed in net/nbd/'
+caught config-no-app-internals config/bad_app.c '"app/appliance_internal.h"' \
+	'not allowed in config/'
+caught app-no-lwip-glue app/bad_glue.c '"net/lwip/nbd_lwip.h"' 'not allowed in app/'
+caught app-no-drivers app/bad_driver.c '"drivers/virtio-blk/vblk.h"' 'not allowed in app/'
+caught app-no-host app/bad_host.c '"host/hostdev.h"' 'not allowed in app/'
+caught app-no-shell-commands app/bad_cmds.c '"config/appliance_cmds.h"' 'not allowed in app/'
+caught app-no-lwip app/bad_lwip.c '"lwip/tcp.h"' 'not allowed in app/'
+caught core-no-app core/bad_app.c '"app/appliance.h"' 'not allowed in core/'
 # One line per offending include (the directory's rule), and nothing about the allowed files.
-check one-line-per-include [ "$(grep -c '^lint: ' <<<"$out")" -eq 13 ]
-check allowed-files-not-named [ -z "$(grep -E ' (boot/root|net/lwip/glue|drivers/virtio/transport|host/main|tests/unit/config/test_shell)\.c:' <<<"$out")" ]
+check one-line-per-include [ "$(grep -c '^lint: ' <<<"$out")" -eq 20 ]
+check allowed-files-not-named [ -z "$(grep -E ' (boot/root|net/lwip/glue|drivers/virtio/transport|host/main|tests/unit/config/test_shell|config/cmd_x|app/app_x)\.c:' <<<"$out")" ]
 finish

@@ -1,22 +1,20 @@
 # Bad requests through libnbd (run by badreq.t inside nbdsh, which provides the nbd module).
 # libnbd's strict mode is turned off so it sends what it would normally refuse. Each check
-# prints PASS/FAIL lines in the tests/lib/tap.sh format; the connection must survive every
+# prints PASS/FAIL lines through tests/lib/tap.py; the connection must survive every
 # well-framed bad request (docs/nbd.md, protocol rules 3 and 4).
 import errno
 import os
+import sys
 
 import nbd
 
+# exec()'d by nbdsh from the top of the tree: no __file__, but the working directory is known.
+sys.path.insert(0, os.path.abspath("tests/lib"))
+import tap  # noqa: E402
+
 BASE = os.environ["NBD_BASE"]
 SIZE = 64 << 20
-PROG = "badreq"
-failed = False
-
-
-def result(name, ok, why=""):
-    global failed
-    print(("PASS " if ok else "FAIL ") + PROG + "/" + name + ("" if ok else ": " + why), flush=True)
-    failed |= not ok
+T = tap.Checks("badreq")
 
 
 def connect(export, meta=True, strict=0):
@@ -34,17 +32,17 @@ def expect_err(name, want, fn):
     except nbd.Error as e:
         # libnbd 1.14 gives the errno as its name ("EINVAL"), newer ones as a number.
         got = e.errno if isinstance(e.errno, int) else getattr(errno, str(e.errno), e.errno)
-        result(name, got == want, "%s, wanted %s" % (e, errno.errorcode[want]))
+        T.check(name, got == want, "%s, wanted %s" % (e, errno.errorcode[want]))
         return
-    result(name, False, "succeeded, wanted errno %d" % want)
+    T.check(name, False, "succeeded, wanted errno %d" % want)
 
 
 def expect_ok(name, fn):
     try:
         fn()
-        result(name, True)
+        T.check(name, True)
     except nbd.Error as e:
-        result(name, False, str(e))
+        T.check(name, False, str(e))
 
 
 rw = connect("disk")
@@ -65,9 +63,9 @@ expect_ok("read-with-df", lambda: rw.pread(65536, 0, nbd.CMD_FLAG_DF))
 try:
     whole = rw.pread(4096, 0)
     part = rw.pread(511, 1)
-    result("read-unaligned", part == whole[1:512], "data differs")
+    T.check("read-unaligned", part == whole[1:512], "data differs")
 except nbd.Error as e:
-    result("read-unaligned", False, str(e))
+    T.check("read-unaligned", False, str(e))
 
 # WRITE
 expect_err("write-crossing-end", errno.ENOSPC, lambda: rw.pwrite(b"\1" * 4096, SIZE - 512))
@@ -80,7 +78,7 @@ expect_err("write-too-big-is-drained", errno.EINVAL, lambda: rw.pwrite(b"\1" * (
 expect_err("write-read-only", errno.EPERM, lambda: ro.pwrite(b"\1" * 512, 0))
 expect_err("write-read-only-past-end", errno.EPERM, lambda: ro.pwrite(b"\1" * 512, SIZE))
 expect_ok("write-fua", lambda: rw.pwrite(b"\7" * 4096, 8192, nbd.CMD_FLAG_FUA))
-result("write-fua-data", rw.pread(4096, 8192) == b"\7" * 4096, "data differs")
+T.check("write-fua-data", rw.pread(4096, 8192) == b"\7" * 4096, "data differs")
 
 # TRIM
 expect_ok("trim", lambda: rw.trim(65536, 1 << 20))
@@ -97,12 +95,12 @@ expect_err("zero-fast-no-hole-is-enotsup", errno.ENOTSUP,
            lambda: rw.zero(1 << 20, 0, nbd.CMD_FLAG_FAST_ZERO | nbd.CMD_FLAG_NO_HOLE))
 rw.pwrite(b"\3" * (1 << 20), 2 << 20)
 expect_ok("zero-no-hole", lambda: rw.zero(1 << 20, 2 << 20, nbd.CMD_FLAG_NO_HOLE | nbd.CMD_FLAG_FUA))
-result("zero-no-hole-data", rw.pread(1 << 20, 2 << 20) == bytes(1 << 20), "not zero")
+T.check("zero-no-hole-data", rw.pread(1 << 20, 2 << 20) == bytes(1 << 20), "not zero")
 rw.pwrite(b"\3" * (1 << 20), 2 << 20)
 expect_ok("zero-fast", lambda: rw.zero(1 << 20, 2 << 20, nbd.CMD_FLAG_FAST_ZERO))
-result("zero-fast-data", rw.pread(1 << 20, 2 << 20) == bytes(1 << 20), "not zero")
+T.check("zero-fast-data", rw.pread(1 << 20, 2 << 20) == bytes(1 << 20), "not zero")
 expect_ok("zero-larger-than-max-payload", lambda: rw.zero(SIZE - (1 << 20), 1 << 20))
-result("zero-large-data", rw.pread(1 << 20, 20 << 20) == bytes(1 << 20), "not zero")
+T.check("zero-large-data", rw.pread(1 << 20, 20 << 20) == bytes(1 << 20), "not zero")
 
 # FLUSH, CACHE
 expect_ok("flush", lambda: rw.flush())
@@ -121,10 +119,10 @@ def extents(meta, off, ents, err):
 
 
 expect_ok("block-status", lambda: rw.block_status(SIZE, 0, extents))
-result("block-status-covers", bool(seen) and sum(seen[0][2][0::2]) == SIZE, repr(seen)[:200])
+T.check("block-status-covers", bool(seen) and sum(seen[0][2][0::2]) == SIZE, repr(seen)[:200])
 seen.clear()
 expect_ok("block-status-req-one", lambda: rw.block_status(SIZE, 0, extents, nbd.CMD_FLAG_REQ_ONE))
-result("block-status-req-one-single", bool(seen) and len(seen[0][2]) == 2, repr(seen)[:200])
+T.check("block-status-req-one-single", bool(seen) and len(seen[0][2]) == 2, repr(seen)[:200])
 expect_err("block-status-past-end", errno.EINVAL, lambda: rw.block_status(4096, SIZE, extents))
 expect_err("block-status-without-context", errno.EINVAL,
            lambda: nometa.block_status(4096, 0, extents))
@@ -136,6 +134,5 @@ for name, h in (("rw", rw), ("ro", ro), ("nometa", nometa)):
     expect_ok("still-connected-" + name, lambda: h.pread(4096, 0))
 for h in (rw, ro, nometa):
     h.shutdown()  # NBD_CMD_DISC
-result("disc-accepted", True)
-if failed:
-    raise SystemExit(1)
+T.check("disc-accepted", True)
+T.finish()

@@ -1,17 +1,20 @@
 # The NBD protocol spoken by hand (plain sockets), for what libnbd will not send: unknown
 # options and commands, bad magic, oversized options and payloads, option floods, and
 # clients that stall or vanish. Usage: raw.py PORT (exports "disk" rw, "ro" read-only,
-# 64 MiB). Prints PASS/FAIL lines in the tests/lib/tap.sh format.
+# 64 MiB). Prints PASS/FAIL lines through tests/lib/tap.py.
+import os
 import socket
 import struct
 import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import tap  # noqa: E402
+
 PORT = int(sys.argv[1])
-PROG = "raw"
 SIZE = 64 << 20
-failed = False
+T = tap.Checks("raw")
 
 IHAVEOPT = 0x49484156454F5054
 REP_MAGIC = 0x3E889045565A9
@@ -21,12 +24,6 @@ STRUCT = 0x668E33EF
 ERR = 1 << 31
 ERR_UNSUP, ERR_INVALID, ERR_UNKNOWN, ERR_TOO_BIG = ERR | 1, ERR | 3, ERR | 6, ERR | 9
 EINVAL, ENOSPC, EPERM = 22, 28, 1
-
-
-def result(name, ok, why=""):
-    global failed
-    print(("PASS " if ok else "FAIL ") + PROG + "/" + name + ("" if ok else ": " + why), flush=True)
-    failed |= not ok
 
 
 class Conn:
@@ -110,12 +107,12 @@ class Conn:
 def check(name, fn):
     try:
         r = fn()
-        result(name, r is None or r is True, repr(r)[:200])
+        T.check(name, r is None or r is True, repr(r)[:200])
     except Exception as e:  # noqa: BLE001 - any failure is this check's failure
         tb = e.__traceback__
         while tb.tb_next:
             tb = tb.tb_next
-        result(name, False, "%s: %s (line %d)" % (type(e).__name__, e, tb.tb_lineno))
+        T.check(name, False, "%s: %s (line %d)" % (type(e).__name__, e, tb.tb_lineno))
 
 
 def unknown_options_continue():
@@ -333,4 +330,4 @@ for name, fn in [
     check(name, fn)
 # The server must still be answering after all of the above.
 check("still-serving", lambda: Conn().go())
-sys.exit(1 if failed else 0)
+T.finish()

@@ -31,6 +31,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import tap  # noqa: E402
+
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ESP_IMG = os.path.join(TOP, "build", "efi", "esp.img")
 LOG_DIR = os.path.join(TOP, "build", "test-logs")
@@ -314,29 +317,8 @@ def strip_ansi(text):
     return re.sub(r"\x1b\[[0-9;?=]*[A-Za-z]", "", text)
 
 
-class Checks:
-    """PASS/FAIL lines for tests/run-tests, and the exit status."""
-
-    def __init__(self, prog):
-        self.prog = prog
-        self.failed = 0
-        self.passed = 0
-
-    def check(self, name, cond, detail=""):
-        if cond:
-            self.passed += 1
-            print("PASS %s/%s" % (self.prog, name), flush=True)
-        else:
-            self.failed += 1
-            print("FAIL %s/%s%s" % (self.prog, name, ": " + detail if detail else ""),
-                  flush=True)
-        return cond
-
-    def note(self, text):
-        print("     %s: %s" % (self.prog, text), flush=True)
-
-    def finish(self):
-        sys.exit(1 if self.failed or not self.passed else 0)
+# PASS/FAIL lines for tests/run-tests, and the exit status: tests/lib/tap.py's.
+Checks = tap.Checks
 
 
 def require_image(checks):

@@ -8,7 +8,7 @@
 #include "config/config.h"
 #include "config/store.h"
 #include "host/hostdev.h"
-#include "tests/harness.h"
+#include "tests/support/harness.h"
 
 TEST(names)
 {

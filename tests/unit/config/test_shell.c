@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "config/shell.h"
-#include "tests/harness.h"
+#include "tests/support/harness.h"
 
 static char outbuf[65536];
 static size_t outlen;

@@ -7,7 +7,7 @@
 #include "core/base/util.h"
 #include "core/blkdev_slice.h"
 #include "host/hostdev.h"
-#include "tests/harness.h"
+#include "tests/support/harness.h"
 
 static void fill(uint8_t *buf, size_t len, uint8_t v)
 {

@@ -4,7 +4,7 @@
  * PVs and read back identically, the circular buffer's placement and wrap, corruption, and
  * a crash between the metadata write and the header update.
  */
-#include "tests/unit/lvm/lvm_test.h"
+#include "tests/support/lvm_fixture.h"
 #include "core/base/endian.h"
 
 static struct blkdev *disk(uint64_t sectors, uint32_t bs, const char *id)

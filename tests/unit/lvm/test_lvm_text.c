@@ -4,7 +4,7 @@
  * trips, lvm's number and string rules, and bad input (each a -EINVAL with a line number,
  * never a crash).
  */
-#include "tests/unit/lvm/lvm_test.h"
+#include "tests/support/lvm_fixture.h"
 
 static int parse(const char *s, struct lvm_tree **t, char *why, size_t why_len)
 {

@@ -3,7 +3,7 @@
  * The VG model: the appliance's VG to text and back (identical text the second time, every
  * field kept), lvm's writing rules, and refusals with a clear message.
  */
-#include "tests/unit/lvm/lvm_test.h"
+#include "tests/support/lvm_fixture.h"
 
 static char *text_of(const struct lvm_vg *vg)
 {

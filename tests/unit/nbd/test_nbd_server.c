@@ -15,7 +15,7 @@
 #include "host/hostdev.h"
 #include "net/nbd/nbd_proto.h"
 #include "net/nbd/nbd_server.h"
-#include "tests/harness.h"
+#include "tests/support/harness.h"
 
 #define DISK_BLOCKS 2048 /* 1 MiB of 512-byte blocks */
 #define DISK_BYTES  (DISK_BLOCKS * 512)

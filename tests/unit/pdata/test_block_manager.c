@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Block manager, crc32c and space-map basics: checksums, locking rules, eviction, extend. */
-#include "tests/unit/pdata/pool.h"
+#include "tests/support/pdata_pool.h"
 
 TEST(crc32c_vectors)
 {

@@ -6,7 +6,7 @@
  * verifies the B-tree rules and that every block's count equals the references to it.
  * A failing case prints its seed; SEED=n replays it.
  */
-#include "tests/unit/pdata/pool.h"
+#include "tests/support/pdata_pool.h"
 
 #define NR_DEVS 4
 

@@ -4,7 +4,7 @@
  * does, and says -EWOULDBLOCK, without reading the device or touching the caller's buffer,
  * as soon as a node on the path is not cached.
  */
-#include "tests/unit/pdata/pool.h"
+#include "tests/support/pdata_pool.h"
 
 #define DEV_BLOCKS 1024
 #define CACHE	   16

@@ -5,7 +5,7 @@
  * or the first read of that block must fail with -EILSEQ / -ENOTBLK; nothing crashes and
  * no lookup returns a value that differs from what was written.
  */
-#include "tests/unit/pdata/workload.h"
+#include "tests/support/pdata_workload.h"
 
 #define META_BLKS 2048
 #define NKEYS	  3000

@@ -6,7 +6,7 @@
  * transaction (or the one being committed, if its superblock was already written when the
  * final flush failed), and pool_check() must find every block counted exactly right.
  */
-#include "tests/unit/pdata/workload.h"
+#include "tests/support/pdata_workload.h"
 
 #define TXNS	  40
 #define OPS	  30

@@ -6,7 +6,7 @@
  * working. Only a failure of the final flush, after the superblock reached the device,
  * may show the new transaction instead.
  */
-#include "tests/unit/pdata/workload.h"
+#include "tests/support/pdata_workload.h"
 
 #define META_BLKS 512
 

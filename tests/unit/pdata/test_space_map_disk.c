@@ -4,7 +4,7 @@
  * transaction (new_block, inc, dec, set_count), before and after the commit: it is the
  * number of blocks free in the committed state and free now (allocatable at once).
  */
-#include "tests/unit/pdata/pool.h"
+#include "tests/support/pdata_pool.h"
 
 #define NR_DATA 64
 

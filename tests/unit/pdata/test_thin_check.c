@@ -6,7 +6,7 @@
  * reference checker, which verifies node format, B-tree rules and every metadata block's
  * reference count. thin_dump must list the mappings we wrote.
  */
-#include "tests/unit/pdata/workload.h"
+#include "tests/support/pdata_workload.h"
 
 #include <unistd.h>
 

@@ -7,7 +7,7 @@
  * crashes, and the checker names every kind of damage, including what thin_check 0.9.0
  * lets through (leaked data blocks, wrong mapped_blocks).
  */
-#include "tests/unit/thin/thin_test.h"
+#include "tests/support/thin_test.h"
 
 #include "core/base/endian.h"
 #include "core/pdata/block_manager.h"

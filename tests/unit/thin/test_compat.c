@@ -11,7 +11,7 @@
  *  - a held root dumps with thin_dump --metadata-snap and shows the pool as it was when
  *    held.
  */
-#include "tests/unit/thin/thin_test.h"
+#include "tests/support/thin_test.h"
 
 #include "core/thin/thin_check.h"
 #include "core/thin/thin_pool.h"

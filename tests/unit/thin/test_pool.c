@@ -5,7 +5,7 @@
  * write-zeroes), a 100-deep snapshot chain, allocation locality, the commit policy, and a
  * model test on a data disk that completes requests out of order.
  */
-#include "tests/unit/thin/pool_test.h"
+#include "tests/support/pool_test.h"
 
 #include "core/base/plat.h"
 

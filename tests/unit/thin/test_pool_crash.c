@@ -7,7 +7,7 @@
  * and every sector must hold what the last completed FLUSH (or committing snapshot) made
  * durable, or one of the writes issued after it.
  */
-#include "tests/unit/thin/pool_test.h"
+#include "tests/support/pool_test.h"
 
 #define VOL_SECT 2048u /* 1 MiB: 16 data blocks */
 #define MAX_REC	 64

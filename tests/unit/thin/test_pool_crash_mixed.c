@@ -48,7 +48,7 @@
  * read-only).
  */
 #include "core/base/plat.h"
-#include "tests/unit/thin/pool_test.h"
+#include "tests/support/pool_test.h"
 
 #include <time.h>
 

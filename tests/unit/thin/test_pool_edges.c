@@ -6,7 +6,7 @@
  * interleaving with a data disk whose requests the test completes by hand (gatedev) or a
  * hook run at the data disk's flush, then looks at what a power cut would leave.
  */
-#include "tests/unit/thin/pool_test.h"
+#include "tests/support/pool_test.h"
 
 #include "core/base/plat.h"
 

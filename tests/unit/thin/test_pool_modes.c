@@ -6,7 +6,7 @@
  * errors (read-only with needs_check, reads keep working, acknowledged-and-flushed data
  * stays), fail mode, the read_only option and the low-water mark.
  */
-#include "tests/unit/thin/pool_test.h"
+#include "tests/support/pool_test.h"
 
 #include "core/base/plat.h"
 #include "host/plat_host.h"

@@ -6,7 +6,7 @@
  * throughout (thin_check too). That lookup cost does not grow with depth is measured by
  * tests/bench/bench_thin.c.
  */
-#include "tests/unit/thin/thin_test.h"
+#include "tests/support/thin_test.h"
 
 #define DEPTH  1000
 #define VSPACE 512

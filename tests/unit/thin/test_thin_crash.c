@@ -9,7 +9,7 @@
  * was cut after its superblock was written), check clean with the core checker, pass
  * thin_check 0.9.0 (first pass), and still take a new transaction.
  */
-#include "tests/unit/thin/thin_test.h"
+#include "tests/support/thin_test.h"
 
 #define TXNS	  30
 #define META_BLKS 384

@@ -6,7 +6,7 @@
  * operations (with commits and aborts) against an in-memory model, every commit checked by
  * the core checker (reference counts of every metadata and data block).
  */
-#include "tests/unit/thin/thin_test.h"
+#include "tests/support/thin_test.h"
 #include "core/base/util.h"
 
 #include <unistd.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Disk roles: by fixed slot or configured address, with a clear line for each problem. */
-#include "tests/harness.h"
+#include "tests/support/harness.h"
 
 #include "drivers/virtio-blk/roles.h"
 

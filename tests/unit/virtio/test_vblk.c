@@ -6,15 +6,16 @@
  * requests in flight completed out of order, range and read-only refusals, the status byte
  * mapping, FLUSH/DISCARD/WRITE_ZEROES, splitting, and a device that never answers.
  */
-#include "tests/harness.h"
-#include "tests/unit/virtio/vdev_double.c"
-
-#include "drivers/virtio-blk/vblk.h"
-
-#include "core/base/plat.h"
-
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/base/plat.h"
+#include "core/base/util.h"
+#include "drivers/virtio-blk/vblk.h"
+#include "tests/support/harness.h"
+#include "tests/support/vdev_double.h"
 
 enum blk_mode {
 	BLK_IMMEDIATE, /* finish every request when notified */

@@ -5,12 +5,15 @@
  * indices wrap at 65536, the doorbell honours NO_NOTIFY, a lying device is caught, and the
  * transport-independent bring-up negotiates as §3.1.1 says.
  */
-#include "tests/harness.h"
-#include "tests/unit/virtio/vdev_double.c"
-
-#include "drivers/virtio/virtqueue.h"
-
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "core/base/util.h"
+#include "drivers/virtio/virtqueue.h"
+#include "tests/support/harness.h"
+#include "tests/support/vdev_double.h"
 
 static unsigned notified;
 

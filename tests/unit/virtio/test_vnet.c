@@ -5,13 +5,15 @@
  * reclaimed, checksums are finished (by the device when it offers CSUM, by us otherwise),
  * the link status follows the config, and counters count.
  */
-#include "tests/harness.h"
-#include "tests/unit/virtio/vdev_double.c"
-
-#include "drivers/virtio-net/vnet.h"
-
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/base/util.h"
+#include "drivers/virtio-net/vnet.h"
+#include "tests/support/harness.h"
+#include "tests/support/vdev_double.h"
 
 struct netdouble {
 	struct vdd d;

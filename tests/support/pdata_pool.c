@@ -1,55 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * Test fixture for the persistent-data tests: a miniature thin pool built only from the
- * core/pdata API, the way dm-thin-metadata uses it. Block 0 holds a superblock in the
- * dm-thin layout (magic, both space-map roots, mapping and details roots), the mapping tree
- * has two levels (device, virtual block) -> (data block << 24 | time), and its leaf values
- * hold references in the data space map.
- *
- * pool_check() is an independent checker in the manner of thin_check: it walks every tree
- * from the superblock, checks the B-tree rules (key order, fill, parent keys, depth), counts
- * the references to every metadata and data block, and compares them with the counts it
- * decodes itself from the on-disk bitmaps and overflow trees.
- *
- * Static functions in a header so each test program stays one file.
- */
-#ifndef TESTS_UNIT_PDATA_POOL_H
-#define TESTS_UNIT_PDATA_POOL_H
+/* The persistent-data tests' miniature pool and its checker (tests/support/pdata_pool.h). */
+#include "tests/support/pdata_pool.h"
 
-#include "core/base/endian.h"
-#include "core/base/util.h"
-#include "core/base/crc32c.h"
-#include "core/pdata/btree_internal.h"
-#include "core/pdata/space_map_common.h"
-#include "core/pdata/space_map_disk.h"
-#include "core/pdata/space_map_metadata.h"
-#include "host/hostdev.h"
-#include "tests/harness.h"
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define UNUSED __attribute__((unused))
-
-#define SB_MAGIC       27022010ull
-#define SB_CSUM_XOR    160774u
-#define SB_OFF_DATA_SM 64
-#define SB_OFF_META_SM 192
-#define SB_OFF_MAPPING 320
-#define SB_OFF_DETAILS 328
-
-struct pool {
-	struct blkdev *dev;
-	struct dm_block_manager *bm;
-	struct dm_transaction_manager *tm;
-	struct dm_space_map *msm, *dsm;
-	struct dm_btree_info map_info;	   /* 2 levels */
-	struct dm_btree_info details_info; /* 24-byte values */
-	dm_block_t map_root, details_root;
-	uint64_t trans_id;
-	unsigned cache;
-};
+#include <errno.h>
 
 static void sb_prepare(const struct dm_block_validator *v, struct dm_block *b, size_t bs)
 {
@@ -72,7 +25,7 @@ static int sb_check(const struct dm_block_validator *v, struct dm_block *b, size
 	return 0;
 }
 
-static UNUSED const struct dm_block_validator sb_validator = {
+const struct dm_block_validator sb_validator = {
 	.name = "superblock",
 	.prepare_for_write = sb_prepare,
 	.check = sb_check,
@@ -104,7 +57,7 @@ static void pool_setup_infos(struct pool *p)
 	p->details_info.value_type = (struct dm_btree_value_type){ NULL, 24, NULL, NULL, NULL };
 }
 
-static UNUSED int pool_commit(struct pool *p)
+int pool_commit(struct pool *p)
 {
 	struct dm_block *sb;
 	uint8_t *d;
@@ -167,8 +120,7 @@ static int pool_load(struct pool *p)
 	return 0;
 }
 
-static UNUSED int pool_format(struct pool *p, struct blkdev *dev, unsigned cache,
-			      dm_block_t nr_data_blocks)
+int pool_format(struct pool *p, struct blkdev *dev, unsigned cache, dm_block_t nr_data_blocks)
 {
 	struct dm_block *sb;
 	uint8_t *d;
@@ -203,7 +155,7 @@ static UNUSED int pool_format(struct pool *p, struct blkdev *dev, unsigned cache
 	return pool_commit(p);
 }
 
-static UNUSED int pool_open(struct pool *p, struct blkdev *dev, unsigned cache)
+int pool_open(struct pool *p, struct blkdev *dev, unsigned cache)
 {
 	int r;
 
@@ -222,7 +174,7 @@ static UNUSED int pool_open(struct pool *p, struct blkdev *dev, unsigned cache)
 }
 
 /* Drop everything since the last commit and continue from the committed state. */
-static UNUSED int pool_abort(struct pool *p)
+int pool_abort(struct pool *p)
 {
 	int r;
 
@@ -231,7 +183,7 @@ static UNUSED int pool_abort(struct pool *p)
 	return r ? r : pool_load(p);
 }
 
-static UNUSED void pool_close(struct pool *p)
+void pool_close(struct pool *p)
 {
 	pool_destroy_tm(p);
 	dm_block_manager_destroy(p->bm);
@@ -239,7 +191,7 @@ static UNUSED void pool_close(struct pool *p)
 }
 
 /* A new data block and its block_time value (the data sm reference is taken). */
-static UNUSED int pool_new_mapping(struct pool *p, uint32_t time, uint8_t value_le[8])
+int pool_new_mapping(struct pool *p, uint32_t time, uint8_t value_le[8])
 {
 	dm_block_t b;
 	int r = dm_sm_new_block(p->dsm, &b);
@@ -508,7 +460,7 @@ static int chk_finish_sm(struct chk_sm *s, const struct disk_sm_root *root, cons
  * right after a commit or open. Returns 0, or -EILSEQ with c->err describing the first
  * problem (printed).
  */
-static UNUSED int pool_check_ex(struct pool *p, uint64_t *entries)
+int pool_check_ex(struct pool *p, uint64_t *entries)
 {
 	struct checker *c = calloc(1, sizeof(*c));
 	struct disk_sm_root mroot, droot;
@@ -649,9 +601,7 @@ out:
 	return r;
 }
 
-static UNUSED int pool_check(struct pool *p)
+int pool_check(struct pool *p)
 {
 	return pool_check_ex(p, NULL);
 }
-
-#endif

@@ -1,28 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * Helpers for the thin-metadata tests: pools on memory disks, the core checker with its
- * problems printed, a hash of everything a pool shows (for crash tests), and running
- * thin-provisioning-tools' thin_check / thin_dump on a copy of a device.
- *
- * Static functions in a header so each test program stays one file.
- */
-#ifndef TESTS_UNIT_THIN_THIN_TEST_H
-#define TESTS_UNIT_THIN_THIN_TEST_H
-
-#include "core/thin/thin_check.h"
-#include "core/thin/thin_metadata.h"
-#include "host/hostdev.h"
-#include "tests/harness.h"
+/* Helpers for the thin-metadata tests (tests/support/thin_test.h). */
+#include "tests/support/thin_test.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#define UNUSED __attribute__((unused))
-
-static UNUSED int md_open(struct blkdev *dev, bool format, uint64_t data_blocks,
-			  struct thin_md **md)
+int md_open(struct blkdev *dev, bool format, uint64_t data_blocks, struct thin_md **md)
 {
 	char why[200] = "";
 	struct thin_md_open_opts o = { .data_block_sectors = format ? 128 : 0,
@@ -38,7 +20,7 @@ static UNUSED int md_open(struct blkdev *dev, bool format, uint64_t data_blocks,
 	return r;
 }
 
-static void print_problem(void *ctx, const char *line)
+void print_problem(void *ctx, const char *line)
 {
 	unsigned *n = ctx;
 
@@ -47,7 +29,7 @@ static void print_problem(void *ctx, const char *line)
 }
 
 /* The core checker on @dev (whatever is on the device: commit first). */
-static UNUSED int check_dev(struct blkdev *dev)
+int check_dev(struct blkdev *dev)
 {
 	unsigned n = 0;
 	int r = thin_check(dev, print_problem, &n, NULL);
@@ -95,7 +77,7 @@ static int hash_dev(void *ctx, thin_id_t id, const struct thin_dev_details *d)
 	return thin_view_for_each_mapping(h->v, id, hash_map, h);
 }
 
-static UNUSED int md_hash(struct thin_md *md, uint64_t *out)
+int md_hash(struct thin_md *md, uint64_t *out)
 {
 	struct thin_md_view v;
 	struct hasher h = { 0xcbf29ce484222325ull, &v };
@@ -121,7 +103,7 @@ static UNUSED int md_hash(struct thin_md *md, uint64_t *out)
 /* thin-provisioning-tools */
 
 /* Copy @dev into a file (the tools read files). */
-static UNUSED int dev_to_file(struct blkdev *dev, const char *path)
+int dev_to_file(struct blkdev *dev, const char *path)
 {
 	FILE *f = fopen(path, "w");
 	uint8_t *buf = malloc(dev->block_size);
@@ -142,7 +124,7 @@ static UNUSED int dev_to_file(struct blkdev *dev, const char *path)
  * thin_check on @path: exit 0 and nothing on stderr but its four phase lines (no
  * warnings, no leaks). Returns 0 when so.
  */
-static UNUSED int tpt_check(const char *path, const char *extra)
+int tpt_check(const char *path, const char *extra)
 {
 	char cmd[1024];
 	int r;
@@ -160,7 +142,7 @@ static UNUSED int tpt_check(const char *path, const char *extra)
 }
 
 /* thin_dump of @path (with @extra options) equals thinbox-dump's (the same options). */
-static UNUSED int tpt_dump_matches(const char *path, const char *extra)
+int tpt_dump_matches(const char *path, const char *extra)
 {
 	char cmd[1400];
 
@@ -173,5 +155,3 @@ static UNUSED int tpt_dump_matches(const char *path, const char *extra)
 		 extra ? extra : "", path, extra ? extra : "", path);
 	return system(cmd) ? -EILSEQ : 0;
 }
-
-#endif

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * config/appliance: first boot, persistence, the transaction protocol under power cuts,
+ * app/appliance: first boot, persistence, the transaction protocol under power cuts,
  * a stale configuration, the metadata layout, and every shell command with good and bad
  * input (driven through shell_exec(), output captured).
  */
@@ -10,13 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/appliance.h"
+#include "app/appliance.h"
+#include "config/appliance_cmds.h"
 #include "config/shell.h"
 #include "core/base/endian.h"
 #include "core/base/util.h"
 #include "core/pdata/block_manager.h"
 #include "host/hostdev.h"
-#include "tests/harness.h"
+#include "tests/support/harness.h"
 
 #define META_BYTES (8ull << 20)
 #define DATA_BYTES (64ull << 20)
@@ -28,6 +29,7 @@ struct fx {
 	struct nbd_server *srv;
 	struct appliance *a;
 	struct shell sh;
+	struct appliance_cmds cmds;
 	char out[65536];
 	size_t outlen;
 	char log[8192];
@@ -71,7 +73,7 @@ static int boot_on(struct fx *f, bool first_boot)
 	if (rc)
 		return rc;
 	shell_init(&f->sh, cap_write, f);
-	appliance_register_commands(f->a, &f->sh);
+	appliance_cmds_register(&f->cmds, f->a, &f->sh);
 	return 0;
 }
 

@@ -1,16 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * A deterministic multi-transaction workload on the test pool for the crash and fault
- * tests: inserts, overwrites, removes, snapshots and deletes in a small key space, with a
- * hash of the full tree contents recorded after each commit.
- */
-#ifndef TESTS_UNIT_PDATA_WORKLOAD_H
-#define TESTS_UNIT_PDATA_WORKLOAD_H
+/* The crash and fault tests' workload (tests/support/pdata_workload.h). */
+#include "tests/support/pdata_workload.h"
 
-#include "tests/unit/pdata/pool.h"
+#include <errno.h>
 
-#define WL_DEVS 3
-#define WL_KEYS 400
+#include "tests/support/harness.h"
 
 static int wl_subtree_inc(void *ctx, const void *v)
 {
@@ -26,7 +20,7 @@ static int wl_subtree_dec(void *ctx, const void *v)
 	return dm_btree_del(&bl, get_le64(v));
 }
 
-static UNUSED struct dm_btree_info wl_tl_info(struct pool *p)
+struct dm_btree_info wl_tl_info(struct pool *p)
 {
 	struct dm_btree_info tl = { p->tm, 1, { p, 8, wl_subtree_inc, wl_subtree_dec, NULL } };
 
@@ -43,15 +37,13 @@ static int wl_hash_entry(void *ctx, const uint64_t *keys, void *v)
 	return 0;
 }
 
-/* Hash of every (dev, key, value) in order; 0 and *hash set, or the walk's error. */
-static UNUSED int wl_hash(struct pool *p, uint64_t *hash)
+int wl_hash(struct pool *p, uint64_t *hash)
 {
 	*hash = 0xcbf29ce484222325ull;
 	return dm_btree_walk(&p->map_info, p->map_root, wl_hash_entry, hash);
 }
 
-/* One transaction's worth of changes (not committed), chosen by @rng. */
-static UNUSED int wl_transaction(struct pool *p, uint64_t *rng, unsigned nops)
+int wl_transaction(struct pool *p, uint64_t *rng, unsigned nops)
 {
 	struct dm_btree_info tl = wl_tl_info(p);
 	int r = 0;
@@ -101,5 +93,3 @@ static UNUSED int wl_transaction(struct pool *p, uint64_t *rng, unsigned nops)
 	}
 	return r;
 }
-
-#endif

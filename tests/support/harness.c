@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The runner behind tests/harness.h: one main() for every host test program. */
-#include "tests/harness.h"
+/* The runner behind tests/support/harness.h: one main() for every host test program. */
+#include "tests/support/harness.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,28 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/*
- * Helpers for the thin-pool tests: pools on memory disks, a data disk that completes
- * requests out of order, and synchronous wrappers over a volume's blkdev.
- */
-#ifndef TESTS_UNIT_THIN_POOL_TEST_H
-#define TESTS_UNIT_THIN_POOL_TEST_H
+/* Helpers for the thin-pool tests (tests/support/pool_test.h). */
+#include "tests/support/pool_test.h"
 
-#include "core/base/util.h"
-#include "core/thin/thin_pool.h"
-#include "tests/unit/thin/thin_test.h"
+#include <errno.h>
+#include <string.h>
 
-#define KB64 65536u
+#include "tests/support/harness.h"
 
-/*----------------------------------------------------------------*/
-/* A device that completes requests out of order (a virtio queue with reordering). */
-
-struct oodev {
-	struct blkdev dev;
-	struct blkdev *lower;
-	struct blkdev_req *q[256];
-	unsigned n;
-	uint64_t seed;
-	uint64_t submitted, max_depth;
-};
+/* ---- The out-of-order device ---- */
 
 static int oo_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
 {
@@ -96,7 +81,7 @@ static const struct blkdev_ops oo_ops = { .read = oo_read,
 					  .submit = oo_submit,
 					  .poll = oo_poll };
 
-static UNUSED void oodev_init(struct oodev *o, struct blkdev *lower, uint64_t seed)
+void oodev_init(struct oodev *o, struct blkdev *lower, uint64_t seed)
 {
 	memset(o, 0, sizeof(*o));
 	o->lower = lower;
@@ -108,18 +93,10 @@ static UNUSED void oodev_init(struct oodev *o, struct blkdev *lower, uint64_t se
 	o->dev.discard_zeroes = lower->discard_zeroes;
 }
 
-/*----------------------------------------------------------------*/
-/* Pools */
+/* ---- Pools ---- */
 
-struct tpool {
-	struct blkdev *meta, *data;
-	struct thin_pool *pool;
-	struct thin_pool_opts o;
-};
-
-/* Memory disks: @meta_blocks of 4 KiB, @data_blocks of 64 KiB; formatted and opened. */
-static UNUSED int tpool_create(struct tpool *t, uint64_t meta_blocks, uint64_t data_blocks,
-			       const struct thin_pool_opts *o)
+int tpool_create(struct tpool *t, uint64_t meta_blocks, uint64_t data_blocks,
+		 const struct thin_pool_opts *o)
 {
 	int r;
 
@@ -138,7 +115,7 @@ static UNUSED int tpool_create(struct tpool *t, uint64_t meta_blocks, uint64_t d
 	return r;
 }
 
-static UNUSED void tpool_destroy(struct tpool *t)
+void tpool_destroy(struct tpool *t)
 {
 	if (t->pool)
 		ok_eq(thin_pool_close(t->pool), 0);
@@ -147,8 +124,7 @@ static UNUSED void tpool_destroy(struct tpool *t)
 	blkdev_destroy(t->meta);
 }
 
-/* Fill @buf with a pattern derived from @tag. */
-static UNUSED void pattern(void *buf, size_t len, uint64_t tag)
+void pattern(void *buf, size_t len, uint64_t tag)
 {
 	uint64_t *p = buf, s = tag * 0x9e3779b97f4a7c15ull + 1;
 
@@ -156,7 +132,7 @@ static UNUSED void pattern(void *buf, size_t len, uint64_t tag)
 		p[i] = test_rand(&s);
 }
 
-static UNUSED bool all_bytes(const void *buf, size_t len, uint8_t v)
+bool all_bytes(const void *buf, size_t len, uint8_t v)
 {
 	const uint8_t *p = buf;
 
@@ -166,7 +142,7 @@ static UNUSED bool all_bytes(const void *buf, size_t len, uint8_t v)
 	return true;
 }
 
-static UNUSED uint64_t data_used(struct thin_pool *pool)
+uint64_t data_used(struct thin_pool *pool)
 {
 	struct thin_pool_status s;
 
@@ -174,5 +150,3 @@ static UNUSED uint64_t data_used(struct thin_pool *pool)
 		return ~0ull;
 	return s.data_used;
 }
-
-#endif

@@ -3,7 +3,7 @@
  * The host unit-test harness (in the spirit of iPXE's okx() and SQLite's testing culture).
  *
  * A test file defines cases with TEST(name) { ... } and checks with ok(), ok_eq() and
- * friends; it has no main(): tests/harness.c supplies one that runs every case (or those
+ * friends; it has no main(): tests/support/harness.c supplies one that runs every case (or those
  * named on the command line), prints "PASS <prog>/<case>" or "FAIL <prog>/<case>" for each,
  * then "<prog>: N passed, M failed", and exits 1 when any case failed. tests/run-tests
  * counts those PASS/FAIL lines across all test programs.
@@ -11,8 +11,8 @@
  * Randomised tests take their seed from test_seed(): the SEED environment variable when set,
  * otherwise a fresh one; a failing case prints the seed so "SEED=n prog case" replays it.
  */
-#ifndef TESTS_HARNESS_H
-#define TESTS_HARNESS_H
+#ifndef TESTS_SUPPORT_HARNESS_H
+#define TESTS_SUPPORT_HARNESS_H
 
 #include <stdbool.h>
 #include <stdint.h>

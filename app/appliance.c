@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The appliance: pool + configuration + volumes + exports; see config/appliance.h for the
+ * The appliance: pool + configuration + volumes + exports; see app/appliance.h for the
  * layout, the transaction protocol and the boot rules.
  *
  * Ownership: struct app_vol is an open thin volume shared by the exports that serve it
  * (reference counted); struct app_exp is one NBD export, freed by the server's release()
  * callback once no connection uses it, which is also when it drops its volume reference.
  */
-#include "config/appliance.h"
+#include "app/appliance.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,7 +23,7 @@
 #include "core/base/util.h"
 #include "core/blkdev_slice.h"
 
-#include "config/appliance_internal.h"
+#include "app/appliance_internal.h"
 
 /* ---- Logging ------------------------------------------------------------------------------ */
 
@@ -308,7 +308,7 @@ static bool wait_exports_released(struct appliance *a, unsigned ms)
  * mode the metadata is gone from memory, and read-only refuses changes anyway (saying so
  * before a configuration slot is written saves a useless write).
  */
-int app_pool_usable(struct appliance *a, bool change)
+int appliance_pool_usable(struct appliance *a, bool change)
 {
 	struct thin_pool_status st;
 	int rc;
@@ -328,21 +328,31 @@ int app_pool_usable(struct appliance *a, bool change)
 /* Changing volumes or exports needs a writable pool and a configuration in step with it. */
 static int config_changeable(struct appliance *a)
 {
-	int rc = app_pool_usable(a, true);
+	int rc = appliance_pool_usable(a, true);
 
 	if (rc)
 		return rc;
 	return a->state == APPLIANCE_READY ? 0 : -ESTALE;
 }
 
-int app_transaction_id(struct appliance *a, uint64_t *out)
+int appliance_transaction_id(struct appliance *a, uint64_t *out)
 {
 	struct thin_pool_status st;
-	int rc = thin_pool_get_status(a->pool, &st);
+	int rc;
 
+	if (!a->pool)
+		return -ENODEV;
+	rc = thin_pool_get_status(a->pool, &st);
 	if (!rc)
 		*out = st.transaction_id;
 	return rc;
+}
+
+int appliance_update_data_size(struct appliance *a)
+{
+	if (!a->o.data_size_changed)
+		return 0;
+	return a->o.data_size_changed(a->o.data_size_ctx, a->o.data_disk);
 }
 
 /*
@@ -361,7 +371,7 @@ int app_transact(struct appliance *a, struct cfg *next, int (*before)(struct app
 	rc = config_changeable(a);
 	if (rc)
 		return rc;
-	rc = app_transaction_id(a, &t);
+	rc = appliance_transaction_id(a, &t);
 	if (rc)
 		return rc;
 	/* 1. the configuration for T + 1 is durable before the pool can reach T + 1 */
@@ -424,7 +434,7 @@ static void delete_orphans(struct appliance *a)
 	struct thin_md_view v;
 	int rc;
 
-	rc = app_pool_usable(a, true);
+	rc = appliance_pool_usable(a, true);
 	if (!rc)
 		rc = thin_md_view_current(thin_pool_md(a->pool), &v);
 	if (!rc)
@@ -515,7 +525,7 @@ static unsigned pool_devices(struct appliance *a)
 	struct thin_md_view v;
 	unsigned n = 0;
 
-	if (app_pool_usable(a, false) || thin_md_view_current(thin_pool_md(a->pool), &v) ||
+	if (appliance_pool_usable(a, false) || thin_md_view_current(thin_pool_md(a->pool), &v) ||
 	    thin_view_for_each_device(&v, count_device, &n))
 		return ~0u;
 	return n;
@@ -528,7 +538,7 @@ static void load_config(struct appliance *a, bool may_first_boot)
 	uint64_t t;
 	int rc;
 
-	rc = app_transaction_id(a, &t);
+	rc = appliance_transaction_id(a, &t);
 	if (rc) {
 		set_problem(a, APPLIANCE_BAD_CONFIG, "cannot read the pool status: %s",
 			    appliance_strerror(rc));
@@ -857,10 +867,10 @@ int appliance_set_transaction_id(struct appliance *a, uint64_t old, uint64_t new
 	uint64_t t;
 	int rc;
 
-	rc = app_pool_usable(a, true);
+	rc = appliance_pool_usable(a, true);
 	if (rc)
 		return rc;
-	rc = app_transaction_id(a, &t);
+	rc = appliance_transaction_id(a, &t);
 	if (rc)
 		return rc;
 	if (t != old || new_id == old)
@@ -1171,7 +1181,7 @@ int appliance_volume_info(struct appliance *a, const char *name, struct applianc
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = app_pool_usable(a, false);
+	rc = appliance_pool_usable(a, false);
 	if (rc)
 		return rc;
 	cv = cfg_find_volume(&a->cfg, name);

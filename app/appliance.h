@@ -3,7 +3,8 @@
  * The appliance: one thin pool on a metadata disk and a data disk, the named volumes and
  * exports of its configuration, and the NBD exports that serve them. Both composition roots
  * (host/main.c and boot/efi_main.c) create one, poll it from their main loop and register
- * its shell commands (config/cmd_pool.c, cmd_thin.c, cmd_export.c).
+ * its shell commands (config/appliance_cmds.h), which use this header and nothing else of
+ * app/.
  *
  * Metadata disk layout (docs/appliance.md):
  *   [0, meta_bytes)                     pool metadata, through a core/blkdev_slice.h slice:
@@ -59,8 +60,8 @@
  * export's release) run; the console does not. So call these from the main loop only, never
  * from an NBD, pool or block-device callback.
  */
-#ifndef CONFIG_APPLIANCE_H
-#define CONFIG_APPLIANCE_H
+#ifndef APP_APPLIANCE_H
+#define APP_APPLIANCE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -72,7 +73,6 @@
 #include "core/thin/thin_pool.h"
 #include "net/nbd/nbd_server.h"
 
-struct shell;
 struct appliance;
 
 /* The configuration store: two slots of 512 KiB at the end of the metadata disk. */
@@ -126,9 +126,6 @@ int appliance_poll(struct appliance *a);
 /* True while the pool has I/O in flight: poll again without sleeping. */
 bool appliance_busy(const struct appliance *a);
 
-/* Add the pool, thin, export and nbd commands to @sh (once per shell). */
-void appliance_register_commands(struct appliance *a, struct shell *sh);
-
 /* ---- State, for the commands and the tests ------------------------------------------------ */
 
 enum appliance_state {
@@ -149,6 +146,13 @@ struct nbd_server *appliance_server(struct appliance *a);
 /* The pool metadata slice's size and the store's offset on the metadata disk, in bytes. */
 uint64_t appliance_meta_bytes(const struct appliance *a);
 uint64_t appliance_store_offset(const struct appliance *a);
+/* The pool's transaction id; -ENODEV without an open pool. */
+int appliance_transaction_id(struct appliance *a, uint64_t *out);
+/*
+ * 0 when the pool is open and its mode allows a change (@change) or reading metadata; else
+ * -ENODEV (no pool), -EROFS (read-only, @change) or -EIO (failed).
+ */
+int appliance_pool_usable(struct appliance *a, bool change);
 /* A readable sentence for an error code of the calls below. */
 const char *appliance_strerror(int rc);
 
@@ -169,6 +173,11 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 
 /* Flush the data disk and commit. */
 int appliance_commit(struct appliance *a);
+/*
+ * Ask the platform for the data disk's size again (appliance_opts' data_size_changed; 0
+ * without one), before thin_pool_resize_data() grows the pool to it (`pool resize-data`).
+ */
+int appliance_update_data_size(struct appliance *a);
 /*
  * The out-of-data-space policy (thin_pool_opts' error_if_no_space and no_space_timeout_ms):
  * saved in the settings block (kept across reboots and pool format), then applied to the
