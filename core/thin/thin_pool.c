@@ -2056,11 +2056,6 @@ struct blkdev *thin_volume_blkdev(struct thin_volume *vol)
 	return &vol->bdev;
 }
 
-thin_id_t thin_volume_id(const struct thin_volume *vol)
-{
-	return vol->id;
-}
-
 int thin_volume_resize(struct thin_volume *vol, uint64_t size)
 {
 	struct thin_pool *pool = vol->pool;

@@ -200,7 +200,6 @@ int thin_volume_open(struct thin_pool *pool, thin_id_t id, uint64_t size, bool r
 void thin_volume_close(struct thin_volume *vol);
 /* The volume as a block device (512-byte blocks), valid until thin_volume_close(). */
 struct blkdev *thin_volume_blkdev(struct thin_volume *vol);
-thin_id_t thin_volume_id(const struct thin_volume *vol);
 /*
  * Change the size. Shrinking unmaps every block past the new end (their data is gone).
  * -EBUSY while requests are in flight.
