@@ -1558,7 +1558,7 @@ void thin_pool_default_opts(struct thin_pool_opts *o)
 	o->discard_passdown = true;
 	o->error_if_no_space = false;
 	o->no_space_timeout_ms = 60000; /* dm's default no_space_timeout */
-	o->commit_interval_ms = 1000;
+	o->commit_interval_ms = THIN_POOL_COMMIT_INTERVAL_MS_DEFAULT;
 }
 
 /* Data blocks the data disk holds at @sectors per block. */
@@ -1638,7 +1638,7 @@ int thin_pool_open(struct blkdev *meta, struct blkdev *data, const struct thin_p
 	else
 		thin_pool_default_opts(&pool->o);
 	if (!pool->o.commit_interval_ms)
-		pool->o.commit_interval_ms = 1000;
+		pool->o.commit_interval_ms = THIN_POOL_COMMIT_INTERVAL_MS_DEFAULT;
 	pool->meta = meta;
 	pool->data = data;
 	mo.read_only = pool->o.read_only;
