@@ -435,7 +435,7 @@ static int format(struct thin_md *md, const struct thin_md_open_opts *o)
 	put_le32(&sb->data_block_size, o->data_block_sectors);
 	put_le32(&sb->metadata_block_size, THIN_METADATA_BLOCK_SECTORS);
 	put_le64(&sb->metadata_nr_blocks,
-		 MIN(dm_bm_nr_blocks(md->bm), (dm_block_t)THIN_METADATA_MAX_BLOCKS));
+		 MIN(dm_bm_nr_blocks(md->bm), (dm_block_t)DM_SM_METADATA_MAX_BLOCKS));
 	sb_to_md(md, sb);
 	dm_bm_unlock(b);
 	/* The trees' roots reach the superblock at the first commit. */
@@ -1426,7 +1426,7 @@ int thin_md_resize_metadata_dev(struct thin_md *md, uint64_t new_blocks)
 		return r;
 	if (new_blocks < old || new_blocks > dm_bm_nr_blocks(md->bm))
 		return -EINVAL;
-	new_blocks = MIN(new_blocks, (uint64_t)THIN_METADATA_MAX_BLOCKS);
+	new_blocks = MIN(new_blocks, (uint64_t)DM_SM_METADATA_MAX_BLOCKS);
 	if (new_blocks == old)
 		return 0;
 	md->dirty = true;

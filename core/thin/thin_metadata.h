@@ -34,8 +34,6 @@
 #include <stdint.h>
 
 #define THIN_METADATA_BLOCK_SIZE 4096u
-/* The metadata space map's single index block covers 255 bitmaps of 16320 blocks each. */
-#define THIN_METADATA_MAX_BLOCKS (255ull * ((1u << 14) - 64))
 /* Data block size limits in 512-byte sectors (dm-thin: 64 KiB .. 1 GiB, multiple of 64 KiB). */
 #define THIN_DATA_BLOCK_SECTORS_MIN 128u
 #define THIN_DATA_BLOCK_SECTORS_MAX 2097152u
@@ -242,7 +240,7 @@ int thin_md_data_block_is_shared(struct thin_md *md, uint64_t block);
 int thin_md_resize_data_dev(struct thin_md *md, uint64_t new_blocks);
 /*
  * Grow the metadata space map to @new_blocks (the device must already be that big; capped
- * at THIN_METADATA_MAX_BLOCKS). -EINVAL when smaller than now or than the device allows.
+ * at DM_SM_METADATA_MAX_BLOCKS, core/pdata/space_map_common.h). -EINVAL when smaller than now or than the device allows.
  */
 int thin_md_resize_metadata_dev(struct thin_md *md, uint64_t new_blocks);
 
