@@ -584,21 +584,10 @@ static void load_config(struct appliance *a, bool may_first_boot)
 
 static bool block0_zero(struct appliance *a, int *rc_out)
 {
-	uint32_t bs = a->o.meta_disk->block_size;
-	uint8_t *buf = malloc(4096);
-	bool zero = true;
-	int rc;
+	bool blank = false;
 
-	if (!buf) {
-		*rc_out = -ENOMEM;
-		return false;
-	}
-	rc = blkdev_read(a->o.meta_disk, 0, 4096 / bs, buf);
-	for (size_t i = 0; !rc && i < 4096 && zero; i++)
-		zero = buf[i] == 0;
-	free(buf);
-	*rc_out = rc;
-	return !rc && zero;
+	*rc_out = thin_md_is_blank(a->o.meta_disk, &blank);
+	return !*rc_out && blank;
 }
 
 /*

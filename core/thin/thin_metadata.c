@@ -453,6 +453,52 @@ static bool block_size_ok(uint32_t s)
 	       !(s & (THIN_DATA_BLOCK_SECTORS_MIN - 1));
 }
 
+static bool block_is_blank(const uint8_t *bytes)
+{
+	for (size_t i = 0; i < THIN_METADATA_BLOCK_SIZE; i++)
+		if (bytes[i])
+			return false;
+	return true;
+}
+
+int thin_md_is_blank(struct blkdev *meta, bool *blank)
+{
+	uint8_t *b0;
+	int r;
+
+	if (meta->block_size > THIN_METADATA_BLOCK_SIZE)
+		return -EINVAL;
+	b0 = malloc(THIN_METADATA_BLOCK_SIZE);
+	if (!b0)
+		return -ENOMEM;
+	r = blkdev_read(meta,
+			THIN_SUPERBLOCK_LOCATION * (THIN_METADATA_BLOCK_SIZE / meta->block_size),
+			THIN_METADATA_BLOCK_SIZE / meta->block_size, b0);
+	if (!r)
+		*blank = block_is_blank(b0);
+	free(b0);
+	return r;
+}
+
+int thin_md_erase(struct blkdev *meta)
+{
+	uint8_t *b0;
+	int r;
+
+	if (meta->block_size > THIN_METADATA_BLOCK_SIZE)
+		return -EINVAL;
+	b0 = calloc(1, THIN_METADATA_BLOCK_SIZE);
+	if (!b0)
+		return -ENOMEM;
+	r = blkdev_write(meta,
+			 THIN_SUPERBLOCK_LOCATION * (THIN_METADATA_BLOCK_SIZE / meta->block_size),
+			 THIN_METADATA_BLOCK_SIZE / meta->block_size, b0);
+	if (!r)
+		r = blkdev_flush(meta);
+	free(b0);
+	return r;
+}
+
 /* Look at block 0 before trusting it, so each kind of bad device gets its own answer. */
 static int examine_superblock(struct thin_md *md, const struct thin_md_open_opts *o, bool *blank)
 {
@@ -469,9 +515,7 @@ static int examine_superblock(struct thin_md *md, const struct thin_md_open_opts
 	}
 	bytes = dm_block_data(b);
 	sb = (const void *)bytes;
-	*blank = true;
-	for (size_t i = 0; i < THIN_METADATA_BLOCK_SIZE && *blank; i++)
-		*blank = !bytes[i];
+	*blank = block_is_blank(bytes);
 	r = 0;
 	if (*blank) {
 		/* nothing to check */

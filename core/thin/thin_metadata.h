@@ -86,6 +86,20 @@ struct thin_md_open_opts {
  */
 int thin_md_open(struct blkdev *meta, const struct thin_md_open_opts *opts, struct thin_md **out);
 /*
+ * Whether @meta is blank: its block 0 (the superblock's place, THIN_METADATA_BLOCK_SIZE
+ * bytes) is all zeroes, so it holds no pool and nothing else worth keeping. The one test
+ * behind "format only a blank device" (thin_md_open(), thin_pool_format(), first boot).
+ * 0 with *blank set, -ENOMEM, or the read's -errno (-EINVAL when @meta's block size is
+ * larger than THIN_METADATA_BLOCK_SIZE or the device is smaller than one metadata block).
+ */
+int thin_md_is_blank(struct blkdev *meta, bool *blank);
+/*
+ * Make @meta blank (see thin_md_is_blank()): zero block 0 and flush. What was on the device
+ * is lost for good; thin_md_open() with opts->format then writes a new pool. 0, -ENOMEM,
+ * -EROFS, or the write's / flush's -errno.
+ */
+int thin_md_erase(struct blkdev *meta);
+/*
  * Close without committing (an uncommitted transaction is dropped, as after a crash).
  * -EBUSY (and nothing closed) while thin devices are open.
  */

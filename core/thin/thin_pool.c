@@ -1581,7 +1581,7 @@ int thin_pool_format(struct blkdev *meta, struct blkdev *data, const struct thin
 	struct thin_pool_opts def;
 	struct thin_md *md;
 	uint64_t nr;
-	uint8_t *b0;
+	bool blank;
 	int r;
 
 	if (!o) {
@@ -1591,27 +1591,17 @@ int thin_pool_format(struct blkdev *meta, struct blkdev *data, const struct thin
 	r = data_geometry(data, o->data_block_sectors, &nr);
 	if (r)
 		return r;
-	b0 = calloc(1, THIN_METADATA_BLOCK_SIZE);
-	if (!b0)
-		return -ENOMEM;
-	r = blkdev_read(meta, 0, THIN_METADATA_BLOCK_SIZE / meta->block_size, b0);
-	if (!r) {
-		for (unsigned i = 0; i < THIN_METADATA_BLOCK_SIZE; i++) {
-			if (b0[i]) {
-				r = -EEXIST;
-				break;
-			}
-		}
-	}
-	if (r == -EEXIST && force) {
-		memset(b0, 0, THIN_METADATA_BLOCK_SIZE);
-		r = blkdev_write(meta, 0, THIN_METADATA_BLOCK_SIZE / meta->block_size, b0);
-		if (!r)
-			r = blkdev_flush(meta);
-	}
-	free(b0);
+	r = thin_md_is_blank(meta, &blank);
 	if (r)
 		return r;
+	if (!blank && !force)
+		return -EEXIST;
+	if (!blank) {
+		/* thin_md_open() formats only a blank device: make it one. */
+		r = thin_md_erase(meta);
+		if (r)
+			return r;
+	}
 	mo.data_block_sectors = o->data_block_sectors;
 	mo.format = true;
 	mo.data_dev_blocks = nr;
