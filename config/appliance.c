@@ -290,7 +290,7 @@ static void stop_exports(struct appliance *a)
  */
 static bool wait_exports_released(struct appliance *a, unsigned ms)
 {
-	uint64_t end = plat_now_ns() + (uint64_t)ms * 1000000u;
+	uint64_t end = plat_now_ns() + (uint64_t)ms * NSEC_PER_MSEC;
 
 	while (a->live_exports && plat_now_ns() < end) {
 		if (a->o.srv)
@@ -1010,7 +1010,7 @@ int appliance_delete_volume(struct appliance *a, const char *name)
 	/* A connection may still hold it after its export was removed: let its requests in
 	 * flight finish (the transport closes the connection afterwards, outside this call). */
 	if (app_volume_open(a, id)) {
-		uint64_t end = plat_now_ns() + APPLIANCE_VOLUME_RELEASE_MS * 1000000ull;
+		uint64_t end = plat_now_ns() + APPLIANCE_VOLUME_RELEASE_MS * NSEC_PER_MSEC;
 
 		while (app_volume_open(a, id) && plat_now_ns() < end) {
 			if (a->o.srv)

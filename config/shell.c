@@ -392,7 +392,7 @@ static int cmd_version(struct shell *sh, int argc, char **argv)
 static int cmd_uptime(struct shell *sh, int argc, char **argv)
 {
 	int rc = no_args(sh, argc, argv);
-	uint64_t ms = plat_now_ns() / 1000000;
+	uint64_t ms = plat_now_ns() / NSEC_PER_MSEC;
 
 	if (!rc)
 		shell_printf(

@@ -57,7 +57,7 @@
  * (at least one block): more ios wait for memory instead of failing. */
 #define BOUNCE_LIMIT (32u * 1024 * 1024)
 /* Bound for the synchronous waits (admin calls, the volume's synchronous ops). */
-#define SYNC_WAIT_NS (120ull * 1000000000ull)
+#define SYNC_WAIT_NS (120 * NSEC_PER_SEC)
 /* One poll call moves at most this many steps, so the main loop stays responsive. */
 #define POLL_BUDGET 4096
 
@@ -1302,7 +1302,7 @@ static int no_space_timer(struct thin_pool *pool)
 		return 0;
 	if (!no_space_errors(pool) && pool->o.no_space_timeout_ms &&
 	    plat_now_ns() - pool->no_space_since >=
-		(uint64_t)pool->o.no_space_timeout_ms * 1000000ull)
+		(uint64_t)pool->o.no_space_timeout_ms * NSEC_PER_MSEC)
 		pool->no_space_timed_out = true;
 	if (!no_space_errors(pool))
 		return 0;
@@ -1351,7 +1351,7 @@ int thin_pool_poll(struct thin_pool *pool)
 		moved += flush_step(pool);
 		if (pool_writable(pool) && pool->dirty && pool->cstate == COMMIT_IDLE &&
 		    plat_now_ns() - pool->last_commit_ns >=
-			(uint64_t)pool->o.commit_interval_ms * 1000000ull)
+			(uint64_t)pool->o.commit_interval_ms * NSEC_PER_MSEC)
 			pool->commit_wanted = true;
 		moved += commit_step(pool);
 		moved += no_space_timer(pool);
