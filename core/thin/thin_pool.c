@@ -1460,56 +1460,18 @@ static int vol_poll(struct blkdev *dev)
 	return thin_pool_poll(container_of(dev, struct thin_volume, bdev)->pool);
 }
 
-/* A synchronous call: heap-held so a timed-out request can finish later safely. */
-struct sync_req {
-	struct blkdev_req req;
-	bool done, orphan;
-	int rc;
-};
-
-static void sync_done(struct blkdev_req *req, int rc)
+/* Nothing moves but the pool's timers (commit interval, no-space timeout): the wait may sleep. */
+static bool vol_idle(struct blkdev *dev)
 {
-	struct sync_req *s = container_of(req, struct sync_req, req);
-
-	if (s->orphan) {
-		free(s);
-		return;
-	}
-	s->rc = rc;
-	s->done = true;
+	return !thin_pool_busy(container_of(dev, struct thin_volume, bdev)->pool);
 }
 
 static int vol_sync(struct blkdev *dev, enum blkdev_op op, uint64_t block, uint32_t count,
 		    void *buf)
 {
-	struct thin_pool *pool = container_of(dev, struct thin_volume, bdev)->pool;
-	struct sync_req *s = calloc(1, sizeof(*s));
-	uint64_t deadline = plat_now_ns() + SYNC_WAIT_NS;
-	int r;
+	struct blkdev_req req = { .op = op, .block = block, .count = count, .buf = buf };
 
-	if (!s)
-		return -ENOMEM;
-	s->req.op = op;
-	s->req.block = block;
-	s->req.count = count;
-	s->req.buf = buf;
-	s->req.done = sync_done;
-	r = blkdev_submit(dev, &s->req);
-	if (r) {
-		free(s);
-		return r;
-	}
-	while (!s->done) {
-		if (!thin_pool_poll(pool) && !thin_pool_busy(pool))
-			plat_udelay(100);
-		if (!s->done && plat_now_ns() > deadline) {
-			s->orphan = true;
-			return -ETIMEDOUT;
-		}
-	}
-	r = s->rc;
-	free(s);
-	return r;
+	return blkdev_submit_wait(dev, &req, SYNC_WAIT_NS, vol_idle);
 }
 
 static int vol_read(struct blkdev *dev, uint64_t block, uint32_t count, void *buf)
@@ -1678,14 +1640,18 @@ err_free:
 	return r;
 }
 
-/* Poll until @cond holds, bounded. */
+/*
+ * Poll until @cond holds, bounded. Waits for pool state, not for one request (that is
+ * blkdev_submit_wait(), which the volumes' synchronous ops use), with the same bound and
+ * the same sleep when idle.
+ */
 #define WAIT_UNTIL(pool, cond)                                                                     \
 	({                                                                                         \
 		uint64_t dl_ = plat_now_ns() + SYNC_WAIT_NS;                                       \
 		int rc_ = 0;                                                                       \
 		while (!(cond)) {                                                                  \
 			if (!thin_pool_poll(pool) && !thin_pool_busy(pool))                        \
-				plat_udelay(100);                                                  \
+				plat_udelay(BLKDEV_WAIT_IDLE_US);                                  \
 			if (!(cond) && plat_now_ns() > dl_) {                                      \
 				rc_ = -ETIMEDOUT;                                                  \
 				break;                                                             \
