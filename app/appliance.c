@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/shell.h"
 #include "core/base/crc32c.h"
 #include "core/base/endian.h"
 #include "core/base/plat.h"
@@ -290,7 +289,7 @@ static void stop_exports(struct appliance *a)
  */
 static bool wait_exports_released(struct appliance *a, unsigned ms)
 {
-	uint64_t end = plat_now_ns() + (uint64_t)ms * 1000000u;
+	uint64_t end = plat_now_ns() + (uint64_t)ms * NSEC_PER_MSEC;
 
 	while (a->live_exports && plat_now_ns() < end) {
 		if (a->o.srv)
@@ -500,7 +499,7 @@ static int first_boot(struct appliance *a)
 	int rc;
 
 	size = MIN(ALIGN_DOWN(size, 512ull), APPLIANCE_MAX_VOLUME_BYTES);
-	shell_format_size(size, sz, sizeof(sz));
+	format_size(size, sz, sizeof(sz));
 	a->state = APPLIANCE_READY;
 	rc =
 	    app_create_volume_tx(a, APPLIANCE_DEFAULT_VOLUME, size, NULL, APPLIANCE_DEFAULT_VOLUME);
@@ -594,21 +593,10 @@ static void load_config(struct appliance *a, bool may_first_boot)
 
 static bool block0_zero(struct appliance *a, int *rc_out)
 {
-	uint32_t bs = a->o.meta_disk->block_size;
-	uint8_t *buf = malloc(4096);
-	bool zero = true;
-	int rc;
+	bool blank = false;
 
-	if (!buf) {
-		*rc_out = -ENOMEM;
-		return false;
-	}
-	rc = blkdev_read(a->o.meta_disk, 0, 4096 / bs, buf);
-	for (size_t i = 0; !rc && i < 4096 && zero; i++)
-		zero = buf[i] == 0;
-	free(buf);
-	*rc_out = rc;
-	return !rc && zero;
+	*rc_out = thin_md_is_blank(a->o.meta_disk, &blank);
+	return !*rc_out && blank;
 }
 
 /*
@@ -1031,7 +1019,7 @@ int appliance_delete_volume(struct appliance *a, const char *name)
 	/* A connection may still hold it after its export was removed: let its requests in
 	 * flight finish (the transport closes the connection afterwards, outside this call). */
 	if (app_volume_open(a, id)) {
-		uint64_t end = plat_now_ns() + APPLIANCE_VOLUME_RELEASE_MS * 1000000ull;
+		uint64_t end = plat_now_ns() + APPLIANCE_VOLUME_RELEASE_MS * NSEC_PER_MSEC;
 
 		while (app_volume_open(a, id) && plat_now_ns() < end) {
 			if (a->o.srv)

@@ -99,7 +99,7 @@ static void probe_disk(const struct pci_dev *d)
 			    d->dev, d->fn, dk->rc);
 		return;
 	}
-	shell_format_size(dk->vb->bdev.nr_blocks * dk->vb->bdev.block_size, size, sizeof(size));
+	format_size(dk->vb->bdev.nr_blocks * dk->vb->bdev.block_size, size, sizeof(size));
 	plat_printf("thinbox: disk %02x:%02x.%x: %" PRIu64 " blocks of %u (%s)%s\n", d->bus, d->dev,
 		    d->fn, dk->vb->bdev.nr_blocks, dk->vb->bdev.block_size, size,
 		    dk->vb->bdev.read_only ? ", read-only" : "");
@@ -258,7 +258,7 @@ static int cmd_disks(struct shell *sh, int argc, char **argv)
 			continue;
 		}
 		bytes = dk->vb->bdev.nr_blocks * dk->vb->bdev.block_size;
-		shell_format_size(bytes, size, sizeof(size));
+		format_size(bytes, size, sizeof(size));
 		vblk_features_str(dk->vb, feat, sizeof(feat));
 		shell_printf(sh,
 			     "%s  %" PRIu64 " bytes (%s)  block %u  role %s%s\n"

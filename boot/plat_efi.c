@@ -5,6 +5,7 @@
  * console on COM1, power through ACPI and the reset register, PCI from drivers/bus/pci.
  */
 #include "core/base/plat.h"
+#include "core/base/util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -65,12 +66,12 @@ uint64_t plat_now_ns(void)
 	uint64_t t = rdtsc();
 
 	/* Split to stay in 64 bits: t % rate < 2^32 here, times 1e9 < 2^63. */
-	return t / tsc_rate * 1000000000ull + t % tsc_rate * 1000000000ull / tsc_rate;
+	return t / tsc_rate * NSEC_PER_SEC + t % tsc_rate * NSEC_PER_SEC / tsc_rate;
 }
 
 void plat_udelay(uint32_t us)
 {
-	uint64_t start = rdtsc(), ticks = tsc_rate / 1000000 * us;
+	uint64_t start = rdtsc(), ticks = tsc_rate / USEC_PER_SEC * us;
 
 	while (rdtsc() - start < ticks)
 		cpu_relax();

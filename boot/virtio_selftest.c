@@ -34,7 +34,6 @@
 #define ST_REGION (10u << 20) /* bytes of each disk the self-test covers */
 #define ST_SEQ	  (1u << 20)
 #define ST_SMALL  4096u
-#define NS_PER_MS ((uint64_t)1000000)
 
 static uint64_t pat_word(unsigned tag, uint64_t sector, unsigned w)
 {
@@ -92,7 +91,7 @@ static void job_done(struct blkdev_req *r, int rc)
 /* Run every request with at most @qd in flight; the driver's own timeout bounds the wait. */
 static int job_run(struct job *j, unsigned qd)
 {
-	uint64_t deadline = plat_now_ns() + 120000 * NS_PER_MS;
+	uint64_t deadline = plat_now_ns() + 120000 * NSEC_PER_MSEC;
 	int rc;
 
 	while (j->done < j->n) {
@@ -290,12 +289,12 @@ static int selftest_timeout(struct shell *sh, const char *name)
 	buf = malloc(bd->block_size);
 	if (!buf)
 		return -ENOMEM;
-	vblk_from_blkdev(bd)->timeout_ns = 2000 * NS_PER_MS;
+	vblk_from_blkdev(bd)->timeout_ns = 2000 * NSEC_PER_MSEC;
 	t0 = plat_now_ns();
 	rc = blkdev_read(bd, 0, 1, buf);
 	/* newlib's errno values differ from Linux's: the name is what the test matches. */
 	shell_printf(sh, "vselftest: timeout %s rc=%d%s after %" PRIu64 " ms\n", name, rc,
-		     rc == -ETIMEDOUT ? " (ETIMEDOUT)" : "", (plat_now_ns() - t0) / NS_PER_MS);
+		     rc == -ETIMEDOUT ? " (ETIMEDOUT)" : "", (plat_now_ns() - t0) / NSEC_PER_MSEC);
 	rc = blkdev_read(bd, 0, 1, buf);
 	shell_printf(sh, "vselftest: timeout %s then rc=%d%s\n", name, rc,
 		     rc == -EIO ? " (EIO)" : "");
@@ -356,7 +355,7 @@ static int selftest_net(struct shell *sh)
 		shell_printf(sh, "vselftest: net FAIL: transmit %d\n", rc);
 		return rc;
 	}
-	deadline = t0 + 3000 * NS_PER_MS;
+	deadline = t0 + 3000 * NSEC_PER_MSEC;
 	while (!w.found && plat_now_ns() < deadline) {
 		vnet_poll(vn);
 		vnet_rx_poll(vn, arp_rx, &w, 32);
@@ -370,7 +369,7 @@ static int selftest_net(struct shell *sh)
 	    "vselftest: net ARP reply from 10.0.2.2 (%02x:%02x:%02x:%02x:%02x:%02x) in %" PRIu64
 	    " ms; tx %" PRIu64 " rx %" PRIu64 "\n",
 	    w.mac[0], w.mac[1], w.mac[2], w.mac[3], w.mac[4], w.mac[5],
-	    (plat_now_ns() - t0) / NS_PER_MS, vn->stats.tx_packets, vn->stats.rx_packets);
+	    (plat_now_ns() - t0) / NSEC_PER_MSEC, vn->stats.tx_packets, vn->stats.rx_packets);
 	shell_puts(sh, "vselftest: net PASS\n");
 	return 0;
 }
@@ -453,7 +452,7 @@ static int cmd_vbench(struct shell *sh, int argc, char **argv)
 	}
 	memset(bufs, 0x5a, qd * bs);
 	t0 = plat_now_ns();
-	end = t0 + secs * 1000 * NS_PER_MS;
+	end = t0 + secs * 1000 * NSEC_PER_MSEC;
 	/* Keep @qd requests in flight: every completed slot is refilled until the time is up. */
 	while (!b.err && (plat_now_ns() < end || b.inflight)) {
 		for (unsigned i = 0; i < qd && plat_now_ns() < end; i++) {
@@ -492,13 +491,13 @@ static int cmd_vbench(struct shell *sh, int argc, char **argv)
 			b.err = rc;
 	}
 	ns = plat_now_ns() - t0;
-	kib_s = ns ? b.completed * (bs / 1024) * (uint64_t)1000000000 / ns : 0;
+	kib_s = ns ? b.completed * (bs / 1024) * NSEC_PER_SEC / ns : 0;
 	shell_printf(sh,
 		     "vbench: %s %s %s bs=%llu qd=%llu: %" PRIu64 ".%" PRIu64 " MiB/s %" PRIu64
 		     " IOPS (%" PRIu64 " requests in %" PRIu64 " ms) rc=%d\n",
 		     argv[1], rnd ? "rand" : "seq", wr ? "write" : "read", bs, qd, kib_s / 1024,
-		     kib_s % 1024 * 10 / 1024, ns ? b.completed * (uint64_t)1000000000 / ns : 0,
-		     b.completed, ns / NS_PER_MS, b.err);
+		     kib_s % 1024 * 10 / 1024, ns ? b.completed * NSEC_PER_SEC / ns : 0,
+		     b.completed, ns / NSEC_PER_MSEC, b.err);
 	free(slots);
 	free(bufs);
 	return b.err;

@@ -90,7 +90,7 @@ static int export_list(struct shell *sh, struct appliance *a)
 		struct nbd_export_info info;
 		char size[32], clients[16] = "-";
 
-		shell_format_size(v ? v->size : 0, size, sizeof(size));
+		format_size(v ? v->size : 0, size, sizeof(size));
 		for (unsigned k = 0; srv && !nbd_server_export_info(srv, k, &info); k++) {
 			if (!strcmp(info.name, e->name)) {
 				snprintf(clients, sizeof(clients), "%u", info.clients);

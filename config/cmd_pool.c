@@ -161,14 +161,14 @@ static int pool_status(struct shell *sh, struct appliance *a)
 	bb = (uint64_t)st.data_block_sectors * 512;
 	shell_printf(sh, "  mode            %s\n", mode_name(st.mode));
 	shell_printf(sh, "  transaction id  %" PRIu64 "\n", st.transaction_id);
-	shell_format_size(st.data_used * bb, s1, sizeof(s1));
-	shell_format_size(st.data_total * bb, s2, sizeof(s2));
-	shell_format_size(bb, s3, sizeof(s3));
+	format_size(st.data_used * bb, s1, sizeof(s1));
+	format_size(st.data_total * bb, s2, sizeof(s2));
+	format_size(bb, s3, sizeof(s3));
 	shell_printf(
 	    sh, "  data            %s of %s used, %u%% (%" PRIu64 " of %" PRIu64 " blocks of %s)\n",
 	    s1, s2, percent(st.data_used, st.data_total), st.data_used, st.data_total, s3);
-	shell_format_size(st.meta_used * 4096, s1, sizeof(s1));
-	shell_format_size(st.meta_total * 4096, s2, sizeof(s2));
+	format_size(st.meta_used * 4096, s1, sizeof(s1));
+	format_size(st.meta_total * 4096, s2, sizeof(s2));
 	shell_printf(sh,
 		     "  metadata        %s of %s used, %u%% (%" PRIu64 " of %" PRIu64
 		     " blocks of 4 KiB)\n",

@@ -76,12 +76,12 @@ static int thin_list(struct shell *sh, struct appliance *a)
 		char size[32], mapped[32], created[24];
 		int rc = appliance_volume_info(a, v->name, &info);
 
-		shell_format_size(v->size, size, sizeof(size));
+		format_size(v->size, size, sizeof(size));
 		if (rc || !info.in_pool) {
 			snprintf(mapped, sizeof(mapped), "?");
 			snprintf(created, sizeof(created), "?");
 		} else {
-			shell_format_size(info.mapped_bytes, mapped, sizeof(mapped));
+			format_size(info.mapped_bytes, mapped, sizeof(mapped));
 			snprintf(created, sizeof(created), "time %" PRIu32, info.creation_time);
 		}
 		shell_printf(sh, "%-*s %8" PRIu32 " %11s %11s %-*s %s\n", (int)w, v->name, v->id,
@@ -106,8 +106,8 @@ static int thin_info(struct shell *sh, struct appliance *a, const char *name)
 	rc = appliance_volume_info(a, name, &info);
 	if (rc)
 		return volume_error(sh, a, rc, "thin info", name);
-	shell_format_size(v->size, size, sizeof(size));
-	shell_format_size(info.mapped_bytes, mapped, sizeof(mapped));
+	format_size(v->size, size, sizeof(size));
+	format_size(info.mapped_bytes, mapped, sizeof(mapped));
 	shell_printf(sh, "name              %s\n", v->name);
 	shell_printf(sh, "thin id           %" PRIu32 "\n", v->id);
 	shell_printf(sh, "size              %s (%" PRIu64 " bytes)\n", size, v->size);
@@ -147,7 +147,7 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 		rc = appliance_create_volume(a, argv[2], size);
 		if (rc)
 			return volume_error(sh, a, rc, "thin create", argv[2]);
-		shell_format_size(size, sz, sizeof(sz));
+		format_size(size, sz, sizeof(sz));
 		shell_printf(sh, "created %s: %s, thin id %" PRIu32 "\n", argv[2], sz,
 			     cfg_find_volume(appliance_config(a), argv[2])->id);
 		return 0;
@@ -210,7 +210,7 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 		rc = appliance_resize_volume(a, argv[2], size);
 		if (rc)
 			return volume_error(sh, a, rc, "thin resize", argv[2]);
-		shell_format_size(size, sz, sizeof(sz));
+		format_size(size, sz, sizeof(sz));
 		shell_printf(sh, "%s is now %s (new connections see the new size)\n", argv[2], sz);
 		return 0;
 	}

@@ -162,23 +162,6 @@ int shell_parse_size(const char *s, unsigned long long *out)
 	return 0;
 }
 
-void shell_format_size(unsigned long long bytes, char *buf, size_t len)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
-	unsigned u = 0;
-	unsigned long long whole = bytes, rem = 0;
-
-	while (whole >= 1024 && u + 1 < ARRAY_SIZE(units)) {
-		rem = whole % 1024;
-		whole /= 1024;
-		u++;
-	}
-	if (u == 0 || whole >= 100)
-		snprintf(buf, len, "%llu %s", whole, units[u]);
-	else
-		snprintf(buf, len, "%llu.%llu %s", whole, rem * 10 / 1024, units[u]);
-}
-
 /* ---- Dispatch -------------------------------------------------------------------------- */
 
 static int run_words(struct shell *sh, int argc, char **argv)
@@ -392,7 +375,7 @@ static int cmd_version(struct shell *sh, int argc, char **argv)
 static int cmd_uptime(struct shell *sh, int argc, char **argv)
 {
 	int rc = no_args(sh, argc, argv);
-	uint64_t ms = plat_now_ns() / 1000000;
+	uint64_t ms = plat_now_ns() / NSEC_PER_MSEC;
 
 	if (!rc)
 		shell_printf(
@@ -422,9 +405,9 @@ static int cmd_mem(struct shell *sh, int argc, char **argv)
 	rc = plat_mem_info(&mi);
 	if (rc)
 		return needs_hardware(sh, "mem", rc);
-	shell_format_size(mi.total_bytes, total, sizeof(total));
-	shell_format_size(mi.free_bytes, free_, sizeof(free_));
-	shell_format_size(mi.heap_bytes, heap, sizeof(heap));
+	format_size(mi.total_bytes, total, sizeof(total));
+	format_size(mi.free_bytes, free_, sizeof(free_));
+	format_size(mi.heap_bytes, heap, sizeof(heap));
 	shell_printf(sh, "memory: %s total, %s free, %s heap, %u regions\n", total, free_, heap,
 		     mi.regions);
 	return 0;
@@ -472,7 +455,7 @@ static int cmd_pci(struct shell *sh, int argc, char **argv)
 
 			if (!p.bar[b].size)
 				continue;
-			shell_format_size(p.bar[b].size, size, sizeof(size));
+			format_size(p.bar[b].size, size, sizeof(size));
 			shell_printf(sh, "    BAR%u %s%s%s 0x%" PRIx64 " (%s)\n", b,
 				     p.bar[b].is_io ? "io" : "mem",
 				     p.bar[b].is_io   ? ""

@@ -90,7 +90,5 @@ int shell_split(char *line, char **argv, int max);
  * optional trailing "B"/"iB"). -EINVAL for anything else, -ERANGE on overflow.
  */
 int shell_parse_size(const char *s, unsigned long long *out);
-/* Format @bytes as e.g. "1.5 GiB" into @buf. */
-void shell_format_size(unsigned long long bytes, char *buf, size_t len);
 
 #endif

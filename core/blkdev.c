@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The asynchronous half of core/blkdev.h: a synchronous fallback for devices that only have
- * the blocking ops, so callers can use one submit/poll path for every device.
+ * the blocking ops, so callers can use one submit/poll path for every device; and the
+ * reverse, blkdev_submit_wait(), the one place synchronous calls wait for a request.
  */
 #include "core/blkdev.h"
+#include "core/base/plat.h"
+#include "core/base/util.h"
+
+#include <stdlib.h>
 
 static int blkdev_check_req(struct blkdev *dev, const struct blkdev_req *req)
 {
@@ -56,4 +61,67 @@ int blkdev_submit(struct blkdev *dev, struct blkdev_req *req)
 int blkdev_poll(struct blkdev *dev)
 {
 	return dev->ops->poll ? dev->ops->poll(dev) : 0;
+}
+
+/* A waited-for request: heap-held so one that timed out can still complete safely. */
+struct wait_req {
+	struct blkdev_req req;
+	bool done, orphan;
+	int rc;
+};
+
+static void wait_done(struct blkdev_req *req, int rc)
+{
+	struct wait_req *w = container_of(req, struct wait_req, req);
+
+	if (w->orphan) {
+		free(w);
+		return;
+	}
+	w->rc = rc;
+	w->done = true;
+}
+
+static void wait_poll(struct blkdev *dev, bool (*idle)(struct blkdev *dev))
+{
+	if (blkdev_poll(dev) <= 0 && idle && idle(dev))
+		plat_udelay(BLKDEV_WAIT_IDLE_US);
+}
+
+int blkdev_submit_wait(struct blkdev *dev, const struct blkdev_req *req, uint64_t timeout_ns,
+		       bool (*idle)(struct blkdev *dev))
+{
+	uint64_t deadline = plat_now_ns() + timeout_ns;
+	struct wait_req *w = calloc(1, sizeof(*w));
+	int rc;
+
+	if (!w)
+		return -ENOMEM;
+	w->req.op = req->op;
+	w->req.block = req->block;
+	w->req.count = req->count;
+	w->req.buf = req->buf;
+	w->req.done = wait_done;
+	while ((rc = blkdev_submit(dev, &w->req)) == -EAGAIN) {
+		/* Full of other requests: they finish (or the device gives up on them) as we poll. */
+		wait_poll(dev, idle);
+		if (plat_now_ns() > deadline) {
+			free(w);
+			return -ETIMEDOUT;
+		}
+	}
+	if (rc) {
+		free(w);
+		return rc;
+	}
+	while (!w->done) {
+		wait_poll(dev, idle);
+		if (!w->done && plat_now_ns() > deadline) {
+			w->orphan = true; /* wait_done() frees it */
+			return -ETIMEDOUT;
+		}
+	}
+	rc = w->rc;
+	free(w);
+	return rc;
 }

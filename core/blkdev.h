@@ -20,7 +20,8 @@
  *     for one it refused. It may run inside blkdev_submit() itself (core/blkdev.c's
  *     synchronous fallback, used by every host device), inside blkdev_poll(), and inside
  *     any synchronous call on the device: those poll until their own request is done and
- *     deliver the others' completions on the way (drivers/virtio-blk; a thin volume's
+ *     deliver the others' completions on the way (blkdev_submit_wait(), which
+ *     drivers/virtio-blk and thin volumes use; a thin volume's
  *     synchronous calls run the whole pool, so they deliver completions of every volume of
  *     that pool).
  *   - Completions come in any order, not in submission order: virtio-blk completes as the
@@ -164,6 +165,32 @@ static inline int blkdev_write_zeroes(struct blkdev *dev, uint64_t block, uint32
 int blkdev_submit(struct blkdev *dev, struct blkdev_req *req);
 /* Deliver finished requests' done() callbacks; the number delivered, or -errno. */
 int blkdev_poll(struct blkdev *dev);
+
+/* How long blkdev_submit_wait() (and the thin pool's own waits) sleep when nothing moves. */
+#define BLKDEV_WAIT_IDLE_US 100u
+
+/*
+ * Synchronous over asynchronous, for a device's synchronous ops (drivers/virtio-blk, a thin
+ * volume): submit a copy of @req (op, block, count, buf; its done, priv and next are not
+ * used) and blkdev_poll() @dev until the copy completes, for at most @timeout_ns. A submit
+ * refused with -EAGAIN is retried, polling in between, within the same bound. Completions
+ * of other requests are delivered on the way. Returns the request's result, the refusal
+ * from blkdev_submit(), -ENOMEM, or -ETIMEDOUT.
+ *
+ * The copy lives on the heap, so a timeout is safe for the device: after -ETIMEDOUT the
+ * request is still in flight and its done() frees the copy whenever it runs. @req->buf may
+ * still be read or written until then: a caller that gives the buffer back must first make
+ * the device end what it holds (drivers/virtio-blk resets the device, failing everything).
+ *
+ * @idle (optional) is asked after a poll that delivered nothing: true means nothing is in
+ * progress but timers (a thin pool waiting for its commit or for space), so the loop sleeps
+ * BLKDEV_WAIT_IDLE_US instead of spinning. NULL: always spin (completions come from
+ * hardware at any moment, and a sleep would only add latency).
+ *
+ * Not from a done() of @dev: blkdev_poll() is not re-entrant.
+ */
+int blkdev_submit_wait(struct blkdev *dev, const struct blkdev_req *req, uint64_t timeout_ns,
+		       bool (*idle)(struct blkdev *dev));
 
 static inline void blkdev_destroy(struct blkdev *dev)
 {

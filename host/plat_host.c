@@ -5,6 +5,7 @@
  * -ENOTSUP, and the shell says so.
  */
 #include "core/base/plat.h"
+#include "core/base/util.h"
 #include "host/plat_host.h"
 
 #include <errno.h>
@@ -62,12 +63,12 @@ uint64_t plat_now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + clock_skew_ns;
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec + clock_skew_ns;
 }
 
 void plat_udelay(uint32_t us)
 {
-	struct timespec ts = { us / 1000000, (long)(us % 1000000) * 1000 };
+	struct timespec ts = { us / USEC_PER_SEC, (long)(us % USEC_PER_SEC * NSEC_PER_USEC) };
 
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;

@@ -16,11 +16,16 @@
 #include "core/base/endian.h"
 #include "core/pdata/btree.h"
 
-#define ENTRIES_PER_BYTE	  4
-#define BITMAP_HEADER_SIZE	  16
-#define ENTRIES_PER_BLOCK	  ((DM_BM_BLOCK_SIZE - BITMAP_HEADER_SIZE) * ENTRIES_PER_BYTE)
-#define MAX_METADATA_BITMAPS	  255
-#define DM_SM_METADATA_MAX_BLOCKS (MAX_METADATA_BITMAPS * ENTRIES_PER_BLOCK)
+#define ENTRIES_PER_BYTE     4
+#define BITMAP_HEADER_SIZE   16
+#define ENTRIES_PER_BLOCK    ((DM_BM_BLOCK_SIZE - BITMAP_HEADER_SIZE) * ENTRIES_PER_BYTE)
+#define MAX_METADATA_BITMAPS 255
+/*
+ * The largest metadata device the format describes (the metadata space map's one index
+ * block): 255 * 16320 = 4,161,600 blocks, about 15.9 GiB. The one definition of that limit;
+ * a bigger device works and the excess is ignored.
+ */
+#define DM_SM_METADATA_MAX_BLOCKS ((uint64_t)MAX_METADATA_BITMAPS * ENTRIES_PER_BLOCK)
 
 #define INDEX_CSUM_XOR	160478u
 #define BITMAP_CSUM_XOR 240779u

@@ -16,9 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Static_assert(DM_SM_METADATA_MAX_BLOCKS_PUBLIC == DM_SM_METADATA_MAX_BLOCKS,
-	       "public and internal limits agree");
-
 #define MAX_RECURSIVE_ALLOCATIONS 1024
 
 enum block_op_type {

@@ -13,13 +13,11 @@
 
 #include "core/pdata/transaction_manager.h"
 
-/* Largest metadata device the format can describe: 255 bitmaps of 16320 blocks. */
-#define DM_SM_METADATA_MAX_BLOCKS_PUBLIC (255ull * 16320ull)
-
 /* Allocate an unconfigured metadata space map (so a tm can be created on it). */
 int dm_sm_metadata_init(struct dm_space_map **sm);
 /*
- * Format: space for @nr_blocks blocks (capped at the maximum), blocks 0 .. @superblock
+ * Format: space for @nr_blocks blocks (capped at
+ * DM_SM_METADATA_MAX_BLOCKS, core/pdata/space_map_common.h), blocks 0 .. @superblock
  * reserved, the space map's own blocks allocated right after @superblock, and committed.
  */
 int dm_sm_metadata_create(struct dm_space_map *sm, struct dm_transaction_manager *tm,

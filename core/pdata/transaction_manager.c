@@ -213,11 +213,6 @@ struct dm_block_manager *dm_tm_get_bm(struct dm_transaction_manager *tm)
 	return tm->bm;
 }
 
-struct dm_space_map *dm_tm_get_sm(struct dm_transaction_manager *tm)
-{
-	return tm->sm;
-}
-
 static int tm_with_sm(struct dm_block_manager *bm, dm_block_t sb_location, const void *sm_root,
 		      size_t root_len, bool create, struct dm_transaction_manager **tm,
 		      struct dm_space_map **sm)

@@ -62,7 +62,6 @@ int dm_tm_ref(struct dm_transaction_manager *tm, dm_block_t b, uint32_t *result)
 int dm_tm_block_is_shared(struct dm_transaction_manager *tm, dm_block_t b, int *result);
 
 struct dm_block_manager *dm_tm_get_bm(struct dm_transaction_manager *tm);
-struct dm_space_map *dm_tm_get_sm(struct dm_transaction_manager *tm);
 
 /*
  * Format: a new metadata space map covering the whole device (capped at the format's

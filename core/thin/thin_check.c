@@ -815,10 +815,10 @@ int thin_check_progress(struct blkdev *meta, thin_check_report_fn report,
 	c->st.held_root = held != 0;
 
 	c->nr_meta = get_le64(&mroot.nr_blocks);
-	if (c->nr_meta > c->dev_blocks || c->nr_meta > THIN_METADATA_MAX_BLOCKS || !c->nr_meta) {
+	if (c->nr_meta > c->dev_blocks || c->nr_meta > DM_SM_METADATA_MAX_BLOCKS || !c->nr_meta) {
 		problem(c, "metadata space map covers %llu blocks, the device has %llu",
 			(unsigned long long)c->nr_meta, (unsigned long long)c->dev_blocks);
-		c->nr_meta = MIN(c->dev_blocks, (dm_block_t)THIN_METADATA_MAX_BLOCKS);
+		c->nr_meta = MIN(c->dev_blocks, (dm_block_t)DM_SM_METADATA_MAX_BLOCKS);
 	}
 	c->expected_reads = MAX(get_le64(&mroot.nr_allocated), (uint64_t)2);
 	c->nr_data = get_le64(&droot.nr_blocks);

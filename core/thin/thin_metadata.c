@@ -435,7 +435,7 @@ static int format(struct thin_md *md, const struct thin_md_open_opts *o)
 	put_le32(&sb->data_block_size, o->data_block_sectors);
 	put_le32(&sb->metadata_block_size, THIN_METADATA_BLOCK_SECTORS);
 	put_le64(&sb->metadata_nr_blocks,
-		 MIN(dm_bm_nr_blocks(md->bm), (dm_block_t)THIN_METADATA_MAX_BLOCKS));
+		 MIN(dm_bm_nr_blocks(md->bm), (dm_block_t)DM_SM_METADATA_MAX_BLOCKS));
 	sb_to_md(md, sb);
 	dm_bm_unlock(b);
 	/* The trees' roots reach the superblock at the first commit. */
@@ -451,6 +451,52 @@ static bool block_size_ok(uint32_t s)
 {
 	return s >= THIN_DATA_BLOCK_SECTORS_MIN && s <= THIN_DATA_BLOCK_SECTORS_MAX &&
 	       !(s & (THIN_DATA_BLOCK_SECTORS_MIN - 1));
+}
+
+static bool block_is_blank(const uint8_t *bytes)
+{
+	for (size_t i = 0; i < THIN_METADATA_BLOCK_SIZE; i++)
+		if (bytes[i])
+			return false;
+	return true;
+}
+
+int thin_md_is_blank(struct blkdev *meta, bool *blank)
+{
+	uint8_t *b0;
+	int r;
+
+	if (meta->block_size > THIN_METADATA_BLOCK_SIZE)
+		return -EINVAL;
+	b0 = malloc(THIN_METADATA_BLOCK_SIZE);
+	if (!b0)
+		return -ENOMEM;
+	r = blkdev_read(meta,
+			THIN_SUPERBLOCK_LOCATION * (THIN_METADATA_BLOCK_SIZE / meta->block_size),
+			THIN_METADATA_BLOCK_SIZE / meta->block_size, b0);
+	if (!r)
+		*blank = block_is_blank(b0);
+	free(b0);
+	return r;
+}
+
+int thin_md_erase(struct blkdev *meta)
+{
+	uint8_t *b0;
+	int r;
+
+	if (meta->block_size > THIN_METADATA_BLOCK_SIZE)
+		return -EINVAL;
+	b0 = calloc(1, THIN_METADATA_BLOCK_SIZE);
+	if (!b0)
+		return -ENOMEM;
+	r = blkdev_write(meta,
+			 THIN_SUPERBLOCK_LOCATION * (THIN_METADATA_BLOCK_SIZE / meta->block_size),
+			 THIN_METADATA_BLOCK_SIZE / meta->block_size, b0);
+	if (!r)
+		r = blkdev_flush(meta);
+	free(b0);
+	return r;
 }
 
 /* Look at block 0 before trusting it, so each kind of bad device gets its own answer. */
@@ -469,9 +515,7 @@ static int examine_superblock(struct thin_md *md, const struct thin_md_open_opts
 	}
 	bytes = dm_block_data(b);
 	sb = (const void *)bytes;
-	*blank = true;
-	for (size_t i = 0; i < THIN_METADATA_BLOCK_SIZE && *blank; i++)
-		*blank = !bytes[i];
+	*blank = block_is_blank(bytes);
 	r = 0;
 	if (*blank) {
 		/* nothing to check */
@@ -1426,7 +1470,7 @@ int thin_md_resize_metadata_dev(struct thin_md *md, uint64_t new_blocks)
 		return r;
 	if (new_blocks < old || new_blocks > dm_bm_nr_blocks(md->bm))
 		return -EINVAL;
-	new_blocks = MIN(new_blocks, (uint64_t)THIN_METADATA_MAX_BLOCKS);
+	new_blocks = MIN(new_blocks, (uint64_t)DM_SM_METADATA_MAX_BLOCKS);
 	if (new_blocks == old)
 		return 0;
 	md->dirty = true;

@@ -34,8 +34,6 @@
 #include <stdint.h>
 
 #define THIN_METADATA_BLOCK_SIZE 4096u
-/* The metadata space map's single index block covers 255 bitmaps of 16320 blocks each. */
-#define THIN_METADATA_MAX_BLOCKS (255ull * ((1u << 14) - 64))
 /* Data block size limits in 512-byte sectors (dm-thin: 64 KiB .. 1 GiB, multiple of 64 KiB). */
 #define THIN_DATA_BLOCK_SECTORS_MIN 128u
 #define THIN_DATA_BLOCK_SECTORS_MAX 2097152u
@@ -87,6 +85,20 @@ struct thin_md_open_opts {
  * -ENOSPC: opts->data_dev_blocks is smaller than the allocated data blocks need.
  */
 int thin_md_open(struct blkdev *meta, const struct thin_md_open_opts *opts, struct thin_md **out);
+/*
+ * Whether @meta is blank: its block 0 (the superblock's place, THIN_METADATA_BLOCK_SIZE
+ * bytes) is all zeroes, so it holds no pool and nothing else worth keeping. The one test
+ * behind "format only a blank device" (thin_md_open(), thin_pool_format(), first boot).
+ * 0 with *blank set, -ENOMEM, or the read's -errno (-EINVAL when @meta's block size is
+ * larger than THIN_METADATA_BLOCK_SIZE or the device is smaller than one metadata block).
+ */
+int thin_md_is_blank(struct blkdev *meta, bool *blank);
+/*
+ * Make @meta blank (see thin_md_is_blank()): zero block 0 and flush. What was on the device
+ * is lost for good; thin_md_open() with opts->format then writes a new pool. 0, -ENOMEM,
+ * -EROFS, or the write's / flush's -errno.
+ */
+int thin_md_erase(struct blkdev *meta);
 /*
  * Close without committing (an uncommitted transaction is dropped, as after a crash).
  * -EBUSY (and nothing closed) while thin devices are open.
@@ -242,7 +254,7 @@ int thin_md_data_block_is_shared(struct thin_md *md, uint64_t block);
 int thin_md_resize_data_dev(struct thin_md *md, uint64_t new_blocks);
 /*
  * Grow the metadata space map to @new_blocks (the device must already be that big; capped
- * at THIN_METADATA_MAX_BLOCKS). -EINVAL when smaller than now or than the device allows.
+ * at DM_SM_METADATA_MAX_BLOCKS, core/pdata/space_map_common.h). -EINVAL when smaller than now or than the device allows.
  */
 int thin_md_resize_metadata_dev(struct thin_md *md, uint64_t new_blocks);
 

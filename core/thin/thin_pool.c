@@ -57,7 +57,7 @@
  * (at least one block): more ios wait for memory instead of failing. */
 #define BOUNCE_LIMIT (32u * 1024 * 1024)
 /* Bound for the synchronous waits (admin calls, the volume's synchronous ops). */
-#define SYNC_WAIT_NS (120ull * 1000000000ull)
+#define SYNC_WAIT_NS (120 * NSEC_PER_SEC)
 /* One poll call moves at most this many steps, so the main loop stays responsive. */
 #define POLL_BUDGET 4096
 
@@ -1298,7 +1298,7 @@ static int no_space_timer(struct thin_pool *pool)
 		return 0;
 	if (!no_space_errors(pool) && pool->o.no_space_timeout_ms &&
 	    plat_now_ns() - pool->no_space_since >=
-		(uint64_t)pool->o.no_space_timeout_ms * 1000000ull)
+		(uint64_t)pool->o.no_space_timeout_ms * NSEC_PER_MSEC)
 		pool->no_space_timed_out = true;
 	if (!no_space_errors(pool))
 		return 0;
@@ -1347,7 +1347,7 @@ int thin_pool_poll(struct thin_pool *pool)
 		moved += flush_step(pool);
 		if (pool_writable(pool) && pool->dirty && pool->cstate == COMMIT_IDLE &&
 		    plat_now_ns() - pool->last_commit_ns >=
-			(uint64_t)pool->o.commit_interval_ms * 1000000ull)
+			(uint64_t)pool->o.commit_interval_ms * NSEC_PER_MSEC)
 			pool->commit_wanted = true;
 		moved += commit_step(pool);
 		moved += no_space_timer(pool);
@@ -1456,56 +1456,18 @@ static int vol_poll(struct blkdev *dev)
 	return thin_pool_poll(container_of(dev, struct thin_volume, bdev)->pool);
 }
 
-/* A synchronous call: heap-held so a timed-out request can finish later safely. */
-struct sync_req {
-	struct blkdev_req req;
-	bool done, orphan;
-	int rc;
-};
-
-static void sync_done(struct blkdev_req *req, int rc)
+/* Nothing moves but the pool's timers (commit interval, no-space timeout): the wait may sleep. */
+static bool vol_idle(struct blkdev *dev)
 {
-	struct sync_req *s = container_of(req, struct sync_req, req);
-
-	if (s->orphan) {
-		free(s);
-		return;
-	}
-	s->rc = rc;
-	s->done = true;
+	return !thin_pool_busy(container_of(dev, struct thin_volume, bdev)->pool);
 }
 
 static int vol_sync(struct blkdev *dev, enum blkdev_op op, uint64_t block, uint32_t count,
 		    void *buf)
 {
-	struct thin_pool *pool = container_of(dev, struct thin_volume, bdev)->pool;
-	struct sync_req *s = calloc(1, sizeof(*s));
-	uint64_t deadline = plat_now_ns() + SYNC_WAIT_NS;
-	int r;
+	struct blkdev_req req = { .op = op, .block = block, .count = count, .buf = buf };
 
-	if (!s)
-		return -ENOMEM;
-	s->req.op = op;
-	s->req.block = block;
-	s->req.count = count;
-	s->req.buf = buf;
-	s->req.done = sync_done;
-	r = blkdev_submit(dev, &s->req);
-	if (r) {
-		free(s);
-		return r;
-	}
-	while (!s->done) {
-		if (!thin_pool_poll(pool) && !thin_pool_busy(pool))
-			plat_udelay(100);
-		if (!s->done && plat_now_ns() > deadline) {
-			s->orphan = true;
-			return -ETIMEDOUT;
-		}
-	}
-	r = s->rc;
-	free(s);
-	return r;
+	return blkdev_submit_wait(dev, &req, SYNC_WAIT_NS, vol_idle);
 }
 
 static int vol_read(struct blkdev *dev, uint64_t block, uint32_t count, void *buf)
@@ -1554,7 +1516,7 @@ void thin_pool_default_opts(struct thin_pool_opts *o)
 	o->discard_passdown = true;
 	o->error_if_no_space = false;
 	o->no_space_timeout_ms = 60000; /* dm's default no_space_timeout */
-	o->commit_interval_ms = 1000;
+	o->commit_interval_ms = THIN_POOL_COMMIT_INTERVAL_MS_DEFAULT;
 }
 
 /* Data blocks the data disk holds at @sectors per block. */
@@ -1577,7 +1539,7 @@ int thin_pool_format(struct blkdev *meta, struct blkdev *data, const struct thin
 	struct thin_pool_opts def;
 	struct thin_md *md;
 	uint64_t nr;
-	uint8_t *b0;
+	bool blank;
 	int r;
 
 	if (!o) {
@@ -1587,27 +1549,17 @@ int thin_pool_format(struct blkdev *meta, struct blkdev *data, const struct thin
 	r = data_geometry(data, o->data_block_sectors, &nr);
 	if (r)
 		return r;
-	b0 = calloc(1, THIN_METADATA_BLOCK_SIZE);
-	if (!b0)
-		return -ENOMEM;
-	r = blkdev_read(meta, 0, THIN_METADATA_BLOCK_SIZE / meta->block_size, b0);
-	if (!r) {
-		for (unsigned i = 0; i < THIN_METADATA_BLOCK_SIZE; i++) {
-			if (b0[i]) {
-				r = -EEXIST;
-				break;
-			}
-		}
-	}
-	if (r == -EEXIST && force) {
-		memset(b0, 0, THIN_METADATA_BLOCK_SIZE);
-		r = blkdev_write(meta, 0, THIN_METADATA_BLOCK_SIZE / meta->block_size, b0);
-		if (!r)
-			r = blkdev_flush(meta);
-	}
-	free(b0);
+	r = thin_md_is_blank(meta, &blank);
 	if (r)
 		return r;
+	if (!blank && !force)
+		return -EEXIST;
+	if (!blank) {
+		/* thin_md_open() formats only a blank device: make it one. */
+		r = thin_md_erase(meta);
+		if (r)
+			return r;
+	}
 	mo.data_block_sectors = o->data_block_sectors;
 	mo.format = true;
 	mo.data_dev_blocks = nr;
@@ -1634,7 +1586,7 @@ int thin_pool_open(struct blkdev *meta, struct blkdev *data, const struct thin_p
 	else
 		thin_pool_default_opts(&pool->o);
 	if (!pool->o.commit_interval_ms)
-		pool->o.commit_interval_ms = 1000;
+		pool->o.commit_interval_ms = THIN_POOL_COMMIT_INTERVAL_MS_DEFAULT;
 	pool->meta = meta;
 	pool->data = data;
 	mo.read_only = pool->o.read_only;
@@ -1684,14 +1636,18 @@ err_free:
 	return r;
 }
 
-/* Poll until @cond holds, bounded. */
+/*
+ * Poll until @cond holds, bounded. Waits for pool state, not for one request (that is
+ * blkdev_submit_wait(), which the volumes' synchronous ops use), with the same bound and
+ * the same sleep when idle.
+ */
 #define WAIT_UNTIL(pool, cond)                                                                     \
 	({                                                                                         \
 		uint64_t dl_ = plat_now_ns() + SYNC_WAIT_NS;                                       \
 		int rc_ = 0;                                                                       \
 		while (!(cond)) {                                                                  \
 			if (!thin_pool_poll(pool) && !thin_pool_busy(pool))                        \
-				plat_udelay(100);                                                  \
+				plat_udelay(BLKDEV_WAIT_IDLE_US);                                  \
 			if (!(cond) && plat_now_ns() > dl_) {                                      \
 				rc_ = -ETIMEDOUT;                                                  \
 				break;                                                             \
@@ -2050,11 +2006,6 @@ void thin_volume_close(struct thin_volume *vol)
 struct blkdev *thin_volume_blkdev(struct thin_volume *vol)
 {
 	return &vol->bdev;
-}
-
-thin_id_t thin_volume_id(const struct thin_volume *vol)
-{
-	return vol->id;
 }
 
 int thin_volume_resize(struct thin_volume *vol, uint64_t size)

@@ -61,6 +61,9 @@ enum thin_pool_mode {
 	THIN_POOL_FAIL,
 };
 
+/* dm-thin's COMMIT_PERIOD: the pool commits once a second while it has changes. */
+#define THIN_POOL_COMMIT_INTERVAL_MS_DEFAULT 1000u
+
 struct thin_pool_opts {
 	/* Format only: data block size in 512-byte sectors (default 128 = 64 KiB). */
 	uint32_t data_block_sectors;
@@ -78,7 +81,8 @@ struct thin_pool_opts {
 	uint32_t no_space_timeout_ms;
 	/* Free data blocks at or below which the low-water event fires (0: none). */
 	uint64_t low_water_blocks;
-	/* Automatic commit period while dirty (default 1000). */
+	/* Automatic commit period while dirty (THIN_POOL_COMMIT_INTERVAL_MS_DEFAULT; 0 also
+	 * means the default, so a zeroed struct behaves). */
 	uint32_t commit_interval_ms;
 	/* Metadata blocks to cache (0: the metadata layer's default). */
 	unsigned meta_cache_blocks;
@@ -200,7 +204,6 @@ int thin_volume_open(struct thin_pool *pool, thin_id_t id, uint64_t size, bool r
 void thin_volume_close(struct thin_volume *vol);
 /* The volume as a block device (512-byte blocks), valid until thin_volume_close(). */
 struct blkdev *thin_volume_blkdev(struct thin_volume *vol);
-thin_id_t thin_volume_id(const struct thin_volume *vol);
 /*
  * Change the size. Shrinking unmaps every block past the new end (their data is gone).
  * -EBUSY while requests are in flight.

@@ -370,45 +370,21 @@ static int vblk_submit(struct blkdev *bdev, struct blkdev_req *req)
 
 /* ---- Synchronous calls ------------------------------------------------------------------------ */
 
-struct vblk_wait {
-	bool done;
-	int rc;
-};
-
-static void vblk_sync_done(struct blkdev_req *req, int rc)
-{
-	struct vblk_wait *w = req->priv;
-
-	w->done = true;
-	w->rc = rc;
-}
-
 /* Submit one request and poll until it is done: bounded by the request timeout. */
-static int vblk_sync_one(struct vblk *vb, struct blkdev_req *req)
+static int vblk_sync_one(struct vblk *vb, const struct blkdev_req *req)
 {
-	/* A margin over timeout_ns, in case the poll-side check somehow did not fire. */
-	uint64_t deadline = plat_now_ns() + vb->timeout_ns + 1000000000ull;
-	struct vblk_wait w = { false, 0 };
-	int rc;
+	/*
+	 * vblk_poll() fails a request older than timeout_ns (resetting the device); the margin
+	 * over it is for a queue that never drained or a poll-side check that did not fire.
+	 * Spin (no idle callback): the device completes at any moment.
+	 */
+	int rc = blkdev_submit_wait(&vb->bdev, req, vb->timeout_ns + NSEC_PER_SEC, NULL);
 
-	req->done = vblk_sync_done;
-	req->priv = &w;
-	while ((rc = vblk_submit(&vb->bdev, req)) == -EAGAIN) {
-		/* Full of other requests: they finish, or the oldest times out and rc turns -EIO. */
-		vblk_poll(vb);
-		if (plat_now_ns() > deadline) {
-			vblk_wedged(vb, -ETIMEDOUT, "queue never drained");
-			return -ETIMEDOUT;
-		}
-	}
-	if (rc)
-		return rc;
-	while (!w.done) {
-		vblk_poll(vb);
-		if (!w.done && plat_now_ns() > deadline)
-			vblk_wedged(vb, -ETIMEDOUT, "request timed out");
-	}
-	return w.rc;
+	/* Then reset it here: that also ends the request left in flight, and its buffer is ours
+	 * again. */
+	if (rc == -ETIMEDOUT && !vb->dead)
+		vblk_wedged(vb, -ETIMEDOUT, "synchronous request timed out");
+	return rc;
 }
 
 static int vblk_sync(struct vblk *vb, enum blkdev_op op, uint64_t block, uint32_t count, void *buf)

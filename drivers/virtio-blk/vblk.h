@@ -21,6 +21,7 @@
 #ifndef DRIVERS_VIRTIO_BLK_VBLK_H
 #define DRIVERS_VIRTIO_BLK_VBLK_H
 
+#include "core/base/util.h"
 #include "core/blkdev.h"
 #include "drivers/virtio/virtio.h"
 #include "drivers/virtio/virtqueue.h"
@@ -100,7 +101,7 @@ _Static_assert(sizeof(struct virtio_blk_discard_write_zeroes) == 16, "§5.2.6");
 #define VBLK_QUEUE_SIZE		256		    /* asked for; the device may give less */
 #define VBLK_MAX_REQ_BYTES	(64u * 1024 * 1024) /* largest piece we send */
 #define VBLK_MAX_SEGS		8		    /* data descriptors per piece */
-#define VBLK_TIMEOUT_NS_DEFAULT (30ull * 1000 * 1000 * 1000) /* QEMU on a busy host can be slow */
+#define VBLK_TIMEOUT_NS_DEFAULT (30 * NSEC_PER_SEC) /* QEMU on a busy host can be slow */
 
 struct vblk_slot;
 struct vblk_io;

@@ -22,6 +22,7 @@
 #ifndef DRIVERS_VIRTIO_NET_VNET_H
 #define DRIVERS_VIRTIO_NET_VNET_H
 
+#include "core/base/util.h"
 #include "drivers/virtio/virtio.h"
 #include "drivers/virtio/virtqueue.h"
 
@@ -68,7 +69,7 @@ _Static_assert(sizeof(struct virtio_net_hdr) == 12, "virtio 1.1 §5.1.6");
 #define VNET_QUEUE_SIZE	  128  /* per direction; every receive slot always holds a buffer */
 #define VNET_BUF_SIZE	  2048 /* header + frame; §5.1.6.3.1 needs 1526 without MRG_RXBUF */
 #define VNET_MAX_FRAME	  (VNET_BUF_SIZE - sizeof(struct virtio_net_hdr))
-#define VNET_LINK_POLL_NS (200ull * 1000 * 1000)
+#define VNET_LINK_POLL_NS (200 * NSEC_PER_MSEC)
 
 #define VNET_RX_CSUM_OK 0x1
 

@@ -11,12 +11,13 @@
 
 #include "drivers/bus/pci.h"
 #include "core/base/plat.h"
+#include "core/base/util.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#define VPCI_RESET_TIMEOUT_NS (1000ull * 1000 * 1000) /* 1 s; QEMU resets at once */
+#define VPCI_RESET_TIMEOUT_NS NSEC_PER_SEC /* QEMU resets at once */
 #define VPCI_CONFIG_GEN_TRIES 100
 #define COMMON(field)	      offsetof(struct virtio_pci_common_cfg, field)
 

@@ -528,7 +528,6 @@ int main(int argc, char **argv)
 	char why[256] = "";
 	struct blkdev *dev;
 	struct thin_md *md;
-	uint8_t *zero;
 	size_t len;
 	char *text;
 	int r;
@@ -567,10 +566,8 @@ int main(int argc, char **argv)
 		free(text);
 		return 1;
 	}
-	/* Pass 2: a fresh pool (block 0 zeroed: restore replaces what was there). */
-	zero = calloc(1, 4096);
-	r = zero ? blkdev_write(dev, 0, 1, zero) : -ENOMEM;
-	free(zero);
+	/* Pass 2: a fresh pool (restore replaces what was there). */
+	r = thin_md_erase(dev);
 	if (!r) {
 		struct thin_md_open_opts o = { .data_block_sectors = (uint32_t)sb.block_size,
 					       .format = true,

@@ -6,13 +6,14 @@
 #include <stdarg.h>
 
 #include "core/base/plat.h"
+#include "core/base/util.h"
 #include "lwip/arch.h"
 #include "lwip/sys.h"
 
 u32_t sys_now(void)
 {
 	/* Wraps after 49 days; lwIP's timeouts compare with wrap-around arithmetic. */
-	return (u32_t)(plat_now_ns() / 1000000u);
+	return (u32_t)(plat_now_ns() / NSEC_PER_MSEC);
 }
 
 uint32_t lwip_port_rand(void)

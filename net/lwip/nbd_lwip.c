@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "core/base/plat.h"
+#include "core/base/util.h"
 #include "net/lwip/lwip_err.h"
 
 #include "lwip/pbuf.h"
@@ -34,7 +35,7 @@
 #define KEEP_INTVL_MS 10000
 #define KEEP_CNT      6
 /* tcp_close() can fail for lack of memory; retry from the loop, then abort. */
-#define CLOSE_RETRY_NS (5ull * 1000 * 1000 * 1000)
+#define CLOSE_RETRY_NS (5 * NSEC_PER_SEC)
 
 struct lconn {
 	struct lconn *next;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/base/plat.h"
+#include "core/base/util.h"
 #include "drivers/virtio-net/vnet.h"
 #include "net/lwip/lwip_err.h"
 
@@ -39,7 +40,7 @@ _Static_assert(NET_ADDR_STRLEN >= IP4ADDR_STRLEN_MAX, "struct net_status address
 #define ETH_HLEN	 14
 #define ETHTYPE_IP4	 0x0800
 #define TX_MAX_FRAGS	 32
-#define TX_RETRY_NS	 (20ull * 1000 * 1000)
+#define TX_RETRY_NS	 (20 * NSEC_PER_MSEC)
 #define DEFAULT_HOSTNAME "thinbox"
 
 /* Checksums lwIP always does itself: IP headers (20 bytes; virtio cannot offload them),

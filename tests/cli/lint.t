@@ -61,6 +61,7 @@ src app/bad_glue.c '"net/lwip/nbd_lwip.h"'
 src app/bad_driver.c '"drivers/virtio-blk/vblk.h"'
 src app/bad_host.c '"host/hostdev.h"'
 src app/bad_cmds.c '"config/appliance_cmds.h"'
+src app/bad_shell.c '"config/shell.h"'
 src app/bad_lwip.c '"lwip/tcp.h"'
 src core/bad_app.c '"app/appliance.h"'
 out=$(bash "$tmp/scripts/lint" 2>&1)
@@ -92,8 +93,9 @@ caught app-no-drivers app/bad_driver.c '"drivers/virtio-blk/vblk.h"' 'not allowe
 caught app-no-host app/bad_host.c '"host/hostdev.h"' 'not allowed in app/'
 caught app-no-shell-commands app/bad_cmds.c '"config/appliance_cmds.h"' 'not allowed in app/'
 caught app-no-lwip app/bad_lwip.c '"lwip/tcp.h"' 'not allowed in app/'
+caught app-no-shell app/bad_shell.c '"config/shell.h"' 'not allowed in app/'
 caught core-no-app core/bad_app.c '"app/appliance.h"' 'not allowed in core/'
 # One line per offending include (the directory's rule), and nothing about the allowed files.
-check one-line-per-include [ "$(grep -c '^lint: ' <<<"$out")" -eq 20 ]
+check one-line-per-include [ "$(grep -c '^lint: ' <<<"$out")" -eq 21 ]
 check allowed-files-not-named [ -z "$(grep -E ' (boot/root|net/lwip/glue|drivers/virtio/transport|host/main|tests/unit/config/test_shell|config/cmd_x|app/app_x)\.c:' <<<"$out")" ]
 finish

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config/shell.h"
+#include "core/base/util.h"
 #include "tests/support/harness.h"
 
 static char outbuf[65536];
@@ -119,13 +120,13 @@ TEST(format_sizes)
 {
 	char buf[32];
 
-	shell_format_size(512, buf, sizeof(buf));
+	format_size(512, buf, sizeof(buf));
 	ok(!strcmp(buf, "512 B"));
-	shell_format_size(1536, buf, sizeof(buf));
+	format_size(1536, buf, sizeof(buf));
 	ok(!strcmp(buf, "1.5 KiB"));
-	shell_format_size(1ull << 30, buf, sizeof(buf));
+	format_size(1ull << 30, buf, sizeof(buf));
 	ok(!strcmp(buf, "1.0 GiB"));
-	shell_format_size(200ull << 20, buf, sizeof(buf));
+	format_size(200ull << 20, buf, sizeof(buf));
 	ok(!strcmp(buf, "200 MiB"));
 }
 

@@ -437,7 +437,7 @@ TEST(periodic_commit_and_flush)
 	ok_eq(thin_check(t.meta, print_problem, &n, &st), 0);
 	ok_eq(st.mappings, 0);
 	t0 = plat_now_ns();
-	while (plat_now_ns() - t0 < 300ull * 1000000) {
+	while (plat_now_ns() - t0 < 300 * NSEC_PER_MSEC) {
 		thin_pool_poll(t.pool);
 		plat_udelay(1000);
 	}

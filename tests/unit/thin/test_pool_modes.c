@@ -159,8 +159,6 @@ static void spin(struct thin_pool *pool)
 		thin_pool_poll(pool);
 }
 
-#define SEC (1000000000ull)
-
 /*
  * A full pool of 8 data blocks: volume 2 maps block 0 (pattern 200), volume 1 blocks 0..6
  * (patterns 100..106), all flushed. The pool is not yet out of data space (no allocation
@@ -214,13 +212,13 @@ TEST(out_of_space_default_queues_under_one_timer)
 	ok_eq(thin_pool_status_line(t.pool, line, sizeof(line)), 0);
 	ok(strstr(line, " out_of_data_space discard_passdown queue_if_no_space ") != NULL);
 	/* 40 s later a second write queues too. */
-	plat_host_clock_advance(40 * SEC);
+	plat_host_clock_advance(40 * NSEC_PER_SEC);
 	spin(t.pool);
 	submit(d1, &w2, BLKDEV_WRITE, 8, 128, a);
 	spin(t.pool);
 	ok(!w1.done && !w2.done);
 	/* 61 s after the pool ran out of space both fail: w2 waited only 21 s. */
-	plat_host_clock_advance(21 * SEC);
+	plat_host_clock_advance(21 * NSEC_PER_SEC);
 	spin(t.pool);
 	ok(w1.done && w2.done);
 	ok_eq(w1.rc, -ENOSPC);
@@ -249,10 +247,10 @@ TEST(out_of_space_default_queues_under_one_timer)
 	submit(d1, &w1, BLKDEV_WRITE, 8, 128, a);
 	spin(t.pool);
 	ok(!w1.done);
-	plat_host_clock_advance(59 * SEC);
+	plat_host_clock_advance(59 * NSEC_PER_SEC);
 	spin(t.pool);
 	ok(!w1.done);
-	plat_host_clock_advance(2 * SEC);
+	plat_host_clock_advance(2 * NSEC_PER_SEC);
 	spin(t.pool);
 	ok(w1.done);
 	ok_eq(w1.rc, -ENOSPC);
@@ -313,7 +311,7 @@ TEST(out_of_space_queue_blocks_nothing_and_waits_forever)
 	ok_eq(fl.rc, 0);
 	/* 0: no timer. Ten hours later they still wait. */
 	thin_pool_set_no_space(t.pool, false, 0);
-	plat_host_clock_advance(36000 * SEC);
+	plat_host_clock_advance(36000 * NSEC_PER_SEC);
 	spin(t.pool);
 	ok(!w1.done && !w2.done);
 	ok_eq(thin_pool_get_status(t.pool, &st), 0);
@@ -386,7 +384,7 @@ TEST(out_of_space_error_if_no_space_and_runtime_change)
 	submit(d1, &w, BLKDEV_WRITE, 7, 128, a);
 	spin(t.pool);
 	ok(!w.done);
-	plat_host_clock_advance(10 * SEC);
+	plat_host_clock_advance(10 * NSEC_PER_SEC);
 	thin_pool_set_no_space(t.pool, false, 5000);
 	spin(t.pool);
 	ok(w.done);

@@ -436,7 +436,7 @@ TEST(dead_device_times_out_and_stays_dead)
 
 	memset(&log, 0, sizeof(log));
 	ok_eq(vblk_create(&bd->d.vdev, &vb), 0);
-	vb->timeout_ns = 50 * 1000 * 1000;
+	vb->timeout_ns = 50 * NSEC_PER_MSEC;
 	bd->mode = BLK_DEAD;
 	for (unsigned i = 0; i < 2; i++) {
 		reqs[i] = (struct blkdev_req){ BLKDEV_READ, i, 1, buf[i], log_done, &log, NULL };
@@ -445,7 +445,7 @@ TEST(dead_device_times_out_and_stays_dead)
 	t0 = plat_now_ns();
 	/* The synchronous call ends by the timeout, not by a hang. */
 	ok_eq(blkdev_read(&vb->bdev, 5, 1, buf[2]), -ETIMEDOUT);
-	ok(plat_now_ns() - t0 < 5ull * 1000 * 1000 * 1000);
+	ok(plat_now_ns() - t0 < 5 * NSEC_PER_SEC);
 	/* The asynchronous ones in flight ended too, with the same error. */
 	ok_eq(log.count, 2);
 	ok_eq(log.rc[0], -ETIMEDOUT);
@@ -470,11 +470,11 @@ TEST(async_timeout_is_found_by_poll)
 
 	memset(&log, 0, sizeof(log));
 	ok_eq(vblk_create(&bd->d.vdev, &vb), 0);
-	vb->timeout_ns = 20 * 1000 * 1000;
+	vb->timeout_ns = 20 * NSEC_PER_MSEC;
 	bd->mode = BLK_DEAD;
 	req = (struct blkdev_req){ BLKDEV_WRITE, 1, 1, buf, log_done, &log, NULL };
 	ok_eq(blkdev_submit(&vb->bdev, &req), 0);
-	deadline = plat_now_ns() + 2ull * 1000 * 1000 * 1000;
+	deadline = plat_now_ns() + 2 * NSEC_PER_SEC;
 	while (!log.count && plat_now_ns() < deadline)
 		blkdev_poll(&vb->bdev);
 	ok_eq(log.count, 1);
