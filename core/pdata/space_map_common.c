@@ -133,24 +133,52 @@ static dm_block_t div_up(dm_block_t n, dm_block_t d)
 	return (n + d - 1) / d;
 }
 
+/* What the bitmap of index entry @ie holds: free entries in all, free ones among the first
+ * @in_range (those below nr_blocks), and the first free one of those (ENTRIES_PER_BLOCK
+ * when none). */
+struct bitmap_free {
+	uint32_t all, in_range, first;
+};
+
+static int count_free(struct ll_disk *ll, const struct disk_index_entry *ie, uint32_t in_range,
+		      struct bitmap_free *f)
+{
+	struct dm_block *blk;
+	const uint8_t *bytes;
+	int r = dm_tm_read_lock(ll->tm, get_le64(&ie->blocknr), &dm_sm_bitmap_validator, &blk);
+
+	if (r)
+		return r;
+	bytes = bitmap_bytes(blk);
+	f->all = f->in_range = 0;
+	f->first = ENTRIES_PER_BLOCK;
+	for (uint32_t e = 0; e < ENTRIES_PER_BLOCK; e++) {
+		if (sm_lookup_bitmap(bytes, e))
+			continue;
+		f->all++;
+		if (e < in_range) {
+			f->in_range++;
+			f->first = MIN(f->first, e);
+		}
+	}
+	dm_tm_unlock(ll->tm, blk);
+	return 0;
+}
+
 /* Make index entry @i count every free entry of its bitmap, past the end included (the
  * kernel's convention), with a none-free-before hint no higher than the end. */
 static int count_partial_bitmap(struct ll_disk *ll, dm_block_t i)
 {
-	uint32_t in_range = (uint32_t)(ll->nr_blocks - i * ENTRIES_PER_BLOCK), nr_free = 0;
+	uint32_t in_range = (uint32_t)(ll->nr_blocks - i * ENTRIES_PER_BLOCK);
 	struct disk_index_entry ie;
-	struct dm_block *blk;
+	struct bitmap_free f;
 	int r = ll->load_ie(ll, i, &ie);
 
+	if (!r)
+		r = count_free(ll, &ie, in_range, &f);
 	if (r)
 		return r;
-	r = dm_tm_read_lock(ll->tm, get_le64(&ie.blocknr), &dm_sm_bitmap_validator, &blk);
-	if (r)
-		return r;
-	for (uint32_t e = 0; e < ENTRIES_PER_BLOCK; e++)
-		nr_free += !sm_lookup_bitmap(bitmap_bytes(blk), e);
-	dm_tm_unlock(ll->tm, blk);
-	put_le32(&ie.nr_free, nr_free);
+	put_le32(&ie.nr_free, f.all);
 	if (get_le32(&ie.none_free_before) > in_range)
 		put_le32(&ie.none_free_before, in_range);
 	return ll->save_ie(ll, i, &ie);
@@ -384,38 +412,24 @@ int sm_ll_recount(struct ll_disk *ll, bool *changed)
 		dm_block_t base = i * ENTRIES_PER_BLOCK;
 		uint32_t in_range =
 		    (uint32_t)MIN((dm_block_t)ENTRIES_PER_BLOCK, ll->nr_blocks - base);
-		uint32_t free_in_range = 0, free_all = 0, first_free = ENTRIES_PER_BLOCK;
 		struct disk_index_entry ie;
-		struct dm_block *blk;
-		const uint8_t *bytes;
+		struct bitmap_free f;
 		bool fix = false;
 		int r = ll->load_ie(ll, i, &ie);
 
+		if (!r)
+			r = count_free(ll, &ie, in_range, &f);
 		if (r)
 			return r;
-		r = dm_tm_read_lock(ll->tm, get_le64(&ie.blocknr), &dm_sm_bitmap_validator, &blk);
-		if (r)
-			return r;
-		bytes = bitmap_bytes(blk);
-		for (uint32_t e = 0; e < ENTRIES_PER_BLOCK; e++) {
-			if (sm_lookup_bitmap(bytes, e))
-				continue;
-			free_all++;
-			if (e < in_range) {
-				free_in_range++;
-				first_free = MIN(first_free, e);
-			}
-		}
-		dm_tm_unlock(ll->tm, blk);
-		allocated += in_range - free_in_range;
+		allocated += in_range - f.in_range;
 		/* Either convention for the entries past the end (see the checker) is right. */
-		if (get_le32(&ie.nr_free) != free_in_range && get_le32(&ie.nr_free) != free_all) {
-			put_le32(&ie.nr_free, free_all);
+		if (get_le32(&ie.nr_free) != f.in_range && get_le32(&ie.nr_free) != f.all) {
+			put_le32(&ie.nr_free, f.all);
 			fix = true;
 		}
 		/* A hint below the first free entry is fine; one above it hides free blocks. */
-		if (get_le32(&ie.none_free_before) > first_free) {
-			put_le32(&ie.none_free_before, first_free);
+		if (get_le32(&ie.none_free_before) > f.first) {
+			put_le32(&ie.none_free_before, f.first);
 			fix = true;
 		}
 		if (fix) {

@@ -39,6 +39,43 @@ static int oo_submit(struct blkdev *d, struct blkdev_req *req)
 	return 0;
 }
 
+int blkdev_run_req(struct blkdev *lower, const struct blkdev_req *req)
+{
+	switch (req->op) {
+	case BLKDEV_READ:
+		return blkdev_read(lower, req->block, req->count, req->buf);
+	case BLKDEV_WRITE:
+		return blkdev_write(lower, req->block, req->count, req->buf);
+	case BLKDEV_FLUSH:
+		return blkdev_flush(lower);
+	case BLKDEV_DISCARD:
+		return blkdev_discard(lower, req->block, req->count);
+	case BLKDEV_WRITE_ZEROES:
+		return blkdev_write_zeroes(lower, req->block, req->count);
+	}
+	return -EINVAL;
+}
+
+static void waiter_done(struct blkdev_req *req, int rc)
+{
+	struct waiter *w = container_of(req, struct waiter, req);
+
+	w->done = true;
+	w->rc = rc;
+}
+
+int waiter_submit(struct blkdev *d, struct waiter *w, enum blkdev_op op, uint64_t block,
+		  uint32_t count, void *buf)
+{
+	memset(w, 0, sizeof(*w));
+	w->req.op = op;
+	w->req.block = block;
+	w->req.count = count;
+	w->req.buf = buf;
+	w->req.done = waiter_done;
+	return blkdev_submit(d, &w->req);
+}
+
 /* Complete a random half of the queue, in random order; the I/O happens at completion. */
 static int oo_poll(struct blkdev *d)
 {
@@ -48,26 +85,10 @@ static int oo_poll(struct blkdev *d)
 	while (done < todo && o->n) {
 		unsigned i = (unsigned)(test_rand(&o->seed) % o->n);
 		struct blkdev_req *req = o->q[i];
-		int rc = -EINVAL;
+		int rc;
 
 		o->q[i] = o->q[--o->n];
-		switch (req->op) {
-		case BLKDEV_READ:
-			rc = blkdev_read(o->lower, req->block, req->count, req->buf);
-			break;
-		case BLKDEV_WRITE:
-			rc = blkdev_write(o->lower, req->block, req->count, req->buf);
-			break;
-		case BLKDEV_FLUSH:
-			rc = blkdev_flush(o->lower);
-			break;
-		case BLKDEV_DISCARD:
-			rc = blkdev_discard(o->lower, req->block, req->count);
-			break;
-		case BLKDEV_WRITE_ZEROES:
-			rc = blkdev_write_zeroes(o->lower, req->block, req->count);
-			break;
-		}
+		rc = blkdev_run_req(o->lower, req);
 		req->done(req, rc);
 		done++;
 	}

@@ -31,6 +31,22 @@ struct oodev {
 /* @o over @lower; @seed picks the completion order. */
 void oodev_init(struct oodev *o, struct blkdev *lower, uint64_t seed);
 
+/* Carry out @req on @lower with the synchronous calls: what a test double does when it
+ * completes a queued request. Returns the call's result (-EINVAL for an unknown op). */
+int blkdev_run_req(struct blkdev *lower, const struct blkdev_req *req);
+
+/* A request submitted without waiting; done/rc are set by its completion. */
+struct waiter {
+	struct blkdev_req req;
+	bool done;
+	int rc;
+};
+
+/* Submit @count blocks of @op at @block of @d with @w (zeroed first); blkdev_submit()'s
+ * result. */
+int waiter_submit(struct blkdev *d, struct waiter *w, enum blkdev_op op, uint64_t block,
+		  uint32_t count, void *buf);
+
 /*----------------------------------------------------------------*/
 /* Pools */
 

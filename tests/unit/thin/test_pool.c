@@ -737,25 +737,8 @@ static unsigned gate_complete(struct gatedev *g)
 	g->n = 0;
 	while (n--) {
 		struct blkdev_req *req = q[n];
-		int rc = -EINVAL;
+		int rc = blkdev_run_req(g->lower, req);
 
-		switch (req->op) {
-		case BLKDEV_READ:
-			rc = blkdev_read(g->lower, req->block, req->count, req->buf);
-			break;
-		case BLKDEV_WRITE:
-			rc = blkdev_write(g->lower, req->block, req->count, req->buf);
-			break;
-		case BLKDEV_FLUSH:
-			rc = blkdev_flush(g->lower);
-			break;
-		case BLKDEV_DISCARD:
-			rc = blkdev_discard(g->lower, req->block, req->count);
-			break;
-		case BLKDEV_WRITE_ZEROES:
-			rc = blkdev_write_zeroes(g->lower, req->block, req->count);
-			break;
-		}
 		g->in_flight[req->op]--;
 		req->done(req, rc);
 	}

@@ -58,26 +58,7 @@ static int g_submit(struct blkdev *d, struct blkdev_req *req)
 
 static void g_complete(struct gatedev *g, struct blkdev_req *req)
 {
-	int rc = -EINVAL;
-
-	switch (req->op) {
-	case BLKDEV_READ:
-		rc = blkdev_read(g->lower, req->block, req->count, req->buf);
-		break;
-	case BLKDEV_WRITE:
-		rc = blkdev_write(g->lower, req->block, req->count, req->buf);
-		break;
-	case BLKDEV_FLUSH:
-		rc = blkdev_flush(g->lower);
-		break;
-	case BLKDEV_DISCARD:
-		rc = blkdev_discard(g->lower, req->block, req->count);
-		break;
-	case BLKDEV_WRITE_ZEROES:
-		rc = blkdev_write_zeroes(g->lower, req->block, req->count);
-		break;
-	}
-	req->done(req, rc);
+	req->done(req, blkdev_run_req(g->lower, req));
 	if (req->op == BLKDEV_FLUSH && g->flush_hook)
 		g->flush_hook(g->hook_ctx);
 }
@@ -133,33 +114,6 @@ static void gate_init(struct gatedev *g, struct blkdev *lower)
 
 /*----------------------------------------------------------------*/
 /* Helpers */
-
-/* A request submitted to a volume without waiting. */
-struct areq {
-	struct blkdev_req req;
-	bool done;
-	int rc;
-};
-
-static void areq_done(struct blkdev_req *req, int rc)
-{
-	struct areq *a = container_of(req, struct areq, req);
-
-	a->done = true;
-	a->rc = rc;
-}
-
-static int asubmit(struct blkdev *d, struct areq *a, enum blkdev_op op, uint64_t block,
-		   uint32_t count, void *buf)
-{
-	memset(a, 0, sizeof(*a));
-	a->req.op = op;
-	a->req.block = block;
-	a->req.count = count;
-	a->req.buf = buf;
-	a->req.done = areq_done;
-	return blkdev_submit(d, &a->req);
-}
 
 static void poll_n(struct thin_pool *pool, unsigned n)
 {
@@ -288,7 +242,7 @@ TEST(discard_during_a_commit_flush_leaks_no_block)
 	struct blkdev *mem;
 	struct thin_volume *v;
 	struct blkdev *d;
-	struct areq fl, dc, fl2;
+	struct waiter fl, dc, fl2;
 	uint8_t *a = malloc(KB64);
 	struct thin_check_stats st;
 	unsigned n = 0;
@@ -310,11 +264,11 @@ TEST(discard_during_a_commit_flush_leaks_no_block)
 	/* A new write makes the pool dirty; a FLUSH starts a commit whose data flush hangs. */
 	ok_eq(blkdev_write(d, 256, 128, a), 0);
 	g.hold = (1u << BLKDEV_FLUSH) | (1u << BLKDEV_DISCARD);
-	ok_eq(asubmit(d, &fl, BLKDEV_FLUSH, 0, 0, NULL), 0);
+	ok_eq(waiter_submit(d, &fl, BLKDEV_FLUSH, 0, 0, NULL), 0);
 	poll_n(t.pool, 5);
 	ok(!fl.done);
 	/* A discard of block 0 arrives meanwhile. */
-	ok_eq(asubmit(d, &dc, BLKDEV_DISCARD, 0, 128, NULL), 0);
+	ok_eq(waiter_submit(d, &dc, BLKDEV_DISCARD, 0, 128, NULL), 0);
 	poll_n(t.pool, 5);
 	/* The data flush completes: the commit runs. What it wrote must account for every
 	 * block: no reference without a mapping. */
@@ -327,7 +281,7 @@ TEST(discard_during_a_commit_flush_leaks_no_block)
 	/* Release the rest; the discard was passed down after a commit and the pool is clean. */
 	gate_release(&g, BLKDEV_DISCARD);
 	g.hold = 0;
-	ok_eq(asubmit(d, &fl2, BLKDEV_FLUSH, 0, 0, NULL), 0);
+	ok_eq(waiter_submit(d, &fl2, BLKDEV_FLUSH, 0, 0, NULL), 0);
 	for (unsigned i = 0; i < 100 && !(dc.done && fl2.done); i++)
 		poll_n(t.pool, 1);
 	ok(dc.done && fl2.done);
@@ -410,7 +364,7 @@ TEST(failed_data_flush_rolls_back_and_goes_read_only)
 
 struct reserve_ctx {
 	struct blkdev *vol, *crash;
-	struct areq w;
+	struct waiter w;
 	uint8_t *buf;
 	bool armed;
 };
@@ -424,7 +378,7 @@ static void write_after_flush(void *ctx)
 	if (!c->armed)
 		return;
 	c->armed = false;
-	asubmit(c->vol, &c->w, BLKDEV_WRITE, 5 * 128, 8, c->buf);
+	waiter_submit(c->vol, &c->w, BLKDEV_WRITE, 5 * 128, 8, c->buf);
 	crashdev_cut_at(c->crash, 2);
 }
 

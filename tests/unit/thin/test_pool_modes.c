@@ -127,29 +127,11 @@ TEST(out_of_space_commits_to_reuse_freed_blocks)
 	free(a);
 }
 
-struct waiter {
-	struct blkdev_req req;
-	bool done;
-	int rc;
-};
-
-static void waiter_done(struct blkdev_req *req, int rc)
-{
-	struct waiter *w = container_of(req, struct waiter, req);
-
-	w->done = true;
-	w->rc = rc;
-}
-
 /* Submit @count sectors of @op at data block @vblock without waiting. */
 static void submit(struct blkdev *d, struct waiter *w, enum blkdev_op op, uint64_t vblock,
 		   uint32_t count, void *buf)
 {
-	memset(w, 0, sizeof(*w));
-	w->req = (struct blkdev_req){
-		.op = op, .block = vblock * 128, .count = count, .buf = buf, .done = waiter_done
-	};
-	ok_eq(blkdev_submit(d, &w->req), 0);
+	ok_eq(waiter_submit(d, w, op, vblock * 128, count, buf), 0);
 }
 
 /* Poll enough for anything that can move to finish (memory disks complete at once). */
@@ -431,11 +413,7 @@ TEST(rewrite_after_discard_then_full_is_out_of_data_space)
 	ok_eq(st.data_used, 16);
 	ok_eq(st.data_total, 16);
 
-	memset(&w, 0, sizeof(w));
-	w.req = (struct blkdev_req){
-		.op = BLKDEV_WRITE, .block = 20 * 128, .count = 128, .buf = a, .done = waiter_done
-	};
-	ok_eq(blkdev_submit(d1, &w.req), 0);
+	ok_eq(waiter_submit(d1, &w, BLKDEV_WRITE, 20 * 128, 128, a), 0);
 	for (int i = 0; i < 200 && !w.done; i++)
 		thin_pool_poll(t.pool);
 	if (w.done)
