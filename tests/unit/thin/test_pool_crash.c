@@ -165,12 +165,17 @@ static void crash_run(struct blkdev *lmeta, struct blkdev *ldata, int cut_meta, 
 	struct crash_model *m = calloc(1, sizeof(*m));
 	uint64_t s = seed;
 	uint32_t tag = 0;
+	struct thin_pool_opts o;
 	char what[96];
 
 	ok_eq(crashdev_create(lmeta, &cmeta), 0);
 	ok_eq(crashdev_create(ldata, &cdata), 0);
-	ok_eq(thin_pool_format(cmeta, cdata, NULL, true), 0);
-	ok_eq(thin_pool_open(cmeta, cdata, NULL, NULL, 0, &pool), 0);
+	/* The workload runs the small pool full: writes needing space fail at once (the
+	 * default would queue each for 60 s). */
+	thin_pool_default_opts(&o);
+	o.error_if_no_space = true;
+	ok_eq(thin_pool_format(cmeta, cdata, &o, true), 0);
+	ok_eq(thin_pool_open(cmeta, cdata, &o, NULL, 0, &pool), 0);
 	ok_eq(thin_pool_create_thin(pool, 1), 0);
 	crashdev_cut_at(cut_meta ? cmeta : cdata, n);
 	workload(pool, m, &s, 400, &tag);
