@@ -106,6 +106,10 @@ def rebaseline(h):
 snaps = []  # snapshots whose command answered
 try:
     h = al.Host(meta, data).start()
+    # Snapshots and rewrites can run the pool full: writes then fail at once, as this test
+    # expects (dm's default would queue them 60 s). Kept across the restarts.
+    out = h.command("pool set error-if-no-space on")
+    c.check("error-if-no-space-set", "error at once" in out, out)
     for rnd, delay in enumerate(KILL_AFTER):
         stop = threading.Event()
         stats = {"writes": 0, "flushes": 0}
