@@ -171,3 +171,14 @@ uint64_t data_used(struct thin_pool *pool)
 		return ~0ull;
 	return s.data_used;
 }
+
+struct blkdev *pool_vol_open(struct thin_pool *pool, thin_id_t id, uint64_t size,
+			     struct thin_volume **vol)
+{
+	if (thin_md_device_exists(thin_pool_md(pool), id) == 0 &&
+	    !ok_eq(thin_pool_create_thin(pool, id), 0))
+		return NULL;
+	if (!ok_eq(thin_volume_open(pool, id, size, false, vol), 0))
+		return NULL;
+	return thin_volume_blkdev(*vol);
+}

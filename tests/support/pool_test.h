@@ -65,6 +65,10 @@ void tpool_destroy(struct tpool *t);
 void pattern(void *buf, size_t len, uint64_t tag);
 /* True when every byte of @buf is @v. */
 bool all_bytes(const void *buf, size_t len, uint8_t v);
+/* Thin device @id (created when missing) opened read-write as a volume of @size bytes; its
+ * blkdev, or NULL (the case failed). */
+struct blkdev *pool_vol_open(struct thin_pool *pool, thin_id_t id, uint64_t size,
+			     struct thin_volume **vol);
 /* Data blocks in use (~0 when the status fails). */
 uint64_t data_used(struct thin_pool *pool);
 

@@ -155,17 +155,6 @@ static uint64_t mapped_at(struct thin_pool *pool, thin_id_t id, uint64_t vblock)
 	return db;
 }
 
-static struct blkdev *vopen(struct thin_pool *pool, thin_id_t id, uint64_t size,
-			    struct thin_volume **vol)
-{
-	if (thin_md_device_exists(thin_pool_md(pool), id) == 0 &&
-	    !ok_eq(thin_pool_create_thin(pool, id), 0))
-		return NULL;
-	if (!ok_eq(thin_volume_open(pool, id, size, false, vol), 0))
-		return NULL;
-	return thin_volume_blkdev(*vol);
-}
-
 /*----------------------------------------------------------------*/
 /* Point: passdown only after the commit that made the unmap durable */
 
@@ -183,7 +172,7 @@ TEST(passdown_waits_for_the_commit_that_made_the_unmap_durable)
 		return;
 	/* Origin written and flushed, snapshot, origin overwritten (copy-on-write), flushed:
 	 * the committed snapshot maps block a, which only it references now. */
-	o = vopen(t.pool, 1, 4 * KB64, &vo);
+	o = pool_vol_open(t.pool, 1, 4 * KB64, &vo);
 	pattern(p, KB64, 1);
 	pattern(q, KB64, 2);
 	ok_eq(blkdev_write(o, 0, 128, p), 0);
@@ -194,7 +183,7 @@ TEST(passdown_waits_for_the_commit_that_made_the_unmap_durable)
 	a = mapped_at(t.pool, 2, 0);
 	ok(a != ~0ull && a != mapped_at(t.pool, 1, 0));
 	/* The snapshot discards the block: its last reference goes. */
-	s = vopen(t.pool, 2, 4 * KB64, &vs);
+	s = pool_vol_open(t.pool, 2, 4 * KB64, &vs);
 	ok_eq(blkdev_discard(s, 0, 128), 0);
 	ok_eq(blkdev_read(s, 0, 128, b), 0);
 	ok(all_bytes(b, KB64, 0));
@@ -256,7 +245,7 @@ TEST(discard_during_a_commit_flush_leaks_no_block)
 	ok_eq(thin_pool_format(t.meta, t.data, &t.o, false), 0);
 	if (!ok_eq(thin_pool_open(t.meta, t.data, &t.o, NULL, 0, &t.pool), 0))
 		return;
-	d = vopen(t.pool, 1, 8 * KB64, &v);
+	d = pool_vol_open(t.pool, 1, 8 * KB64, &v);
 	pattern(a, KB64, 3);
 	ok_eq(blkdev_write(d, 0, 128, a), 0);
 	ok_eq(blkdev_write(d, 128, 128, a), 0);
@@ -320,7 +309,7 @@ TEST(failed_data_flush_rolls_back_and_goes_read_only)
 	ok_eq(thin_pool_format(t.meta, t.data, &t.o, false), 0);
 	if (!ok_eq(thin_pool_open(t.meta, t.data, &t.o, NULL, 0, &t.pool), 0))
 		return;
-	d = vopen(t.pool, 1, 8 * KB64, &v);
+	d = pool_vol_open(t.pool, 1, 8 * KB64, &v);
 	pattern(a, KB64, 4);
 	ok_eq(blkdev_write(d, 0, 128, a), 0);
 	ok_eq(blkdev_flush(d), 0);
@@ -409,7 +398,7 @@ TEST(reserve_metadata_snap_commits_no_unflushed_data)
 		ok_eq(thin_pool_format(t.meta, t.data, &t.o, false), 0);
 		if (!ok_eq(thin_pool_open(t.meta, t.data, &t.o, NULL, 0, &t.pool), 0))
 			return;
-		c.vol = vopen(t.pool, 1, 8 * KB64, &v);
+		c.vol = pool_vol_open(t.pool, 1, 8 * KB64, &v);
 		c.crash = crash;
 		c.buf = malloc(4096);
 		pattern(c.buf, 4096, 7);

@@ -11,17 +11,6 @@
 #include "core/base/plat.h"
 #include "host/plat_host.h"
 
-static struct blkdev *vopen(struct thin_pool *pool, thin_id_t id, uint64_t size,
-			    struct thin_volume **vol)
-{
-	if (thin_md_device_exists(thin_pool_md(pool), id) == 0 &&
-	    !ok_eq(thin_pool_create_thin(pool, id), 0))
-		return NULL;
-	if (!ok_eq(thin_volume_open(pool, id, size, false, vol), 0))
-		return NULL;
-	return thin_volume_blkdev(*vol);
-}
-
 static bool block_is(struct blkdev *d, uint64_t vblock, uint64_t tag, uint8_t *tmp)
 {
 	uint8_t *want = malloc(KB64);
@@ -54,12 +43,12 @@ TEST(fill_the_pool_enospc_then_delete_frees)
 	o.error_if_no_space = true; /* synchronous writes below: fail at once */
 	if (!ok_eq(tpool_create(&t, 256, 16, &o), 0))
 		return;
-	d2 = vopen(t.pool, 2, 16 * KB64, &v2);
+	d2 = pool_vol_open(t.pool, 2, 16 * KB64, &v2);
 	for (unsigned i = 0; i < 4; i++) {
 		pattern(a, KB64, 200 + i);
 		ok_eq(blkdev_write(d2, i * 128, 128, a), 0);
 	}
-	d1 = vopen(t.pool, 1, 32 * KB64, &v1);
+	d1 = pool_vol_open(t.pool, 1, 32 * KB64, &v1);
 	for (n = 0; n < 32; n++) {
 		pattern(a, KB64, 100 + n);
 		r = blkdev_write(d1, n * 128, 128, a);
@@ -114,7 +103,7 @@ TEST(out_of_space_commits_to_reuse_freed_blocks)
 
 	if (!ok_eq(tpool_create(&t, 256, 8, NULL), 0))
 		return;
-	d = vopen(t.pool, 1, 16 * KB64, &v);
+	d = pool_vol_open(t.pool, 1, 16 * KB64, &v);
 	for (unsigned i = 0; i < 8; i++)
 		ok_eq(blkdev_write(d, i * 128, 128, a), 0);
 	ok_eq(blkdev_flush(d), 0);
@@ -153,10 +142,10 @@ static bool fill8(struct tpool *t, const struct thin_pool_opts *o, struct thin_v
 
 	if (!ok_eq(tpool_create(t, 256, 8, o), 0))
 		return false;
-	d2 = vopen(t->pool, 2, 8 * KB64, v2);
+	d2 = pool_vol_open(t->pool, 2, 8 * KB64, v2);
 	pattern(a, KB64, 200);
 	ok_eq(blkdev_write(d2, 0, 128, a), 0);
-	d1 = vopen(t->pool, 1, 16 * KB64, v1);
+	d1 = pool_vol_open(t->pool, 1, 16 * KB64, v1);
 	for (unsigned i = 0; i < 7; i++) {
 		pattern(a, KB64, 100 + i);
 		ok_eq(blkdev_write(d1, i * 128, 128, a), 0);
@@ -396,10 +385,10 @@ TEST(rewrite_after_discard_then_full_is_out_of_data_space)
 
 	if (!ok_eq(tpool_create(&t, 256, 16, NULL), 0))
 		return;
-	d2 = vopen(t.pool, 2, 4 * KB64, &v2);
+	d2 = pool_vol_open(t.pool, 2, 4 * KB64, &v2);
 	pattern(a, KB64, 1);
 	ok_eq(blkdev_write(d2, 0, 128, a), 0);
-	d1 = vopen(t.pool, 1, 32 * KB64, &v1);
+	d1 = pool_vol_open(t.pool, 1, 32 * KB64, &v1);
 	for (unsigned i = 0; i < 4; i++) {
 		ok_eq(blkdev_write(d1, 0, 128, a), 0);
 		ok_eq(blkdev_discard(d1, 0, 128), 0);
@@ -459,7 +448,7 @@ TEST(metadata_device_full_goes_read_only)
 	 * snapshot now and then (each one unshares the tree). */
 	if (!ok_eq(tpool_create(&t, 24, 4096, NULL), 0))
 		return;
-	d = vopen(t.pool, 1, 4096ull * KB64, &v);
+	d = pool_vol_open(t.pool, 1, 4096ull * KB64, &v);
 	for (n = 0; n < 4096; n++) {
 		pattern(a, 4096, n + 1);
 		r = blkdev_write(d, n * 128, 8, a);
@@ -517,7 +506,7 @@ TEST(metadata_write_error_read_only_needs_check)
 	ok_eq(memdisk_create(32 * 128, 512, &data), 0);
 	ok_eq(thin_pool_format(meta, data, NULL, false), 0);
 	ok_eq(thin_pool_open(meta, data, NULL, NULL, 0, &pool), 0);
-	d = vopen(pool, 1, 8 * KB64, &v);
+	d = pool_vol_open(pool, 1, 8 * KB64, &v);
 	pattern(a, KB64, 1);
 	ok_eq(blkdev_write(d, 0, 128, a), 0);
 	ok_eq(blkdev_flush(d), 0);
@@ -566,7 +555,7 @@ TEST(sticky_metadata_error_fail_mode)
 	ok_eq(memdisk_create(32 * 128, 512, &data), 0);
 	ok_eq(thin_pool_format(meta, data, NULL, false), 0);
 	ok_eq(thin_pool_open(meta, data, NULL, NULL, 0, &pool), 0);
-	d = vopen(pool, 1, 8 * KB64, &v);
+	d = pool_vol_open(pool, 1, 8 * KB64, &v);
 	ok_eq(blkdev_write(d, 0, 128, a), 0);
 	/* Every metadata write fails: the commit, then needs_check itself. */
 	faultdev_fail_nth(meta, BLKDEV_WRITE, 1, true);
@@ -592,7 +581,7 @@ TEST(read_only_option)
 
 	if (!ok_eq(tpool_create(&t, 256, 16, NULL), 0))
 		return;
-	d = vopen(t.pool, 1, 4 * KB64, &v);
+	d = pool_vol_open(t.pool, 1, 4 * KB64, &v);
 	pattern(a, KB64, 5);
 	ok_eq(blkdev_write(d, 0, 128, a), 0);
 	thin_volume_close(v);
