@@ -312,6 +312,42 @@ struct lvm_lv *lvm_vg_find_lv(const struct lvm_vg *vg, const char *name)
 	return NULL;
 }
 
+bool lvm_lv_name_valid(const char *name)
+{
+	return lvm_name_valid(name) && visible_name_ok(name);
+}
+
+void lvm_vg_remove_lv(struct lvm_vg *vg, struct lvm_lv *lv)
+{
+	size_t i = (size_t)(lv - vg->lvs);
+
+	strs_free(&lv->flags);
+	strs_free(&lv->tags);
+	free(lv->creation_host);
+	free(lv->segs);
+	memmove(lv, lv + 1, (vg->nr_lvs - i - 1) * sizeof(*lv));
+	vg->nr_lvs--;
+}
+
+void lvm_strs_remove(struct lvm_strs *l, unsigned i)
+{
+	free(l->v[i]);
+	memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof(*l->v));
+	l->n--;
+}
+
+int lvm_vg_copy(const struct lvm_vg *vg, struct lvm_vg **out, char *why, size_t why_len)
+{
+	char *text = NULL;
+	size_t len;
+	int rc = lvm_vg_to_text(vg, &text, &len, why, why_len);
+
+	if (!rc)
+		rc = lvm_vg_from_text(text, len, out, why, why_len);
+	free(text);
+	return rc;
+}
+
 /* ---- validation ------------------------------------------------------------------------ */
 
 static bool is_pow2(uint64_t x)

@@ -162,12 +162,22 @@ int lvm_lv_set_creation(struct lvm_lv *lv, uint64_t time, const char *host);
 int lvm_strs_add(struct lvm_strs *l, const char *s);
 
 struct lvm_lv *lvm_vg_find_lv(const struct lvm_vg *vg, const char *name);
+/* Remove @lv (an element of vg->lvs; pointers to later LVs move down by one). Nothing else
+ * is changed: references to it (origin, pool components, messages) are the caller's. */
+void lvm_vg_remove_lv(struct lvm_vg *vg, struct lvm_lv *lv);
+/* Remove entry @i (< l->n) of a tag or flag list. */
+void lvm_strs_remove(struct lvm_strs *l, unsigned i);
+/* A deep copy, through the text (so @vg must validate): 0, -EINVAL (why), -E2BIG, -ENOMEM. */
+int lvm_vg_copy(const struct lvm_vg *vg, struct lvm_vg **out, char *why, size_t why_len);
+
 /* Extents of the LV: the sum of its segments. */
 uint64_t lvm_lv_extents(const struct lvm_lv *lv);
 
 /* lvm's rules (docs/lvm2-format.md §8). */
 bool lvm_name_valid(const char *name);
 bool lvm_tag_valid(const char *tag);
+/* lvm_name_valid() and not a name lvm reserves for visible LVs ("snapshot*", "*_tmeta", ...). */
+bool lvm_lv_name_valid(const char *name);
 /* 32 characters of the id alphabet, dashes ignored; @out (33 bytes) gets them undashed. */
 bool lvm_id_parse(const char *text, char out[LVM_ID_LEN + 1]);
 /* The 6-4-4-4-4-4-6 dashed form (39 bytes with the NUL) of a valid 32-character id. */
