@@ -88,14 +88,14 @@ TEST(create_rules)
 		ok(l->ops->submit == NULL); /* no lower has one: blkdev_submit()'s fallback */
 		blkdev_destroy(l);
 		/* read_only if any lower is; discard_zeroes only if all are. */
-		b->read_only = true;
+		a->read_only = true; /* the first lower: the others must not undo it */
 		a->discard_zeroes = false;
 		ok_eq(blkdev_linear_create(p, 3, &l), 0);
 		ok(l->read_only);
 		ok(!l->discard_zeroes);
 		ok_eq(blkdev_write(l, 0, 1, (uint8_t[BS]){ 0 }), -EROFS);
 		blkdev_destroy(l);
-		b->read_only = false;
+		a->read_only = false;
 		a->discard_zeroes = true;
 	}
 	{
