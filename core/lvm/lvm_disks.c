@@ -65,7 +65,7 @@ static int copy_header(struct lvm_disk *d, const char *text, size_t len)
 	else
 		rc = 0;
 	if (!rc) {
-		strcpy(d->vg_name, vg->key);
+		snprintf(d->vg_name, sizeof(d->vg_name), "%s", vg->key);
 		d->seqno = (uint32_t)seqno;
 	} else {
 		d->vg_id[0] = 0;

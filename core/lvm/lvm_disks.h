@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A VG on several devices, read and written as lvm does (docs/lvm2-format.md §7.3):
+ * A VG on several devices, read and written as lvm does (docs/lvm2-format.md §7):
  *
  * Reading: every device's label and committed copy is read; the copies are grouped by VG id
  * and the copy in use is the one with the highest seqno (the first such device in the
