@@ -15,19 +15,20 @@
 #include "core/base/plat.h"
 #include "core/base/util.h"
 #include "core/blkdev_linear.h"
+#include "core/lvm/lvm_disks.h"
 #include "core/lvm/lvm_pv.h"
 
 #include "app/appliance_internal.h"
 
-#define TAG_EXPORT	      "thinbox_export="
-#define TAG_EXPORT_RO	      "thinbox_export_ro="
-#define TAG_SIZE	      "thinbox_size="
-#define TAG_NO_SPACE_TIMEOUT  "thinbox_no_space_timeout_ms="
-#define FLAG_ERROR_WHEN_FULL  "ERROR_WHEN_FULL"
-#define MAX_PIECES	      64u
+#define TAG_EXPORT	     "thinbox_export="
+#define TAG_EXPORT_RO	     "thinbox_export_ro="
+#define TAG_SIZE	     "thinbox_size="
+#define TAG_NO_SPACE_TIMEOUT "thinbox_no_space_timeout_ms="
+#define FLAG_ERROR_WHEN_FULL "ERROR_WHEN_FULL"
+#define MAX_PIECES	     64u
 
 static int why_set(char *why, size_t len, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static int why_set(char *why, size_t len, int rc, const char *fmt, ...)
 {
 	va_list ap;
@@ -92,84 +93,61 @@ static const char *disk_role(unsigned d)
 	return d ? "data disk" : "metadata disk";
 }
 
-int app_vg_read(struct appliance *a, struct lvm_vg **out, int disk_pv[2], char *why, size_t len)
+int app_vg_read(struct appliance *a, struct lvm_vg **out, char *why, size_t len)
 {
-	struct lvm_vg *vg[2] = { NULL, NULL };
-	struct lvm_pv_label l;
-	char err[2][200] = { "", "" };
-	unsigned labels = 0, best;
-	int rc[2];
+	struct lvm_disk *dk = a->disks;
+	struct lvm_vg *vg = NULL;
+	unsigned missing = 0;
+	int rc;
 
-	for (unsigned d = 0; d < 2; d++) {
-		char *text = NULL;
-		size_t tlen;
-
-		disk_pv[d] = -1;
-		rc[d] = lvm_pv_read_label(a->disk[d], &l, err[d], sizeof(err[d]));
-		if (rc[d] == -ENODATA)
-			continue;
-		labels++;
-		if (!rc[d])
-			rc[d] = lvm_pv_read_text(a->disk[d], &text, &tlen, err[d], sizeof(err[d]));
-		if (!rc[d])
-			rc[d] = lvm_vg_from_text(text, tlen, &vg[d], err[d], sizeof(err[d]));
-		free(text);
-	}
-	if (!labels)
-		return why_set(why, len, -ENODATA, "no LVM label on either disk");
-	if (!vg[0] && !vg[1]) {
-		/* A PV without metadata is one whose VG was never written (a format cut short). */
-		if ((rc[0] == -ENODATA || rc[0] == 0) && (rc[1] == -ENODATA || rc[1] == 0))
-			return why_set(why, len, -ENOMSG,
-				       "the disks are LVM physical volumes without a volume group");
+	memset(a->disks, 0, sizeof(a->disks));
+	dk[0].dev = a->disk[0];
+	dk[1].dev = a->disk[1];
+	rc = lvm_disks_read(dk, 2, NULL, &vg, &missing, why, len);
+	if (rc == -ENODATA) {
+		if (dk[0].state == LVM_DISK_NOT_PV && dk[1].state == LVM_DISK_NOT_PV)
+			return why_set(why, len, -ENODATA, "no LVM label on either disk");
+		/* PVs whose VG was never written (a format cut short), or damaged copies. */
 		for (unsigned d = 0; d < 2; d++)
-			if (rc[d] && rc[d] != -ENODATA)
-				return why_set(why, len, rc[d], "%s: %s", disk_role(d), err[d]);
+			if (dk[d].state == LVM_DISK_BAD)
+				return why_set(why, len, dk[d].rc ? dk[d].rc : -EINVAL, "%s: %s",
+					       disk_role(d), dk[d].why);
+		return why_set(why, len, -ENOMSG,
+			       "the disks are LVM physical volumes without a volume group");
 	}
-	/* lvm's rule: the highest seqno of the VG wins; the other copy is rewritten by the
-	 * next change. Two different VGs on our two disks are not ours to choose from. */
-	if (vg[0] && vg[1] && strcmp(vg[0]->id, vg[1]->id)) {
-		rc[0] = why_set(why, len, -EINVAL,
-				"the disks belong to two volume groups (%s and %s)", vg[0]->name,
-				vg[1]->name);
-		goto fail;
-	}
-	best = !vg[0] || (vg[1] && vg[1]->seqno > vg[0]->seqno);
+	if (rc)
+		return rc;
 	for (unsigned d = 0; d < 2; d++) {
-		if (!vg[d] && rc[d] && rc[d] != -ENODATA)
-			app_log(a, "warning: %s: %s; the copy on the %s is used", disk_role(d),
-				err[d], disk_role(best));
-		else if (vg[d] && d != best && vg[d]->seqno != vg[best]->seqno)
+		if (dk[d].state == LVM_DISK_STALE || dk[d].state == LVM_DISK_MISMATCH ||
+		    dk[d].state == LVM_DISK_BAD)
 			app_log(a,
-				"volume group %s: the %s holds seqno %" PRIu32
-				", the %s %" PRIu32 " (a change was cut short); the newer is used",
-				vg[best]->name, disk_role(d), vg[d]->seqno, disk_role(best),
-				vg[best]->seqno);
+				"volume group %s: the %s's copy is not the newest (%s); the newest "
+				"(seqno %" PRIu32 ") is used and the next change rewrites it",
+				vg->name, disk_role(d), dk[d].why, vg->seqno);
+		if (dk[d].state == LVM_DISK_OTHER_VG || dk[d].state == LVM_DISK_NOT_PV) {
+			rc = why_set(why, len, -EINVAL,
+				     "the %s is not a PV of volume group %s (%s); the appliance "
+				     "serves a VG on exactly its two disks",
+				     disk_role(d), vg->name, dk[d].why);
+			goto fail;
+		}
 	}
-	/* Which PV of the VG each disk is (by the id in its label). */
-	for (unsigned d = 0; d < 2; d++) {
-		if (lvm_pv_read_label(a->disk[d], &l, NULL, 0))
-			continue;
-		for (unsigned i = 0; i < vg[best]->nr_pvs; i++)
-			if (!strcmp(vg[best]->pvs[i].id, l.id))
-				disk_pv[d] = (int)i;
-	}
-	if (vg[best]->nr_pvs != 2 || disk_pv[0] < 0 || disk_pv[1] < 0 || disk_pv[0] == disk_pv[1]) {
-		rc[0] = why_set(why, len, -EINVAL,
-				"volume group %s has %u physical volume(s); the appliance serves "
-				"exactly its two disks (metadata %s, data %s)",
-				vg[best]->name, vg[best]->nr_pvs,
-				disk_pv[0] < 0 ? "missing" : "found",
-				disk_pv[1] < 0 ? "missing" : "found");
+	/* The pool's PVs and ours must be the same two: a VG extended in Linux (vgextend)
+	 * has copies the appliance could not keep in step. */
+	if (missing || vg->nr_pvs != 2 || dk[0].pv < 0 || dk[1].pv < 0) {
+		rc = why_set(why, len, -EINVAL,
+			     "volume group %s has %u physical volume(s); the appliance serves a "
+			     "VG on exactly its two disks (vgreduce the others in Linux)",
+			     vg->name, vg->nr_pvs);
 		goto fail;
 	}
-	*out = vg[best];
-	lvm_vg_free(vg[!best]);
+	a->disk_pv[0] = dk[0].pv;
+	a->disk_pv[1] = dk[1].pv;
+	*out = vg;
 	return 0;
 fail:
-	lvm_vg_free(vg[0]);
-	lvm_vg_free(vg[1]);
-	return rc[0];
+	lvm_vg_free(vg);
+	return rc;
 }
 
 /* The VG's one thin pool: 0, or -ENOENT / -EINVAL with the reason. */
@@ -230,7 +208,8 @@ static int lv_device(struct appliance *a, const char *name, struct blkdev **out,
 		spb = disk ? disk->block_size / 512 : 1;
 		if (!disk || lp[i].pv_sector % spb || lp[i].sectors % spb)
 			return why_set(why, len, -EINVAL,
-				       "LV %s: segment %u is not on the appliance's disks", name, i);
+				       "LV %s: segment %u is not on the appliance's disks", name,
+				       i);
 		p[i] = (struct blkdev_piece){ disk, lp[i].pv_sector / spb, lp[i].sectors / spb };
 	}
 	rc = blkdev_linear_create(p, n, out);
@@ -331,8 +310,8 @@ int app_vg_cfg(struct appliance *a, struct cfg *out, char *why, size_t len)
 		if (!is_our_thin(a, lv))
 			continue;
 		if (!cfg_name_valid(lv->name)) {
-			rc = why_set(why, len, -EINVAL, "thin LV %s: a name the appliance cannot use",
-				     lv->name);
+			rc = why_set(why, len, -EINVAL,
+				     "thin LV %s: a name the appliance cannot use", lv->name);
 			break;
 		}
 		rc = cfg_add_volume(out, lv->name, lv->segs[0].device_id, thin_size(vg, lv), NULL);
@@ -441,11 +420,10 @@ int app_vg_next(struct appliance *a, const struct cfg *next, uint64_t txid, stru
 		const struct cfg_volume *cv = &next->vols[k];
 		struct lvm_lv *lv = NULL;
 		struct lvm_seg *s;
-		uint64_t ext = DIV_ROUND_UP(cv->size, extent_bytes(vg));
+		uint64_t ext = (cv->size + extent_bytes(vg) - 1) / extent_bytes(vg);
 
 		for (unsigned i = 0; i < vg->nr_lvs && !lv; i++)
-			if (is_our_thin(a, &vg->lvs[i]) &&
-			    vg->lvs[i].segs[0].device_id == cv->id)
+			if (is_our_thin(a, &vg->lvs[i]) && vg->lvs[i].segs[0].device_id == cv->id)
 				lv = &vg->lvs[i];
 		if (!lv) {
 			char id[LVM_ID_LEN + 1];
@@ -490,8 +468,8 @@ int app_vg_set_settings(struct appliance *a, struct lvm_vg *vg, const struct thi
 	char tag[64];
 
 	lv->segs[0].zero_new_blocks = po->zero_new_blocks;
-	lv->segs[0].discards = po->discard_passdown ? LVM_DISCARDS_PASSDOWN
-						    : LVM_DISCARDS_NOPASSDOWN;
+	lv->segs[0].discards =
+	    po->discard_passdown ? LVM_DISCARDS_PASSDOWN : LVM_DISCARDS_NOPASSDOWN;
 	for (unsigned i = lv->flags.n; i-- > 0;)
 		if (!strcmp(lv->flags.v[i], FLAG_ERROR_WHEN_FULL))
 			lvm_strs_remove(&lv->flags, i);
@@ -512,16 +490,15 @@ int app_vg_set_settings(struct appliance *a, struct lvm_vg *vg, const struct thi
 
 int app_vg_commit(struct appliance *a, struct lvm_vg *next)
 {
-	struct blkdev *devs[2] = { a->disk[0], a->disk[1] };
-	char *text = NULL, why[200] = "";
-	size_t len;
+	char why[LVM_DISK_WHY] = "";
 	int rc;
 
-	next->seqno = a->vg ? a->vg->seqno + 1 : 1;
-	rc = lvm_vg_to_text(next, &text, &len, why, sizeof(why));
-	if (!rc)
-		rc = lvm_vg_write_text(devs, 2, text, len, why, sizeof(why));
-	free(text);
+	/* Never a seqno a failed write may have left on one disk, with other text. */
+	next->seqno = MAX(a->vg ? a->vg->seqno : 0, a->seqno_used);
+	for (unsigned d = 0; d < 2; d++)
+		a->disks[d].pv = a->disk_pv[d];
+	rc = lvm_disks_write(next, a->disks, 2, why, sizeof(why));
+	a->seqno_used = MAX(a->seqno_used, next->seqno);
 	if (rc) {
 		app_log(a, "writing volume group %s (seqno %" PRIu32 ") failed: %s", next->name,
 			next->seqno, why[0] ? why : appliance_strerror(rc));
@@ -597,8 +574,9 @@ int app_vg_format(struct appliance *a, const char *vg_name, const struct thin_po
 			     vg->extent_size / 2048);
 		goto out;
 	}
+	/* lvm's spare must hold a whole tmeta: halves, or all for tmeta on one extent. */
 	spare = vg->pvs[0].pe_count / 2;
-	tmeta = vg->pvs[0].pe_count - spare;
+	tmeta = spare ? spare : 1;
 	app_new_id(a, id);
 	rc = lvm_vg_add_lv(vg, APP_POOL_LV, id, LVM_LV_READ | LVM_LV_WRITE | LVM_LV_VISIBLE, &lv);
 	if (!rc)
@@ -636,6 +614,10 @@ int app_vg_format(struct appliance *a, const char *vg_name, const struct thin_po
 	lvm_vg_free(a->vg);
 	a->vg = vg;
 	vg = NULL;
+	a->seqno_used = 0;
+	memset(a->disks, 0, sizeof(a->disks));
+	a->disks[0].dev = a->disk[0];
+	a->disks[1].dev = a->disk[1];
 	rc = app_vg_open_devices(a, why, len);
 	if (!rc)
 		rc = thin_pool_format(a->meta, a->data, po, true);
@@ -649,6 +631,7 @@ int app_vg_format(struct appliance *a, const char *vg_name, const struct thin_po
 	if (!rc) {
 		lvm_vg_free(a->vg);
 		a->vg = NULL;
+		vg->seqno = 0; /* written as 1, as vgcreate does */
 		rc = app_vg_commit(a, vg);
 		vg = NULL;
 	}
@@ -661,4 +644,77 @@ fail:
 out:
 	lvm_vg_free(vg);
 	return rc;
+}
+
+/* ---- Growing the data PV ------------------------------------------------------------------ */
+
+/*
+ * lvm's pvresize + lvextend of pool_tdata, then the pool: the VG is committed first (a
+ * crash after it leaves a data LV larger than the pool, which the pool grows into at its
+ * next resize, as dm-thin does at activation).
+ */
+int appliance_resize_data(struct appliance *a)
+{
+	struct blkdev *disk = a->disk[1];
+	struct lvm_vg *vg;
+	struct lvm_pv *pv;
+	struct lvm_lv *pool, *tdata;
+	struct lvm_seg *last;
+	uint64_t sectors, count, add;
+	uint32_t spb = disk->block_size / 512;
+	char why[200];
+	int rc;
+
+	rc = appliance_pool_usable(a, true);
+	if (rc)
+		return rc;
+	if (a->state != APPLIANCE_READY)
+		return -ESTALE;
+	if (a->o.data_size_changed) {
+		rc = a->o.data_size_changed(a->o.data_size_ctx, disk);
+		if (rc)
+			return rc;
+	}
+	pv = &a->vg->pvs[a->disk_pv[1]];
+	sectors = disk->nr_blocks * spb;
+	if (pv->dev_size && sectors < pv->dev_size)
+		return -EINVAL;
+	count = sectors > pv->pe_start ? (sectors - pv->pe_start) / a->vg->extent_size : 0;
+	add = count > pv->pe_count ? count - pv->pe_count : 0;
+	if (add) {
+		struct blkdev_piece p;
+
+		rc = lvm_vg_copy(a->vg, &vg, why, sizeof(why));
+		if (rc)
+			return rc;
+		pv = &vg->pvs[a->disk_pv[1]];
+		pool = lvm_vg_find_lv(vg, a->pool_lv);
+		tdata = lvm_vg_find_lv(vg, pool->segs[0].pool);
+		p = (struct blkdev_piece){ disk,
+					   (pv->pe_start + pv->pe_count * vg->extent_size) / spb,
+					   add * vg->extent_size / spb };
+		last = &tdata->segs[tdata->nr_segs - 1];
+		/* lvm merges a contiguous extension into the last segment. */
+		if (last->type == LVM_SEG_STRIPED && last->pv == (unsigned)a->disk_pv[1] &&
+		    last->pe + last->extent_count == pv->pe_count) {
+			last->extent_count += add;
+		} else {
+			rc = lvm_lv_add_seg(tdata, LVM_SEG_STRIPED, add, &last);
+			if (rc) {
+				lvm_vg_free(vg);
+				return rc;
+			}
+			last->pv = (unsigned)a->disk_pv[1];
+			last->pe = pv->pe_count;
+		}
+		pool->segs[0].extent_count += add;
+		pv->dev_size = sectors;
+		pv->pe_count = count;
+		rc = app_vg_commit(a, vg);
+		if (!rc)
+			rc = blkdev_linear_grow(a->data, &p);
+		if (rc)
+			return rc;
+	}
+	return thin_pool_resize_data(a->pool);
 }

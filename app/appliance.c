@@ -122,7 +122,6 @@ struct nbd_server *appliance_server(struct appliance *a)
 	return a->o.srv;
 }
 
-
 void appliance_default_opts(struct appliance_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -568,8 +567,7 @@ static int open_pool(struct appliance *a)
 	rc = app_vg_open_devices(a, why, sizeof(why));
 	if (!rc) {
 		app_vg_settings(a, &a->o.pool_opts);
-		rc = thin_pool_open(a->meta, a->data, &a->o.pool_opts, why, sizeof(why),
-				    &a->pool);
+		rc = thin_pool_open(a->meta, a->data, &a->o.pool_opts, why, sizeof(why), &a->pool);
 	}
 	if (rc) {
 		a->pool = NULL;
@@ -609,7 +607,7 @@ static int replay_message(struct appliance *a, const struct lvm_thin_msg *m)
 	thin_id_t id;
 	int rc;
 
-	if (m->type == LVM_THIN_MSG_DELETE) {
+	if (m->type == LVM_MSG_DELETE) {
 		rc = thin_md_device_exists(md, m->device_id);
 		return rc <= 0 ? rc : thin_pool_delete_thin(a->pool, m->device_id);
 	}
@@ -635,7 +633,7 @@ static bool reconcile(struct appliance *a)
 {
 	struct lvm_seg *s = app_pool_seg(a);
 	uint64_t p, v = s->transaction_id;
-	unsigned n = s->nr_messages;
+	unsigned n = s->nr_msgs;
 	int rc;
 
 	rc = appliance_transaction_id(a, &p);
@@ -666,7 +664,7 @@ static bool reconcile(struct appliance *a)
 	if (v == p + 1) {
 		/* A change was cut short after its first VG commit: finish it. */
 		for (unsigned i = 0; i < n && !rc; i++)
-			rc = replay_message(a, &s->messages[i]);
+			rc = replay_message(a, &s->msgs[i]);
 		if (!rc)
 			rc = thin_pool_set_transaction_id(a->pool, p, v);
 		if (rc) {
@@ -676,8 +674,10 @@ static bool reconcile(struct appliance *a)
 				    v, appliance_strerror(rc));
 			return false;
 		}
-		app_log(a, "finished a change that was cut short: pool at transaction %" PRIu64
-			", %u message(s) applied", v, n);
+		app_log(a,
+			"finished a change that was cut short: pool at transaction %" PRIu64
+			", %u message(s) applied",
+			v, n);
 	} else if (v != p) {
 		set_problem(a, APPLIANCE_STALE,
 			    "pool %s/%s is at transaction %" PRIu64
@@ -768,7 +768,7 @@ static void boot(struct appliance *a)
 	char why[240] = "";
 	int rc;
 
-	rc = app_vg_read(a, &a->vg, a->disk_pv, why, sizeof(why));
+	rc = app_vg_read(a, &a->vg, why, sizeof(why));
 	if (!rc) {
 		rc = app_vg_pool(a->vg, &pool, why, sizeof(why));
 		if (rc) {
@@ -786,7 +786,9 @@ static void boot(struct appliance *a)
 			    why, "nothing was changed");
 		return;
 	}
-	if (!meta_disk_blank(a, &rc)) {
+	/* PVs that never got a VG (a format cut short before its VG was written) hold
+	 * nothing: lvm would make a VG of them without asking either. */
+	if (rc == -ENODATA && !meta_disk_blank(a, &rc)) {
 		set_problem(a, APPLIANCE_NO_POOL, "%s",
 			    rc ? "the metadata disk cannot be read"
 			       : "the metadata disk holds no LVM volume group but is not blank: "
@@ -796,7 +798,8 @@ static void boot(struct appliance *a)
 		return;
 	}
 	if (!a->o.first_boot) {
-		set_problem(a, APPLIANCE_NO_POOL, "the disks hold no pool (pool format creates one)");
+		set_problem(a, APPLIANCE_NO_POOL,
+			    "the disks hold no pool (pool format creates one)");
 		return;
 	}
 	app_log(a,
@@ -868,7 +871,6 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 	struct thin_pool_opts po = a->o.pool_opts, defaults;
 	const char *vg_name = fo->vg_name ? fo->vg_name : APPLIANCE_DEFAULT_VG;
 	struct lvm_vg *old = NULL;
-	int disk_pv[2];
 	int rc;
 
 	/* Without --block-size a format gets the default, not whatever the last one chose. */
@@ -881,7 +883,7 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 		return -EINVAL;
 	po.zero_new_blocks = !fo->no_zero;
 	/* What the disks hold decides what it takes to erase them. */
-	rc = app_vg_read(a, &old, disk_pv, NULL, 0);
+	rc = app_vg_read(a, &old, NULL, 0);
 	if (!rc) {
 		bool named = fo->confirm && !strcmp(fo->confirm, old->name);
 
@@ -915,11 +917,6 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 	return 0;
 }
 
-const char *appliance_vg_name(const struct appliance *a)
-{
-	return a->vg ? a->vg->name : NULL;
-}
-
 int appliance_vg_info(const struct appliance *a, struct appliance_vg_info *out)
 {
 	const struct lvm_lv *pool;
@@ -935,7 +932,7 @@ int appliance_vg_info(const struct appliance *a, struct appliance_vg_info *out)
 	pool = lvm_vg_find_lv(a->vg, a->pool_lv);
 	if (pool) {
 		out->transaction_id = pool->segs[0].transaction_id;
-		out->messages = pool->segs[0].nr_messages;
+		out->messages = pool->segs[0].nr_msgs;
 	}
 	out->meta_bytes = a->meta ? a->meta->nr_blocks * a->meta->block_size : 0;
 	out->data_bytes = a->data ? a->data->nr_blocks * a->data->block_size : 0;

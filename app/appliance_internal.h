@@ -8,6 +8,7 @@
 #define APP_APPLIANCE_INTERNAL_H
 
 #include "app/appliance.h"
+#include "core/lvm/lvm_disks.h"
 #include "core/lvm/lvm_vg.h"
 
 /* The names the appliance gives the pool's LVs in a VG it creates (lvm's conventions). */
@@ -34,11 +35,13 @@ struct app_exp {
 
 struct appliance {
 	struct appliance_opts o;
-	struct blkdev *disk[2]; /* the metadata disk and the data disk (o's) */
-	struct lvm_vg *vg;	/* the VG as committed; NULL when the disks hold none */
-	int disk_pv[2];		/* each disk's index in vg->pvs */
+	struct blkdev *disk[2];	  /* the metadata disk and the data disk (o's) */
+	struct lvm_vg *vg;	  /* the VG as committed; NULL when the disks hold none */
+	int disk_pv[2];		  /* each disk's index in vg->pvs */
+	struct lvm_disk disks[2]; /* what lvm_disks_read() found on them */
+	uint32_t seqno_used;	  /* the highest seqno written (or tried) */
 	char pool_lv[LVM_NAME_MAX + 1];
-	struct blkdev *meta;	/* the pool's devices: its _tmeta and _tdata LVs */
+	struct blkdev *meta; /* the pool's devices: its _tmeta and _tdata LVs */
 	struct blkdev *data;
 	uint64_t id_counter;	/* app_new_id() */
 	struct thin_pool *pool; /* NULL when no pool is open */
@@ -71,11 +74,10 @@ int app_transact(struct appliance *a, struct cfg *next, const struct app_change 
 int app_create_volume_tx(struct appliance *a, const char *name, uint64_t size, const char *origin,
 			 const char *export_name);
 
-
 /* app/app_vg.c */
 void app_new_id(struct appliance *a, char out[LVM_ID_LEN + 1]);
 /* The VG on the two disks (newest copy); -ENODATA no label, -ENOMSG PVs without a VG. */
-int app_vg_read(struct appliance *a, struct lvm_vg **out, int disk_pv[2], char *why, size_t len);
+int app_vg_read(struct appliance *a, struct lvm_vg **out, char *why, size_t len);
 int app_vg_pool(const struct lvm_vg *vg, struct lvm_lv **out, char *why, size_t len);
 struct lvm_seg *app_pool_seg(struct appliance *a);
 int app_vg_open_devices(struct appliance *a, char *why, size_t len);

@@ -29,12 +29,13 @@ static int volume_error(struct shell *sh, struct appliance *a, int rc, const cha
 	switch (rc) {
 	case -EINVAL:
 		if (!appliance_volume_name_valid(name)) {
-			shell_printf(sh,
-				     "error: bad name '%s': a volume is an LVM logical volume: 1 to "
-				     "%d characters of A-Z a-z 0-9 _ . + -, not starting with . or -, "
-				     "and none of lvm's reserved names (snapshot*, pvmove*, *_tmeta, "
-				     "*_tdata, *_pmspare, *_rimage, ...)\n",
-				     name, CFG_NAME_MAX);
+			shell_printf(
+			    sh,
+			    "error: bad name '%s': a volume is an LVM logical volume: 1 to "
+			    "%d characters of A-Z a-z 0-9 _ . + -, not starting with . or -, "
+			    "and none of lvm's reserved names (snapshot*, pvmove*, *_tmeta, "
+			    "*_tdata, *_pmspare, *_rimage, ...)\n",
+			    name, CFG_NAME_MAX);
 			return rc;
 		}
 		break;

@@ -437,3 +437,34 @@ int blkdev_linear_create(const struct blkdev_piece *pieces, unsigned n, struct b
 	*out = &l->dev;
 	return 0;
 }
+
+int blkdev_linear_grow(struct blkdev *dev, const struct blkdev_piece *p)
+{
+	struct blkdev_linear *l = to_lin(dev);
+	struct lin_piece *last = &l->piece[l->n - 1];
+	unsigned j;
+
+	for (j = 0; j < l->nr_lowers && l->lowers[j] != p->lower; j++)
+		;
+	if (j == l->nr_lowers || !p->nr_blocks ||
+	    !blkdev_range_ok(p->lower, p->first, p->nr_blocks) ||
+	    p->nr_blocks > UINT64_MAX - dev->nr_blocks)
+		return -EINVAL;
+	if (last->lower == p->lower && last->first + last->nr_blocks == p->first) {
+		last->nr_blocks += p->nr_blocks;
+	} else {
+		if (l->n == BLKDEV_LINEAR_MAX_PIECES)
+			return -E2BIG;
+		l->piece[l->n++] = (struct lin_piece){ .lower = p->lower,
+						       .first = p->first,
+						       .start = dev->nr_blocks,
+						       .nr_blocks = p->nr_blocks };
+		if (l->n == 2) {
+			snprintf(l->name, sizeof(l->name), "linear:%s",
+				 l->piece[0].lower->name ? l->piece[0].lower->name : "?");
+			l->dev.name = l->name;
+		}
+	}
+	dev->nr_blocks += p->nr_blocks;
+	return 0;
+}

@@ -63,4 +63,13 @@ struct blkdev_piece {
  */
 int blkdev_linear_create(const struct blkdev_piece *pieces, unsigned n, struct blkdev **out);
 
+/*
+ * Grow linear device @dev at its end by piece @p (lvextend under an open pool): the last
+ * piece is extended when @p continues it on the same lower device, else @p is appended.
+ * Requests in flight are unaffected (blocks before the old end do not move). -EINVAL when
+ * @p's lower device is not one of @dev's, @p is empty or outside its lower device; -E2BIG
+ * past BLKDEV_LINEAR_MAX_PIECES. Only for a device made by blkdev_linear_create().
+ */
+int blkdev_linear_grow(struct blkdev *dev, const struct blkdev_piece *p);
+
 #endif

@@ -397,6 +397,8 @@ void lvm_vg_remove_lv(struct lvm_vg *vg, struct lvm_lv *lv)
 	strs_free(&lv->flags);
 	strs_free(&lv->tags);
 	free(lv->creation_host);
+	for (unsigned j = 0; j < lv->nr_segs; j++)
+		free(lv->segs[j].msgs);
 	free(lv->segs);
 	memmove(lv, lv + 1, (vg->nr_lvs - i - 1) * sizeof(*lv));
 	vg->nr_lvs--;
