@@ -7,6 +7,7 @@
 
 #include "config/cmd_internal.h"
 #include "core/base/util.h"
+#include "core/base/walltime.h"
 
 static const char thin_usage[] = "usage: thin create NAME SIZE\n"
 				 "       thin snapshot ORIGIN NAME\n"
@@ -60,6 +61,18 @@ static int volume_error(struct shell *sh, struct appliance *a, int rc, const cha
 	return app_error(sh, rc, "%s %s", what, name);
 }
 
+/* The LV's creation_time as "YYYY-MM-DD HH:MM" (UTC), or "-" when lvm recorded none. */
+static void format_created(const struct appliance_volume_info *info, char *out, size_t len)
+{
+	struct civil_time t;
+
+	if (!info->created || unix_to_civil(info->created, &t))
+		snprintf(out, len, "-");
+	else
+		snprintf(out, len, "%04d-%02d-%02d %02d:%02d", t.year, t.month, t.day, t.hour,
+			 t.min);
+}
+
 static int thin_list(struct shell *sh, struct appliance *a)
 {
 	const struct cfg *c = appliance_config(a);
@@ -85,7 +98,7 @@ static int thin_list(struct shell *sh, struct appliance *a)
 			snprintf(created, sizeof(created), "?");
 		} else {
 			format_size(info.mapped_bytes, mapped, sizeof(mapped));
-			snprintf(created, sizeof(created), "time %" PRIu32, info.creation_time);
+			format_created(&info, created, sizeof(created));
 		}
 		shell_printf(sh, "%-*s %8" PRIu32 " %11s %11s %-*s %s\n", (int)w, v->name, v->id,
 			     size, mapped, (int)w, v->origin[0] ? v->origin : "-", created);
@@ -99,7 +112,7 @@ static int thin_info(struct shell *sh, struct appliance *a, const char *name)
 	const struct cfg *c = appliance_config(a);
 	const struct cfg_volume *v = cfg_find_volume(c, name);
 	struct appliance_volume_info info;
-	char size[32], mapped[32];
+	char size[32], mapped[32], created[24];
 	int rc;
 
 	if (!v)
@@ -116,7 +129,10 @@ static int thin_info(struct shell *sh, struct appliance *a, const char *name)
 	shell_printf(sh, "size              %s (%" PRIu64 " bytes)\n", size, v->size);
 	shell_printf(sh, "mapped            %s (%" PRIu64 " bytes)\n", mapped, info.mapped_bytes);
 	shell_printf(sh, "origin            %s\n", v->origin[0] ? v->origin : "-");
-	shell_printf(sh, "created           pool time %" PRIu32 "\n", info.creation_time);
+	format_created(&info, created, sizeof(created));
+	shell_printf(sh, "created           %s%s%s%s (pool time %" PRIu32 ")\n", created,
+		     info.created ? " UTC" : "", info.created_host[0] ? " on " : "",
+		     info.created_host, info.creation_time);
 	shell_printf(sh, "last snapshotted  pool time %" PRIu32 "\n", info.snapshotted_time);
 	shell_printf(sh, "exports           %u\n", info.exports);
 	for (size_t i = 0; i < c->nexps; i++)
