@@ -5,18 +5,18 @@
 1. The host build makes a pool on two files (16 MiB metadata, 32 MiB data): vol0 (first
    boot), vol1 and its snapshot snap1, distinct data written to each over NBD; digests of
    every export read over NBD; stop.
-2. One guest boot: dmsetup builds a linear target over exactly the pool's metadata region
-   (the configuration store in the metadata disk's tail stays outside it), a thin-pool on
-   that and the data disk, and a thin target per volume by thin id; md5 of each. Then it
+2. One guest boot: dmsetup builds linear targets over exactly the pool's LVs (pool_tmeta
+   and pool_tdata, found in the VG with thinbox-lvm show: dm-thin by hand, without lvm), a
+   thin-pool on them, and a thin target per volume by thin id; md5 of each. Then it
    writes a pattern into vol1 with dd, takes a snapshot with the `create_snap` message,
    reads both, and removes every device (dm-thin commits its metadata).
    The negative control runs in the same boot: copies of the two images in which one byte
    of a data block vol1 maps is flipped; the guest reads vol1 from that pool too, and the
    comparison must tell it apart (it equals the digest of vol1 with that byte flipped).
-3. On the host: thin_check; the metadata region did not grow and the configuration tail is
-   untouched; thin_dump has the guest's snapshot. The appliance reopens: it deletes the
-   guest's snapshot (a thin device no configuration names: docs/appliance.md, Boot),
-   `pool check` is clean, vol1 reads the guest's data (digest), vol0 and snap1 are
+3. On the host: thin_check; the metadata region did not grow and the LVM headers of both
+   disks are untouched; thin_dump has the guest's snapshot. The appliance reopens: it
+   reports the guest's snapshot (a thin device no LV names: docs/appliance.md, Starting)
+   and keeps it, `pool check` is clean, vol1 reads the guest's data (digest), vol0 and snap1 are
    unchanged; thin_check after it stops."""
 import hashlib
 import os
@@ -64,23 +64,38 @@ def write(h, export, chunks):
     hh.shutdown()
 
 
-def meta_region_bytes(meta_size):
-    """docs/appliance.md, Metadata disk layout: the store is the last 1 MiB (4 KiB aligned),
-    the settings block the 4 KiB before it; the pool's metadata is everything before."""
-    return (meta_size - MiB) // 4096 * 4096 - 4096
+def lv_places(meta, data):
+    """{LV: (first sector on its PV, sectors)} of the linear LVs, from `thinbox-lvm show`
+    (one segment each, as the appliance makes them: docs/appliance.md, Layout)."""
+    r = al.run([al.LVM_TOOL, "show", meta, data])
+    if r.returncode:
+        raise al.Failure("thinbox-lvm show: " + r.stderr)
+    pe_start, places = {}, {}
+    extent = None
+    for line in r.stdout.splitlines():
+        w = line.split()
+        if w[0] == "vg":
+            extent = int(w[w.index("extent_size") + 1])
+        elif w[0] == "pv":
+            pe_start[w[1]] = int(w[w.index("pe_start") + 1])
+        elif w[0] == "lv" and "linear" in w:
+            pv, pe = w[w.index("pv") + 1], int(w[w.index("pe") + 1])
+            places[w[1]] = (pe_start[pv] + pe * extent, int(w[w.index("sectors") + 1]))
+    return places
 
 
-def superblock_meta_blocks(path):
+def superblock_meta_blocks(path, offset):
     """nr_blocks of the metadata space map root in the dm-thin superblock (docs/dm-thin-format.md)."""
     with open(path, "rb") as f:
+        f.seek(offset)
         sb = f.read(4096)
     return struct.unpack_from("<Q", sb, 192)[0]
 
 
-def tail(path, start):
+def head(path):
+    """The first MiB: the LVM label and metadata area."""
     with open(path, "rb") as f:
-        f.seek(start)
-        return f.read()
+        return f.read(MiB)
 
 
 def guest_script(p):
@@ -89,9 +104,10 @@ def guest_script(p):
     return r"""
 set -e
 meta=$(disk meta); data=$(disk data); badmeta=$(disk badmeta); baddata=$(disk baddata)
-pool() {  # pool NAME METADEV DATADEV: linear over the metadata region, then the thin-pool
-	dmsetup create $1-meta --table "0 %(meta_sectors)d linear $2 0"
-	dmsetup create $1 --table "0 %(data_sectors)d thin-pool /dev/mapper/$1-meta $3 %(block_sectors)d 0"
+pool() {  # pool NAME METADISK DATADISK: linear over pool_tmeta and pool_tdata, then the thin-pool
+	dmsetup create $1-meta --table "0 %(meta_sectors)d linear $2 %(meta_start)d"
+	dmsetup create $1-data --table "0 %(data_sectors)d linear $3 %(data_start)d"
+	dmsetup create $1 --table "0 %(data_sectors)d thin-pool /dev/mapper/$1-meta /dev/mapper/$1-data %(block_sectors)d 0"
 	echo "status $1 $(dmsetup status $1)"
 }
 thin() {  # thin POOL NAME ID SECTORS
@@ -110,7 +126,7 @@ done
 pool bad $badmeta $baddata
 thin bad bad-vol1 %(vol1_id)d %(vol1_sectors)d
 digest bad-vol1
-dmsetup remove bad-vol1 bad bad-meta
+dmsetup remove bad-vol1 bad bad-meta bad-data
 
 # Write into vol1 from a pattern, snapshot it with a message, read both.
 yes %(text)s | head -c %(len)d >/tmp/pattern
@@ -122,7 +138,7 @@ dmsetup resume vol1
 thin pool guestsnap %(new_id)d %(vol1_sectors)d
 digest guestsnap
 echo "status pool $(dmsetup status pool)"
-for d in guestsnap %(names)s pool pool-meta; do dmsetup remove $d; done
+for d in guestsnap %(names)s pool pool-meta pool-data; do dmsetup remove $d; done
 echo "left: $(dmsetup ls)"
 echo done
 """ % dict(p, vols=vols, names=" ".join(p["vols"]), text=GUEST_TEXT.strip(),
@@ -155,19 +171,22 @@ try:
     c.check("appliance-stops", h.stop() == 0)
 
     # ---- The numbers the guest's tables need --------------------------------------------
-    region = meta_region_bytes(META_SIZE)
+    places = lv_places(meta, data)
+    (meta_start, meta_sectors), (data_start, data_sectors) = places["pool_tmeta"], places["pool_tdata"]
+    region = meta_sectors * 512
     c.check("metadata-region-is-what-the-superblock-says",
-            superblock_meta_blocks(meta) * 4096 == region,
-            "superblock %d blocks, region %d bytes" % (superblock_meta_blocks(meta), region))
+            superblock_meta_blocks(meta, meta_start * 512) * 4096 == region,
+            "superblock %d blocks, region %d bytes" % (superblock_meta_blocks(meta, meta_start * 512), region))
     dump = al.thin_dump(meta)
     bs = dump["data_block_size"]
-    p = {"meta_sectors": region // 512, "block_sectors": bs,
-         "data_sectors": dump["nr_data_blocks"] * bs,
+    c.check("data-lv-holds-the-pool", dump["nr_data_blocks"] * bs <= data_sectors, str(places))
+    p = {"meta_sectors": meta_sectors, "meta_start": meta_start, "block_sectors": bs,
+         "data_sectors": dump["nr_data_blocks"] * bs, "data_start": data_start,
          "vols": {n: {"id": vols[n]["id"], "sectors": len(content[n]) // 512}
                   for n in ("vol0", "vol1", "snap1")}}
     p["vol1_id"], p["vol1_sectors"] = p["vols"]["vol1"]["id"], p["vols"]["vol1"]["sectors"]
     p["new_id"] = max(dump["devices"]) + 1
-    store_before = tail(meta, region)
+    heads_before = (head(meta), head(data))
 
     # Negative control's copies: flip one byte of the data block vol1's block 0 maps to.
     badmeta, baddata = os.path.join(tmp, "badmeta.img"), os.path.join(tmp, "baddata.img")
@@ -175,9 +194,9 @@ try:
     shutil.copyfile(data, baddata)
     dblock = dump["devices"][p["vol1_id"]]["map"][0]
     with open(baddata, "r+b") as f:
-        f.seek(dblock * bs * 512 + FLIP)
+        f.seek(data_start * 512 + dblock * bs * 512 + FLIP)
         b = f.read(1)
-        f.seek(dblock * bs * 512 + FLIP)
+        f.seek(data_start * 512 + dblock * bs * 512 + FLIP)
         f.write(bytes([b[0] ^ 0xFF]))
     flipped = bytearray(content["vol1"])
     flipped[FLIP] ^= 0xFF
@@ -209,18 +228,18 @@ try:
     # ---- 3. Back on the host ------------------------------------------------------------
     rc, text = al.thin_check(meta)
     c.check("thin-check-after-linux", rc == 0, text)
-    c.check("linux-did-not-grow-the-metadata", superblock_meta_blocks(meta) * 4096 == region,
-            "%d blocks" % superblock_meta_blocks(meta))
-    c.check("configuration-tail-untouched", tail(meta, region) == store_before)
+    c.check("linux-did-not-grow-the-metadata",
+            superblock_meta_blocks(meta, meta_start * 512) * 4096 == region,
+            "%d blocks" % superblock_meta_blocks(meta, meta_start * 512))
+    c.check("lvm-headers-untouched", (head(meta), head(data)) == heads_before)
     dump2 = al.thin_dump(meta)
     c.check("thin-dump-has-the-guest-snapshot", p["new_id"] in dump2["devices"] and
             dump2["devices"][p["new_id"]]["mapped"] == dump2["devices"][p["vol1_id"]]["mapped"]
             and dump2["transaction"] == txid, str({i: d["mapped"] for i, d in dump2["devices"].items()}))
 
     h = al.Host(meta, data).start()
-    c.check("appliance-deletes-the-unnamed-guest-snapshot",
-            "thin device %d was left by an interrupted change: deleted" % p["new_id"] in h.boot_log,
-            h.boot_log)
+    c.check("appliance-reports-and-keeps-the-unnamed-guest-snapshot",
+            "have no LV (device %d)" % p["new_id"] in h.boot_log, h.boot_log)
     out = h.command("pool check", timeout=120)
     c.check("pool-check-clean", "pool check: clean" in out, out)
     c.check("appliance-reads-the-guest-data", md5(read_export(h, "vol1")) == md5(after))
