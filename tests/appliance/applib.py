@@ -197,15 +197,17 @@ def tmeta_image(meta, pool="pool"):
     return out
 
 
-def thin_check(meta):
-    """thin_check on the pool metadata of the appliance's metadata disk META."""
-    r = run(["thin_check", tmeta_image(meta)])
+def thin_check(meta, raw=False):
+    """thin_check on the pool metadata of the appliance's metadata disk META (or, raw, on
+    META itself: a plain metadata image)."""
+    r = run(["thin_check", meta if raw else tmeta_image(meta)])
     return r.returncode, r.stdout + r.stderr
 
 
-def thin_dump(meta):
-    """{'transaction': int, 'devices': {id: {'mapped': n, 'map': {vblock: dblock}}}}"""
-    r = run(["thin_dump", tmeta_image(meta)])
+def thin_dump(meta, raw=False):
+    """{'transaction': int, 'devices': {id: {'mapped': n, 'map': {vblock: dblock}}}} of the
+    appliance's metadata disk META (or, raw, of the plain metadata image META)."""
+    r = run(["thin_dump", meta if raw else tmeta_image(meta)])
     if r.returncode:
         raise Failure("thin_dump: " + r.stderr)
     root = ET.fromstring(r.stdout)
