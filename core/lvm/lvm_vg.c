@@ -411,16 +411,114 @@ void lvm_strs_remove(struct lvm_strs *l, unsigned i)
 	l->n--;
 }
 
+static int strs_copy(struct lvm_strs *dst, const struct lvm_strs *src)
+{
+	*dst = (struct lvm_strs){ 0 };
+	if (!src->n)
+		return 0;
+	dst->v = calloc(src->n, sizeof(*dst->v));
+	if (!dst->v)
+		return -ENOMEM;
+	for (unsigned i = 0; i < src->n; i++) {
+		dst->v[i] = dup_str(src->v[i]);
+		if (!dst->v[i])
+			return -ENOMEM;
+		dst->n++;
+	}
+	return 0;
+}
+
+/* A deep copy of an array of @n elements of @size bytes (NULL stays NULL). */
+static int dup_array(void **dst, const void *src, size_t n, size_t size)
+{
+	*dst = NULL;
+	if (!n)
+		return 0;
+	*dst = malloc(n * size);
+	if (!*dst)
+		return -ENOMEM;
+	memcpy(*dst, src, n * size);
+	return 0;
+}
+
+/* Everything an LV owns, copied; on -ENOMEM what was copied is freed by lvm_vg_free(). */
+static int lv_copy(struct lvm_lv *dst, const struct lvm_lv *src)
+{
+	int rc;
+
+	*dst = *src;
+	dst->flags = dst->tags = (struct lvm_strs){ 0 };
+	dst->creation_host = NULL;
+	dst->nr_segs = 0;
+	dst->segs = NULL;
+	rc = strs_copy(&dst->flags, &src->flags);
+	if (!rc)
+		rc = strs_copy(&dst->tags, &src->tags);
+	if (!rc && src->creation_host && !(dst->creation_host = dup_str(src->creation_host)))
+		rc = -ENOMEM;
+	if (!rc)
+		rc = dup_array((void **)&dst->segs, src->segs, src->nr_segs, sizeof(*src->segs));
+	if (rc)
+		return rc;
+	for (unsigned j = 0; j < src->nr_segs; j++)
+		dst->segs[j].msgs = NULL, dst->segs[j].nr_msgs = 0;
+	dst->nr_segs = src->nr_segs;
+	for (unsigned j = 0; j < src->nr_segs; j++) {
+		rc = dup_array((void **)&dst->segs[j].msgs, src->segs[j].msgs, src->segs[j].nr_msgs,
+			       sizeof(*src->segs[j].msgs));
+		if (rc)
+			return rc;
+		dst->segs[j].nr_msgs = src->segs[j].nr_msgs;
+	}
+	return 0;
+}
+
 int lvm_vg_copy(const struct lvm_vg *vg, struct lvm_vg **out, char *why, size_t why_len)
 {
-	char *text = NULL;
-	size_t len;
-	int rc = lvm_vg_to_text(vg, &text, &len, why, why_len);
+	struct lvm_vg *c;
+	int rc = lvm_vg_validate(vg, why, why_len);
 
+	if (rc)
+		return rc;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	*c = *vg;
+	c->flags = c->tags = (struct lvm_strs){ 0 };
+	c->nr_pvs = c->nr_lvs = 0;
+	c->pvs = NULL;
+	c->lvs = NULL;
+	c->description = c->creation_host = NULL;
+	rc = strs_copy(&c->flags, &vg->flags);
 	if (!rc)
-		rc = lvm_vg_from_text(text, len, out, why, why_len);
-	free(text);
-	return rc;
+		rc = strs_copy(&c->tags, &vg->tags);
+	if (!rc && vg->description && !(c->description = dup_str(vg->description)))
+		rc = -ENOMEM;
+	if (!rc && vg->creation_host && !(c->creation_host = dup_str(vg->creation_host)))
+		rc = -ENOMEM;
+	if (!rc && vg->nr_pvs && !(c->pvs = calloc(vg->nr_pvs, sizeof(*c->pvs))))
+		rc = -ENOMEM;
+	for (unsigned i = 0; i < vg->nr_pvs && !rc; i++) {
+		c->pvs[i] = vg->pvs[i];
+		c->pvs[i].device = NULL;
+		c->pvs[i].tags = (struct lvm_strs){ 0 };
+		c->nr_pvs++;
+		rc = strs_copy(&c->pvs[i].tags, &vg->pvs[i].tags);
+		if (!rc && vg->pvs[i].device && !(c->pvs[i].device = dup_str(vg->pvs[i].device)))
+			rc = -ENOMEM;
+	}
+	if (!rc && vg->nr_lvs && !(c->lvs = calloc(vg->nr_lvs, sizeof(*c->lvs))))
+		rc = -ENOMEM;
+	for (unsigned i = 0; i < vg->nr_lvs && !rc; i++) {
+		rc = lv_copy(&c->lvs[i], &vg->lvs[i]);
+		c->nr_lvs++;
+	}
+	if (rc) {
+		lvm_vg_free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
 }
 
 /* ---- validation ------------------------------------------------------------------------ */

@@ -200,7 +200,7 @@ struct lvm_lv *lvm_vg_find_lv(const struct lvm_vg *vg, const char *name);
 void lvm_vg_remove_lv(struct lvm_vg *vg, struct lvm_lv *lv);
 /* Remove entry @i (< l->n) of a tag or flag list. */
 void lvm_strs_remove(struct lvm_strs *l, unsigned i);
-/* A deep copy, through the text (so @vg must validate): 0, -EINVAL (why), -E2BIG, -ENOMEM. */
+/* A deep copy of a valid model (lvm_vg_validate() first): 0, -EINVAL (why), -ENOMEM. */
 int lvm_vg_copy(const struct lvm_vg *vg, struct lvm_vg **out, char *why, size_t why_len);
 
 /* Extents of the LV: the sum of its segments. */

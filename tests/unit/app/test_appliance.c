@@ -557,6 +557,9 @@ static int admin_script(struct fx *f)
 	return (int)ARRAY_SIZE(steps);
 }
 
+/* A small data disk keeps the ~400 runs quick: the script's volumes are thin. */
+#define CUT_DATA_BYTES (16ull << 20)
+
 /* Both disks behind crashdevs that lose power together (the VG is on both). */
 static void wrap_disks(struct fx *f, struct blkdev *mem[2], struct blkdev *crash[2])
 {
@@ -583,7 +586,7 @@ TEST(power_cut_during_admin_keeps_names_and_pool_in_step)
 
 	/* One clean run counts each disk's writes and flushes. */
 	{
-		struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+		struct fx *f = fx_new(META_BYTES, CUT_DATA_BYTES);
 
 		wrap_disks(f, mem, crash);
 		ok_eq(boot_on(f, true), 0);
@@ -600,7 +603,7 @@ TEST(power_cut_during_admin_keeps_names_and_pool_in_step)
 	ok(events[0] > 20 && events[1] > 10);
 	for (int d = 0; d < 2 && !test_failed(); d++) {
 		for (uint64_t cut = 1; cut <= events[d]; cut++, runs++) {
-			struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+			struct fx *f = fx_new(META_BYTES, CUT_DATA_BYTES);
 
 			wrap_disks(f, mem, crash);
 			crashdev_cut_at(crash[d], cut);
@@ -659,8 +662,8 @@ TEST(power_cut_during_admin_keeps_names_and_pool_in_step)
 
 TEST(tiny_metadata_disk_fills_with_a_clear_error)
 {
-	/* The smallest disk: 2 MiB of pool metadata. Snapshots that each own a written block
-	 * use metadata until it runs out. */
+	/* The smallest disk: one 4 MiB extent of pool_tmeta. Snapshots that each own written
+	 * blocks use metadata until it runs out. */
 	struct fx *f = fx_new(APPLIANCE_MIN_META_BYTES, 256ull << 20);
 	uint8_t buf[4096];
 	int rc = 0, made = 0;
@@ -683,10 +686,11 @@ TEST(tiny_metadata_disk_fills_with_a_clear_error)
 			fail("cannot open s%d", i);
 			break;
 		}
-		/* Writes to blocks far apart: each needs its own mapping leaf. */
-		for (int k = 0; k < 4 && !rc; k++)
+		/* Writes to blocks far apart: each needs its own mapping leaf (16 of them, so
+		 * that a few hundred snapshots fill the smallest pool_tmeta, one 4 MiB extent). */
+		for (int k = 0; k < 16 && !rc; k++)
 			rc = blkdev_write(thin_volume_blkdev(tv),
-					  (uint64_t)k * 131072 + (uint64_t)i * 8, 8, buf);
+					  (uint64_t)k * 32768 + (uint64_t)i * 8, 8, buf);
 		if (!rc)
 			rc = blkdev_flush(thin_volume_blkdev(tv));
 		thin_volume_close(tv);
@@ -695,6 +699,7 @@ TEST(tiny_metadata_disk_fills_with_a_clear_error)
 			break;
 		}
 	}
+	fprintf(stderr, "# %d snapshots before the metadata was full\n", made);
 	ok(made > 5);
 	ok(rc != 0);
 	/* The shell says so clearly, keeps running, and reading still works. */

@@ -391,3 +391,34 @@ TEST(random_edits)
 	free(t);
 	lvm_vg_free(vg);
 }
+
+/* lvm_vg_copy(): a deep copy (same text; changing or freeing one leaves the other alone). */
+TEST(copy_is_deep)
+{
+	struct lvm_vg *vg = vg_with_messages(), *c = NULL;
+	char *t = NULL, *tc = NULL, *t2 = NULL, why[200];
+
+	if (!ok(vg) || !ok_eq(lvm_vg_copy(vg, &c, why, sizeof(why)), 0))
+		goto out;
+	t = text_of(vg);
+	tc = text_of(c);
+	ok(t && tc && !strcmp(t, tc));
+	/* Change the copy everywhere it owns memory, then free it: the original is intact. */
+	lvm_seg_clear_messages(&lvm_vg_find_lv(c, "pool")->segs[0]);
+	ok_eq(lvm_strs_add(&c->lvs[0].tags, "changed"), 0);
+	snprintf(c->lvs[0].name, sizeof(c->lvs[0].name), "other");
+	lvm_vg_remove_lv(c, &c->lvs[c->nr_lvs - 1]);
+	lvm_vg_free(c);
+	c = NULL;
+	t2 = text_of(vg);
+	ok(t && t2 && !strcmp(t, t2));
+	/* An invalid model is refused with the reason, nothing allocated. */
+	vg->extent_size = 0;
+	ok_eq(lvm_vg_copy(vg, &c, why, sizeof(why)), -EINVAL);
+	ok(strstr(why, "extent_size") != NULL);
+out:
+	free(t);
+	free(tc);
+	free(t2);
+	lvm_vg_free(vg);
+}
