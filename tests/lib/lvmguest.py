@@ -4,7 +4,7 @@
 
 PRELUDE is the start of a guest script: shell functions `run CMD...` (runs it, prints its
 output indented and "rc STATUS CMD..."), `digest NAME` ("md5 NAME HEX" of /dev/thinbox/NAME),
-`lvsall TAG` (one "lvsTAG|name|attr|sectors|pool|origin|tags|thin_id|transaction_id|time|host"
+`lvsall TAG [OPTIONS]` (one "lvsTAG|name|attr|sectors|pool|origin|tags|thin_id|transaction_id|time|host"
 line per LV of VG thinbox) and a wrapper in place of /usr/sbin/thin_check that records each
 run lvm makes ("thin_check-ran rc STATUS ARGS", printed by `tcdone`).
 
@@ -21,13 +21,13 @@ TOOL = os.path.join(TOP, "build", "host", "thinbox-lvm")
 SECTOR = 512
 
 PRELUDE = r"""
-meta=$(disk meta); data=$(disk data)
 run() { "$@" >/tmp/out 2>&1; rc=$?; sed 's/^/    /' /tmp/out; echo "rc $rc $*"; }
 digest() { echo "md5 $1 $(md5sum </dev/thinbox/$1 | cut -d' ' -f1)"; }
-lvsall() {
-	lvs -a --noheadings --units s --nosuffix --separator '|' \
+lvsall() {  # lvsall TAG [lvs options]
+	t=$1; shift
+	lvs "$@" -a --noheadings --units s --nosuffix --separator '|' \
 		-o lv_name,lv_attr,lv_size,pool_lv,origin,lv_tags,thin_id,transaction_id,lv_time,lv_host \
-		thinbox | sed "s/^ */lvs$1|/"
+		thinbox | sed "s/^ */lvs$t|/"
 }
 # lvm runs /usr/sbin/thin_check (a link to pdata_tools) before it activates a pool: a
 # wrapper in its place (the link removed first: writing through it would overwrite
