@@ -36,6 +36,7 @@ from lvmguest import md5  # noqa: E402
 
 MiB = 1 << 20
 META_SIZE, DATA_SIZE = 32 * MiB, 128 * MiB
+GROW = 32 * MiB  # the data disk grows by this before the second boot; lvm extends the pool
 GROW_AT = 12 * MiB - MiB // 2  # Linux writes 1 MiB across alpha's old end after lvresize
 LSNAP_AT = 2 * MiB  # Linux writes 1 MiB into its snapshot of alpha here
 
@@ -105,10 +106,13 @@ def ready(h, what):
 
 
 def lvm_ok(r, what, cmds):
-    rcs = {" ".join(w[1:]): w[0] for w in r.lines("rc ")}
+    """Each of @cmds (the start of a command line) ran with status 0, lvm warned of nothing
+    but over-provisioning, and its thin_check runs were clean."""
+    rcs = [(" ".join(w[1:]), w[0]) for w in r.lines("rc ")]
     for x in cmds:
+        st = [rc for line, rc in rcs if line.startswith(x)]
         c.check("lvm-%s-%s" % (what, re.sub(r"[^a-z0-9]+", "_", x.lower()).strip("_")),
-                rcs.get(x) == "0", "%s: rc %s\n%s" % (x, rcs.get(x), r.output[-3000:]))
+                st == ["0"], "%s: rc %s\n%s" % (x, st, r.output[-3000:]))
     c.check("lvm-%s-warned-of-nothing" % what, not lg.warnings(r.output), lg.warnings(r.output))
     tc = r.lines("thin_check-ran ")
     c.check("lvm-%s-ran-thin-check-clean" % what,
@@ -128,6 +132,7 @@ yes thinbox-linux1 | head -c 8388608 | dd of=/dev/thinbox/linux1 bs=65536 conv=f
 run lvcreate -s -kn thinbox/alpha -n linuxsnap
 yes thinbox-linuxsnap | head -c 1048576 | \
 	dd of=/dev/thinbox/linuxsnap bs=65536 seek=%(lsnap_seek)d conv=notrunc,fsync 2>/dev/null
+run lvchange --addtag thinbox_export_ro=lsnap thinbox/linuxsnap
 run lvrename thinbox beta renamed
 run lvremove -y thinbox/beta-snap
 run lvresize -L 16M thinbox/alpha
@@ -146,6 +151,11 @@ run vgscan
 run vgchange -ay thinbox
 lvsall 3
 for v in %(names)s; do digest $v; done
+# The data disk grew by GROW (on the host): the PV, then the pool's data on that disk.
+data=$(disk data)
+run lvm pvresize $data
+run lvextend -L +%(grow)dM thinbox/%(pool)s $data
+lvsall 4
 run vgchange -an thinbox
 echo "active at the end: $(ls /dev/mapper | grep -c thinbox)"
 tcdone
@@ -198,6 +208,7 @@ try:
     lvm_ok(r, "boot1", ["vgscan", "vgchange -ay thinbox", "vgchange -an thinbox",
                         "lvcreate -V 8M -T thinbox/%s -n linux1" % pool,
                         "lvcreate -s -kn thinbox/alpha -n linuxsnap",
+                        "lvchange --addtag thinbox_export_ro=lsnap thinbox/linuxsnap",
                         "lvrename thinbox beta renamed", "lvremove -y thinbox/beta-snap",
                         "lvresize -L 16M thinbox/alpha"])
     c.check("guest1-deactivates", "active at the end: 0" in r.output, r.output[-1000:])
@@ -238,7 +249,8 @@ try:
                                                 {"linux1", "linuxsnap", "renamed"}) and
             lv2["alpha"]["sectors"] == 16 * MiB // 512 and
             lv2["renamed"]["tags"] == ["thinbox_export=beta"] and
-            lv2["linuxsnap"]["origin"] == "alpha" and lv2["linux1"]["tags"] == [], lv2)
+            lv2["linuxsnap"]["origin"] == "alpha" and lv2["linux1"]["tags"] == [] and
+            lv2["linuxsnap"]["tags"] == ["thinbox_export_ro=lsnap"], lv2)
 
     # ---- 3. The appliance takes the disks back -------------------------------------------
     h = al.Host(meta, data).start()
@@ -255,8 +267,10 @@ try:
     c.check("exports-follow-their-tags",
             ex.get("alpha") == ("alpha", "rw") and ex.get("beta") == ("renamed", "rw") and
             ex.get("alpha-snap") == ("alpha-snap", "ro") and "beta-snap" not in ex and
-            "linux1" not in ex and "linuxsnap" not in ex, ex)
-    for e, n in (("alpha", "alpha"), ("beta", "renamed"), ("alpha-snap", "alpha-snap")):
+            ex.get("lsnap") == ("linuxsnap", "ro") and
+            not any(v[0] == "linux1" for v in ex.values()), ex)
+    for e, n in (("alpha", "alpha"), ("beta", "renamed"), ("alpha-snap", "alpha-snap"),
+                 ("lsnap", "linuxsnap")):
         c.check("appliance-export-%s-reads-linuxs-%s" % (e, n),
                 md5(read_export(h, e)) == md5(want[n]))
     for n in ("linux1", "linuxsnap"):
@@ -285,11 +299,15 @@ try:
             res["txid"] and res["txid"][0] == res["txid"][1], text)
 
     # ---- 4. Linux once more ----------------------------------------------------------------
-    r = guest.run(GUEST2 % dict(names=" ".join(names3)), name="guest_lvm_appliance2",
+    with open(data, "r+b") as f:
+        f.truncate(DATA_SIZE + GROW)
+    r = guest.run(GUEST2 % dict(names=" ".join(names3), pool=pool, grow=GROW // MiB),
+                  name="guest_lvm_appliance2",
                   timeout=240, disks=[("meta", meta), ("data", data)])
     c.note("guest boot 2: %.1f s" % r.seconds)
     c.check("guest2-script-runs", r.rc == 0 and "\ndone" in r.output, r.output[-3000:])
-    lvm_ok(r, "boot2", ["vgscan", "vgchange -ay thinbox", "vgchange -an thinbox"])
+    lvm_ok(r, "boot2", ["vgscan", "vgchange -ay thinbox", "vgchange -an thinbox",
+                        "lvm pvresize", "lvextend -L +%dM thinbox/%s" % (GROW // MiB, pool)])
     c.check("guest2-deactivates", "active at the end: 0" in r.output, r.output[-1000:])
     lv3 = lg.thin_lvs(lg.parse_lvs(r.output, "3"))
     c.check("lvs-is-the-appliances-list", sorted(lv3) == names3, (sorted(lv3), names3))
@@ -302,6 +320,25 @@ try:
     del exp3["beta"]
     for n, d in exp3.items():
         c.check("linux-reads-%s-as-the-appliance-again" % n, got3.get(n) == d, (got3.get(n), d))
+    pool_sectors = lg.parse_lvs(r.output, "4").get(pool, {}).get("sectors", 0)
+    c.check("linux-grew-the-pool", pool_sectors * 512 >= DATA_SIZE + GROW - 8 * MiB and
+            lg.parse_lvs(r.output, "4").get(pool + "_tdata", {}).get("sectors") == pool_sectors,
+            r.output[-2000:])
+
+    # ---- 5. The appliance on the grown pool ----------------------------------------------
+    h = al.Host(meta, data).start()
+    c.note("appliance boot 3: " + " | ".join(h.boot_log.splitlines()))
+    ready(h, "after-the-pool-grew")
+    st = h.command("pool status")
+    m = re.search(r"^\s*data\s.* of ([\d.]+) MiB", st, re.M)
+    c.check("appliance-pool-has-the-grown-size",
+            m and float(m.group(1)) * MiB == pool_sectors * 512, st)
+    c.check("appliance-volumes-after-the-pool-grew",
+            sorted(al.parse_thin_list(h.command("thin list"))) == names3 and
+            md5(read_export(h, "alpha")) == app3["alpha"])
+    chk = h.command("pool check")
+    c.check("pool-check-clean-after-the-pool-grew", "pool check: clean" in chk, chk)
+    c.check("appliance-stops-after-the-pool-grew", h.stop() == 0)
 except (al.Failure, guest.GuestError, KeyError, ValueError, IndexError, TypeError) as e:
     c.check("no-failure", False, "%s: %s" % (type(e).__name__, e))
 c.finish()
