@@ -246,8 +246,9 @@ try:
             h._cond.wait_for(lambda: h._eof, 30)
         out = h.output
         h.kill()
-        done = re.findall(r"^(created|deleted) ", out, re.M)
-        errors = [ln for ln in out.splitlines() if "error" in ln.lower()]
+        done = re.findall(r"^(created|deleted) ", typed, re.M)
+        typed = out.split(al.PROMPT, 1)[1] if al.PROMPT in out else ""
+        errors = [ln for ln in typed.splitlines() if "error" in ln.lower()]
         c.check(what + "-no-error-before-the-kill", not errors, errors)
         k = len(done)
         c.note("%s: killed %.3f s after the batch, %d of %d commands answered"
