@@ -197,6 +197,8 @@ try:
     c.check("vg-layout", pool and lvs.get(pool + "_tmeta", {}).get("type") == "linear" and
             lvs.get(pool + "_tdata", {}).get("type") == "linear", text)
     c.note("VG after the appliance: " + "; ".join(text.splitlines()))
+    if not pool:
+        raise al.Failure("the appliance left no VG thinbox with a thin pool: nothing for Linux")
 
     # ---- 2. Linux ------------------------------------------------------------------------
     r = guest.run(GUEST1 % dict(names=" ".join(names1), pool=pool,

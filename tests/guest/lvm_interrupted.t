@@ -201,6 +201,8 @@ try:
     rc, vg, lvs, text = lg.vg_show(meta, data)
     pool = lg.pool_name(lvs)
     c.check("disks-are-vg-thinbox-with-a-pool", rc == 0 and pool, text)
+    if not pool:
+        raise al.Failure("the appliance left no VG thinbox with a thin pool: nothing for Linux")
 
     # ---- (a) ---------------------------------------------------------------------------
     for rnd, delay in enumerate(KILL_A):
