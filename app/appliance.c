@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The appliance: pool + configuration + volumes + exports; see app/appliance.h for the
- * layout, the transaction protocol and the boot rules.
+ * disks, the transaction protocol and the boot rules (the VG itself: app/app_vg.c).
  *
  * Ownership: struct app_vol is an open thin volume shared by the exports that serve it
  * (reference counted); struct app_exp is one NBD export, freed by the server's release()
@@ -16,11 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/base/crc32c.h"
-#include "core/base/endian.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
-#include "core/blkdev_slice.h"
+#include "core/lvm/lvm_vg.h"
 
 #include "app/appliance_internal.h"
 
@@ -63,16 +61,22 @@ const char *appliance_strerror(int rc)
 	case -EBUSY:
 		return "in use";
 	case -ENOSPC:
-		return "no space left (pool metadata, pool data or configuration store full)";
+		return "no space left (pool metadata, pool data or the volume group's metadata "
+		       "area full)";
 	case -EROFS:
 		return "the pool is read-only (needs_check set or a metadata error): pool check "
 		       "shows the damage; after repair, thinbox-check --clear-needs-check-flag on "
 		       "the metadata image (offline) returns it to write mode";
 	case -ESTALE:
-		return "the configuration does not match the pool's transaction id (see pool "
+		return "the volume group does not match the pool's transaction id (see pool "
 		       "status)";
 	case -ENODATA:
-		return "the metadata disk holds no pool (pool format)";
+		return "the disks hold no pool (pool format)";
+	case -ENOTEMPTY:
+		return "the disks hold an LVM volume group: pool format erases it only with "
+		       "--force and its name (--confirm VG)";
+	case -E2BIG:
+		return "too large for the volume group's metadata";
 	case -ENODEV:
 		return "no pool is open";
 	case -EIO:
@@ -116,16 +120,6 @@ const struct cfg *appliance_config(const struct appliance *a)
 struct nbd_server *appliance_server(struct appliance *a)
 {
 	return a->o.srv;
-}
-
-uint64_t appliance_meta_bytes(const struct appliance *a)
-{
-	return a->meta_bytes;
-}
-
-uint64_t appliance_store_offset(const struct appliance *a)
-{
-	return a->store_off;
 }
 
 void appliance_default_opts(struct appliance_opts *o)
@@ -300,7 +294,7 @@ static bool wait_exports_released(struct appliance *a, unsigned ms)
 	return a->live_exports == 0;
 }
 
-/* ---- The transaction protocol (config/store.h) -------------------------------------------- */
+/* ---- The transaction protocol -------------------------------------------- */
 
 /*
  * Whether the pool's mode allows a change (@change) or any metadata access at all: in FAIL
@@ -347,72 +341,156 @@ int appliance_transaction_id(struct appliance *a, uint64_t *out)
 	return rc;
 }
 
-int appliance_update_data_size(struct appliance *a)
+bool appliance_volume_name_valid(const char *name)
 {
-	if (!a->o.data_size_changed)
-		return 0;
-	return a->o.data_size_changed(a->o.data_size_ctx, a->o.data_disk);
+	return cfg_name_valid(name) && lvm_lv_name_valid(name);
+}
+
+/* A copy of the committed VG without pending messages (the second commit of a change). */
+static int commit_without_messages(struct appliance *a)
+{
+	struct lvm_vg *vg;
+	struct lvm_lv *pool;
+	char why[200];
+	int rc = lvm_vg_copy(a->vg, &vg, why, sizeof(why));
+
+	if (rc)
+		return rc;
+	pool = lvm_vg_find_lv(vg, a->pool_lv);
+	lvm_seg_clear_messages(&pool->segs[0]);
+	return app_vg_commit(a, vg);
+}
+
+/* The id an interrupted `pool set-transaction-id` moves the pool from, or -1. */
+static int64_t txid_from(struct appliance *a)
+{
+	const struct lvm_lv *pool = lvm_vg_find_lv(a->vg, a->pool_lv);
+
+	for (unsigned i = 0; i < pool->tags.n; i++) {
+		const char *t = pool->tags.v[i];
+		char *end;
+
+		if (!strncmp(t, APP_TAG_TXID_FROM, strlen(APP_TAG_TXID_FROM))) {
+			unsigned long long v = strtoull(t + strlen(APP_TAG_TXID_FROM), &end, 10);
+
+			if (!*end && v < INT64_MAX)
+				return (int64_t)v;
+		}
+	}
+	return -1;
+}
+
+/* The VG without the set-transaction-id tag: the move is done. */
+static int commit_txid_done(struct appliance *a)
+{
+	struct lvm_vg *vg;
+	struct lvm_lv *pool;
+	char why[200];
+	int rc = lvm_vg_copy(a->vg, &vg, why, sizeof(why));
+
+	if (rc)
+		return rc;
+	pool = lvm_vg_find_lv(vg, a->pool_lv);
+	for (unsigned i = pool->tags.n; i-- > 0;)
+		if (!strncmp(pool->tags.v[i], APP_TAG_TXID_FROM, strlen(APP_TAG_TXID_FROM)))
+			lvm_strs_remove(&pool->tags, i);
+	return app_vg_commit(a, vg);
 }
 
 /*
- * Make @next the configuration: save it for T + 1, run @before (adds devices to the pool),
- * move the transaction id T -> T + 1 (a commit), mark the slot committed, then run @after
- * (removes devices). On success @next's contents move into a->cfg (and @next is left
- * empty); on failure the configuration in force is unchanged and @next still the caller's.
+ * Make @next the configuration, in lvm's order (docs/appliance.md, "Consistency"):
+ *   - a thin device created or deleted (@ch->msg): the VG is committed with the change, the
+ *     pool's transaction id T + 1 and the pending message; then the pool changes and moves
+ *     from T to T + 1 in one commit; then the VG is committed again without the message. A
+ *     crash in between leaves a VG one transaction ahead with its message: the next start
+ *     (ours, or lvm's activation in Linux) sends the message and moves the id;
+ *   - anything else (exports, names, sizes): the pool change first (a shrink's unmap), then
+ *     one VG commit.
+ * On success @next's contents move into a->cfg (and @next is left empty); on failure the
+ * configuration in force is unchanged and @next still the caller's.
  */
-int app_transact(struct appliance *a, struct cfg *next, int (*before)(struct appliance *, void *),
-		 void (*undo)(struct appliance *, void *), int (*after)(struct appliance *, void *),
-		 void *arg)
+int app_transact(struct appliance *a, struct cfg *next, const struct app_change *ch)
 {
+	struct lvm_vg *vg, *prev = NULL;
 	uint64_t t;
+	char why[200];
 	int rc;
 
 	rc = config_changeable(a);
+	if (!rc)
+		rc = appliance_transaction_id(a, &t);
 	if (rc)
 		return rc;
-	rc = appliance_transaction_id(a, &t);
-	if (rc)
-		return rc;
-	/* 1. the configuration for T + 1 is durable before the pool can reach T + 1 */
-	rc = cfg_store_save(&a->store, next, t + 1);
-	if (rc)
-		return rc;
-	/* 2. pool changes that add: a crash after them leaves an orphan, never a dangling name */
-	if (before) {
-		rc = before(a, arg);
+	if (ch->msg == APP_MSG_NONE) {
+		if (ch->pool_op) {
+			rc = ch->pool_op(a, ch->arg);
+			if (rc)
+				return rc;
+		}
+		rc = app_vg_next(a, next, t, &vg);
+		if (!rc)
+			rc = app_vg_commit(a, vg);
 		if (rc)
 			return rc;
+		goto done;
 	}
-	rc = thin_pool_set_transaction_id(a->pool, t, t + 1);
+	rc = lvm_vg_copy(a->vg, &prev, why, sizeof(why));
+	if (!rc)
+		rc = app_vg_next(a, next, t + 1, &vg);
 	if (rc) {
-		if (undo)
-			undo(a, arg);
+		lvm_vg_free(prev);
 		return rc;
 	}
-	/* 3. the pool is at T + 1: the new slot is the committed one */
-	cfg_store_committed(&a->store);
+	rc = ch->msg == APP_MSG_CREATE
+		 ? lvm_seg_add_message_create(&lvm_vg_find_lv(vg, a->pool_lv)->segs[0], ch->name)
+		 : lvm_seg_add_message_delete(&lvm_vg_find_lv(vg, a->pool_lv)->segs[0], ch->id);
+	if (rc) {
+		lvm_vg_free(vg);
+		lvm_vg_free(prev);
+		return rc;
+	}
+	rc = app_vg_commit(a, vg);
+	if (rc) {
+		lvm_vg_free(prev);
+		return rc;
+	}
+	rc = ch->pool_op(a, ch->arg);
+	if (!rc)
+		rc = thin_pool_set_transaction_id(a->pool, t, t + 1);
+	if (rc) {
+		int rc2;
+
+		/* Nothing of the pool change was committed: put the VG back as it was. */
+		if (ch->undo)
+			ch->undo(a, ch->arg);
+		rc2 = app_vg_commit(a, prev);
+		if (rc2)
+			app_log(a,
+				"warning: the pool refused the change (%s) and the volume group "
+				"could not be put back (%s); the next start finishes or undoes it",
+				appliance_strerror(rc), appliance_strerror(rc2));
+		return rc;
+	}
+	lvm_vg_free(prev);
+	rc = commit_without_messages(a);
+	if (rc)
+		app_log(a,
+			"warning: the change is done but its message stays in the volume group "
+			"(%s); the next start clears it",
+			appliance_strerror(rc));
+done:
 	cfg_free(&a->cfg);
 	a->cfg = *next;
 	cfg_init(next);
-	/* 4. pool changes that remove: a crash before them leaves an orphan */
-	if (after) {
-		rc = after(a, arg);
-		if (rc)
-			app_log(
-			    a,
-			    "warning: the change is saved but the pool could not finish it (%s); "
-			    "the leftover is removed at the next boot",
-			    appliance_strerror(rc));
-	}
 	return 0;
 }
 
-/* ---- Orphans ------------------------------------------------------------------------------ */
+/* ---- Devices no LV names ------------------------------------------------------------------ */
 
 struct orphan_scan {
 	const struct cfg *cfg;
-	thin_id_t ids[64];
 	unsigned n;
+	thin_id_t first;
 };
 
 static int collect_orphan(void *ctx, thin_id_t id, const struct thin_dev_details *d)
@@ -420,34 +498,36 @@ static int collect_orphan(void *ctx, thin_id_t id, const struct thin_dev_details
 	struct orphan_scan *s = ctx;
 
 	if (id > CFG_MAX_THIN_ID || !cfg_find_volume_id(s->cfg, (uint32_t)id)) {
-		if (s->n < ARRAY_SIZE(s->ids))
-			s->ids[s->n++] = id;
+		if (!s->n++)
+			s->first = id;
 	}
 	return 0;
 }
 
-/* Delete thin devices no volume names: leftovers of a change a crash interrupted. */
-static void delete_orphans(struct appliance *a)
+/*
+ * Thin devices the VG does not name: lvm's protocol never leaves one, so they are someone's
+ * (a dmsetup message in Linux, an older appliance). Say so and leave them: their ids are
+ * never given to a new volume.
+ */
+static void report_orphans(struct appliance *a)
 {
 	struct orphan_scan s = { .cfg = &a->cfg };
 	struct thin_md_view v;
 	int rc;
 
-	rc = appliance_pool_usable(a, true);
+	rc = appliance_pool_usable(a, false);
 	if (!rc)
 		rc = thin_md_view_current(thin_pool_md(a->pool), &v);
 	if (!rc)
 		rc = thin_view_for_each_device(&v, collect_orphan, &s);
-	if (rc) {
+	if (rc)
 		app_log(a, "warning: cannot list the pool's thin devices: %s",
 			appliance_strerror(rc));
-		return;
-	}
-	for (unsigned i = 0; i < s.n; i++) {
-		rc = thin_pool_delete_thin(a->pool, s.ids[i]);
-		app_log(a, "thin device %" PRIu64 " was left by an interrupted change: %s",
-			s.ids[i], rc ? appliance_strerror(rc) : "deleted");
-	}
+	else if (s.n)
+		app_log(a,
+			"warning: %u thin device(s) in the pool have no LV (device %" PRIu64
+			"%s); they are kept and their ids not reused",
+			s.n, s.first, s.n > 1 ? ", ..." : "");
 }
 
 /* ---- Boot --------------------------------------------------------------------------------- */
@@ -469,32 +549,38 @@ static void close_everything(struct appliance *a)
 		if (rc != -EBUSY)
 			a->pool = NULL;
 	}
+	if (!a->pool)
+		app_vg_close_devices(a);
 	cfg_free(&a->cfg);
 }
 
+/* Advice for a pool that does not open: never a command that would destroy it. */
+#define REPAIR_ADVICE                                                                              \
+	"nothing was changed; the pool can be checked and repaired in Linux with lvm "             \
+	"(lvconvert --repair, docs/linux-lvm.md)"
+
 static int open_pool(struct appliance *a)
 {
-	char why[160] = "";
+	char why[200] = "";
 	int rc;
 
-	rc = thin_pool_open(a->meta, a->o.data_disk, &a->o.pool_opts, why, sizeof(why), &a->pool);
+	rc = app_vg_open_devices(a, why, sizeof(why));
+	if (!rc) {
+		app_vg_settings(a, &a->o.pool_opts);
+		rc = thin_pool_open(a->meta, a->data, &a->o.pool_opts, why, sizeof(why), &a->pool);
+	}
 	if (rc) {
 		a->pool = NULL;
-		if (rc == -ENODATA)
-			set_problem(a, APPLIANCE_NO_POOL,
-				    "the metadata disk holds no pool (pool format creates one)");
-		else
-			set_problem(
-			    a, APPLIANCE_NO_POOL,
-			    "the pool does not open: %s%s%s (pool format --force starts over)",
-			    appliance_strerror(rc), why[0] ? ": " : "", why);
+		set_problem(a, APPLIANCE_NO_POOL, "the pool %s/%s does not open: %s%s%s; %s",
+			    a->vg->name, a->pool_lv, appliance_strerror(rc), why[0] ? ": " : "",
+			    why, REPAIR_ADVICE);
 	}
 	return rc;
 }
 
 static int first_boot(struct appliance *a)
 {
-	uint64_t size = a->o.data_disk->nr_blocks * a->o.data_disk->block_size;
+	uint64_t size = a->data->nr_blocks * a->data->block_size;
 	char sz[32];
 	int rc;
 
@@ -513,85 +599,147 @@ static int first_boot(struct appliance *a)
 	return 0;
 }
 
-static int count_device(void *ctx, thin_id_t id, const struct thin_dev_details *d)
+/* Send a pending message to the pool (lvm's activation does the same). */
+static int replay_message(struct appliance *a, const struct lvm_thin_msg *m)
 {
-	(*(unsigned *)ctx)++;
-	return 0;
-}
-
-static unsigned pool_devices(struct appliance *a)
-{
-	struct thin_md_view v;
-	unsigned n = 0;
-
-	if (appliance_pool_usable(a, false) || thin_md_view_current(thin_pool_md(a->pool), &v) ||
-	    thin_view_for_each_device(&v, count_device, &n))
-		return ~0u;
-	return n;
-}
-
-/* The pool is open: load its configuration and act on what is found. */
-static void load_config(struct appliance *a, bool may_first_boot)
-{
-	char err[200] = "";
-	uint64_t t;
+	struct thin_md *md = thin_pool_md(a->pool);
+	const struct lvm_lv *lv, *origin = NULL;
+	thin_id_t id;
 	int rc;
 
-	rc = appliance_transaction_id(a, &t);
+	if (m->type == LVM_MSG_DELETE) {
+		rc = thin_md_device_exists(md, m->device_id);
+		return rc <= 0 ? rc : thin_pool_delete_thin(a->pool, m->device_id);
+	}
+	lv = lvm_vg_find_lv(a->vg, m->lv);
+	if (!lv || lv->nr_segs != 1 || lv->segs[0].type != LVM_SEG_THIN)
+		return -EINVAL;
+	id = lv->segs[0].device_id;
+	rc = thin_md_device_exists(md, id);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	if (lv->segs[0].origin[0])
+		origin = lvm_vg_find_lv(a->vg, lv->segs[0].origin);
+	if (origin && origin->nr_segs == 1 && origin->segs[0].type == LVM_SEG_THIN)
+		return thin_pool_create_snap(a->pool, id, origin->segs[0].device_id);
+	return thin_pool_create_thin(a->pool, id);
+}
+
+/*
+ * The pool is open: bring it and the VG into step as lvm's activation does (docs/appliance.md,
+ * "Starting"), then take the configuration the VG describes. False when they disagree.
+ */
+static bool reconcile(struct appliance *a)
+{
+	struct lvm_seg *s = app_pool_seg(a);
+	uint64_t p, v = s->transaction_id;
+	unsigned n = s->nr_msgs;
+	int rc;
+
+	rc = appliance_transaction_id(a, &p);
 	if (rc) {
 		set_problem(a, APPLIANCE_BAD_CONFIG, "cannot read the pool status: %s",
 			    appliance_strerror(rc));
-		return;
+		return false;
 	}
-	cfg_free(&a->cfg);
-	rc = cfg_store_load(&a->store, t, &a->cfg, err, sizeof(err));
-	switch (rc) {
-	case 0:
-		a->state = APPLIANCE_READY;
-		a->problem[0] = '\0';
-		delete_orphans(a);
-		start_exports(a);
-		app_log(a, "pool at transaction %" PRIu64 ": %zu volume(s), %zu export(s)", t,
-			a->cfg.nvols, a->cfg.nexps);
-		return;
-	case -ENODATA:
-	case -ESTALE:
-		cfg_init(&a->cfg);
-		/*
-		 * A first boot cut short after the format: the pool is at transaction 0 and no
-		 * configuration was saved for 0 (an explicit pool format saves an empty one, so
-		 * it never gets here). With no device at all, or with ours (a configuration for
-		 * a later id exists: the first boot's own transaction was interrupted, and its
-		 * device is an orphan), nothing can be lost: finish the first boot. A pool
-		 * without any configuration but with devices (made elsewhere) is left alone.
-		 */
-		if (may_first_boot && t == 0 && (rc == -ESTALE || pool_devices(a) == 0)) {
-			a->state = APPLIANCE_READY;
-			a->problem[0] = '\0';
-			delete_orphans(a);
-			first_boot(a);
-			return;
+	if (txid_from(a) >= 0) {
+		/* `pool set-transaction-id` cut short: the pool is still at the old id, or moved. */
+		if ((uint64_t)txid_from(a) == p && v != p) {
+			rc = thin_pool_set_transaction_id(a->pool, p, v);
+			if (rc) {
+				set_problem(a, APPLIANCE_STALE,
+					    "moving the pool's transaction id from %" PRIu64
+					    " to %" PRIu64 " failed: %s",
+					    p, v, appliance_strerror(rc));
+				return false;
+			}
+			p = v;
 		}
-		if (rc == -ESTALE)
-			break;
-		a->state = APPLIANCE_READY;
-		a->problem[0] = '\0';
-		app_log(a, "pool at transaction %" PRIu64 ": no configuration saved yet", t);
-		return;
-	default:
-		cfg_init(&a->cfg);
-		set_problem(a, APPLIANCE_BAD_CONFIG, "the configuration cannot be read: %s",
-			    err[0] ? err : appliance_strerror(rc));
-		return;
+		if (p == v) {
+			rc = commit_txid_done(a);
+			if (rc)
+				app_log(a, "warning: %s", appliance_strerror(rc));
+		}
 	}
-	set_problem(a, APPLIANCE_STALE,
-		    "%s; nothing is exported. pool set-transaction-id %" PRIu64
-		    " ID adopts the configuration saved for ID; pool format --force starts "
-		    "over",
-		    err, t);
+	if (v == p + 1) {
+		/* A change was cut short after its first VG commit: finish it. */
+		for (unsigned i = 0; i < n && !rc; i++)
+			rc = replay_message(a, &s->msgs[i]);
+		if (!rc)
+			rc = thin_pool_set_transaction_id(a->pool, p, v);
+		if (rc) {
+			set_problem(a, APPLIANCE_STALE,
+				    "the volume group's pending change (transaction %" PRIu64
+				    ") could not be applied to the pool: %s; nothing is exported",
+				    v, appliance_strerror(rc));
+			return false;
+		}
+		app_log(a,
+			"finished a change that was cut short: pool at transaction %" PRIu64
+			", %u message(s) applied",
+			v, n);
+	} else if (v != p) {
+		set_problem(a, APPLIANCE_STALE,
+			    "pool %s/%s is at transaction %" PRIu64
+			    ", the volume group expects %" PRIu64 " (lvm refuses it too); nothing "
+			    "is exported. pool set-transaction-id %" PRIu64 " %" PRIu64
+			    " makes the pool agree with the volume group",
+			    a->vg->name, a->pool_lv, p, v, p, v);
+		return false;
+	}
+	if (n) {
+		rc = commit_without_messages(a);
+		if (rc)
+			app_log(a, "warning: clearing the pending message failed: %s",
+				appliance_strerror(rc));
+	}
+	return true;
 }
 
-static bool block0_zero(struct appliance *a, int *rc_out)
+static bool first_boot_pending(struct appliance *a)
+{
+	const struct lvm_lv *pool = lvm_vg_find_lv(a->vg, a->pool_lv);
+
+	for (unsigned i = 0; i < pool->tags.n; i++)
+		if (!strcmp(pool->tags.v[i], APP_TAG_FIRST_BOOT))
+			return true;
+	return false;
+}
+
+/* The pool is open: take the configuration the VG describes and act on it. */
+static void load_config(struct appliance *a)
+{
+	char err[200] = "";
+	uint64_t t = 0;
+	int rc;
+
+	cfg_free(&a->cfg);
+	if (!reconcile(a))
+		return;
+	rc = app_vg_cfg(a, &a->cfg, err, sizeof(err));
+	if (rc) {
+		set_problem(a, APPLIANCE_BAD_CONFIG, "volume group %s: %s; nothing is exported",
+			    a->vg->name, err);
+		return;
+	}
+	a->state = APPLIANCE_READY;
+	a->problem[0] = '\0';
+	appliance_transaction_id(a, &t);
+	report_orphans(a);
+	if (first_boot_pending(a) && a->cfg.nvols == 0) {
+		/* The first boot was cut short between its format and its first volume. */
+		first_boot(a);
+		return;
+	}
+	start_exports(a);
+	app_log(a,
+		"volume group %s, pool %s at transaction %" PRIu64 ": %zu volume(s), %zu "
+		"export(s)",
+		a->vg->name, a->pool_lv, t, a->cfg.nvols, a->cfg.nexps);
+}
+
+/* What the metadata disk holds when it holds no LVM label. */
+static bool meta_disk_blank(struct appliance *a, int *rc_out)
 {
 	bool blank = false;
 
@@ -599,117 +747,68 @@ static bool block0_zero(struct appliance *a, int *rc_out)
 	return !*rc_out && blank;
 }
 
-/*
- * The settings block: pool options dm-thin keeps in its table rather than its metadata
- * (skip_block_zeroing, chosen at format time; error_if_no_space and no_space_timeout, set
- * with `pool set`). Little-endian: magic "THNBXSET", le32 version 1, le32 flags (bit 0: no
- * zeroing, bit 1: error_if_no_space, bit 2: the no-space fields are present), le32 crc32c
- * of the 16 bytes before it; then le32 no_space_timeout_ms and le32 crc32c of the 24 bytes
- * before it. A block written before the no-space fields existed lacks bit 2 (and an older
- * reader ignores them): the no-space options keep their defaults then.
- */
-#define SETTINGS_MAGIC		  "THNBXSET"
-#define SETTING_NO_ZERO		  (1u << 0)
-#define SETTING_ERROR_IF_NO_SPACE (1u << 1)
-#define SETTING_HAS_NO_SPACE	  (1u << 2)
-
-static int settings_write(struct appliance *a, const struct thin_pool_opts *po)
+static int do_format(struct appliance *a, const char *vg_name, const struct thin_pool_opts *po,
+		     bool first)
 {
-	uint32_t bs = a->o.meta_disk->block_size;
-	uint8_t *buf = calloc(1, APPLIANCE_SETTINGS_BYTES);
+	char why[200] = "";
 	int rc;
 
-	if (!buf)
-		return -ENOMEM;
-	memcpy(buf, SETTINGS_MAGIC, 8);
-	put_le32(buf + 8, 1);
-	put_le32(buf + 12, (po->zero_new_blocks ? 0 : SETTING_NO_ZERO) |
-			       (po->error_if_no_space ? SETTING_ERROR_IF_NO_SPACE : 0) |
-			       SETTING_HAS_NO_SPACE);
-	put_le32(buf + 16, crc32c(buf, 16));
-	put_le32(buf + 20, po->no_space_timeout_ms);
-	put_le32(buf + 24, crc32c(buf, 24));
-	rc = blkdev_write(a->o.meta_disk, a->meta_bytes / bs, APPLIANCE_SETTINGS_BYTES / bs, buf);
-	free(buf);
-	return rc ? rc : blkdev_flush(a->o.meta_disk);
-}
-
-/* Apply the settings block to the open options; absent or damaged: the defaults stay. */
-static void settings_read(struct appliance *a)
-{
-	uint32_t bs = a->o.meta_disk->block_size;
-	uint8_t *buf = malloc(APPLIANCE_SETTINGS_BYTES);
-
-	if (!buf)
-		return;
-	if (!blkdev_read(a->o.meta_disk, a->meta_bytes / bs, APPLIANCE_SETTINGS_BYTES / bs, buf) &&
-	    !memcmp(buf, SETTINGS_MAGIC, 8) && get_le32(buf + 8) == 1 &&
-	    get_le32(buf + 16) == crc32c(buf, 16)) {
-		uint32_t flags = get_le32(buf + 12);
-
-		a->o.pool_opts.zero_new_blocks = !(flags & SETTING_NO_ZERO);
-		if ((flags & SETTING_HAS_NO_SPACE) && get_le32(buf + 24) == crc32c(buf, 24)) {
-			a->o.pool_opts.error_if_no_space = flags & SETTING_ERROR_IF_NO_SPACE;
-			a->o.pool_opts.no_space_timeout_ms = get_le32(buf + 20);
-		}
+	rc = app_vg_format(a, vg_name, po, first, why, sizeof(why));
+	if (rc) {
+		set_problem(a, APPLIANCE_NO_POOL, "format failed: %s",
+			    why[0] ? why : appliance_strerror(rc));
+		return rc;
 	}
-	free(buf);
-}
-
-static int do_format(struct appliance *a, const struct thin_pool_opts *po, bool force)
-{
-	int rc;
-
-	/* The configuration goes first: a configuration must never outlive its pool. */
-	rc = cfg_store_wipe(&a->store);
-	if (!rc)
-		rc = settings_write(a, po);
-	if (rc)
-		return rc;
-	rc = thin_pool_format(a->meta, a->o.data_disk, po, force);
-	if (rc)
-		return rc;
-	rc = open_pool(a);
-	if (rc)
-		return rc;
-	return 0;
+	return open_pool(a);
 }
 
 static void boot(struct appliance *a)
 {
-	struct cfg probe;
-	char err[200];
-	int rc, lrc;
+	struct lvm_lv *pool;
+	char why[240] = "";
+	int rc;
 
-	settings_read(a);
-	if (!open_pool(a)) {
-		load_config(a, a->o.first_boot);
+	rc = app_vg_read(a, &a->vg, why, sizeof(why));
+	if (!rc) {
+		rc = app_vg_pool(a->vg, &pool, why, sizeof(why));
+		if (rc) {
+			set_problem(a, APPLIANCE_NO_POOL, "%s; %s", why,
+				    "nothing was changed (pool format --vg creates a new pool)");
+			return;
+		}
+		snprintf(a->pool_lv, sizeof(a->pool_lv), "%s", pool->name);
+		if (!open_pool(a))
+			load_config(a);
 		return;
 	}
-	if (a->state != APPLIANCE_NO_POOL || !a->o.first_boot)
+	if (rc != -ENODATA && rc != -ENOMSG) {
+		set_problem(a, APPLIANCE_NO_POOL, "the disks' LVM metadata cannot be used: %s; %s",
+			    why, "nothing was changed");
 		return;
-	/* First boot only on a blank disk: block 0 all zeroes and no configuration at all. */
-	if (!block0_zero(a, &rc))
+	}
+	/* PVs that never got a VG (a format cut short before its VG was written) hold
+	 * nothing: lvm would make a VG of them without asking either. */
+	if (rc == -ENODATA && !meta_disk_blank(a, &rc)) {
+		set_problem(a, APPLIANCE_NO_POOL, "%s",
+			    rc ? "the metadata disk cannot be read"
+			       : "the metadata disk holds no LVM volume group but is not blank: "
+				 "disks from a thinbox before LVM2 (its pool at the start of the "
+				 "metadata disk) or someone else's; nothing was changed "
+				 "(docs/appliance.md, \"Disks from earlier versions\")");
 		return;
-	lrc = cfg_store_load(&a->store, 0, &probe, err, sizeof(err));
-	cfg_free(&probe);
-	if (lrc != -ENODATA) {
+	}
+	if (!a->o.first_boot) {
 		set_problem(a, APPLIANCE_NO_POOL,
-			    "the metadata disk has no pool but holds a configuration; pool format "
-			    "creates a new pool");
+			    "the disks hold no pool (pool format creates one)");
 		return;
 	}
 	app_log(a,
-		"first boot: blank metadata disk; formatting the pool (%u KiB blocks, zeroing "
-		"%s)",
-		a->o.pool_opts.data_block_sectors / 2,
+		"first boot: blank disks; creating volume group %s with pool %s (%u KiB blocks, "
+		"zeroing %s)",
+		APPLIANCE_DEFAULT_VG, APP_POOL_LV, a->o.pool_opts.data_block_sectors / 2,
 		a->o.pool_opts.zero_new_blocks ? "on" : "off");
-	rc = do_format(a, &a->o.pool_opts, false);
-	if (rc) {
-		set_problem(a, APPLIANCE_NO_POOL, "first boot: formatting failed: %s",
-			    appliance_strerror(rc));
+	if (do_format(a, APPLIANCE_DEFAULT_VG, &a->o.pool_opts, true))
 		return;
-	}
 	cfg_init(&a->cfg);
 	first_boot(a);
 }
@@ -717,35 +816,22 @@ static void boot(struct appliance *a)
 int appliance_create(const struct appliance_opts *o, struct appliance **out)
 {
 	struct appliance *a;
-	uint64_t disk_bytes, store_off;
 	uint32_t bs;
-	int rc;
 
 	if (!o || !o->meta_disk || !o->data_disk)
 		return -EINVAL;
 	bs = o->meta_disk->block_size;
-	disk_bytes = o->meta_disk->nr_blocks * bs;
-	if (bs < 512 || bs > 4096 || 4096 % bs || disk_bytes < APPLIANCE_MIN_META_BYTES)
+	if (bs < 512 || bs > 4096 || 4096 % bs ||
+	    o->meta_disk->nr_blocks * bs < APPLIANCE_MIN_META_BYTES ||
+	    o->data_disk->block_size != bs)
 		return -EINVAL;
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	a->o = *o;
+	a->disk[0] = o->meta_disk;
+	a->disk[1] = o->data_disk;
 	cfg_init(&a->cfg);
-	/* The store takes the last APPLIANCE_STORE_BYTES (4 KiB aligned), the settings block the
-	 * 4 KiB before it, the pool the rest. */
-	store_off = ALIGN_DOWN(disk_bytes - APPLIANCE_STORE_BYTES, 4096ull);
-	a->store_off = store_off;
-	a->meta_bytes = store_off - APPLIANCE_SETTINGS_BYTES;
-	rc = blkdev_slice_create(o->meta_disk, 0, a->meta_bytes / bs, &a->meta);
-	if (!rc)
-		rc = cfg_store_init(&a->store, o->meta_disk, store_off / bs,
-				    APPLIANCE_STORE_BYTES / bs);
-	if (rc) {
-		blkdev_destroy(a->meta);
-		free(a);
-		return rc;
-	}
 	a->state = APPLIANCE_NO_POOL;
 	boot(a);
 	if (a->state != APPLIANCE_READY)
@@ -764,7 +850,7 @@ void appliance_destroy(struct appliance *a)
 		app_log(a, "warning: the pool stays open");
 		return;
 	}
-	blkdev_destroy(a->meta);
+	lvm_vg_free(a->vg);
 	free(a);
 }
 
@@ -783,6 +869,8 @@ bool appliance_busy(const struct appliance *a)
 int appliance_format(struct appliance *a, const struct appliance_format_opts *fo)
 {
 	struct thin_pool_opts po = a->o.pool_opts, defaults;
+	const char *vg_name = fo->vg_name ? fo->vg_name : APPLIANCE_DEFAULT_VG;
+	struct lvm_vg *old = NULL;
 	int rc;
 
 	/* Without --block-size a format gets the default, not whatever the last one chose. */
@@ -791,39 +879,64 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 	    fo->data_block_sectors ? fo->data_block_sectors : defaults.data_block_sectors;
 	if (po.data_block_sectors < THIN_DATA_BLOCK_SECTORS_MIN ||
 	    po.data_block_sectors > THIN_DATA_BLOCK_SECTORS_MAX ||
-	    po.data_block_sectors % THIN_DATA_BLOCK_SECTORS_MIN)
+	    po.data_block_sectors % THIN_DATA_BLOCK_SECTORS_MIN || !lvm_name_valid(vg_name))
 		return -EINVAL;
 	po.zero_new_blocks = !fo->no_zero;
-	if (!fo->force) {
-		bool zero = block0_zero(a, &rc);
+	/* What the disks hold decides what it takes to erase them. */
+	rc = app_vg_read(a, &old, NULL, 0);
+	if (!rc) {
+		bool named = fo->confirm && !strcmp(fo->confirm, old->name);
+
+		lvm_vg_free(old);
+		if (!fo->force || !named)
+			return -ENOTEMPTY; /* a volume group: its name must be given */
+	} else if (rc == -ENODATA) {
+		bool blank = meta_disk_blank(a, &rc);
 
 		if (rc)
 			return rc;
-		if (!zero)
+		if (!blank && !fo->force)
 			return -EEXIST;
+	} else if (rc != -ENOMSG && !fo->force) {
+		return -EEXIST;
 	}
 	close_everything(a);
 	if (a->pool)
 		return -EBUSY;
+	lvm_vg_free(a->vg);
+	a->vg = NULL;
 	a->state = APPLIANCE_NO_POOL;
 	a->o.pool_opts.data_block_sectors = po.data_block_sectors;
 	a->o.pool_opts.zero_new_blocks = po.zero_new_blocks;
-	rc = do_format(a, &po, fo->force);
-	if (rc) {
-		if (a->state != APPLIANCE_NO_POOL || !a->problem[0])
-			set_problem(a, APPLIANCE_NO_POOL, "format failed: %s",
-				    appliance_strerror(rc));
+	rc = do_format(a, vg_name, &po, false);
+	if (rc)
 		return rc;
-	}
-	/* An empty configuration for transaction 0, so that the next boot knows the pool was
-	 * formatted on purpose and does not finish a "first boot" in it. */
 	cfg_init(&a->cfg);
-	rc = cfg_store_save(&a->store, &a->cfg, 0);
-	if (!rc)
-		cfg_store_committed(&a->store);
 	a->state = APPLIANCE_READY;
 	a->problem[0] = '\0';
-	return rc;
+	return 0;
+}
+
+int appliance_vg_info(const struct appliance *a, struct appliance_vg_info *out)
+{
+	const struct lvm_lv *pool;
+
+	memset(out, 0, sizeof(*out));
+	if (!a->vg)
+		return -ENODEV;
+	snprintf(out->vg, sizeof(out->vg), "%s", a->vg->name);
+	snprintf(out->pool, sizeof(out->pool), "%s", a->pool_lv);
+	out->seqno = a->vg->seqno;
+	out->extent_bytes = (uint64_t)a->vg->extent_size * 512u;
+	out->lvs = a->vg->nr_lvs;
+	pool = lvm_vg_find_lv(a->vg, a->pool_lv);
+	if (pool) {
+		out->transaction_id = pool->segs[0].transaction_id;
+		out->messages = pool->segs[0].nr_msgs;
+	}
+	out->meta_bytes = a->meta ? a->meta->nr_blocks * a->meta->block_size : 0;
+	out->data_bytes = a->data ? a->data->nr_blocks * a->data->block_size : 0;
+	return 0;
 }
 
 int appliance_commit(struct appliance *a)
@@ -834,15 +947,25 @@ int appliance_commit(struct appliance *a)
 int appliance_set_no_space(struct appliance *a, bool error_if_no_space, uint32_t timeout_ms)
 {
 	struct thin_pool_opts po;
+	struct lvm_vg *vg;
+	char why[200];
 	int rc;
 
-	if (!a->pool)
+	if (!a->pool || !a->vg)
 		return -ENODEV;
 	/* Saved first, so the pool never runs with a policy the next boot would not restore. */
 	po = a->o.pool_opts;
 	po.error_if_no_space = error_if_no_space;
 	po.no_space_timeout_ms = timeout_ms;
-	rc = settings_write(a, &po);
+	rc = lvm_vg_copy(a->vg, &vg, why, sizeof(why));
+	if (rc)
+		return rc;
+	rc = app_vg_set_settings(a, vg, &po);
+	if (rc) {
+		lvm_vg_free(vg);
+		return rc;
+	}
+	rc = app_vg_commit(a, vg);
 	if (rc)
 		return rc;
 	a->o.pool_opts = po;
@@ -852,6 +975,8 @@ int appliance_set_no_space(struct appliance *a, bool error_if_no_space, uint32_t
 
 int appliance_set_transaction_id(struct appliance *a, uint64_t old, uint64_t new_id)
 {
+	struct lvm_vg *vg;
+	char why[200];
 	uint64_t t;
 	int rc;
 
@@ -864,20 +989,35 @@ int appliance_set_transaction_id(struct appliance *a, uint64_t old, uint64_t new
 	if (t != old || new_id == old)
 		return -EINVAL;
 	if (a->state == APPLIANCE_READY) {
-		rc = cfg_store_save(&a->store, &a->cfg, new_id);
+		/*
+		 * The VG first, with the id the pool is heading to and a tag saying where it
+		 * comes from: a cut before the pool moved is finished at the next start (lvm
+		 * has no message for this; in between, lvm sees the ids disagree).
+		 */
+		char tag[64];
+
+		snprintf(tag, sizeof(tag), APP_TAG_TXID_FROM "%" PRIu64, old);
+		rc = lvm_vg_copy(a->vg, &vg, why, sizeof(why));
 		if (rc)
 			return rc;
-		rc = thin_pool_set_transaction_id(a->pool, old, new_id);
-		if (rc)
+		lvm_vg_find_lv(vg, a->pool_lv)->segs[0].transaction_id = new_id;
+		rc = lvm_strs_add(&lvm_vg_find_lv(vg, a->pool_lv)->tags, tag);
+		if (rc) {
+			lvm_vg_free(vg);
 			return rc;
-		cfg_store_committed(&a->store);
-		return 0;
+		}
+		rc = app_vg_commit(a, vg);
+		if (!rc)
+			rc = thin_pool_set_transaction_id(a->pool, old, new_id);
+		if (!rc)
+			rc = commit_txid_done(a);
+		return rc;
 	}
-	/* Not READY: move the pool and look for a configuration saved for the new id. */
+	/* Not READY: move the pool, then see whether it now agrees with the VG. */
 	rc = thin_pool_set_transaction_id(a->pool, old, new_id);
 	if (rc)
 		return rc;
-	load_config(a, false);
+	load_config(a);
 	return 0;
 }
 
@@ -886,10 +1026,9 @@ int appliance_set_transaction_id(struct appliance *a, uint64_t old, uint64_t new
 struct create_arg {
 	uint32_t id, origin_id;
 	bool snap;
-	const char *export_name;
 };
 
-static int create_before(struct appliance *a, void *p)
+static int create_op(struct appliance *a, void *p)
 {
 	struct create_arg *c = p;
 
@@ -931,7 +1070,12 @@ static int check_size(uint64_t size)
 int app_create_volume_tx(struct appliance *a, const char *name, uint64_t size, const char *origin,
 			 const char *export_name)
 {
-	struct create_arg arg = { .export_name = export_name };
+	struct create_arg arg = { 0 };
+	struct app_change ch = { .msg = APP_MSG_CREATE,
+				 .name = name,
+				 .pool_op = create_op,
+				 .undo = create_undo,
+				 .arg = &arg };
 	const struct cfg_volume *ov = NULL;
 	struct cfg next;
 	int64_t id;
@@ -940,9 +1084,10 @@ int app_create_volume_tx(struct appliance *a, const char *name, uint64_t size, c
 	rc = config_changeable(a);
 	if (rc)
 		return rc;
-	if (!cfg_name_valid(name))
+	/* A volume is a thin LV: its name must be one lvm accepts for it. */
+	if (!appliance_volume_name_valid(name))
 		return -EINVAL;
-	if (cfg_find_volume(&a->cfg, name))
+	if (cfg_find_volume(&a->cfg, name) || lvm_vg_find_lv(a->vg, name))
 		return -EEXIST;
 	if (origin) {
 		ov = cfg_find_volume(&a->cfg, origin);
@@ -967,7 +1112,7 @@ int app_create_volume_tx(struct appliance *a, const char *name, uint64_t size, c
 	if (!rc && export_name)
 		rc = cfg_add_export(&next, export_name, name, false);
 	if (!rc)
-		rc = app_transact(a, &next, create_before, create_undo, NULL, &arg);
+		rc = app_transact(a, &next, &ch);
 	cfg_free(&next);
 	if (rc)
 		return rc;
@@ -994,7 +1139,7 @@ int appliance_snapshot_volume(struct appliance *a, const char *origin, const cha
 
 /* -- delete -- */
 
-static int delete_after(struct appliance *a, void *p)
+static int delete_op(struct appliance *a, void *p)
 {
 	return thin_pool_delete_thin(a->pool, *(uint32_t *)p);
 }
@@ -1002,6 +1147,7 @@ static int delete_after(struct appliance *a, void *p)
 int appliance_delete_volume(struct appliance *a, const char *name)
 {
 	const struct cfg_volume *cv;
+	struct app_change ch = { .msg = APP_MSG_DELETE, .pool_op = delete_op };
 	struct cfg next;
 	uint32_t id;
 	int rc;
@@ -1032,9 +1178,44 @@ int appliance_delete_volume(struct appliance *a, const char *name)
 	rc = cfg_copy(&next, &a->cfg);
 	if (rc)
 		return rc;
+	ch.id = id;
+	ch.arg = &id;
 	rc = cfg_remove_volume(&next, name);
 	if (!rc)
-		rc = app_transact(a, &next, NULL, NULL, delete_after, &id);
+		rc = app_transact(a, &next, &ch);
+	cfg_free(&next);
+	return rc;
+}
+
+/* -- rename -- */
+
+int appliance_rename_volume(struct appliance *a, const char *name, const char *new_name)
+{
+	struct app_change ch = { .msg = APP_MSG_NONE };
+	struct cfg next;
+	int rc;
+
+	rc = config_changeable(a);
+	if (rc)
+		return rc;
+	if (!cfg_find_volume(&a->cfg, name))
+		return -ENOENT;
+	if (!appliance_volume_name_valid(new_name))
+		return -EINVAL;
+	if (cfg_find_volume(&a->cfg, new_name) || lvm_vg_find_lv(a->vg, new_name))
+		return -EEXIST;
+	rc = cfg_copy(&next, &a->cfg);
+	if (rc)
+		return rc;
+	/* Exports keep their names; they follow the volume (the tags move with the LV). */
+	for (size_t i = 0; i < next.nexps; i++)
+		if (!strcmp(next.exps[i].volume, name))
+			snprintf(next.exps[i].volume, sizeof(next.exps[i].volume), "%s", new_name);
+	for (size_t i = 0; i < next.nvols; i++)
+		if (!strcmp(next.vols[i].origin, name))
+			snprintf(next.vols[i].origin, sizeof(next.vols[i].origin), "%s", new_name);
+	snprintf(cfg_find_volume(&next, name)->name, CFG_NAME_MAX + 1, "%s", new_name);
+	rc = app_transact(a, &next, &ch);
 	cfg_free(&next);
 	return rc;
 }
@@ -1046,8 +1227,8 @@ struct resize_arg {
 	uint64_t size;
 };
 
-/* Shrinking unmaps past the new end before the transaction id moves (see app_transact). */
-static int resize_before(struct appliance *a, void *p)
+/* Shrinking unmaps past the new end before the VG records the size (see app_transact). */
+static int resize_op(struct appliance *a, void *p)
 {
 	struct resize_arg *r = p;
 	struct app_vol *v = find_open_vol(a, r->id);
@@ -1072,13 +1253,15 @@ static int resize_before(struct appliance *a, void *p)
 	}
 	if (tmp)
 		thin_volume_close(tmp);
-	return rc;
+	/* The unmap is durable before the VG says the volume is smaller. */
+	return rc ? rc : thin_pool_commit(a->pool);
 }
 
 int appliance_resize_volume(struct appliance *a, const char *name, uint64_t size)
 {
 	const struct cfg_volume *cv;
 	struct resize_arg arg = { .size = size };
+	struct app_change ch = { .msg = APP_MSG_NONE, .pool_op = resize_op, .arg = &arg };
 	struct cfg next;
 	int rc;
 
@@ -1095,7 +1278,7 @@ int appliance_resize_volume(struct appliance *a, const char *name, uint64_t size
 	if (rc)
 		return rc;
 	cfg_find_volume(&next, name)->size = size;
-	rc = app_transact(a, &next, resize_before, NULL, NULL, &arg);
+	rc = app_transact(a, &next, &ch);
 	cfg_free(&next);
 	return rc;
 }
@@ -1106,6 +1289,7 @@ int appliance_add_export(struct appliance *a, const char *volume, const char *ex
 			 bool read_only)
 {
 	const struct cfg_export *ce;
+	struct app_change ch = { .msg = APP_MSG_NONE };
 	struct cfg next;
 	int rc;
 
@@ -1127,7 +1311,7 @@ int appliance_add_export(struct appliance *a, const char *volume, const char *ex
 		return rc;
 	rc = cfg_add_export(&next, export_name, volume, read_only);
 	if (!rc)
-		rc = app_transact(a, &next, NULL, NULL, NULL, NULL);
+		rc = app_transact(a, &next, &ch);
 	cfg_free(&next);
 	if (rc)
 		return rc;
@@ -1141,6 +1325,7 @@ int appliance_add_export(struct appliance *a, const char *volume, const char *ex
 
 int appliance_remove_export(struct appliance *a, const char *export_name)
 {
+	struct app_change ch = { .msg = APP_MSG_NONE };
 	struct cfg next;
 	int rc;
 
@@ -1154,7 +1339,7 @@ int appliance_remove_export(struct appliance *a, const char *export_name)
 		return rc;
 	rc = cfg_remove_export(&next, export_name);
 	if (!rc)
-		rc = app_transact(a, &next, NULL, NULL, NULL, NULL);
+		rc = app_transact(a, &next, &ch);
 	cfg_free(&next);
 	if (!rc)
 		export_stop(a, export_name);
@@ -1164,6 +1349,7 @@ int appliance_remove_export(struct appliance *a, const char *export_name)
 int appliance_volume_info(struct appliance *a, const char *name, struct appliance_volume_info *out)
 {
 	const struct cfg_volume *cv;
+	const struct lvm_lv *lv;
 	struct thin_dev_details d;
 	struct thin_md_view v;
 	int rc;
@@ -1179,6 +1365,12 @@ int appliance_volume_info(struct appliance *a, const char *name, struct applianc
 		if (!strcmp(a->cfg.exps[i].volume, name))
 			out->exports++;
 	out->open = app_volume_open(a, cv->id);
+	lv = a->vg ? lvm_vg_find_lv(a->vg, name) : NULL;
+	if (lv && lv->has_creation) {
+		out->created = lv->creation_time;
+		snprintf(out->created_host, sizeof(out->created_host), "%s",
+			 lv->creation_host ? lv->creation_host : "");
+	}
 	rc = thin_md_view_current(thin_pool_md(a->pool), &v);
 	if (!rc)
 		rc = thin_view_get_details(&v, cv->id, &d);

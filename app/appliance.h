@@ -6,37 +6,40 @@
  * its shell commands (config/appliance_cmds.h), which use this header and nothing else of
  * app/.
  *
- * Metadata disk layout (docs/appliance.md):
- *   [0, meta_bytes)                     pool metadata, through a core/blkdev_slice.h slice:
- *                                       the superblock records that size, so thin_check and
- *                                       thin_dump on the whole disk image see a normal pool
- *   [meta_bytes, +4 KiB)                the settings block: pool options dm-thin keeps
- *                                       outside its metadata (zeroing, chosen at format
- *                                       time; the out-of-data-space policy, `pool set`)
- *   [store offset, disk size)           the configuration store (config/store.h): two slots
- *                                       of APPLIANCE_SLOT_BYTES, in the last
- *                                       APPLIANCE_STORE_BYTES of the disk (4 KiB aligned)
+ * Disks (docs/appliance.md): the two disks are the physical volumes of an LVM2 volume group
+ * (default name "thinbox"), as lvm2 would write it, so that Linux activates it by name:
+ *   metadata disk   PV: LVM label, metadata area, then extents: pool_tmeta (the pool's
+ *                   dm-thin metadata) and lvol0_pmspare (lvm's spare of the same size)
+ *   data disk       PV: LVM label, metadata area, then extents: pool_tdata (pool data)
+ * The VG metadata is the configuration, the one source of truth: each volume is a thin LV
+ * of pool "pool" (device_id = thin id, snapshots with origin), exports are LV tags
+ * (thinbox_export=NAME, thinbox_export_ro=NAME), a size that is not a whole number of
+ * extents is kept in a tag (thinbox_size=BYTES; lvm sees it rounded up), pool options are
+ * lvm's keys (zero_new_blocks, discards, ERROR_WHEN_FULL) and a tag for the no-space
+ * timeout. The pool's LVs are followed through their segments wherever lvm put them.
  *
- * Consistency: every change of names, sizes or exports follows config/store.h's protocol,
- * the pool's transaction id being the link: the new configuration is saved for T + 1, the
- * pool changed, the transaction id moved from T to T + 1 and committed, then the slot marked
- * committed. Devices are added to the pool before the transaction id moves and removed after
- * it, so a crash can leave at most a thin device that no configuration names (an orphan);
- * appliance_create() deletes such orphans. The configuration never names a device the pool
- * lacks.
+ * Consistency, lvm's own protocol around the pool's transaction id T: a change that creates
+ * or deletes a thin device commits the VG with the change, T + 1 and a pending message
+ * (create = NAME / delete = ID) on both PVs, then changes the pool and moves it to T + 1 in
+ * one commit, then commits the VG again without the message. Other changes are one VG
+ * commit (a shrink unmaps and commits the pool first). Every VG commit is lvm's: precommit
+ * on both PVs, then commit on both, seqno + 1.
  *
  * Boot (appliance_create):
- *   - metadata block 0 all zeroes and no configuration: first boot (when enabled) formats
- *     the pool with the defaults, creates volume "vol0" as big as the data disk (thin: it
- *     may be overcommitted later) and exports it as "vol0", the default NBD export;
- *   - a formatted pool: open it, load the configuration for its transaction id, delete
- *     orphans, start the exports;
- *   - the configuration belongs to another transaction id (-ESTALE): say so; the pool
- *     commands work, volume and export changes are refused and nothing is exported until
- *     `pool set-transaction-id` reaches an id a configuration exists for, or `pool format`;
- *   - the pool does not open (corrupt metadata, not a dm-thin superblock): say why; only
- *     `pool format --force` and the status commands work.
- * A disk with anything in block 0 is never formatted without an explicit force.
+ *   - both disks without an LVM label and the metadata disk blank: first boot (when enabled)
+ *     creates the VG and the pool, then volume "vol0" as big as the data disk (thin: it may
+ *     be overcommitted later), exported as "vol0", the default NBD export;
+ *   - a VG: the newest copy on the two PVs is read, the pool opened on its LVs' segments,
+ *     then pool and VG brought into step as lvm's activation does: equal transaction ids
+ *     (pending messages are done: cleared), the VG one ahead (its messages are sent to the
+ *     pool and the id moved: a change cut short is finished), anything else is STALE;
+ *   - STALE: say so; the pool commands work, volume and export changes are refused and
+ *     nothing is exported until `pool set-transaction-id` makes the ids agree;
+ *   - the pool or the VG does not open: say why and that nothing was changed (never advice
+ *     that would destroy it); only the status commands and an explicit `pool format`
+ *     naming the VG work.
+ * Disks with anything on them are never formatted without an explicit force, and disks
+ * holding a VG only when the format names it.
  *
  * Messages (what happened at boot, errors found while polling) go to the log callback, one
  * line each, without the newline.
@@ -68,20 +71,16 @@
 #include <stdint.h>
 
 #include "config/config.h"
-#include "config/store.h"
 #include "core/blkdev.h"
 #include "core/thin/thin_pool.h"
 #include "net/nbd/nbd_server.h"
 
 struct appliance;
 
-/* The configuration store: two slots of 512 KiB at the end of the metadata disk. */
-#define APPLIANCE_SLOT_BYTES	 (512u * 1024u)
-#define APPLIANCE_STORE_BYTES	 (2u * APPLIANCE_SLOT_BYTES)
-#define APPLIANCE_SETTINGS_BYTES 4096u
-/* The smallest metadata disk: store, settings and 2 MiB of pool metadata (dm-thin's minimum). */
-#define APPLIANCE_MIN_META_BYTES                                                                   \
-	(APPLIANCE_STORE_BYTES + APPLIANCE_SETTINGS_BYTES + 2u * 1024u * 1024u)
+/* The smallest metadata disk: the LVM header (1 MiB) and one 4 MiB extent for pool_tmeta. */
+#define APPLIANCE_MIN_META_BYTES (5u * 1024u * 1024u)
+/* The volume group a first boot creates (and pool format without --vg). */
+#define APPLIANCE_DEFAULT_VG "thinbox"
 /* Volume sizes: a multiple of 512 bytes, at most 1 PiB. */
 #define APPLIANCE_MAX_VOLUME_BYTES (1ull << 50)
 /* The volume and export made at first boot. */
@@ -143,9 +142,18 @@ struct thin_pool *appliance_pool(struct appliance *a);
 /* The configuration in force (empty unless READY). */
 const struct cfg *appliance_config(const struct appliance *a);
 struct nbd_server *appliance_server(struct appliance *a);
-/* The pool metadata slice's size and the store's offset on the metadata disk, in bytes. */
-uint64_t appliance_meta_bytes(const struct appliance *a);
-uint64_t appliance_store_offset(const struct appliance *a);
+/* The volume group (for `pool status` and the tests); -ENODEV when the disks hold none. */
+struct appliance_vg_info {
+	char vg[128], pool[128];
+	uint32_t seqno;
+	uint64_t extent_bytes;
+	unsigned lvs;		 /* all LVs, hidden ones included */
+	uint64_t transaction_id; /* the pool's, as the VG says */
+	unsigned messages;	 /* pending messages (0 but while a change is made) */
+	uint64_t meta_bytes;	 /* pool_tmeta and pool_tdata, as open */
+	uint64_t data_bytes;
+};
+int appliance_vg_info(const struct appliance *a, struct appliance_vg_info *out);
 /* The pool's transaction id; -ENODEV without an open pool. */
 int appliance_transaction_id(struct appliance *a, uint64_t *out);
 /*
@@ -162,22 +170,27 @@ struct appliance_format_opts {
 	uint32_t data_block_sectors; /* 0: the default (128 = 64 KiB) */
 	bool no_zero;		     /* don't zero new blocks */
 	bool force;		     /* format over anything */
+	const char *confirm;	     /* with force: the name of the VG the disks hold */
+	const char *vg_name;	     /* the new VG's name; NULL: APPLIANCE_DEFAULT_VG */
 };
 
 /*
- * Format the pool anew: exports removed, volumes closed, the configuration wiped, an empty
- * pool written and an empty configuration saved for its transaction id 0. -EEXIST when the
- * metadata disk's block 0 is not all zeroes and !force; -EINVAL for a bad block size.
+ * Format anew: exports removed, volumes closed, new PV labels on both disks, an empty pool
+ * in pool_tmeta and a new VG (seqno 1, no volumes). -ENOTEMPTY when the disks hold a VG
+ * and the call does not both force and name it (@confirm); -EEXIST when the metadata disk
+ * holds anything else and !force; -EINVAL for a bad block size or VG name.
  */
 int appliance_format(struct appliance *a, const struct appliance_format_opts *fo);
 
 /* Flush the data disk and commit. */
 int appliance_commit(struct appliance *a);
 /*
- * Ask the platform for the data disk's size again (appliance_opts' data_size_changed; 0
- * without one), before thin_pool_resize_data() grows the pool to it (`pool resize-data`).
+ * Grow the pool to the data disk's size (`pool resize-data`): ask the platform for the
+ * disk's size again (appliance_opts' data_size_changed), grow the data PV and pool_tdata
+ * over the new extents in the VG (lvm's pvresize + lvextend), then the pool. -EINVAL when
+ * the disk is smaller than the PV; 0 when there is no new whole extent.
  */
-int appliance_update_data_size(struct appliance *a);
+int appliance_resize_data(struct appliance *a);
 /*
  * The out-of-data-space policy (thin_pool_opts' error_if_no_space and no_space_timeout_ms):
  * saved in the settings block (kept across reboots and pool format), then applied to the
@@ -202,6 +215,8 @@ int appliance_set_transaction_id(struct appliance *a, uint64_t old, uint64_t new
 int appliance_create_volume(struct appliance *a, const char *name, uint64_t size);
 int appliance_snapshot_volume(struct appliance *a, const char *origin, const char *name);
 int appliance_delete_volume(struct appliance *a, const char *name);
+/* The thin LV is renamed; its exports keep their names and follow it. */
+int appliance_rename_volume(struct appliance *a, const char *name, const char *new_name);
 /* Shrinking unmaps everything past the new end. */
 int appliance_resize_volume(struct appliance *a, const char *name, uint64_t size);
 
@@ -214,10 +229,15 @@ int appliance_add_export(struct appliance *a, const char *volume, const char *ex
 			 bool read_only);
 int appliance_remove_export(struct appliance *a, const char *export_name);
 
+/* A volume name the appliance accepts: cfg_name_valid() and a valid, unreserved LV name. */
+bool appliance_volume_name_valid(const char *name);
+
 /* Per-volume figures for `thin list` / `thin info`. */
 struct appliance_volume_info {
 	uint64_t mapped_bytes;
-	uint32_t creation_time, snapshotted_time;
+	uint32_t creation_time, snapshotted_time; /* the pool's time counter */
+	uint64_t created;			  /* the LV's creation_time: Unix seconds */
+	char created_host[64];			  /* its creation_host */
 	bool open;	  /* open as a volume (exported, or in use by a connection) */
 	bool in_pool;	  /* the thin device exists (false would be a bug) */
 	unsigned exports; /* exports that name it */

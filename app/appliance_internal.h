@@ -8,6 +8,15 @@
 #define APP_APPLIANCE_INTERNAL_H
 
 #include "app/appliance.h"
+#include "core/lvm/lvm_disks.h"
+#include "core/lvm/lvm_vg.h"
+
+/* The names the appliance gives the pool's LVs in a VG it creates (lvm's conventions). */
+#define APP_POOL_LV "pool"
+/* On the pool LV from a first boot's format until its first volume exists. */
+#define APP_TAG_FIRST_BOOT "thinbox_first_boot"
+/* On the pool LV while `pool set-transaction-id` moves the pool from the id it names. */
+#define APP_TAG_TXID_FROM "thinbox_transaction_from="
 
 /* An open thin volume, shared by the exports that serve it. */
 struct app_vol {
@@ -26,26 +35,60 @@ struct app_exp {
 
 struct appliance {
 	struct appliance_opts o;
-	struct blkdev *meta; /* the pool's slice of the metadata disk */
-	uint64_t meta_bytes; /* its size; the settings block starts there */
-	uint64_t store_off;  /* where the configuration store starts */
-	struct cfg_store store;
+	struct blkdev *disk[2];	  /* the metadata disk and the data disk (o's) */
+	struct lvm_vg *vg;	  /* the VG as committed; NULL when the disks hold none */
+	int disk_pv[2];		  /* each disk's index in vg->pvs */
+	struct lvm_disk disks[2]; /* what lvm_disks_read() found on them */
+	uint32_t seqno_used;	  /* the highest seqno written (or tried) */
+	char pool_lv[LVM_NAME_MAX + 1];
+	struct blkdev *meta; /* the pool's devices: its _tmeta and _tdata LVs */
+	struct blkdev *data;
+	uint64_t id_counter;	/* app_new_id() */
 	struct thin_pool *pool; /* NULL when no pool is open */
 	struct cfg cfg;		/* in force (empty unless READY) */
 	enum appliance_state state;
-	char problem[320];
+	char problem[400];
 	struct app_vol *vols;
 	unsigned live_exports; /* exports in the server not yet released */
 };
 
 void app_log(struct appliance *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool app_volume_open(struct appliance *a, uint32_t id);
-int app_transact(struct appliance *a, struct cfg *next, int (*before)(struct appliance *, void *),
-		 void (*undo)(struct appliance *, void *), int (*after)(struct appliance *, void *),
-		 void *arg);
+/*
+ * A change of the configuration to @next (see app/appliance.h, "Consistency"). @pool_op
+ * changes the pool: with a @msg (a thin device created or deleted) it runs between the
+ * two VG commits, inside the transaction-id step; without one, before the VG commit.
+ */
+enum app_msg { APP_MSG_NONE, APP_MSG_CREATE, APP_MSG_DELETE };
+struct app_change {
+	enum app_msg msg;
+	const char *name; /* APP_MSG_CREATE: the new LV */
+	uint32_t id;	  /* APP_MSG_DELETE: the device id */
+	int (*pool_op)(struct appliance *a, void *arg);
+	void (*undo)(struct appliance *a, void *arg); /* after a failed pool_op */
+	void *arg;
+};
+int app_transact(struct appliance *a, struct cfg *next, const struct app_change *ch);
 /* Create volume @name (a snapshot of @origin when not NULL, sized like it) and, with
  * @export_name, export it read-write, in one transaction. */
 int app_create_volume_tx(struct appliance *a, const char *name, uint64_t size, const char *origin,
 			 const char *export_name);
+
+/* app/app_vg.c */
+void app_new_id(struct appliance *a, char out[LVM_ID_LEN + 1]);
+/* The VG on the two disks (newest copy); -ENODATA no label, -ENOMSG PVs without a VG. */
+int app_vg_read(struct appliance *a, struct lvm_vg **out, char *why, size_t len);
+int app_vg_pool(const struct lvm_vg *vg, struct lvm_lv **out, char *why, size_t len);
+struct lvm_seg *app_pool_seg(struct appliance *a);
+int app_vg_open_devices(struct appliance *a, char *why, size_t len);
+void app_vg_close_devices(struct appliance *a);
+void app_vg_settings(struct appliance *a, struct thin_pool_opts *po);
+int app_vg_set_settings(struct appliance *a, struct lvm_vg *vg, const struct thin_pool_opts *po);
+int app_vg_cfg(struct appliance *a, struct cfg *out, char *why, size_t len);
+int app_vg_next(struct appliance *a, const struct cfg *next, uint64_t txid, struct lvm_vg **out);
+/* Write @next (owned by the call) as seqno + 1 on both disks; it becomes a->vg. */
+int app_vg_commit(struct appliance *a, struct lvm_vg *next);
+int app_vg_format(struct appliance *a, const char *vg_name, const struct thin_pool_opts *po,
+		  bool first_boot, char *why, size_t len);
 
 #endif

@@ -35,6 +35,7 @@
 #include "config/shell.h"
 #include "core/base/plat.h"
 #include "core/base/version.h"
+#include "core/base/walltime.h"
 #include "net/nbd/nbd_server.h"
 #include "net/lwip/nbd_lwip.h"
 #include "net/lwip/netif_vnet.h"
@@ -319,6 +320,56 @@ static const char *config_value(const char *key, char *buf, size_t size)
 	return NULL;
 }
 
+/* The ACPI RSDP from the EFI configuration table (2.0 preferred over 1.0), or NULL. */
+static const void *find_rsdp(EFI_SYSTEM_TABLE *st)
+{
+	static const EFI_GUID acpi20 = ACPI_20_TABLE_GUID, acpi10 = ACPI_TABLE_GUID;
+	const void *v1 = NULL;
+
+	for (UINTN i = 0; i < st->NumberOfTableEntries; i++) {
+		const EFI_CONFIGURATION_TABLE *t = &st->ConfigurationTable[i];
+
+		if (memcmp(&t->VendorGuid, &acpi20, sizeof(acpi20)) == 0)
+			return t->VendorTable;
+		if (memcmp(&t->VendorGuid, &acpi10, sizeof(acpi10)) == 0)
+			v1 = t->VendorTable;
+	}
+	return v1;
+}
+
+/*
+ * The wall clock (the CMOS RTC, read once here; plat_wall_time() counts on from it with the
+ * TSC) and the host name (configuration key `hostname`, checked for LVM's creation_host).
+ */
+static void clock_and_name_setup(void)
+{
+	static char name[256];
+	struct civil_time t;
+	const char *v = config_value("hostname", name, sizeof(name));
+	int rc = rtc_boot_read(&t);
+
+	if (rc)
+		plat_printf("thinbox: clock: no wall time, the CMOS clock %s (%d)\n",
+			    rc == -ENOTSUP ? "is missing" : "reads nonsense", rc);
+	else
+		plat_printf("thinbox: clock %04d-%02d-%02d %02d:%02d:%02d UTC (CMOS; century %s)\n",
+			    t.year, t.month, t.day, t.hour, t.min, t.sec,
+			    acpi_rtc_century() ? "register from the FADT" : "20 assumed");
+	if (plat_set_hostname(v)) {
+		/* Shown with anything unprintable as '?': it came from outside. */
+		char shown[HOSTNAME_MAX + 2];
+		size_t i;
+
+		for (i = 0; v[i] && i < sizeof(shown) - 1; i++)
+			shown[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
+		shown[i] = '\0';
+		plat_printf("thinbox: hostname '%s%s' is not 1..%d of [A-Za-z0-9.-]: using %s\n",
+			    shown, v[i] ? "..." : "", HOSTNAME_MAX, plat_hostname());
+	} else {
+		plat_printf("thinbox: hostname %s\n", plat_hostname());
+	}
+}
+
 static void appliance_log(void *ctx, const char *line)
 {
 	plat_printf("thinbox: %s\n", line);
@@ -449,6 +500,7 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 
 	(void)arg;
 	print_config_summary();
+	clock_and_name_setup();
 
 	fault = bootcfg_get("test-fault");
 	if (fault) {
@@ -522,6 +574,11 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 		tsc_set_hz((rdtsc() - t0) * 1000 / TSC_CALIBRATE_MS);
 		plat_printf("thinbox: no ACPI PM timer (%d); TSC calibrated with Stall()\n", rc);
 	}
+
+	/* The tables stay in ACPI memory after ExitBootServices; only one byte is wanted. */
+	rc = acpi_tables_init(find_rsdp(st));
+	if (rc)
+		plat_printf("thinbox: no ACPI FADT (%d): the RTC's century is assumed 20\n", rc);
 
 	if (bs->HandleProtocol(image, &li_guid, (void **)&li) == EFI_SUCCESS && li) {
 		image_base = (uint64_t)(uintptr_t)li->ImageBase;

@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * core/base/plat.h for the firmware. Runs after ExitBootServices on the machine directly:
- * time from the TSC (calibrated against the ACPI PM timer), memory from boot/page_alloc, the
+ * time from the TSC (calibrated against the ACPI PM timer), the date from the CMOS clock read
+ * once at boot, memory from boot/page_alloc, the
  * console on COM1, power through ACPI and the reset register, PCI from drivers/bus/pci.
  */
 #include "core/base/plat.h"
 #include "core/base/util.h"
+#include "core/base/walltime.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "boot/acpi.h"
 #include "boot/exceptions.h"
@@ -75,6 +78,107 @@ void plat_udelay(uint32_t us)
 
 	while (rdtsc() - start < ticks)
 		cpu_relax();
+}
+
+/* ---- Wall clock ---------------------------------------------------------------------- */
+
+#define CMOS_INDEX 0x70
+#define CMOS_DATA  0x71
+/* The update cycle holds UIP for at most 2 ms (244 us warning + 1984 us update). */
+#define RTC_UIP_WAIT_NS (10 * NSEC_PER_MSEC)
+/* Two reads in a row must agree; a second boundary spoils at most one pair. */
+#define RTC_READ_TRIES 5
+
+static int wall_rc = -ENOTSUP; /* until rtc_boot_read() */
+static uint64_t wall_base_s;   /* the RTC's reading ... */
+static uint64_t wall_base_ns;  /* ... at this plat_now_ns() */
+
+static uint8_t cmos_read(uint8_t reg)
+{
+	/* Bit 7 of the index is the NMI mask: left clear (NMIs enabled), as found. */
+	outb(CMOS_INDEX, reg & 0x7f);
+	return inb(CMOS_DATA);
+}
+
+/* One reading of every register, taken outside an update cycle (bounded wait). */
+static int rtc_snapshot(struct rtc_regs *r, uint8_t century_reg)
+{
+	uint64_t t0 = plat_now_ns();
+
+	while (cmos_read(RTC_REG_STATUS_A) & RTC_STATUS_A_UIP)
+		if (plat_now_ns() - t0 > RTC_UIP_WAIT_NS)
+			return -EIO;
+	memset(r, 0, sizeof(*r)); /* compared with memcmp() */
+	r->sec = cmos_read(RTC_REG_SEC);
+	r->min = cmos_read(RTC_REG_MIN);
+	r->hour = cmos_read(RTC_REG_HOUR);
+	r->day = cmos_read(RTC_REG_DAY);
+	r->month = cmos_read(RTC_REG_MONTH);
+	r->year = cmos_read(RTC_REG_YEAR);
+	r->status_b = cmos_read(RTC_REG_STATUS_B);
+	r->has_century = century_reg != 0;
+	if (century_reg)
+		r->century = cmos_read(century_reg);
+	return 0;
+}
+
+int rtc_boot_read(struct civil_time *t)
+{
+	uint8_t century_reg = acpi_rtc_century();
+	struct rtc_regs a, b;
+	uint64_t now;
+	int rc;
+
+	/* A century index among the clock's own registers (0x00-0x0d) or past the 128 bytes
+	 * of standard CMOS is a broken FADT: fall back to 20xx. */
+	if (century_reg < 0x0e || century_reg > 0x7f)
+		century_reg = 0;
+	/* Nothing answers at the ports: the bus floats to all ones. */
+	if (cmos_read(RTC_REG_STATUS_A) == 0xff && cmos_read(RTC_REG_STATUS_B) == 0xff)
+		return wall_rc = -ENOTSUP;
+	rc = rtc_snapshot(&a, century_reg);
+	for (int i = 0; !rc && i < RTC_READ_TRIES; i++) {
+		rc = rtc_snapshot(&b, century_reg);
+		if (rc)
+			break;
+		if (memcmp(&a, &b, sizeof(a)) == 0) {
+			now = plat_now_ns();
+			rc = rtc_decode(&b, t);
+			if (!rc)
+				rc = civil_to_unix(t, &wall_base_s) ? -EIO : 0;
+			wall_base_ns = now;
+			return wall_rc = rc;
+		}
+		a = b;
+	}
+	return wall_rc = rc ? rc : -EIO;
+}
+
+int plat_wall_time(uint64_t *unix_seconds)
+{
+	if (wall_rc)
+		return wall_rc;
+	*unix_seconds = wall_base_s + (plat_now_ns() - wall_base_ns) / NSEC_PER_SEC;
+	return 0;
+}
+
+/* ---- Host name ---------------------------------------------------------------------- */
+
+static char hostname[HOSTNAME_MAX + 1] = HOSTNAME_DEFAULT;
+
+int plat_set_hostname(const char *name)
+{
+	if (!name)
+		return 0;
+	if (!hostname_valid(name))
+		return -EINVAL;
+	snprintf(hostname, sizeof(hostname), "%s", name);
+	return 0;
+}
+
+const char *plat_hostname(void)
+{
+	return hostname;
 }
 
 /* ---- Memory for devices ------------------------------------------------------------ */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Firmware-only additions to core/base/plat.h, for boot/: setting up the clock that
- * plat_now_ns() and plat_udelay() run on.
+ * Firmware-only additions to core/base/plat.h, for boot/: setting up the clocks that
+ * plat_now_ns(), plat_udelay() and plat_wall_time() run on, and the host name.
  */
 #ifndef BOOT_PLAT_EFI_H
 #define BOOT_PLAT_EFI_H
@@ -19,5 +19,19 @@ int tsc_calibrate_pm(unsigned ms);
 /* Use @hz as the TSC rate (a calibration by other means). */
 void tsc_set_hz(uint64_t hz);
 uint64_t tsc_hz(void);
+
+/*
+ * Read the CMOS real-time clock (the century register from the FADT, acpi_tables_init())
+ * and start plat_wall_time() from it; the TSC must be calibrated. Waits at most a few
+ * milliseconds. 0, -ENOTSUP without a clock, -EIO when it keeps changing under the reads or
+ * shows nonsense; plat_wall_time() then answers that error. *t is what was read.
+ */
+struct civil_time;
+int rtc_boot_read(struct civil_time *t);
+/*
+ * Use @name (NULL: unset) as plat_hostname(): 0, or -EINVAL (and the default) when it is not
+ * 1..63 of [A-Za-z0-9.-].
+ */
+int plat_set_hostname(const char *name);
 
 #endif

@@ -147,6 +147,7 @@ static unsigned percent(uint64_t part, uint64_t whole)
 static int pool_status(struct shell *sh, struct appliance *a)
 {
 	struct thin_pool_status st;
+	struct appliance_vg_info vi;
 	char line[256], s1[32], s2[32], s3[32], full[128];
 	uint64_t bb;
 	int rc;
@@ -194,6 +195,12 @@ static int pool_status(struct shell *sh, struct appliance *a)
 	shell_printf(sh, "  volumes         %zu named, %u open, %u requests in flight\n",
 		     appliance_config(a)->nvols, st.open_volumes, st.requests_in_flight);
 	shell_printf(sh, "  exports         %zu\n", appliance_config(a)->nexps);
+	if (!appliance_vg_info(a, &vi))
+		shell_printf(sh,
+			     "  volume group    %s, seqno %" PRIu32 ", %u LVs, extents of %" PRIu64
+			     " MiB; pool LV %s at transaction %" PRIu64 "%s\n",
+			     vi.vg, vi.seqno, vi.lvs, vi.extent_bytes >> 20, vi.pool,
+			     vi.transaction_id, vi.messages ? ", a message pending" : "");
 	shell_printf(sh, "  configuration   %s\n",
 		     appliance_state(a) == APPLIANCE_READY ? "in step with the pool"
 							   : appliance_problem(a));
@@ -274,6 +281,9 @@ static int pool_check(struct shell *sh, struct appliance *a)
 
 /* ---- pool format -------------------------------------------------------------------------- */
 
+static const char pool_format_usage[] =
+    "usage: pool format [--block-size SIZE] [--no-zero] [--vg NAME] [--force [--confirm VG]]\n";
+
 static int pool_format(struct shell *sh, struct appliance *a, int argc, char **argv)
 {
 	struct appliance_format_opts fo = { 0 };
@@ -282,6 +292,10 @@ static int pool_format(struct shell *sh, struct appliance *a, int argc, char **a
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--force")) {
 			fo.force = true;
+		} else if (!strcmp(argv[i], "--confirm") && i + 1 < argc) {
+			fo.confirm = argv[++i];
+		} else if (!strcmp(argv[i], "--vg") && i + 1 < argc) {
+			fo.vg_name = argv[++i];
 		} else if (!strcmp(argv[i], "--no-zero")) {
 			fo.no_zero = true;
 		} else if (!strcmp(argv[i], "--block-size") && i + 1 < argc) {
@@ -300,15 +314,31 @@ static int pool_format(struct shell *sh, struct appliance *a, int argc, char **a
 			fo.data_block_sectors = (uint32_t)(bs / 512);
 		} else {
 			shell_printf(sh, "error: unknown option '%s'\n", argv[i]);
-			shell_puts(
-			    sh, "usage: pool format [--block-size SIZE] [--no-zero] [--force]\n");
+			shell_puts(sh, pool_format_usage);
 			return -EINVAL;
 		}
 	}
 	rc = appliance_format(a, &fo);
+	if (rc == -EINVAL && fo.vg_name) {
+		/* The block size was checked above: what is left is the name. */
+		shell_printf(sh, "error: '%s' is not a valid volume group name\n", fo.vg_name);
+		return rc;
+	}
+	if (rc == -ENOTEMPTY) {
+		struct appliance_vg_info vi;
+
+		if (appliance_vg_info(a, &vi))
+			snprintf(vi.vg, sizeof(vi.vg), "VG");
+		shell_printf(sh,
+			     "error: the disks hold LVM volume group %s with its pool and "
+			     "volumes; to erase all of it, name it: pool format --force --confirm "
+			     "%s\n",
+			     vi.vg, vi.vg);
+		return rc;
+	}
 	if (rc == -EEXIST) {
-		shell_puts(sh, "error: the metadata disk is not blank (it holds a pool or other "
-			       "data); pool format --force erases it and every volume\n");
+		shell_puts(sh, "error: the metadata disk is not blank (it holds data that is not "
+			       "an LVM volume group); pool format --force erases it\n");
 		return rc;
 	}
 	if (rc == -EBUSY) {
@@ -319,8 +349,9 @@ static int pool_format(struct shell *sh, struct appliance *a, int argc, char **a
 	if (rc)
 		return app_error(sh, rc, "pool format");
 	shell_printf(sh,
-		     "pool formatted: %u KiB blocks, zeroing %s; no volumes (thin create "
-		     "NAME SIZE)\n",
+		     "pool formatted: volume group %s, %u KiB blocks, zeroing %s; no volumes "
+		     "(thin create NAME SIZE)\n",
+		     fo.vg_name ? fo.vg_name : APPLIANCE_DEFAULT_VG,
 		     (fo.data_block_sectors ? fo.data_block_sectors : 128) / 2,
 		     fo.no_zero ? "off" : "on");
 	return 0;
@@ -391,7 +422,7 @@ static int pool_set(struct shell *sh, struct appliance *a, int argc, char **argv
 /* ---- pool ---------------------------------------------------------------------------------- */
 
 static const char pool_usage[] =
-    "usage: pool format [--block-size SIZE] [--no-zero] [--force]\n"
+    "usage: pool format [--block-size SIZE] [--no-zero] [--vg NAME] [--force [--confirm VG]]\n"
     "       pool status | commit | check | resize-data\n"
     "       pool set no-space-timeout SECONDS | error-if-no-space on|off\n"
     "       pool set-transaction-id OLD NEW\n"
@@ -507,11 +538,8 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 		rc = appliance_pool_usable(a, true);
 		if (rc)
 			return app_error(sh, rc, "pool resize-data");
-		rc = appliance_update_data_size(a);
-		if (rc)
-			return app_error(sh, rc, "reading the data disk's size");
 		thin_pool_get_status(appliance_pool(a), &before);
-		rc = thin_pool_resize_data(appliance_pool(a));
+		rc = appliance_resize_data(a);
 		if (rc == -EINVAL) {
 			shell_puts(sh,
 				   "error: the data disk is smaller than the pool; shrinking is "

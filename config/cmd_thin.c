@@ -11,6 +11,7 @@
 static const char thin_usage[] = "usage: thin create NAME SIZE\n"
 				 "       thin snapshot ORIGIN NAME\n"
 				 "       thin delete NAME\n"
+				 "       thin rename NAME NEW_NAME\n"
 				 "       thin resize NAME SIZE\n"
 				 "       thin list\n"
 				 "       thin info NAME\n";
@@ -27,11 +28,13 @@ static int volume_error(struct shell *sh, struct appliance *a, int rc, const cha
 {
 	switch (rc) {
 	case -EINVAL:
-		if (!cfg_name_valid(name)) {
+		if (!appliance_volume_name_valid(name)) {
 			shell_printf(
 			    sh,
-			    "error: bad name '%s': 1 to %d characters of A-Z a-z 0-9 _ . : + "
-			    "-, not starting with . or -\n",
+			    "error: bad name '%s': a volume is an LVM logical volume: 1 to "
+			    "%d characters of A-Z a-z 0-9 _ . + -, not starting with . or -, "
+			    "and none of lvm's reserved names (snapshot*, pvmove*, *_tmeta, "
+			    "*_tdata, *_pmspare, *_rimage, ...)\n",
 			    name, CFG_NAME_MAX);
 			return rc;
 		}
@@ -47,8 +50,8 @@ static int volume_error(struct shell *sh, struct appliance *a, int rc, const cha
 		return rc;
 	case -ENOSPC:
 		shell_printf(sh,
-			     "error: %s %s: no space: the pool metadata or the configuration store "
-			     "is full (pool status shows the pool's)\n",
+			     "error: %s %s: no space: the pool metadata or the volume group's "
+			     "metadata area is full (pool status shows the pool's)\n",
 			     what, name);
 		return rc;
 	default:
@@ -140,7 +143,7 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 		a = app_need_pool(sh, false);
 		if (!a)
 			return -ENODEV;
-		if (!cfg_name_valid(argv[2]))
+		if (!appliance_volume_name_valid(argv[2]))
 			return volume_error(sh, a, -EINVAL, "thin create", argv[2]);
 		if (app_parse_size(sh, argv[3], &size))
 			return -EINVAL;
@@ -158,7 +161,7 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 		a = app_need_pool(sh, false);
 		if (!a)
 			return -ENODEV;
-		if (!cfg_name_valid(argv[3]))
+		if (!appliance_volume_name_valid(argv[3]))
 			return volume_error(sh, a, -EINVAL, "thin snapshot", argv[3]);
 		rc = appliance_snapshot_volume(a, argv[2], argv[3]);
 		if (rc == -ENOENT)
@@ -199,6 +202,23 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 		shell_printf(sh, "deleted %s\n", argv[2]);
 		return 0;
 	}
+	if (!strcmp(sub, "rename")) {
+		if (argc != 4)
+			return bad_usage(sh);
+		a = app_need_pool(sh, false);
+		if (!a)
+			return -ENODEV;
+		if (!appliance_volume_name_valid(argv[3]))
+			return volume_error(sh, a, -EINVAL, "thin rename", argv[3]);
+		rc = appliance_rename_volume(a, argv[2], argv[3]);
+		if (rc == -EEXIST)
+			return volume_error(sh, a, rc, "thin rename", argv[3]);
+		if (rc)
+			return volume_error(sh, a, rc, "thin rename", argv[2]);
+		shell_printf(sh, "renamed %s to %s (its exports keep their names)\n", argv[2],
+			     argv[3]);
+		return 0;
+	}
 	if (!strcmp(sub, "resize")) {
 		if (argc != 4)
 			return bad_usage(sh);
@@ -232,8 +252,9 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 }
 
 const struct shell_cmd app_thin_cmds[] = {
-	{ "thin", "create|snapshot|delete|resize|list|info ...",
-	  "thin volumes: create NAME SIZE, snapshot ORIGIN NAME, delete, resize, list, info",
+	{ "thin", "create|snapshot|delete|rename|resize|list|info ...",
+	  "thin volumes: create NAME SIZE, snapshot ORIGIN NAME, delete, rename, resize, list, "
+	  "info",
 	  cmd_thin },
 };
 const size_t app_thin_ncmds = ARRAY_SIZE(app_thin_cmds);

@@ -1,17 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The appliance's configuration model: named thin volumes and NBD exports, and how it is
- * written as text. Pure data: no I/O here (config/store.h persists it).
+ * The appliance's configuration model: named thin volumes and NBD exports. Pure data: no
+ * I/O here (the appliance keeps it in its LVM2 volume group, app/app_vg.c).
  *
- * Text format, one item per line, '#' starts a comment line:
- *
- *   volume NAME id=ID size=BYTES [origin=NAME]
- *   export NAME volume=NAME [ro]
- *
- * Names are 1..63 characters of [A-Za-z0-9_.:+-], not starting with '.' or '-'. Thin ids are
- * dm-thin device ids (0 .. 2^24-1); sizes are bytes, a multiple of 512. Parsing is strict:
- * the first bad line fails the whole text with its line number in the message, so a
- * damaged configuration is never half applied.
+ * Names are 1..127 characters of [A-Za-z0-9_.:+-], not starting with '.' or '-' (volume
+ * names must also be valid LVM LV names: the appliance checks that). Thin ids are dm-thin
+ * device ids (0 .. 2^24-1); sizes are bytes, a multiple of 512.
  */
 #ifndef CONFIG_CONFIG_H
 #define CONFIG_CONFIG_H
@@ -20,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CFG_NAME_MAX	63
+#define CFG_NAME_MAX	127
 #define CFG_MAX_VOLUMES 4096
 #define CFG_MAX_EXPORTS 256
 #define CFG_MAX_THIN_ID ((1u << 24) - 1)
@@ -73,16 +67,5 @@ int cfg_add_export(struct cfg *c, const char *name, const char *volume, bool rea
 int cfg_remove_export(struct cfg *c, const char *name);
 /* The lowest thin id not used by any volume, or -ENOSPC. */
 int64_t cfg_free_id(const struct cfg *c);
-
-/*
- * Parse @len bytes of text into @out (initialised here). 0, or -EINVAL with a message such
- * as "line 3: unknown size 'x'" in @err; -ENOMEM.
- */
-int cfg_parse(const char *text, size_t len, struct cfg *out, char *err, size_t errlen);
-/*
- * Write @c as text into a new malloc'd buffer (*text, NUL-terminated, *len without the
- * NUL). Parsing the result gives back the same configuration. 0 or -ENOMEM.
- */
-int cfg_format(const struct cfg *c, char **text, size_t *len);
 
 #endif

@@ -17,6 +17,7 @@
 #include "core/base/plat.h"
 #include "core/base/util.h"
 #include "core/base/version.h"
+#include "core/base/walltime.h"
 
 #define CTRL(c) ((c)&0x1f)
 #define ESC	0x1b
@@ -384,6 +385,30 @@ static int cmd_uptime(struct shell *sh, int argc, char **argv)
 	return rc;
 }
 
+/* The wall clock (what LVM's creation_time records) and the host name (creation_host). */
+static int cmd_date(struct shell *sh, int argc, char **argv)
+{
+	struct civil_time t;
+	uint64_t now;
+	int rc = no_args(sh, argc, argv);
+
+	if (rc)
+		return rc;
+	rc = plat_wall_time(&now);
+	if (!rc && unix_to_civil(now, &t))
+		rc = -EIO; /* past year 9999: nonsense too */
+	if (rc)
+		shell_printf(sh, "unknown: %s (%s)\n",
+			     rc == -ENOTSUP ? "no real-time clock"
+					    : "the real-time clock reads nonsense",
+			     strerror(-rc));
+	else
+		shell_printf(sh, "%04d-%02d-%02d %02d:%02d:%02d UTC\n", t.year, t.month, t.day,
+			     t.hour, t.min, t.sec);
+	shell_printf(sh, "hostname %s\n", plat_hostname());
+	return rc;
+}
+
 static int needs_hardware(struct shell *sh, const char *what, int rc)
 {
 	if (rc == -ENOTSUP)
@@ -497,6 +522,7 @@ static const struct shell_cmd builtin_cmds[] = {
 	{ "help", "[COMMAND]", "list the commands, or show one command's usage", cmd_help },
 	{ "version", "", "show the firmware version", cmd_version },
 	{ "uptime", "", "time since the machine started", cmd_uptime },
+	{ "date", "", "wall-clock time (UTC) and host name", cmd_date },
 	{ "mem", "", "memory: total, free, heap", cmd_mem },
 	{ "pci", "", "list PCI functions with their ids, class and BARs", cmd_pci },
 	{ "poweroff", "", "power the appliance off", cmd_poweroff },

@@ -61,7 +61,8 @@ struct shell {
 	struct shell_cmd_table builtin; /* the built-in commands, listed first */
 };
 
-/* Set up @sh with the built-in commands (help, version, uptime, mem, pci, poweroff, reboot). */
+/* Set up @sh with the built-in commands (help, version, uptime, date, mem, pci, poweroff,
+ * reboot). */
 void shell_init(struct shell *sh, void (*write)(void *ctx, const char *buf, size_t len), void *ctx);
 /* Add a table of commands; @t must stay valid while the shell lives. */
 void shell_add_commands(struct shell *sh, struct shell_cmd_table *t);

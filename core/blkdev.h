@@ -51,7 +51,7 @@
  *     host/memdisk.c: nothing to do (memory is the medium); host/crashdev.c: applies every
  *     pending write, in order, to the lower device and flushes it; host/faultdev.c and
  *     core/blkdev_slice.c pass it to the lower device (a slice's flush covers the whole
- *     lower device);
+ *     lower device); core/blkdev_linear.c to each of its distinct lower devices once;
  *   - a thin volume (core/thin/thin_pool.h) gives more: its FLUSH waits for every earlier
  *     modifying request of the pool, completed or not, then commits the pool.
  * Read-only devices accept FLUSH.

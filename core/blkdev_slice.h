@@ -8,12 +8,14 @@
  * tail for the configuration store (docs/appliance.md), so the pool can never write past its
  * part whatever it believes the device size to be.
  *
- * Every op is forwarded with the offset added; a range outside the slice is -EINVAL before it
- * reaches the lower device. flush() flushes the whole lower device (devices have no ranged
- * flush). Asynchronous requests are forwarded when the lower device has a submit op (the
- * slice's poll polls the lower device); otherwise blkdev_submit()'s synchronous fallback
- * applies. The slice has the lower device's block size, read_only and discard_zeroes.
- * It never owns the lower device: destroy the slice first, then the lower device.
+ * A slice is a core/blkdev_linear.h device of one piece, with its contract: every op is
+ * forwarded with the offset added; a range outside the slice is -EINVAL before it reaches the
+ * lower device. flush() flushes the whole lower device (devices have no ranged flush).
+ * Asynchronous requests are forwarded when the lower device has a submit op (the slice's
+ * poll polls the lower device; at most BLKDEV_LINEAR_QUEUE in flight, then -EAGAIN);
+ * otherwise blkdev_submit()'s synchronous fallback applies. The slice has the lower device's
+ * name, block size, read_only and discard_zeroes. It never owns the lower device: destroy the
+ * slice first, then the lower device.
  */
 #ifndef CORE_BLKDEV_SLICE_H
 #define CORE_BLKDEV_SLICE_H

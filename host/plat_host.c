@@ -6,6 +6,7 @@
  */
 #include "core/base/plat.h"
 #include "core/base/util.h"
+#include "core/base/walltime.h"
 #include "host/plat_host.h"
 
 #include <errno.h>
@@ -72,6 +73,16 @@ void plat_udelay(uint32_t us)
 
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
+}
+
+int plat_wall_time(uint64_t *unix_seconds)
+{
+	time_t t = time(NULL);
+
+	if (t < 0)
+		return -EIO; /* (time_t)-1: no clock, or one set before 1970 */
+	*unix_seconds = (uint64_t)t;
+	return 0;
 }
 
 void plat_console_write(const char *buf, size_t len)
@@ -151,4 +162,24 @@ int plat_pci_get(unsigned idx, struct plat_pci_info *out)
 const char *plat_name(void)
 {
 	return "the Linux host build";
+}
+
+const char *plat_hostname(void)
+{
+	static char name[HOSTNAME_MAX + 2];
+	char got[HOSTNAME_MAX + 2] = "";
+
+	if (name[0])
+		return name;
+	/* One byte more than a valid name holds, so that a longer one is seen (and refused)
+	 * whether or not gethostname() terminates what it truncates. */
+	if (gethostname(got, sizeof(got) - 1) == 0 && hostname_valid(got)) {
+		memcpy(name, got, sizeof(name));
+	} else {
+		/* stderr: stdout is the shell's console, which tests read. */
+		fprintf(stderr, "thinbox: host name '%s' is not 1..%d of [A-Za-z0-9.-]: using %s\n",
+			got, HOSTNAME_MAX, HOSTNAME_DEFAULT);
+		snprintf(name, sizeof(name), "%s", HOSTNAME_DEFAULT);
+	}
+	return name;
 }

@@ -36,6 +36,15 @@ uint64_t plat_now_ns(void);
 /* Busy-wait (firmware) or sleep (host) for at least @us microseconds. */
 void plat_udelay(uint32_t us);
 
+/*
+ * The wall clock: seconds since 1970-01-01 00:00:00 UTC into *unix_seconds. 0, -ENOTSUP when
+ * the platform has no clock, or -EIO when it reads nonsense (nothing is invented then).
+ * Host: time(). Firmware: the CMOS real-time clock, read once at boot and advanced with
+ * plat_now_ns() since, so a call is cheap and does no port I/O (the RTC is read as UTC, which
+ * is what QEMU's -rtc base=utc, its default, gives).
+ */
+int plat_wall_time(uint64_t *unix_seconds);
+
 /* ---- Console ------------------------------------------------------------------------ */
 
 /* Write @len bytes to the console (serial port, or the host's stdout). Never fails. */
@@ -89,5 +98,11 @@ int plat_pci_get(unsigned idx, struct plat_pci_info *out);
 
 /* A one-line description of the platform, e.g. "UEFI x86_64 (TSC 2095 MHz)". */
 const char *plat_name(void);
+/*
+ * This machine's name, as LVM records it in creation_host: 1..63 of [A-Za-z0-9.-], never
+ * NULL. Host: gethostname(); firmware: the `hostname` configuration key (fw_cfg
+ * opt/thinbox/hostname, else \thinbox.cfg). "thinbox" when unset or not such a name.
+ */
+const char *plat_hostname(void);
 
 #endif

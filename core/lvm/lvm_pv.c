@@ -312,7 +312,10 @@ int lvm_pv_format(struct blkdev *dev, const struct lvm_pv_opts *o, char *why, si
 			return why_set(rc, why, why_len, "%s: clearing sector %u failed",
 				       dname(dev), i);
 	}
+	/* The area first and durable: a label must never point at an area not yet written. */
 	rc = mda_write(dev, &m);
+	if (!rc)
+		rc = blkdev_flush(dev);
 	if (!rc)
 		rc = dev_io(dev, LVM_LABEL_SECTOR * LVM_SECTOR, sec, sizeof(sec), true);
 	if (!rc)

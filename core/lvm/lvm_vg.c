@@ -165,6 +165,8 @@ void lvm_vg_free(struct lvm_vg *vg)
 		strs_free(&vg->lvs[i].flags);
 		strs_free(&vg->lvs[i].tags);
 		free(vg->lvs[i].creation_host);
+		for (unsigned j = 0; j < vg->lvs[i].nr_segs; j++)
+			free(vg->lvs[i].segs[j].msgs);
 		free(vg->lvs[i].segs);
 	}
 	strs_free(&vg->flags);
@@ -304,12 +306,121 @@ int lvm_lv_set_creation(struct lvm_lv *lv, uint64_t time, const char *host)
 	return 0;
 }
 
+static int add_message(struct lvm_seg *seg, const struct lvm_thin_msg *m)
+{
+	struct lvm_thin_msg *v;
+
+	if (seg->type != LVM_SEG_THIN_POOL)
+		return -EINVAL;
+	if (seg->nr_msgs >= LVM_POOL_MAX_MSGS)
+		return -E2BIG;
+	v = realloc(seg->msgs, (seg->nr_msgs + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	seg->msgs = v;
+	v[seg->nr_msgs++] = *m;
+	return 0;
+}
+
+int lvm_seg_add_message_create(struct lvm_seg *seg, const char *name)
+{
+	struct lvm_thin_msg m = { .type = LVM_MSG_CREATE };
+
+	if (!lvm_name_valid(name) || !copy_name(m.lv, name))
+		return -EINVAL;
+	return add_message(seg, &m);
+}
+
+int lvm_seg_add_message_delete(struct lvm_seg *seg, uint32_t device_id)
+{
+	struct lvm_thin_msg m = { .type = LVM_MSG_DELETE, .device_id = device_id };
+
+	return add_message(seg, &m);
+}
+
+void lvm_seg_clear_messages(struct lvm_seg *seg)
+{
+	free(seg->msgs);
+	seg->msgs = NULL;
+	seg->nr_msgs = 0;
+}
+
+int lvm_lv_map(const struct lvm_vg *vg, const struct lvm_lv *lv, struct lvm_piece *out,
+	       unsigned max, unsigned *nr)
+{
+	*nr = 0;
+	if (!lv->nr_segs)
+		return -EINVAL;
+	for (unsigned i = 0; i < lv->nr_segs; i++) {
+		const struct lvm_seg *s = &lv->segs[i];
+		const struct lvm_pv *pv;
+
+		if (s->type != LVM_SEG_STRIPED || s->pv >= vg->nr_pvs)
+			return -EINVAL;
+		pv = &vg->pvs[s->pv];
+		/* The bounds lvm_vg_validate() checks, so that nothing below overflows. */
+		if (s->pe > pv->pe_count || s->extent_count > pv->pe_count - s->pe ||
+		    pv->pe_count > UINT64_MAX / 2 / (vg->extent_size ? vg->extent_size : 1) ||
+		    pv->pe_start > UINT64_MAX / 2)
+			return -EINVAL;
+	}
+	*nr = lv->nr_segs;
+	if (lv->nr_segs > max)
+		return -E2BIG;
+	for (unsigned i = 0; i < lv->nr_segs; i++) {
+		const struct lvm_seg *s = &lv->segs[i];
+
+		out[i].pv = s->pv;
+		out[i].pv_sector = vg->pvs[s->pv].pe_start + s->pe * vg->extent_size;
+		out[i].sectors = s->extent_count * vg->extent_size;
+	}
+	return 0;
+}
+
 struct lvm_lv *lvm_vg_find_lv(const struct lvm_vg *vg, const char *name)
 {
 	for (unsigned i = 0; i < vg->nr_lvs; i++)
 		if (!strcmp(vg->lvs[i].name, name))
 			return &vg->lvs[i];
 	return NULL;
+}
+
+bool lvm_lv_name_valid(const char *name)
+{
+	return lvm_name_valid(name) && visible_name_ok(name);
+}
+
+void lvm_vg_remove_lv(struct lvm_vg *vg, struct lvm_lv *lv)
+{
+	size_t i = (size_t)(lv - vg->lvs);
+
+	strs_free(&lv->flags);
+	strs_free(&lv->tags);
+	free(lv->creation_host);
+	for (unsigned j = 0; j < lv->nr_segs; j++)
+		free(lv->segs[j].msgs);
+	free(lv->segs);
+	memmove(lv, lv + 1, (vg->nr_lvs - i - 1) * sizeof(*lv));
+	vg->nr_lvs--;
+}
+
+void lvm_strs_remove(struct lvm_strs *l, unsigned i)
+{
+	free(l->v[i]);
+	memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof(*l->v));
+	l->n--;
+}
+
+int lvm_vg_copy(const struct lvm_vg *vg, struct lvm_vg **out, char *why, size_t why_len)
+{
+	char *text = NULL;
+	size_t len;
+	int rc = lvm_vg_to_text(vg, &text, &len, why, why_len);
+
+	if (!rc)
+		rc = lvm_vg_from_text(text, len, out, why, why_len);
+	free(text);
+	return rc;
 }
 
 /* ---- validation ------------------------------------------------------------------------ */
@@ -339,16 +450,11 @@ static int check_striped_component(const struct lvm_vg *vg, const struct lvm_lv 
 	if (c == pool || c->status & LVM_LV_VISIBLE)
 		return why_set(why, why_len, "thin pool %s: %s LV %s must be a hidden LV",
 			       pool->name, role, name);
+	/* Any number of linear pieces, on any PVs (lvm_lv_map() lists them). */
 	for (unsigned i = 0; i < c->nr_segs; i++)
 		if (c->segs[i].type != LVM_SEG_STRIPED)
 			return why_set(why, why_len, "thin pool %s: %s LV %s is not linear",
 				       pool->name, role, name);
-	/* The appliance maps the pool's devices as one piece of one disk each. */
-	if (c->nr_segs != 1)
-		return why_set(why, why_len,
-			       "thin pool %s: %s LV %s has %u segments; the appliance serves "
-			       "only a %s that is one linear segment",
-			       pool->name, role, name, c->nr_segs, role);
 	/* A component used by two pools (or twice by one) corrupts both. */
 	for (unsigned i = 0; i < vg->nr_lvs; i++) {
 		const struct lvm_lv *o = &vg->lvs[i];
@@ -363,6 +469,57 @@ static int check_striped_component(const struct lvm_vg *vg, const struct lvm_lv 
 	if (!strcmp(pool->segs[0].metadata, pool->segs[0].pool))
 		return why_set(why, why_len, "thin pool %s: metadata and data are the same LV",
 			       pool->name);
+	return 0;
+}
+
+/* lvm2's rules for pending messages (lib/thin/thin.c, thin_manip.c), and one of ours. */
+static int check_messages(const struct lvm_vg *vg, const struct lvm_lv *pool, char *why,
+			  size_t why_len)
+{
+	const struct lvm_seg *s = &pool->segs[0];
+
+	if (s->nr_msgs > LVM_POOL_MAX_MSGS)
+		return why_set(why, why_len, "thin pool %s: more than %u pending messages",
+			       pool->name, LVM_POOL_MAX_MSGS);
+	/* lvm raises the id with the first message and sends set_transaction_id(id - 1, id). */
+	if (s->nr_msgs && !s->transaction_id)
+		return why_set(why, why_len, "thin pool %s: pending messages with transaction_id 0",
+			       pool->name);
+	for (unsigned i = 0; i < s->nr_msgs; i++) {
+		const struct lvm_thin_msg *m = &s->msgs[i];
+
+		switch (m->type) {
+		case LVM_MSG_CREATE: {
+			const struct lvm_lv *t = lvm_vg_find_lv(vg, m->lv);
+
+			if (!t || t->nr_segs != 1 || t->segs[0].type != LVM_SEG_THIN ||
+			    strcmp(t->segs[0].thin_pool, pool->name))
+				return why_set(why, why_len,
+					       "thin pool %s: message%u creates '%.64s', which is "
+					       "not a thin LV of this pool",
+					       pool->name, i + 1, m->lv);
+			break;
+		}
+		case LVM_MSG_DELETE:
+			if (m->device_id > LVM_THIN_MAX_DEV_ID)
+				return why_set(why, why_len,
+					       "thin pool %s: message%u deletes device_id %u, out "
+					       "of range",
+					       pool->name, i + 1, m->device_id);
+			break;
+		default:
+			return why_set(why, why_len, "thin pool %s: message%u of unknown type",
+				       pool->name, i + 1);
+		}
+		/* lvm refuses to queue a second message for the same LV or device id. */
+		for (unsigned j = 0; j < i; j++)
+			if (s->msgs[j].type == m->type &&
+			    (m->type == LVM_MSG_CREATE ? !strcmp(s->msgs[j].lv, m->lv)
+						       : s->msgs[j].device_id == m->device_id))
+				return why_set(why, why_len,
+					       "thin pool %s: message%u repeats message%u",
+					       pool->name, i + 1, j + 1);
+	}
 	return 0;
 }
 
@@ -398,6 +555,11 @@ static int check_lv(const struct lvm_vg *vg, const struct lvm_lv *lv, char *why,
 				       lv->name, i + 1, (unsigned long long)s->start_extent,
 				       (unsigned long long)s->extent_count);
 		next += s->extent_count;
+		if (s->nr_msgs && s->type != LVM_SEG_THIN_POOL)
+			return why_set(why, why_len,
+				       "LV %s: pending messages on a segment that is not a thin "
+				       "pool",
+				       lv->name);
 		if (s->type != LVM_SEG_STRIPED && lv->nr_segs != 1)
 			return why_set(why, why_len,
 				       "LV %s: a thin or thin-pool LV has one segment", lv->name);
@@ -433,7 +595,8 @@ static int check_lv(const struct lvm_vg *vg, const struct lvm_lv *lv, char *why,
 					       lv->name);
 			if (check_striped_component(vg, lv, s->metadata, "metadata", why,
 						    why_len) ||
-			    check_striped_component(vg, lv, s->pool, "data", why, why_len))
+			    check_striped_component(vg, lv, s->pool, "data", why, why_len) ||
+			    check_messages(vg, lv, why, why_len))
 				return -EINVAL;
 			/* lvm refuses every command on a pool whose metadata LV is named otherwise. */
 			if (!strstr(s->metadata, "_tmeta"))
@@ -753,6 +916,47 @@ static int read_pv(struct rd *r, struct lvm_vg *vg, const struct lvm_node *sec)
 	return 0;
 }
 
+/*
+ * Every subsection of a thin-pool segment is a message, in text order (lvm names them
+ * message1..N but reads any name); each holds exactly one of `create = "LV"` and
+ * `delete = ID`. What they name is checked by lvm_vg_validate().
+ */
+static int read_messages(struct rd *r, struct lvm_seg *s, const struct lvm_node *sec,
+			 const char *what)
+{
+	for (const struct lvm_node *m = sec->child; m; m = m->next) {
+		const char *name;
+		int64_t id;
+		int rc_c, rc_d, rc;
+
+		if (m->type != LVM_NODE_SECTION)
+			continue;
+		rc_c = lvm_get_str(m, "create", &name);
+		rc_d = lvm_get_int(m, "delete", &id);
+		if ((rc_c && rc_c != -ENOENT) || (rc_d && rc_d != -ENOENT) || !rc_c == !rc_d)
+			return why_set(r->why, r->why_len,
+				       "%s: message %.32s must hold either create = \"LV\" or "
+				       "delete = ID",
+				       what, m->key);
+		if (!rc_c && !lvm_name_valid(name))
+			return why_set(r->why, r->why_len,
+				       "%s: message %.32s: '%.64s' is not a valid LV name", what,
+				       m->key, name);
+		if (!rc_d && (id < 0 || id > UINT32_MAX))
+			return why_set(r->why, r->why_len,
+				       "%s: message %.32s: delete of device id %lld out of range",
+				       what, m->key, (long long)id);
+		rc = !rc_c ? lvm_seg_add_message_create(s, name)
+			   : lvm_seg_add_message_delete(s, (uint32_t)id);
+		if (rc == -E2BIG)
+			return why_set(r->why, r->why_len, "%s: more than %u pending messages",
+				       what, LVM_POOL_MAX_MSGS);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int read_seg(struct rd *r, struct lvm_vg *vg, struct lvm_lv *lv, const struct lvm_node *sec)
 {
 	struct lvm_seg *s;
@@ -822,12 +1026,8 @@ static int read_seg(struct rd *r, struct lvm_vg *vg, struct lvm_lv *lv, const st
 			s->discards = LVM_DISCARDS_PASSDOWN;
 		else
 			return why_set(r->why, r->why_len, "%s: bad 'discards'", what);
-		for (const struct lvm_node *m = sec->child; m; m = m->next)
-			if (m->type == LVM_NODE_SECTION)
-				return why_set(r->why, r->why_len,
-					       "thin pool %s has pending messages (an lvm command "
-					       "was interrupted): activate it once with lvm",
-					       lv->name);
+		if ((rc = read_messages(r, s, sec, what)))
+			return rc;
 		if (lvm_find(sec, "crop_metadata") || lvm_find(sec, "metadata_format"))
 			return why_set(r->why, r->why_len,
 				       "%s: crop_metadata / metadata_format are not supported",
@@ -1130,6 +1330,17 @@ static void w_seg(struct wr *w, const struct lvm_vg *vg, struct lvm_node *lvn,
 			w_str(w, n, "discards", discards[s->discards]);
 		if (s->zero_new_blocks >= 0)
 			w_int(w, n, "zero_new_blocks", (uint64_t)s->zero_new_blocks);
+		/* As lvm2's _thin_pool_text_export(): message1..N after the pool's keys. */
+		for (unsigned k = 0; k < s->nr_msgs; k++) {
+			struct lvm_node *m;
+
+			snprintf(key, sizeof(key), "message%u", k + 1);
+			m = w_section(w, n, key);
+			if (s->msgs[k].type == LVM_MSG_CREATE)
+				w_str(w, m, "create", s->msgs[k].lv);
+			else
+				w_int(w, m, "delete", s->msgs[k].device_id);
+		}
 		break;
 	case LVM_SEG_THIN:
 		w_str(w, n, "type", "thin");

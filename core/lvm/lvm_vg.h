@@ -7,9 +7,10 @@
  * leading zeros; status words lvm knows; creation_time and creation_host together).
  *
  * Segment types kept: "striped" with one stripe (a linear piece of one PV), "thin-pool"
- * and "thin". Anything else the appliance cannot serve is refused with a message naming
- * the VG part and the reason: other segment types, several stripes, a pool whose _tmeta or
- * _tdata is not one linear segment, pending thin-pool messages, exported / clustered /
+ * (with its pending messages) and "thin". A pool's _tmeta and _tdata may be any number of
+ * linear pieces (lvextend adds some, lvconvert --repair swaps in the spare's); lvm_lv_map()
+ * lists them. Anything else the appliance cannot serve is refused with a message naming
+ * the VG part and the reason: other segment types, several stripes, exported / clustered /
  * shared VGs, system ids, lock types, PVs marked missing, unknown status words.
  * Unknown keys are dropped, as lvm drops them. Flags words (compatible by definition) are
  * kept as they are.
@@ -34,6 +35,7 @@
 #define LVM_LV_MAX_SEGS	    256u
 #define LVM_MAX_TAGS	    256u
 #define LVM_THIN_MAX_DEV_ID 0xFFFFFFu
+#define LVM_POOL_MAX_MSGS   256u     /* lvm sends one or two per command */
 #define LVM_CHUNK_MIN	    128u     /* sectors: 64 KiB */
 #define LVM_CHUNK_MAX	    2097152u /* sectors: 1 GiB */
 
@@ -66,6 +68,25 @@ enum lvm_discards {
 	LVM_DISCARDS_PASSDOWN,
 };
 
+/*
+ * A pending thin-pool message (lvm2's thin_messages; docs/lvm2-format.md §7): lvm commits
+ * the VG with the pool's transaction_id raised by one and these messages, then sends them
+ * to dm-thin followed by set_transaction_id (id - 1 -> id), then commits the VG again
+ * without them. Whoever activates the pool while its superblock's id is one below the VG's
+ * sends them; when the ids are equal they were sent already.
+ */
+enum lvm_msg_type {
+	LVM_MSG_CREATE, /* `create = "LV"`: create_thin of that thin LV's device_id, or
+			 * create_snap of it from its origin's device_id when it has `origin` */
+	LVM_MSG_DELETE, /* `delete = ID`: delete of thin device ID */
+};
+
+struct lvm_thin_msg {
+	enum lvm_msg_type type;
+	char lv[LVM_NAME_MAX + 1]; /* create: a thin LV of this pool */
+	uint32_t device_id;	   /* delete: <= LVM_THIN_MAX_DEV_ID */
+};
+
 struct lvm_seg {
 	uint64_t start_extent;
 	uint64_t extent_count;
@@ -79,7 +100,9 @@ struct lvm_seg {
 	uint64_t transaction_id;	 /* thin-pool and thin */
 	uint32_t chunk_size;		 /* sectors */
 	enum lvm_discards discards;
-	int zero_new_blocks; /* -1 when absent (no zeroing), else 0 or 1 */
+	int zero_new_blocks;	   /* -1 when absent (no zeroing), else 0 or 1 */
+	unsigned nr_msgs;	   /* pending messages, in the order they are sent */
+	struct lvm_thin_msg *msgs; /* malloc()ed; freed by lvm_vg_free() */
 	/* thin */
 	char thin_pool[LVM_NAME_MAX + 1];
 	uint32_t device_id;
@@ -158,16 +181,53 @@ int lvm_vg_add_lv(struct lvm_vg *vg, const char *name, const char *id, uint32_t 
 int lvm_lv_add_seg(struct lvm_lv *lv, enum lvm_seg_type type, uint64_t extent_count,
 		   struct lvm_seg **out);
 int lvm_lv_set_creation(struct lvm_lv *lv, uint64_t time, const char *host);
+/*
+ * Pending messages of a thin-pool segment, appended in the order they will be sent (at most
+ * LVM_POOL_MAX_MSGS). -EINVAL when @seg is not a thin pool or @name is not a valid LV name,
+ * -E2BIG, -ENOMEM. What they name is checked by lvm_vg_validate(). The caller raises the
+ * pool's transaction_id by one with the first message, as lvm does.
+ */
+int lvm_seg_add_message_create(struct lvm_seg *seg, const char *name);
+int lvm_seg_add_message_delete(struct lvm_seg *seg, uint32_t device_id);
+/* Drop every pending message (the second commit of lvm's protocol). */
+void lvm_seg_clear_messages(struct lvm_seg *seg);
 /* Append a copy of @s (checked as a tag: -EINVAL). */
 int lvm_strs_add(struct lvm_strs *l, const char *s);
 
 struct lvm_lv *lvm_vg_find_lv(const struct lvm_vg *vg, const char *name);
+/* Remove @lv (an element of vg->lvs; pointers to later LVs move down by one). Nothing else
+ * is changed: references to it (origin, pool components, messages) are the caller's. */
+void lvm_vg_remove_lv(struct lvm_vg *vg, struct lvm_lv *lv);
+/* Remove entry @i (< l->n) of a tag or flag list. */
+void lvm_strs_remove(struct lvm_strs *l, unsigned i);
+/* A deep copy, through the text (so @vg must validate): 0, -EINVAL (why), -E2BIG, -ENOMEM. */
+int lvm_vg_copy(const struct lvm_vg *vg, struct lvm_vg **out, char *why, size_t why_len);
+
 /* Extents of the LV: the sum of its segments. */
 uint64_t lvm_lv_extents(const struct lvm_lv *lv);
+
+/* One linear piece of an LV: @sectors 512-byte sectors from @pv_sector of PV vg->pvs[@pv]. */
+struct lvm_piece {
+	unsigned pv;
+	uint64_t pv_sector; /* pe_start + pe * extent_size */
+	uint64_t sectors;   /* extent_count * extent_size */
+};
+
+/*
+ * Where a linear LV (every segment "striped", as _tmeta and _tdata are) lives: one piece per
+ * segment in logical order, the LV's sector 0 first. 0 and *nr pieces in @out; -EINVAL for
+ * an LV with no segment, a segment of another type, or one that is not inside its PV
+ * (a model lvm_vg_validate() refuses); -E2BIG when it has more than @max segments (*nr is
+ * then the number needed).
+ */
+int lvm_lv_map(const struct lvm_vg *vg, const struct lvm_lv *lv, struct lvm_piece *out,
+	       unsigned max, unsigned *nr);
 
 /* lvm's rules (docs/lvm2-format.md §8). */
 bool lvm_name_valid(const char *name);
 bool lvm_tag_valid(const char *tag);
+/* lvm_name_valid() and not a name lvm reserves for visible LVs ("snapshot*", "*_tmeta", ...). */
+bool lvm_lv_name_valid(const char *name);
 /* 32 characters of the id alphabet, dashes ignored; @out (33 bytes) gets them undashed. */
 bool lvm_id_parse(const char *text, char out[LVM_ID_LEN + 1]);
 /* The 6-4-4-4-4-4-6 dashed form (39 bytes with the NUL) of a valid 32-character id. */

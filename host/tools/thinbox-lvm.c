@@ -22,6 +22,9 @@
  *                                  its _tmeta / _tdata LVs name, compare transaction_id and
  *                                  chunk_size with the superblock, run thin_pool_check, print
  *                                  md5 of every thin LV (tests/guest/lvm_activate.t)
+ *   thinbox-lvm extract DISK LV OUT
+ *                                  copy linear LV LV out of PV file DISK into OUT (the
+ *                                  appliance's pool_tmeta, for thin_check / thin_dump)
  *
  * show prints "vg NAME seqno N extent_size S pvs N lvs N", then per PV "pv KEY id ID
  * pe_start S pe_count N", per LV "lv NAME sectors N visible 0|1 type T [pool P] [device_id
@@ -46,7 +49,8 @@
 static int usage(void)
 {
 	fprintf(stderr, "usage: thinbox-lvm demo DISK1 DISK2 | show DISK... | text DISK |\n"
-			"       vg META DATA NAME:MIB|NAME@ORIGIN... | pool DISK...\n");
+			"       vg META DATA NAME:MIB|NAME@ORIGIN... | pool DISK... |\n"
+			"       extract DISK LV OUT\n");
 	return 2;
 }
 
@@ -859,8 +863,86 @@ out:
 	return rc || bad ? 1 : 0;
 }
 
+/*
+ * thinbox-lvm extract DISK LV OUT: copy linear LV @LV (every segment, in order) out of PV
+ * file DISK into the new file OUT, so that thin_check and thin_dump can read a pool's
+ * _tmeta as the plain metadata image they expect. Reads the VG copy on DISK alone: every
+ * segment must be on it. Writes nothing to DISK.
+ */
+static int extract(const char *path, const char *name, const char *out_path)
+{
+	struct blkdev *dev = NULL;
+	struct lvm_pv_label l;
+	struct lvm_vg *vg = NULL;
+	const struct lvm_lv *lv;
+	char *text = NULL, why[256] = "";
+	uint8_t *buf = NULL;
+	size_t len;
+	FILE *out = NULL;
+	int rc = filedisk_open(path, 512, false, 0, &dev);
+
+	if (rc) {
+		snprintf(why, sizeof(why), "%s: cannot open", path);
+		goto done;
+	}
+	dev->name = path;
+	dev->read_only = true;
+	rc = lvm_pv_read_label(dev, &l, why, sizeof(why));
+	if (!rc)
+		rc = lvm_pv_read_text(dev, &text, &len, why, sizeof(why));
+	if (!rc)
+		rc = lvm_vg_from_text(text, len, &vg, why, sizeof(why));
+	if (rc)
+		goto done;
+	lv = lvm_vg_find_lv(vg, name);
+	rc = -EINVAL;
+	if (!lv) {
+		snprintf(why, sizeof(why), "no LV %s in VG %s", name, vg->name);
+		goto done;
+	}
+	buf = malloc((size_t)vg->extent_size * 512);
+	out = fopen(out_path, "wb");
+	if (!buf || !out) {
+		snprintf(why, sizeof(why), "%s: cannot create", out_path);
+		goto done;
+	}
+	for (unsigned i = 0; i < lv->nr_segs; i++) {
+		const struct lvm_seg *s = &lv->segs[i];
+		const struct lvm_pv *pv = &vg->pvs[s->pv];
+
+		if (s->type != LVM_SEG_STRIPED || strcmp(pv->id, l.id)) {
+			snprintf(why, sizeof(why), "LV %s segment %u is not linear on %s", name, i,
+				 path);
+			goto done;
+		}
+		for (uint64_t e = 0; e < s->extent_count; e++) {
+			rc = blkdev_read(dev, pv->pe_start + (s->pe + e) * vg->extent_size,
+					 vg->extent_size, buf);
+			if (rc || fwrite(buf, 512, vg->extent_size, out) != vg->extent_size) {
+				rc = rc ? rc : -EIO;
+				snprintf(why, sizeof(why), "copying LV %s failed", name);
+				goto done;
+			}
+		}
+	}
+	rc = 0;
+done:
+	if (out && fclose(out) && !rc)
+		rc = -EIO;
+	if (rc)
+		fprintf(stderr, "thinbox-lvm: extract: %s (%s)\n", why[0] ? why : "failed",
+			strerror(-rc));
+	free(buf);
+	free(text);
+	lvm_vg_free(vg);
+	blkdev_destroy(dev);
+	return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 5 && !strcmp(argv[1], "extract"))
+		return extract(argv[2], argv[3], argv[4]);
 	if (argc == 4 && !strcmp(argv[1], "demo"))
 		return demo(argv[2], argv[3]);
 	if (argc >= 3 && !strcmp(argv[1], "show"))

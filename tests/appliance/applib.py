@@ -184,14 +184,28 @@ def run(args, timeout=300, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
 
 
+LVM_TOOL = os.path.join(TOP, "build", "host", "thinbox-lvm")
+
+
+def tmeta_image(meta, pool="pool"):
+    """The pool's metadata LV (POOL_tmeta) copied out of the metadata disk's VG into a file
+    next to it: the plain dm-thin metadata image thin_check and thin_dump read."""
+    out = meta + ".tmeta"
+    r = run([LVM_TOOL, "extract", meta, pool + "_tmeta", out])
+    if r.returncode:
+        raise Failure("thinbox-lvm extract: " + r.stderr)
+    return out
+
+
 def thin_check(meta):
-    r = run(["thin_check", meta])
+    """thin_check on the pool metadata of the appliance's metadata disk META."""
+    r = run(["thin_check", tmeta_image(meta)])
     return r.returncode, r.stdout + r.stderr
 
 
 def thin_dump(meta):
     """{'transaction': int, 'devices': {id: {'mapped': n, 'map': {vblock: dblock}}}}"""
-    r = run(["thin_dump", meta])
+    r = run(["thin_dump", tmeta_image(meta)])
     if r.returncode:
         raise Failure("thin_dump: " + r.stderr)
     root = ET.fromstring(r.stdout)

@@ -19,8 +19,10 @@
 #include "host/hostdev.h"
 #include "tests/support/harness.h"
 
-#define META_BYTES (8ull << 20)
-#define DATA_BYTES (64ull << 20)
+#define META_BYTES (16ull << 20)
+/* lvm's first extent (pe_start) on both PVs, in 512-byte sectors. */
+#define PE_START_SECTORS 2048u
+#define DATA_BYTES	 (64ull << 20)
 
 /* ---- Fixture: disks, server, appliance, shell with captured output ------------------------ */
 
@@ -178,19 +180,34 @@ TEST(first_boot_formats_and_exports_vol0)
 	v = cfg_find_volume(appliance_config(f->a), "vol0");
 	if (!ok(v))
 		goto out;
-	ok_eq(v->size, DATA_BYTES);
+	/* As big as the pool's data LV: the data disk after the LVM header, in whole extents. */
+	ok_eq(v->size, (DATA_BYTES - (1 << 20)) / (4 << 20) * (4 << 20));
 	ok(cfg_find_export(appliance_config(f->a), "vol0"));
 	ok_eq(nbd_server_export_info(f->srv, 0, &ei), 0);
 	ok(!strcmp(ei.name, "vol0"));
-	ok_eq(ei.size, DATA_BYTES);
+	ok_eq(ei.size, v->size);
 	ok(!ei.read_only);
 	ok(strstr(f->log, "first boot"));
 	ok_eq(txid(f), 1);
 	ok(pool_matches_config(f));
-	/* The metadata slice leaves the store's 1 MiB at the end. */
-	ok_eq(appliance_meta_bytes(f->a),
-	      META_BYTES - APPLIANCE_STORE_BYTES - APPLIANCE_SETTINGS_BYTES);
-	ok_eq(appliance_store_offset(f->a), META_BYTES - APPLIANCE_STORE_BYTES);
+	/* The disks are VG "thinbox": the pool on pool_tmeta (half of the metadata PV's
+	 * extents, lvol0_pmspare the other half) and pool_tdata (all of the data PV's). The VG
+	 * was written at the format (seqno 1) and twice for vol0 (with, then without, its
+	 * create message). */
+	{
+		struct appliance_vg_info vi;
+
+		ok_eq(appliance_vg_info(f->a, &vi), 0);
+		ok(!strcmp(vi.vg, "thinbox") && !strcmp(vi.pool, "pool"));
+		ok_eq(vi.seqno, 3);
+		ok_eq(vi.lvs, 5);
+		ok_eq(vi.transaction_id, 1);
+		ok_eq(vi.messages, 0);
+		ok_eq(vi.extent_bytes, 4u << 20);
+		/* 3 extents: pool_tmeta 1, lvol0_pmspare 1 (as big), 1 free */
+		ok_eq(vi.meta_bytes, 4u << 20);
+		ok_eq(vi.data_bytes, (DATA_BYTES - (1 << 20)) / (4 << 20) * (4 << 20));
+	}
 
 	/* The second boot is not a first boot. */
 	shutdown_app(f);
@@ -259,11 +276,16 @@ TEST(never_formats_a_disk_with_data)
 	ok_eq(sh(f, "pool status"), 0);
 	ok(has(f, "128 KiB"));
 	ok(has(f, "skip_block_zeroing"));
-	/* A formatted pool is not blank either. */
-	ok_eq(sh(f, "pool format"), -EEXIST);
+	/* A VG is erased only when the format names it. */
+	ok_eq(sh(f, "pool format"), -ENOTEMPTY);
+	ok(has(f, "pool format --force --confirm thinbox"));
+	ok_eq(sh(f, "pool format --force"), -ENOTEMPTY);
+	ok_eq(sh(f, "pool format --force --confirm other"), -ENOTEMPTY);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
 	/* Without --block-size a new format gets the default 64 KiB, not the previous size. */
-	ok_eq(sh(f, "pool format --force --block-size 128K"), 0);
-	ok_eq(sh(f, "pool format --force"), 0);
+	ok_eq(sh(f, "pool format --force --confirm thinbox --block-size 128K --vg vg2"), 0);
+	ok(has(f, "volume group vg2"));
+	ok_eq(sh(f, "pool format --force --confirm vg2"), 0);
 	ok_eq(sh(f, "pool status"), 0);
 	ok(has(f, "64.0 KiB"));
 	ok(!strstr(f->out, "128 KiB"));
@@ -302,7 +324,8 @@ TEST(commands_and_persistence)
 	ok(has(f, "transaction id"));
 	ok(has(f, "needs_check     no"));
 	t = txid(f);
-	ok_eq(t, 6); /* first boot + five changes */
+	ok_eq(t, 3); /* the thin devices made: vol0, data and its snapshot (lvm's rule: only
+		      * creates and deletes move the pool's transaction id) */
 	ok(pool_matches_config(f));
 
 	shutdown_app(f);
@@ -352,10 +375,11 @@ TEST(pool_check_says_counter_warnings)
 	ok_eq(boot_on(f, true), 0);
 	ok_eq(sh(f, "thin create data 1G"), 0);
 	shutdown_app(f);
-	ok_eq(blkdev_read(f->meta, 0, 8, sb), 0);
+	/* The superblock is block 0 of pool_tmeta: the metadata PV's first extent. */
+	ok_eq(blkdev_read(f->meta, PE_START_SECTORS, 8, sb), 0);
 	put_le64(sb + nr_alloc_off, get_le64(sb + nr_alloc_off) + 2);
 	put_le32(sb, dm_bm_checksum(sb + 4, 4092, 160774u));
-	ok_eq(blkdev_write(f->meta, 0, 8, sb), 0);
+	ok_eq(blkdev_write(f->meta, PE_START_SECTORS, 8, sb), 0);
 	ok_eq(boot_on(f, true), 0);
 	ok_eq(sh(f, "pool check"), 0);
 	ok(has(f, "  warning: data space map: root says"));
@@ -404,7 +428,7 @@ TEST(stale_config_is_reported_and_recoverable)
 	ok_eq(nbd_server_export_info(f->srv, 0, &(struct nbd_export_info){ 0 }), -ENOENT);
 	/* Pool commands work; volume and export changes are refused with the reason. */
 	ok_eq(sh(f, "pool status"), 0);
-	ok(has(f, "pool is at 7"));
+	ok(has(f, "is at transaction 7, the volume group expects 2"));
 	ok(sh(f, "thin create b 1M") != 0);
 	ok(has(f, "transaction"));
 	ok(sh(f, "export list") != 0);
@@ -446,7 +470,23 @@ TEST(bad_input_never_crashes)
 		"thin create x 2048T",
 		"thin create x 99999999999999999999999",
 		"thin create "
-		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa 1M",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa 1M",
+		"thin create has:colon 1M",
+		"thin create snapshot1 1M",
+		"thin create x_tmeta 1M",
+		"thin create pool 1M",
+		"thin rename",
+		"thin rename vol0",
+		"thin rename nosuch x",
+		"thin rename vol0 bad/name",
+		"thin rename vol0 vol0",
+		"thin rename vol0 pool_tdata",
+		"pool format",
+		"pool format --force",
+		"pool format --force --confirm",
+		"pool format --force --confirm wrong",
+		"pool format --vg bad/name --force --confirm thinbox",
 		"thin create vol0 1M",
 		"thin snapshot nosuch s",
 		"thin snapshot vol0 vol0",
@@ -517,73 +557,102 @@ static int admin_script(struct fx *f)
 	return (int)ARRAY_SIZE(steps);
 }
 
+/* Both disks behind crashdevs that lose power together (the VG is on both). */
+static void wrap_disks(struct fx *f, struct blkdev *mem[2], struct blkdev *crash[2])
+{
+	mem[0] = f->meta;
+	mem[1] = f->data;
+	if (crashdev_create(mem[0], &crash[0]) || crashdev_create(mem[1], &crash[1]))
+		abort();
+	crashdev_share_power(crash[0], crash[1]);
+	f->meta = crash[0];
+	f->data = crash[1];
+}
+
+/*
+ * A power cut at every write and flush of either disk during a first boot and an admin
+ * script (VG commits on both PVs, pool commits, lvm's two-commit protocol): afterwards the
+ * appliance starts READY, the VG names exactly the pool's devices, every export is served,
+ * and the pool works and checks clean.
+ */
 TEST(power_cut_during_admin_keeps_names_and_pool_in_step)
 {
-	uint64_t events = 0;
+	struct blkdev *mem[2], *crash[2];
+	uint64_t events[2] = { 0, 0 };
+	unsigned runs = 0;
 
-	/* One clean run counts the metadata disk's writes and flushes. */
+	/* One clean run counts each disk's writes and flushes. */
 	{
 		struct fx *f = fx_new(META_BYTES, DATA_BYTES);
-		struct blkdev *mem = f->meta;
 
-		ok_eq(crashdev_create(mem, &f->meta), 0);
+		wrap_disks(f, mem, crash);
 		ok_eq(boot_on(f, true), 0);
 		ok_eq(admin_script(f), 12);
-		events = crashdev_events(f->meta);
 		shutdown_app(f);
-		blkdev_destroy(f->meta);
-		f->meta = mem;
-		fx_free(f);
-	}
-	ok(events > 20);
-	/* Then cut the power at many points of it, including the first boot. */
-	for (uint64_t cut = 1; cut < events; cut += 1 + events / 40) {
-		struct fx *f = fx_new(META_BYTES, DATA_BYTES);
-		struct blkdev *mem = f->meta, *crash;
-
-		ok_eq(crashdev_create(mem, &crash), 0);
-		f->meta = crash;
-		crashdev_cut_at(crash, cut);
-		ok_eq(boot_on(f, true), 0);
-		if (appliance_state(f->a) == APPLIANCE_READY)
-			admin_script(f);
-		/* Shut down on the dead disk (every write fails), then the power goes. */
-		shutdown_app(f);
-		crashdev_power_cut(crash, cut * 7919);
-		crashdev_revive(crash);
-		f->meta = mem;
-		nbd_server_destroy(f->srv);
-		ok_eq(nbd_server_create(NULL, &f->srv), 0);
-
-		ok_eq(boot_on(f, true), 0);
-		if (appliance_state(f->a) != APPLIANCE_READY) {
-			fail("cut %llu: after the cut the appliance is not ready: %s",
-			     (unsigned long long)cut, appliance_problem(f->a));
-		} else if (!pool_matches_config(f)) {
-			fail("cut %llu: names and pool disagree", (unsigned long long)cut);
-		} else {
-			/* Whatever survived, it is usable and every export is served. */
-			const struct cfg *c = appliance_config(f->a);
-			struct nbd_export_info ei;
-			unsigned n = 0;
-
-			while (!nbd_server_export_info(f->srv, n, &ei))
-				n++;
-			if (n != c->nexps)
-				fail("cut %llu: %u exports served, %zu configured",
-				     (unsigned long long)cut, n, c->nexps);
-			if (sh(f, "thin create after-cut 1M"))
-				fail("cut %llu: cannot create after the cut: %s",
-				     (unsigned long long)cut, f->out);
-			if (sh(f, "pool check"))
-				fail("cut %llu: pool check: %s", (unsigned long long)cut, f->out);
+		for (int d = 0; d < 2; d++) {
+			events[d] = crashdev_events(crash[d]);
+			blkdev_destroy(crash[d]);
 		}
-		shutdown_app(f);
-		blkdev_destroy(crash);
+		f->meta = mem[0];
+		f->data = mem[1];
 		fx_free(f);
-		if (test_failed())
-			break;
 	}
+	ok(events[0] > 20 && events[1] > 10);
+	for (int d = 0; d < 2 && !test_failed(); d++) {
+		for (uint64_t cut = 1; cut <= events[d]; cut++, runs++) {
+			struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+
+			wrap_disks(f, mem, crash);
+			crashdev_cut_at(crash[d], cut);
+			ok_eq(boot_on(f, true), 0);
+			if (appliance_state(f->a) == APPLIANCE_READY)
+				admin_script(f);
+			/* Shut down on the dead disks (every write fails), then the power goes. */
+			shutdown_app(f);
+			for (int k = 0; k < 2; k++) {
+				crashdev_power_cut(crash[k], cut * 7919 + (uint64_t)k);
+				crashdev_revive(crash[k]);
+			}
+			f->meta = mem[0];
+			f->data = mem[1];
+			nbd_server_destroy(f->srv);
+			ok_eq(nbd_server_create(NULL, &f->srv), 0);
+
+			ok_eq(boot_on(f, true), 0);
+			if (appliance_state(f->a) != APPLIANCE_READY) {
+				fail("%s cut %llu: not ready after the cut: %s",
+				     d ? "data" : "meta", (unsigned long long)cut,
+				     appliance_problem(f->a));
+			} else if (!pool_matches_config(f)) {
+				fail("%s cut %llu: names and pool disagree", d ? "data" : "meta",
+				     (unsigned long long)cut);
+			} else {
+				/* Whatever survived, it is usable and every export is served. */
+				const struct cfg *c = appliance_config(f->a);
+				struct nbd_export_info ei;
+				unsigned n = 0;
+
+				while (!nbd_server_export_info(f->srv, n, &ei))
+					n++;
+				if (n != c->nexps)
+					fail("cut %llu: %u exports served, %zu configured",
+					     (unsigned long long)cut, n, c->nexps);
+				if (sh(f, "thin create after-cut 1M"))
+					fail("cut %llu: cannot create after the cut: %s",
+					     (unsigned long long)cut, f->out);
+				if (sh(f, "pool check"))
+					fail("cut %llu: pool check: %s", (unsigned long long)cut,
+					     f->out);
+			}
+			shutdown_app(f);
+			blkdev_destroy(crash[0]);
+			blkdev_destroy(crash[1]);
+			fx_free(f);
+			if (test_failed())
+				break;
+		}
+	}
+	fprintf(stderr, "# %u power cuts\n", runs);
 }
 
 /* ---- Limits ------------------------------------------------------------------------------- */
@@ -694,7 +763,7 @@ TEST(pool_set_no_space_policy)
 	ok_eq(sh(f, "pool status"), 0);
 	ok(has(f, " queue_if_no_space "));
 	ok(has(f, "when full       queue writes for 60 s, then error"));
-	ok_eq(sh(f, "pool format --force --no-zero"), 0);
+	ok_eq(sh(f, "pool format --force --confirm thinbox --no-zero"), 0);
 	ok_eq(sh(f, "pool set no-space-timeout 30"), 0);
 	ok(has(f, "when full: queue writes for 30 s, then error"));
 	ok_eq(no_space_timeout(f, &e), 30000);
@@ -734,7 +803,7 @@ TEST(pool_set_no_space_policy)
 	ok_eq(sh(f, "pool set no-space-timeout 0"), 0);
 	ok(has(f, "when full: queue writes until space appears"));
 	/* And across a format. */
-	ok_eq(sh(f, "pool format --force"), 0);
+	ok_eq(sh(f, "pool format --force --confirm thinbox"), 0);
 	shutdown_app(f);
 	ok_eq(boot_on(f, true), 0);
 	ok_eq(no_space_timeout(f, &e), 0);

@@ -4,9 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config/shell.h"
+#include "core/base/plat.h"
 #include "core/base/util.h"
+#include "core/base/walltime.h"
 #include "tests/support/harness.h"
 
 static char outbuf[65536];
@@ -161,7 +164,7 @@ TEST(bad_arguments_print_usage)
 
 TEST(help_lists_every_command_and_explains_one)
 {
-	static const char *const names[] = { "help", "version",	 "uptime", "mem",
+	static const char *const names[] = { "help", "version",	 "uptime", "date",    "mem",
 					     "pci",  "poweroff", "reboot", "echoargs" };
 	struct shell *sh = shell_with_echo();
 
@@ -192,6 +195,34 @@ TEST(version_and_uptime)
 	type(sh, "uptime\r");
 	ok(strstr(outbuf, "up ") != NULL);
 	ok_eq(sh->last_rc, 0);
+}
+
+/* `date` on the host: time() as UTC (within the command's own run) and the host name. */
+TEST(date_prints_utc_and_host_name)
+{
+	struct shell *sh = new_shell();
+	struct civil_time t;
+	int y, mo, d, h, mi, sec, n = 0;
+	char host[80] = "";
+	uint64_t s, before = (uint64_t)time(NULL), after;
+
+	type(sh, "date\r");
+	after = (uint64_t)time(NULL);
+	ok_eq(sh->last_rc, 0);
+	if (!ok(sscanf(outbuf, "date%*[\r\n]%d-%d-%d %d:%d:%d UTC%*[\r\n]hostname %79s%n", &y, &mo,
+		       &d, &h, &mi, &sec, host, &n) == 7)) {
+		fail("output %s", outbuf);
+		return;
+	}
+	t = (struct civil_time){ y, mo, d, h, mi, sec };
+	ok_eq(civil_to_unix(&t, &s), 0);
+	ok(s >= before && s <= after);
+	ok(!strcmp(host, plat_hostname()));
+	ok(hostname_valid(host));
+	clear_output();
+	type(sh, "date now\r");
+	ok(strstr(outbuf, "usage: date") != NULL);
+	ok_eq(sh->last_rc, -EINVAL);
 }
 
 TEST(hardware_commands_say_they_need_hardware_on_the_host)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The VG model: the appliance's VG to text and back (identical text the second time, every
- * field kept), lvm's writing rules, and refusals with a clear message.
+ * field kept), lvm's writing rules, pending thin-pool messages, LVs of several linear
+ * segments and their maps, and refusals with a clear message.
  */
 #include "tests/support/lvm_fixture.h"
 
@@ -111,28 +112,229 @@ TEST(refusals)
 	refused("seqno = 1", "seqno = 4294967296", "seqno");
 	refused("version = 1", "version = 2", "version is not 1");
 	refused("transaction_id = 2\n", "transaction_id = 2\nmessage1 {\ncreate = \"x\"\n}\n",
-		"pending messages");
+		"creates 'x', which is not a thin LV");
 	refused("\"snap/daily\"", "\"bad tag\"", "bad word");
 	refused("id = \"VVVVVV", "id = \"V..VVV", "bad id");
 }
 
-/* A pool whose _tdata is two linear pieces is valid for lvm but not served here. */
-TEST(multi_segment_tdata_refused)
+/*
+ * A pool whose _tdata is two linear pieces on two PVs (lvextend after the data disk filled
+ * up) and whose _tmeta is two pieces: kept, written back identically, and mapped piece by
+ * piece in logical order.
+ */
+TEST(multi_segment_components)
 {
-	struct lvm_vg *vg = demo_vg();
+	struct lvm_vg *vg = demo_vg(), *back = NULL;
 	struct lvm_lv *lv;
 	struct lvm_seg *s;
-	char *t, why[200];
+	struct lvm_piece p[4];
+	unsigned nr = 99;
+	char *t = NULL, *t2 = NULL, why[200];
 
 	if (!ok(vg))
 		return;
+	/* _tdata: pv1 extents 0..19, then pv0 extents 5..15 (pv0 has 15: 2 for _tmeta). */
 	lv = lvm_vg_find_lv(vg, "pool_tdata");
 	lv->segs[0].extent_count = 20;
-	ok_eq(lvm_lv_add_seg(lv, LVM_SEG_STRIPED, 11, &s), 0);
+	ok_eq(lvm_lv_add_seg(lv, LVM_SEG_STRIPED, 10, &s), 0);
+	s->pv = 0;
+	s->pe = 5;
+	ok_eq(lvm_lv_add_seg(lv, LVM_SEG_STRIPED, 1, &s), 0);
 	s->pv = 1;
-	s->pe = 20;
-	ok_eq(lvm_vg_to_text(vg, &t, &(size_t){ 0 }, why, sizeof(why)), -EINVAL);
-	ok(strstr(why, "pool_tdata has 2 segments") != NULL);
+	s->pe = 30;
+	/* _tmeta: pv0 extent 0, then pv0 extent 3 (extents 1-2 free, as after a repair swap). */
+	lv = lvm_vg_find_lv(vg, "pool_tmeta");
+	lv->segs[0].extent_count = 1;
+	ok_eq(lvm_lv_add_seg(lv, LVM_SEG_STRIPED, 1, &s), 0);
+	s->pv = 0;
+	s->pe = 3;
+	if (!ok_eq(lvm_vg_to_text(vg, &t, &(size_t){ 0 }, why, sizeof(why)), 0)) {
+		fail("%s", why);
+		goto out;
+	}
+	ok(strstr(t, "segment_count = 3\nsegment1 {\nstart_extent = 0\nextent_count = 20\n") !=
+	   NULL);
+	ok(strstr(t, "segment3 {\nstart_extent = 30\nextent_count = 1\ntype = \"striped\"\n"
+		     "stripe_count = 1\nstripes = [\"pv1\", 30]\n") != NULL);
+	if (!ok_eq(lvm_vg_from_text(t, strlen(t), &back, why, sizeof(why)), 0)) {
+		fail("%s", why);
+		goto out;
+	}
+	t2 = text_of(back);
+	ok(t2 && !strcmp(t, t2));
+	lv = lvm_vg_find_lv(back, "pool_tdata");
+	ok_eq(lvm_lv_map(back, lv, p, 4, &nr), 0);
+	ok_eq(nr, 3);
+	ok_eq(p[0].pv, 1);
+	ok_eq(p[0].pv_sector, 2048);
+	ok_eq(p[0].sectors, 20 * 8192);
+	ok_eq(p[1].pv, 0);
+	ok_eq(p[1].pv_sector, 2048 + 5 * 8192);
+	ok_eq(p[1].sectors, 10 * 8192);
+	ok_eq(p[2].pv, 1);
+	ok_eq(p[2].pv_sector, 2048 + 30 * 8192);
+	ok_eq(p[2].sectors, 8192);
+	ok_eq(lvm_lv_map(back, lv, p, 2, &nr), -E2BIG);
+	ok_eq(nr, 3);
+	lv = lvm_vg_find_lv(back, "pool_tmeta");
+	ok_eq(lvm_lv_map(back, lv, p, 4, &nr), 0);
+	ok_eq(nr, 2);
+	ok(p[0].pv == 0 && p[0].pv_sector == 2048 && p[0].sectors == 8192);
+	ok(p[1].pv == 0 && p[1].pv_sector == 2048 + 3 * 8192 && p[1].sectors == 8192);
+	/* Not linear: a thin LV, a pool. */
+	ok_eq(lvm_lv_map(back, lvm_vg_find_lv(back, "alpha"), p, 4, &nr), -EINVAL);
+	ok_eq(lvm_lv_map(back, lvm_vg_find_lv(back, "pool"), p, 4, &nr), -EINVAL);
+	/* A piece outside its PV is refused by the map too (not only by validation). */
+	lv = lvm_vg_find_lv(back, "pool_tdata");
+	lv->segs[2].pe = 31;
+	ok_eq(lvm_lv_map(back, lv, p, 4, &nr), -EINVAL);
+	/* Still refused: a component with a piece of another type. */
+	lv->segs[2].pe = 30;
+	lv->segs[2].type = LVM_SEG_THIN;
+	ok_eq(lvm_vg_validate(back, why, sizeof(why)), -EINVAL);
+out:
+	free(t);
+	free(t2);
+	lvm_vg_free(back);
+	lvm_vg_free(vg);
+}
+
+/* The demo VG with a pending create of alpha-snap and a delete of device 7, as lvm has them. */
+static struct lvm_vg *vg_with_messages(void)
+{
+	struct lvm_vg *vg = demo_vg();
+	struct lvm_seg *s;
+
+	if (!vg)
+		return NULL;
+	s = &lvm_vg_find_lv(vg, "pool")->segs[0];
+	s->transaction_id = 3;
+	if (lvm_seg_add_message_create(s, "alpha-snap") || lvm_seg_add_message_delete(s, 7)) {
+		lvm_vg_free(vg);
+		return NULL;
+	}
+	return vg;
+}
+
+TEST(messages_round_trip)
+{
+	struct lvm_vg *vg = vg_with_messages(), *back = NULL, *back2 = NULL;
+	const struct lvm_seg *s;
+	char *t = NULL, *t2 = NULL, *t3 = NULL, why[200];
+	/* lvm's own layout of the same messages: indented, a blank line before them. */
+	char indented[16384];
+	const char *p, *tail = "message2 {\ndelete = 7\n}\n";
+
+	if (!ok(vg) || !ok((t = text_of(vg))))
+		goto out;
+	/* lvm2's _thin_pool_text_export(): after the pool's keys, message1..N in order. */
+	ok(strstr(t, "zero_new_blocks = 0\nmessage1 {\ncreate = \"alpha-snap\"\n}\n"
+		     "message2 {\ndelete = 7\n}\n}\n") != NULL);
+	if (!ok_eq(lvm_vg_from_text(t, strlen(t), &back, why, sizeof(why)), 0)) {
+		fail("%s", why);
+		goto out;
+	}
+	s = &lvm_vg_find_lv(back, "pool")->segs[0];
+	if (ok_eq(s->nr_msgs, 2)) {
+		ok_eq(s->msgs[0].type, LVM_MSG_CREATE);
+		ok(!strcmp(s->msgs[0].lv, "alpha-snap"));
+		ok_eq(s->msgs[1].type, LVM_MSG_DELETE);
+		ok_eq(s->msgs[1].device_id, 7);
+	}
+	t2 = text_of(back);
+	ok(t2 && !strcmp(t, t2));
+	/* The same text as lvm lays it out reads back to the same model. */
+	p = strstr(t, "message1 {");
+	if (ok(p)) {
+		snprintf(indented, sizeof(indented),
+			 "%.*s\n\t\t\t\tmessage1 {\n\t\t\t\t\tcreate = \"alpha-snap\"\n\t\t\t\t}"
+			 "\n\t\t\t\tmessage2 {\n\t\t\t\t\tdelete = 7\n\t\t\t\t}\n%s",
+			 (int)(p - t), t, strstr(p, tail) + strlen(tail));
+		if (ok_eq(lvm_vg_from_text(indented, strlen(indented), &back2, why, sizeof(why)),
+			  0)) {
+			t3 = text_of(back2);
+			ok(t3 && !strcmp(t3, t));
+		} else {
+			fail("%s", why);
+		}
+	}
+	/* The second commit of lvm's protocol: the messages gone. */
+	lvm_seg_clear_messages(&lvm_vg_find_lv(back, "pool")->segs[0]);
+	free(t2);
+	t2 = text_of(back);
+	ok(t2 && !strstr(t2, "message"));
+out:
+	free(t);
+	free(t2);
+	free(t3);
+	lvm_vg_free(back);
+	lvm_vg_free(back2);
+	lvm_vg_free(vg);
+}
+
+/* Insert @msgs after the pool's keys and expect a refusal naming @expect. */
+static void message_refused(const char *msgs, const char *expect)
+{
+	char to[512];
+
+	snprintf(to, sizeof(to), "zero_new_blocks = 0\n%s", msgs);
+	refused("zero_new_blocks = 0\n", to, expect);
+}
+
+TEST(messages_refused)
+{
+	message_refused("message1 {\ncreate = \"nothere\"\n}\n", "creates 'nothere'");
+	/* An LV that exists but is not a thin LV of the pool. */
+	message_refused("message1 {\ncreate = \"pool_tmeta\"\n}\n",
+			"creates 'pool_tmeta', which is not a thin LV");
+	message_refused("message1 {\ndelete = 16777216\n}\n", "deletes device_id 16777216");
+	message_refused("message1 {\ndelete = 4294967296\n}\n", "out of range");
+	message_refused("message1 {\ndelete = -1\n}\n", "out of range");
+	message_refused("message1 {\ncreate = \"alpha\"\ndelete = 3\n}\n", "either create");
+	message_refused("message1 {\n}\n", "either create");
+	message_refused("message1 {\ndelete = \"3\"\n}\n", "either create");
+	message_refused("message1 {\ncreate = \"a b\"\n}\n", "not a valid LV name");
+	message_refused("message1 {\ndelete = 5\n}\nmessage2 {\ndelete = 5\n}\n",
+			"message2 repeats message1");
+	message_refused("message1 {\ncreate = \"alpha\"\n}\nmessage2 {\ncreate = \"alpha\"\n}\n",
+			"message2 repeats message1");
+	/* Messages always come with the pool's id raised by one. */
+	refused(
+	    "transaction_id = 2\nchunk_size = 128\ndiscards = \"passdown\"\nzero_new_blocks = 0\n",
+	    "transaction_id = 0\nchunk_size = 128\ndiscards = \"passdown\"\nzero_new_blocks = 0\n"
+	    "message1 {\ndelete = 5\n}\n",
+	    "transaction_id 0");
+}
+
+/* Messages belong to thin pools only: the builders and the checks say so. */
+TEST(messages_on_a_non_pool)
+{
+	struct lvm_vg *vg = demo_vg();
+	struct lvm_seg *thin, *pool;
+	char why[200] = "", *t = NULL;
+
+	if (!ok(vg))
+		return;
+	thin = &lvm_vg_find_lv(vg, "alpha")->segs[0];
+	pool = &lvm_vg_find_lv(vg, "pool")->segs[0];
+	ok_eq(lvm_seg_add_message_create(thin, "alpha"), -EINVAL);
+	ok_eq(lvm_seg_add_message_delete(thin, 1), -EINVAL);
+	ok_eq(lvm_seg_add_message_create(pool, "bad name"), -EINVAL);
+	ok_eq(thin->nr_msgs, 0);
+	/* A model that has them anyway (the type changed after the add) is refused. */
+	ok_eq(lvm_seg_add_message_delete(pool, 9), 0);
+	pool->type = LVM_SEG_THIN;
+	ok_eq(lvm_vg_validate(vg, why, sizeof(why)), -EINVAL);
+	ok(strstr(why, "LV pool: pending messages on a segment that is not a thin pool") != NULL);
+	pool->type = LVM_SEG_THIN_POOL;
+	/* Back on the pool, with transaction_id 2 (> 0): valid and written. */
+	ok_eq(lvm_vg_validate(vg, why, sizeof(why)), 0);
+	ok_eq(lvm_vg_to_text(vg, &t, &(size_t){ 0 }, why, sizeof(why)), 0);
+	ok(t && strstr(t, "message1 {\ndelete = 9\n}\n"));
+	free(t);
+	for (unsigned i = 0; i < LVM_POOL_MAX_MSGS - 1; i++)
+		ok_eq(lvm_seg_add_message_delete(pool, 100 + i), 0);
+	ok_eq(lvm_seg_add_message_delete(pool, 5000), -E2BIG);
 	lvm_vg_free(vg);
 }
 
