@@ -9,8 +9,7 @@ line per LV of VG thinbox) and a wrapper in place of /usr/sbin/thin_check that r
 run lvm makes ("thin_check-ran rc STATUS ARGS", printed by `tcdone`).
 
 On the host: `vg_show` / `vg_pool` run build/host/thinbox-lvm (show, pool) on the disk files,
-`tmeta_copy` cuts the pool's _tmeta extents out of the metadata disk file for thin_check and
-thin_dump.
+(applib's thin_check / thin_dump find the pool's _tmeta extents themselves).
 """
 import hashlib
 import os
@@ -125,25 +124,6 @@ def vg_pool(meta, data):
             res["txid"] = (int(w[w.index("transaction_id") + 1]),
                            int(w[w.index("superblock") + 1]))
     return rc, res, out + err
-
-
-def tmeta_copy(meta, data, dst):
-    """The pool's _tmeta extents as a file of their own (for thin_check / thin_dump); the
-    path, or None when the VG does not say where they are."""
-    rc, vg, lvs, _ = vg_show(meta, data)
-    pool = pool_name(lvs)
-    if not pool:
-        return None
-    _, res, _ = vg_pool(meta, data)
-    sector = res["layout"].get(pool + "_tmeta")
-    if sector is None:
-        return None
-    with open(meta, "rb") as f:
-        f.seek(sector * SECTOR)
-        b = f.read(lvs[pool + "_tmeta"]["sectors"] * SECTOR)
-    with open(dst, "wb") as f:
-        f.write(b)
-    return dst
 
 
 def yes_bytes(text, length):
