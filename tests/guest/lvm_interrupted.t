@@ -8,18 +8,18 @@ stops. A change is a sequence of commands; each command takes the set of thin vo
 the state before or after the command that was running (the commands that answered are
 counted; the next may or may not have happened).
 
-(a) lvm interrupted in Linux, ROUNDS_A times: a guest activates the VG and runs lvcreate -V /
+(a) lvm interrupted in Linux, once per KILL_A: a guest activates the VG and runs lvcreate -V /
     lvcreate -s / lvremove in a loop, printing "begin J" and "end J RC" around each; the
     host kills QEMU by its PID a different delay after the loop starts. The appliance then
     starts on the disks: READY, its volumes are the state before or after the interrupted
     command (origins too), keep1, keep2 and keep2-snap read their digests, `pool check` is
     clean; it stops and thin_check of the pool_tmeta extents is clean. The next round runs
     on what the appliance left.
-(b) the appliance interrupted, ROUNDS_B times: it gets a batch of thin create / snapshot /
-    delete commands at once and is SIGKILLed by PID a different delay later; a copy of the
+(b) the appliance interrupted, once per KILL_B: it gets a batch of thin create / snapshot /
+    delete commands at once and is SIGKILLed by PID a few ms after its Nth answer; a copy of the
     disks is kept, and the appliance restarts on the originals for the next round. One
     guest boot then looks at every copy in turn (lvm's --devices names the pair): vgchange
-    -ay activates every LV (lvm finishes what the appliance left: its pending message),
+    -ay -K activates every LV (lvm finishes what the appliance left: its pending message),
     thin_check run by lvm is clean, the names are a before-or-after state, the kept volumes
     read their digests, vgchange -an."""
 import os
@@ -40,7 +40,9 @@ from lvmguest import md5  # noqa: E402
 MiB = 1 << 20
 META_SIZE, DATA_SIZE = 32 * MiB, 128 * MiB
 KILL_A = [0.15, 2.6, 1.1, 3.5, 1.7]  # seconds after the guest's loop starts
-KILL_B = [0.0, 0.004, 0.017, 0.05, 0.12]  # seconds after the batch is sent
+# (answers, seconds): the appliance is killed this long after it answered that many commands
+# of its batch (a command takes 5-100 ms here, depending on the machine's load).
+KILL_B = [(0, 0.0), (2, 0.003), (5, 0.001), (8, 0.008), (12, 0.02)]
 KEEP = ("keep1", "keep2", "keep2-snap")
 
 c = al.Checks("guest/lvm_interrupted")
@@ -173,7 +175,7 @@ GUEST_B = lg.PRELUDE + r"""
 for i in %(pairs)s; do
 	m=$(disk meta$i); d=$(disk data$i)
 	echo "pair $i $m $d"
-	run vgchange --devices $m,$d -ay thinbox
+	run vgchange --devices $m,$d -ay -K thinbox  # -K: Linux's snapshots of (a) too
 	lvsall b$i --devices $m,$d
 	for v in %(keep)s; do echo "md5b$i $v $(md5sum </dev/thinbox/$v | cut -d' ' -f1)"; done
 	run vgchange --devices $m,$d -an thinbox
@@ -234,12 +236,16 @@ try:
 
     # ---- (b) ---------------------------------------------------------------------------
     pairs = []
-    for rnd, delay in enumerate(KILL_B):
+    for rnd, (answers, delay) in enumerate(KILL_B):
         what = "b%d" % rnd
         ops = appliance_ops(rnd, state)
         seq = states(state, ops)
         h = al.Host(meta, data).start()
         h.send("".join(line + "\n" for line, _ in ops))
+        deadline = time.monotonic() + 30
+        while (len(re.findall(r"^(?:created|deleted) ", h.output, re.M)) < answers and
+               time.monotonic() < deadline):
+            time.sleep(0.0005)
         time.sleep(delay)
         os.kill(h.proc.pid, signal.SIGKILL)  # the power cut (Host.kill() below reaps it)
         h.proc.wait(30)
@@ -247,13 +253,14 @@ try:
             h._cond.wait_for(lambda: h._eof, 30)
         out = h.output
         h.kill()
-        done = re.findall(r"^(created|deleted) ", typed, re.M)
         typed = out.split(al.PROMPT, 1)[1] if al.PROMPT in out else ""
+        done = re.findall(r"^(created|deleted) ", typed, re.M)
         errors = [ln for ln in typed.splitlines() if "error" in ln.lower()]
         c.check(what + "-no-error-before-the-kill", not errors, errors)
         k = len(done)
-        c.note("%s: killed %.3f s after the batch, %d of %d commands answered"
-               % (what, delay, k, len(ops)))
+        c.note("%s: killed %.3f s after answer %d, %d of %d commands answered"
+               % (what, delay, answers, k, len(ops)))
+        c.check(what + "-killed-mid-batch", answers <= k < len(ops), (answers, k, len(ops)))
         allowed = seq[k:k + 2]
         m2, d2 = os.path.join(tmp, "meta%d.img" % rnd), os.path.join(tmp, "data%d.img" % rnd)
         for src, dst in ((meta, m2), (data, d2)):
@@ -271,10 +278,17 @@ try:
                   name="guest_lvm_interrupted_b", timeout=240, disks=disks)
     c.note("guest boot for (b): %.1f s" % r.seconds)
     c.check("b-guest-script-runs", r.rc == 0 and "\ndone" in r.output, r.output[-3000:])
-    c.check("b-lvm-warned-of-nothing", not lg.warnings(r.output), lg.warnings(r.output))
+    # A power cut between the appliance's writes to the two PVs leaves one copy a seqno
+    # behind: lvm uses the newer, says so, and rewrites the older at its next change
+    # (docs/lvm2-format.md §11.1). Any other warning fails.
+    other = [w for w in lg.warnings(r.output)
+             if not re.match(r"WARNING: (ignoring metadata seqno (\d+) on \S+ for seqno (\d+) "
+                             r"on \S+ for VG thinbox\.|Inconsistent metadata found for VG "
+                             r"thinbox\.)$", w)]
+    c.check("b-lvm-warned-of-nothing-else", not other, other)
     for rnd, m2, d2, allowed in pairs:
         what = "b%d-linux" % rnd
-        act = re.search(r"^rc (\d+) vgchange --devices \S+ -ay thinbox$",
+        act = re.search(r"^rc (\d+) vgchange --devices \S+ -ay -K thinbox$",
                         r.output.split("pair %d " % rnd)[1], re.M) if \
             ("pair %d " % rnd) in r.output else None
         c.check(what + "-activates", act and act.group(1) == "0", r.output[-3000:])
