@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""The Linux test guest itself (scripts/linux-guest, tests/lib/guest.py), two boots:
+"""The Linux test guest itself (scripts/linux-guest, tests/lib/guest.py), three boots:
 
 1. A script that prints on stdout and stderr, reads an extra file, finds a disk by its
    serial, lists the modules and tools the guest promises (docs/linux-guest.md) and exits 7:
    run() returns status 7 and the output, the kernel is the cached version.
-2. A script that never ends: run() raises GuestError at its timeout (QEMU killed)."""
+2. A script that never ends: run() raises GuestError at its timeout (QEMU killed).
+3. run(kill=(MARKER, 0.5)): QEMU is killed half a second after the script printed MARKER;
+   the Result says killed, has the output up to there and nothing after."""
 import os
 import sys
 import time
@@ -76,6 +78,14 @@ exit 7
         check("timeout-raises", False, "run() returned")
     except guest.GuestError as e:
         check("timeout-raises", "timed out" in str(e) and time.monotonic() - t0 < 30, e)
+
+    # The power cut: QEMU killed by its PID half a second after the marker.
+    t0 = time.monotonic()
+    r = guest.run("echo before; echo KILL-ME; sleep 1000; echo after", name="guest_harness_kill",
+                  timeout=60, kill=("KILL-ME", 0.5))
+    check("kill-after-marker", r.killed and r.rc is None and "before\nKILL-ME" in r.output and
+          "after" not in r.output and time.monotonic() - t0 < 30,
+          (r.killed, r.rc, r.output, time.monotonic() - t0))
 except guest.GuestError as e:
     check("no-failure", False, e)
 sys.exit(1 if failed else 0)

@@ -17,6 +17,11 @@ is the first, kept in build/test-logs/<name>.guest-console.log. /init writes
 "THINBOX-GUEST-EXIT <status>" to both and powers off. run() returns when QEMU exits; it
 raises GuestError when the marker is missing (a panic, a hang) or the timeout passes, after
 killing QEMU by its PID.
+
+run(..., kill=(MARKER, DELAY)) is the guest's power cut: once the script's output holds
+MARKER (a string), QEMU is killed by its PID DELAY seconds later (SIGKILL: the guest gets no
+chance to flush or unmount; what QEMU had already written to the disk files stays there).
+The Result then has rc None and killed True, unless the script ended first.
 """
 
 import io
@@ -41,8 +46,9 @@ class GuestError(Exception):
 
 
 class Result:
-    def __init__(self, rc, output, console, seconds):
+    def __init__(self, rc, output, console, seconds, killed=False):
         self.rc, self.output, self.console, self.seconds = rc, output, console, seconds
+        self.killed = killed
 
     def lines(self, prefix):
         """The words after @prefix on every output line that starts with it."""
@@ -77,8 +83,22 @@ def _script_tar(path, script, files):
         f.truncate((size + 65535) // 65536 * 65536)
 
 
-def run(script, disks=(), files=None, name="guest", timeout=120, mem="512M", cmdline=""):
-    """Boot the guest with @disks [(serial, path)], run @script; a Result."""
+def _wait_for_marker(proc, path, marker, deadline):
+    """Poll the script's output until it holds @marker; False if QEMU exits or time runs out."""
+    while time.monotonic() < deadline:
+        with open(path, "rb") as f:
+            if marker.encode() in f.read():
+                return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.01)
+    return False
+
+
+def run(script, disks=(), files=None, name="guest", timeout=120, mem="512M", cmdline="",
+        kill=None):
+    """Boot the guest with @disks [(serial, path)], run @script; a Result.
+    @kill (MARKER, DELAY): kill QEMU DELAY seconds after MARKER appears in the output."""
     gdir = guest_dir()
     kernel = os.path.join(gdir, "vmlinux")
     if not os.path.exists(kernel):
@@ -102,9 +122,16 @@ def run(script, disks=(), files=None, name="guest", timeout=120, mem="512M", cmd
                      "-device", "virtio-blk-pci,drive=d%d,serial=%s" % (i, serial)]
         start = time.monotonic()
         err = open(os.path.join(LOG_DIR, name + ".guest-qemu-stderr.log"), "wb")
+        open(out_path, "wb").close()
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=TOP)
+        killed = False
         try:
-            qrc = proc.wait(timeout)
+            if kill and _wait_for_marker(proc, out_path, kill[0], start + timeout):
+                time.sleep(kill[1])
+                if proc.poll() is None:
+                    proc.kill()
+                    killed = True
+            qrc = proc.wait(max(0.1, start + timeout - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -119,6 +146,8 @@ def run(script, disks=(), files=None, name="guest", timeout=120, mem="512M", cmd
         with open(os.path.join(LOG_DIR, name + ".guest-output.log"), "w") as f:
             f.write(output)
         m = EXIT_RE.search(output)
+        if killed:
+            return Result(None, output[:m.start()] if m else output, console, seconds, True)
         if qrc is None:
             raise GuestError("guest %s timed out after %ds (QEMU killed); console ends with:\n%s"
                              % (name, timeout, console[-2000:]))
