@@ -608,6 +608,15 @@ static int replay_message(struct appliance *a, const struct lvm_thin_msg *m)
 	int rc;
 
 	if (m->type == LVM_MSG_DELETE) {
+		/* Never delete what an LV still names: such a message is not lvm's (lvm removes
+		 * the LV in the same commit), and sending it would destroy a volume. */
+		for (unsigned i = 0; i < a->vg->nr_lvs; i++) {
+			lv = &a->vg->lvs[i];
+			if (lv->nr_segs == 1 && lv->segs[0].type == LVM_SEG_THIN &&
+			    !strcmp(lv->segs[0].thin_pool, a->pool_lv) &&
+			    lv->segs[0].device_id == m->device_id)
+				return -EBUSY;
+		}
 		rc = thin_md_device_exists(md, m->device_id);
 		return rc <= 0 ? rc : thin_pool_delete_thin(a->pool, m->device_id);
 	}
@@ -670,8 +679,12 @@ static bool reconcile(struct appliance *a)
 		if (rc) {
 			set_problem(a, APPLIANCE_STALE,
 				    "the volume group's pending change (transaction %" PRIu64
-				    ") could not be applied to the pool: %s; nothing is exported",
-				    v, appliance_strerror(rc));
+				    ") could not be applied to the pool: %s; nothing was changed "
+				    "and nothing is exported",
+				    v,
+				    rc == -EBUSY ? "a pending delete names a thin device an LV "
+						   "still uses"
+						 : appliance_strerror(rc));
 			return false;
 		}
 		app_log(a,

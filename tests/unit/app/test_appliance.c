@@ -15,6 +15,7 @@
 #include "config/shell.h"
 #include "core/base/endian.h"
 #include "core/base/util.h"
+#include "core/lvm/lvm_disks.h"
 #include "core/pdata/block_manager.h"
 #include "host/hostdev.h"
 #include "tests/support/harness.h"
@@ -817,5 +818,43 @@ TEST(pool_set_no_space_policy)
 	ok(has(f, " queue_if_no_space "));
 	ok(has(f, "when full       queue writes until space appears (no-space-timeout 0)"));
 	ok(has(f, "features        zeroing"));
+	fx_free(f);
+}
+
+/*
+ * A pending delete message that names a device an LV still uses (not something lvm writes:
+ * it removes the LV in the same commit) is never sent: the volume survives, the state says
+ * why, nothing is exported.
+ */
+TEST(pending_delete_of_a_named_device_is_refused)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	struct lvm_disk dk[2] = { { .dev = NULL }, { .dev = NULL } };
+	struct lvm_vg *vg = NULL;
+	struct lvm_seg *ps;
+	unsigned missing;
+	char why[200];
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "thin create keep 1M"), 0);
+	shutdown_app(f);
+	dk[0].dev = f->meta;
+	dk[1].dev = f->data;
+	if (!ok_eq(lvm_disks_read(dk, 2, NULL, &vg, &missing, why, sizeof(why)), 0))
+		goto out;
+	ps = &lvm_vg_find_lv(vg, "pool")->segs[0];
+	ps->transaction_id++;
+	ok_eq(lvm_seg_add_message_delete(ps, lvm_vg_find_lv(vg, "keep")->segs[0].device_id), 0);
+	ok_eq(lvm_disks_write(vg, dk, 2, why, sizeof(why)), 0);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_STALE);
+	ok(strstr(appliance_problem(f->a), "names a thin device an LV still uses") != NULL);
+	ok_eq(nbd_server_export_info(f->srv, 0, &(struct nbd_export_info){ 0 }), -ENOENT);
+	/* The device is still there. */
+	ok_eq(thin_md_device_exists(thin_pool_md(appliance_pool(f->a)),
+				    lvm_vg_find_lv(vg, "keep")->segs[0].device_id),
+	      1);
+out:
+	lvm_vg_free(vg);
 	fx_free(f);
 }
