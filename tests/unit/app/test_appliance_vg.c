@@ -1,0 +1,653 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * app/appliance against what lvm in Linux does to its VG between two boots: the appliance
+ * makes some state and shuts down, "Linux" changes the VG the way lvm2 would (core/lvm's
+ * model, lvm_disks_read / lvm_disks_write, and the pool's own calls where lvm's kernel side
+ * sends dm-thin messages), then the appliance boots and the test checks what it shows:
+ *   - lvcreate -V / -s, lvrename, lvremove, lvresize of thin LVs;
+ *   - lvm interrupted between the steps of its two-commit protocol, or between the PVs;
+ *   - lvm moving the pool's LVs (lvextend of _tdata, lvconvert --repair, split _tmeta);
+ *   - VGs the appliance cannot serve, a damaged pool and the pre-LVM layout: a clear
+ *     message, and nothing written to either disk.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/appliance.h"
+#include "config/appliance_cmds.h"
+#include "config/shell.h"
+#include "core/base/util.h"
+#include "core/blkdev_linear.h"
+#include "core/lvm/lvm_disks.h"
+#include "core/lvm/lvm_pv.h"
+#include "core/lvm/lvm_vg.h"
+#include "host/hostdev.h"
+#include "tests/support/harness.h"
+
+#define META_BYTES (16 * MiB) /* 3 extents: pool_tmeta, lvol0_pmspare, one free */
+#define DATA_BYTES (64 * MiB) /* 15 extents, all pool_tdata */
+#define EXTENT	   (4 * MiB)
+#define PE_START   2048u /* sectors, both PVs */
+/* What "Linux" stamps on the LVs it makes. */
+#define LX_TIME 1700000000ull
+#define LX_HOST "linuxhost"
+
+/* ---- Fixture: disks, server, appliance, shell with captured output ------------------------ */
+
+struct fx {
+	struct blkdev *meta, *data;
+	struct nbd_server *srv;
+	struct appliance *a;
+	struct shell sh;
+	struct appliance_cmds cmds;
+	char out[65536];
+	size_t outlen;
+	char log[8192];
+	size_t loglen;
+};
+
+static void cap_write(void *ctx, const char *buf, size_t len)
+{
+	struct fx *f = ctx;
+	size_t n = MIN(len, sizeof(f->out) - 1 - f->outlen);
+
+	memcpy(f->out + f->outlen, buf, n);
+	f->outlen += n;
+	f->out[f->outlen] = '\0';
+}
+
+static void cap_log(void *ctx, const char *line)
+{
+	struct fx *f = ctx;
+	int n = snprintf(f->log + f->loglen, sizeof(f->log) - f->loglen, "%s\n", line);
+
+	if (n > 0)
+		f->loglen = MIN(f->loglen + (size_t)n, sizeof(f->log) - 1);
+}
+
+static int boot_on(struct fx *f, bool first_boot)
+{
+	struct appliance_opts o;
+	int rc;
+
+	appliance_default_opts(&o);
+	o.meta_disk = f->meta;
+	o.data_disk = f->data;
+	o.srv = f->srv;
+	o.first_boot = first_boot;
+	o.log = cap_log;
+	o.log_ctx = f;
+	f->loglen = 0;
+	f->log[0] = '\0';
+	rc = appliance_create(&o, &f->a);
+	if (rc)
+		return rc;
+	shell_init(&f->sh, cap_write, f);
+	appliance_cmds_register(&f->cmds, f->a, &f->sh);
+	return 0;
+}
+
+static struct fx *fx_new(uint64_t meta_bytes, uint64_t data_bytes)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	if (memdisk_create(meta_bytes / 512, 512, &f->meta) ||
+	    memdisk_create(data_bytes / 512, 512, &f->data) || nbd_server_create(NULL, &f->srv))
+		abort();
+	return f;
+}
+
+static void shutdown_app(struct fx *f)
+{
+	appliance_destroy(f->a);
+	f->a = NULL;
+}
+
+static void fx_free(struct fx *f)
+{
+	if (f->a)
+		shutdown_app(f);
+	nbd_server_destroy(f->srv);
+	blkdev_destroy(f->meta);
+	blkdev_destroy(f->data);
+	free(f);
+}
+
+/* Run a shell line; the output is in f->out. */
+static int sh(struct fx *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int sh(struct fx *f, const char *fmt, ...)
+{
+	char line[SHELL_LINE_MAX + 64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	f->outlen = 0;
+	f->out[0] = '\0';
+	return shell_exec(&f->sh, line);
+}
+
+static bool has(const char *text, const char *s)
+{
+	if (strstr(text, s))
+		return true;
+	fprintf(stderr, "text lacks '%s':\n%s\n", s, text);
+	return false;
+}
+
+static uint64_t txid(struct fx *f)
+{
+	struct thin_pool_status st;
+
+	if (!appliance_pool(f->a) || thin_pool_get_status(appliance_pool(f->a), &st))
+		return ~0ull;
+	return st.transaction_id;
+}
+
+static const struct cfg_volume *vol(struct fx *f, const char *name)
+{
+	const struct cfg_volume *v = cfg_find_volume(appliance_config(f->a), name);
+
+	if (!v)
+		fprintf(stderr, "no volume %s\n", name);
+	return v;
+}
+
+/* A disk's whole contents (free() it). */
+static uint8_t *image(struct blkdev *d)
+{
+	uint8_t *p = malloc(d->nr_blocks * d->block_size);
+
+	if (!p || blkdev_read(d, 0, (uint32_t)d->nr_blocks, p))
+		abort();
+	return p;
+}
+
+static __attribute__((unused)) bool same_image(struct blkdev *d, const uint8_t *before,
+					       const char *what)
+{
+	uint8_t *now = image(d);
+	bool same = !memcmp(now, before, d->nr_blocks * d->block_size);
+
+	if (!same)
+		fprintf(stderr, "%s: the disk was written\n", what);
+	free(now);
+	return same;
+}
+
+/* The disk grew (a bigger virtual disk in Linux): a larger disk with the same contents. */
+static __attribute__((unused)) void grow_disk(struct blkdev **d, uint64_t bytes)
+{
+	struct blkdev *n;
+	uint8_t *p = image(*d);
+
+	if (memdisk_create(bytes / 512, 512, &n) ||
+	    blkdev_write(n, 0, (uint32_t)(*d)->nr_blocks, p))
+		abort();
+	free(p);
+	blkdev_destroy(*d);
+	*d = n;
+}
+
+/* ---- Volume contents ---------------------------------------------------------------------- */
+
+static void pattern(uint8_t *buf, size_t len, uint32_t seed, uint64_t sector)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)(seed * 31 + (sector + i / 512) * 7 + i);
+}
+
+/* Write (or check) 8 sectors of pattern @seed at each of @n sectors of thin device @id. */
+static int vol_io(struct thin_pool *pool, uint32_t id, uint64_t size, uint32_t seed,
+		  const uint64_t *sectors, unsigned n, bool write)
+{
+	struct thin_volume *tv;
+	uint8_t want[4096], got[4096];
+	int rc = thin_volume_open(pool, id, size, !write, &tv);
+
+	for (unsigned i = 0; i < n && !rc; i++) {
+		pattern(want, sizeof(want), seed, sectors[i]);
+		if (write) {
+			rc = blkdev_write(thin_volume_blkdev(tv), sectors[i], 8, want);
+		} else {
+			rc = blkdev_read(thin_volume_blkdev(tv), sectors[i], 8, got);
+			if (!rc && memcmp(want, got, sizeof(got))) {
+				fprintf(stderr, "device %u sector %" PRIu64 ": other data\n", id,
+					sectors[i]);
+				rc = -EILSEQ;
+			}
+		}
+	}
+	if (!rc && write)
+		rc = blkdev_flush(thin_volume_blkdev(tv));
+	if (tv)
+		thin_volume_close(tv);
+	return rc;
+}
+
+/* The same through the appliance's pool, by volume name. */
+static int app_io(struct fx *f, const char *name, uint32_t seed, const uint64_t *sectors,
+		  unsigned n, bool write)
+{
+	const struct cfg_volume *v = vol(f, name);
+
+	return v ? vol_io(appliance_pool(f->a), v->id, v->size, seed, sectors, n, write) : -ENOENT;
+}
+
+/* ---- "Linux": lvm's view of the two disks -------------------------------------------------- */
+
+struct lx {
+	struct lvm_disk dk[3];
+	unsigned n;
+	struct lvm_vg *vg;
+	struct lvm_lv *pool; /* the (first) thin-pool LV */
+	/* the pool's devices while open, as lvm activates them */
+	struct blkdev *tmeta, *tdata;
+	struct thin_pool *tp;
+};
+
+static struct lvm_lv *find_pool(struct lvm_vg *vg)
+{
+	for (unsigned i = 0; i < vg->nr_lvs; i++)
+		if (vg->lvs[i].nr_segs == 1 && vg->lvs[i].segs[0].type == LVM_SEG_THIN_POOL)
+			return &vg->lvs[i];
+	return NULL;
+}
+
+/* vgscan: the VG from the disks (0, or the error with the reason printed). */
+static int lx_read(struct fx *f, struct lx *x)
+{
+	char why[200] = "";
+	unsigned missing = 0;
+	int rc;
+
+	memset(x, 0, sizeof(*x));
+	x->n = 2;
+	x->dk[0].dev = f->meta;
+	x->dk[1].dev = f->data;
+	rc = lvm_disks_read(x->dk, x->n, NULL, &x->vg, &missing, why, sizeof(why));
+	if (rc || missing) {
+		fprintf(stderr, "lvm_disks_read: %d, %u missing: %s\n", rc, missing, why);
+		return rc ? rc : -ENODEV;
+	}
+	x->pool = find_pool(x->vg);
+	return 0;
+}
+
+/* Commit the model on every PV (seqno + 1), as every lvm command does. */
+static int lx_write(struct lx *x)
+{
+	char why[200] = "";
+	int rc = lvm_disks_write(x->vg, x->dk, x->n, why, sizeof(why));
+
+	if (rc)
+		fprintf(stderr, "lvm_disks_write: %d: %s\n", rc, why);
+	x->pool = find_pool(x->vg);
+	return rc;
+}
+
+static void lx_done(struct lx *x)
+{
+	lvm_vg_free(x->vg);
+	x->vg = NULL;
+}
+
+/* A linear LV as dm-linear over its segments (what lvm activates). */
+static int lx_lv_dev(struct lx *x, const char *name, struct blkdev **out)
+{
+	const struct lvm_lv *lv = lvm_vg_find_lv(x->vg, name);
+	struct lvm_piece lp[16];
+	struct blkdev_piece p[16];
+	unsigned n = 0;
+	int rc;
+
+	if (!lv)
+		return -ENOENT;
+	rc = lvm_lv_map(x->vg, lv, lp, 16, &n);
+	for (unsigned i = 0; i < n && !rc; i++) {
+		p[i] = (struct blkdev_piece){ NULL, lp[i].pv_sector, lp[i].sectors };
+		for (unsigned d = 0; d < x->n; d++)
+			if (x->dk[d].pv == (int)lp[i].pv)
+				p[i].lower = x->dk[d].dev;
+	}
+	return rc ? rc : blkdev_linear_create(p, n, out);
+}
+
+/* Activate the pool (dm-thin on its _tmeta and _tdata). */
+static int lx_pool_open(struct lx *x)
+{
+	struct thin_pool_opts o;
+	char why[200] = "";
+	int rc;
+
+	thin_pool_default_opts(&o);
+	rc = lx_lv_dev(x, x->pool->segs[0].metadata, &x->tmeta);
+	if (!rc)
+		rc = lx_lv_dev(x, x->pool->segs[0].pool, &x->tdata);
+	if (!rc)
+		rc = thin_pool_open(x->tmeta, x->tdata, &o, why, sizeof(why), &x->tp);
+	if (rc)
+		fprintf(stderr, "lx_pool_open: %d: %s\n", rc, why);
+	return rc;
+}
+
+static int lx_pool_close(struct lx *x)
+{
+	int rc = x->tp ? thin_pool_close(x->tp) : 0;
+
+	x->tp = NULL;
+	blkdev_destroy(x->tmeta);
+	blkdev_destroy(x->tdata);
+	x->tmeta = x->tdata = NULL;
+	return rc;
+}
+
+static uint32_t lx_next_device_id(struct lx *x)
+{
+	uint32_t max = 0;
+
+	for (unsigned i = 0; i < x->vg->nr_lvs; i++) {
+		const struct lvm_lv *lv = &x->vg->lvs[i];
+
+		if (lv->nr_segs == 1 && lv->segs[0].type == LVM_SEG_THIN &&
+		    lv->segs[0].device_id > max)
+			max = lv->segs[0].device_id;
+	}
+	return max + 1;
+}
+
+static void lx_id(const char *name, char out[LVM_ID_LEN + 1])
+{
+	uint8_t b[LVM_ID_LEN];
+
+	for (unsigned i = 0; i < LVM_ID_LEN; i++)
+		b[i] = (uint8_t)(name[i % strlen(name)] * 13 + i * 101);
+	lvm_id_from_bytes(b, out);
+}
+
+/* How far an lvm command gets before the guest dies. */
+enum lx_stop {
+	LX_AFTER_COMMIT1, /* the VG with the message, dm-thin never told */
+	LX_AFTER_KERNEL,  /* dm-thin done, the second VG commit missing */
+	LX_COMPLETE,
+};
+
+/*
+ * lvcreate -V SIZE --thinpool pool -n NAME, or lvcreate -s ORIGIN -n NAME (with @origin):
+ * lvm's two commits around the pool's messages (docs/lvm2-format.md §11.2). A snapshot gets
+ * ACTIVATION_SKIP, as lvcreate -s sets it.
+ */
+static int lx_lvcreate(struct fx *f, const char *name, uint64_t extents, const char *origin,
+		       enum lx_stop stop)
+{
+	struct lx x;
+	struct lvm_lv *lv;
+	struct lvm_seg *s;
+	uint32_t id, origin_id = 0;
+	uint64_t t;
+	char lvid[LVM_ID_LEN + 1];
+	int rc = lx_read(f, &x);
+
+	if (rc)
+		return rc;
+	id = lx_next_device_id(&x);
+	if (origin) {
+		lv = lvm_vg_find_lv(x.vg, origin);
+		if (!lv) {
+			lx_done(&x);
+			return -ENOENT;
+		}
+		origin_id = lv->segs[0].device_id;
+		extents = lvm_lv_extents(lv);
+	}
+	t = x.pool->segs[0].transaction_id;
+	lx_id(name, lvid);
+	rc = lvm_vg_add_lv(x.vg, name, lvid, LVM_LV_READ | LVM_LV_WRITE | LVM_LV_VISIBLE, &lv);
+	if (!rc)
+		rc = lvm_lv_set_creation(lv, LX_TIME, LX_HOST);
+	if (!rc && origin)
+		rc = lvm_strs_add(&lv->flags, "ACTIVATION_SKIP");
+	if (!rc)
+		rc = lvm_lv_add_seg(lv, LVM_SEG_THIN, extents, &s);
+	if (rc)
+		goto out;
+	x.pool = find_pool(x.vg);
+	snprintf(s->thin_pool, sizeof(s->thin_pool), "%s", x.pool->name);
+	s->device_id = id;
+	s->transaction_id = t + 1;
+	if (origin)
+		snprintf(s->origin, sizeof(s->origin), "%s", origin);
+	x.pool->segs[0].transaction_id = t + 1;
+	rc = lvm_seg_add_message_create(&x.pool->segs[0], name);
+	if (!rc)
+		rc = lx_write(&x);
+	if (rc || stop == LX_AFTER_COMMIT1)
+		goto out;
+	rc = lx_pool_open(&x);
+	if (!rc)
+		rc = origin ? thin_pool_create_snap(x.tp, id, origin_id)
+			    : thin_pool_create_thin(x.tp, id);
+	if (!rc)
+		rc = thin_pool_set_transaction_id(x.tp, t, t + 1);
+	if (!rc)
+		rc = lx_pool_close(&x);
+	else
+		lx_pool_close(&x);
+	if (rc || stop == LX_AFTER_KERNEL)
+		goto out;
+	lvm_seg_clear_messages(&x.pool->segs[0]);
+	rc = lx_write(&x);
+out:
+	lx_done(&x);
+	return rc;
+}
+
+/* lvremove VG/NAME of a thin LV: the same protocol with `delete = ID`. */
+static int lx_lvremove(struct fx *f, const char *name, enum lx_stop stop)
+{
+	struct lx x;
+	struct lvm_lv *lv;
+	uint32_t id;
+	uint64_t t;
+	int rc = lx_read(f, &x);
+
+	if (rc)
+		return rc;
+	lv = lvm_vg_find_lv(x.vg, name);
+	if (!lv) {
+		lx_done(&x);
+		return -ENOENT;
+	}
+	id = lv->segs[0].device_id;
+	lvm_vg_remove_lv(x.vg, lv);
+	x.pool = find_pool(x.vg);
+	t = x.pool->segs[0].transaction_id;
+	x.pool->segs[0].transaction_id = t + 1;
+	rc = lvm_seg_add_message_delete(&x.pool->segs[0], id);
+	if (!rc)
+		rc = lx_write(&x);
+	if (rc || stop == LX_AFTER_COMMIT1)
+		goto out;
+	rc = lx_pool_open(&x);
+	if (!rc)
+		rc = thin_pool_delete_thin(x.tp, id);
+	if (!rc)
+		rc = thin_pool_set_transaction_id(x.tp, t, t + 1);
+	if (!rc)
+		rc = lx_pool_close(&x);
+	else
+		lx_pool_close(&x);
+	if (rc || stop == LX_AFTER_KERNEL)
+		goto out;
+	lvm_seg_clear_messages(&x.pool->segs[0]);
+	rc = lx_write(&x);
+out:
+	lx_done(&x);
+	return rc;
+}
+
+/* lvrename: one commit; snapshots' origin follows (lvm renames the references). */
+static int lx_lvrename(struct fx *f, const char *from, const char *to)
+{
+	struct lx x;
+	struct lvm_lv *lv;
+	int rc = lx_read(f, &x);
+
+	if (rc)
+		return rc;
+	lv = lvm_vg_find_lv(x.vg, from);
+	if (!lv) {
+		lx_done(&x);
+		return -ENOENT;
+	}
+	snprintf(lv->name, sizeof(lv->name), "%s", to);
+	for (unsigned i = 0; i < x.vg->nr_lvs; i++) {
+		struct lvm_seg *s = &x.vg->lvs[i].segs[0];
+
+		if (s->type == LVM_SEG_THIN && !strcmp(s->origin, from))
+			snprintf(s->origin, sizeof(s->origin), "%s", to);
+	}
+	rc = lx_write(&x);
+	lx_done(&x);
+	return rc;
+}
+
+/* lvresize -L of a thin LV: its extent_count, one commit (dm-thin stores no size). */
+static int lx_lvresize(struct fx *f, const char *name, uint64_t extents)
+{
+	struct lx x;
+	struct lvm_lv *lv;
+	int rc = lx_read(f, &x);
+
+	if (rc)
+		return rc;
+	lv = lvm_vg_find_lv(x.vg, name);
+	if (!lv) {
+		lx_done(&x);
+		return -ENOENT;
+	}
+	lv->segs[0].extent_count = extents;
+	rc = lx_write(&x);
+	lx_done(&x);
+	return rc;
+}
+
+static const struct lvm_lv *lx_lv(struct lx *x, const char *name)
+{
+	const struct lvm_lv *lv = lvm_vg_find_lv(x->vg, name);
+
+	if (!lv)
+		fprintf(stderr, "the VG has no LV %s\n", name);
+	return lv;
+}
+
+static bool lv_has(const struct lvm_strs *l, const char *s)
+{
+	for (unsigned i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i], s))
+			return true;
+	return false;
+}
+
+/* ---- 1. lvm's ordinary commands ------------------------------------------------------------ */
+
+static const uint64_t SECTORS[] = { 0, 8192, 20000 };
+
+/*
+ * lvcreate -V, lvcreate -s of an appliance volume, lvrename (of an exported volume and of a
+ * snapshot's origin), lvremove, lvresize: the appliance shows exactly those names, sizes and
+ * origins, the data is intact, exports follow the renamed LV, Linux's LVs are not exported,
+ * the pool checks clean, and lvm's creation_time/host outlive the appliance's next commit.
+ */
+TEST(lvm_commands_are_shown_after_boot)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	struct appliance_volume_info info;
+	struct nbd_export_info ei;
+	const struct cfg_volume *v;
+	const struct lvm_lv *lv;
+	struct lx x;
+	uint64_t t;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "thin create data 12M"), 0);
+	ok_eq(sh(f, "thin create gone 4M"), 0);
+	ok_eq(sh(f, "thin create small 6M"), 0); /* not whole extents: a size tag */
+	ok_eq(app_io(f, "data", 1, SECTORS, ARRAY_SIZE(SECTORS), true), 0);
+	ok_eq(app_io(f, "small", 2, SECTORS, 1, true), 0);
+	t = txid(f);
+	ok_eq(t, 4);
+	shutdown_app(f);
+
+	ok_eq(lx_lvcreate(f, "lnx", 2, NULL, LX_COMPLETE), 0);
+	ok_eq(lx_lvcreate(f, "datasnap", 0, "data", LX_COMPLETE), 0);
+	ok_eq(lx_lvrename(f, "data", "data2"), 0);
+	ok_eq(lx_lvrename(f, "vol0", "root"), 0);
+	ok_eq(lx_lvremove(f, "gone", LX_COMPLETE), 0);
+	ok_eq(lx_lvresize(f, "small", 4), 0);
+
+	ok_eq(boot_on(f, true), 0);
+	if (!ok_eq(appliance_state(f->a), APPLIANCE_READY)) {
+		fprintf(stderr, "%s\n%s", appliance_problem(f->a), f->log);
+		goto out;
+	}
+	ok_eq(txid(f), t + 3);
+	ok_eq(appliance_config(f->a)->nvols, 5);
+	ok(!cfg_find_volume(appliance_config(f->a), "vol0"));
+	ok(!cfg_find_volume(appliance_config(f->a), "data"));
+	ok(!cfg_find_volume(appliance_config(f->a), "gone"));
+	ok((v = vol(f, "root")) && v->size == DATA_BYTES - MiB - 3 * MiB && !v->origin[0]);
+	ok((v = vol(f, "data2")) && v->size == 12 * MiB && !v->origin[0]);
+	ok((v = vol(f, "datasnap")) && v->size == 12 * MiB && !strcmp(v->origin, "data2"));
+	ok((v = vol(f, "lnx")) && v->size == 2 * EXTENT && !v->origin[0]);
+	/* lvresize made the size tag stale: the LV's size wins. */
+	ok((v = vol(f, "small")) && v->size == 4 * EXTENT);
+	/* The export follows its LV; Linux's LVs are not exported. */
+	ok_eq(appliance_config(f->a)->nexps, 1);
+	ok(cfg_find_export(appliance_config(f->a), "vol0") &&
+	   !strcmp(cfg_find_export(appliance_config(f->a), "vol0")->volume, "root"));
+	ok_eq(nbd_server_export_info(f->srv, 0, &ei), 0);
+	ok(!strcmp(ei.name, "vol0"));
+	ok_eq(nbd_server_export_info(f->srv, 1, &ei), -ENOENT);
+	/* The data, in the renamed volume and in Linux's snapshot of it. */
+	ok_eq(app_io(f, "data2", 1, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(app_io(f, "datasnap", 1, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(app_io(f, "small", 2, SECTORS, 1, false), 0);
+	ok_eq(appliance_volume_info(f->a, "lnx", &info), 0);
+	ok(info.in_pool && info.created == LX_TIME && !strcmp(info.created_host, LX_HOST));
+	ok_eq(sh(f, "thin info datasnap"), 0);
+	ok(has(f->out, "origin            data2"));
+	ok_eq(sh(f, "thin list"), 0);
+	ok(has(f->out, "5 volume(s)"));
+	ok_eq(sh(f, "pool check"), 0);
+	ok(has(f->out, "pool check: clean"));
+	/* The appliance's next change keeps what lvm wrote. */
+	ok_eq(sh(f, "thin create after 4M"), 0);
+	ok_eq(sh(f, "pool check"), 0);
+	ok(has(f->out, "pool check: clean"));
+	shutdown_app(f);
+	if (ok_eq(lx_read(f, &x), 0)) {
+		ok_eq(x.dk[0].state, LVM_DISK_CURRENT);
+		ok_eq(x.dk[1].state, LVM_DISK_CURRENT);
+		ok_eq(x.pool->segs[0].transaction_id, t + 4);
+		ok_eq(x.pool->segs[0].nr_msgs, 0);
+		ok((lv = lx_lv(&x, "lnx")) && lv->has_creation && lv->creation_time == LX_TIME &&
+		   !strcmp(lv->creation_host, LX_HOST) && !lv->tags.n);
+		ok((lv = lx_lv(&x, "datasnap")) && lv_has(&lv->flags, "ACTIVATION_SKIP") &&
+		   !strcmp(lv->segs[0].origin, "data2") && lv->creation_time == LX_TIME);
+		ok((lv = lx_lv(&x, "root")) && lv_has(&lv->tags, "thinbox_export=vol0"));
+		ok((lv = lx_lv(&x, "small")) && lv->segs[0].extent_count == 4);
+		ok(!lvm_vg_find_lv(x.vg, "gone"));
+		lx_done(&x);
+	}
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok_eq(appliance_config(f->a)->nvols, 6);
+out:
+	fx_free(f);
+}
