@@ -651,3 +651,252 @@ TEST(lvm_commands_are_shown_after_boot)
 out:
 	fx_free(f);
 }
+
+/* ---- 2. lvm interrupted -------------------------------------------------------------------- */
+
+static bool device_in_pool(struct fx *f, uint32_t id)
+{
+	return thin_md_device_exists(thin_pool_md(appliance_pool(f->a)), id) == 1;
+}
+
+static uint32_t seqno_now(struct fx *f)
+{
+	struct appliance_vg_info vi;
+
+	return appliance_vg_info(f->a, &vi) ? 0 : vi.seqno;
+}
+
+/*
+ * The guest died after lvm's first commit (VG at T + 1 with the create message, dm-thin never
+ * told): the appliance creates the device (a snapshot of the origin for `lvcreate -s`),
+ * moves the pool to T + 1, clears the message and is READY.
+ */
+TEST(lvcreate_cut_after_first_commit_is_finished)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	struct appliance_vg_info vi;
+	uint64_t t;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "thin create data 12M"), 0);
+	ok_eq(app_io(f, "data", 3, SECTORS, ARRAY_SIZE(SECTORS), true), 0);
+	t = txid(f);
+	shutdown_app(f);
+	ok_eq(lx_lvcreate(f, "lnx", 1, NULL, LX_AFTER_COMMIT1), 0);
+	ok_eq(boot_on(f, true), 0);
+	if (!ok_eq(appliance_state(f->a), APPLIANCE_READY))
+		fprintf(stderr, "%s\n", appliance_problem(f->a));
+	ok(has(f->log, "finished a change that was cut short"));
+	ok_eq(txid(f), t + 1);
+	ok_eq(appliance_vg_info(f->a, &vi), 0);
+	ok_eq(vi.transaction_id, t + 1);
+	ok_eq(vi.messages, 0);
+	ok(vol(f, "lnx") && device_in_pool(f, vol(f, "lnx")->id));
+	shutdown_app(f);
+
+	ok_eq(lx_lvcreate(f, "snap", 0, "data", LX_AFTER_COMMIT1), 0);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok(has(f->log, "finished a change that was cut short"));
+	ok_eq(txid(f), t + 2);
+	ok_eq(appliance_vg_info(f->a, &vi), 0);
+	ok_eq(vi.messages, 0);
+	/* A snapshot, not an empty device: it shares the origin's blocks. */
+	ok(vol(f, "snap") && !strcmp(vol(f, "snap")->origin, "data"));
+	ok_eq(app_io(f, "snap", 3, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(sh(f, "pool check"), 0);
+	ok(has(f->out, "pool check: clean"));
+	shutdown_app(f);
+	/* Both PVs carry the cleared VG; a second boot has nothing to finish. */
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok(!strstr(f->log, "cut short"));
+	ok_eq(txid(f), t + 2);
+	fx_free(f);
+}
+
+/*
+ * The kernel part was done but the second commit is missing (ids equal, the message still
+ * there): the message is cleared with one VG commit, nothing is sent twice.
+ */
+TEST(lvcreate_cut_before_second_commit_is_cleared)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	struct appliance_vg_info vi;
+	uint64_t t;
+	uint32_t seq;
+	struct lx x;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "thin create data 12M"), 0);
+	ok_eq(app_io(f, "data", 4, SECTORS, ARRAY_SIZE(SECTORS), true), 0);
+	t = txid(f);
+	shutdown_app(f);
+	ok_eq(lx_lvcreate(f, "snap", 0, "data", LX_AFTER_KERNEL), 0);
+	ok_eq(lx_read(f, &x), 0);
+	seq = x.vg->seqno;
+	ok_eq(x.pool->segs[0].nr_msgs, 1);
+	lx_done(&x);
+	ok_eq(boot_on(f, true), 0);
+	if (!ok_eq(appliance_state(f->a), APPLIANCE_READY))
+		fprintf(stderr, "%s\n", appliance_problem(f->a));
+	ok(!strstr(f->log, "cut short"));
+	ok(!strstr(f->log, "warning"));
+	ok_eq(txid(f), t + 1);
+	ok_eq(appliance_vg_info(f->a, &vi), 0);
+	ok_eq(vi.transaction_id, t + 1);
+	ok_eq(vi.messages, 0);
+	ok_eq(vi.seqno, seq + 1);
+	ok(vol(f, "snap") && device_in_pool(f, vol(f, "snap")->id));
+	ok_eq(app_io(f, "snap", 4, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(sh(f, "pool check"), 0);
+	ok(has(f->out, "pool check: clean"));
+	fx_free(f);
+}
+
+/* The same two cuts of lvremove's `delete = ID`. */
+TEST(lvremove_cut_is_finished_or_cleared)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	struct appliance_vg_info vi;
+	uint32_t id_a, id_b;
+	uint64_t t;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "thin create a 4M"), 0);
+	ok_eq(sh(f, "thin create b 4M"), 0);
+	ok_eq(sh(f, "thin create keep 12M"), 0);
+	ok_eq(app_io(f, "keep", 5, SECTORS, ARRAY_SIZE(SECTORS), true), 0);
+	id_a = vol(f, "a")->id;
+	id_b = vol(f, "b")->id;
+	t = txid(f);
+	shutdown_app(f);
+
+	ok_eq(lx_lvremove(f, "a", LX_AFTER_COMMIT1), 0);
+	ok_eq(boot_on(f, true), 0);
+	if (!ok_eq(appliance_state(f->a), APPLIANCE_READY))
+		fprintf(stderr, "%s\n", appliance_problem(f->a));
+	ok(has(f->log, "finished a change that was cut short"));
+	ok(!strstr(f->log, "have no LV"));
+	ok(!cfg_find_volume(appliance_config(f->a), "a"));
+	ok(!device_in_pool(f, id_a));
+	ok_eq(txid(f), t + 1);
+	ok_eq(appliance_vg_info(f->a, &vi), 0);
+	ok_eq(vi.messages, 0);
+	shutdown_app(f);
+
+	ok_eq(lx_lvremove(f, "b", LX_AFTER_KERNEL), 0);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok(!strstr(f->log, "cut short"));
+	ok(!strstr(f->log, "warning"));
+	ok(!cfg_find_volume(appliance_config(f->a), "b"));
+	ok(!device_in_pool(f, id_b));
+	ok_eq(txid(f), t + 2);
+	ok_eq(appliance_vg_info(f->a, &vi), 0);
+	ok_eq(vi.transaction_id, t + 2);
+	ok_eq(vi.messages, 0);
+	ok_eq(appliance_config(f->a)->nvols, 2);
+	ok_eq(app_io(f, "keep", 5, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(sh(f, "pool check"), 0);
+	ok(has(f->out, "pool check: clean"));
+	fx_free(f);
+}
+
+/* Write the model as the next seqno on disk @d alone: precommitted, committed with @commit. */
+static int lx_write_one(struct lx *x, unsigned d, bool commit)
+{
+	char why[200] = "", *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	x->vg->seqno++;
+	rc = lvm_vg_to_text(x->vg, &text, &len, why, sizeof(why));
+	if (!rc)
+		rc = lvm_pv_precommit(x->dk[d].dev, text, len, why, sizeof(why));
+	if (!rc && commit)
+		rc = lvm_pv_commit(x->dk[d].dev, why, sizeof(why));
+	if (rc)
+		fprintf(stderr, "lx_write_one: %d: %s\n", rc, why);
+	free(text);
+	return rc;
+}
+
+/* After the appliance's next change both PVs hold the same, newest copy. */
+static void both_current(struct fx *f, uint32_t seqno)
+{
+	struct lx x;
+
+	if (!ok_eq(lx_read(f, &x), 0))
+		return;
+	ok_eq(x.dk[0].state, LVM_DISK_CURRENT);
+	ok_eq(x.dk[1].state, LVM_DISK_CURRENT);
+	ok_eq(x.dk[0].seqno, seqno);
+	ok_eq(x.dk[1].seqno, seqno);
+	lx_done(&x);
+}
+
+/*
+ * lvm cut between the PVs: (1) a rename precommitted on the metadata PV only (never
+ * committed): the old copy is in force; (2) a rename committed on one PV, the other stale,
+ * either way round: the newest copy is used. The appliance's next change rewrites both.
+ */
+TEST(vg_cut_between_the_pvs_uses_the_newest_copy)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	struct lx x;
+	uint32_t seq;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "thin create data 12M"), 0);
+	seq = seqno_now(f);
+	shutdown_app(f);
+
+	/* (1) precommit only, on one PV */
+	ok_eq(lx_read(f, &x), 0);
+	snprintf(lvm_vg_find_lv(x.vg, "data")->name, LVM_NAME_MAX + 1, "renamed");
+	ok_eq(lx_write_one(&x, 0, false), 0);
+	lx_done(&x);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok(vol(f, "data") && !cfg_find_volume(appliance_config(f->a), "renamed"));
+	ok_eq(seqno_now(f), seq);
+	ok_eq(sh(f, "thin create more 4M"), 0);
+	ok_eq(seqno_now(f), seq + 2);
+	shutdown_app(f);
+	both_current(f, seq + 2);
+	seq += 2;
+
+	/* (2) committed on one PV only, the other one stale; each disk in turn */
+	for (unsigned d = 0; d < 2; d++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "on-disk%u", d);
+		ok_eq(lx_read(f, &x), 0);
+		snprintf(lvm_vg_find_lv(x.vg, d ? "on-disk0" : "data")->name, LVM_NAME_MAX + 1,
+			 "%s", name);
+		ok_eq(lx_write_one(&x, d, true), 0);
+		lx_done(&x);
+		ok_eq(lx_read(f, &x), 0);
+		ok_eq(x.dk[d].state, LVM_DISK_CURRENT);
+		ok_eq(x.dk[!d].state, LVM_DISK_STALE);
+		lx_done(&x);
+
+		ok_eq(boot_on(f, true), 0);
+		ok_eq(appliance_state(f->a), APPLIANCE_READY);
+		ok(has(f->log, "is not the newest"));
+		ok(vol(f, name));
+		ok_eq(seqno_now(f), seq + 1);
+		ok_eq(appliance_config(f->a)->nvols, 3);
+		ok_eq(sh(f, "export add %s", name), 0);
+		ok_eq(seqno_now(f), seq + 2);
+		shutdown_app(f);
+		both_current(f, seq + 2);
+		seq += 2;
+		ok_eq(boot_on(f, true), 0);
+		ok(!strstr(f->log, "not the newest"));
+		ok(cfg_find_export(appliance_config(f->a), name));
+		shutdown_app(f);
+	}
+	fx_free(f);
+}
