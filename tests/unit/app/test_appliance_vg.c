@@ -168,8 +168,7 @@ static uint8_t *image(struct blkdev *d)
 	return p;
 }
 
-static __attribute__((unused)) bool same_image(struct blkdev *d, const uint8_t *before,
-					       const char *what)
+static bool same_image(struct blkdev *d, const uint8_t *before, const char *what)
 {
 	uint8_t *now = image(d);
 	bool same = !memcmp(now, before, d->nr_blocks * d->block_size);
@@ -181,7 +180,7 @@ static __attribute__((unused)) bool same_image(struct blkdev *d, const uint8_t *
 }
 
 /* The disk grew (a bigger virtual disk in Linux): a larger disk with the same contents. */
-static __attribute__((unused)) void grow_disk(struct blkdev **d, uint64_t bytes)
+static void grow_disk(struct blkdev **d, uint64_t bytes)
 {
 	struct blkdev *n;
 	uint8_t *p = image(*d);
@@ -898,5 +897,591 @@ TEST(vg_cut_between_the_pvs_uses_the_newest_copy)
 		ok(cfg_find_export(appliance_config(f->a), name));
 		shutdown_app(f);
 	}
+	fx_free(f);
+}
+
+/* ---- 3. lvm moved the pool's LVs ----------------------------------------------------------- */
+
+static uint64_t data_blocks(struct fx *f)
+{
+	struct thin_pool_status st;
+
+	return thin_pool_get_status(appliance_pool(f->a), &st) ? 0 : st.data_total;
+}
+
+/* Write (or check) all of volume @name, 1 MiB at a time. */
+static int fill(struct fx *f, const char *name, uint32_t seed, bool write)
+{
+	const struct cfg_volume *v = vol(f, name);
+	struct thin_volume *tv;
+	uint8_t *want = malloc(MiB), *got = malloc(MiB);
+	int rc = v ? thin_volume_open(appliance_pool(f->a), v->id, v->size, !write, &tv) : -ENOENT;
+
+	for (uint64_t s = 0; !rc && s < v->size / 512; s += 2048) {
+		pattern(want, MiB, seed, s);
+		if (write) {
+			rc = blkdev_write(thin_volume_blkdev(tv), s, 2048, want);
+		} else {
+			rc = blkdev_read(thin_volume_blkdev(tv), s, 2048, got);
+			if (!rc && memcmp(want, got, MiB))
+				rc = -EILSEQ;
+		}
+	}
+	if (!rc && write)
+		rc = blkdev_flush(thin_volume_blkdev(tv));
+	if (v && (!rc || rc == -EILSEQ))
+		thin_volume_close(tv);
+	free(want);
+	free(got);
+	return rc;
+}
+
+/* pvresize of the data PV after its disk grew to @bytes. */
+static struct lvm_pv *lx_pvresize(struct lx *x, uint64_t bytes)
+{
+	struct lvm_pv *pv = &x->vg->pvs[x->dk[1].pv];
+
+	pv->dev_size = bytes / 512;
+	pv->pe_count = (pv->dev_size - pv->pe_start) / x->vg->extent_size;
+	return pv;
+}
+
+/* lvcreate -L of a linear LV on PV @pv at extent @pe (lvm's allocation, stated). */
+static int lx_linear(struct lx *x, const char *name, unsigned pv, uint64_t pe, uint64_t count,
+		     uint32_t status)
+{
+	struct lvm_lv *lv;
+	struct lvm_seg *s;
+	char id[LVM_ID_LEN + 1];
+	int rc;
+
+	lx_id(name, id);
+	rc = lvm_vg_add_lv(x->vg, name, id, status, &lv);
+	if (!rc)
+		rc = lvm_lv_set_creation(lv, LX_TIME, LX_HOST);
+	if (!rc)
+		rc = lvm_lv_add_seg(lv, LVM_SEG_STRIPED, count, &s);
+	if (!rc)
+		s->pv = pv, s->pe = pe;
+	x->pool = find_pool(x->vg);
+	return rc;
+}
+
+/*
+ * The data disk grew; in Linux: pvresize, a linear LV on the first new extent, then lvextend
+ * of the pool's data over the rest (pool_tdata gets a second segment, the pool LV grows).
+ * The appliance opens the pool on both segments and grows into them (as dm-thin does at
+ * activation), a volume larger than the old pool is written and read back, and nothing
+ * touches the linear LV in between.
+ */
+TEST(lvextend_tdata_second_segment)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	struct appliance_vg_info vi;
+	uint8_t lin[4096], chk[4096];
+	uint64_t old_blocks;
+	struct lx x;
+	unsigned dpv;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "thin create data 12M"), 0);
+	ok_eq(app_io(f, "data", 6, SECTORS, ARRAY_SIZE(SECTORS), true), 0);
+	old_blocks = data_blocks(f);
+	ok_eq(old_blocks, 15 * EXTENT / (64 * 1024));
+	shutdown_app(f);
+
+	grow_disk(&f->data, DATA_BYTES + 32 * MiB); /* 23 extents */
+	ok_eq(lx_read(f, &x), 0);
+	dpv = (unsigned)x.dk[1].pv;
+	ok_eq(lx_pvresize(&x, DATA_BYTES + 32 * MiB)->pe_count, 23);
+	ok_eq(lx_linear(&x, "lxlin", dpv, 15, 1, LVM_LV_READ | LVM_LV_WRITE | LVM_LV_VISIBLE), 0);
+	{
+		struct lvm_lv *tdata = lvm_vg_find_lv(x.vg, "pool_tdata");
+		struct lvm_seg *s;
+
+		ok_eq(lvm_lv_add_seg(tdata, LVM_SEG_STRIPED, 7, &s), 0);
+		s->pv = dpv, s->pe = 16;
+		x.pool = find_pool(x.vg);
+		x.pool->segs[0].extent_count += 7;
+	}
+	ok_eq(lx_write(&x), 0);
+	lx_done(&x);
+	/* Something of Linux's on the linear LV (extent 15 of the data PV). */
+	memset(lin, 0x5a, sizeof(lin));
+	ok_eq(blkdev_write(f->data, PE_START + 15 * (EXTENT / 512), 8, lin), 0);
+
+	ok_eq(boot_on(f, true), 0);
+	if (!ok_eq(appliance_state(f->a), APPLIANCE_READY)) {
+		fprintf(stderr, "%s\n", appliance_problem(f->a));
+		goto out;
+	}
+	ok_eq(appliance_vg_info(f->a, &vi), 0);
+	ok_eq(vi.data_bytes, 22 * EXTENT);
+	ok_eq(data_blocks(f), 22 * EXTENT / (64 * 1024));
+	ok(!cfg_find_volume(appliance_config(f->a), "lxlin"));
+	ok_eq(sh(f, "pool resize-data"), 0);
+	ok_eq(data_blocks(f), 22 * EXTENT / (64 * 1024));
+	ok_eq(app_io(f, "data", 6, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	/* More than the old data LV held: blocks in the second segment are used. */
+	ok_eq(sh(f, "thin create big 72M"), 0);
+	ok_eq(fill(f, "big", 7, true), 0);
+	ok_eq(fill(f, "big", 7, false), 0);
+	ok_eq(sh(f, "pool check"), 0);
+	ok(has(f->out, "pool check: clean"));
+	shutdown_app(f);
+	ok_eq(blkdev_read(f->data, PE_START + 15 * (EXTENT / 512), 8, chk), 0);
+	ok(!memcmp(lin, chk, sizeof(chk)));
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok_eq(fill(f, "big", 7, false), 0);
+	ok_eq(app_io(f, "data", 6, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	if (ok_eq(lx_read(f, &x), 0)) {
+		ok(lvm_vg_find_lv(x.vg, "lxlin"));
+		ok_eq(lvm_vg_find_lv(x.vg, "pool_tdata")->nr_segs, 2);
+		lx_done(&x);
+	}
+out:
+	fx_free(f);
+}
+
+/*
+ * The same with lvm merging the extension into pool_tdata's one segment, and nobody running
+ * `pool resize-data`: the appliance just opens a pool whose data LV is larger than its
+ * nr_blocks and grows into it.
+ */
+TEST(lvextend_tdata_same_segment)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	struct lx x;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "thin create data 12M"), 0);
+	ok_eq(app_io(f, "data", 8, SECTORS, ARRAY_SIZE(SECTORS), true), 0);
+	shutdown_app(f);
+	grow_disk(&f->data, DATA_BYTES + 16 * MiB); /* 19 extents */
+	ok_eq(lx_read(f, &x), 0);
+	lx_pvresize(&x, DATA_BYTES + 16 * MiB);
+	lvm_vg_find_lv(x.vg, "pool_tdata")->segs[0].extent_count += 4;
+	x.pool->segs[0].extent_count += 4;
+	ok_eq(lx_write(&x), 0);
+	lx_done(&x);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok_eq(data_blocks(f), 19 * EXTENT / (64 * 1024));
+	ok_eq(app_io(f, "data", 8, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(sh(f, "thin create big 72M"), 0);
+	ok_eq(fill(f, "big", 9, true), 0);
+	ok_eq(fill(f, "big", 9, false), 0);
+	ok_eq(sh(f, "pool check"), 0);
+	ok(has(f->out, "pool check: clean"));
+	fx_free(f);
+}
+
+/* Copy @sectors from @from to @to on @d (through a buffer: the ranges may overlap). */
+static void copy_sectors(struct blkdev *d, uint64_t from, uint64_t to, uint64_t sectors)
+{
+	uint8_t *buf = malloc(sectors * 512);
+
+	if (!buf || blkdev_read(d, from, (uint32_t)sectors, buf) ||
+	    blkdev_write(d, to, (uint32_t)sectors, buf))
+		abort();
+	free(buf);
+}
+
+/*
+ * lvconvert --repair: the pool's metadata is rebuilt on the spare's extents, the spare becomes
+ * pool_tmeta and the old one pool_meta0 (a visible linear LV kept for the administrator),
+ * and a new spare is allocated. The appliance follows the new segments: the data reads
+ * back, changes work, and pool_meta0 is never written.
+ */
+TEST(lvconvert_repair_swaps_in_the_spare)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	struct appliance_vg_info vi;
+	struct lvm_lv *lv;
+	uint8_t *meta0;
+	struct lx x;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "thin create data 12M"), 0);
+	ok_eq(app_io(f, "data", 10, SECTORS, ARRAY_SIZE(SECTORS), true), 0);
+	shutdown_app(f);
+
+	ok_eq(lx_read(f, &x), 0);
+	/* thin_repair's output: here an exact copy (pool_tmeta is extent 0, the spare 1). */
+	ok_eq(lvm_vg_find_lv(x.vg, "pool_tmeta")->segs[0].pe, 0);
+	ok_eq(lvm_vg_find_lv(x.vg, "lvol0_pmspare")->segs[0].pe, 1);
+	copy_sectors(f->meta, PE_START, PE_START + EXTENT / 512, EXTENT / 512);
+	lv = lvm_vg_find_lv(x.vg, "pool_tmeta");
+	snprintf(lv->name, sizeof(lv->name), "pool_meta0");
+	lv->status |= LVM_LV_VISIBLE;
+	lv = lvm_vg_find_lv(x.vg, "lvol0_pmspare");
+	snprintf(lv->name, sizeof(lv->name), "pool_tmeta");
+	ok_eq(
+	    lx_linear(&x, "lvol0_pmspare", (unsigned)x.dk[0].pv, 2, 1, LVM_LV_READ | LVM_LV_WRITE),
+	    0);
+	ok_eq(lx_write(&x), 0);
+	lx_done(&x);
+	meta0 = malloc(EXTENT);
+	ok_eq(blkdev_read(f->meta, PE_START, EXTENT / 512, meta0), 0);
+
+	ok_eq(boot_on(f, true), 0);
+	if (!ok_eq(appliance_state(f->a), APPLIANCE_READY)) {
+		fprintf(stderr, "%s\n", appliance_problem(f->a));
+		goto out;
+	}
+	ok_eq(appliance_vg_info(f->a, &vi), 0);
+	ok_eq(vi.meta_bytes, EXTENT);
+	ok_eq(appliance_config(f->a)->nvols, 2);
+	ok(!cfg_find_volume(appliance_config(f->a), "pool_meta0"));
+	ok_eq(app_io(f, "data", 10, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(sh(f, "thin snapshot data s1"), 0);
+	ok_eq(sh(f, "thin delete data"), 0);
+	ok_eq(app_io(f, "s1", 10, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(sh(f, "pool check"), 0);
+	ok(has(f->out, "pool check: clean"));
+	shutdown_app(f);
+	{
+		uint8_t *now = malloc(EXTENT);
+
+		ok_eq(blkdev_read(f->meta, PE_START, EXTENT / 512, now), 0);
+		ok(!memcmp(now, meta0, EXTENT));
+		free(now);
+	}
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok_eq(app_io(f, "s1", 10, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	if (ok_eq(lx_read(f, &x), 0)) {
+		ok((lv = lvm_vg_find_lv(x.vg, "pool_meta0")) && (lv->status & LVM_LV_VISIBLE));
+		ok((lv = lvm_vg_find_lv(x.vg, "pool_tmeta")) && lv->segs[0].pe == 1);
+		lx_done(&x);
+	}
+out:
+	free(meta0);
+	fx_free(f);
+}
+
+/*
+ * pool_tmeta in two segments at different places of the metadata PV (lvm moved it: its
+ * first extent now at the PV's last extent, the rest at the PV's start), the metadata copied
+ * accordingly and its old last extent zeroed: the appliance opens the pool on both pieces,
+ * the whole LV (meta_bytes), and the data reads back.
+ */
+TEST(tmeta_in_two_segments)
+{
+	struct fx *f = fx_new(32 * MiB, DATA_BYTES); /* 7 extents: tmeta 3, spare 3, 1 free */
+	struct appliance_vg_info vi;
+	struct lvm_lv *lv;
+	struct lvm_seg *s;
+	struct lx x;
+	const uint64_t ext = EXTENT / 512;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "thin create data 12M"), 0);
+	ok_eq(app_io(f, "data", 11, SECTORS, ARRAY_SIZE(SECTORS), true), 0);
+	shutdown_app(f);
+
+	ok_eq(lx_read(f, &x), 0);
+	lv = lvm_vg_find_lv(x.vg, "pool_tmeta");
+	ok(lv->nr_segs == 1 && lv->segs[0].pe == 0 && lv->segs[0].extent_count == 3);
+	/* pvmove of extents 0..2 to 6, 0, 1: copy in that order (6 is free, then down). */
+	copy_sectors(f->meta, PE_START, PE_START + 6 * ext, ext);
+	copy_sectors(f->meta, PE_START + ext, PE_START, 2 * ext);
+	{
+		uint8_t *zero = calloc(1, EXTENT);
+
+		ok_eq(blkdev_write(f->meta, PE_START + 2 * ext, (uint32_t)ext, zero), 0);
+		free(zero);
+	}
+	lv->segs[0].pe = 6;
+	lv->segs[0].extent_count = 1;
+	ok_eq(lvm_lv_add_seg(lv, LVM_SEG_STRIPED, 2, &s), 0);
+	s->pv = lv->segs[0].pv, s->pe = 0;
+	ok_eq(lx_write(&x), 0);
+	lx_done(&x);
+
+	ok_eq(boot_on(f, true), 0);
+	if (!ok_eq(appliance_state(f->a), APPLIANCE_READY)) {
+		fprintf(stderr, "%s\n", appliance_problem(f->a));
+		goto out;
+	}
+	ok_eq(appliance_vg_info(f->a, &vi), 0);
+	ok_eq(vi.meta_bytes, 3 * EXTENT);
+	ok_eq(app_io(f, "data", 11, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(sh(f, "pool check"), 0);
+	ok(has(f->out, "pool check: clean"));
+	ok_eq(sh(f, "thin snapshot data s1"), 0);
+	shutdown_app(f);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok_eq(app_io(f, "s1", 11, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(sh(f, "pool check"), 0);
+	ok(has(f->out, "pool check: clean"));
+out:
+	fx_free(f);
+}
+
+/* ---- 3d. What the appliance cannot serve: said, and nothing written ------------------------ */
+
+/* A fresh appliance VG with one volume and data, shut down. */
+static struct fx *made_vg(uint64_t meta_bytes)
+{
+	struct fx *f = fx_new(meta_bytes, DATA_BYTES);
+
+	if (boot_on(f, true) || sh(f, "thin create data 12M") ||
+	    app_io(f, "data", 12, SECTORS, ARRAY_SIZE(SECTORS), true))
+		fail("cannot make the VG");
+	shutdown_app(f);
+	return f;
+}
+
+/*
+ * Boot on disks the appliance must not serve: NO_POOL, the reason (@why) in the problem and
+ * the boot log, "nothing was changed", `pool status` / `thin list` / `pool format` refused,
+ * and both disks exactly as they were after the appliance is gone.
+ */
+static void refused(struct fx *f, const char *why)
+{
+	uint8_t *m = image(f->meta), *d = image(f->data);
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_NO_POOL);
+	ok(has(appliance_problem(f->a), why));
+	ok(has(appliance_problem(f->a), "nothing was changed"));
+	ok(!strstr(appliance_problem(f->a), "pool format --force"));
+	ok(has(f->log, why));
+	ok(!strstr(f->log, "first boot"));
+	ok(!appliance_pool(f->a));
+	ok(sh(f, "pool status") != 0);
+	ok(has(f->out, why));
+	ok(sh(f, "thin list") != 0);
+	ok(has(f->out, "no pool"));
+	ok(sh(f, "thin create x 4M") != 0);
+	ok(sh(f, "pool format") != 0);
+	/* Still a VG: erased only when the format names it. */
+	ok_eq(sh(f, "pool format --force"), -ENOTEMPTY);
+	ok(has(f->out, "--confirm"));
+	ok_eq(sh(f, "pool format --force --confirm other"), -ENOTEMPTY);
+	ok(sh(f, "pool resize-data") != 0);
+	ok(sh(f, "pool commit") != 0);
+	shutdown_app(f);
+	ok(same_image(f->meta, m, "metadata disk"));
+	ok(same_image(f->data, d, "data disk"));
+	free(m);
+	free(d);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "pool format --force --confirm thinbox"), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	shutdown_app(f);
+}
+
+/* vgextend: a third PV (with its own copy of the VG). */
+TEST(third_pv_is_refused_untouched)
+{
+	struct fx *f = made_vg(META_BYTES);
+	struct blkdev *third;
+	struct lvm_pv *pv;
+	char id[LVM_ID_LEN + 1], why[200] = "";
+	struct lx x;
+
+	ok_eq(memdisk_create(16 * MiB / 512, 512, &third), 0);
+	ok_eq(lx_read(f, &x), 0);
+	lx_id("third-pv", id);
+	ok_eq(lvm_pv_format(third, &(struct lvm_pv_opts){ .id = id, .in_vg = true }, why,
+			    sizeof(why)),
+	      0);
+	ok_eq(lvm_vg_add_pv(x.vg, id, 16 * MiB / 512, PE_START, &pv), 0);
+	x.n = 3;
+	x.dk[2].dev = third;
+	x.dk[2].pv = 2;
+	ok_eq(lx_write(&x), 0);
+	lx_done(&x);
+	refused(f, "3 physical volume(s)");
+	blkdev_destroy(third);
+	fx_free(f);
+}
+
+/* A second thin pool (on extents of the grown data disk). */
+TEST(second_thin_pool_is_refused_untouched)
+{
+	struct fx *f = made_vg(META_BYTES);
+	struct lvm_lv *lv;
+	struct lvm_seg *s;
+	char id[LVM_ID_LEN + 1];
+	struct lx x;
+	unsigned dpv;
+
+	grow_disk(&f->data, DATA_BYTES + 8 * MiB); /* 17 extents */
+	ok_eq(lx_read(f, &x), 0);
+	dpv = (unsigned)x.dk[1].pv;
+	lx_pvresize(&x, DATA_BYTES + 8 * MiB);
+	lx_id("pool2", id);
+	ok_eq(lvm_vg_add_lv(x.vg, "pool2", id, LVM_LV_READ | LVM_LV_WRITE | LVM_LV_VISIBLE, &lv),
+	      0);
+	ok_eq(lvm_lv_add_seg(lv, LVM_SEG_THIN_POOL, 1, &s), 0);
+	snprintf(s->metadata, sizeof(s->metadata), "pool2_tmeta");
+	snprintf(s->pool, sizeof(s->pool), "pool2_tdata");
+	s->chunk_size = 128;
+	s->zero_new_blocks = 1;
+	ok_eq(lx_linear(&x, "pool2_tmeta", dpv, 15, 1, LVM_LV_READ | LVM_LV_WRITE), 0);
+	ok_eq(lx_linear(&x, "pool2_tdata", dpv, 16, 1, LVM_LV_READ | LVM_LV_WRITE), 0);
+	ok_eq(lx_write(&x), 0);
+	lx_done(&x);
+	refused(f, "several thin pools");
+	fx_free(f);
+}
+
+/*
+ * A VG text the model cannot hold (other segment types, several stripes), committed on both
+ * PVs as lvm would: the model is read, its pmspare's segment edited as text (@from -> @to).
+ */
+static int lx_write_edited(struct fx *f, const char *lv, const char *from, const char *to)
+{
+	struct blkdev *devs[2] = { f->meta, f->data };
+	char why[200] = "", *text = NULL, *out, *p;
+	size_t len = 0;
+	struct lx x;
+	int rc = lx_read(f, &x);
+
+	if (rc)
+		return rc;
+	x.vg->seqno++;
+	rc = lvm_vg_to_text(x.vg, &text, &len, why, sizeof(why));
+	lx_done(&x);
+	if (rc)
+		return rc;
+	p = strstr(text, lv);
+	p = p ? strstr(p, from) : NULL;
+	out = malloc(len + strlen(to) + 1);
+	if (!p || !out) {
+		free(text);
+		free(out);
+		return -ENOENT;
+	}
+	memcpy(out, text, (size_t)(p - text));
+	strcpy(out + (p - text), to);
+	strcat(out, p + strlen(from));
+	rc = lvm_vg_write_text(devs, 2, out, strlen(out), why, sizeof(why));
+	if (rc)
+		fprintf(stderr, "lvm_vg_write_text: %d: %s\n", rc, why);
+	free(text);
+	free(out);
+	return rc;
+}
+
+TEST(other_segment_types_are_refused_untouched)
+{
+	static const struct {
+		const char *from, *to, *why;
+	} cases[] = {
+		{ "type = \"striped\"", "type = \"cache\"",
+		  "segment type 'cache' is not supported" },
+		{ "type = \"striped\"", "type = \"raid1\"",
+		  "segment type 'raid1' is not supported" },
+		{ "stripe_count = 1\nstripes = [",
+		  "stripe_count = 2\nstripe_size = 128\nstripes = [\"pv1\", 14, ", "stripe" },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct fx *f = made_vg(META_BYTES);
+
+		ok_eq(lx_write_edited(f, "lvol0_pmspare {", cases[i].from, cases[i].to), 0);
+		refused(f, cases[i].why);
+		fx_free(f);
+	}
+}
+
+/* ---- 4. Never destructive advice ----------------------------------------------------------- */
+
+/*
+ * pool_tmeta's superblock damaged: the boot says nothing was changed and never suggests
+ * `pool format`; `pool format` and `pool format --force` are refused naming the VG and
+ * `--confirm thinbox`, with the disks unchanged; only `--force --confirm thinbox` formats.
+ */
+TEST(damaged_tmeta_gets_no_destructive_advice)
+{
+	struct fx *f = made_vg(META_BYTES);
+	uint8_t sb[512], *m, *d;
+
+	ok_eq(blkdev_read(f->meta, PE_START, 1, sb), 0);
+	sb[100] ^= 0xff; /* the checksum no longer matches */
+	ok_eq(blkdev_write(f->meta, PE_START, 1, sb), 0);
+	m = image(f->meta);
+	d = image(f->data);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_NO_POOL);
+	ok(has(appliance_problem(f->a), "nothing was changed"));
+	ok(has(appliance_problem(f->a), "thinbox/pool"));
+	ok(has(f->log, "nothing was changed"));
+	ok(!strstr(f->log, "pool format"));
+	ok(!strstr(f->log, "first boot"));
+	ok(sh(f, "pool status") != 0);
+	ok(has(f->out, "nothing was changed"));
+	ok(!strstr(f->out, "pool format"));
+	ok(sh(f, "thin list") != 0);
+	ok(!strstr(f->out, "pool format"));
+	ok_eq(sh(f, "pool format"), -ENOTEMPTY);
+	ok(has(f->out, "volume group thinbox"));
+	ok(has(f->out, "--confirm thinbox"));
+	ok_eq(sh(f, "pool format --force"), -ENOTEMPTY);
+	ok(has(f->out, "--confirm thinbox"));
+	ok_eq(sh(f, "pool format --force --confirm other"), -ENOTEMPTY);
+	ok_eq(sh(f, "pool format --confirm thinbox"), -ENOTEMPTY);
+	ok_eq(appliance_state(f->a), APPLIANCE_NO_POOL);
+	shutdown_app(f);
+	ok(same_image(f->meta, m, "metadata disk"));
+	ok(same_image(f->data, d, "data disk"));
+	/* A second boot is the same. */
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_NO_POOL);
+	ok_eq(sh(f, "pool format --force --confirm thinbox"), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok_eq(appliance_config(f->a)->nvols, 0);
+	shutdown_app(f);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	free(m);
+	free(d);
+	fx_free(f);
+}
+
+/* ---- 5. The layout before LVM2 ------------------------------------------------------------- */
+
+/* The previous thinbox: a dm-thin superblock at byte 0 of the raw metadata disk. */
+TEST(pre_lvm_layout_is_named_untouched)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	struct thin_pool_opts o;
+	struct thin_pool *p;
+	uint8_t *m, *d;
+
+	thin_pool_default_opts(&o);
+	ok_eq(thin_pool_format(f->meta, f->data, &o, false), 0);
+	ok_eq(thin_pool_open(f->meta, f->data, &o, NULL, 0, &p), 0);
+	ok_eq(thin_pool_create_thin(p, 0), 0);
+	ok_eq(vol_io(p, 0, 12 * MiB, 13, SECTORS, ARRAY_SIZE(SECTORS), true), 0);
+	ok_eq(thin_pool_close(p), 0);
+	m = image(f->meta);
+	d = image(f->data);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_NO_POOL);
+	ok(has(appliance_problem(f->a), "before LVM2"));
+	ok(has(appliance_problem(f->a), "nothing was changed"));
+	ok(has(f->log, "before LVM2"));
+	ok(!strstr(f->log, "first boot"));
+	ok(sh(f, "pool status") != 0);
+	ok(has(f->out, "before LVM2"));
+	ok(sh(f, "thin list") != 0);
+	ok_eq(sh(f, "pool format"), -EEXIST);
+	ok(has(f->out, "--force"));
+	shutdown_app(f);
+	ok(same_image(f->meta, m, "metadata disk"));
+	ok(same_image(f->data, d, "data disk"));
+	/* Still the old pool, intact. */
+	ok_eq(thin_pool_open(f->meta, f->data, &o, NULL, 0, &p), 0);
+	ok_eq(vol_io(p, 0, 12 * MiB, 13, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+	ok_eq(thin_pool_close(p), 0);
+	free(m);
+	free(d);
 	fx_free(f);
 }
