@@ -205,7 +205,7 @@ static void pattern(uint8_t *buf, size_t len, uint32_t seed, uint64_t sector)
 static int vol_io(struct thin_pool *pool, uint32_t id, uint64_t size, uint32_t seed,
 		  const uint64_t *sectors, unsigned n, bool write)
 {
-	struct thin_volume *tv;
+	struct thin_volume *tv = NULL;
 	uint8_t want[4096], got[4096];
 	int rc = thin_volume_open(pool, id, size, !write, &tv);
 
@@ -235,7 +235,9 @@ static int app_io(struct fx *f, const char *name, uint32_t seed, const uint64_t 
 {
 	const struct cfg_volume *v = vol(f, name);
 
-	return v ? vol_io(appliance_pool(f->a), v->id, v->size, seed, sectors, n, write) : -ENOENT;
+	if (!v || !appliance_pool(f->a))
+		return -ENOENT;
+	return vol_io(appliance_pool(f->a), v->id, v->size, seed, sectors, n, write);
 }
 
 /* ---- "Linux": lvm's view of the two disks -------------------------------------------------- */
@@ -913,9 +915,11 @@ static uint64_t data_blocks(struct fx *f)
 static int fill(struct fx *f, const char *name, uint32_t seed, bool write)
 {
 	const struct cfg_volume *v = vol(f, name);
-	struct thin_volume *tv;
+	struct thin_volume *tv = NULL;
 	uint8_t *want = malloc(MiB), *got = malloc(MiB);
-	int rc = v ? thin_volume_open(appliance_pool(f->a), v->id, v->size, !write, &tv) : -ENOENT;
+	int rc = v && appliance_pool(f->a)
+		     ? thin_volume_open(appliance_pool(f->a), v->id, v->size, !write, &tv)
+		     : -ENOENT;
 
 	for (uint64_t s = 0; !rc && s < v->size / 512; s += 2048) {
 		pattern(want, MiB, seed, s);
@@ -929,7 +933,7 @@ static int fill(struct fx *f, const char *name, uint32_t seed, bool write)
 	}
 	if (!rc && write)
 		rc = blkdev_flush(thin_volume_blkdev(tv));
-	if (v && (!rc || rc == -EILSEQ))
+	if (tv)
 		thin_volume_close(tv);
 	free(want);
 	free(got);
@@ -1379,7 +1383,8 @@ TEST(other_segment_types_are_refused_untouched)
 		{ "type = \"striped\"", "type = \"raid1\"",
 		  "segment type 'raid1' is not supported" },
 		{ "stripe_count = 1\nstripes = [",
-		  "stripe_count = 2\nstripe_size = 128\nstripes = [\"pv1\", 14, ", "stripe" },
+		  "stripe_count = 2\nstripe_size = 128\nstripes = [\"pv1\", 14, ",
+		  "2 stripes; the appliance serves linear LVs only" },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -1478,9 +1483,10 @@ TEST(pre_lvm_layout_is_named_untouched)
 	ok(same_image(f->meta, m, "metadata disk"));
 	ok(same_image(f->data, d, "data disk"));
 	/* Still the old pool, intact. */
-	ok_eq(thin_pool_open(f->meta, f->data, &o, NULL, 0, &p), 0);
-	ok_eq(vol_io(p, 0, 12 * MiB, 13, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
-	ok_eq(thin_pool_close(p), 0);
+	if (ok_eq(thin_pool_open(f->meta, f->data, &o, NULL, 0, &p), 0)) {
+		ok_eq(vol_io(p, 0, 12 * MiB, 13, SECTORS, ARRAY_SIZE(SECTORS), false), 0);
+		ok_eq(thin_pool_close(p), 0);
+	}
 	free(m);
 	free(d);
 	fx_free(f);
