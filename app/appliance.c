@@ -879,6 +879,15 @@ bool appliance_busy(const struct appliance *a)
 
 /* ---- Administration ----------------------------------------------------------------------- */
 
+/* The name of a VG whose copy app_vg_read() found on a disk, even one it refused; or NULL. */
+static const char *held_vg_name(const struct appliance *a)
+{
+	for (unsigned d = 0; d < 2; d++)
+		if (a->disks[d].vg_name[0])
+			return a->disks[d].vg_name;
+	return NULL;
+}
+
 int appliance_format(struct appliance *a, const struct appliance_format_opts *fo)
 {
 	struct thin_pool_opts po = a->o.pool_opts, defaults;
@@ -910,6 +919,10 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 			return rc;
 		if (!blank && !fo->force)
 			return -EEXIST;
+	} else if (rc != -ENOMSG && held_vg_name(a)) {
+		/* A VG the appliance cannot serve (a third PV, a cache LV ...) is still a VG. */
+		if (!fo->force || !fo->confirm || strcmp(fo->confirm, held_vg_name(a)))
+			return -ENOTEMPTY;
 	} else if (rc != -ENOMSG && !fo->force) {
 		return -EEXIST;
 	}

@@ -177,7 +177,8 @@ struct appliance_format_opts {
 /*
  * Format anew: exports removed, volumes closed, new PV labels on both disks, an empty pool
  * in pool_tmeta and a new VG (seqno 1, no volumes). -ENOTEMPTY when the disks hold a VG
- * and the call does not both force and name it (@confirm); -EEXIST when the metadata disk
+ * (one the appliance cannot serve too: a third PV, an unknown segment type) and the call
+ * does not both force and name it (@confirm); -EEXIST when the metadata disk
  * holds anything else and !force; -EINVAL for a bad block size or VG name.
  */
 int appliance_format(struct appliance *a, const struct appliance_format_opts *fo);
