@@ -785,8 +785,7 @@ static void boot(struct appliance *a)
 	if (!rc) {
 		rc = app_vg_pool(a->vg, &pool, why, sizeof(why));
 		if (rc) {
-			set_problem(a, APPLIANCE_NO_POOL, "%s; %s", why,
-				    "nothing was changed (pool format --vg creates a new pool)");
+			set_problem(a, APPLIANCE_NO_POOL, "%s; %s", why, "nothing was changed");
 			return;
 		}
 		snprintf(a->pool_lv, sizeof(a->pool_lv), "%s", pool->name);
@@ -882,10 +881,17 @@ bool appliance_busy(const struct appliance *a)
 /* The name of a VG whose copy app_vg_read() found on a disk, even one it refused; or NULL. */
 static const char *held_vg_name(const struct appliance *a)
 {
+	if (a->vg)
+		return a->vg->name;
 	for (unsigned d = 0; d < 2; d++)
 		if (a->disks[d].vg_name[0])
 			return a->disks[d].vg_name;
 	return NULL;
+}
+
+const char *appliance_disks_vg(const struct appliance *a)
+{
+	return held_vg_name(a);
 }
 
 int appliance_format(struct appliance *a, const struct appliance_format_opts *fo)

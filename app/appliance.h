@@ -154,6 +154,8 @@ struct appliance_vg_info {
 	uint64_t data_bytes;
 };
 int appliance_vg_info(const struct appliance *a, struct appliance_vg_info *out);
+/* The name of the VG the disks hold (also one the appliance cannot serve), or NULL. */
+const char *appliance_disks_vg(const struct appliance *a);
 /* The pool's transaction id; -ENODEV without an open pool. */
 int appliance_transaction_id(struct appliance *a, uint64_t *out);
 /*

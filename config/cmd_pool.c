@@ -325,15 +325,13 @@ static int pool_format(struct shell *sh, struct appliance *a, int argc, char **a
 		return rc;
 	}
 	if (rc == -ENOTEMPTY) {
-		struct appliance_vg_info vi;
+		const char *vg = appliance_disks_vg(a) ? appliance_disks_vg(a) : "VG";
 
-		if (appliance_vg_info(a, &vi))
-			snprintf(vi.vg, sizeof(vi.vg), "VG");
 		shell_printf(sh,
 			     "error: the disks hold LVM volume group %s with its pool and "
 			     "volumes; to erase all of it, name it: pool format --force --confirm "
 			     "%s\n",
-			     vi.vg, vi.vg);
+			     vg, vg);
 		return rc;
 	}
 	if (rc == -EEXIST) {

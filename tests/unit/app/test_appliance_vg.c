@@ -1264,7 +1264,7 @@ static void refused(struct fx *f, const char *why)
 	ok(sh(f, "pool format") != 0);
 	/* Still a VG: erased only when the format names it. */
 	ok_eq(sh(f, "pool format --force"), -ENOTEMPTY);
-	ok(has(f->out, "--confirm"));
+	ok(has(f->out, "--confirm thinbox"));
 	ok_eq(sh(f, "pool format --force --confirm other"), -ENOTEMPTY);
 	ok(sh(f, "pool resize-data") != 0);
 	ok(sh(f, "pool commit") != 0);
