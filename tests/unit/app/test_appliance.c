@@ -780,6 +780,29 @@ TEST(pool_set_no_space_policy)
 	ok(e);
 	ok_eq(sh(f, "pool status"), 0);
 	ok(has(f, " error_if_no_space "));
+	/* Kept in lvm's own words: the pool LV's ERROR_WHEN_FULL flag (lvchange
+	 * --errorwhenfull), zero_new_blocks = 0 (--no-zero), and our tag for the timeout. */
+	{
+		struct lvm_disk dk[2] = { { .dev = f->meta }, { .dev = f->data } };
+		struct lvm_vg *vg = NULL;
+		const struct lvm_lv *pool;
+		unsigned missing;
+		char why[200];
+		bool ewf = false, tag = false;
+
+		if (ok_eq(lvm_disks_read(dk, 2, NULL, &vg, &missing, why, sizeof(why)), 0)) {
+			pool = lvm_vg_find_lv(vg, "pool");
+			for (unsigned i = 0; i < pool->flags.n; i++)
+				ewf |= !strcmp(pool->flags.v[i], "ERROR_WHEN_FULL");
+			for (unsigned i = 0; i < pool->tags.n; i++)
+				tag |=
+				    !strcmp(pool->tags.v[i], "thinbox_no_space_timeout_ms=30000");
+			ok(ewf && tag);
+			ok_eq(pool->segs[0].zero_new_blocks, 0);
+			ok_eq(pool->segs[0].discards, LVM_DISCARDS_PASSDOWN);
+		}
+		lvm_vg_free(vg);
+	}
 	ok(has(f, "when full       error at once (error-if-no-space on)"));
 	/* Bad input: a clear error, nothing changed. */
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
