@@ -8,11 +8,14 @@ what it cannot serve without changing a byte (docs/linux-lvm.md).
    full), snapshots it (vol0-snap, exported) and stops. The metadata disk file then grows
    by 8 MiB (two extents for lvm).
 1. Linux (boot A): `vgchange -ay` reads both digests; `pvresize` of the metadata disk;
-   `lvconvert --repair thinbox/pool` (thin_repair into the spare; the spare's extents become
-   pool_tmeta, the old tmeta pool_meta0); `lvextend -l +1 thinbox/pool METADISK` gives
-   pool_tdata a second segment on the metadata disk; `vgchange -ay`: the digests again, a
-   new thin LV `grown` gets 2 MiB that can only land in the new extent (the old ones are
-   full); `vgchange -an`; `vgrename thinbox other`. `lvs --segments` before and after.
+   `lvextend -l +1 thinbox/pool METADISK` gives pool_tdata a second segment on the metadata
+   disk; `vgchange -ay` and a new thin LV `grown` gets 2 MiB that can only land in the new
+   extent (the old ones are full); `lvconvert --repair thinbox/pool` (thin_repair into the
+   spare: the spare's extent becomes pool_tmeta, the old tmeta the visible pool_meta0, a new
+   spare lvol1_pmspare); `vgchange -ay`: the three digests; `vgrename thinbox other`.
+   (Repair first and extend after does not work in Linux when the pool was full: thin_repair
+   0.9 counts a partial last bitmap's free entries in range only, 0, and dm-thin then skips
+   the grown part of that bitmap: the writes fail with no space.)
 2. The appliance: READY on VG `other` (`pool status` says so, with the bigger pool),
    `thinbox-lvm show` has pool_tmeta on another extent than before, vol0, vol0-snap and
    grown read their digests over NBD (grown's blocks are past the old end of the data:
