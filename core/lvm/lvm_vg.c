@@ -809,10 +809,11 @@ int lvm_vg_validate(const struct lvm_vg *vg, char *why, size_t why_len)
 			return why_set(why, why_len, "PV %.64s: bad key or id", pv->key);
 		if (pv->status & ~LVM_PV_ALLOCATABLE)
 			return why_set(why, why_len, "PV %s: unknown status bits", pv->key);
+		/* Only the extents must fit in dev_size: lvm's pvresize records the device's
+		 * size less pe_start there (lvm2 2.03.16), so a PV whose extents end at the
+		 * end of the device has dev_size = pe_count * extent_size. */
 		if (!pv->pe_start || pv->pe_count > UINT64_MAX / vg->extent_size ||
-		    (pv->dev_size &&
-		     (pv->pe_start > pv->dev_size ||
-		      pv->pe_count * vg->extent_size > pv->dev_size - pv->pe_start)))
+		    (pv->dev_size && pv->pe_count * vg->extent_size > pv->dev_size))
 			return why_set(why, why_len,
 				       "PV %s: %llu extents from sector %llu do not fit in %llu "
 				       "sectors",

@@ -118,6 +118,32 @@ TEST(refusals)
 }
 
 /*
+ * After `lvm pvresize` of a device of 61 MiB (pe_start 1 MiB, 15 extents of 4 MiB), lvm2
+ * 2.03.16 writes dev_size = 122880: the device's size less pe_start, so the extents end
+ * exactly at dev_size. Such a VG is lvm's own and reads; extents past dev_size do not.
+ */
+TEST(pvresize_dev_size)
+{
+	struct lvm_vg *vg = demo_vg(), *back = NULL;
+	char *t = vg ? text_of(vg) : NULL, *p, why[200] = "";
+	char edited[16384];
+
+	if (!ok(t) || !ok((p = strstr(t, "dev_size = 131072\n")) != NULL))
+		goto out;
+	snprintf(edited, sizeof(edited), "%.*sdev_size = 122880%s", (int)(p - t), t,
+		 p + strlen("dev_size = 131072"));
+	if (!ok_eq(lvm_vg_from_text(edited, strlen(edited), &back, why, sizeof(why)), 0))
+		fail("%s", why);
+	else
+		ok_eq(back->pvs[0].dev_size, 122880);
+	lvm_vg_free(back);
+	refused("dev_size = 131072", "dev_size = 122879", "15 extents from sector 2048 do not fit");
+out:
+	free(t);
+	lvm_vg_free(vg);
+}
+
+/*
  * A pool whose _tdata is two linear pieces on two PVs (lvextend after the data disk filled
  * up) and whose _tmeta is two pieces: kept, written back identically, and mapped piece by
  * piece in logical order.
