@@ -4,13 +4,15 @@
  * is -ENODEV; a seed needs enough credited bytes (short reads add up, zero-byte reads and
  * failures do not); stuck blocks are rejected; every credited source goes into the seed (the
  * output depends on each); uncredited jitter never counts; reseeds come on schedule and a
- * failed reseed fails the request (zeroed output) instead of stretching the old seed.
+ * failed reseed fails the request (zeroed output) instead of stretching the old seed. And the
+ * host build's plat_random().
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/base/entropy.h"
+#include "core/base/plat.h"
 #include "tests/support/harness.h"
 
 struct fake {
@@ -274,4 +276,19 @@ TEST(large_requests_span_drbg_calls)
 	ok(memcmp(out, out + HMAC_DRBG_MAX_REQUEST, 64) != 0);
 	ok(!all_zero(out + len - 100, 100));
 	free(out);
+}
+
+/* The host build's plat_random(): getrandom(), any length, two calls differ. */
+TEST(host_plat_random)
+{
+	uint8_t a[32], b[32];
+	static uint8_t big[1 << 20];
+
+	ok_eq(plat_random(a, sizeof(a)), 0);
+	ok_eq(plat_random(b, sizeof(b)), 0);
+	ok(memcmp(a, b, sizeof(a)) != 0);
+	ok_eq(plat_random(big, sizeof(big)), 0);
+	ok(!all_zero(big + sizeof(big) - 64, 64));
+	ok_eq(plat_random(NULL, 0), 0);
+	ok_eq(plat_random(NULL, 1), -EINVAL);
 }
