@@ -9,7 +9,7 @@
  * bounded number of times (RDRAND 10, as Intel's guide recommends, RDSEED more, with a pause
  * between) and then reports -EAGAIN. Neither is trusted blindly: cpu_rand_detect() runs a
  * start-up test (the instruction must work and not return a constant, a known failure of
- * some parts after suspend/microcode bugs: all ones with CF = 1) and the entropy source
+ * some AMD parts after a suspend: all ones with CF = 1) and the entropy source
  * rejects a word equal to the one before it. Their output only ever reaches plat_random()
  * through the entropy pool's DRBG, mixed with virtio-rng when that exists.
  */
