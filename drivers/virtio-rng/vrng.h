@@ -27,9 +27,9 @@
 
 #define VRNG_QUEUE_SIZE	 4   /* one request in flight at a time: a small ring is enough */
 #define VRNG_MAX_REQUEST 256 /* bytes per request: one bounded wait buys at most this */
-#define VRNG_TIMEOUT_NS                                                                            \
-	(2 * NSEC_PER_SEC) /* QEMU answers in microseconds: margin for a loaded host */
-#define VRNG_REQUESTQ 0
+/* QEMU answers in microseconds; the rest is margin for a loaded host. */
+#define VRNG_TIMEOUT_NS (2 * NSEC_PER_SEC)
+#define VRNG_REQUESTQ	0
 
 struct vrng_stats {
 	uint64_t requests; /* buffers the device finished */
