@@ -39,7 +39,8 @@ PORTABLE_SRCS := $(sort $(wildcard core/*.c core/*/*.c config/*.c app/*.c net/nb
 HOST_LIB_SRCS := $(sort $(filter-out host/main.c,$(wildcard host/*.c)))
 # The portable parts of the virtio drivers, for their host unit tests (no PCI, no MMIO).
 HOST_LIB_SRCS += drivers/virtio/virtqueue.c drivers/virtio/virtio.c drivers/virtio-blk/vblk.c \
-	drivers/virtio-blk/roles.c drivers/virtio-net/vnet.c
+	drivers/virtio-blk/roles.c drivers/virtio-net/vnet.c \
+	drivers/virtio-rng/vrng.c
 # Host programs: thinbox itself, and one tool per file in host/tools/.
 HOST_TOOL_SRCS := $(sort $(wildcard host/tools/*.c))
 HOST_TOOLS := $(patsubst host/tools/%.c,$(HOSTDIR)/%,$(HOST_TOOL_SRCS))

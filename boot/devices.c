@@ -21,6 +21,7 @@
 #include "drivers/virtio-blk/roles.h"
 #include "drivers/virtio-blk/vblk.h"
 #include "drivers/virtio-net/vnet.h"
+#include "drivers/virtio-rng/vrng.h"
 #include "drivers/virtio/virtio_pci.h"
 #include "net/lwip/netif_vnet.h"
 
@@ -47,6 +48,10 @@ static int meta_idx = -1, data_idx = -1;
 static struct vpci_dev *nic_vp;
 static struct vnet *nic;
 static int nic_rc = -ENODEV;
+
+static struct vpci_dev *rng_vp;
+static struct vrng *rng;
+static int rng_rc = -ENODEV;
 
 static void (*rx_handler)(void *ctx, const void *frame, size_t len, unsigned flags);
 static void *rx_ctx;
@@ -130,6 +135,29 @@ static void probe_nic(const struct pci_dev *d)
 		    nic->mac[4], nic->mac[5], nic->link_up ? "up" : "down");
 }
 
+static void probe_rng(const struct pci_dev *d)
+{
+	if (rng_vp) {
+		plat_printf("thinbox: rng %02x:%02x.%x: ignored, one virtio-rng is driven\n",
+			    d->bus, d->dev, d->fn);
+		return;
+	}
+	rng_vp = calloc(1, sizeof(*rng_vp));
+	if (!rng_vp) {
+		rng_rc = -ENOMEM;
+		return;
+	}
+	rng_rc = vpci_init(rng_vp, d, vpci_flags_for(d));
+	if (!rng_rc)
+		rng_rc = vrng_create(&rng_vp->vdev, &rng);
+	if (rng_rc) {
+		plat_printf("thinbox: rng %02x:%02x.%x: virtio-rng did not start (%d)\n", d->bus,
+			    d->dev, d->fn, rng_rc);
+		return;
+	}
+	plat_printf("thinbox: rng %02x:%02x.%x: virtio-rng\n", d->bus, d->dev, d->fn);
+}
+
 static void role_msg(void *ctx, const char *line)
 {
 	(void)ctx;
@@ -159,6 +187,8 @@ int devices_probe(void)
 				    d->bus, d->dev, d->fn, MAX_DISKS);
 		} else if (d->device == VIRTIO_PCI_DEVICE_NET) {
 			probe_nic(d);
+		} else if (d->device == VIRTIO_PCI_DEVICE_RNG) {
+			probe_rng(d);
 		}
 	}
 	if (!nic_vp)
@@ -208,6 +238,18 @@ struct blkdev *devices_disk(unsigned idx)
 struct vnet *devices_nic(void)
 {
 	return nic;
+}
+
+struct vrng *devices_rng(int *rc)
+{
+	if (rc)
+		*rc = rng_rc;
+	return rng;
+}
+
+const char *devices_rng_addr(void)
+{
+	return rng_vp ? rng_vp->vdev.name : NULL;
 }
 
 void devices_set_rx_handler(void (*fn)(void *ctx, const void *frame, size_t len, unsigned flags),

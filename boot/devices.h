@@ -2,7 +2,7 @@
 /*
  * The firmware's virtio devices: probed after the PCI scan, disk roles decided (by slot or
  * configuration, drivers/virtio-blk/roles.h), polled from the main loop, and shown by the
- * shell's `disks` and `nic` commands (and the lwIP netif on the NIC by `net`). What the rest of the firmware (the pool, the lwIP
+ * shell's `disks` and `nic` commands (`rng`: boot/entropy.c) (and the lwIP netif on the NIC by `net`). What the rest of the firmware (the pool, the lwIP
  * netif) needs from here is the metadata and data disks and the NIC.
  */
 #ifndef BOOT_DEVICES_H
@@ -14,6 +14,7 @@
 struct blkdev;
 struct shell;
 struct vnet;
+struct vrng;
 
 /*
  * Start every virtio-blk and virtio-net function pci_scan() found and assign the disk roles.
@@ -31,6 +32,13 @@ void devices_poll(void);
 struct blkdev *devices_meta_disk(void);
 struct blkdev *devices_data_disk(void);
 struct vnet *devices_nic(void);
+/*
+ * The virtio-rng device (NULL when none started) and, in *@rc when not NULL, why not:
+ * -ENODEV when there is no such PCI function, else the driver's error.
+ */
+struct vrng *devices_rng(int *rc);
+/* The virtio-rng function's PCI address ("00:10.0"), or NULL when there is none. */
+const char *devices_rng_addr(void);
 
 /*
  * Who receives frames: the lwIP netif glue sets this. Without a handler, devices_poll()

@@ -23,6 +23,7 @@
 #include "boot/acpi.h"
 #include "boot/bootcfg.h"
 #include "boot/devices.h"
+#include "boot/entropy.h"
 #include "boot/exceptions.h"
 #include "boot/io.h"
 #include "boot/page_alloc.h"
@@ -515,6 +516,8 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	plat_printf("thinbox: pci %u functions\n", pci_count());
 	/* The virtio drivers; a missing disk is reported and the shell still comes up. */
 	devices_probe();
+	/* Entropy next: virtio-rng is up, and TLS (later) must know before it listens. */
+	entropy_setup();
 
 	/* The shell is about 17 KiB: from the heap, since .bss would sit in the .efi file. */
 	sh = malloc(sizeof(*sh));
@@ -522,6 +525,7 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 		plat_panic("no memory for the shell");
 	shell_init(sh, shell_write, NULL);
 	devices_shell_init(sh);
+	entropy_shell_init(sh);
 	/* Test switch: the virtio self-test commands (tests/qemu/virtio_*.t, virtio.bench). */
 	if (bootcfg_get("test-selftest"))
 		virtio_selftest_init(sh);

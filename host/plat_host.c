@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,6 +98,27 @@ void plat_console_write(const char *buf, size_t len)
 		buf += n;
 		len -= (size_t)n;
 	}
+}
+
+int plat_random(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	if (!buf && len)
+		return -EINVAL;
+	while (len) {
+		/* Up to 32 MiB - 1 per call on Linux, fewer if a signal interrupts: loop. */
+		ssize_t n = getrandom(p, len, 0);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == ENOSYS ? -ENODEV : -EIO;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 int plat_console_getc(void)

@@ -3,8 +3,9 @@
 # The machine matches the QEMU tests (tests/qemu/qemu_harness.py): q35, OVMF as -bios,
 # -nodefaults, the ESP on AHCI with bootindex=0 (OVMF boots it first and tries nothing else),
 # virtio devices at fixed PCI slots, virtio-net with user networking forwarding
-# 127.0.0.1:$(NBD_PORT) to the guest's port 10809. The serial port is multiplexed with the
-# QEMU monitor: Ctrl-A X quits, Ctrl-A C toggles the monitor.
+# 127.0.0.1:$(NBD_PORT) to the guest's port 10809, virtio-rng (the entropy source) at 00:10.0.
+# The serial port is multiplexed with the QEMU monitor: Ctrl-A X quits, Ctrl-A C toggles the
+# monitor.
 #
 # The disks are created sparse on first use and kept between runs; META_SIZE/DATA_SIZE only
 # apply when a disk is created (delete it, or qemu-img resize it, to change its size).
@@ -33,6 +34,7 @@ QEMU_RUN_ARGS = -machine q35 -m $(QEMU_MEM) -smp 1 -nodefaults -display none \
 	-device virtio-blk-pci,drive=data,disable-legacy=on,addr=0x5 \
 	-netdev user,id=n0,hostfwd=tcp:127.0.0.1:$(NBD_PORT)-:10809 \
 	-device virtio-net-pci,netdev=n0,disable-legacy=on,addr=0x6,romfile= \
+	-device virtio-rng-pci,disable-legacy=on,addr=0x10 \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
 	-serial mon:stdio $(QEMU_EXTRA)
 

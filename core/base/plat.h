@@ -45,6 +45,28 @@ void plat_udelay(uint32_t us);
  */
 int plat_wall_time(uint64_t *unix_seconds);
 
+/* ---- Randomness ---------------------------------------------------------------------- */
+
+/*
+ * Fill @buf with @len cryptographic-quality random bytes: keys, nonces, the seed of a DRBG
+ * (the TLS code seeds mbedTLS's CTR_DRBG from this; it fits mbedtls_entropy_add_source()'s
+ * callback with *olen = len on success). All or nothing:
+ *   0        @buf holds @len random bytes;
+ *   -ENODEV  no entropy source: the firmware found neither a virtio-rng device nor RDRAND
+ *            (nor RDSEED). The caller must refuse what needs secrets ("no entropy source: no
+ *            virtio-rng device and no RDRAND"), never fall back to something weaker;
+ *   -EIO     sources exist but did not deliver enough for the (re)seed that was due (a dead
+ *            device, a stuck RDRAND); a later call may succeed;
+ *   -EINVAL  @buf NULL with @len > 0.
+ * On an error @buf is zeroed (firmware) or unspecified (host): never use it.
+ *
+ * Host: getrandom(2) (blocks only until the kernel's pool is initialised, early at boot).
+ * Firmware (boot/entropy.c): an HMAC_DRBG (SP 800-90A, SHA-256) seeded from virtio-rng and
+ * RDSEED/RDRAND together, TSC jitter mixed in but never counted, reseeded every 1024 calls
+ * (core/base/entropy.h). Any length; not reentrant (both builds are single-threaded here).
+ */
+int plat_random(void *buf, size_t len);
+
 /* ---- Console ------------------------------------------------------------------------ */
 
 /* Write @len bytes to the console (serial port, or the host's stdout). Never fails. */

@@ -18,6 +18,7 @@ struct pci_dev;
 
 #define VIRTIO_PCI_DEVICE_NET 0x1041 /* 0x1040 + device type 1 (§4.1.2.1) */
 #define VIRTIO_PCI_DEVICE_BLK 0x1042 /* 0x1040 + device type 2 */
+#define VIRTIO_PCI_DEVICE_RNG 0x1044 /* 0x1040 + device type 4 (entropy) */
 
 /* ---- On-device structures (§4.1.4) ----------------------------------------------------- */
 

@@ -4,7 +4,8 @@
 A test creates a Machine (chosen disks, NIC, fw_cfg switches, ESP), starts it, and then uses
 expect()/send()/command() on the serial console and wait_exit() for QEMU's exit status.
 The machine is the one `make run` boots (mk/qemu.mk): q35, OVMF as -bios, -nodefaults, the ESP
-on AHCI with bootindex=0, virtio-blk at 00:04.0 and 00:05.0, virtio-net at 00:06.0, and
+on AHCI with bootindex=0, virtio-blk at 00:04.0 and 00:05.0, virtio-net at 00:06.0,
+virtio-rng at 00:10.0 (RNG_SLOT: past any disk and NIC slots a test may use), and
 isa-debug-exit, so the firmware can stop QEMU with status 33 (pass) or 35 (failure).
 
 Rules the harness enforces:
@@ -63,6 +64,8 @@ RC_POWEROFF = 0  # ACPI S5 (also: reset or triple fault with -no-reboot)
 RC_DEBUG_PASS = 33  # isa-debug-exit 0x10
 RC_DEBUG_FAIL = 35  # isa-debug-exit 0x11
 
+RNG_SLOT = 0x10  # virtio-rng's PCI slot, as in mk/qemu.mk
+
 BOOT_TIMEOUT = float(os.environ.get("QEMU_BOOT_TIMEOUT", "90"))  # QEMU start -> prompt
 
 
@@ -89,12 +92,13 @@ class Machine:
            and data); net: add virtio-net at the next slot; fw_cfg: {key: value} passed as
            opt/thinbox/<key>; esp_cfg: text put on a copy of the ESP as \\thinbox.cfg;
            esp: path of the ESP image (None: no ESP at all); no_reboot: QEMU exits on a guest reset;
-           debug_exit: add isa-debug-exit (the firmware's way to stop QEMU with 33/35).
+           debug_exit: add isa-debug-exit (the firmware's way to stop QEMU with 33/35);
+           rng: add virtio-rng at RNG_SLOT (the entropy source; rng=False: a machine without it).
     """
 
     def __init__(self, name, disks=(("meta", 16 << 20), ("data", 64 << 20)), net=True,
                  fw_cfg=None, esp_cfg=None, esp=ESP_IMG, no_reboot=True, mem="256M",
-                 debug_exit=True, extra_args=()):
+                 debug_exit=True, rng=True, extra_args=()):
         self.name = name
         self.disks = list(disks)
         self.net = net
@@ -103,6 +107,7 @@ class Machine:
         self.esp = esp
         self.no_reboot = no_reboot
         self.debug_exit = debug_exit
+        self.rng = rng
         self.mem = mem
         self.extra_args = list(extra_args)
         self.port = None
@@ -149,6 +154,8 @@ class Machine:
             args += ["-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:10809" % self.port,
                      "-device", "virtio-net-pci,netdev=n0,disable-legacy=on,addr=%#x,romfile="
                      % slot]
+        if self.rng:
+            args += ["-device", "virtio-rng-pci,disable-legacy=on,addr=%#x" % RNG_SLOT]
         if self.debug_exit:
             args += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
         for key, value in self.fw_cfg.items():
