@@ -52,4 +52,11 @@ int tls_selftest_psk_run(const struct tls_selftest_psk *opt, struct tls_selftest
 /* The mbedTLS version the build uses, e.g. "2.28.3". */
 const char *tls_library_version(void);
 
+/*
+ * The date mbedTLS checks certificate validity against: the C library's time() (in the
+ * firmware newlib's, over plat_wall_time()), in seconds since 1970; -1 when there is no
+ * clock, and then every certificate counts as not yet valid.
+ */
+long long tls_clock_now(void);
+
 #endif
