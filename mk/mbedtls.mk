@@ -50,25 +50,32 @@ MBEDTLS_EFI_LIB := $(EFIDIR)/libmbedtls.a
 $(MBEDTLS_HDR):
 	@echo "mbedTLS source missing in $(MBEDTLS_DIR): run scripts/setup" >&2; exit 1
 
-# Built once per build directory; the time is printed because a fresh clone's `make test`
-# pays it (about a minute for each build on two cores, docs/tls.md).
-$(HOSTDIR)/mbedtls/%.o: $(MBEDTLS_DIR)/library/%.c $(MBEDTLS_CONFIG) | $(MBEDTLS_HDR)
-	@mkdir -p $(@D)
+# Built once per build directory. A fresh clone's `make test` pays it, so the time is
+# printed: .start is made before the first object (an order-only prerequisite, so only when
+# missing) and removed once the archive is written.
+$(HOSTDIR)/mbedtls/.start $(EFIDIR)/mbedtls/.start:
+	@mkdir -p $(@D) && touch $@
+
+$(HOSTDIR)/mbedtls/%.o: $(MBEDTLS_DIR)/library/%.c $(MBEDTLS_CONFIG) | $(MBEDTLS_HDR) \
+		$(HOSTDIR)/mbedtls/.start
 	@$(if $(Q),echo "  CC(tls) $(notdir $<)")
 	$(Q)$(HOST_CC) $(MBEDTLS_HOST_CFLAGS) -c $< -o $@
 
-$(EFIDIR)/mbedtls/%.o: $(MBEDTLS_DIR)/library/%.c $(MBEDTLS_CONFIG) $(NEWLIB_STAMP) | $(MBEDTLS_HDR)
-	@mkdir -p $(@D)
+$(EFIDIR)/mbedtls/%.o: $(MBEDTLS_DIR)/library/%.c $(MBEDTLS_CONFIG) $(NEWLIB_STAMP) | \
+		$(MBEDTLS_HDR) $(EFIDIR)/mbedtls/.start
 	@$(if $(Q),echo "  CC(tls,efi) $(notdir $<)")
 	$(Q)$(EFI_CC) $(MBEDTLS_EFI_CFLAGS) -c $< -o $@
 
+# archive WHICH START: write $@ from $^, then say how long the objects took.
+mbedtls_archive = rm -f $@ && ar rcs $@ $^ && \
+	if [ -f $(2) ]; then echo "  mbedTLS $(notdir $(MBEDTLS_DIR)) ($(1)): $@, \
+	$(words $^) files in $$(( $$(date +%s) - $$(stat -c %Y $(2)) )) s"; rm -f $(2); fi
+
 $(MBEDTLS_HOST_LIB): $(MBEDTLS_HOST_OBJS)
-	$(Q)rm -f $@ && ar rcs $@ $^
-	@echo "  mbedTLS $(notdir $(MBEDTLS_DIR)) (host): $@"
+	$(Q)$(call mbedtls_archive,host,$(HOSTDIR)/mbedtls/.start)
 
 $(MBEDTLS_EFI_LIB): $(MBEDTLS_EFI_OBJS)
-	$(Q)rm -f $@ && ar rcs $@ $^
-	@echo "  mbedTLS $(notdir $(MBEDTLS_DIR)) (firmware): $@"
+	$(Q)$(call mbedtls_archive,firmware,$(EFIDIR)/mbedtls/.start)
 
 # Our files that include mbedTLS's headers get its include path and configuration, in every
 # build that compiles them (HOST_EXTRA: the host, release and fuzz rules of the Makefile;
