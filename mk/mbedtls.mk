@@ -1,7 +1,7 @@
 # mbedTLS for both builds: Debian's `mbedtls` source package (2.28 on Debian 12), fetched by
-# scripts/setup with `apt-get source mbedtls` into build/cache/mbedtls-VERSION/, compiled with
-# our rules (not its CMake) and our configuration net/tls/mbedtls_config.h into one archive
-# per build:
+# scripts/setup with `apt-get source mbedtls` into build/cache/mbedtls-DEBIAN_VERSION/ (e.g.
+# mbedtls-2.28.3-1), compiled with our rules (not its CMake) and our configuration
+# net/tls/mbedtls_config.h into one archive per build:
 #
 #   build/host/libmbedtls.a   the host build: host compiler, -O1 with ASan/UBSan like every
 #                             host object, so the unit tests check the library too
@@ -21,10 +21,11 @@ MBEDTLS_MK_INCLUDED := 1
 
 include mk/newlib.mk
 
-# The newest complete tree in the cache (build/cache is shared: a newer Debian release adds
-# a directory beside the old one). Before scripts/setup has run, a name that says so.
-MBEDTLS_DIR := $(patsubst %/library/ssl_tls.c,%,$(lastword $(shell ls -d \
-	$(CACHE)/mbedtls-[0-9]*/library/ssl_tls.c 2>/dev/null | sort -V)))
+# The newest complete tree in the cache, mbedtls-DEBIAN_VERSION (build/cache is shared: a
+# newer Debian release adds a directory beside the old one). Before scripts/setup has run, a
+# name that says so.
+MBEDTLS_DIR := $(shell ls -d $(CACHE)/mbedtls-[0-9]*/library/ssl_tls.c 2>/dev/null | \
+	sed 's|/library/ssl_tls.c$$||' | sort -V | tail -n 1)
 ifeq ($(MBEDTLS_DIR),)
 MBEDTLS_DIR := $(CACHE)/mbedtls-missing-run-scripts-setup
 endif
@@ -42,8 +43,12 @@ MBEDTLS_EFI_CFLAGS := -std=gnu11 -O2 -g $(MBEDTLS_WARN) -ffreestanding -fpic -fn
 	-nostdinc -isystem $(NEWLIB_INC) -isystem $(shell $(EFI_CC) -print-file-name=include) \
 	-I. $(MBEDTLS_INC) -MMD -MP
 
-MBEDTLS_HOST_OBJS := $(patsubst $(MBEDTLS_DIR)/library/%.c,$(HOSTDIR)/mbedtls/%.o,$(MBEDTLS_SRCS))
-MBEDTLS_EFI_OBJS := $(patsubst $(MBEDTLS_DIR)/library/%.c,$(EFIDIR)/mbedtls/%.o,$(MBEDTLS_SRCS))
+# Objects in a directory named after the tree, so another version is compiled afresh.
+MBEDTLS_HOST_OBJDIR := $(HOSTDIR)/$(notdir $(MBEDTLS_DIR))
+MBEDTLS_EFI_OBJDIR := $(EFIDIR)/$(notdir $(MBEDTLS_DIR))
+MBEDTLS_HOST_OBJS := $(patsubst $(MBEDTLS_DIR)/library/%.c,$(MBEDTLS_HOST_OBJDIR)/%.o,\
+	$(MBEDTLS_SRCS))
+MBEDTLS_EFI_OBJS := $(patsubst $(MBEDTLS_DIR)/library/%.c,$(MBEDTLS_EFI_OBJDIR)/%.o,$(MBEDTLS_SRCS))
 MBEDTLS_HOST_LIB := $(HOSTDIR)/libmbedtls.a
 MBEDTLS_EFI_LIB := $(EFIDIR)/libmbedtls.a
 
@@ -53,16 +58,16 @@ $(MBEDTLS_HDR):
 # Built once per build directory. A fresh clone's `make test` pays it, so the time is
 # printed: .start is made before the first object (an order-only prerequisite, so only when
 # missing) and removed once the archive is written.
-$(HOSTDIR)/mbedtls/.start $(EFIDIR)/mbedtls/.start:
+$(MBEDTLS_HOST_OBJDIR)/.start $(MBEDTLS_EFI_OBJDIR)/.start:
 	@mkdir -p $(@D) && touch $@
 
-$(HOSTDIR)/mbedtls/%.o: $(MBEDTLS_DIR)/library/%.c $(MBEDTLS_CONFIG) | $(MBEDTLS_HDR) \
-		$(HOSTDIR)/mbedtls/.start
+$(MBEDTLS_HOST_OBJDIR)/%.o: $(MBEDTLS_DIR)/library/%.c $(MBEDTLS_CONFIG) | $(MBEDTLS_HDR) \
+		$(MBEDTLS_HOST_OBJDIR)/.start
 	@$(if $(Q),echo "  CC(tls) $(notdir $<)")
 	$(Q)$(HOST_CC) $(MBEDTLS_HOST_CFLAGS) -c $< -o $@
 
-$(EFIDIR)/mbedtls/%.o: $(MBEDTLS_DIR)/library/%.c $(MBEDTLS_CONFIG) $(NEWLIB_STAMP) | \
-		$(MBEDTLS_HDR) $(EFIDIR)/mbedtls/.start
+$(MBEDTLS_EFI_OBJDIR)/%.o: $(MBEDTLS_DIR)/library/%.c $(MBEDTLS_CONFIG) $(NEWLIB_STAMP) | \
+		$(MBEDTLS_HDR) $(MBEDTLS_EFI_OBJDIR)/.start
 	@$(if $(Q),echo "  CC(tls,efi) $(notdir $<)")
 	$(Q)$(EFI_CC) $(MBEDTLS_EFI_CFLAGS) -c $< -o $@
 
@@ -72,10 +77,10 @@ mbedtls_archive = rm -f $@ && ar rcs $@ $^ && \
 	$(words $^) files in $$(( $$(date +%s) - $$(stat -c %Y $(2)) )) s"; rm -f $(2); fi
 
 $(MBEDTLS_HOST_LIB): $(MBEDTLS_HOST_OBJS)
-	$(Q)$(call mbedtls_archive,host,$(HOSTDIR)/mbedtls/.start)
+	$(Q)$(call mbedtls_archive,host,$(MBEDTLS_HOST_OBJDIR)/.start)
 
 $(MBEDTLS_EFI_LIB): $(MBEDTLS_EFI_OBJS)
-	$(Q)$(call mbedtls_archive,firmware,$(EFIDIR)/mbedtls/.start)
+	$(Q)$(call mbedtls_archive,firmware,$(MBEDTLS_EFI_OBJDIR)/.start)
 
 # Our files that include mbedTLS's headers get its include path and configuration, in every
 # build that compiles them (HOST_EXTRA: the host, release and fuzz rules of the Makefile;
@@ -94,7 +99,7 @@ $(HOSTDIR)/tests/tls/%: $(HOSTDIR)/obj/tests/unit/tls/%.o $(HOSTDIR)/libtestsupp
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
 
-.PRECIOUS: $(HOSTDIR)/mbedtls/%.o $(EFIDIR)/mbedtls/%.o
+.PRECIOUS: $(MBEDTLS_HOST_OBJDIR)/%.o $(MBEDTLS_EFI_OBJDIR)/%.o
 
 .PHONY: mbedtls mbedtls-dir
 mbedtls: $(MBEDTLS_HOST_LIB) $(MBEDTLS_EFI_LIB)
