@@ -34,7 +34,8 @@ CACHE   := $(BUILD)/cache
 # ---- Sources ------------------------------------------------------------------------------
 
 # Portable code: compiled into the firmware and the host build alike.
-PORTABLE_SRCS := $(sort $(wildcard core/*.c core/*/*.c config/*.c app/*.c net/nbd/*.c))
+# net/tls/ is mbedTLS's glue (mk/mbedtls.mk gives it the library's headers).
+PORTABLE_SRCS := $(sort $(wildcard core/*.c core/*/*.c config/*.c app/*.c net/nbd/*.c net/tls/*.c))
 # The host build's platform and devices (Linux: files as disks, POSIX sockets).
 HOST_LIB_SRCS := $(sort $(filter-out host/main.c,$(wildcard host/*.c)))
 # The portable parts of the virtio drivers, for their host unit tests (no PCI, no MMIO).
@@ -85,17 +86,17 @@ FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZDIR)/obj/%.o,$(PORTABLE_SRCS) $(HOST_LIB_S
 $(HOSTDIR)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(HOST_CC) $(HOST_CFLAGS) -c $< -o $@
+	$(Q)$(HOST_CC) $(HOST_CFLAGS) $(HOST_EXTRA) -c $< -o $@
 
 $(RELDIR)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC(rel) $<")
-	$(Q)$(HOST_CC) $(REL_CFLAGS) -c $< -o $@
+	$(Q)$(HOST_CC) $(REL_CFLAGS) $(HOST_EXTRA) -c $< -o $@
 
 $(FUZZDIR)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC(fuz) $<")
-	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(HOST_EXTRA) -c $< -o $@
 
 $(HOSTDIR)/libthinbox.a: $(HOST_LIB_OBJS)
 	@mkdir -p $(@D)

@@ -30,6 +30,7 @@
 #include "drivers/bus/pci.h"
 #include "boot/plat_efi.h"
 #include "boot/serial.h"
+#include "boot/tls_cmd.h"
 #include "boot/virtio_selftest.h"
 #include "app/appliance.h"
 #include "config/appliance_cmds.h"
@@ -526,6 +527,7 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	shell_init(sh, shell_write, NULL);
 	devices_shell_init(sh);
 	entropy_shell_init(sh);
+	tls_cmd_init(sh);
 	/* Test switch: the virtio self-test commands (tests/qemu/virtio_*.t, virtio.bench). */
 	if (bootcfg_get("test-selftest"))
 		virtio_selftest_init(sh);

@@ -15,6 +15,7 @@
 
 include mk/newlib.mk
 include mk/lwip.mk
+include mk/mbedtls.mk
 
 EFI_ARCH_INC := /usr/include/efi
 EFI_LDS := /usr/lib/elf_x86_64_efi.lds
@@ -63,9 +64,10 @@ $(EFIDIR)/obj/%.o: %.S $(NEWLIB_STAMP)
 	@$(if $(Q),echo "  AS(efi) $<")
 	$(Q)$(EFI_CC) $(EFI_CFLAGS) $(EFI_EXTRA) -c $< -o $@
 
-$(EFI_SO): $(EFI_OBJS) $(LWIP_LIB) $(NEWLIB_STAMP) $(MAKEFILE_LIST)
+$(EFI_SO): $(EFI_OBJS) $(LWIP_LIB) $(MBEDTLS_EFI_LIB) $(NEWLIB_STAMP) $(MAKEFILE_LIST)
 	@$(if $(Q),echo "  LD(efi) $@")
 	$(Q)ld $(EFI_LDFLAGS) -Map=$(EFIDIR)/thinbox.map $(EFI_CRT0) $(EFI_OBJS) $(LWIP_LIB) \
+		$(MBEDTLS_EFI_LIB) \
 		-L$(NEWLIB_LIB) -L/usr/lib -lc -lgnuefi $(EFI_LIBGCC) -o $@
 	@# A PE image is relocated by gnu-efi's _relocate, which handles RELATIVE only.
 	$(Q)if readelf -rW $@ | awk 'NR>3 && $$3 ~ /^R_X86_64/ && $$3 != "R_X86_64_RELATIVE"' | \

@@ -38,6 +38,9 @@ src tests/unit/config/test_shell.c '"config/shell.h"'
 src config/cmd_x.c '"app/appliance.h"' '"config/shell.h"'
 src app/app_x.c '"config/store.h"' '"core/thin/thin_pool.h"' '"net/nbd/nbd_server.h"' \
 	'"app/appliance_internal.h"'
+src net/tls/tls_x.c '"mbedtls/ssl.h"' '"core/base/plat.h"'
+src tests/unit/tls/test_x.c '"mbedtls/x509_crt.h"' '"net/tls/tls_pair.h"'
+src boot/tls_x.c '"net/tls/tls_selftest.h"'
 out=$(bash "$tmp/scripts/lint" 2>&1)
 check allowed-includes-pass [ $? -eq 0 ]
 [ -z "$(grep -v 'files clean' <<<"$out")" ] || echo "$out"
@@ -64,6 +67,10 @@ src app/bad_cmds.c '"config/appliance_cmds.h"'
 src app/bad_shell.c '"config/shell.h"'
 src app/bad_lwip.c '"lwip/tcp.h"'
 src core/bad_app.c '"app/appliance.h"'
+src net/tls/bad_boot.c '"boot/devices.h"'
+src net/tls/bad_lwip.c '"lwip/tcp.h"'
+src app/bad_mbedtls.c '"mbedtls/ssl.h"'
+src boot/bad_mbedtls.c '"mbedtls/ssl.h"'
 out=$(bash "$tmp/scripts/lint" 2>&1)
 check forbidden-includes-fail [ $? -ne 0 ]
 # caught NAME FILE INCLUDE WHY: lint named FILE's include line and the rule.
@@ -95,7 +102,13 @@ caught app-no-shell-commands app/bad_cmds.c '"config/appliance_cmds.h"' 'not all
 caught app-no-lwip app/bad_lwip.c '"lwip/tcp.h"' 'not allowed in app/'
 caught app-no-shell app/bad_shell.c '"config/shell.h"' 'not allowed in app/'
 caught core-no-app core/bad_app.c '"app/appliance.h"' 'not allowed in core/'
+caught tls-no-boot net/tls/bad_boot.c '"boot/devices.h"' 'not allowed in net/tls/'
+caught tls-no-lwip net/tls/bad_lwip.c '"lwip/tcp.h"' 'not allowed in net/tls/'
+caught app-no-mbedtls app/bad_mbedtls.c '"mbedtls/ssl.h"' \
+	'mbedTLS headers only in net/tls/ and tests/unit/tls/'
+caught boot-no-mbedtls boot/bad_mbedtls.c '"mbedtls/ssl.h"' \
+	'mbedTLS headers only in net/tls/ and tests/unit/tls/'
 # One line per offending include (the directory's rule), and nothing about the allowed files.
-check one-line-per-include [ "$(grep -c '^lint: ' <<<"$out")" -eq 21 ]
-check allowed-files-not-named [ -z "$(grep -E ' (boot/root|net/lwip/glue|drivers/virtio/transport|host/main|tests/unit/config/test_shell|config/cmd_x|app/app_x)\.c:' <<<"$out")" ]
+check one-line-per-include [ "$(grep -c '^lint: ' <<<"$out")" -eq 25 ]
+check allowed-files-not-named [ -z "$(grep -E ' (boot/root|net/lwip/glue|drivers/virtio/transport|host/main|tests/unit/config/test_shell|config/cmd_x|app/app_x|net/tls/tls_x|tests/unit/tls/test_x|boot/tls_x)\.c:' <<<"$out")" ]
 finish
