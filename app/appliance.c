@@ -866,6 +866,16 @@ bool appliance_busy(const struct appliance *a)
 
 /* ---- Administration ----------------------------------------------------------------------- */
 
+/* Whether every VG copy app_vg_read() found on the disks is of the VG @fo forces and names. */
+static bool vg_copies_named(const struct appliance *a, const struct appliance_format_opts *fo)
+{
+	for (unsigned d = 0; d < 2; d++)
+		if (a->disks[d].vg_name[0] &&
+		    (!fo->force || !fo->confirm || strcmp(fo->confirm, a->disks[d].vg_name)))
+			return false;
+	return true;
+}
+
 int appliance_format(struct appliance *a, const struct appliance_format_opts *fo)
 {
 	struct thin_pool_opts po = a->o.pool_opts, defaults;
@@ -890,6 +900,10 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 		lvm_vg_free(old);
 		if (!fo->force || !named)
 			return -ENOTEMPTY; /* a volume group: its name must be given */
+	} else if (!vg_copies_named(a, fo)) {
+		/* A VG the appliance cannot serve (on one disk only, with other PVs ...) is
+		 * someone's all the same: erased only when named too. */
+		return -ENOTEMPTY;
 	} else if (rc == -ENODATA) {
 		bool blank = meta_disk_blank(a, &rc);
 
