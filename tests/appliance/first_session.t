@@ -107,22 +107,9 @@ try:
     # Both disks are PVs of VG thinbox: each has an LVM label whose PV id is one of the VG's,
     # the pool's metadata LV is on the metadata disk, its data LV is all of the data disk,
     # and the volumes and exports are the VG's thin LVs and tags.
-    pv_ids = []
-    for disk in (meta, data):
-        with open(disk, "rb") as f:
-            f.seek(512)
-            label = f.read(64)
-        pv_ids.append(label[32:64].decode("latin-1") if label[:8] == b"LABELONE" else None)
-    r = al.run([al.LVM_TOOL, "show", meta, data])
-    show = r.stdout
-    c.check("disks-are-the-pvs-of-vg-thinbox", r.returncode == 0 and
-            show.startswith("vg thinbox ") and " pvs 2 " in show and
-            "pv pv0 id %s pe_start 2048 pe_count %d\n" % (pv_ids[0], META_EXTENTS) in show and
-            "pv pv1 id %s pe_start 2048 pe_count %d\n" % (pv_ids[1], DATA_EXTENTS) in show,
-            "%s\n%s%s" % (pv_ids, show, r.stderr))
-    c.check("pool-lvs-on-their-disks", re.search(r"^lv pool_tmeta .* pv pv0 pe ", show, re.M) and
-            "lv pool_tdata sectors %d visible 0 type linear pv pv1 pe 0\n"
-            % (EXTENT * DATA_EXTENTS // 512) in show, show)
+    bad = al.vg_layout_problems(meta, data, META_EXTENTS, DATA_EXTENTS)
+    c.check("disks-are-the-pvs-of-vg-thinbox", not bad, "\n".join(bad))
+    show = al.vg_show(meta, data)[1]
     c.check("volumes-and-exports-in-the-vg",
             re.search(r"^lv vol0 .* type thin pool pool device_id 0 tags thinbox_export=vol0$",
                       show, re.M) and
