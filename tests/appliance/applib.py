@@ -245,13 +245,23 @@ def vg_layout_problems(meta, data, meta_extents, data_extents, vg="thinbox"):
 
 def thin_check(meta):
     """thin_check on the pool metadata of the appliance's metadata disk META."""
-    r = run(["thin_check", tmeta_image(meta)])
+    return thin_check_image(tmeta_image(meta))
+
+
+def thin_check_image(image):
+    """thin_check on a plain dm-thin metadata image (a copy of a _tmeta LV)."""
+    r = run(["thin_check", image])
     return r.returncode, r.stdout + r.stderr
 
 
 def thin_dump(meta):
+    """thin_dump_image() of the pool metadata of the appliance's metadata disk META."""
+    return thin_dump_image(tmeta_image(meta))
+
+
+def thin_dump_image(image):
     """{'transaction': int, 'devices': {id: {'mapped': n, 'map': {vblock: dblock}}}}"""
-    r = run(["thin_dump", tmeta_image(meta)])
+    r = run(["thin_dump", image])
     if r.returncode:
         raise Failure("thin_dump: " + r.stderr)
     root = ET.fromstring(r.stdout)

@@ -5,18 +5,19 @@
 1. The host build makes a pool on two files (16 MiB metadata, 32 MiB data): vol0 (first
    boot), vol1 and its snapshot snap1, distinct data written to each over NBD; digests of
    every export read over NBD; stop.
-2. One guest boot: dmsetup builds a linear target over exactly the pool's metadata region
-   (the configuration store in the metadata disk's tail stays outside it), a thin-pool on
-   that and the data disk, and a thin target per volume by thin id; md5 of each. Then it
+2. One guest boot: dmsetup builds linear targets over exactly the pool's LVs, pool_tmeta on
+   the metadata disk and pool_tdata on the data disk, where the VG puts them (the LVM labels
+   and VG metadata before them stay outside), a thin-pool on those, and a thin target per
+   volume by thin id; md5 of each. Then it
    writes a pattern into vol1 with dd, takes a snapshot with the `create_snap` message,
    reads both, and removes every device (dm-thin commits its metadata).
    The negative control runs in the same boot: copies of the two images in which one byte
    of a data block vol1 maps is flipped; the guest reads vol1 from that pool too, and the
    comparison must tell it apart (it equals the digest of vol1 with that byte flipped).
-3. On the host: thin_check; the metadata region did not grow and the configuration tail is
-   untouched; thin_dump has the guest's snapshot. The appliance reopens: it deletes the
-   guest's snapshot (a thin device no configuration names: docs/appliance.md, Boot),
-   `pool check` is clean, vol1 reads the guest's data (digest), vol0 and snap1 are
+3. On the host: thin_check; the metadata region did not grow and everything of both disks
+   outside the two LVs (labels, VG metadata, the spare) is untouched; thin_dump has the
+   guest's snapshot. The appliance reopens: it reports the guest's snapshot (a thin device no
+   LV names: docs/appliance.md, Boot) and keeps it, `pool check` is clean, vol1 reads the guest's data (digest), vol0 and snap1 are
    unchanged; thin_check after it stops."""
 import hashlib
 import os
@@ -64,23 +65,30 @@ def write(h, export, chunks):
     hh.shutdown()
 
 
-def meta_region_bytes(meta_size):
-    """docs/appliance.md, Metadata disk layout: the store is the last 1 MiB (4 KiB aligned),
-    the settings block the 4 KiB before it; the pool's metadata is everything before."""
-    return (meta_size - MiB) // 4096 * 4096 - 4096
+def lv_extent(show, lv, pv):
+    """(first sector on the disk, sectors) of LV @lv, one linear segment on PV @pv, from
+    `thinbox-lvm show` (extents of 4 MiB after pe_start 1 MiB, docs/lvm2-format.md)."""
+    for line in show.splitlines():
+        w = line.split()
+        if w[:2] == ["lv", lv] and w[6:8] == ["type", "linear"] and w[8:10] == ["pv", pv]:
+            return 2048 + int(w[11]) * 8192, int(w[3])
+    raise al.Failure("no linear %s on %s in:\n%s" % (lv, pv, show))
 
 
-def superblock_meta_blocks(path):
-    """nr_blocks of the metadata space map root in the dm-thin superblock (docs/dm-thin-format.md)."""
+def superblock_meta_blocks(path, sector):
+    """nr_blocks of the metadata space map root in the dm-thin superblock at @sector
+    (docs/dm-thin-format.md)."""
     with open(path, "rb") as f:
+        f.seek(sector * 512)
         sb = f.read(4096)
     return struct.unpack_from("<Q", sb, 192)[0]
 
 
-def tail(path, start):
+def outside(path, start, sectors):
+    """The disk's bytes before and after the @sectors at @start."""
     with open(path, "rb") as f:
-        f.seek(start)
-        return f.read()
+        b = f.read()
+    return b[:start * 512] + b[(start + sectors) * 512:]
 
 
 def guest_script(p):
@@ -89,9 +97,10 @@ def guest_script(p):
     return r"""
 set -e
 meta=$(disk meta); data=$(disk data); badmeta=$(disk badmeta); baddata=$(disk baddata)
-pool() {  # pool NAME METADEV DATADEV: linear over the metadata region, then the thin-pool
-	dmsetup create $1-meta --table "0 %(meta_sectors)d linear $2 0"
-	dmsetup create $1 --table "0 %(data_sectors)d thin-pool /dev/mapper/$1-meta $3 %(block_sectors)d 0"
+pool() {  # pool NAME METADISK DATADISK: linear over the tmeta and tdata LVs, then the thin-pool
+	dmsetup create $1-meta --table "0 %(meta_sectors)d linear $2 %(meta_start)d"
+	dmsetup create $1-data --table "0 %(data_sectors)d linear $3 %(data_start)d"
+	dmsetup create $1 --table "0 %(data_sectors)d thin-pool /dev/mapper/$1-meta /dev/mapper/$1-data %(block_sectors)d 0"
 	echo "status $1 $(dmsetup status $1)"
 }
 thin() {  # thin POOL NAME ID SECTORS
@@ -110,7 +119,7 @@ done
 pool bad $badmeta $baddata
 thin bad bad-vol1 %(vol1_id)d %(vol1_sectors)d
 digest bad-vol1
-dmsetup remove bad-vol1 bad bad-meta
+dmsetup remove bad-vol1 bad bad-meta bad-data
 
 # Write into vol1 from a pattern, snapshot it with a message, read both.
 yes %(text)s | head -c %(len)d >/tmp/pattern
@@ -122,7 +131,7 @@ dmsetup resume vol1
 thin pool guestsnap %(new_id)d %(vol1_sectors)d
 digest guestsnap
 echo "status pool $(dmsetup status pool)"
-for d in guestsnap %(names)s pool pool-meta; do dmsetup remove $d; done
+for d in guestsnap %(names)s pool pool-meta pool-data; do dmsetup remove $d; done
 echo "left: $(dmsetup ls)"
 echo done
 """ % dict(p, vols=vols, names=" ".join(p["vols"]), text=GUEST_TEXT.strip(),
@@ -155,19 +164,26 @@ try:
     c.check("appliance-stops", h.stop() == 0)
 
     # ---- The numbers the guest's tables need --------------------------------------------
-    region = meta_region_bytes(META_SIZE)
+    show = al.vg_show(meta, data)[1]
+    meta_start, meta_sectors = lv_extent(show, "pool_tmeta", "pv0")
+    data_start, data_sectors = lv_extent(show, "pool_tdata", "pv1")
+    region = meta_sectors * 512
     c.check("metadata-region-is-what-the-superblock-says",
-            superblock_meta_blocks(meta) * 4096 == region,
-            "superblock %d blocks, region %d bytes" % (superblock_meta_blocks(meta), region))
+            superblock_meta_blocks(meta, meta_start) * 4096 == region,
+            "superblock %d blocks, pool_tmeta %d bytes"
+            % (superblock_meta_blocks(meta, meta_start), region))
     dump = al.thin_dump(meta)
     bs = dump["data_block_size"]
-    p = {"meta_sectors": region // 512, "block_sectors": bs,
-         "data_sectors": dump["nr_data_blocks"] * bs,
+    c.check("data-lv-is-the-pool-data-size", dump["nr_data_blocks"] * bs == data_sectors,
+            "%d blocks of %d sectors, pool_tdata %d sectors"
+            % (dump["nr_data_blocks"], bs, data_sectors))
+    p = {"meta_sectors": meta_sectors, "meta_start": meta_start, "block_sectors": bs,
+         "data_sectors": data_sectors, "data_start": data_start,
          "vols": {n: {"id": vols[n]["id"], "sectors": len(content[n]) // 512}
                   for n in ("vol0", "vol1", "snap1")}}
     p["vol1_id"], p["vol1_sectors"] = p["vols"]["vol1"]["id"], p["vols"]["vol1"]["sectors"]
     p["new_id"] = max(dump["devices"]) + 1
-    store_before = tail(meta, region)
+    outside_before = (outside(meta, meta_start, meta_sectors), outside(data, data_start, data_sectors))
 
     # Negative control's copies: flip one byte of the data block vol1's block 0 maps to.
     badmeta, baddata = os.path.join(tmp, "badmeta.img"), os.path.join(tmp, "baddata.img")
@@ -175,9 +191,9 @@ try:
     shutil.copyfile(data, baddata)
     dblock = dump["devices"][p["vol1_id"]]["map"][0]
     with open(baddata, "r+b") as f:
-        f.seek(dblock * bs * 512 + FLIP)
+        f.seek((data_start + dblock * bs) * 512 + FLIP)
         b = f.read(1)
-        f.seek(dblock * bs * 512 + FLIP)
+        f.seek((data_start + dblock * bs) * 512 + FLIP)
         f.write(bytes([b[0] ^ 0xFF]))
     flipped = bytearray(content["vol1"])
     flipped[FLIP] ^= 0xFF
@@ -209,18 +225,20 @@ try:
     # ---- 3. Back on the host ------------------------------------------------------------
     rc, text = al.thin_check(meta)
     c.check("thin-check-after-linux", rc == 0, text)
-    c.check("linux-did-not-grow-the-metadata", superblock_meta_blocks(meta) * 4096 == region,
-            "%d blocks" % superblock_meta_blocks(meta))
-    c.check("configuration-tail-untouched", tail(meta, region) == store_before)
+    c.check("linux-did-not-grow-the-metadata",
+            superblock_meta_blocks(meta, meta_start) * 4096 == region,
+            "%d blocks" % superblock_meta_blocks(meta, meta_start))
+    c.check("outside-the-lvs-untouched", (outside(meta, meta_start, meta_sectors),
+                                          outside(data, data_start, data_sectors)) == outside_before)
     dump2 = al.thin_dump(meta)
     c.check("thin-dump-has-the-guest-snapshot", p["new_id"] in dump2["devices"] and
             dump2["devices"][p["new_id"]]["mapped"] == dump2["devices"][p["vol1_id"]]["mapped"]
             and dump2["transaction"] == txid, str({i: d["mapped"] for i, d in dump2["devices"].items()}))
 
     h = al.Host(meta, data).start()
-    c.check("appliance-deletes-the-unnamed-guest-snapshot",
-            "thin device %d was left by an interrupted change: deleted" % p["new_id"] in h.boot_log,
-            h.boot_log)
+    c.check("appliance-reports-the-unnamed-guest-snapshot",
+            "1 thin device(s) in the pool have no LV (device %d); they are kept" % p["new_id"]
+            in h.boot_log, h.boot_log)
     out = h.command("pool check", timeout=120)
     c.check("pool-check-clean", "pool check: clean" in out, out)
     c.check("appliance-reads-the-guest-data", md5(read_export(h, "vol1")) == md5(after))

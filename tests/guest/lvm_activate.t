@@ -155,9 +155,9 @@ try:
     tm_sector, tm_sectors = lay["pool0_tmeta"]
     td_sector = lay["pool0_tdata"][0]
     tmeta = tmeta_copy(meta, tm_sector, tm_sectors, "tmeta-before")
-    rc, text = al.thin_check(tmeta)
+    rc, text = al.thin_check_image(tmeta)
     c.check("thin-check-of-tmeta-extents", rc == 0, text)
-    dump = al.thin_dump(tmeta)
+    dump = al.thin_dump_image(tmeta)
     c.check("superblock-transaction-id-is-the-vgs", dump["transaction"] == txid,
             "%s vs %s" % (dump["transaction"], txid))
     content = {n: rebuild(dump, made[n]["id"], made[n]["sectors"], data, td_sector)
@@ -236,7 +236,7 @@ try:
 
     # ---- 3. Back on the host -------------------------------------------------------------
     tmeta = tmeta_copy(meta, tm_sector, tm_sectors, "tmeta-after")
-    rc, text = al.thin_check(tmeta)
+    rc, text = al.thin_check_image(tmeta)
     c.check("thin-check-after-linux", rc == 0, text)
     rc, sout, err = tool("show", meta, data)
     c.note("after linux: " + "; ".join(sout.splitlines()))
@@ -257,7 +257,7 @@ try:
             "check pool0 clean" in pout and "problem" not in pout, pout + err)
     c.check("fromlinux-device-id-in-the-pool", "fromlinux" in after and
             after["fromlinux"]["id"] not in [made[n]["id"] for n in names] and
-            after["fromlinux"]["id"] in al.thin_dump(tmeta)["devices"], pout)
+            after["fromlinux"]["id"] in al.thin_dump_image(tmeta)["devices"], pout)
     c.check("our-pool-reads-fromlinux-as-written",
             after.get("fromlinux", {}).get("md5") == md5(pat), pout)
     c.check("our-pool-reads-the-others-unchanged",
