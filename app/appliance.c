@@ -894,6 +894,16 @@ const char *appliance_disks_vg(const struct appliance *a)
 	return held_vg_name(a);
 }
 
+/* Whether every VG copy app_vg_read() found on the disks is of the VG @fo forces and names. */
+static bool vg_copies_named(const struct appliance *a, const struct appliance_format_opts *fo)
+{
+	for (unsigned d = 0; d < 2; d++)
+		if (a->disks[d].vg_name[0] &&
+		    (!fo->force || !fo->confirm || strcmp(fo->confirm, a->disks[d].vg_name)))
+			return false;
+	return true;
+}
+
 int appliance_format(struct appliance *a, const struct appliance_format_opts *fo)
 {
 	struct thin_pool_opts po = a->o.pool_opts, defaults;
@@ -918,6 +928,10 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 		lvm_vg_free(old);
 		if (!fo->force || !named)
 			return -ENOTEMPTY; /* a volume group: its name must be given */
+	} else if (!vg_copies_named(a, fo)) {
+		/* A VG the appliance cannot serve (on one disk only, with other PVs ...) is
+		 * someone's all the same: erased only when named too. */
+		return -ENOTEMPTY;
 	} else if (rc == -ENODATA) {
 		bool blank = meta_disk_blank(a, &rc);
 
@@ -925,10 +939,6 @@ int appliance_format(struct appliance *a, const struct appliance_format_opts *fo
 			return rc;
 		if (!blank && !fo->force)
 			return -EEXIST;
-	} else if (rc != -ENOMSG && held_vg_name(a)) {
-		/* A VG the appliance cannot serve (a third PV, a cache LV ...) is still a VG. */
-		if (!fo->force || !fo->confirm || strcmp(fo->confirm, held_vg_name(a)))
-			return -ENOTEMPTY;
 	} else if (rc != -ENOMSG && !fo->force) {
 		return -EEXIST;
 	}

@@ -351,10 +351,13 @@ int main(int argc, char **argv)
 		ao.data_size_ctx = (void *)opt.data_path;
 		rc = appliance_create(&ao, &app);
 		if (rc) {
-			fprintf(stderr, "thinbox: %s\n",
-				rc == -EINVAL
-				    ? "the metadata disk is too small (at least 3 MiB + 4 KiB)"
-				    : strerror(-rc));
+			if (rc == -EINVAL)
+				fprintf(
+				    stderr,
+				    "thinbox: the metadata disk is too small (at least %u MiB)\n",
+				    APPLIANCE_MIN_META_BYTES >> 20);
+			else
+				fprintf(stderr, "thinbox: %s\n", strerror(-rc));
 			goto out;
 		}
 	}

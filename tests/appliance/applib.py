@@ -7,7 +7,8 @@ first prompt. command() types a line and returns what it printed. stop() sends S
 waits (bounded), kill() is the power cut: SIGKILL. Every process is stopped by its PID, also
 when a test dies half way (atexit).
 
-Also here: libnbd helpers, thin_check / thin_dump on the metadata image, and Checks
+Also here: libnbd helpers, thin_check / thin_dump on the pool's metadata LV, the disks' LVM
+VG as thinbox-lvm shows it, and Checks
 (tests/lib/tap.py's PASS / FAIL lines, stopping our processes at the end).
 """
 
@@ -197,17 +198,72 @@ def tmeta_image(meta, pool="pool"):
     return out
 
 
+def pv_label_id(disk):
+    """The PV id (32 characters) in the LVM label of DISK (sector 1), or None without one."""
+    with open(disk, "rb") as f:
+        f.seek(512)
+        label = f.read(64)
+    return label[32:64].decode("latin-1") if label[:8] == b"LABELONE" else None
+
+
+def vg_show(*disks):
+    """thinbox-lvm show DISK...: (exit status, its lines, stderr): "vg NAME seqno ...",
+    "pv KEY id ID pe_start S pe_count N", "lv NAME sectors N ..." (host/tools/thinbox-lvm.c)."""
+    r = run([LVM_TOOL, "show"] + list(disks))
+    return r.returncode, r.stdout, r.stderr
+
+
+def vg_text(disk):
+    """The VG metadata text in use on DISK (thinbox-lvm text)."""
+    r = run([LVM_TOOL, "text", disk])
+    if r.returncode:
+        raise Failure("thinbox-lvm text: " + r.stderr)
+    return r.stdout
+
+
+def vg_layout_problems(meta, data, meta_extents, data_extents, vg="thinbox"):
+    """What is wrong with META and DATA as the appliance's VG: each disk an LVM PV (its label's
+    PV id) of VG @vg with the pe_start and extent counts given (1 MiB, 4 MiB extents), pool_tmeta
+    on the metadata PV and pool_tdata all of the data PV. [] when nothing is."""
+    ids = [pv_label_id(meta), pv_label_id(data)]
+    rc, show, err = vg_show(meta, data)
+    bad = []
+    if rc or not show.startswith("vg %s " % vg) or " pvs 2 " not in show:
+        bad.append("not VG %s of 2 PVs: %s%s" % (vg, show[:200], err))
+    for key, pid, n in (("pv0", ids[0], meta_extents), ("pv1", ids[1], data_extents)):
+        if not pid or "pv %s id %s pe_start 2048 pe_count %d\n" % (key, pid, n) not in show:
+            bad.append("%s is not the disk with label %s and %d extents" % (key, pid, n))
+    if not re.search(r"^lv pool_tmeta .* type linear pv pv0 pe \d+$", show, re.M):
+        bad.append("pool_tmeta is not on the metadata PV")
+    if "lv pool_tdata sectors %d visible 0 type linear pv pv1 pe 0\n" % (data_extents * 8192) \
+            not in show:
+        bad.append("pool_tdata is not the whole data PV")
+    if bad:
+        bad.append(show)
+    return bad
+
+
 def thin_check(meta, raw=False):
-    """thin_check on the pool metadata of the appliance's metadata disk META (or, raw, on
-    META itself: a plain metadata image)."""
-    r = run(["thin_check", meta if raw else tmeta_image(meta)])
+    """thin_check on the pool metadata of the appliance's metadata disk META (raw: META is
+    a plain metadata image already)."""
+    return thin_check_image(meta if raw else tmeta_image(meta))
+
+
+def thin_check_image(image):
+    """thin_check on a plain dm-thin metadata image (a copy of a _tmeta LV)."""
+    r = run(["thin_check", image])
     return r.returncode, r.stdout + r.stderr
 
 
 def thin_dump(meta, raw=False):
-    """{'transaction': int, 'devices': {id: {'mapped': n, 'map': {vblock: dblock}}}} of the
-    appliance's metadata disk META (or, raw, of the plain metadata image META)."""
-    r = run(["thin_dump", meta if raw else tmeta_image(meta)])
+    """thin_dump_image() of the pool metadata of the appliance's metadata disk META (raw: of
+    META itself, a plain metadata image)."""
+    return thin_dump_image(meta if raw else tmeta_image(meta))
+
+
+def thin_dump_image(image):
+    """{'transaction': int, 'devices': {id: {'mapped': n, 'map': {vblock: dblock}}}}"""
+    r = run(["thin_dump", image])
     if r.returncode:
         raise Failure("thin_dump: " + r.stderr)
     root = ET.fromstring(r.stdout)

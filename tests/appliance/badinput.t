@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """Bad input to the host build's appliance shell, a full metadata device, and disks that are
-not blank: clear errors, no crash, nothing changed that should not be."""
+not blank or hold part of a VG: clear errors, no crash, nothing changed that should not be."""
 import os
 import sys
 
@@ -22,7 +22,8 @@ BAD = [
     ("thin create x 1000", "multiple of 512"),
     ("thin create x 4096T", "1 PiB"),
     ("thin create x 99999999999999999999999999", "bad size"),
-    ("thin create " + "n" * 64 + " 1M", "bad name"),
+    ("thin create " + "n" * 128 + " 1M", "bad name"),
+    ("thin create pool_tmeta 1M", "bad name"),
     ("thin create vol0 1M", "exists already"),
     ("thin snapshot nosuch s", "no volume named 'nosuch'"),
     ("thin delete nosuch", "no volume named"),
@@ -63,12 +64,23 @@ try:
     c.check("still-running", h.alive() and "thinbox" in h.command("version"))
     c.check("stops-cleanly", h.stop() == 0)
 
-    # A metadata disk of the minimum size fills up: snapshots that each own blocks.
+    # A metadata disk of the minimum size fills up: snapshots that each own blocks. The
+    # minimum is the LVM header (1 MiB) and one 4 MiB extent: pool_tmeta, no spare.
     meta2, data2 = os.path.join(tmp, "m2.img"), os.path.join(tmp, "d2.img")
-    for p, s in ((meta2, (2 << 20) + (1 << 20) + 4096), (data2, 256 << 20)):
+    for p, s in ((meta2, 5 << 20), (data2, 256 << 20)):
         with open(p, "wb") as f:
             f.truncate(s)
     h = al.Host(meta2, data2).start()
+    # vol0 maps 16 MiB at each of the four places the snapshots write: a write to a
+    # snapshot then copies the shared mapping leaf it lands in, so each snapshot owns about
+    # five metadata blocks for four data blocks and the 4 MiB fill up after a few hundred
+    # snapshots (each one more LV in the VG, so fewer is faster), long before the data.
+    hh = al.connect(h.uri("vol0"))
+    for k in range(4):
+        for off in range(0, 16 << 20, 1 << 20):
+            hh.pwrite(al.pattern("v%d" % k, 1 << 20), k * (64 << 20) + off)
+    hh.flush()
+    hh.shutdown()
     last, n = "", 0
     for i in range(2000):
         out = h.command("thin snapshot vol0 s%d" % i)
@@ -103,12 +115,15 @@ try:
     rc, text = al.thin_check(meta2)
     c.check("thin-check-after-metadata-full", rc == 0, text)
 
-    # A metadata disk with something in block 0 is not formatted at boot.
-    meta3 = os.path.join(tmp, "m3.img")
+    # A metadata disk with something in block 0 (and a blank data disk) is not formatted at
+    # boot; pool format erases it with --force.
+    meta3, data3 = os.path.join(tmp, "m3.img"), os.path.join(tmp, "d3.img")
     with open(meta3, "wb") as f:
         f.write(b"not a pool" * 100)
         f.truncate(16 << 20)
-    h = al.Host(meta3, data).start()
+    with open(data3, "wb") as f:
+        f.truncate(64 << 20)
+    h = al.Host(meta3, data3).start()
     c.check("non-blank-disk-not-formatted", "first boot" not in h.boot_log
             and "not blank" in h.boot_log and "nothing was changed" in h.boot_log, h.boot_log)
     out = h.command("thin list")
@@ -122,6 +137,28 @@ try:
     c.check("stops-after-format", h.stop() == 0)
     rc, text = al.thin_check(meta3)
     c.check("thin-check-after-format", rc == 0, text)
+
+    # The same metadata disk with the first data disk, a PV of VG thinbox with its volumes:
+    # the VG is not served (its metadata PV is gone), and --force alone does not erase it.
+    with open(meta3, "wb") as f:
+        f.write(b"not a pool" * 100)
+        f.truncate(16 << 20)
+    with open(data, "rb") as f:
+        data_head = f.read(1 << 20)
+    h = al.Host(meta3, data).start()
+    c.check("half-a-vg-not-formatted", "first boot" not in h.boot_log and
+            "not a PV of volume group thinbox" in h.boot_log and
+            "nothing was changed" in h.boot_log, h.boot_log)
+    out = h.command("pool format --force")
+    c.check("half-a-vg-format-needs-its-name", "--confirm" in out and "error" in out, out)
+    with open(data, "rb") as f, open(meta3, "rb") as g:
+        c.check("half-a-vg-untouched", f.read(1 << 20) == data_head and
+                g.read(10) == b"not a pool")
+    out = h.command("pool format --force --confirm thinbox")
+    c.check("half-a-vg-format-confirmed-works", "pool formatted" in out, out)
+    c.check("stops-after-format-confirmed", h.stop() == 0)
+    rc, text = al.thin_check(meta3)
+    c.check("thin-check-after-format-confirmed", rc == 0, text)
 except al.Failure as e:
     c.check("no-failure", False, str(e))
 c.finish()

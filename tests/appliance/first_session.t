@@ -4,10 +4,12 @@
 
 blank disks -> first boot formats and exports vol0 -> nbdinfo --list -> nbdcopy an image in
 -> thin snapshot -> export the snapshot read-only -> overwrite the origin while the snapshot
-is being read -> snapshot has the old data, origin the new -> stop -> thin_check and thin_dump
-on the metadata image agree with what the shell showed (the configuration store in the tail
-of the image does not bother thin_check 0.9.0) -> start again: everything is still there."""
+is being read -> snapshot has the old data, origin the new -> stop -> both disks are the PVs
+of LVM2 VG thinbox (pool_tmeta on the metadata disk, pool_tdata on the data disk, the volumes
+and exports in the VG) -> thin_check and thin_dump on pool_tmeta agree with what the shell
+showed -> start again: everything is still there."""
 import os
+import re
 import sys
 import threading
 
@@ -18,6 +20,8 @@ c = al.Checks("appliance/first_session")
 c.need_tools("nbdinfo", "nbdcopy", "qemu-img", "thin_check", "thin_dump")
 tmp = al.scratch()
 meta, data = al.blank_disks(tmp, 64 << 20, 512 << 20)
+EXTENT = 4 << 20
+META_EXTENTS, DATA_EXTENTS = ((64 << 20) - (1 << 20)) // EXTENT, ((512 << 20) - (1 << 20)) // EXTENT
 img, img2 = os.path.join(tmp, "image.raw"), os.path.join(tmp, "image2.raw")
 # 24 MiB: 8 MiB of data, a hole, 4 MiB of data (sparse parts stay unmapped in the pool).
 with open(img, "wb") as f:
@@ -29,15 +33,18 @@ with open(img2, "wb") as f:
 
 try:
     h = al.Host(meta, data).start()
-    c.check("first-boot-formats", "first boot: blank metadata disk; formatting" in h.boot_log,
-            h.boot_log)
+    c.check("first-boot-formats", "first boot: blank disks; creating volume group thinbox"
+            in h.boot_log, h.boot_log)
     c.check("first-boot-exports-vol0", "exported it as vol0" in h.boot_log, h.boot_log)
 
     r = al.run(["nbdinfo", "--list", h.uri()], timeout=30)
     c.check("nbdinfo-list-shows-vol0", r.returncode == 0 and 'export="vol0"' in r.stdout,
             r.stdout + r.stderr)
+    # vol0 is as big as pool_tdata: the whole 4 MiB extents of the data PV after its 1 MiB
+    # header (508 MiB of a 512 MiB disk).
     r = al.run(["nbdinfo", "--size", h.uri()], timeout=30)
-    c.check("default-export-is-vol0-data-disk-sized", r.stdout.strip() == str(512 << 20), r.stdout)
+    c.check("default-export-is-vol0-data-lv-sized", r.stdout.strip() == str(EXTENT * DATA_EXTENTS),
+            r.stdout)
 
     r = al.run(["nbdcopy", img, h.uri("vol0")], timeout=120)
     c.check("nbdcopy-image-in", r.returncode == 0, r.stderr)
@@ -97,13 +104,21 @@ try:
     rc = h.stop()
     c.check("sigterm-stops-cleanly", rc == 0, "status %s" % rc)
 
-    # thin_check / thin_dump on the whole image file, with the store in its tail.
+    # Both disks are PVs of VG thinbox: each has an LVM label whose PV id is one of the VG's,
+    # the pool's metadata LV is on the metadata disk, its data LV is all of the data disk,
+    # and the volumes and exports are the VG's thin LVs and tags.
+    bad = al.vg_layout_problems(meta, data, META_EXTENTS, DATA_EXTENTS)
+    c.check("disks-are-the-pvs-of-vg-thinbox", not bad, "\n".join(bad))
+    show = al.vg_show(meta, data)[1]
+    c.check("volumes-and-exports-in-the-vg",
+            re.search(r"^lv vol0 .* type thin pool pool device_id 0 tags thinbox_export=vol0$",
+                      show, re.M) and
+            re.search(r"^lv snap1 .* type thin pool pool device_id \d+ origin vol0 "
+                      r"tags thinbox_export_ro=snap1$", show, re.M), show)
+
+    # thin_check / thin_dump on pool_tmeta, copied out of the metadata disk.
     rc, text = al.thin_check(meta)
     c.check("thin-check-clean", rc == 0, text)
-    with open(meta, "rb") as f:
-        f.seek(-(1 << 20), os.SEEK_END)
-        tail = f.read()
-    c.check("store-in-the-tail-of-the-image", b"volume snap1" in tail and b"export snap1" in tail)
     d = al.thin_dump(meta)
     c.check("thin-dump-transaction-matches-shell", d["transaction"] == txid,
             "%s vs %s" % (d["transaction"], txid))
@@ -113,7 +128,6 @@ try:
     bs = d["data_block_size"] * 512
     ok = True
     for name, v in vols.items():
-        import re
         m = re.search(r"mapped\s+\S+ \S+ \((\d+) bytes\)", info[name])
         dev = d["devices"].get(v["id"])
         if not m or not dev or int(m.group(1)) != dev["mapped"] * bs:

@@ -53,11 +53,12 @@ out=$(echo version | timeout 20 $bin --meta "$tmp/meta" 2>&1)
 check meta-without-data-is-an-error [ $? -ne 0 ]
 check meta-without-data-says-so grep -q -- '--meta and --data go together' <<<"$out"
 # A metadata disk below the minimum: a clear message, status 1, nothing leaked on the way out.
-truncate -s 3M "$tmp/small-meta"
+# (the LVM header and one 4 MiB extent: 5 MiB; a sector less here)
+truncate -s $(((5 << 20) - 512)) "$tmp/small-meta"
 truncate -s 64M "$tmp/small-data"
 out=$(timeout 20 $bin --meta "$tmp/small-meta" --data "$tmp/small-data" --listen 127.0.0.1:0 </dev/null 2>&1)
 check small-metadata-disk-is-an-error [ $? -eq 1 ]
-check small-metadata-disk-says-the-minimum grep -q 'metadata disk is too small (at least 3 MiB + 4 KiB)' <<<"$out"
+check small-metadata-disk-says-the-minimum grep -q 'metadata disk is too small (at least 5 MiB)' <<<"$out"
 check small-metadata-disk-leaks-nothing bash -c '! grep -q Sanitizer <<<"$1"' _ "$out"
 out=$(timeout 20 $bin --bogus </dev/null 2>&1)
 check unknown-option-is-an-error [ $? -eq 2 ]

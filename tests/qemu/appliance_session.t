@@ -7,11 +7,14 @@ vol0; nbdinfo --list through the port forward; nbdcopy an image in; snapshot; ex
 snapshot read-only; overwrite the origin with qemu-img; the snapshot has the old data, the
 origin the new; a 100-deep snapshot chain with every level verified (also on the host build,
 tests/appliance/chain.t); poweroff.
-Between the boots: thin_check and thin_dump on the metadata image agree with the shell.
+Between the boots: both disks are the PVs of LVM2 VG thinbox, vol0's LV is stamped with the
+RTC's time; thin_check and thin_dump on pool_tmeta agree with the shell.
 Boot 2: no first boot, everything still there, the data reads back; pool check is clean.
 Also printed: the time from QEMU start to the first NBD answer."""
 import os
+import re
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import appliance_lib as ap  # noqa: E402
@@ -20,6 +23,7 @@ qh, al = ap.qh, ap.al
 c = qh.Checks("qemu/appliance_session")
 qh.require_image(c)
 tmp = al.scratch()
+started = int(time.time())
 BS = 64 << 10
 DEPTH = 100
 # Each level writes (and each check reads) one 4 KiB piece at the start of its 64 KiB block:
@@ -39,7 +43,8 @@ try:
     with m:
         boot = m.boot_appliance()
         c.note("QEMU start to first NBD answer: %.1fs" % m.elapsed())
-        c.check("first-boot-formats", "first boot: blank metadata disk" in m.output, boot)
+        c.check("first-boot-formats", "first boot: blank disks; creating volume group thinbox"
+                in m.output, boot)
         c.check("first-boot-exports-vol0", "exported it as vol0" in m.output)
         r = al.run(["nbdinfo", "--list", m.uri()], timeout=60)
         c.check("nbdinfo-list", r.returncode == 0 and 'export="vol0"' in r.stdout, r.stdout + r.stderr)
@@ -91,6 +96,19 @@ try:
         m.send("poweroff\r")
         rc = m.wait_exit(60)
         c.check("poweroff", rc == qh.RC_POWEROFF, "QEMU status %s" % rc)
+
+    # Both disks are the PVs of VG thinbox (64 MiB and 256 MiB: 15 and 63 extents of 4 MiB
+    # after the 1 MiB header), and the LVs were stamped by the firmware's wall clock (the
+    # RTC, which QEMU sets to the host's time) and host name, as lvm stamps them.
+    bad = al.vg_layout_problems(m.disk("meta"), m.disk("data"), 15, 63)
+    c.check("disks-are-the-pvs-of-vg-thinbox", not bad, "\n".join(bad))
+    text = al.vg_text(m.disk("meta"))
+    stamp = re.search(r'^vol0 \{.*?^creation_time = (\d+)\s+^creation_host = "([^"]*)"',
+                      text, re.M | re.S)
+    c.check("vol0-creation-time-from-the-rtc",
+            stamp and started - 60 <= int(stamp.group(1)) <= time.time() + 60,
+            "%s (test started at %d)" % (stamp and stamp.groups(), started))
+    c.check("vol0-creation-host", stamp and stamp.group(2) != "", text[:2000])
 
     rc, text = al.thin_check(m.disk("meta"))
     c.check("thin-check-clean", rc == 0, text)

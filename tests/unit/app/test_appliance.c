@@ -293,6 +293,43 @@ TEST(never_formats_a_disk_with_data)
 	fx_free(f);
 }
 
+/*
+ * A VG the appliance cannot serve is someone's all the same: here the data disk still holds
+ * VG thinbox (its PV label and copies) while the metadata disk was replaced by one with
+ * other data. --force alone erases the metadata disk's data, not the VG: that takes its name.
+ */
+TEST(format_names_a_vg_it_cannot_serve)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	enum { HDR = PE_START_SECTORS };
+	uint8_t *hdr = malloc(HDR * 512), *chk = malloc(HDR * 512), junk[4 * 512];
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	shutdown_app(f);
+	memset(junk, 0x42, sizeof(junk));
+	ok_eq(blkdev_write(f->meta, 0, 4, junk), 0);
+	ok_eq(blkdev_read(f->data, 0, HDR, hdr), 0);
+	ok(!memcmp(hdr + 512, "LABELONE", 8));
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_NO_POOL);
+	ok(strstr(appliance_problem(f->a), "volume group thinbox") != NULL);
+	ok_eq(sh(f, "pool format"), -ENOTEMPTY);
+	ok_eq(sh(f, "pool format --force"), -ENOTEMPTY);
+	ok(has(f, "--confirm"));
+	ok_eq(sh(f, "pool format --force --confirm other"), -ENOTEMPTY);
+	/* Nothing was written: the data PV's label and VG copies, the metadata disk's data. */
+	ok_eq(blkdev_read(f->data, 0, HDR, chk), 0);
+	ok(!memcmp(hdr, chk, HDR * 512));
+	ok_eq(blkdev_read(f->meta, 0, 4, chk), 0);
+	ok(!memcmp(junk, chk, sizeof(junk)));
+	ok_eq(sh(f, "pool format --force --confirm thinbox"), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	free(hdr);
+	free(chk);
+	fx_free(f);
+}
+
 /* ---- Commands and persistence ------------------------------------------------------------- */
 
 TEST(commands_and_persistence)
