@@ -53,7 +53,8 @@ static uint64_t splitmix64(uint64_t *s)
 }
 
 /*
- * lvm ids need to be unique, not secret (lvm itself tells VGs and PVs apart by them): a
+ * lvm ids need to be unique, not secret (lvm itself tells VGs and PVs apart by them): random
+ * bytes from the platform (lvm uses /dev/urandom), and when it has no entropy source a
  * counter, the clocks and the VG's own id mixed, so two ids of one appliance never repeat
  * and two appliances' ids differ by their clocks.
  */
@@ -62,6 +63,10 @@ void app_new_id(struct appliance *a, char out[LVM_ID_LEN + 1])
 	uint64_t wall = 0, s;
 	uint8_t b[LVM_ID_LEN];
 
+	if (!plat_random(b, sizeof(b))) {
+		lvm_id_from_bytes(b, out);
+		return;
+	}
 	plat_wall_time(&wall);
 	s = plat_now_ns() ^ (wall << 20) ^ (++a->id_counter * 0xD6E8FEB86659FD93ull) ^
 	    (uint64_t)(uintptr_t)a;
