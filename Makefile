@@ -114,11 +114,12 @@ $(HOSTDIR)/libtestsupport.a: $(TEST_SUPPORT_OBJS)
 	@mkdir -p $(@D)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(HOSTDIR)/thinbox: $(HOSTDIR)/obj/host/main.o $(HOSTDIR)/libthinbox.a
+# thinbox serves NBD over TLS: it links mbedTLS (mk/mbedtls.mk) after libthinbox.a.
+$(HOSTDIR)/thinbox: $(HOSTDIR)/obj/host/main.o $(HOSTDIR)/libthinbox.a $(HOSTDIR)/libmbedtls.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
 
-$(RELDIR)/thinbox: $(RELDIR)/obj/host/main.o $(RELDIR)/libthinbox.a
+$(RELDIR)/thinbox: $(RELDIR)/obj/host/main.o $(RELDIR)/libthinbox.a $(RELDIR)/libmbedtls.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HOST_CC) -o $@ $^
 

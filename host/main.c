@@ -34,6 +34,7 @@
 #include "host/nbd_sock.h"
 #include "host/plat_host.h"
 #include "net/nbd/nbd_server.h"
+#include "net/tls/tls_server.h"
 
 #define DEFAULT_LISTEN	"127.0.0.1:10809"
 #define MAX_EXPORT_ARGS 64
@@ -43,8 +44,13 @@ struct options {
 	const char *data_path;
 	bool serving; /* network clients are served: end of input does not stop us */
 	const char *listen;
-	const char *exports[MAX_EXPORT_ARGS]; /* NAME=FILE[,ro] */
+	const char *exports[MAX_EXPORT_ARGS]; /* NAME=FILE[,ro][,tls] */
 	unsigned nexports;
+	/* nbdkit's names: --tls, --tls-psk, --tls-certificates, --tls-verify-peer */
+	enum nbd_tls_mode tls;
+	const char *tls_psk;
+	const char *tls_certs;
+	bool tls_verify_peer;
 };
 
 /* A file served over NBD: the device, and a second descriptor for SEEK_DATA/SEEK_HOLE. */
@@ -60,14 +66,23 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f, "usage: thinbox [--meta FILE] [--data FILE] [--listen ADDR:PORT]\n"
-	       "               [--export NAME=FILE[,ro]]...\n"
+	       "               [--export NAME=FILE[,ro][,tls]]... [--tls=off|on|require]\n"
+	       "               [--tls-psk=FILE] [--tls-certificates=DIR] [--tls-verify-peer]\n"
 	       "  --meta FILE               the metadata disk (a file)\n"
 	       "  --data FILE               the data disk (a file); with --meta: run the\n"
 	       "                            appliance (a blank pair is formatted at first boot)\n"
 	       "  --listen ADDR:PORT        serve NBD on this address (default " DEFAULT_LISTEN "\n"
 	       "                            with the disks or --export); port 0 picks a free port\n"
-	       "  --export NAME=FILE[,ro]   serve FILE as NBD export NAME (read-only with ,ro);\n"
-	       "                            repeatable, the first one is the default export\n"
+	       "  --export NAME=FILE[,ro][,tls]  serve FILE as NBD export NAME (read-only with\n"
+	       "                            ,ro; over TLS only with ,tls); repeatable, the first\n"
+	       "                            one is the default export\n"
+	       "  --tls=off|on|require      NBD over TLS (STARTTLS): off (default), on (plain\n"
+	       "                            and TLS clients), require (TLS before anything else)\n"
+	       "  --tls-psk=FILE            PSK keys, psktool's IDENTITY:HEXKEY lines\n"
+	       "  --tls-certificates=DIR    X.509: DIR/server-cert.pem, DIR/server-key.pem,\n"
+	       "                            DIR/ca-cert.pem (for --tls-verify-peer)\n"
+	       "  --tls-verify-peer         clients must present a certificate signed by\n"
+	       "                            ca-cert.pem\n"
 	       "  --help                    this text\n"
 	       "Runs the admin shell on this terminal until 'poweroff', SIGINT or SIGTERM.\n"
 	       "While serving NBD, the end of input does not stop it.\n");
@@ -80,6 +95,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "data", required_argument, NULL, 'd' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "export", required_argument, NULL, 'e' },
+		{ "tls", required_argument, NULL, 't' },
+		{ "tls-psk", required_argument, NULL, 'p' },
+		{ "tls-certificates", required_argument, NULL, 'c' },
+		{ "tls-verify-peer", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -104,6 +123,29 @@ static int parse_options(int argc, char **argv, struct options *o)
 			}
 			o->exports[o->nexports++] = optarg;
 			break;
+		case 't':
+			if (!strcmp(optarg, "off"))
+				o->tls = NBD_TLS_OFF;
+			else if (!strcmp(optarg, "on"))
+				o->tls = NBD_TLS_ON;
+			else if (!strcmp(optarg, "require"))
+				o->tls = NBD_TLS_REQUIRE;
+			else {
+				fprintf(stderr,
+					"thinbox: --tls wants off, on or require, not '%s'\n",
+					optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'p':
+			o->tls_psk = optarg;
+			break;
+		case 'c':
+			o->tls_certs = optarg;
+			break;
+		case 'v':
+			o->tls_verify_peer = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -119,6 +161,22 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	if (!o->meta_path != !o->data_path) {
 		fprintf(stderr, "thinbox: --meta and --data go together\n");
+		return -EINVAL;
+	}
+	/* Credentials without --tls would leave a plain server the user thinks is protected. */
+	if (o->tls == NBD_TLS_OFF && (o->tls_psk || o->tls_certs || o->tls_verify_peer)) {
+		fprintf(stderr, "thinbox: --tls-psk, --tls-certificates and --tls-verify-peer need "
+				"--tls=on or --tls=require\n");
+		return -EINVAL;
+	}
+	if (o->tls != NBD_TLS_OFF && !o->tls_psk && !o->tls_certs) {
+		fprintf(stderr,
+			"thinbox: --tls=%s needs --tls-psk=FILE or --tls-certificates=DIR\n",
+			o->tls == NBD_TLS_ON ? "on" : "require");
+		return -EINVAL;
+	}
+	if (o->tls_verify_peer && !o->tls_certs) {
+		fprintf(stderr, "thinbox: --tls-verify-peer needs --tls-certificates=DIR\n");
 		return -EINVAL;
 	}
 	if ((o->nexports || o->meta_path) && !o->listen)
@@ -174,15 +232,15 @@ static void file_release(void *ctx, struct blkdev *dev)
 	free(fe);
 }
 
-/* --export NAME=FILE[,ro] */
-static int add_file_export(struct nbd_server *srv, const char *arg)
+/* --export NAME=FILE[,ro][,tls] */
+static int add_file_export(struct nbd_server *srv, const char *arg, bool tls_on)
 {
 	struct nbd_export_config cfg;
 	struct file_export *fe;
 	char name[NBD_MAX_NAME + 1], path[4096];
 	const char *eq = strchr(arg, '=');
 	size_t pl;
-	bool ro = false;
+	bool ro = false, tls_only = false;
 	int rc;
 
 	if (!eq || eq == arg || (size_t)(eq - arg) > NBD_MAX_NAME) {
@@ -192,9 +250,24 @@ static int add_file_export(struct nbd_server *srv, const char *arg)
 	memcpy(name, arg, (size_t)(eq - arg));
 	name[eq - arg] = '\0';
 	pl = strlen(eq + 1);
-	if (pl >= 3 && !strcmp(eq + 1 + pl - 3, ",ro")) {
-		ro = true;
-		pl -= 3;
+	/* The suffixes, in either order. */
+	for (;;) {
+		if (pl >= 3 && !strncmp(eq + 1 + pl - 3, ",ro", 3) && !ro) {
+			ro = true;
+			pl -= 3;
+		} else if (pl >= 4 && !strncmp(eq + 1 + pl - 4, ",tls", 4) && !tls_only) {
+			tls_only = true;
+			pl -= 4;
+		} else {
+			break;
+		}
+	}
+	if (tls_only && !tls_on) {
+		fprintf(stderr,
+			"thinbox: --export %s: a TLS-only export needs --tls=on or "
+			"--tls=require\n",
+			arg);
+		return -EINVAL;
 	}
 	if (!pl || pl >= sizeof(path)) {
 		fprintf(stderr, "thinbox: --export %s: no file\n", arg);
@@ -224,6 +297,7 @@ static int add_file_export(struct nbd_server *srv, const char *arg)
 	cfg.description = path;
 	cfg.dev = fe->dev;
 	cfg.read_only = ro;
+	cfg.tls_only = tls_only;
 	cfg.extents = file_extents;
 	cfg.release = file_release;
 	cfg.ctx = fe;
@@ -259,6 +333,116 @@ static int data_size_changed(void *ctx, struct blkdev *data)
 	/* filedisk does positioned I/O on the file: a larger nr_blocks is all it needs. */
 	data->nr_blocks = (uint64_t)stbuf.st_size / data->block_size;
 	return 0;
+}
+
+/* A credentials file, whole: at most 1 MiB (keys and certificates are a few KiB). */
+static int read_whole(const char *path, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	size_t cap = 1024 * 1024, n;
+	char *buf;
+	int rc;
+
+	if (!f)
+		return -errno;
+	buf = malloc(cap + 1);
+	if (!buf) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(buf, 1, cap + 1, f);
+	rc = ferror(f) ? -EIO : n > cap ? -EFBIG : 0;
+	fclose(f);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+static void tls_log(void *ctx, const char *line)
+{
+	plat_printf("%s\n", line);
+}
+
+/* The path DIR/NAME into @buf. */
+static const char *in_dir(char *buf, size_t size, const char *dir, const char *name)
+{
+	snprintf(buf, size, "%s/%s", dir, name);
+	return buf;
+}
+
+/* --tls-psk, --tls-certificates: the TLS server and its credentials; messages on stderr. */
+static int setup_tls(const struct options *o, struct tls_server **out)
+{
+	struct tls_server_opts to = { .log = tls_log };
+	char err[256], path[3][4200];
+	char *file[3] = { NULL, NULL, NULL };
+	size_t len[3] = { 0, 0, 0 };
+	struct tls_server *ts;
+	int rc, i;
+
+	rc = tls_server_create(&to, &ts, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "thinbox: --tls: %s\n", err);
+		return rc;
+	}
+	if (o->tls_psk) {
+		rc = read_whole(o->tls_psk, &file[0], &len[0]);
+		if (rc) {
+			fprintf(stderr, "thinbox: --tls-psk: cannot read '%s': %s\n", o->tls_psk,
+				strerror(-rc));
+			goto fail;
+		}
+		rc = tls_server_load_psk(ts, file[0], len[0], err, sizeof(err));
+		memset(file[0], 0, len[0]);
+		free(file[0]);
+		file[0] = NULL;
+		if (rc) {
+			fprintf(stderr, "thinbox: --tls-psk: %s: %s\n", o->tls_psk, err);
+			goto fail;
+		}
+	}
+	if (o->tls_certs) {
+		static const char *const names[3] = { "server-cert.pem", "server-key.pem",
+						      "ca-cert.pem" };
+
+		for (i = 0; i < 3; i++) {
+			in_dir(path[i], sizeof(path[i]), o->tls_certs, names[i]);
+			rc = read_whole(path[i], &file[i], &len[i]);
+			/* ca-cert.pem is needed only to verify clients. */
+			if (rc == -ENOENT && i == 2 && !o->tls_verify_peer) {
+				rc = 0;
+				continue;
+			}
+			if (rc) {
+				fprintf(stderr,
+					"thinbox: --tls-certificates: cannot read '%s': %s\n",
+					path[i], strerror(-rc));
+				goto fail;
+			}
+		}
+		rc = tls_server_load_x509(ts, file[2], len[2], file[0], len[0], file[1], len[1],
+					  o->tls_verify_peer, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "thinbox: --tls-certificates: %s: %s\n", o->tls_certs, err);
+			goto fail;
+		}
+	}
+	*out = ts;
+	rc = 0;
+	goto done;
+fail:
+	tls_server_destroy(ts);
+done:
+	for (i = 0; i < 3; i++) {
+		if (file[i])
+			memset(file[i], 0, len[i]);
+		free(file[i]);
+	}
+	return rc;
 }
 
 static void appliance_log(void *ctx, const char *line)
@@ -304,6 +488,7 @@ int main(int argc, char **argv)
 	struct options opt;
 	struct sigaction sa;
 	struct nbd_server *srv = NULL;
+	struct tls_server *tls = NULL;
 	struct nbd_sock *ns = NULL;
 	struct blkdev *meta = NULL, *data = NULL;
 	struct appliance *app = NULL;
@@ -328,8 +513,21 @@ int main(int argc, char **argv)
 			fprintf(stderr, "thinbox: nbd: %s\n", strerror(-rc));
 			goto out;
 		}
+		if (opt.tls != NBD_TLS_OFF) {
+			struct nbd_tls_config tc;
+
+			if (setup_tls(&opt, &tls))
+				goto out;
+			rc = tls_server_nbd_config(tls, opt.tls, &tc);
+			if (!rc)
+				rc = nbd_server_set_tls(srv, &tc);
+			if (rc) {
+				fprintf(stderr, "thinbox: --tls: %s\n", strerror(-rc));
+				goto out;
+			}
+		}
 		for (i = 0; i < opt.nexports; i++)
-			if (add_file_export(srv, opt.exports[i]))
+			if (add_file_export(srv, opt.exports[i], opt.tls != NBD_TLS_OFF))
 				goto out;
 		rc = nbd_sock_listen(srv, opt.listen, &ns);
 		if (rc) {
@@ -381,6 +579,17 @@ int main(int argc, char **argv)
 	shell_init(sh, console_write, NULL);
 	if (app)
 		appliance_cmds_register(&app_cmds, app, sh);
+	if (ns && opt.tls != NBD_TLS_OFF) {
+		const char *id;
+
+		plat_printf("nbd: tls %s:", opt.tls == NBD_TLS_ON ? "on" : "require");
+		for (i = 0; (id = tls_server_psk_identity(tls, i)); i++)
+			plat_printf("%s PSK identity '%s'", i ? "," : "", id);
+		if (opt.tls_certs)
+			plat_printf("%s X.509 from %s%s", i ? "," : "", opt.tls_certs,
+				    opt.tls_verify_peer ? ", client certificates verified" : "");
+		plat_printf("\n");
+	}
 	if (ns)
 		plat_printf("nbd: listening on %s\n", nbd_sock_address(ns));
 	shell_prompt(sh);
@@ -425,6 +634,7 @@ out:
 	/* The appliance commits and closes the pool once the connections are gone. */
 	appliance_destroy(app);
 	nbd_server_destroy(srv);
+	tls_server_destroy(tls);
 	blkdev_destroy(data);
 	blkdev_destroy(meta);
 	free(fds);

@@ -31,6 +31,10 @@
 #define MAX_EXTENTS	256u  /* extents per BLOCK_STATUS reply */
 #define PREFERRED_BLOCK 4096u
 #define DEFAULT_PAYLOAD (32u * 1024 * 1024)
+/* TLS: plaintext taken from the session at a time (one record's worth), and the ciphertext
+ * queued before replies stop being encrypted until the transport has sent some. */
+#define TLS_PT_BYTES   (16u * 1024)
+#define TLS_WOUT_LIMIT (256u * 1024)
 
 /* ---- Objects ----------------------------------------------------------------------------- */
 
@@ -40,6 +44,7 @@ struct nbd_export {
 	char *description;
 	struct blkdev *dev;
 	bool read_only;
+	bool tls_only;
 	bool removed;	 /* no longer in the table; freed when refs drop to 0 */
 	unsigned refs;	 /* connections in transmission on it */
 	unsigned in_dev; /* requests inside dev */
@@ -136,8 +141,24 @@ struct nbd_conn {
 	unsigned in_dev;		    /* of which inside a device */
 	size_t held;			    /* budget: bytes of request buffers alive */
 
-	struct nbd_out *out, *out_tail;
+	struct nbd_out *out, *out_tail; /* the protocol's output (plaintext under TLS) */
 	size_t out_bytes;
+
+	/*
+	 * TLS. From STARTTLS's ACK on, @tls is the session: the transport's bytes are @wout (the
+	 * plain bytes queued up to and including the ACK, then ciphertext), received bytes go
+	 * through the session into @pt, and the protocol reads @pt.
+	 */
+	enum nbd_tls_mode tls_mode; /* the server's mode when the connection was made */
+	void *tls;
+	bool tls_dead;	    /* the session failed or the peer closed it */
+	bool tls_notified;  /* close_notify queued */
+	const uint8_t *win; /* ciphertext being offered to the session (bio recv's source) */
+	size_t win_len, win_pos;
+	uint8_t *pt;
+	size_t pt_start, pt_end;
+	struct nbd_out *wout, *wout_tail;
+	size_t wout_bytes;
 
 	uint64_t bytes_read, bytes_written;
 };
@@ -148,6 +169,7 @@ struct nbd_server {
 	struct nbd_conn *conns;	    /* live and dead (until their requests drain) */
 	unsigned nconns;	    /* live ones */
 	uint8_t *zero_buf;	    /* ZERO_BUF_BYTES of zeroes, allocated on first use */
+	struct nbd_tls_config tls;
 };
 
 /* ---- Error mapping ----------------------------------------------------------------------- */
@@ -243,6 +265,8 @@ static void out_ref(struct nbd_conn *c, const uint8_t *data, size_t len, void *o
 	out_append(c, o);
 }
 
+static void tls_pump_out(struct nbd_conn *c);
+
 size_t nbd_conn_output(struct nbd_conn *c, size_t skip, struct nbd_iov *iov, unsigned max,
 		       unsigned *n)
 {
@@ -250,7 +274,9 @@ size_t nbd_conn_output(struct nbd_conn *c, size_t skip, struct nbd_iov *iov, uns
 	size_t total = 0;
 	unsigned i = 0;
 
-	for (o = c->out; o && i < max; o = o->next) {
+	if (c->tls)
+		tls_pump_out(c);
+	for (o = c->tls ? c->wout : c->out; o && i < max; o = o->next) {
 		if (skip >= o->len) {
 			skip -= o->len;
 			continue;
@@ -265,35 +291,60 @@ size_t nbd_conn_output(struct nbd_conn *c, size_t skip, struct nbd_iov *iov, uns
 	return total;
 }
 
-size_t nbd_conn_output_pending(const struct nbd_conn *c)
+/* True when the session owes the peer its close_notify (queued by tls_pump_out()). */
+static bool tls_notify_owed(const struct nbd_conn *c)
 {
-	return c->out_bytes;
+	return c->tls && !c->tls_dead && !c->tls_notified && c->state == CS_CLOSING &&
+	       c->nreqs == 0 && c->out_bytes == 0;
 }
 
-void nbd_conn_output_done(struct nbd_conn *c, size_t n)
+size_t nbd_conn_output_pending(const struct nbd_conn *c)
+{
+	if (!c->tls)
+		return c->out_bytes;
+	/* Plaintext counts: the transport asks for output, and nbd_conn_output() encrypts it. */
+	return c->wout_bytes + c->out_bytes + (tls_notify_owed(c) ? 1 : 0);
+}
+
+/* Release the first @n bytes of a queue. */
+static void queue_done(struct nbd_conn *c, struct nbd_out **head, struct nbd_out **tail,
+		       size_t *bytes, size_t n)
 {
 	/* Zero-length segments (buffer owners) at the head go as soon as they are reached. */
-	while (c->out) {
-		struct nbd_out *o = c->out;
+	while (*head) {
+		struct nbd_out *o = *head;
 		size_t k = MIN(n, o->len);
 
 		if (k) {
 			o->data += k;
 			o->len -= k;
-			c->out_bytes -= k;
+			*bytes -= k;
 			n -= k;
 		}
 		if (o->len)
 			break;
-		c->out = o->next;
-		if (!c->out)
-			c->out_tail = NULL;
+		*head = o->next;
+		if (!*head)
+			*tail = NULL;
 		if (o->owned) {
 			free(o->owned);
 			c->held -= o->owned_size;
 		}
 		free(o);
 	}
+}
+
+static void out_done(struct nbd_conn *c, size_t n)
+{
+	queue_done(c, &c->out, &c->out_tail, &c->out_bytes, n);
+}
+
+void nbd_conn_output_done(struct nbd_conn *c, size_t n)
+{
+	if (c->tls)
+		queue_done(c, &c->wout, &c->wout_tail, &c->wout_bytes, n);
+	else
+		out_done(c, n);
 }
 
 /* ---- Handshake --------------------------------------------------------------------------- */
@@ -310,6 +361,17 @@ static struct nbd_export *find_export(struct nbd_server *srv, const uint8_t *nam
 			return e;
 	}
 	return NULL;
+}
+
+/*
+ * A TLS-only export on a plain connection: the reply that refuses it (0 when allowed). In
+ * NOTLS mode NBD_REP_ERR_TLS_REQD must never be sent (proto.md), so it is ERR_POLICY then.
+ */
+static uint32_t export_refusal(const struct nbd_conn *c, const struct nbd_export *e)
+{
+	if (!e->tls_only || c->tls)
+		return 0;
+	return c->tls_mode == NBD_TLS_OFF ? NBD_REP_ERR_POLICY : NBD_REP_ERR_TLS_REQD;
 }
 
 static bool export_ro(const struct nbd_export *e)
@@ -390,7 +452,7 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *d, uint32_t len)
 	uint8_t *p;
 
 	/* EXPORT_NAME has no way to report an error: the spec says to drop the connection. */
-	if (!e) {
+	if (!e || export_refusal(c, e)) {
 		conn_close(c);
 		return;
 	}
@@ -415,7 +477,8 @@ static void opt_list(struct nbd_conn *c, uint32_t len)
 		size_t nl = strlen(e->name), dl = strlen(e->description);
 		uint8_t *p;
 
-		if (e->removed)
+		/* TLS-only exports are not listed to plain connections (proto.md allows it). */
+		if (e->removed || export_refusal(c, e))
 			continue;
 		p = out_bytes(c, 20 + 4 + nl + dl);
 		if (!p)
@@ -452,6 +515,10 @@ static void opt_info_go(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool
 	e = find_export(c->srv, d + 4, namelen);
 	if (!e) {
 		opt_error(c, NBD_REP_ERR_UNKNOWN, "no such export");
+		return;
+	}
+	if (export_refusal(c, e)) {
+		opt_error(c, export_refusal(c, e), "this export is served over TLS only");
 		return;
 	}
 	for (i = 0; i < nreq; i++) {
@@ -530,6 +597,10 @@ static void opt_meta(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool se
 		opt_error(c, NBD_REP_ERR_UNKNOWN, "no such export");
 		return;
 	}
+	if (export_refusal(c, e)) {
+		opt_error(c, export_refusal(c, e), "this export is served over TLS only");
+		return;
+	}
 	if (!nq && !set) {
 		match = true; /* LIST with no query lists everything */
 	}
@@ -559,8 +630,107 @@ static void opt_meta(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool se
 	opt_reply(c, NBD_REP_ACK, NULL, 0);
 }
 
+/* ---- STARTTLS ---------------------------------------------------------------------------- */
+
+/* The session's bio: ciphertext out goes to the wire queue, in comes from the fed buffer. */
+static int tls_bio_send(void *conn, const void *buf, size_t len)
+{
+	struct nbd_conn *c = conn;
+	struct nbd_out *o = malloc(sizeof(*o) + len);
+
+	if (!o)
+		return -ENOMEM;
+	memcpy(o->inl, buf, len);
+	o->data = o->inl;
+	o->len = len;
+	o->owned = NULL;
+	o->owned_size = 0;
+	o->next = NULL;
+	if (c->wout_tail)
+		c->wout_tail->next = o;
+	else
+		c->wout = o;
+	c->wout_tail = o;
+	c->wout_bytes += len;
+	return 0;
+}
+
+static size_t tls_bio_recv(void *conn, void *buf, size_t len)
+{
+	struct nbd_conn *c = conn;
+	size_t k = MIN(len, c->win_len - c->win_pos);
+
+	if (k) {
+		memcpy(buf, c->win + c->win_pos, k);
+		c->win_pos += k;
+	}
+	return k;
+}
+
+/*
+ * NBD_OPT_STARTTLS (proto.md "TLS support"): ACK in plain, then every later byte goes through
+ * the session. Negotiation state from before (structured replies, meta contexts) is dropped,
+ * as the spec requires.
+ */
+static void opt_starttls(struct nbd_conn *c, uint32_t len)
+{
+	const struct nbd_tls_config *t = &c->srv->tls;
+	struct nbd_tls_bio bio = { tls_bio_send, tls_bio_recv, c };
+	const char *why = NULL;
+	void *sess = NULL;
+
+	if (c->tls_mode == NBD_TLS_OFF) {
+		opt_error(c, NBD_REP_ERR_UNSUP, "TLS is not enabled on this server");
+		return;
+	}
+	if (len) {
+		opt_error(c, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+		return;
+	}
+	if (c->tls) {
+		opt_error(c, NBD_REP_ERR_INVALID, "TLS is already negotiated");
+		return;
+	}
+	c->pt = malloc(TLS_PT_BYTES);
+	if (!c->pt) {
+		opt_error(c, NBD_REP_ERR_PLATFORM, "out of memory");
+		return;
+	}
+	if (t->ops->open(t->ctx, &bio, &sess, &why)) {
+		free(c->pt);
+		c->pt = NULL;
+		opt_error(c, NBD_REP_ERR_PLATFORM, why ? why : "TLS cannot start");
+		return;
+	}
+	opt_reply(c, NBD_REP_ACK, NULL, 0);
+	/* What is queued so far (this ACK last) goes out in plain, ahead of any ciphertext. */
+	c->wout = c->out;
+	c->wout_tail = c->out_tail;
+	c->wout_bytes = c->out_bytes;
+	c->out = c->out_tail = NULL;
+	c->out_bytes = 0;
+	c->tls = sess;
+	c->structured = false;
+	c->meta_alloc = false;
+	free(c->meta_name);
+	c->meta_name = NULL;
+}
+
 static void handle_option(struct nbd_conn *c, const uint8_t *d, uint32_t len)
 {
+	/*
+	 * FORCEDTLS: before TLS only STARTTLS and ABORT are served (proto.md); nothing about the
+	 * exports is disclosed. EXPORT_NAME cannot be answered with an error: close.
+	 */
+	if (c->tls_mode == NBD_TLS_REQUIRE && !c->tls && c->opt != NBD_OPT_STARTTLS &&
+	    c->opt != NBD_OPT_ABORT) {
+		if (c->opt == NBD_OPT_EXPORT_NAME)
+			conn_close(c);
+		else
+			opt_error(c, NBD_REP_ERR_TLS_REQD,
+				  "TLS is required: send NBD_OPT_STARTTLS");
+		return;
+	}
 	switch (c->opt) {
 	case NBD_OPT_EXPORT_NAME:
 		opt_export_name(c, d, len);
@@ -591,10 +761,12 @@ static void handle_option(struct nbd_conn *c, const uint8_t *d, uint32_t len)
 	case NBD_OPT_SET_META_CONTEXT:
 		opt_meta(c, d, len, c->opt == NBD_OPT_SET_META_CONTEXT);
 		break;
+	case NBD_OPT_STARTTLS:
+		opt_starttls(c, len);
+		break;
 	default:
 		/*
-		 * Everything else, including STARTTLS (we run in NOTLS mode) and
-		 * EXTENDED_HEADERS (an experimental extension we do not implement yet): ERR_UNSUP,
+		 * Everything else, including EXTENDED_HEADERS (an experimental extension we do not implement yet): ERR_UNSUP,
 		 * and the session continues — refusing to continue broke clients that send
 		 * EXTENDED_HEADERS by default (docs/nbd.md, protocol rule 2).
 		 */
@@ -1185,7 +1357,7 @@ static bool has_budget(const struct nbd_conn *c)
 	const struct nbd_limits *l = &c->srv->lim;
 
 	return c->nreqs < l->max_requests && c->held < l->max_conn_bytes &&
-	       c->out_bytes < l->max_conn_bytes;
+	       c->out_bytes + c->wout_bytes < l->max_conn_bytes;
 }
 
 /* The 28-byte request header is complete. */
@@ -1285,7 +1457,8 @@ static bool gather(struct nbd_conn *c, size_t want, const uint8_t *in, size_t le
 	return c->hdr_len == want;
 }
 
-bool nbd_conn_wants_input(const struct nbd_conn *c)
+/* Would the protocol take a plaintext byte now? */
+static bool proto_wants_input(const struct nbd_conn *c)
 {
 	if (c->dead || c->input_closed || c->state == CS_CLOSING)
 		return false;
@@ -1293,19 +1466,24 @@ bool nbd_conn_wants_input(const struct nbd_conn *c)
 		return has_budget(c);
 	/* Replies to options are small, but a client that never reads them must stop too. */
 	if (c->state <= CS_OPT_SKIP)
-		return c->out_bytes < c->srv->lim.max_conn_bytes;
+		return c->out_bytes + c->wout_bytes < c->srv->lim.max_conn_bytes;
 	return true;
 }
 
-size_t nbd_conn_feed(struct nbd_conn *c, const void *buf, size_t len)
+/*
+ * Protocol bytes in (the wire's, or under TLS the session's plaintext). @wire: they come
+ * straight from the transport, so STARTTLS's ACK ends them: what follows is for the session.
+ */
+static size_t proto_feed(struct nbd_conn *c, const uint8_t *in, size_t len, bool wire)
 {
-	const uint8_t *in = buf;
 	size_t pos = 0, k;
 
 	while (pos < len) {
 		if (c->state == CS_CLOSING)
 			return len; /* nothing more is read: drop it */
-		if (!nbd_conn_wants_input(c))
+		if (wire && c->tls)
+			break;
+		if (!proto_wants_input(c))
 			break;
 		switch (c->state) {
 		case CS_CLIENT_FLAGS:
@@ -1392,6 +1570,115 @@ size_t nbd_conn_feed(struct nbd_conn *c, const void *buf, size_t len)
 	return pos;
 }
 
+/* The session failed or ended: nothing more goes through it; send what is queued, close. */
+static void tls_end(struct nbd_conn *c)
+{
+	c->tls_dead = true;
+	c->pt_start = c->pt_end = 0;
+	conn_close(c);
+	/* Replies not yet encrypted can never be sent now. */
+	out_done(c, c->out_bytes);
+}
+
+/*
+ * Move bytes through the session: drive the handshake with the ciphertext offered (c->win),
+ * decrypt records into c->pt while the protocol takes them.
+ */
+static void tls_pump_in(struct nbd_conn *c)
+{
+	const struct nbd_tls_ops *ops = c->srv->tls.ops;
+
+	while (!c->tls_dead && c->state != CS_CLOSING) {
+		int r;
+
+		if (c->pt_start < c->pt_end) {
+			size_t k;
+
+			if (!proto_wants_input(c))
+				return;
+			k = proto_feed(c, c->pt + c->pt_start, c->pt_end - c->pt_start, false);
+			c->pt_start += k;
+			if (!k)
+				return;
+			continue;
+		}
+		c->pt_start = c->pt_end = 0;
+		r = ops->read(c->tls, c->pt, TLS_PT_BYTES);
+		if (r == 0)
+			return;
+		if (r < 0) {
+			tls_end(c);
+			return;
+		}
+		c->pt_end = (size_t)r;
+	}
+}
+
+/* Encrypt queued replies while the ciphertext queue has room; close_notify at the end. */
+static void tls_pump_out(struct nbd_conn *c)
+{
+	const struct nbd_tls_ops *ops = c->srv->tls.ops;
+
+	if (c->tls_dead) {
+		/* Replies that can never be encrypted now: dropped, so the connection can finish. */
+		out_done(c, c->out_bytes);
+		return;
+	}
+	while (c->out && c->wout_bytes < TLS_WOUT_LIMIT) {
+		struct nbd_out *o = c->out;
+		int r = 0;
+
+		if (o->len)
+			r = ops->write(c->tls, o->data, MIN(o->len, (size_t)TLS_PT_BYTES));
+		if (r < 0) {
+			tls_end(c);
+			return;
+		}
+		if (!r && o->len)
+			return; /* handshake still running */
+		out_done(c, (size_t)r);
+	}
+	if (tls_notify_owed(c)) {
+		c->tls_notified = true;
+		ops->close(c->tls);
+	}
+}
+
+static size_t tls_feed(struct nbd_conn *c, const uint8_t *in, size_t len)
+{
+	if (c->state == CS_CLOSING || c->tls_dead)
+		return len; /* nothing more is read: drop it */
+	c->win = in;
+	c->win_len = len;
+	c->win_pos = 0;
+	tls_pump_in(c);
+	c->win = NULL;
+	tls_pump_out(c);
+	return c->state == CS_CLOSING ? len : c->win_pos;
+}
+
+bool nbd_conn_wants_input(const struct nbd_conn *c)
+{
+	if (!c->tls)
+		return proto_wants_input(c);
+	/* Ciphertext is taken only when the plaintext already decrypted has been used. */
+	return !c->tls_dead && c->pt_start == c->pt_end && proto_wants_input(c);
+}
+
+size_t nbd_conn_feed(struct nbd_conn *c, const void *buf, size_t len)
+{
+	const uint8_t *in = buf;
+	size_t n;
+
+	if (c->tls)
+		return tls_feed(c, in, len);
+	n = proto_feed(c, in, len, true);
+	/* STARTTLS was acknowledged inside these bytes: the rest is the client's first flight. */
+	if (c->tls && n < len)
+		n += tls_feed(c, in + n, len - n);
+	return n;
+}
+
 void nbd_conn_input_closed(struct nbd_conn *c)
 {
 	c->input_closed = true;
@@ -1400,7 +1687,7 @@ void nbd_conn_input_closed(struct nbd_conn *c)
 
 bool nbd_conn_finished(const struct nbd_conn *c)
 {
-	return c->state == CS_CLOSING && c->nreqs == 0 && c->out_bytes == 0;
+	return c->state == CS_CLOSING && c->nreqs == 0 && nbd_conn_output_pending(c) == 0;
 }
 
 /* ---- Connections ------------------------------------------------------------------------- */
@@ -1417,6 +1704,7 @@ int nbd_conn_create(struct nbd_server *srv, struct nbd_conn **out)
 		return -ENOMEM;
 	c->srv = srv;
 	c->state = CS_CLIENT_FLAGS;
+	c->tls_mode = srv->tls.mode;
 	p = out_bytes(c, 18);
 	if (!p) {
 		free(c);
@@ -1452,7 +1740,11 @@ static void conn_free(struct nbd_conn *c)
 	}
 	if (c->cur)
 		req_free(c->cur);
-	nbd_conn_output_done(c, c->out_bytes);
+	out_done(c, c->out_bytes);
+	queue_done(c, &c->wout, &c->wout_tail, &c->wout_bytes, c->wout_bytes);
+	if (c->tls)
+		c->srv->tls.ops->free(c->tls);
+	free(c->pt);
 	if (c->exp)
 		export_put(c->srv, c->exp);
 	free(c->optbuf);
@@ -1514,6 +1806,7 @@ int nbd_server_conn_info(const struct nbd_server *srv, unsigned idx, struct nbd_
 		if (c->dead || idx--)
 			continue;
 		out->export_name = c->exp ? c->exp->name : NULL;
+		out->tls = c->tls ? c->srv->tls.ops->describe(c->tls) : NULL;
 		out->structured = c->structured;
 		out->requests = c->nreqs;
 		out->bytes_read = c->bytes_read;
@@ -1552,6 +1845,16 @@ int nbd_server_create(const struct nbd_limits *lim, struct nbd_server **out)
 	return 0;
 }
 
+int nbd_server_set_tls(struct nbd_server *srv, const struct nbd_tls_config *cfg)
+{
+	if (cfg->mode != NBD_TLS_OFF &&
+	    (cfg->mode > NBD_TLS_REQUIRE || !cfg->ops || !cfg->ops->open || !cfg->ops->read ||
+	     !cfg->ops->write || !cfg->ops->close || !cfg->ops->describe || !cfg->ops->free))
+		return -EINVAL;
+	srv->tls = *cfg;
+	return 0;
+}
+
 int nbd_server_poll(struct nbd_server *srv)
 {
 	struct nbd_export *e;
@@ -1580,6 +1883,11 @@ int nbd_server_poll(struct nbd_server *srv)
 			ready_push(c, r);
 		}
 		n += run_ready(c);
+		/* Plaintext decrypted earlier, now that completions have freed budget. */
+		if (c->tls && c->pt_start < c->pt_end && proto_wants_input(c)) {
+			tls_pump_in(c);
+			n++;
+		}
 	}
 	sweep(srv);
 	return n;
@@ -1593,9 +1901,12 @@ bool nbd_server_busy(const struct nbd_server *srv)
 	for (e = srv->exports; e; e = e->next)
 		if (e->in_dev)
 			return true;
-	for (c = srv->conns; c; c = c->next)
+	for (c = srv->conns; c; c = c->next) {
 		if (c->retry || (c->ready && !c->dead))
 			return true;
+		if (!c->dead && c->tls && c->pt_start < c->pt_end && proto_wants_input(c))
+			return true;
+	}
 	return false;
 }
 
@@ -1647,6 +1958,7 @@ int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config
 	}
 	e->dev = cfg->dev;
 	e->read_only = cfg->read_only;
+	e->tls_only = cfg->tls_only;
 	e->extents = cfg->extents;
 	e->release = cfg->release;
 	e->ctx = cfg->ctx;
@@ -1687,6 +1999,7 @@ int nbd_server_export_info(const struct nbd_server *srv, unsigned idx, struct nb
 		out->description = e->description;
 		out->size = export_size(e);
 		out->read_only = export_ro(e);
+		out->tls_only = e->tls_only;
 		out->clients = e->refs;
 		return 0;
 	}

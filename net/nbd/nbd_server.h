@@ -106,6 +106,12 @@ struct nbd_export_config {
 	 */
 	void (*release)(void *ctx, struct blkdev *dev);
 	void *ctx;
+	/*
+	 * Only over TLS: on a plain connection NBD_OPT_INFO/GO answer NBD_REP_ERR_TLS_REQD
+	 * (NBD_REP_ERR_POLICY while TLS is off), NBD_OPT_EXPORT_NAME closes the connection and
+	 * NBD_OPT_LIST leaves the export out (proto.md "SELECTIVETLS mode").
+	 */
+	bool tls_only;
 };
 
 /*
@@ -132,11 +138,71 @@ struct nbd_export_info {
 	const char *description; /* "" when none */
 	uint64_t size;		 /* bytes */
 	bool read_only;
+	bool tls_only;
 	unsigned clients; /* connections in transmission on it */
 };
 
 /* The @idx'th export (0-based, in the order added): 0, or -ENOENT past the last one. */
 int nbd_server_export_info(const struct nbd_server *srv, unsigned idx, struct nbd_export_info *out);
+
+/* ---- TLS ------------------------------------------------------------------------------- */
+
+/*
+ * NBD_OPT_STARTTLS (docs/nbd.md "TLS"). The server knows no TLS library: it hands the
+ * connection's byte stream to a session object behind these calls (net/tls/tls_server.h
+ * provides one over mbedTLS; the unit tests use doubles). Once STARTTLS is acknowledged, every
+ * later byte in both directions goes through the session: nbd_conn_feed() takes ciphertext,
+ * nbd_conn_output() describes ciphertext, and the transports do not change. Nothing blocks:
+ * the handshake advances as bytes arrive, in the same calls.
+ */
+enum nbd_tls_mode {
+	NBD_TLS_OFF,	 /* STARTTLS answered NBD_REP_ERR_UNSUP (NOTLS) */
+	NBD_TLS_ON,	 /* plain and TLS clients; TLS-only exports need TLS (SELECTIVETLS) */
+	NBD_TLS_REQUIRE, /* every option but STARTTLS and ABORT: NBD_REP_ERR_TLS_REQD (FORCEDTLS) */
+};
+
+/* How a session moves ciphertext; given to nbd_tls_ops.open(), called from inside it. */
+struct nbd_tls_bio {
+	/* Queue @len bytes for the peer. 0, or -ENOMEM (the connection then closes). */
+	int (*send)(void *conn, const void *buf, size_t len);
+	/* Take up to @len received bytes; returns how many (0: none now). */
+	size_t (*recv)(void *conn, void *buf, size_t len);
+	void *conn;
+};
+
+struct nbd_tls_ops {
+	/*
+	 * STARTTLS arrived and TLS may start: make a session that will use @bio. 0, or -errno
+	 * with *@why a message for the client (STARTTLS is then refused with
+	 * NBD_REP_ERR_PLATFORM, e.g. no entropy source, and the connection stays plain).
+	 */
+	int (*open)(void *ctx, const struct nbd_tls_bio *bio, void **sess, const char **why);
+	/*
+	 * Advance the handshake with what @bio has, then decrypt: >0 plaintext bytes in @buf, 0
+	 * when nothing is ready, -ECONNRESET when the peer closed the session, another -errno when
+	 * the handshake or a record failed (the connection closes after any alert is sent).
+	 */
+	int (*read)(void *sess, void *buf, size_t len);
+	/* Encrypt @len bytes through @bio: >0 bytes taken, 0 not yet (handshake), -errno failed. */
+	int (*write)(void *sess, const void *buf, size_t len);
+	/* The NBD session ends: send the close_notify alert through @bio. */
+	void (*close)(void *sess);
+	/* A short description for nbd_conn_info (version, suite, peer); never NULL. */
+	const char *(*describe)(void *sess);
+	void (*free)(void *sess);
+};
+
+struct nbd_tls_config {
+	enum nbd_tls_mode mode;
+	const struct nbd_tls_ops *ops; /* required unless mode is NBD_TLS_OFF */
+	void *ctx;		       /* passed to ops->open() */
+};
+
+/*
+ * Set the TLS mode for connections created from now on (a connection keeps its mode: the spec
+ * wants one mode for a connection's life). -EINVAL for ON/REQUIRE without ops.
+ */
+int nbd_server_set_tls(struct nbd_server *srv, const struct nbd_tls_config *cfg);
 
 /* ---- Connections ------------------------------------------------------------------------- */
 
@@ -195,6 +261,7 @@ void nbd_conn_destroy(struct nbd_conn *c);
 
 struct nbd_conn_info {
 	const char *export_name; /* NULL while negotiating */
+	const char *tls;	 /* NULL when plain; else the session's describe() */
 	bool structured;	 /* structured replies negotiated */
 	unsigned requests;	 /* requests in flight */
 	uint64_t bytes_read;	 /* data bytes answered to READ */
