@@ -45,6 +45,7 @@ struct options {
 	const char *listen;
 	const char *exports[MAX_EXPORT_ARGS]; /* NAME=FILE[,ro] */
 	unsigned nexports;
+	unsigned max_per_client; /* 0: the server's default */
 };
 
 /* A file served over NBD: the device, and a second descriptor for SEEK_DATA/SEEK_HOLE. */
@@ -68,6 +69,8 @@ static void usage(FILE *f)
 	       "                            with the disks or --export); port 0 picks a free port\n"
 	       "  --export NAME=FILE[,ro]   serve FILE as NBD export NAME (read-only with ,ro);\n"
 	       "                            repeatable, the first one is the default export\n"
+	       "  --max-per-client N        NBD connections at once from one client address\n"
+	       "                            (default 16; `nbd set max-per-client` changes it)\n"
 	       "  --help                    this text\n"
 	       "Runs the admin shell on this terminal until 'poweroff', SIGINT or SIGTERM.\n"
 	       "While serving NBD, the end of input does not stop it.\n");
@@ -80,6 +83,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "data", required_argument, NULL, 'd' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "export", required_argument, NULL, 'e' },
+		{ "max-per-client", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -104,6 +108,19 @@ static int parse_options(int argc, char **argv, struct options *o)
 			}
 			o->exports[o->nexports++] = optarg;
 			break;
+		case 'c': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (optarg[0] < '0' || optarg[0] > '9' || *end || n < 1 ||
+			    n > NBD_DEFAULT_MAX_CONNS) {
+				fprintf(stderr, "thinbox: --max-per-client wants 1..%d\n",
+					NBD_DEFAULT_MAX_CONNS);
+				return -EINVAL;
+			}
+			o->max_per_client = (unsigned)n;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -323,11 +340,15 @@ int main(int argc, char **argv)
 		goto out;
 
 	if (opt.serving) {
-		rc = nbd_server_create(NULL, &srv);
+		struct nbd_limits lim = { .max_per_client = opt.max_per_client };
+
+		rc = nbd_server_create(&lim, &srv);
 		if (rc) {
 			fprintf(stderr, "thinbox: nbd: %s\n", strerror(-rc));
 			goto out;
 		}
+		/* Refusals (allow lists, the per-client cap) on the console. */
+		nbd_server_set_log(srv, appliance_log, NULL);
 		for (i = 0; i < opt.nexports; i++)
 			if (add_file_export(srv, opt.exports[i]))
 				goto out;

@@ -94,14 +94,12 @@ static bool parse_v6(const char *s, const char *end, uint8_t b[16])
 			v = v * 16 + (unsigned)hex_val(*p);
 			p++;
 		}
-		if (!nd)
+		if (!nd || nh + nt == 8)
 			return false;
 		if (gap)
 			tail[nt++] = (uint16_t)v;
 		else
 			head[nh++] = (uint16_t)v;
-		if (nh + nt > 8)
-			return false;
 		s = p;
 		if (s == end)
 			break;
