@@ -23,6 +23,7 @@
 #define TAG_EXPORT	     "thinbox_export="
 #define TAG_EXPORT_RO	     "thinbox_export_ro="
 #define TAG_SIZE	     "thinbox_size="
+#define TAG_ALLOW	     "thinbox_allow=" /* thinbox_allow=EXPORT=PREFIX */
 #define TAG_NO_SPACE_TIMEOUT "thinbox_no_space_timeout_ms="
 #define FLAG_ERROR_WHEN_FULL "ERROR_WHEN_FULL"
 #define MAX_PIECES	     64u
@@ -303,6 +304,44 @@ static uint64_t thin_size(const struct lvm_vg *vg, const struct lvm_lv *lv)
 	return lv_bytes;
 }
 
+/*
+ * Tag @tag of thin LV @lv, if it is an allow tag: add its prefix to the export's list. A tag
+ * naming an export this LV does not serve is ignored (it opens nothing; the next rewrite of
+ * the LV's tags drops it); a prefix that does not parse makes the configuration bad rather
+ * than leave the export open to everyone.
+ */
+static int allow_tag(struct cfg *c, const struct lvm_lv *lv, const char *tag, char *why, size_t len)
+{
+	char name[CFG_NAME_MAX + 1];
+	const char *eq, *msg = NULL;
+	struct cfg_export *e;
+	struct net_prefix p;
+	int rc;
+
+	if (strncmp(tag, TAG_ALLOW, strlen(TAG_ALLOW)))
+		return 0;
+	tag += strlen(TAG_ALLOW);
+	eq = strchr(tag, '=');
+	if (!eq || (size_t)(eq - tag) > CFG_NAME_MAX)
+		return why_set(why, len, -EINVAL,
+			       "thin LV %s: allow tag %s%s: want " TAG_ALLOW "EXPORT=PREFIX",
+			       lv->name, TAG_ALLOW, tag);
+	memcpy(name, tag, (size_t)(eq - tag));
+	name[eq - tag] = '\0';
+	e = cfg_find_export(c, name);
+	if (!e || strcmp(e->volume, lv->name))
+		return 0;
+	rc = net_prefix_parse(eq + 1, &p, &msg);
+	if (!rc)
+		rc = cfg_export_allow(c, name, &p);
+	if (rc == -ENOSPC)
+		msg = "more prefixes than an export may have";
+	if (rc)
+		return why_set(why, len, -EINVAL, "thin LV %s: allow tag %s%s: %s", lv->name,
+			       TAG_ALLOW, tag, msg ? msg : "not valid");
+	return 0;
+}
+
 int app_vg_cfg(struct appliance *a, struct cfg *out, char *why, size_t len)
 {
 	const struct lvm_vg *vg = a->vg;
@@ -353,6 +392,15 @@ int app_vg_cfg(struct appliance *a, struct cfg *out, char *why, size_t len)
 					rc == -EEXIST ? "the export name is taken" : "not valid");
 		}
 	}
+	/* Allow lists, once the exports exist (tags are in no particular order). */
+	for (unsigned i = 0; i < vg->nr_lvs && !rc; i++) {
+		const struct lvm_lv *lv = &vg->lvs[i];
+
+		if (!is_our_thin(a, lv))
+			continue;
+		for (unsigned t = 0; t < lv->tags.n && !rc; t++)
+			rc = allow_tag(out, lv, lv->tags.v[t], why, len);
+	}
 	if (rc)
 		cfg_free(out);
 	return rc;
@@ -364,13 +412,13 @@ static bool our_tag(const char *t)
 {
 	return !strncmp(t, TAG_EXPORT, strlen(TAG_EXPORT)) ||
 	       !strncmp(t, TAG_EXPORT_RO, strlen(TAG_EXPORT_RO)) ||
-	       !strncmp(t, TAG_SIZE, strlen(TAG_SIZE));
+	       !strncmp(t, TAG_ALLOW, strlen(TAG_ALLOW)) || !strncmp(t, TAG_SIZE, strlen(TAG_SIZE));
 }
 
 static int set_thin_tags(struct lvm_vg *vg, struct lvm_lv *lv, const struct cfg *c,
 			 const struct cfg_volume *cv)
 {
-	char tag[CFG_NAME_MAX + 32];
+	char tag[sizeof(TAG_ALLOW) + CFG_NAME_MAX + 1 + NET_PREFIX_TEXT_MAX];
 	int rc = 0;
 
 	for (unsigned i = lv->tags.n; i-- > 0;)
@@ -388,6 +436,14 @@ static int set_thin_tags(struct lvm_vg *vg, struct lvm_lv *lv, const struct cfg 
 		snprintf(tag, sizeof(tag), "%s%s", e->read_only ? TAG_EXPORT_RO : TAG_EXPORT,
 			 e->name);
 		rc = lvm_strs_add(&lv->tags, tag);
+		/* Prefixes in lvm's tag characters: digits, '.', ':', hex letters and '/'. */
+		for (unsigned k = 0; k < e->nallow && !rc; k++) {
+			char pt[NET_PREFIX_TEXT_MAX];
+
+			net_prefix_format(&e->allow[k], pt, sizeof(pt));
+			snprintf(tag, sizeof(tag), TAG_ALLOW "%s=%s", e->name, pt);
+			rc = lvm_strs_add(&lv->tags, tag);
+		}
 	}
 	return rc;
 }

@@ -243,6 +243,8 @@ static int export_start(struct appliance *a, const struct cfg_export *ce)
 	nc.extents = exp_extents;
 	nc.release = exp_release;
 	nc.ctx = e;
+	nc.allow = ce->allow;
+	nc.nallow = ce->nallow;
 	rc = nbd_server_add_export(a->o.srv, &nc);
 	if (rc) {
 		vol_put(e->vol);
@@ -1330,6 +1332,12 @@ int appliance_resize_volume(struct appliance *a, const char *name, uint64_t size
 int appliance_add_export(struct appliance *a, const char *volume, const char *export_name,
 			 bool read_only)
 {
+	return appliance_add_export_allow(a, volume, export_name, read_only, NULL, 0);
+}
+
+int appliance_add_export_allow(struct appliance *a, const char *volume, const char *export_name,
+			       bool read_only, const struct net_prefix *allow, unsigned nallow)
+{
 	const struct cfg_export *ce;
 	struct app_change ch = { .msg = APP_MSG_NONE };
 	struct cfg next;
@@ -1352,6 +1360,8 @@ int appliance_add_export(struct appliance *a, const char *volume, const char *ex
 	if (rc)
 		return rc;
 	rc = cfg_add_export(&next, export_name, volume, read_only);
+	for (unsigned i = 0; i < nallow && !rc; i++)
+		rc = cfg_export_allow(&next, export_name, &allow[i]);
 	if (!rc)
 		rc = app_transact(a, &next, &ch);
 	cfg_free(&next);
@@ -1385,6 +1395,50 @@ int appliance_remove_export(struct appliance *a, const char *export_name)
 	cfg_free(&next);
 	if (!rc)
 		export_stop(a, export_name);
+	return rc;
+}
+
+int appliance_export_allow(struct appliance *a, const char *export_name, bool allow,
+			   const struct net_prefix *p, unsigned n)
+{
+	struct app_change ch = { .msg = APP_MSG_NONE };
+	const struct cfg_export *ce;
+	struct cfg next;
+	int rc;
+
+	rc = config_changeable(a);
+	if (rc)
+		return rc;
+	if (!cfg_find_export(&a->cfg, export_name))
+		return -ENOENT;
+	rc = cfg_copy(&next, &a->cfg);
+	if (rc)
+		return rc;
+	if (!allow && !n)
+		cfg_find_export(&next, export_name)->nallow = 0;
+	for (unsigned i = 0; i < n && !rc; i++)
+		rc = allow ? cfg_export_allow(&next, export_name, &p[i])
+			   : cfg_export_disallow(&next, export_name, &p[i]);
+	if (!rc)
+		rc = app_transact(a, &next, &ch);
+	cfg_free(&next);
+	if (rc)
+		return rc;
+	/* Saved: the running export follows (ours when READY, so it is in the server). */
+	ce = cfg_find_export(&a->cfg, export_name);
+	if (a->o.srv && ce) {
+		rc = nbd_server_set_export_allow(a->o.srv, export_name, ce->allow, ce->nallow);
+		if (rc == -ENOENT)
+			rc = 0; /* saved but not started (logged when it failed to start) */
+		if (rc) {
+			/* Never serve it with a list wider than the one saved. */
+			export_stop(a, export_name);
+			app_log(a,
+				"export %s: allow list saved but not applied (%s): the export is "
+				"stopped until the next start",
+				export_name, appliance_strerror(rc));
+		}
+	}
 	return rc;
 }
 

@@ -231,6 +231,23 @@ int appliance_resize_volume(struct appliance *a, const char *name, uint64_t size
 int appliance_add_export(struct appliance *a, const char *volume, const char *export_name,
 			 bool read_only);
 int appliance_remove_export(struct appliance *a, const char *export_name);
+/*
+ * appliance_add_export() with an allow list (@nallow prefixes, at most CFG_MAX_ALLOW; 0:
+ * everyone), kept with the export in the VG (docs/appliance.md). Also -EINVAL for a prefix
+ * with bits set past its length; nothing is saved then.
+ */
+int appliance_add_export_allow(struct appliance *a, const char *volume, const char *export_name,
+			       bool read_only, const struct net_prefix *allow, unsigned nallow);
+/*
+ * Add (@allow) or remove the @n prefixes @p to or from export @export_name's allow list;
+ * !@allow with @n 0 clears it (everyone may connect). One VG commit, then the running export
+ * follows at once: connections from addresses no longer allowed are closed. -ENOENT (no such
+ * export; removing a prefix not in the list), -ENOSPC (more than CFG_MAX_ALLOW), -EINVAL,
+ * -ESTALE unless READY; on these nothing is saved. -ENOMEM can also come after the save,
+ * when the server could not take the new list: the export is then stopped (logged).
+ */
+int appliance_export_allow(struct appliance *a, const char *export_name, bool allow,
+			   const struct net_prefix *p, unsigned n);
 
 /* A volume name the appliance accepts: cfg_name_valid() and a valid, unreserved LV name. */
 bool appliance_volume_name_valid(const char *name);

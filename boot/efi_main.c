@@ -424,11 +424,25 @@ static void net_setup(struct shell *sh)
 		.hostname = config_value("hostname", host, sizeof(host)),
 		.test_csum_offload = bootcfg_get("test-csum-offload") != NULL,
 	};
-	const struct nbd_limits lim = { .max_payload = NBD_FW_MAX_PAYLOAD,
-					.max_conn_bytes = NBD_FW_MAX_CONN_BYTES };
+	static char mpc[16];
+	const char *per_client = config_value("nbd-max-per-client", mpc, sizeof(mpc));
+	struct nbd_limits lim = { .max_payload = NBD_FW_MAX_PAYLOAD,
+				  .max_conn_bytes = NBD_FW_MAX_CONN_BYTES };
 	const char *which = bootcfg_get("test-export-disk");
 	int rc;
 
+	if (per_client) {
+		char *end;
+		unsigned long n = strtoul(per_client, &end, 10);
+
+		if (per_client[0] >= '0' && per_client[0] <= '9' && !*end && n >= 1 &&
+		    n <= NBD_DEFAULT_MAX_CONNS)
+			lim.max_per_client = (unsigned)n;
+		else
+			plat_printf("thinbox: nbd-max-per-client = %s: want 1..%d; the default "
+				    "(%d) is used\n",
+				    per_client, NBD_DEFAULT_MAX_CONNS, NBD_DEFAULT_MAX_PER_CLIENT);
+	}
 	if (!devices_nic()) {
 		plat_printf("thinbox: net: no NIC, no network\n");
 		if (!which && !bootcfg_get("test-selftest"))
@@ -446,6 +460,8 @@ static void net_setup(struct shell *sh)
 	rc = nbd_server_create(&lim, &nbd_srv);
 	if (rc)
 		plat_panic("NBD server (%d)", rc);
+	/* Refusals (allow lists, the per-client cap) on the console. */
+	nbd_server_set_log(nbd_srv, appliance_log, NULL);
 	if (which) {
 		struct blkdev *dev = strcmp(which, "meta") == 0	  ? devices_meta_disk()
 				     : strcmp(which, "data") == 0 ? devices_data_disk()

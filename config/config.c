@@ -191,3 +191,40 @@ int64_t cfg_free_id(const struct cfg *c)
 			return id;
 	return -ENOSPC;
 }
+
+int cfg_export_allow(struct cfg *c, const char *name, const struct net_prefix *p)
+{
+	struct cfg_export *e = cfg_find_export(c, name);
+	struct net_prefix canon = *p;
+
+	if (!e)
+		return -ENOENT;
+	/* Only canonical prefixes are kept, so equal lists compare equal and print alike. */
+	net_prefix_mask(&canon);
+	if ((p->addr.family != NET_AF_INET && p->addr.family != NET_AF_INET6) ||
+	    p->len > (p->addr.family == NET_AF_INET ? 32 : 128) || !net_prefix_equal(&canon, p))
+		return -EINVAL;
+	for (unsigned i = 0; i < e->nallow; i++)
+		if (net_prefix_equal(&e->allow[i], p))
+			return 0;
+	if (e->nallow == CFG_MAX_ALLOW)
+		return -ENOSPC;
+	e->allow[e->nallow++] = *p;
+	return 0;
+}
+
+int cfg_export_disallow(struct cfg *c, const char *name, const struct net_prefix *p)
+{
+	struct cfg_export *e = cfg_find_export(c, name);
+
+	if (!e)
+		return -ENOENT;
+	for (unsigned i = 0; i < e->nallow; i++) {
+		if (!net_prefix_equal(&e->allow[i], p))
+			continue;
+		memmove(&e->allow[i], &e->allow[i + 1], (e->nallow - i - 1) * sizeof(*p));
+		e->nallow--;
+		return 0;
+	}
+	return -ENOENT;
+}

@@ -14,10 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/base/netaddr.h"
+
 #define CFG_NAME_MAX	127
 #define CFG_MAX_VOLUMES 4096
 #define CFG_MAX_EXPORTS 256
 #define CFG_MAX_THIN_ID ((1u << 24) - 1)
+/* Prefixes in one export's allow list. */
+#define CFG_MAX_ALLOW 16
 
 struct cfg_volume {
 	char name[CFG_NAME_MAX + 1];
@@ -30,6 +34,9 @@ struct cfg_export {
 	char name[CFG_NAME_MAX + 1];
 	char volume[CFG_NAME_MAX + 1];
 	bool read_only;
+	/* Who may use it: clients whose address is inside one of these; none: everyone. */
+	unsigned nallow;
+	struct net_prefix allow[CFG_MAX_ALLOW];
 };
 
 struct cfg {
@@ -65,6 +72,13 @@ int cfg_remove_volume(struct cfg *c, const char *name);
 int cfg_add_export(struct cfg *c, const char *name, const char *volume, bool read_only);
 /* -ENOENT if absent. */
 int cfg_remove_export(struct cfg *c, const char *name);
+/*
+ * Add @p to export @name's allow list (a prefix already there: nothing changes, 0), or
+ * remove it. -ENOENT (no such export; disallow: the prefix is not in the list), -ENOSPC
+ * (CFG_MAX_ALLOW prefixes already), -EINVAL (a prefix with bits set past its length).
+ */
+int cfg_export_allow(struct cfg *c, const char *name, const struct net_prefix *p);
+int cfg_export_disallow(struct cfg *c, const char *name, const struct net_prefix *p);
 /* The lowest thin id not used by any volume, or -ENOSPC. */
 int64_t cfg_free_id(const struct cfg *c);
 

@@ -51,6 +51,7 @@ struct options {
 	const char *tls_psk;
 	const char *tls_certs;
 	bool tls_verify_peer;
+	unsigned max_per_client; /* 0: the server's default */
 };
 
 /* A file served over NBD: the device, and a second descriptor for SEEK_DATA/SEEK_HOLE. */
@@ -68,6 +69,7 @@ static void usage(FILE *f)
 	    f, "usage: thinbox [--meta FILE] [--data FILE] [--listen ADDR:PORT]\n"
 	       "               [--export NAME=FILE[,ro][,tls]]... [--tls=off|on|require]\n"
 	       "               [--tls-psk=FILE] [--tls-certificates=DIR] [--tls-verify-peer]\n"
+	       "               [--max-per-client N]\n"
 	       "  --meta FILE               the metadata disk (a file)\n"
 	       "  --data FILE               the data disk (a file); with --meta: run the\n"
 	       "                            appliance (a blank pair is formatted at first boot)\n"
@@ -83,6 +85,8 @@ static void usage(FILE *f)
 	       "                            DIR/ca-cert.pem (for --tls-verify-peer)\n"
 	       "  --tls-verify-peer         clients must present a certificate signed by\n"
 	       "                            ca-cert.pem\n"
+	       "  --max-per-client N        NBD connections at once from one client address\n"
+	       "                            (default 16; `nbd set max-per-client` changes it)\n"
 	       "  --help                    this text\n"
 	       "Runs the admin shell on this terminal until 'poweroff', SIGINT or SIGTERM.\n"
 	       "While serving NBD, the end of input does not stop it.\n");
@@ -99,6 +103,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "tls-psk", required_argument, NULL, 'p' },
 		{ "tls-certificates", required_argument, NULL, 'c' },
 		{ "tls-verify-peer", no_argument, NULL, 'v' },
+		{ "max-per-client", required_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -146,6 +151,19 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'v':
 			o->tls_verify_peer = true;
 			break;
+		case 'n': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (optarg[0] < '0' || optarg[0] > '9' || *end || n < 1 ||
+			    n > NBD_DEFAULT_MAX_CONNS) {
+				fprintf(stderr, "thinbox: --max-per-client wants 1..%d\n",
+					NBD_DEFAULT_MAX_CONNS);
+				return -EINVAL;
+			}
+			o->max_per_client = (unsigned)n;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -508,7 +526,9 @@ int main(int argc, char **argv)
 		goto out;
 
 	if (opt.serving) {
-		rc = nbd_server_create(NULL, &srv);
+		struct nbd_limits lim = { .max_per_client = opt.max_per_client };
+
+		rc = nbd_server_create(&lim, &srv);
 		if (rc) {
 			fprintf(stderr, "thinbox: nbd: %s\n", strerror(-rc));
 			goto out;
@@ -526,6 +546,8 @@ int main(int argc, char **argv)
 				goto out;
 			}
 		}
+		/* Refusals (allow lists, the per-client cap) on the console. */
+		nbd_server_set_log(srv, appliance_log, NULL);
 		for (i = 0; i < opt.nexports; i++)
 			if (add_file_export(srv, opt.exports[i], opt.tls != NBD_TLS_OFF))
 				goto out;

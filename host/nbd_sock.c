@@ -137,19 +137,46 @@ static void sconn_close(struct nbd_sock *s, struct sconn *sc)
 	free(sc);
 }
 
+/* The client's address from accept(): sin_addr / sin6_addr are network order already. */
+static void peer_of(const struct sockaddr_storage *ss, socklen_t len, struct nbd_peer *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (ss->ss_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		p->addr.family = NET_AF_INET;
+		memcpy(p->addr.bytes, &in->sin_addr, 4);
+		p->port = ntohs(in->sin_port);
+	} else if (ss->ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		p->addr.family = NET_AF_INET6;
+		memcpy(p->addr.bytes, &in6->sin6_addr, 16);
+		p->port = ntohs(in6->sin6_port);
+	}
+}
+
 static void accept_all(struct nbd_sock *s)
 {
 	for (;;) {
-		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct nbd_peer peer;
 		struct sconn *sc;
 
 		if (fd < 0)
 			return; /* EAGAIN, or a transient error: poll will tell us again */
+		peer_of(&ss, sl, &peer);
 		sc = calloc(1, sizeof(*sc));
 		if (sc)
 			sc->in = malloc(IN_BUF_BYTES);
-		/* A full server (-EBUSY) or no memory: the client sees the connection close. */
-		if (!sc || !sc->in || set_nonblock_opts(fd) || nbd_conn_create(s->srv, &sc->c)) {
+		/*
+		 * A full server (-EBUSY), a client at its connection cap (-EDQUOT; the server
+		 * logged it) or no memory: the client sees the connection close.
+		 */
+		if (!sc || !sc->in || set_nonblock_opts(fd) ||
+		    nbd_conn_create_peer(s->srv, &peer, &sc->c)) {
 			if (sc)
 				free(sc->in);
 			free(sc);

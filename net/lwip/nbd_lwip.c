@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/base/plat.h"
 #include "core/base/util.h"
@@ -122,18 +123,42 @@ static void lconn_set_callbacks(struct tcp_pcb *pcb, struct lconn *lc)
 	tcp_poll(pcb, lc ? on_poll : NULL, POLL_TICKS);
 }
 
+/*
+ * The client's address from the pcb: lwIP keeps an IPv4 address as a u32 already in network
+ * byte order (ip4_addr_t.addr), so its bytes in memory are the address's bytes in order.
+ */
+static void peer_of(const struct tcp_pcb *pcb, struct nbd_peer *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->port = pcb->remote_port; /* host order */
+#if LWIP_IPV6
+	if (IP_IS_V6(&pcb->remote_ip)) {
+		p->addr.family = NET_AF_INET6;
+		memcpy(p->addr.bytes, ip_2_ip6(&pcb->remote_ip)->addr, 16);
+		return;
+	}
+#endif
+	p->addr.family = NET_AF_INET;
+	memcpy(p->addr.bytes, &ip_2_ip4(&pcb->remote_ip)->addr, 4);
+}
+
 static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 {
 	struct nbd_lwip *nl = arg;
+	struct nbd_peer peer;
 	struct lconn *lc;
 	int rc;
 
 	if (err != ERR_OK || !pcb)
 		return ERR_VAL;
+	peer_of(pcb, &peer);
 	lc = calloc(1, sizeof(*lc));
-	rc = lc ? nbd_conn_create(nl->srv, &lc->c) : -ENOMEM;
+	rc = lc ? nbd_conn_create_peer(nl->srv, &peer, &lc->c) : -ENOMEM;
 	if (rc) {
-		/* Too many clients or no memory: the client sees a reset, the others nothing. */
+		/*
+		 * Too many clients, this client at its connection cap (the server logged it) or
+		 * no memory: the client sees a reset, the others nothing.
+		 */
 		free(lc);
 		tcp_abort(pcb);
 		return ERR_ABRT;

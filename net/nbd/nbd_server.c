@@ -21,6 +21,8 @@
 #include "core/base/util.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +54,9 @@ struct nbd_export {
 		       unsigned max);
 	void (*release)(void *ctx, struct blkdev *dev);
 	void *ctx;
+	struct net_prefix *allow; /* NULL (nallow 0): everyone */
+	unsigned nallow;
+	uint64_t refused;
 };
 
 /* One segment of queued output. */
@@ -111,6 +116,7 @@ enum conn_state {
 struct nbd_conn {
 	struct nbd_server *srv;
 	struct nbd_conn *next;
+	struct nbd_peer peer;
 	enum conn_state state;
 	bool dead;	   /* the transport is gone */
 	bool input_closed; /* end of input seen */
@@ -170,6 +176,11 @@ struct nbd_server {
 	unsigned nconns;	    /* live ones */
 	uint8_t *zero_buf;	    /* ZERO_BUF_BYTES of zeroes, allocated on first use */
 	struct nbd_tls_config tls;
+	void (*log)(void *ctx, const char *line);
+	void *log_ctx;
+	uint64_t refused_cap, refused_full, refused_policy;
+	struct net_addr last_refused; /* the address of the last refusal ... */
+	uint64_t refused_in_row;      /* ... and how many in a row were its */
 };
 
 /* ---- Error mapping ----------------------------------------------------------------------- */
@@ -349,6 +360,64 @@ void nbd_conn_output_done(struct nbd_conn *c, size_t n)
 
 /* ---- Handshake --------------------------------------------------------------------------- */
 
+/* ---- Who may connect ---------------------------------------------------------------------- */
+
+/* Log a refusal of @peer, unless it is one more of a long run from the same address. */
+static void log_refusal(struct nbd_server *srv, const struct nbd_peer *peer, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void log_refusal(struct nbd_server *srv, const struct nbd_peer *peer, const char *fmt, ...)
+{
+	char line[200], addr[NET_ADDR_TEXT_MAX];
+	uint64_t n;
+	va_list ap;
+	int k;
+
+	if (net_addr_equal(&srv->last_refused, &peer->addr)) {
+		n = ++srv->refused_in_row;
+	} else {
+		srv->last_refused = peer->addr;
+		n = srv->refused_in_row = 1;
+	}
+	if (!srv->log || (n > 4 && (n & (n - 1))))
+		return;
+	net_addr_format(&peer->addr, addr, sizeof(addr));
+	k = snprintf(line, sizeof(line),
+		     peer->addr.family == NET_AF_INET6 ? "nbd: refused [%s]:%u: "
+						       : "nbd: refused %s:%u: ",
+		     addr, peer->port);
+	if (k < 0 || (size_t)k >= sizeof(line))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line + k, sizeof(line) - (size_t)k, fmt, ap);
+	va_end(ap);
+	if (n > 4) {
+		size_t l = strlen(line);
+
+		snprintf(line + l, sizeof(line) - l, " (%llu in a row from this address)",
+			 (unsigned long long)n);
+	}
+	srv->log(srv->log_ctx, line);
+}
+
+/* May connection @c use export @e? */
+static bool export_allows(const struct nbd_export *e, const struct nbd_conn *c)
+{
+	if (!e->nallow)
+		return true;
+	for (unsigned i = 0; i < e->nallow; i++)
+		if (net_prefix_match(&e->allow[i], &c->peer.addr))
+			return true;
+	return false;
+}
+
+/* @c asked for @e, which its allow list keeps from @c: count it and say so. */
+static void refuse_export(struct nbd_conn *c, struct nbd_export *e)
+{
+	e->refused++;
+	c->srv->refused_policy++;
+	log_refusal(c->srv, &c->peer, "export '%s': the address is not in its allow list", e->name);
+}
+
 static struct nbd_export *find_export(struct nbd_server *srv, const uint8_t *name, size_t len)
 {
 	struct nbd_export *e;
@@ -456,6 +525,11 @@ static void opt_export_name(struct nbd_conn *c, const uint8_t *d, uint32_t len)
 		conn_close(c);
 		return;
 	}
+	if (!export_allows(e, c)) {
+		refuse_export(c, e);
+		conn_close(c);
+		return;
+	}
 	p = out_bytes(c, 10 + (c->no_zeroes ? 0 : NBD_EXPORT_NAME_ZEROES));
 	if (!p)
 		return;
@@ -477,8 +551,11 @@ static void opt_list(struct nbd_conn *c, uint32_t len)
 		size_t nl = strlen(e->name), dl = strlen(e->description);
 		uint8_t *p;
 
-		/* TLS-only exports are not listed to plain connections (proto.md allows it). */
-		if (e->removed || export_refusal(c, e))
+		/*
+		 * TLS-only exports are not listed to plain connections (proto.md allows it), and
+		 * an export the client's address may not use is not disclosed to it.
+		 */
+		if (e->removed || export_refusal(c, e) || !export_allows(e, c))
 			continue;
 		p = out_bytes(c, 20 + 4 + nl + dl);
 		if (!p)
@@ -517,8 +594,14 @@ static void opt_info_go(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool
 		opt_error(c, NBD_REP_ERR_UNKNOWN, "no such export");
 		return;
 	}
+	/* The TLS requirement first: a plain connection learns nothing about the allow list. */
 	if (export_refusal(c, e)) {
 		opt_error(c, export_refusal(c, e), "this export is served over TLS only");
+		return;
+	}
+	if (!export_allows(e, c)) {
+		refuse_export(c, e);
+		opt_error(c, NBD_REP_ERR_POLICY, "this export is not available to your address");
 		return;
 	}
 	for (i = 0; i < nreq; i++) {
@@ -597,8 +680,14 @@ static void opt_meta(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool se
 		opt_error(c, NBD_REP_ERR_UNKNOWN, "no such export");
 		return;
 	}
+	/* The TLS requirement first: a plain connection learns nothing about the allow list. */
 	if (export_refusal(c, e)) {
 		opt_error(c, export_refusal(c, e), "this export is served over TLS only");
+		return;
+	}
+	if (!export_allows(e, c)) {
+		refuse_export(c, e);
+		opt_error(c, NBD_REP_ERR_POLICY, "this export is not available to your address");
 		return;
 	}
 	if (!nq && !set) {
@@ -1692,17 +1781,41 @@ bool nbd_conn_finished(const struct nbd_conn *c)
 
 /* ---- Connections ------------------------------------------------------------------------- */
 
-int nbd_conn_create(struct nbd_server *srv, struct nbd_conn **out)
+int nbd_conn_create_peer(struct nbd_server *srv, const struct nbd_peer *peer, struct nbd_conn **out)
 {
+	struct nbd_peer who = { .addr = { .family = NET_AF_NONE } };
 	struct nbd_conn *c;
+	unsigned same = 0;
 	uint8_t *p;
 
-	if (srv->nconns >= srv->lim.max_conns)
+	if (peer) {
+		who = *peer;
+		net_addr_unmap(&who.addr);
+	}
+	if (srv->nconns >= srv->lim.max_conns) {
+		srv->refused_full++;
+		if (who.addr.family != NET_AF_NONE)
+			log_refusal(srv, &who, "the server has %u connections (its maximum)",
+				    srv->nconns);
 		return -EBUSY;
+	}
+	if (who.addr.family != NET_AF_NONE) {
+		for (c = srv->conns; c; c = c->next)
+			if (!c->dead && net_addr_equal(&c->peer.addr, &who.addr))
+				same++;
+		if (same >= srv->lim.max_per_client) {
+			srv->refused_cap++;
+			log_refusal(srv, &who,
+				    "%u connections from this address already (max-per-client %u)",
+				    same, srv->lim.max_per_client);
+			return -EDQUOT;
+		}
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->srv = srv;
+	c->peer = who;
 	c->state = CS_CLIENT_FLAGS;
 	c->tls_mode = srv->tls.mode;
 	p = out_bytes(c, 18);
@@ -1718,6 +1831,11 @@ int nbd_conn_create(struct nbd_server *srv, struct nbd_conn **out)
 	srv->nconns++;
 	*out = c;
 	return 0;
+}
+
+int nbd_conn_create(struct nbd_server *srv, struct nbd_conn **out)
+{
+	return nbd_conn_create_peer(srv, NULL, out);
 }
 
 static void export_put(struct nbd_server *srv, struct nbd_export *e)
@@ -1758,6 +1876,7 @@ static void export_free(struct nbd_export *e)
 		e->release(e->ctx, e->dev);
 	free(e->name);
 	free(e->description);
+	free(e->allow);
 	free(e);
 }
 
@@ -1805,6 +1924,7 @@ int nbd_server_conn_info(const struct nbd_server *srv, unsigned idx, struct nbd_
 	for (c = srv->conns; c; c = c->next) {
 		if (c->dead || idx--)
 			continue;
+		out->peer = c->peer;
 		out->export_name = c->exp ? c->exp->name : NULL;
 		out->tls = c->tls ? c->srv->tls.ops->describe(c->tls) : NULL;
 		out->structured = c->structured;
@@ -1836,6 +1956,8 @@ int nbd_server_create(const struct nbd_limits *lim, struct nbd_server **out)
 		srv->lim.max_payload = DEFAULT_PAYLOAD;
 	if (!srv->lim.max_conn_bytes)
 		srv->lim.max_conn_bytes = 64u * 1024 * 1024;
+	if (!srv->lim.max_per_client)
+		srv->lim.max_per_client = NBD_DEFAULT_MAX_PER_CLIENT;
 	/* The advertised maximum must be at least the preferred block size (proto.md). */
 	if (srv->lim.max_payload < 65536) {
 		free(srv);
@@ -1920,8 +2042,29 @@ static char *dup_str(const char *s)
 	return d;
 }
 
+/* A copy of allow list @allow (NULL for @n 0): 0, -EINVAL, -ENOMEM. */
+static int copy_allow(const struct net_prefix *allow, unsigned n, struct net_prefix **out)
+{
+	*out = NULL;
+	if (!n)
+		return 0;
+	if (!allow || n > NBD_MAX_ALLOW)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++)
+		if ((allow[i].addr.family != NET_AF_INET || allow[i].len > 32) &&
+		    (allow[i].addr.family != NET_AF_INET6 || allow[i].len > 128))
+			return -EINVAL;
+	*out = malloc(n * sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	memcpy(*out, allow, n * sizeof(**out));
+	return 0;
+}
+
 int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config *cfg)
 {
+	struct net_prefix *allow;
+	int rc;
 	struct nbd_export *e, **tail;
 	unsigned n = 0;
 	size_t nl;
@@ -1945,14 +2088,22 @@ int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config
 	}
 	if (n >= NBD_DEFAULT_MAX_EXPORTS)
 		return -ENOSPC;
+	rc = copy_allow(cfg->allow, cfg->nallow, &allow);
+	if (rc)
+		return rc;
 	e = calloc(1, sizeof(*e));
-	if (!e)
+	if (!e) {
+		free(allow);
 		return -ENOMEM;
+	}
+	e->allow = allow;
+	e->nallow = cfg->nallow;
 	e->name = dup_str(cfg->name);
 	e->description = dup_str(cfg->description ? cfg->description : "");
 	if (!e->name || !e->description) {
 		free(e->name);
 		free(e->description);
+		free(e->allow);
 		free(e);
 		return -ENOMEM;
 	}
@@ -1988,6 +2139,57 @@ int nbd_server_remove_export(struct nbd_server *srv, const char *name, bool forc
 	return 0;
 }
 
+int nbd_server_set_export_allow(struct nbd_server *srv, const char *name,
+				const struct net_prefix *allow, unsigned n)
+{
+	struct net_prefix *copy;
+	struct nbd_export *e;
+	struct nbd_conn *c;
+	int rc;
+
+	for (e = srv->exports; e; e = e->next)
+		if (!e->removed && !strcmp(e->name, name))
+			break;
+	if (!e)
+		return -ENOENT;
+	rc = copy_allow(allow, n, &copy);
+	if (rc)
+		return rc;
+	free(e->allow);
+	e->allow = copy;
+	e->nallow = n;
+	/* Who is no longer allowed loses the export now, not at its next connection. */
+	for (c = srv->conns; c; c = c->next) {
+		if (c->dead || c->exp != e || export_allows(e, c))
+			continue;
+		c->export_gone = true;
+		conn_close(c);
+	}
+	return 0;
+}
+
+void nbd_server_set_log(struct nbd_server *srv, void (*log)(void *ctx, const char *line), void *ctx)
+{
+	srv->log = log;
+	srv->log_ctx = ctx;
+}
+
+int nbd_server_set_max_per_client(struct nbd_server *srv, unsigned n)
+{
+	if (!n)
+		return -EINVAL;
+	srv->lim.max_per_client = n;
+	return 0;
+}
+
+void nbd_server_stats(const struct nbd_server *srv, struct nbd_server_stats *out)
+{
+	out->max_per_client = srv->lim.max_per_client;
+	out->refused_cap = srv->refused_cap;
+	out->refused_full = srv->refused_full;
+	out->refused_policy = srv->refused_policy;
+}
+
 int nbd_server_export_info(const struct nbd_server *srv, unsigned idx, struct nbd_export_info *out)
 {
 	const struct nbd_export *e;
@@ -2001,6 +2203,9 @@ int nbd_server_export_info(const struct nbd_server *srv, unsigned idx, struct nb
 		out->read_only = export_ro(e);
 		out->tls_only = e->tls_only;
 		out->clients = e->refs;
+		out->nallow = e->nallow;
+		out->allow = e->allow;
+		out->refused = e->refused;
 		return 0;
 	}
 	return -ENOENT;

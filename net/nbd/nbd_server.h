@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/base/netaddr.h"
 #include "core/blkdev.h"
 #include "net/nbd/nbd_proto.h"
 
@@ -41,19 +42,22 @@ struct nbd_conn;
 
 /* ---- Limits ------------------------------------------------------------------------------ */
 
-#define NBD_MAX_NAME		255 /* export names: 1..255 bytes (the spec's SHOULD is 256) */
-#define NBD_MAX_DESCRIPTION	255
-#define NBD_DEFAULT_MAX_CONNS	64
-#define NBD_DEFAULT_MAX_EXPORTS 64
+#define NBD_MAX_NAME		   255 /* export names: 1..255 bytes (the spec's SHOULD is 256) */
+#define NBD_MAX_DESCRIPTION	   255
+#define NBD_DEFAULT_MAX_CONNS	   64
+#define NBD_DEFAULT_MAX_EXPORTS	   64
+#define NBD_DEFAULT_MAX_PER_CLIENT 16
+#define NBD_MAX_ALLOW		   64 /* prefixes in one export's allow list */
 
 /* Per-server limits; zero fields take the defaults documented here. */
 struct nbd_limits {
-	unsigned max_conns;    /* connections at once (64) */
-	unsigned max_options;  /* options per connection before it is dropped (128) */
-	unsigned max_requests; /* requests in flight per connection (128) */
-	uint32_t max_payload;  /* largest READ/WRITE, advertised in BLOCK_SIZE (32 MiB) */
-	size_t max_conn_bytes; /* data buffers held per connection before input stops
+	unsigned max_conns;	 /* connections at once (64) */
+	unsigned max_options;	 /* options per connection before it is dropped (128) */
+	unsigned max_requests;	 /* requests in flight per connection (128) */
+	uint32_t max_payload;	 /* largest READ/WRITE, advertised in BLOCK_SIZE (32 MiB) */
+	size_t max_conn_bytes;	 /* data buffers held per connection before input stops
 				      (64 MiB; one request may exceed it) */
+	unsigned max_per_client; /* connections at once from one client address (16) */
 };
 
 /* ---- Server ------------------------------------------------------------------------------ */
@@ -77,6 +81,27 @@ int nbd_server_poll(struct nbd_server *srv);
 
 /* True while some request waits inside a block device: poll again without sleeping. */
 bool nbd_server_busy(const struct nbd_server *srv);
+
+/*
+ * Where the server says why it refused someone (an address outside an allow list, the
+ * per-client cap): one line each, without the newline. Refusals are always counted
+ * (nbd_server_stats); repeated ones from one address are logged only while few (the first
+ * 4 in a row, then the 8th, 16th, 32nd, ...), so a client knocking in a loop cannot flood a
+ * serial console. @log NULL: nothing is logged.
+ */
+void nbd_server_set_log(struct nbd_server *srv, void (*log)(void *ctx, const char *line),
+			void *ctx);
+
+/* Change the per-client cap (>= 1; -EINVAL for 0). Connections already open stay. */
+int nbd_server_set_max_per_client(struct nbd_server *srv, unsigned n);
+
+struct nbd_server_stats {
+	unsigned max_per_client;
+	uint64_t refused_cap;	 /* connections refused: the client had max_per_client open */
+	uint64_t refused_full;	 /* connections refused: max_conns open */
+	uint64_t refused_policy; /* export selections refused by an allow list */
+};
+void nbd_server_stats(const struct nbd_server *srv, struct nbd_server_stats *out);
 
 /* ---- Exports ----------------------------------------------------------------------------- */
 
@@ -112,13 +137,25 @@ struct nbd_export_config {
 	 * NBD_OPT_LIST leaves the export out (proto.md "SELECTIVETLS mode").
 	 */
 	bool tls_only;
+	/*
+	 * Who may use it (copied): a client whose address is inside one of these prefixes.
+	 * @nallow 0: everyone. A client outside does not see it in NBD_OPT_LIST; GO, INFO and
+	 * the meta-context options naming it are answered NBD_REP_ERR_POLICY, EXPORT_NAME
+	 * closes the connection (it has no error reply); a connection whose address the
+	 * transport could not tell is outside every list. Checked after TLS: under
+	 * NBD_TLS_REQUIRE before STARTTLS, and for a @tls_only export on a plain connection, the
+	 * TLS refusal is the answer and the list is not consulted. docs/nbd.md, "Who may connect".
+	 */
+	const struct net_prefix *allow;
+	unsigned nallow;
 };
 
 /*
  * Add an export. The first export added is the default one (the empty name "" selects it).
  * Every connection, now or later, can then see it in NBD_OPT_LIST and open it.
  * Errors: -EINVAL (name empty, too long or with a NUL; description too long; no device;
- * device block size not a power of two in 512..65536), -EEXIST (name taken), -ENOSPC (table
+ * device block size not a power of two in 512..65536; more than NBD_MAX_ALLOW prefixes or
+ * a prefix of an unknown family), -EEXIST (name taken), -ENOSPC (table
  * full: NBD_DEFAULT_MAX_EXPORTS), -ENOMEM.
  */
 int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config *cfg);
@@ -133,13 +170,25 @@ int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config
  */
 int nbd_server_remove_export(struct nbd_server *srv, const char *name, bool force);
 
+/*
+ * Replace the allow list of export @name (@n 0: everyone may use it). Connections in
+ * transmission on it from an address the new list leaves out are closed once their requests
+ * in flight are answered, as nbd_server_remove_export(.., force) does. -ENOENT, -EINVAL
+ * (as for nbd_server_add_export), -ENOMEM (the old list stays).
+ */
+int nbd_server_set_export_allow(struct nbd_server *srv, const char *name,
+				const struct net_prefix *allow, unsigned n);
+
 struct nbd_export_info {
 	const char *name;	 /* valid until the export is removed */
 	const char *description; /* "" when none */
 	uint64_t size;		 /* bytes */
 	bool read_only;
 	bool tls_only;
-	unsigned clients; /* connections in transmission on it */
+	unsigned clients;		/* connections in transmission on it */
+	unsigned nallow;		/* its allow list (0: everyone) ... */
+	const struct net_prefix *allow; /* ... valid until it changes */
+	uint64_t refused;		/* selections of it refused by the list */
 };
 
 /* The @idx'th export (0-based, in the order added): 0, or -ENOENT past the last one. */
@@ -207,9 +256,24 @@ int nbd_server_set_tls(struct nbd_server *srv, const struct nbd_tls_config *cfg)
 /* ---- Connections ------------------------------------------------------------------------- */
 
 /*
- * A new client connected: create its state and queue the greeting. -EBUSY when max_conns
- * connections exist already (close the transport), -ENOMEM.
+ * A client's address as the transport saw it: the IP address in network byte order (see
+ * core/base/netaddr.h; an IPv4-mapped IPv6 address is taken as the IPv4 address) and the
+ * TCP port as a host-order number.
  */
+struct nbd_peer {
+	struct net_addr addr; /* family NET_AF_NONE: unknown */
+	uint16_t port;
+};
+
+/*
+ * A new client connected from @peer (NULL: unknown): create its state and queue the
+ * greeting. -EBUSY when max_conns connections exist already, -EDQUOT (a quota: the per-client one) when max_per_client
+ * connections from the same address exist (logged and counted; an unknown address is not
+ * capped): close the transport. -ENOMEM.
+ */
+int nbd_conn_create_peer(struct nbd_server *srv, const struct nbd_peer *peer,
+			 struct nbd_conn **out);
+/* nbd_conn_create_peer() with an unknown address (allowed only on exports without a list). */
 int nbd_conn_create(struct nbd_server *srv, struct nbd_conn **out);
 
 /*
@@ -260,6 +324,7 @@ bool nbd_conn_finished(const struct nbd_conn *c);
 void nbd_conn_destroy(struct nbd_conn *c);
 
 struct nbd_conn_info {
+	struct nbd_peer peer;
 	const char *export_name; /* NULL while negotiating */
 	const char *tls;	 /* NULL when plain; else the session's describe() */
 	bool structured;	 /* structured replies negotiated */

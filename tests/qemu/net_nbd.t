@@ -61,7 +61,9 @@ def net_tcp_count(m):
 
 
 m = qh.Machine("qemu-net-nbd", disks=(("meta", 16 << 20), ("data", DATA_SIZE)),
-               fw_cfg={"test-export-disk": "data"})
+               # Through QEMU's user network every host client comes from the same address
+               # (10.0.2.2): the per-client cap must admit the 19 connections made below.
+               fw_cfg={"test-export-disk": "data", "nbd-max-per-client": "32"})
 pat = os.urandom(PATTERN)
 try:
     with m:

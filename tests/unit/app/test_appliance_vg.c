@@ -1491,3 +1491,161 @@ TEST(pre_lvm_layout_is_named_untouched)
 	free(d);
 	fx_free(f);
 }
+
+/* ---- 5. Who may connect: allow lists kept as LV tags ---------------------------------------- */
+
+/* Export @name's allow list in the server, as text ("" for everyone, "-" when not served). */
+static void served_allow(struct fx *f, const char *name, char *buf, size_t size)
+{
+	struct nbd_export_info ei;
+
+	snprintf(buf, size, "-");
+	for (unsigned i = 0; !nbd_server_export_info(f->srv, i, &ei); i++) {
+		if (strcmp(ei.name, name))
+			continue;
+		buf[0] = '\0';
+		for (unsigned k = 0; k < ei.nallow; k++) {
+			char t[NET_PREFIX_TEXT_MAX];
+
+			net_prefix_format(&ei.allow[k], t, sizeof(t));
+			snprintf(buf + strlen(buf), size - strlen(buf), "%s%s", k ? "," : "", t);
+		}
+	}
+}
+
+static bool served_is(struct fx *f, const char *name, const char *want)
+{
+	char got[512];
+
+	served_allow(f, name, got, sizeof(got));
+	if (!strcmp(got, want))
+		return true;
+	fprintf(stderr, "export %s is served to '%s', not '%s'\n", name, got, want);
+	return false;
+}
+
+/* lvchange --addtag / --deltag on LV @lv, as lvm in Linux does it. */
+static int lx_tag(struct fx *f, const char *lv, const char *tag, bool add)
+{
+	struct lvm_lv *l;
+	struct lx x;
+	int rc = lx_read(f, &x);
+
+	if (rc)
+		return rc;
+	l = lvm_vg_find_lv(x.vg, lv);
+	rc = l ? 0 : -ENOENT;
+	if (!rc && add)
+		rc = lvm_strs_add(&l->tags, tag);
+	for (unsigned i = 0; !rc && !add && i < l->tags.n; i++)
+		if (!strcmp(l->tags.v[i], tag))
+			lvm_strs_remove(&l->tags, i--);
+	if (!rc)
+		rc = lx_write(&x);
+	lx_done(&x);
+	return rc;
+}
+
+/*
+ * export add --allow, export allow/disallow: kept in the VG as thinbox_allow=EXPORT=PREFIX
+ * tags on the volume's LV (what lvm in Linux shows and keeps), applied to the server at
+ * once and again after a reboot; a bad prefix is refused with the reason and changes
+ * nothing; tags lvm added in Linux are taken, a malformed one makes the configuration bad
+ * instead of opening the export to everyone.
+ */
+TEST(export_allow_lists_are_lv_tags)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	const struct cfg_export *ce;
+	const struct lvm_lv *lv;
+	uint8_t *meta, *data;
+	uint32_t seq;
+	struct lx x;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "export add vol0 --name lan --allow 10.0.2.0/24 --allow FD00::/8"), 0);
+	ok(has(f->out, "exported vol0 as 'lan' to 10.0.2.0/24,fd00::/8"));
+	ok(served_is(f, "lan", "10.0.2.0/24,fd00::/8"));
+	ok(served_is(f, "vol0", ""));
+
+	/* Bad prefixes: a clear reason, and nothing changed (no VG commit, no export). */
+	seq = seqno_now(f);
+	ok_eq(sh(f, "export add vol0 --name bad --allow 10.0.2.5/24"), -EINVAL);
+	ok(has(f->out, "error: bad address prefix '10.0.2.5/24': address bits are set past the "
+		       "prefix length (the network is 10.0.2.0/24)"));
+	ok_eq(sh(f, "export add vol0 --name bad --allow 10.0.2.0/33"), -EINVAL);
+	ok(has(f->out, "the prefix length must be 0..32"));
+	ok_eq(sh(f, "export allow lan 300.1.1.1"), -EINVAL);
+	ok(has(f->out, "not an IPv4 (a.b.c.d) or IPv6 address"));
+	ok_eq(sh(f, "export allow lan 10.1.0.0/16 fe80::1%%eth0"), -EINVAL);
+	ok_eq(sh(f, "export allow nosuch 10.0.0.0/8"), -ENOENT);
+	ok(has(f->out, "no export named 'nosuch'"));
+	ok_eq(sh(f, "export disallow lan 1.2.3.0/24"), -ENOENT);
+	ok(has(f->out, "is not in the allow list of 'lan'; nothing changed"));
+	ok_eq(seqno_now(f), seq);
+	ok(!cfg_find_export(appliance_config(f->a), "bad"));
+	ok(served_is(f, "lan", "10.0.2.0/24,fd00::/8"));
+	ok(served_is(f, "bad", "-"));
+
+	ok_eq(sh(f, "export allow vol0 127.0.0.2"), 0);
+	ok(has(f->out, "export 'vol0' may be used by 127.0.0.2/32"));
+	ok_eq(sh(f, "export allow lan 10.0.2.0/24"), 0); /* already there: no change */
+	ok_eq(sh(f, "export disallow lan fd00::/8"), 0);
+	ok(served_is(f, "vol0", "127.0.0.2/32"));
+	ok(served_is(f, "lan", "10.0.2.0/24"));
+	ok_eq(sh(f, "export list"), 0);
+	ok(has(f->out, "REFUSED ALLOW"));
+	ok(has(f->out, "127.0.0.2/32  (default export)"));
+	ok(has(f->out, "10.0.2.0/24\n"));
+	shutdown_app(f);
+
+	/* In the VG, on the volume's LV, as lvm shows it. */
+	if (ok_eq(lx_read(f, &x), 0)) {
+		ok((lv = lx_lv(&x, "vol0")) && lv_has(&lv->tags, "thinbox_allow=lan=10.0.2.0/24") &&
+		   lv_has(&lv->tags, "thinbox_allow=vol0=127.0.0.2/32") &&
+		   !lv_has(&lv->tags, "thinbox_allow=lan=fd00::/8") &&
+		   lv_has(&lv->tags, "thinbox_export=lan"));
+		lx_done(&x);
+	}
+	/* lvchange --addtag in Linux: taken at the next boot, with what was there. */
+	ok_eq(lx_tag(f, "vol0", "thinbox_allow=lan=2001:db8::/32", true), 0);
+	/* A tag for an export this LV does not serve opens nothing: ignored. */
+	ok_eq(lx_tag(f, "vol0", "thinbox_allow=other=0.0.0.0/0", true), 0);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ce = cfg_find_export(appliance_config(f->a), "lan");
+	ok(ce && ce->nallow == 2);
+	ok(served_is(f, "lan", "10.0.2.0/24,2001:db8::/32"));
+	ok(served_is(f, "vol0", "127.0.0.2/32"));
+	/* Everyone again. */
+	ok_eq(sh(f, "export disallow vol0 --all"), 0);
+	ok(has(f->out, "export 'vol0' may be used by everyone"));
+	ok(served_is(f, "vol0", ""));
+	shutdown_app(f);
+	if (ok_eq(lx_read(f, &x), 0)) {
+		ok((lv = lx_lv(&x, "vol0")) &&
+		   !lv_has(&lv->tags, "thinbox_allow=vol0=127.0.0.2/32") &&
+		   !lv_has(&lv->tags, "thinbox_allow=other=0.0.0.0/0") &&
+		   lv_has(&lv->tags, "thinbox_allow=lan=2001:db8::/32"));
+		lx_done(&x);
+	}
+
+	/* A malformed prefix in a tag: not served to anyone, the reason shown, nothing written. */
+	ok_eq(lx_tag(f, "vol0", "thinbox_allow=lan=10.0.2.5/24", true), 0);
+	meta = image(f->meta);
+	data = image(f->data);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_BAD_CONFIG);
+	ok(has(appliance_problem(f->a), "allow tag thinbox_allow=lan=10.0.2.5/24: address bits"));
+	ok(served_is(f, "lan", "-"));
+	shutdown_app(f);
+	ok(same_image(f->meta, meta, "metadata disk"));
+	ok(same_image(f->data, data, "data disk"));
+	free(meta);
+	free(data);
+	ok_eq(lx_tag(f, "vol0", "thinbox_allow=lan=10.0.2.5/24", false), 0);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ok(served_is(f, "lan", "10.0.2.0/24,2001:db8::/32"));
+	fx_free(f);
+}

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/netaddr.h"
 #include "core/base/util.h"
 #include "host/hostdev.h"
 #include "net/nbd/nbd_proto.h"
@@ -790,5 +791,255 @@ TEST(end_of_input_mid_write_finishes)
 	ok(!nbd_conn_finished(t.c));
 	nbd_conn_input_closed(t.c);
 	ok(nbd_conn_finished(t.c));
+	teardown(&t);
+}
+
+/* ---- Who may connect: allow lists and the per-client cap ---------------------------------- */
+
+struct logbuf {
+	unsigned lines;
+	char last[256];
+};
+
+static void log_cb(void *ctx, const char *line)
+{
+	struct logbuf *l = ctx;
+
+	l->lines++;
+	snprintf(l->last, sizeof(l->last), "%s", line);
+}
+
+static struct nbd_peer peer(const char *addr, uint16_t port)
+{
+	struct nbd_peer p = { .port = port };
+
+	ok_eq(net_addr_parse(addr, &p.addr), 0);
+	return p;
+}
+
+static struct net_prefix prefix(const char *text)
+{
+	struct net_prefix p;
+
+	ok_eq(net_prefix_parse(text, &p, NULL), 0);
+	return p;
+}
+
+/* Replace t->c by a fresh connection from @addr, its greeting taken and flags sent. */
+static void connect_from(struct t *t, const char *addr)
+{
+	struct nbd_peer p = peer(addr, 40000);
+	uint8_t b[4];
+
+	nbd_conn_destroy(t->c);
+	t->out_len = t->out_pos = 0;
+	ok_eq(nbd_conn_create_peer(t->srv, &p, &t->c), 0);
+	drain(t);
+	take(t, 18);
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	feed(t, b, 4);
+}
+
+/* NBD_OPT_LIST: the names the server lists, comma-separated into @names. */
+static void list_exports(struct t *t, char *names, size_t size)
+{
+	uint8_t b[16];
+
+	names[0] = '\0';
+	feed(t, b, put_opt(b, NBD_OPT_LIST, NULL, 0));
+	for (;;) {
+		const uint8_t *p = take(t, 20), *d;
+		uint32_t type, len;
+
+		if (!p)
+			return;
+		type = nbd_get_be32(p + 12);
+		len = nbd_get_be32(p + 16);
+		d = take(t, len);
+		if (!d || type != NBD_REP_SERVER)
+			return;
+		snprintf(names + strlen(names), size - strlen(names), "%s%.*s", names[0] ? "," : "",
+			 (int)nbd_get_be32(d), (const char *)d + 4);
+	}
+}
+
+/* NBD_OPT_GO (or INFO) on @name: the final reply type. */
+static uint32_t go(struct t *t, const char *name, bool info)
+{
+	uint8_t b[128];
+	size_t n = put_go(b, name);
+
+	if (info)
+		nbd_put_be32(b + 8, NBD_OPT_INFO);
+	feed(t, b, n);
+	return take_opt_final(t);
+}
+
+TEST(allow_list_hides_and_refuses)
+{
+	struct net_prefix v4 = prefix("10.0.2.0/24"), v6[2] = { prefix("fd00::/8"), v4 };
+	struct nbd_server_stats st;
+	struct nbd_export_info info;
+	struct logbuf log = { 0 };
+	char names[128];
+	uint8_t b[512];
+	struct reply r;
+	struct t t;
+
+	setup(&t, false, 0, NULL);
+	nbd_server_set_log(t.srv, log_cb, &log);
+	ok_eq(nbd_server_set_export_allow(t.srv, "disk", &v4, 1), 0);
+	ok_eq(nbd_server_set_export_allow(t.srv, "nope", &v4, 1), -ENOENT);
+
+	/* Outside: LIST does not show it, GO and INFO get POLICY, the other export works. */
+	connect_from(&t, "192.168.1.5");
+	list_exports(&t, names, sizeof(names));
+	ok(!strcmp(names, "ro"));
+	ok_eq(go(&t, "disk", true), NBD_REP_ERR_POLICY);
+	ok_eq(go(&t, "", false), NBD_REP_ERR_POLICY); /* the default export is "disk" */
+	ok_eq(log.lines, 2);
+	ok(strstr(log.last, "192.168.1.5:40000") && strstr(log.last, "'disk'"));
+	feed(&t, b, put_meta(b, "disk")); /* needs structured replies first: INVALID */
+	ok_eq(take_opt_final(&t), NBD_REP_ERR_INVALID);
+	feed(&t, b, put_opt(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0));
+	ok_eq(take_opt_final(&t), NBD_REP_ACK);
+	feed(&t, b, put_meta(b, "disk"));
+	ok_eq(take_opt_final(&t), NBD_REP_ERR_POLICY);
+	ok_eq(go(&t, "ro", false), NBD_REP_ACK);
+	ok_eq(nbd_server_export_info(t.srv, 0, &info), 0);
+	ok_eq(info.refused, 3);
+	ok_eq(info.nallow, 1);
+	ok_eq(info.clients, 0);
+	nbd_server_stats(t.srv, &st);
+	ok_eq(st.refused_policy, 3);
+
+	/* EXPORT_NAME has no error reply: the connection is closed. */
+	connect_from(&t, "10.0.3.1");
+	feed(&t, b, put_opt(b, NBD_OPT_EXPORT_NAME, "disk", 4));
+	ok(nbd_conn_finished(t.c));
+	ok_eq(t.out_len, t.out_pos);
+
+	/* A transport that cannot tell the address is outside every list. */
+	nbd_conn_destroy(t.c);
+	t.out_len = t.out_pos = 0;
+	ok_eq(nbd_conn_create(t.srv, &t.c), 0);
+	drain(&t);
+	take(&t, 18);
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE);
+	feed(&t, b, 4);
+	ok_eq(go(&t, "disk", false), NBD_REP_ERR_POLICY);
+
+	/* Inside (also as an IPv4-mapped IPv6 address): listed, opened, served. */
+	connect_from(&t, "::ffff:10.0.2.9");
+	list_exports(&t, names, sizeof(names));
+	ok(!strcmp(names, "disk,ro"));
+	connect_from(&t, "10.0.2.77");
+	ok_eq(go(&t, "disk", false), NBD_REP_ACK);
+	feed(&t, b, put_req(b, NBD_CMD_READ, 0, 7, 0, 512));
+	ok(take_reply(&t, &r, 512) && r.cookie == 7 && r.err == 0);
+
+	/* IPv6 prefixes, and a list of several. */
+	ok_eq(nbd_server_set_export_allow(t.srv, "ro", v6, 2), 0);
+	connect_from(&t, "fd12:3456::1");
+	ok_eq(go(&t, "ro", true), NBD_REP_ACK);
+	connect_from(&t, "fe80::1");
+	ok_eq(go(&t, "ro", true), NBD_REP_ERR_POLICY);
+	ok(strstr(log.last, "[fe80::1]:40000") != NULL);
+	/* Everyone again. */
+	ok_eq(nbd_server_set_export_allow(t.srv, "ro", NULL, 0), 0);
+	ok_eq(go(&t, "ro", true), NBD_REP_ACK);
+	teardown(&t);
+}
+
+TEST(allow_list_change_closes_connections_outside)
+{
+	struct net_prefix a = prefix("10.0.2.0/24"), b24 = prefix("10.0.3.0/24");
+	struct net_prefix bad = prefix("10.0.0.0/8");
+	struct nbd_export_config cfg = { .name = "x", .allow = &a, .nallow = 1 };
+	struct nbd_conn *inside;
+	struct nbd_peer p = peer("10.0.3.4", 1);
+	uint8_t b[512];
+	struct t t;
+
+	setup(&t, false, 0, NULL);
+	/* Lists are checked when an export is added. */
+	cfg.dev = t.mem;
+	bad.addr.family = 5;
+	cfg.allow = &bad;
+	ok_eq(nbd_server_add_export(t.srv, &cfg), -EINVAL);
+	cfg.allow = &a;
+	cfg.nallow = NBD_MAX_ALLOW + 1;
+	ok_eq(nbd_server_add_export(t.srv, &cfg), -EINVAL);
+
+	ok_eq(nbd_server_set_export_allow(t.srv, "disk", &a, 1), 0);
+	connect_from(&t, "10.0.2.1");
+	ok_eq(go(&t, "disk", false), NBD_REP_ACK);
+	ok_eq(nbd_conn_create_peer(t.srv, &p, &inside), 0);
+	/* The new list leaves 10.0.2.1 out: its connection ends; a negotiating one stays. */
+	ok_eq(nbd_server_set_export_allow(t.srv, "disk", &b24, 1), 0);
+	ok(nbd_conn_finished(t.c));
+	ok(!nbd_conn_finished(inside));
+	nbd_conn_destroy(inside);
+	/* And a connection the new list keeps is left alone. */
+	connect_from(&t, "10.0.3.9");
+	ok_eq(go(&t, "disk", false), NBD_REP_ACK);
+	ok_eq(nbd_server_set_export_allow(t.srv, "disk", &b24, 1), 0);
+	ok(!nbd_conn_finished(t.c));
+	feed(&t, b, put_req(b, NBD_CMD_FLUSH, 0, 1, 0, 0));
+	ok(!nbd_conn_finished(t.c));
+	teardown(&t);
+}
+
+TEST(per_client_cap)
+{
+	struct nbd_limits lim = { .max_per_client = 2 };
+	struct nbd_peer a = peer("10.0.0.1", 1), a2 = peer("::ffff:10.0.0.1", 2),
+			b = peer("10.0.0.2", 3);
+	struct nbd_conn *c[4], *u[4], *cb;
+	struct nbd_server_stats st;
+	struct nbd_conn_info ci;
+	struct logbuf log = { 0 };
+	struct t t;
+
+	setup(&t, false, 0, &lim);
+	nbd_server_set_log(t.srv, log_cb, &log);
+	nbd_server_stats(t.srv, &st);
+	ok_eq(st.max_per_client, 2);
+	ok_eq(nbd_conn_create_peer(t.srv, &a, &c[0]), 0);
+	ok_eq(nbd_conn_create_peer(t.srv, &a2, &c[1]), 0); /* the same address, mapped */
+	ok_eq(nbd_conn_create_peer(t.srv, &a, &c[2]), -EDQUOT);
+	ok_eq(log.lines, 1);
+	ok(strstr(log.last, "10.0.0.1:1") && strstr(log.last, "max-per-client 2"));
+	ok_eq(nbd_conn_create_peer(t.srv, &b, &cb), 0); /* another address is not affected */
+	/* Unknown addresses are not capped (t.c is one of them). */
+	for (unsigned i = 0; i < 4; i++)
+		ok_eq(nbd_conn_create(t.srv, &u[i]), 0);
+	nbd_server_stats(t.srv, &st);
+	ok_eq(st.refused_cap, 1);
+	/* The connection list shows who is connected. */
+	ok_eq(nbd_server_conn_info(t.srv, 5, &ci), 0);
+	ok_eq(ci.peer.addr.family, NET_AF_INET);
+	ok(ci.peer.port == 2 && ci.peer.addr.bytes[0] == 10 && ci.peer.addr.bytes[3] == 1);
+
+	/* A closed connection makes room again; the cap can be raised at run time. */
+	nbd_conn_destroy(c[0]);
+	ok_eq(nbd_conn_create_peer(t.srv, &a, &c[0]), 0);
+	ok_eq(nbd_server_set_max_per_client(t.srv, 0), -EINVAL);
+	ok_eq(nbd_server_set_max_per_client(t.srv, 3), 0);
+	ok_eq(nbd_conn_create_peer(t.srv, &a, &c[2]), 0);
+
+	/* A client knocking in a loop: every refusal counted, few logged (4, then 8th, 16th). */
+	log.lines = 0;
+	for (unsigned i = 0; i < 20; i++)
+		ok_eq(nbd_conn_create_peer(t.srv, &a, &c[3]), -EDQUOT);
+	nbd_server_stats(t.srv, &st);
+	ok_eq(st.refused_cap, 21);
+	ok_eq(log.lines, 5); /* 2nd..4th, 8th, 16th of the run (the 1st was above) */
+	ok(strstr(log.last, "16 in a row") != NULL);
+	for (unsigned i = 0; i < 3; i++)
+		nbd_conn_destroy(c[i]);
+	nbd_conn_destroy(cb);
+	for (unsigned i = 0; i < 4; i++)
+		nbd_conn_destroy(u[i]);
 	teardown(&t);
 }

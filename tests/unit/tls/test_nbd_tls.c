@@ -5,7 +5,8 @@
  * mbedTLS client whose BIO is the same two byte queues. Covers the option negotiation in each
  * mode (off, on, require), ERR_TLS_REQD, STARTTLS twice or with data, bytes sent after
  * STARTTLS before its ACK, TLS-only exports, a wrong key, a failing entropy source, data
- * through TLS, and the psktool keys-file parser.
+ * through TLS, the TLS checks together with allow lists (TLS first), and the psktool
+ * keys-file parser.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "core/base/netaddr.h"
 #include "host/hostdev.h"
 #include "net/nbd/nbd_proto.h"
 #include "net/nbd/nbd_server.h"
@@ -139,6 +141,9 @@ static void logline(void *ctx, const char *line)
 
 static char last_log[256];
 
+/* The rig's connection comes from this address when set (else: unknown address). */
+static const struct nbd_peer *rig_peer;
+
 /* A server with exports disk (plain allowed) and secret (TLS-only), one connection. */
 static bool rig_init(struct rig *r, enum nbd_tls_mode mode)
 {
@@ -174,7 +179,9 @@ static bool rig_init(struct rig *r, enum nbd_tls_mode mode)
 	ec.dev = r->secret;
 	ec.tls_only = true;
 	if (!ok_eq(nbd_server_add_export(r->srv, &ec), 0) ||
-	    !ok_eq(nbd_conn_create(r->srv, &r->c), 0))
+	    !ok_eq(rig_peer ? nbd_conn_create_peer(r->srv, rig_peer, &r->c)
+			    : nbd_conn_create(r->srv, &r->c),
+		   0))
 		return false;
 	/* Greeting, then the client's flags. */
 	pump(r);
@@ -637,4 +644,130 @@ TEST(psk_file_parsing)
 	ok_eq(tls_psk_parse("z:00112233445566778899AABBCCDDEEFF", 34, &k, err, sizeof(err)), 0);
 	ok_eq(k.n, 1);
 	tls_psk_free(&k);
+}
+
+/* ---- TLS and allow lists together ------------------------------------------------------- */
+
+static char nbd_log[256];
+
+/* Export @name's allow list: the one prefix @text. */
+static bool allow_only(struct rig *r, const char *name, const char *text)
+{
+	struct net_prefix p;
+
+	return ok_eq(net_prefix_parse(text, &p, NULL), 0) &&
+	       ok_eq(nbd_server_set_export_allow(r->srv, name, &p, 1), 0);
+}
+
+static uint64_t refused_policy(struct rig *r)
+{
+	struct nbd_server_stats st;
+
+	nbd_server_stats(r->srv, &st);
+	return st.refused_policy;
+}
+
+/* GO on @name succeeds: INFO replies, then ACK. */
+static bool go_ok(struct rig *r, const char *name)
+{
+	char d[4096];
+	uint8_t b[64];
+	uint32_t t;
+
+	send_opt(r, NBD_OPT_GO, b, (uint32_t)info_req(b, name));
+	while ((t = reply(r, NBD_OPT_GO, d)) == NBD_REP_INFO)
+		;
+	return ok_eq(t, NBD_REP_ACK);
+}
+
+/* A rig whose connection comes from 192.0.2.7:40000, refusals logged into nbd_log. */
+static bool rig_init_from(struct rig *r, enum nbd_tls_mode mode)
+{
+	static struct nbd_peer peer = { .port = 40000 };
+	bool ok;
+
+	if (!ok_eq(net_addr_parse("192.0.2.7", &peer.addr), 0))
+		return false;
+	rig_peer = &peer;
+	ok = rig_init(r, mode);
+	rig_peer = NULL;
+	nbd_log[0] = '\0';
+	if (ok)
+		nbd_server_set_log(r->srv, logline, nbd_log);
+	return ok;
+}
+
+/*
+ * --tls=require with an allow list that leaves the client out: before STARTTLS every option
+ * gets ERR_TLS_REQD and the allow list is not consulted (nothing counted or logged, the export
+ * not named); over TLS the allow list decides (ERR_POLICY, counted and logged; LIST hides it).
+ */
+TEST(require_before_allow_list)
+{
+	struct rig r;
+	char d[4096];
+	uint8_t b[64];
+
+	if (!rig_init_from(&r, NBD_TLS_REQUIRE) || !allow_only(&r, "disk", "10.0.0.0/8") ||
+	    !allow_only(&r, "secret", "192.0.2.0/24"))
+		goto out;
+	send_opt(&r, NBD_OPT_GO, b, (uint32_t)info_req(b, "disk"));
+	ok_eq(reply(&r, NBD_OPT_GO, d), NBD_REP_ERR_TLS_REQD);
+	send_opt(&r, NBD_OPT_INFO, b, (uint32_t)info_req(b, "disk"));
+	ok_eq(reply(&r, NBD_OPT_INFO, d), NBD_REP_ERR_TLS_REQD);
+	send_opt(&r, NBD_OPT_LIST, NULL, 0);
+	ok_eq(reply(&r, NBD_OPT_LIST, d), NBD_REP_ERR_TLS_REQD);
+	ok_eq(refused_policy(&r), 0);
+	ok_eq(nbd_log[0], '\0');
+	if (!start_tls(&r))
+		goto out;
+	/* LIST over TLS: only the export whose list takes the client. */
+	send_opt(&r, NBD_OPT_LIST, NULL, 0);
+	ok_eq(reply(&r, NBD_OPT_LIST, d), NBD_REP_SERVER);
+	ok(!memcmp(d + 4, "secret", 6));
+	ok_eq(reply(&r, NBD_OPT_LIST, d), NBD_REP_ACK);
+	send_opt(&r, NBD_OPT_GO, b, (uint32_t)info_req(b, "disk"));
+	ok_eq(reply(&r, NBD_OPT_GO, d), NBD_REP_ERR_POLICY);
+	ok_eq(refused_policy(&r), 1);
+	ok(strstr(nbd_log, "refused 192.0.2.7:40000: export 'disk'") != NULL);
+	go_ok(&r, "secret");
+out:
+	rig_free(&r);
+}
+
+/*
+ * --tls=on, a TLS-only export whose allow list leaves the client out: on the plain connection
+ * it is refused for want of TLS (ERR_TLS_REQD, the allow list not consulted); over TLS for the
+ * address (ERR_POLICY). A plain export whose list takes the client is served.
+ */
+TEST(on_tls_only_then_allow_list)
+{
+	struct rig r;
+	char d[4096];
+	uint8_t b[64];
+
+	if (!rig_init_from(&r, NBD_TLS_ON) || !allow_only(&r, "secret", "10.0.0.0/8") ||
+	    !allow_only(&r, "disk", "192.0.2.0/24"))
+		goto out;
+	send_opt(&r, NBD_OPT_GO, b, (uint32_t)info_req(b, "secret"));
+	ok_eq(reply(&r, NBD_OPT_GO, d), NBD_REP_ERR_TLS_REQD);
+	send_opt(&r, NBD_OPT_LIST, NULL, 0);
+	ok_eq(reply(&r, NBD_OPT_LIST, d), NBD_REP_SERVER);
+	ok(!memcmp(d + 4, "disk", 4));
+	ok_eq(reply(&r, NBD_OPT_LIST, d), NBD_REP_ACK);
+	ok_eq(refused_policy(&r), 0);
+	ok_eq(nbd_log[0], '\0');
+	if (!start_tls(&r))
+		goto out;
+	send_opt(&r, NBD_OPT_LIST, NULL, 0);
+	ok_eq(reply(&r, NBD_OPT_LIST, d), NBD_REP_SERVER);
+	ok(!memcmp(d + 4, "disk", 4));
+	ok_eq(reply(&r, NBD_OPT_LIST, d), NBD_REP_ACK); /* secret: not for this address */
+	send_opt(&r, NBD_OPT_GO, b, (uint32_t)info_req(b, "secret"));
+	ok_eq(reply(&r, NBD_OPT_GO, d), NBD_REP_ERR_POLICY);
+	ok_eq(refused_policy(&r), 1);
+	ok(strstr(nbd_log, "export 'secret'") != NULL);
+	go_ok(&r, "disk");
+out:
+	rig_free(&r);
 }
