@@ -22,6 +22,9 @@
  *                                  its _tmeta / _tdata LVs name, compare transaction_id and
  *                                  chunk_size with the superblock, run thin_pool_check, print
  *                                  md5 of every thin LV (tests/guest/lvm_activate.t)
+ *   thinbox-lvm pending META DATA NAME ID [ORIGIN]
+ *                                  leave the VG as the first commit of a thin create does
+ *                                  (LV NAME, transaction_id + 1, a pending create message)
  *   thinbox-lvm extract DISK LV OUT
  *                                  copy linear LV LV out of PV file DISK into OUT (the
  *                                  appliance's pool_tmeta, for thin_check / thin_dump)
@@ -33,6 +36,7 @@
  */
 #include "core/base/endian.h"
 #include "core/blkdev_slice.h"
+#include "core/lvm/lvm_disks.h"
 #include "core/lvm/lvm_pv.h"
 #include "core/lvm/lvm_vg.h"
 #include "core/thin/thin_pool.h"
@@ -50,7 +54,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: thinbox-lvm demo DISK1 DISK2 | show DISK... | text DISK |\n"
 			"       vg META DATA NAME:MIB|NAME@ORIGIN... | pool DISK... |\n"
-			"       extract DISK LV OUT\n");
+			"       extract DISK LV OUT | pending META DATA NAME ID [ORIGIN]\n");
 	return 2;
 }
 
@@ -939,8 +943,71 @@ done:
 	return rc ? 1 : 0;
 }
 
+/*
+ * thinbox-lvm pending META DATA NAME ID [ORIGIN]: the VG as lvm (or the appliance) leaves it
+ * after the first commit of a thin create: thin LV NAME (one extent, device_id ID, a
+ * snapshot of ORIGIN when given) added, the pool's transaction_id + 1 and a pending
+ * `create` message; the pool itself untouched (tests/guest/lvm_interrupted.t).
+ */
+static int pending(const char *mpath, const char *dpath, const char *name, const char *id,
+		   const char *origin)
+{
+	struct lvm_disk dk[2] = { { 0 }, { 0 } };
+	struct lvm_vg *vg = NULL;
+	struct lvm_lv *lv, *pool = NULL;
+	struct lvm_seg *s;
+	unsigned missing;
+	char why[256] = "", lvid[LVM_ID_LEN + 1];
+	int rc = filedisk_open(mpath, 512, false, 0, &dk[0].dev);
+
+	if (!rc)
+		rc = filedisk_open(dpath, 512, false, 0, &dk[1].dev);
+	if (!rc)
+		rc = lvm_disks_read(dk, 2, NULL, &vg, &missing, why, sizeof(why));
+	for (unsigned i = 0; !rc && i < vg->nr_lvs; i++)
+		if (vg->lvs[i].nr_segs == 1 && vg->lvs[i].segs[0].type == LVM_SEG_THIN_POOL)
+			pool = &vg->lvs[i];
+	if (!rc && !pool)
+		rc = -ENOENT;
+	if (!rc)
+		rc = random_id(lvid);
+	if (!rc) {
+		char pname[LVM_NAME_MAX + 1];
+		uint64_t txid = pool->segs[0].transaction_id + 1;
+
+		snprintf(pname, sizeof(pname), "%s", pool->name);
+		rc =
+		    lvm_vg_add_lv(vg, name, lvid, LVM_LV_READ | LVM_LV_WRITE | LVM_LV_VISIBLE, &lv);
+		if (!rc)
+			rc = lvm_lv_set_creation(lv, (uint64_t)time(NULL), HOST_NAME);
+		if (!rc)
+			rc = lvm_lv_add_seg(lv, LVM_SEG_THIN, 1, &s);
+		if (!rc) {
+			snprintf(s->thin_pool, sizeof(s->thin_pool), "%s", pname);
+			s->device_id = (uint32_t)strtoul(id, NULL, 10);
+			s->transaction_id = txid;
+			if (origin)
+				snprintf(s->origin, sizeof(s->origin), "%s", origin);
+			pool = lvm_vg_find_lv(vg, pname);
+			pool->segs[0].transaction_id = txid;
+			rc = lvm_seg_add_message_create(&pool->segs[0], name);
+		}
+	}
+	if (!rc)
+		rc = lvm_disks_write(vg, dk, 2, why, sizeof(why));
+	if (rc)
+		fprintf(stderr, "thinbox-lvm: pending: %s (%s)\n", why[0] ? why : "failed",
+			strerror(-rc));
+	lvm_vg_free(vg);
+	blkdev_destroy(dk[0].dev);
+	blkdev_destroy(dk[1].dev);
+	return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+	if ((argc == 6 || argc == 7) && !strcmp(argv[1], "pending"))
+		return pending(argv[2], argv[3], argv[4], argv[5], argc == 7 ? argv[6] : NULL);
 	if (argc == 5 && !strcmp(argv[1], "extract"))
 		return extract(argv[2], argv[3], argv[4]);
 	if (argc == 4 && !strcmp(argv[1], "demo"))

@@ -19,9 +19,10 @@ counted; the next may or may not have happened).
     delete commands at once and is SIGKILLed by PID a few ms after its Nth answer; a copy of the
     disks is kept, and the appliance restarts on the originals for the next round. One
     guest boot then looks at every copy in turn (lvm's --devices names the pair): vgchange
-    -ay -K activates every LV (lvm finishes what the appliance left: its pending message),
-    thin_check run by lvm is clean, the names are a before-or-after state, the kept volumes
-    read their digests, vgchange -an."""
+    -ay -K activates every LV but one whose `create` message was pending (lvm 2.03.16 does
+    not send pending messages before loading that LV: tests/guest/lvm_pending.t), thin_check
+    run by lvm is clean, the names are a before-or-after state, the kept volumes read their
+    digests, vgchange -an."""
 import os
 import re
 import signal
@@ -288,15 +289,25 @@ try:
     c.check("b-lvm-warned-of-nothing-else", not other, other)
     for rnd, m2, d2, allowed in pairs:
         what = "b%d-linux" % rnd
+        # A thin LV whose `create` message was still pending when the power went: lvm
+        # 2.03.16's vgchange -ay does not send pending messages before it loads the LV's
+        # table, so that one LV fails to activate ("reload ioctl ... No data available",
+        # exit status 5) until the appliance's next start sends the message
+        # (docs/linux-lvm.md). Every other LV must activate.
+        pend = set(re.findall(r'create = "([^"]+)"', al.vg_text(m2) + al.vg_text(d2)))
         act = re.search(r"^rc (\d+) vgchange --devices \S+ -ay -K thinbox$",
                         r.output.split("pair %d " % rnd)[1], re.M) if \
             ("pair %d " % rnd) in r.output else None
-        c.check(what + "-activates", act and act.group(1) == "0", r.output[-3000:])
+        c.check(what + "-activates", act and (act.group(1) == "0" or
+                                              (act.group(1) == "5" and pend)),
+                r.output[-3000:])
+        if pend:
+            c.note("%s: pending create of %s left by the cut" % (what, " ".join(sorted(pend))))
         lvs = lg.parse_lvs(r.output, "b%d" % rnd)
         th = lg.thin_lvs(lvs)
         got = {n: v["origin"] for n, v in th.items()}
-        c.check(what + "-every-lv-active", th and all(v["attr"][4:5] == "a" for v in th.values()),
-                th)
+        c.check(what + "-every-lv-active",
+                th and all(v["attr"][4:5] == "a" for n, v in th.items() if n not in pend), th)
         c.check(what + "-names-before-or-after", got in allowed,
                 "linux: %s\nallowed: %s" % (show(got), " | ".join(show(s) for s in allowed)))
         tc = [w for w in r.lines("b%d thin_check-ran " % rnd)]
