@@ -348,19 +348,28 @@ bool appliance_volume_name_valid(const char *name)
 	return cfg_name_valid(name) && lvm_lv_name_valid(name);
 }
 
-/* A copy of the committed VG without pending messages (the second commit of a change). */
-static int commit_without_messages(struct appliance *a)
+/* Commit a copy of the VG with @edit applied to the pool LV (the last commit of a change). */
+static int commit_pool_edit(struct appliance *a, void (*edit)(struct lvm_lv *pool))
 {
 	struct lvm_vg *vg;
-	struct lvm_lv *pool;
 	char why[200];
 	int rc = lvm_vg_copy(a->vg, &vg, why, sizeof(why));
 
 	if (rc)
 		return rc;
-	pool = lvm_vg_find_lv(vg, a->pool_lv);
-	lvm_seg_clear_messages(&pool->segs[0]);
+	edit(lvm_vg_find_lv(vg, a->pool_lv));
 	return app_vg_commit(a, vg);
+}
+
+static void drop_messages(struct lvm_lv *pool)
+{
+	lvm_seg_clear_messages(&pool->segs[0]);
+}
+
+/* The VG without pending messages: the second commit of lvm's protocol. */
+static int commit_without_messages(struct appliance *a)
+{
+	return commit_pool_edit(a, drop_messages);
 }
 
 /* The id an interrupted `pool set-transaction-id` moves the pool from, or -1. */
@@ -382,21 +391,17 @@ static int64_t txid_from(struct appliance *a)
 	return -1;
 }
 
-/* The VG without the set-transaction-id tag: the move is done. */
-static int commit_txid_done(struct appliance *a)
+static void drop_txid_tag(struct lvm_lv *pool)
 {
-	struct lvm_vg *vg;
-	struct lvm_lv *pool;
-	char why[200];
-	int rc = lvm_vg_copy(a->vg, &vg, why, sizeof(why));
-
-	if (rc)
-		return rc;
-	pool = lvm_vg_find_lv(vg, a->pool_lv);
 	for (unsigned i = pool->tags.n; i-- > 0;)
 		if (!strncmp(pool->tags.v[i], APP_TAG_TXID_FROM, strlen(APP_TAG_TXID_FROM)))
 			lvm_strs_remove(&pool->tags, i);
-	return app_vg_commit(a, vg);
+}
+
+/* The VG without the set-transaction-id tag: the move is done. */
+static int commit_txid_done(struct appliance *a)
+{
+	return commit_pool_edit(a, drop_txid_tag);
 }
 
 /*

@@ -283,6 +283,34 @@ def thin_dump_image(image):
             "nr_data_blocks": int(root.get("nr_data_blocks"))}
 
 
+def read_export(h, export):
+    """All of EXPORT of host H, read over NBD in 4 MiB pieces."""
+    hh = connect(h.uri(export))
+    size = hh.get_size()
+    buf = bytearray()
+    for off in range(0, size, 4 << 20):
+        buf += hh.pread(min(4 << 20, size - off), off)
+    hh.shutdown()
+    return bytes(buf)
+
+
+def write(h, export, chunks):
+    """Write [(offset, bytes)] to EXPORT of host H over NBD, then flush."""
+    hh = connect(h.uri(export))
+    for off, data in chunks:
+        hh.pwrite(data, off)
+    hh.flush()
+    hh.shutdown()
+
+
+def cmd(h, line):
+    """A shell line that must succeed (no error or usage in its output)."""
+    out = h.command(line)
+    if "error" in out or "usage" in out:
+        raise Failure("%s: %s" % (line, out))
+    return out
+
+
 def parse_thin_list(out):
     """`thin list` -> {name: {'id', 'size', 'mapped', 'origin'}} (sizes as printed)."""
     vols = {}

@@ -46,24 +46,6 @@ def md5(b):
     return hashlib.md5(b).hexdigest()
 
 
-def read_export(h, export):
-    hh = al.connect(h.uri(export))
-    size = hh.get_size()
-    buf = bytearray()
-    for off in range(0, size, 4 * MiB):
-        buf += hh.pread(min(4 * MiB, size - off), off)
-    hh.shutdown()
-    return bytes(buf)
-
-
-def write(h, export, chunks):
-    hh = al.connect(h.uri(export))
-    for off, data in chunks:
-        hh.pwrite(data, off)
-    hh.flush()
-    hh.shutdown()
-
-
 def lv_places(meta, data):
     """{LV: (first sector on its PV, sectors)} of the linear LVs, from `thinbox-lvm show`
     (one segment each, as the appliance makes them: docs/appliance.md, Layout)."""
@@ -153,16 +135,16 @@ try:
         out = h.command(line)
         if "error" in out:
             raise al.Failure("%s: %s" % (line, out))
-    write(h, "vol0", [(0, al.pattern("vol0-a", 3 * MiB)), (20 * MiB, al.pattern("vol0-b", MiB))])
-    write(h, "vol1", [(0, al.pattern("vol1-a", 4 * MiB))])
+    al.write(h, "vol0", [(0, al.pattern("vol0-a", 3 * MiB)), (20 * MiB, al.pattern("vol0-b", MiB))])
+    al.write(h, "vol1", [(0, al.pattern("vol1-a", 4 * MiB))])
     for line in ("thin snapshot vol1 snap1", "export add snap1"):
         out = h.command(line)
         if "error" in out:
             raise al.Failure("%s: %s" % (line, out))
     # Distinct data in the snapshot and the origin after the snapshot (copy-on-write both ways).
-    write(h, "snap1", [(1 * MiB, al.pattern("snap1", MiB))])
-    write(h, "vol1", [(2 * MiB, al.pattern("vol1-b", MiB))])
-    content = {n: read_export(h, n) for n in ("vol0", "vol1", "snap1")}
+    al.write(h, "snap1", [(1 * MiB, al.pattern("snap1", MiB))])
+    al.write(h, "vol1", [(2 * MiB, al.pattern("vol1-b", MiB))])
+    content = {n: al.read_export(h, n) for n in ("vol0", "vol1", "snap1")}
     want = {n: md5(b) for n, b in content.items()}
     c.check("exports-hold-distinct-data", len(set(want.values())) == 3 and
             all(md5(bytes(len(b))) != want[n] for n, b in content.items()), str(want))
@@ -242,8 +224,8 @@ try:
             "have no LV (device %d)" % p["new_id"] in h.boot_log, h.boot_log)
     out = h.command("pool check", timeout=120)
     c.check("pool-check-clean", "pool check: clean" in out, out)
-    c.check("appliance-reads-the-guest-data", md5(read_export(h, "vol1")) == md5(after))
-    c.check("other-volumes-unchanged", all(md5(read_export(h, n)) == want[n] for n in ("vol0", "snap1")))
+    c.check("appliance-reads-the-guest-data", md5(al.read_export(h, "vol1")) == md5(after))
+    c.check("other-volumes-unchanged", all(md5(al.read_export(h, n)) == want[n] for n in ("vol0", "snap1")))
     c.check("appliance-stops-again", h.stop() == 0)
     rc, text = al.thin_check(meta)
     c.check("thin-check-at-the-end", rc == 0, text)

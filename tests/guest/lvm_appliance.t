@@ -45,31 +45,6 @@ c.need_tools("qemu-system-x86_64", "thin_check", "thin_dump")
 tmp = al.scratch()
 
 
-def read_export(h, export):
-    hh = al.connect(h.uri(export))
-    size = hh.get_size()
-    buf = bytearray()
-    for off in range(0, size, 4 * MiB):
-        buf += hh.pread(min(4 * MiB, size - off), off)
-    hh.shutdown()
-    return bytes(buf)
-
-
-def write(h, export, chunks):
-    hh = al.connect(h.uri(export))
-    for off, data in chunks:
-        hh.pwrite(data, off)
-    hh.flush()
-    hh.shutdown()
-
-
-def cmd(h, line):
-    out = h.command(line)
-    if "error" in out or "usage" in out:
-        raise al.Failure("%s: %s" % (line, out))
-    return out
-
-
 def replaced(b, off, data):
     out = bytearray(b)
     if len(out) < off + len(data):
@@ -169,14 +144,14 @@ try:
     h = al.Host(meta, data).start()
     for line in ("thin create alpha 12M", "thin create beta 8M", "export add alpha",
                  "export add beta"):
-        cmd(h, line)
-    write(h, "alpha", [(0, al.pattern("alpha-a", 3 * MiB)), (8 * MiB, al.pattern("alpha-b", MiB))])
-    write(h, "beta", [(0, al.pattern("beta-a", 2 * MiB))])
+        al.cmd(h, line)
+    al.write(h, "alpha", [(0, al.pattern("alpha-a", 3 * MiB)), (8 * MiB, al.pattern("alpha-b", MiB))])
+    al.write(h, "beta", [(0, al.pattern("beta-a", 2 * MiB))])
     for line in ("thin snapshot alpha alpha-snap", "thin snapshot beta beta-snap",
                  "export add alpha-snap --read-only", "export add beta-snap"):
-        cmd(h, line)
-    write(h, "alpha", [(2 * MiB, al.pattern("alpha-c", MiB))])
-    write(h, "beta-snap", [(4 * MiB, al.pattern("beta-snap", MiB))])
+        al.cmd(h, line)
+    al.write(h, "alpha", [(2 * MiB, al.pattern("alpha-c", MiB))])
+    al.write(h, "beta-snap", [(4 * MiB, al.pattern("beta-snap", MiB))])
     ro = al.connect(h.uri("alpha-snap"))
     try:
         ro.pwrite(b"x" * 4096, 0)
@@ -186,7 +161,7 @@ try:
     ro.shutdown()
     c.check("read-only-export-refuses-a-write", ro.is_read_only() and refused)
     names1 = sorted(al.parse_thin_list(h.command("thin list")))
-    content = {n: read_export(h, n) for n in ("alpha", "beta", "alpha-snap", "beta-snap")}
+    content = {n: al.read_export(h, n) for n in ("alpha", "beta", "alpha-snap", "beta-snap")}
     app1 = {n: md5(b) for n, b in content.items()}
     c.check("appliance-data-distinct", len(set(app1.values())) == 4, app1)
     c.check("appliance-stops", h.stop() == 0)
@@ -275,21 +250,21 @@ try:
     for e, n in (("alpha", "alpha"), ("beta", "renamed"), ("alpha-snap", "alpha-snap"),
                  ("lsnap", "linuxsnap")):
         c.check("appliance-export-%s-reads-linuxs-%s" % (e, n),
-                md5(read_export(h, e)) == md5(want[n]))
+                md5(al.read_export(h, e)) == md5(want[n]))
     for n in ("linux1", "linuxsnap"):
-        cmd(h, "export add " + n)
-        c.check("appliance-reads-linux-made-%s" % n, md5(read_export(h, n)) == md5(want[n]))
+        al.cmd(h, "export add " + n)
+        c.check("appliance-reads-linux-made-%s" % n, md5(al.read_export(h, n)) == md5(want[n]))
     chk = h.command("pool check")
     c.check("pool-check-clean-after-linux", "pool check: clean" in chk, chk)
     # The appliance changes the pool in turn.
-    cmd(h, "thin snapshot linux1 app-snap")
-    cmd(h, "export add app-snap")
-    write(h, "linux1", [(0, al.pattern("linux1-app", MiB))])
+    al.cmd(h, "thin snapshot linux1 app-snap")
+    al.cmd(h, "export add app-snap")
+    al.write(h, "linux1", [(0, al.pattern("linux1-app", MiB))])
     want["linux1-app"] = replaced(want["linux1"], 0, al.pattern("linux1-app", MiB))
-    cmd(h, "export remove alpha-snap")
-    cmd(h, "thin delete alpha-snap")
+    al.cmd(h, "export remove alpha-snap")
+    al.cmd(h, "thin delete alpha-snap")
     names3 = sorted(al.parse_thin_list(h.command("thin list")))
-    app3 = {n: md5(read_export(h, n)) for n in ("alpha", "beta", "linux1", "linuxsnap",
+    app3 = {n: md5(al.read_export(h, n)) for n in ("alpha", "beta", "linux1", "linuxsnap",
                                                  "app-snap")}
     c.check("appliance-writes-after-linux", app3["linux1"] == md5(want["linux1-app"]) and
             app3["app-snap"] == md5(want["linux1"]), app3)
@@ -337,7 +312,7 @@ try:
             m and float(m.group(1)) * MiB == pool_sectors * 512, st)
     c.check("appliance-volumes-after-the-pool-grew",
             sorted(al.parse_thin_list(h.command("thin list"))) == names3 and
-            md5(read_export(h, "alpha")) == app3["alpha"])
+            md5(al.read_export(h, "alpha")) == app3["alpha"])
     chk = h.command("pool check")
     c.check("pool-check-clean-after-the-pool-grew", "pool check: clean" in chk, chk)
     c.check("appliance-stops-after-the-pool-grew", h.stop() == 0)

@@ -51,31 +51,6 @@ c.need_tools("qemu-system-x86_64", "thin_check", "thin_dump")
 tmp = al.scratch()
 
 
-def read_export(h, export):
-    hh = al.connect(h.uri(export))
-    size = hh.get_size()
-    buf = bytearray()
-    for off in range(0, size, 4 * MiB):
-        buf += hh.pread(min(4 * MiB, size - off), off)
-    hh.shutdown()
-    return bytes(buf)
-
-
-def write(h, export, chunks):
-    hh = al.connect(h.uri(export))
-    for off, data in chunks:
-        hh.pwrite(data, off)
-    hh.flush()
-    hh.shutdown()
-
-
-def cmd(h, line):
-    out = h.command(line)
-    if "error" in out or "usage" in out:
-        raise al.Failure("%s: %s" % (line, out))
-    return out
-
-
 # ---- The state model: {name: origin} ----------------------------------------------------
 def create(name, origin=""):
     return lambda s: dict(s, **{name: origin})
@@ -114,7 +89,7 @@ def check_appliance(h, what, allowed, keep_md5):
             "appliance: %s\nallowed: %s" % (show(got), " | ".join(show(s) for s in allowed)))
     for n in KEEP:
         try:
-            d = md5(read_export(h, n))
+            d = md5(al.read_export(h, n))
         except al.nbd.Error as e:
             d = "nbd: %s" % e
         c.check("%s-%s-intact" % (what, n), d == keep_md5[n], (d, keep_md5[n]))
@@ -191,13 +166,13 @@ try:
     h = al.Host(meta, data).start()
     for line in ("thin create keep1 8M", "thin create keep2 8M", "export add keep1",
                  "export add keep2"):
-        cmd(h, line)
-    write(h, "keep1", [(0, al.pattern("keep1", 3 * MiB))])
-    write(h, "keep2", [(MiB, al.pattern("keep2", 2 * MiB))])
-    cmd(h, "thin snapshot keep2 keep2-snap")
-    cmd(h, "export add keep2-snap")
-    write(h, "keep2", [(MiB, al.pattern("keep2-after", MiB))])
-    keep_md5 = {n: md5(read_export(h, n)) for n in KEEP}
+        al.cmd(h, line)
+    al.write(h, "keep1", [(0, al.pattern("keep1", 3 * MiB))])
+    al.write(h, "keep2", [(MiB, al.pattern("keep2", 2 * MiB))])
+    al.cmd(h, "thin snapshot keep2 keep2-snap")
+    al.cmd(h, "export add keep2-snap")
+    al.write(h, "keep2", [(MiB, al.pattern("keep2-after", MiB))])
+    keep_md5 = {n: md5(al.read_export(h, n)) for n in KEEP}
     state = appliance_state(h)
     c.check("appliance-stops", h.stop() == 0)
     rc, vg, lvs, text = lg.vg_show(meta, data)

@@ -53,31 +53,6 @@ c.need_tools("qemu-system-x86_64", "thin_check", "thin_dump")
 tmp = al.scratch()
 
 
-def read_export(h, export):
-    hh = al.connect(h.uri(export))
-    size = hh.get_size()
-    buf = bytearray()
-    for off in range(0, size, 4 * MiB):
-        buf += hh.pread(min(4 * MiB, size - off), off)
-    hh.shutdown()
-    return bytes(buf)
-
-
-def write(h, export, chunks):
-    hh = al.connect(h.uri(export))
-    for off, data in chunks:
-        hh.pwrite(data, off)
-    hh.flush()
-    hh.shutdown()
-
-
-def cmd(h, line):
-    out = h.command(line)
-    if "error" in out or "usage" in out:
-        raise al.Failure("%s: %s" % (line, out))
-    return out
-
-
 def file_md5(path):
     with open(path, "rb") as f:
         return hashlib.md5(f.read()).hexdigest()
@@ -207,12 +182,12 @@ try:
         f.truncate(THIRD_SIZE)
     h = al.Host(meta, data).start()
     vol0 = al.pattern("vol0", OLD_BLOCKS * BLOCK)
-    write(h, "vol0", [(off, vol0[off:off + 4 * MiB]) for off in range(0, len(vol0), 4 * MiB)])
-    cmd(h, "thin snapshot vol0 vol0-snap")
-    cmd(h, "export add vol0-snap --read-only")
+    al.write(h, "vol0", [(off, vol0[off:off + 4 * MiB]) for off in range(0, len(vol0), 4 * MiB)])
+    al.cmd(h, "thin snapshot vol0 vol0-snap")
+    al.cmd(h, "export add vol0-snap --read-only")
     st = h.command("pool status")
     c.check("appliance-pool-is-full", re.search(r"\(256 of 256 blocks", st), st)
-    c.check("appliance-reads-vol0", md5(read_export(h, "vol0")) == md5(vol0))
+    c.check("appliance-reads-vol0", md5(al.read_export(h, "vol0")) == md5(vol0))
     c.check("appliance-stops", h.stop() == 0)
     rc, vg, lvs, text = lg.vg_show(meta, data)
     c.check("vg-before", rc == 0 and vg.get("name") == "thinbox" and
@@ -266,16 +241,16 @@ try:
     c.check("pool-status-names-vg-other", re.search(r"^\s*volume group\s+other,", st, re.M), st)
     m = re.search(r"^\s*data\s.* of ([\d.]+) MiB", st, re.M)
     c.check("pool-status-has-the-bigger-pool", m and float(m.group(1)) == 20.0, st)
-    cmd(h, "export add grown")
+    al.cmd(h, "export add grown")
     for n in ("vol0", "vol0-snap", "grown"):
-        c.check("appliance-reads-%s-after-linux" % n, md5(read_export(h, n)) == want[n])
+        c.check("appliance-reads-%s-after-linux" % n, md5(al.read_export(h, n)) == want[n])
     chk = h.command("pool check")
     c.check("pool-check-clean-after-the-moves", "pool check: clean" in chk, chk)
-    cmd(h, "thin create appvol 4M")
-    cmd(h, "export add appvol")
-    write(h, "appvol", [(0, al.pattern("appvol", MiB))])
+    al.cmd(h, "thin create appvol 4M")
+    al.cmd(h, "export add appvol")
+    al.write(h, "appvol", [(0, al.pattern("appvol", MiB))])
     want["appvol"] = md5(al.pattern("appvol", MiB) + bytes(3 * MiB))
-    c.check("appliance-writes-on-the-moved-pool", md5(read_export(h, "appvol")) == want["appvol"])
+    c.check("appliance-writes-on-the-moved-pool", md5(al.read_export(h, "appvol")) == want["appvol"])
     c.check("appliance-stops-on-other", h.stop() == 0)
     rc, out = al.thin_check(meta)
     c.check("thin-check-clean-after-appliance-on-other", rc == 0, out)
@@ -325,7 +300,7 @@ try:
     c.check("pool-status-names-vg-thinbox", re.search(r"^\s*volume group\s+thinbox,", st, re.M),
             st)
     for n in names:
-        c.check("appliance-reads-%s-at-the-end" % n, md5(read_export(h, n)) == want[n])
+        c.check("appliance-reads-%s-at-the-end" % n, md5(al.read_export(h, n)) == want[n])
     chk = h.command("pool check")
     c.check("pool-check-clean-at-the-end", "pool check: clean" in chk, chk)
     c.check("appliance-stops-at-the-end", h.stop() == 0)
