@@ -219,4 +219,6 @@ lint:
 clean:
 	rm -rf $(HOSTDIR) $(RELDIR) $(FUZZDIR) $(EFIDIR) $(BUILD)/test-logs
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# Our dependency files only: the cache holds third-party trees (mbedTLS has a ChangeLog.d
+# directory) and is not ours to read as makefiles.
+-include $(shell find $(BUILD) -path $(CACHE) -prune -o -type f -name '*.d' -print 2>/dev/null)

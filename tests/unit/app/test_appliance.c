@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app/appliance.h"
 #include "config/appliance_cmds.h"
@@ -254,6 +255,17 @@ TEST(commands_and_persistence)
 	ok_eq(sh(f, "thin resize data 2G"), 0);
 	ok_eq(sh(f, "thin list"), 0);
 	ok(has(f, "data-snap1"));
+	/* CREATED is the LV's creation_time, the wall clock's date (UTC), not the pool's counter. */
+	{
+		time_t now = time(NULL);
+		struct tm tm;
+		char today[16];
+
+		gmtime_r(&now, &tm);
+		strftime(today, sizeof(today), "%Y-%m-%d", &tm);
+		ok(has(f, today));
+		ok(!strstr(f->out, "time 0"));
+	}
 	ok(has(f, "2.0 GiB"));
 	ok(has(f, "3 volume(s)"));
 	ok_eq(sh(f, "thin info data-snap1"), 0);
