@@ -14,6 +14,7 @@
 #include "boot/devices.h"
 
 #include "boot/bootcfg.h"
+#include "boot/tls_cmd.h"
 #include "drivers/bus/pci.h"
 #include "config/shell.h"
 #include "core/base/plat.h"
@@ -385,6 +386,7 @@ static int cmd_net(struct shell *sh, int argc, char **argv)
 	    ns.stats.rx_nomem + ns.stats.rx_rejected + vs->rx_dropped, ns.stats.rx_nomem,
 	    ns.stats.rx_rejected, vs->rx_dropped, vs->tx_packets, vs->tx_bytes, ns.stats.tx_dropped,
 	    ns.stats.tx_retries, ns.tcp_active, ns.tcp_time_wait, ns.tcp_listening, ns.tcp_csum_by);
+	tls_fw_net_line(sh);
 	return 0;
 }
 

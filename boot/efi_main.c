@@ -69,6 +69,10 @@ static struct nbd_lwip *nbd_tcp;
 static struct appliance *app;
 /* Its shell commands, linked into the shell for as long as it runs. */
 static struct appliance_cmds app_cmds;
+/* thinbox.cfg's TLS keys and the ESP files they name, read before ExitBootServices. */
+static struct tls_fw_input tls_in;
+
+static const char *config_value(const char *key, char *buf, size_t size);
 
 /* ---- EFI helpers (boot services only) --------------------------------------------------- */
 
@@ -114,58 +118,139 @@ static void *efi_alloc(size_t len)
 	return p;
 }
 
-/* Read \thinbox.cfg from the volume we were loaded from, if it is there. */
-static int read_esp_config(EFI_HANDLE device)
+/*
+ * Read the file at ASCII @path (backslashes) on @root into loader memory, NUL-terminated:
+ * 0, -ENOENT, -EFBIG when it holds more than @max bytes (refused, not cut short),
+ * -ENAMETOOLONG, -ENOMEM, -EIO.
+ */
+static int esp_read(EFI_FILE_HANDLE root, const char *path, size_t max, char **out, size_t *outlen)
+{
+	CHAR16 wpath[160];
+	EFI_FILE_HANDLE f;
+	char *text;
+	size_t len = 0, i;
+	int rc;
+
+	for (i = 0; path[i]; i++) {
+		if (i + 1 >= sizeof(wpath) / sizeof(wpath[0]))
+			return -ENAMETOOLONG;
+		wpath[i] = (CHAR16)(unsigned char)path[i];
+	}
+	wpath[i] = 0;
+	rc = efi_errno(root->Open(root, &f, wpath, EFI_FILE_MODE_READ, 0));
+	if (rc)
+		return rc;
+	text = efi_alloc(max + 1);
+	if (!text) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Read until end of file; a file that fills the buffer is refused, not cut short. */
+	for (;;) {
+		UINTN n = max + 1 - len;
+
+		rc = efi_errno(f->Read(f, &n, text + len));
+		if (rc)
+			break;
+		if (n == 0)
+			break;
+		len += n;
+		if (len > max) {
+			rc = -EFBIG;
+			break;
+		}
+	}
+	if (rc) {
+		/* It may hold key bytes: wiped before it goes back to the firmware. */
+		memset(text, 0, max + 1);
+		bs->FreePool(text);
+	} else {
+		text[len] = '\0';
+		*out = text;
+		*outlen = len;
+	}
+out:
+	f->Close(f);
+	return rc;
+}
+
+static int esp_open(EFI_HANDLE device, EFI_FILE_HANDLE *root)
 {
 	EFI_GUID fs_guid = SIMPLE_FILE_SYSTEM_PROTOCOL;
 	EFI_FILE_IO_INTERFACE *fs;
-	EFI_FILE_HANDLE root, f;
-	char *text;
-	size_t len = 0;
 	int rc;
 
 	rc = efi_errno(bs->HandleProtocol(device, &fs_guid, (void **)&fs));
 	if (rc)
 		return rc;
-	rc = efi_errno(fs->OpenVolume(fs, &root));
+	return efi_errno(fs->OpenVolume(fs, root));
+}
+
+/* Read \thinbox.cfg from the volume we were loaded from, if it is there. */
+static int read_esp_config(EFI_HANDLE device)
+{
+	EFI_FILE_HANDLE root;
+	char *text;
+	size_t len;
+	int rc;
+
+	rc = esp_open(device, &root);
 	if (rc)
 		return rc;
-	rc = efi_errno(root->Open(root, &f, (CHAR16 *)u"\\thinbox.cfg", EFI_FILE_MODE_READ, 0));
-	if (rc)
-		goto err_open;
-	text = efi_alloc(ESP_CFG_MAX + 1);
-	if (!text) {
-		rc = -ENOMEM;
-		goto err_alloc;
-	}
-	/* Read until end of file; a file that fills the buffer is refused, not cut short. */
-	for (;;) {
-		UINTN n = ESP_CFG_MAX + 1 - len;
-
-		rc = efi_errno(f->Read(f, &n, text + len));
-		if (rc)
-			goto err_read;
-		if (n == 0)
-			break;
-		len += n;
-		if (len > ESP_CFG_MAX) {
-			rc = -EFBIG;
-			goto err_read;
-		}
-	}
-	text[len] = '\0';
-	bootcfg_set_file(text, len);
-	f->Close(f);
-	root->Close(root);
-	return 0;
-
-err_read:
-	bs->FreePool(text);
-err_alloc:
-	f->Close(f);
-err_open:
+	rc = esp_read(root, "\\thinbox.cfg", ESP_CFG_MAX, &text, &len);
+	if (!rc)
+		bootcfg_set_file(text, len);
 	root->Close(root);
 	return rc;
+}
+
+/*
+ * The TLS keys of the configuration and the files they name, read from the ESP now: it is
+ * gone after ExitBootServices. Errors are kept per file for tls_fw_setup() to report (and
+ * refuse TLS) once the console and entropy are up; nothing about the files is printed here.
+ */
+/*
+ * config_value() into @buf; a value too long for it (config_value() answers NULL, as when
+ * absent) is returned whole from loader memory, so it is refused as a bad value instead of
+ * being taken for an absent key (TLS off).
+ */
+static const char *tls_value(const char *key, char *buf, size_t size)
+{
+	const char *v = config_value(key, buf, size);
+	char *big;
+
+	if (v)
+		return v;
+	big = efi_alloc(ESP_CFG_MAX + 1);
+	if (!big)
+		return NULL;
+	v = config_value(key, big, ESP_CFG_MAX + 1);
+	if (!v)
+		bs->FreePool(big);
+	return v;
+}
+
+static void read_esp_tls(EFI_HANDLE device)
+{
+	static char mode[16], psk[TLS_FW_PATH_MAX], certs[TLS_FW_PATH_MAX], verify[16];
+	EFI_FILE_HANDLE root = NULL;
+	int rc;
+
+	tls_in.mode = tls_value("tls", mode, sizeof(mode));
+	tls_in.psk = tls_value("tls-psk", psk, sizeof(psk));
+	tls_in.certs = tls_value("tls-certificates", certs, sizeof(certs));
+	tls_in.verify = tls_value("tls-verify-peer", verify, sizeof(verify));
+	tls_fw_plan(&tls_in);
+	rc = device ? esp_open(device, &root) : -ENODEV;
+	for (unsigned i = 0; i < TLS_FW_NFILES; i++) {
+		struct tls_fw_file *f = &tls_in.files[i];
+
+		if (!f->path[0])
+			continue;
+		f->rc = rc ? rc : esp_read(root, f->path, TLS_FW_FILE_MAX, &f->data, &f->len);
+	}
+	if (root)
+		root->Close(root);
 }
 
 /*
@@ -429,7 +514,7 @@ static void net_setup(struct shell *sh)
 	struct nbd_limits lim = { .max_payload = NBD_FW_MAX_PAYLOAD,
 				  .max_conn_bytes = NBD_FW_MAX_CONN_BYTES };
 	const char *which = bootcfg_get("test-export-disk");
-	int rc;
+	int rc, tls_rc;
 
 	if (per_client) {
 		char *end;
@@ -444,6 +529,7 @@ static void net_setup(struct shell *sh)
 				    per_client, NBD_DEFAULT_MAX_CONNS, NBD_DEFAULT_MAX_PER_CLIENT);
 	}
 	if (!devices_nic()) {
+		tls_fw_discard(&tls_in);
 		plat_printf("thinbox: net: no NIC, no network\n");
 		if (!which && !bootcfg_get("test-selftest"))
 			appliance_setup(sh);
@@ -451,6 +537,7 @@ static void net_setup(struct shell *sh)
 	}
 	rc = net_start(devices_nic(), &cfg);
 	if (rc) {
+		tls_fw_discard(&tls_in);
 		plat_printf("thinbox: net: not started (%d)\n", rc);
 		if (!which && !bootcfg_get("test-selftest"))
 			appliance_setup(sh);
@@ -460,6 +547,8 @@ static void net_setup(struct shell *sh)
 	rc = nbd_server_create(&lim, &nbd_srv);
 	if (rc)
 		plat_panic("NBD server (%d)", rc);
+	/* TLS as thinbox.cfg asks, before anyone can connect; refused TLS serves nothing. */
+	tls_rc = tls_fw_setup(&tls_in, nbd_srv);
 	/* Refusals (allow lists, the per-client cap) on the console. */
 	nbd_server_set_log(nbd_srv, appliance_log, NULL);
 	if (which) {
@@ -478,6 +567,11 @@ static void net_setup(struct shell *sh)
 	}
 	if (!which && !bootcfg_get("test-selftest"))
 		appliance_setup(sh);
+	if (tls_rc) {
+		plat_printf("thinbox: nbd: not listening: TLS was configured and refused (%d)\n",
+			    tls_rc);
+		return;
+	}
 	rc = nbd_lwip_listen(nbd_srv, NBD_LWIP_PORT, &nbd_tcp);
 	if (rc)
 		plat_printf("thinbox: nbd: cannot listen on port %u (%d)\n", NBD_LWIP_PORT, rc);
@@ -611,6 +705,8 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 	rc = bootcfg_load_fwcfg(efi_alloc);
 	if (rc)
 		plat_printf("thinbox: reading fw_cfg failed (%d)\n", rc);
+	/* After both configuration sources: the TLS keys may come from either. */
+	read_esp_tls(li ? li->DeviceHandle : NULL);
 
 	rc = exit_boot_services(image, bootcfg_get("test-stalekey") != NULL, &map, &map_size,
 				&desc_size, &attempts);

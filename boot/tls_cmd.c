@@ -1,48 +1,389 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * `tls selftest`: in the firmware, an mbedTLS client and server talk over in-memory pipes
+ * The firmware's NBD over TLS and the `tls` command (contract: tls_cmd.h; docs/tls.md).
+ *
+ * thinbox.cfg's TLS keys become a tls_server (net/tls/tls_server.h) over plat_random() and
+ * the NBD server's TLS mode. The rule throughout: when TLS was asked for (or a TLS key was
+ * set) and cannot be had, nothing is served, since a plain server where the user configured
+ * TLS would leak what the user meant to protect. Messages name files and lines, never keys.
+ *
+ * `tls selftest`: an mbedTLS client and server talk over in-memory pipes
  * (net/tls/tls_selftest.c, the code the host's unit test runs): a PSK handshake with the
  * configuration's default suites, one with ECDHE-PSK and ChaCha20-Poly1305, one with plain
  * PSK and AES-256-GCM, 64 KiB echoed after each; then a wrong key, which must be refused.
  * Last it prints the date mbedTLS would check certificates against (newlib's time() over
- * plat_wall_time()).
- *
- * Randomness: the DRBG is seeded from the TSC through a mixing function, which is NOT an
- * entropy source. That is enough to check that the library computes correctly here and
- * nothing leaves the machine; real connections will be seeded from plat_random() (issue 13),
- * and the command says so when it runs.
+ * plat_wall_time()). Its DRBG is seeded from plat_random(), the entropy the NBD server's
+ * sessions use; without an entropy source it fails and says why.
  */
 #include "boot/tls_cmd.h"
 
 #include "config/shell.h"
 #include "core/base/plat.h"
+#include "core/base/sha256.h"
 #include "core/base/util.h"
 #include "core/base/walltime.h"
+#include "net/nbd/nbd_server.h"
 #include "net/tls/tls_selftest.h"
+#include "net/tls/tls_server.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #define ECHO_BYTES (64u * 1024u)
 
-/* splitmix64 over a counter started from the TSC: deterministic mixing, no entropy. */
-static int tsc_test_seed(void *ctx, unsigned char *buf, size_t len)
+static const char *const file_names[TLS_FW_NFILES] = {
+	[TLS_FW_PSK] = NULL,
+	[TLS_FW_CERT] = "server-cert.pem",
+	[TLS_FW_KEY] = "server-key.pem",
+	[TLS_FW_CA] = "ca-cert.pem",
+};
+
+/* What tls_fw_setup() made of the configuration, for `tls` and `net`. */
+static struct {
+	struct tls_fw_input *in; /* NULL: tls_fw_setup() never ran (no network) */
+	struct tls_server *ts;	 /* NULL: TLS off or refused */
+	enum nbd_tls_mode mode;
+	bool asked;	   /* a TLS key was set: TLS off is then not what the user meant */
+	bool verify_peer;  /* tls-verify-peer = on */
+	char refused[256]; /* the first reason TLS was refused; "" when it was not */
+	const char *shown; /* the mode as configured, for messages */
+} fw;
+
+/* ---- Configuration ----------------------------------------------------------------------- */
+
+/* @dir (may be NULL) and @name joined as an ESP path into @out; false when too long. */
+static bool esp_path(char *out, const char *dir, const char *name)
 {
-	uint64_t *state = ctx;
+	size_t n = 0;
 
-	for (size_t i = 0; i < len; i++) {
-		uint64_t z;
+	out[n++] = '\\';
+	for (const char *parts[2] = { dir, name }, **p = parts; p < parts + 2; p++) {
+		const char *s = *p;
 
-		if (i % 8 == 0) {
-			*state += 0x9e3779b97f4a7c15ull;
-			z = *state;
-			z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-			z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-			z ^= z >> 31;
-			memcpy(buf + i, &z, len - i < 8 ? len - i : 8);
+		if (!s)
+			continue;
+		while (*s == '\\' || *s == '/')
+			s++;
+		if (n > 1 && out[n - 1] != '\\' && *s) {
+			if (n + 1 >= TLS_FW_PATH_MAX)
+				return false;
+			out[n++] = '\\';
+		}
+		for (; *s; s++) {
+			if (n + 1 >= TLS_FW_PATH_MAX)
+				return false;
+			out[n++] = *s == '/' ? '\\' : *s;
 		}
 	}
+	/* "\dir\" (a trailing separator) names the directory: drop it. */
+	while (n > 1 && out[n - 1] == '\\')
+		n--;
+	out[n] = '\0';
+	return true;
+}
+
+void tls_fw_plan(struct tls_fw_input *in)
+{
+	for (unsigned i = 0; i < TLS_FW_NFILES; i++) {
+		struct tls_fw_file *f = &in->files[i];
+		const char *dir = i == TLS_FW_PSK ? NULL : in->certs;
+		const char *name = i == TLS_FW_PSK ? in->psk : file_names[i];
+
+		f->path[0] = '\0';
+		f->data = NULL;
+		f->len = 0;
+		f->rc = 0;
+		if (i == TLS_FW_PSK ? !in->psk : !in->certs)
+			continue;
+		if (!esp_path(f->path, dir, name)) {
+			f->path[0] = '\0';
+			f->rc = -ENAMETOOLONG;
+		}
+	}
+}
+
+/* Print one refusal reason (the first one is kept for the shell). */
+static void refuse(const char *fmt, const char *a, const char *b)
+{
+	char line[384];
+
+	snprintf(line, sizeof(line), fmt, a, b);
+	plat_printf("thinbox: tls: %s\n", line);
+	if (!fw.refused[0])
+		snprintf(fw.refused, sizeof(fw.refused), "%s", line);
+}
+
+static const char *read_error(int rc)
+{
+	switch (rc) {
+	case -ENOENT:
+		return "not found on the ESP";
+	case -EFBIG:
+		return "larger than 65536 bytes: refused";
+	case -ENAMETOOLONG:
+		return "path too long";
+	case -ENOMEM:
+		return "out of memory reading it";
+	default:
+		return "cannot be read from the ESP";
+	}
+}
+
+/* The key's name for a file, for messages: "tls-psk" or "tls-certificates". */
+static const char *key_of(unsigned i)
+{
+	return i == TLS_FW_PSK ? "tls-psk" : "tls-certificates";
+}
+
+/* A file's state: true when it was read (ca-cert.pem may be missing without verify). */
+static bool file_ok(const struct tls_fw_input *in, unsigned i, bool optional)
+{
+	const struct tls_fw_file *f = &in->files[i];
+	char what[TLS_FW_PATH_MAX + 32];
+
+	if (f->rc == 0 && f->data)
+		return true;
+	if (optional && f->rc == -ENOENT)
+		return false;
+	snprintf(what, sizeof(what), "%s %s", key_of(i),
+		 f->path[0] ? f->path : (i == TLS_FW_PSK ? in->psk : in->certs));
+	refuse("%s: %s", what, read_error(f->rc ? f->rc : -EIO));
+	return false;
+}
+
+/* Wipe every file's bytes: the keys must not stay in memory once loaded (or refused). */
+static void wipe_files(struct tls_fw_input *in)
+{
+	for (unsigned i = 0; i < TLS_FW_NFILES; i++) {
+		struct tls_fw_file *f = &in->files[i];
+
+		if (f->data)
+			secure_wipe(f->data, f->len);
+		f->data = NULL;
+	}
+}
+
+void tls_fw_discard(struct tls_fw_input *in)
+{
+	wipe_files(in);
+}
+
+static void tls_log(void *ctx, const char *line)
+{
+	(void)ctx;
+	plat_printf("thinbox: %s\n", line);
+}
+
+/* Parse the four values into fw; false (with the reasons printed) when one is bad. */
+static bool parse_values(const struct tls_fw_input *in)
+{
+	bool good = true;
+
+	fw.shown = in->mode ? in->mode : "off";
+	if (!in->mode || strcmp(in->mode, "off") == 0)
+		fw.mode = NBD_TLS_OFF;
+	else if (strcmp(in->mode, "on") == 0)
+		fw.mode = NBD_TLS_ON;
+	else if (strcmp(in->mode, "require") == 0)
+		fw.mode = NBD_TLS_REQUIRE;
+	else {
+		/* Shown: it is a mode word, not a key. Unknown means TLS was meant. */
+		refuse("tls = %.32s: want off, on or require", in->mode, NULL);
+		fw.mode = NBD_TLS_REQUIRE;
+		good = false;
+	}
+	if (!in->verify || strcmp(in->verify, "off") == 0) {
+		fw.verify_peer = false;
+	} else if (strcmp(in->verify, "on") == 0) {
+		fw.verify_peer = true;
+	} else {
+		refuse("tls-verify-peer = %.32s: want on or off", in->verify, NULL);
+		good = false;
+	}
+	fw.asked = fw.mode != NBD_TLS_OFF || in->psk || in->certs || fw.verify_peer || !good;
+	if (!good)
+		return false;
+	if (fw.mode == NBD_TLS_OFF && fw.asked) {
+		refuse("tls-psk, tls-certificates and tls-verify-peer need tls = on or "
+		       "tls = require%s%s",
+		       "", "");
+		return false;
+	}
+	if (fw.mode != NBD_TLS_OFF && !in->psk && !in->certs) {
+		refuse("tls = %s needs tls-psk (a keys file) or tls-certificates (a directory)",
+		       fw.shown, NULL);
+		return false;
+	}
+	if (fw.verify_peer && !in->certs) {
+		refuse("tls-verify-peer = on needs tls-certificates%s%s", "", "");
+		return false;
+	}
+	return true;
+}
+
+int tls_fw_setup(struct tls_fw_input *in, struct nbd_server *srv)
+{
+	struct tls_server_opts to = { .log = tls_log };
+	struct tls_server *ts = NULL;
+	struct nbd_tls_config tc;
+	char err[256];
+	bool good;
+	int rc;
+
+	fw.in = in;
+	good = parse_values(in);
+	if (!fw.asked) {
+		wipe_files(in);
+		return 0;
+	}
+	/* Every problem is reported, not only the first: one boot shows them all. */
+	if (in->psk)
+		good &= file_ok(in, TLS_FW_PSK, false);
+	if (in->certs) {
+		good &= file_ok(in, TLS_FW_CERT, false);
+		good &= file_ok(in, TLS_FW_KEY, false);
+		if (!file_ok(in, TLS_FW_CA, !fw.verify_peer) && fw.verify_peer)
+			good = false;
+	}
+	rc = tls_server_create(&to, &ts, err, sizeof(err));
+	if (rc) {
+		refuse("%s%s", err, "");
+		good = false;
+		ts = NULL;
+	}
+	if (ts && good && in->psk) {
+		const struct tls_fw_file *f = &in->files[TLS_FW_PSK];
+
+		rc = tls_server_load_psk(ts, f->data, f->len, err, sizeof(err));
+		if (rc) {
+			refuse("tls-psk %s: %s", f->path, err);
+			good = false;
+		}
+	}
+	if (ts && good && in->certs) {
+		const struct tls_fw_file *c = in->files;
+
+		rc = tls_server_load_x509(ts, c[TLS_FW_CA].data, c[TLS_FW_CA].len,
+					  c[TLS_FW_CERT].data, c[TLS_FW_CERT].len,
+					  c[TLS_FW_KEY].data, c[TLS_FW_KEY].len, fw.verify_peer,
+					  err, sizeof(err));
+		if (rc) {
+			refuse("tls-certificates %s: %s", in->files[TLS_FW_CERT].path, err);
+			good = false;
+		}
+	}
+	wipe_files(in);
+	if (good) {
+		rc = tls_server_nbd_config(ts, fw.mode, &tc);
+		if (!rc)
+			rc = nbd_server_set_tls(srv, &tc);
+		if (rc) {
+			snprintf(err, sizeof(err), "cannot set up the NBD server's TLS (%d)", rc);
+			refuse("%s%s", err, "");
+			good = false;
+		}
+	}
+	if (!good) {
+		tls_server_destroy(ts);
+		plat_printf("thinbox: tls: TLS refused (tls = %s): NBD is NOT served, not even in "
+			    "plain; fix thinbox.cfg or the entropy source and reboot\n",
+			    fw.shown);
+		return rc ? rc : -EINVAL;
+	}
+	fw.ts = ts;
+	plat_printf("thinbox: tls: %s%s%s%s\n", fw.mode == NBD_TLS_ON ? "on" : "require",
+		    in->psk ? ", PSK" : "", in->certs ? ", X.509" : "",
+		    fw.verify_peer ? ", client certificates verified" : "");
 	return 0;
+}
+
+/* ---- Shell --------------------------------------------------------------------------------- */
+
+static const char *mode_name(enum nbd_tls_mode m)
+{
+	return m == NBD_TLS_ON ? "on" : m == NBD_TLS_REQUIRE ? "require" : "off";
+}
+
+void tls_fw_net_line(struct shell *sh)
+{
+	if (!fw.in)
+		shell_puts(sh, "nbd tls: not set up (no NBD server)\n");
+	else if (fw.refused[0])
+		shell_printf(sh, "nbd tls: REFUSED (tls = %s): NBD not served; `tls` says why\n",
+			     fw.shown);
+	else if (!fw.ts)
+		shell_puts(sh, "nbd tls: off (plain NBD)\n");
+	else
+		shell_printf(sh, "nbd tls: %s (%s%s%s)\n", mode_name(fw.mode),
+			     fw.in->psk ? "PSK" : "", fw.in->psk && fw.in->certs ? ", " : "",
+			     fw.in->certs ? "X.509" : "");
+}
+
+static int tls_show(struct shell *sh)
+{
+	struct tls_server_stats st;
+	struct tls_cert_info ci;
+	const char *id;
+	unsigned i;
+
+	if (!fw.in) {
+		shell_puts(sh, "tls: not set up: the NBD server did not start (no network)\n");
+		return 0;
+	}
+	if (fw.refused[0]) {
+		shell_printf(sh,
+			     "mode: REFUSED (tls = %s): %s\n"
+			     "      NBD is not served, not even in plain: fix thinbox.cfg or the "
+			     "entropy source and reboot\n",
+			     fw.shown, fw.refused);
+		return 0;
+	}
+	if (!fw.ts) {
+		shell_puts(sh, "mode: off (plain NBD; STARTTLS answered NBD_REP_ERR_UNSUP)\n");
+		return 0;
+	}
+	shell_printf(sh, "mode: %s (%s)\n", mode_name(fw.mode),
+		     fw.mode == NBD_TLS_REQUIRE ? "every client must start TLS before anything else"
+						: "plain and TLS clients");
+	if (fw.in->psk) {
+		shell_printf(sh, "psk: %s, identities:", fw.in->files[TLS_FW_PSK].path);
+		for (i = 0; (id = tls_server_psk_identity(fw.ts, i)) != NULL; i++)
+			shell_printf(sh, "%s %s", i ? "," : "", id);
+		shell_puts(sh, "\n");
+	} else {
+		shell_puts(sh, "psk: none\n");
+	}
+	if (fw.in->certs) {
+		shell_printf(sh, "certificates: %s\n", fw.in->files[TLS_FW_CERT].path);
+		for (i = 0; tls_server_cert_info(fw.ts, i, &ci) == 0; i++)
+			shell_printf(sh,
+				     "  %s #%u: subject %s\n"
+				     "    issuer %s\n"
+				     "    valid %s to %s UTC%s\n",
+				     ci.file, ci.pos, ci.subject, ci.issuer, ci.not_before,
+				     ci.not_after,
+				     ci.expired		? "  EXPIRED"
+				     : ci.not_yet_valid ? "  NOT YET VALID"
+							: "");
+		shell_printf(sh, "client certificates: %s\n",
+			     fw.verify_peer ? "required, verified against ca-cert.pem"
+					    : "not verified");
+	} else {
+		shell_puts(sh, "certificates: none\n");
+	}
+	tls_server_get_stats(fw.ts, &st);
+	shell_printf(sh, "handshakes: %llu ok, %llu failed\n", st.handshakes_ok,
+		     st.handshakes_failed);
+	return 0;
+}
+
+/* plat_random() as the selftest's entropy: the firmware's pool, or a failure. */
+static int selftest_entropy(void *ctx, unsigned char *buf, size_t len)
+{
+	(void)ctx;
+	return plat_random(buf, len);
 }
 
 static const unsigned char key_good[16] = { 0x4a, 0x1f, 0x09, 0x77, 0xc2, 0x3e, 0x55, 0x10,
@@ -51,12 +392,10 @@ static const unsigned char key_bad[16] = { 0x4a, 0x1f, 0x09, 0x77, 0xc2, 0x3e, 0
 					   0x8b, 0xd4, 0x61, 0x2a, 0xf0, 0x93, 0x0c, 0xef };
 
 /* One run; prints one line and returns true when the outcome is the expected one. */
-static bool run_case(struct shell *sh, uint64_t *seed, const char *label, const char *suite,
-		     bool wrong_key)
+static bool run_case(struct shell *sh, const char *label, const char *suite, bool wrong_key)
 {
 	struct tls_selftest_psk o = {
-		.entropy = tsc_test_seed,
-		.entropy_ctx = seed,
+		.entropy = selftest_entropy,
 		.identity = "thinbox-selftest",
 		.client_key = key_good,
 		.client_key_len = sizeof(key_good),
@@ -90,20 +429,27 @@ static bool run_case(struct shell *sh, uint64_t *seed, const char *label, const 
 
 static int tls_selftest(struct shell *sh)
 {
-	uint64_t seed = plat_now_ns();
 	long long now = tls_clock_now();
 	struct civil_time ct;
+	unsigned char probe;
 	bool good = true;
+	int rc;
 
 	shell_printf(sh, "tls: mbedTLS %s: TLS 1.2 (this version has no TLS 1.3)\n",
 		     tls_library_version());
-	shell_puts(sh, "tls: randomness: a TSC-derived test seed, NOT an entropy source "
-		       "(checks the library, not the randomness)\n");
-	good &= run_case(sh, &seed, "psk default", NULL, false);
-	good &=
-	    run_case(sh, &seed, "ecdhe-psk", "TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256", false);
-	good &= run_case(sh, &seed, "psk", "TLS-PSK-WITH-AES-256-GCM-SHA384", false);
-	good &= run_case(sh, &seed, "wrong key", NULL, true);
+	rc = plat_random(&probe, 1);
+	if (rc) {
+		shell_printf(sh,
+			     "tls: randomness: no entropy source (plat_random() %d): the selftest "
+			     "cannot run\ntls selftest: FAILED\n",
+			     rc);
+		return -EIO;
+	}
+	shell_puts(sh, "tls: randomness: plat_random() (the entropy pool NBD's TLS uses)\n");
+	good &= run_case(sh, "psk default", NULL, false);
+	good &= run_case(sh, "ecdhe-psk", "TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256", false);
+	good &= run_case(sh, "psk", "TLS-PSK-WITH-AES-256-GCM-SHA384", false);
+	good &= run_case(sh, "wrong key", NULL, true);
 	if (now >= 0 && unix_to_civil((uint64_t)now, &ct) == 0)
 		shell_printf(sh,
 			     "tls: certificate clock %lld (%04d-%02d-%02d %02d:%02d:%02d UTC)\n",
@@ -119,13 +465,18 @@ static int tls_selftest(struct shell *sh)
 
 static int cmd_tls(struct shell *sh, int argc, char **argv)
 {
+	if (argc == 1)
+		return tls_show(sh);
 	if (argc == 2 && strcmp(argv[1], "selftest") == 0)
 		return tls_selftest(sh);
 	return shell_usage(sh, argv[0]);
 }
 
 static const struct shell_cmd tls_cmds[] = {
-	{ "tls", "selftest", "TLS library self-test (in-memory PSK handshake)", cmd_tls },
+	{ "tls", "[selftest]",
+	  "NBD over TLS: mode, PSK identities, certificates, handshakes; selftest: "
+	  "in-memory PSK handshake",
+	  cmd_tls },
 };
 
 static struct shell_cmd_table tls_table = { tls_cmds, ARRAY_SIZE(tls_cmds), NULL };

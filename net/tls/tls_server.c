@@ -31,6 +31,7 @@ struct tls_server {
 	bool have_x509, verify_peer;
 	mbedtls_x509_crt ca, cert;
 	mbedtls_pk_context key;
+	struct tls_server_stats stats;
 };
 
 struct tls_sess {
@@ -186,6 +187,53 @@ const char *tls_server_psk_identity(const struct tls_server *s, unsigned idx)
 	return idx < s->psk.n ? s->psk.keys[idx].identity : NULL;
 }
 
+static void x509_time_str(char *buf, size_t len, const mbedtls_x509_time *t)
+{
+	snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d", t->year, t->mon, t->day, t->hour,
+		 t->min, t->sec);
+}
+
+int tls_server_cert_info(const struct tls_server *s, unsigned idx, struct tls_cert_info *out)
+{
+	static const char *const files[2] = { "server-cert.pem", "ca-cert.pem" };
+	const mbedtls_x509_crt *lists[2] = { &s->cert, &s->ca }, *c = NULL;
+	unsigned pos = 0, l;
+
+	if (!s->have_x509)
+		return -ENOENT;
+	/* The server's chain, then the CA list; an empty list has version 0. */
+	for (l = 0; l < 2 && !c; l++) {
+		const mbedtls_x509_crt *p;
+
+		for (p = lists[l], pos = 0; p && p->version; p = p->next, pos++) {
+			if (idx-- == 0) {
+				c = p;
+				break;
+			}
+		}
+	}
+	if (!c)
+		return -ENOENT;
+	l--;
+	memset(out, 0, sizeof(*out));
+	out->file = files[l];
+	out->pos = pos;
+	if (mbedtls_x509_dn_gets(out->subject, sizeof(out->subject), &c->subject) < 0)
+		snprintf(out->subject, sizeof(out->subject), "?");
+	if (mbedtls_x509_dn_gets(out->issuer, sizeof(out->issuer), &c->issuer) < 0)
+		snprintf(out->issuer, sizeof(out->issuer), "?");
+	x509_time_str(out->not_before, sizeof(out->not_before), &c->valid_from);
+	x509_time_str(out->not_after, sizeof(out->not_after), &c->valid_to);
+	out->expired = mbedtls_x509_time_is_past(&c->valid_to);
+	out->not_yet_valid = mbedtls_x509_time_is_future(&c->valid_from);
+	return 0;
+}
+
+void tls_server_get_stats(const struct tls_server *s, struct tls_server_stats *out)
+{
+	*out = s->stats;
+}
+
 /* ---- Sessions ------------------------------------------------------------------------------ */
 
 static struct tls_sess *sess_of(mbedtls_ssl_context *ssl)
@@ -276,9 +324,11 @@ static int sess_read(void *p, void *buf, size_t len)
 		if (want(r))
 			return 0;
 		if (r) {
+			t->srv->stats.handshakes_failed++;
 			fail_log(t, r);
 			return -EPROTO;
 		}
+		t->srv->stats.handshakes_ok++;
 		t->done = true;
 		describe(t);
 		logf_line(t->srv, "tls: %s%s", t->desc, "");
@@ -343,6 +393,7 @@ static int sess_open(void *ctx, const struct nbd_tls_bio *bio, void **out, const
 	 * refused rather than run on a DRBG nobody can reseed.
 	 */
 	if (mbedtls_ctr_drbg_reseed(&s->drbg, NULL, 0)) {
+		s->stats.handshakes_failed++;
 		*why = "no entropy source (the random number source failed): TLS refused";
 		logf_line(s, "%s%s", *why, "");
 		return -EIO;

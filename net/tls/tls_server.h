@@ -64,6 +64,33 @@ int tls_server_load_x509(struct tls_server *s, const void *ca, size_t ca_len, co
 /* PSK identities loaded (for the shell): the @idx'th, or NULL past the last. */
 const char *tls_server_psk_identity(const struct tls_server *s, unsigned idx);
 
+/* A loaded certificate, for the shell: names and dates only, never key material. */
+struct tls_cert_info {
+	const char *file;  /* "server-cert.pem" or "ca-cert.pem" */
+	unsigned pos;	   /* its place in that file, 0 first */
+	char subject[256]; /* distinguished names as mbedTLS prints them: "CN=localhost" */
+	char issuer[256];
+	char not_before[24]; /* "YYYY-MM-DD HH:MM:SS" (UTC) */
+	char not_after[24];
+	bool expired;	    /* not_after is past the library's clock (time(): the RTC's date) */
+	bool not_yet_valid; /* not_before is still ahead of it */
+};
+
+/*
+ * The @idx'th certificate loaded (the server's chain, then the CA certificates): 0, or
+ * -ENOENT past the last one.
+ */
+int tls_server_cert_info(const struct tls_server *s, unsigned idx, struct tls_cert_info *out);
+
+struct tls_server_stats {
+	unsigned long long handshakes_ok;     /* sessions that finished their handshake */
+	unsigned long long handshakes_failed; /* handshakes that failed, or STARTTLS refused for
+					       * want of entropy */
+};
+
+/* The counters since creation. */
+void tls_server_get_stats(const struct tls_server *s, struct tls_server_stats *out);
+
 /*
  * The NBD server's TLS configuration in @mode over this server. -EINVAL when neither PSK
  * keys nor a certificate were loaded (TLS could never succeed), -ENOMEM.
