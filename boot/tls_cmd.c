@@ -108,11 +108,15 @@ void tls_fw_plan(struct tls_fw_input *in)
 static void refuse(const char *fmt, const char *a, const char *b)
 {
 	char line[384];
+	size_t used;
 
 	snprintf(line, sizeof(line), fmt, a, b);
 	plat_printf("thinbox: tls: %s\n", line);
-	if (!fw.refused[0])
-		snprintf(fw.refused, sizeof(fw.refused), "%s", line);
+	/* Kept for `tls`, every reason on its own line while they fit. */
+	used = strlen(fw.refused);
+	if (used + strlen(line) + 8 < sizeof(fw.refused))
+		snprintf(fw.refused + used, sizeof(fw.refused) - used, "%s%s",
+			 used ? "\n        " : "", line);
 }
 
 static const char *read_error(int rc)
@@ -334,8 +338,9 @@ static int tls_show(struct shell *sh)
 	}
 	if (fw.refused[0]) {
 		shell_printf(sh,
-			     "mode: REFUSED (tls = %s): %s\n"
-			     "      NBD is not served, not even in plain: fix thinbox.cfg or the "
+			     "mode: REFUSED (tls = %s)\n"
+			     "  why: %s\n"
+			     "  NBD is not served, not even in plain: fix thinbox.cfg or the "
 			     "entropy source and reboot\n",
 			     fw.shown, fw.refused);
 		return 0;
@@ -356,7 +361,11 @@ static int tls_show(struct shell *sh)
 		shell_puts(sh, "psk: none\n");
 	}
 	if (fw.in->certs) {
-		shell_printf(sh, "certificates: %s\n", fw.in->files[TLS_FW_CERT].path);
+		const char *cert = fw.in->files[TLS_FW_CERT].path, *slash = strrchr(cert, '\\');
+
+		/* The directory, as tls-certificates names it (the path planned from it). */
+		shell_printf(sh, "certificates: %.*s\n", (int)(slash > cert ? slash - cert : 1),
+			     cert);
 		for (i = 0; tls_server_cert_info(fw.ts, i, &ci) == 0; i++)
 			shell_printf(sh,
 				     "  %s #%u: subject %s\n"

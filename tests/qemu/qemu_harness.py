@@ -91,6 +91,8 @@ class Machine:
     disks: list of (name, size_bytes) for virtio-blk disks at slots 4, 5, ... (default: meta
            and data); net: add virtio-net at the next slot; fw_cfg: {key: value} passed as
            opt/thinbox/<key>; esp_cfg: text put on a copy of the ESP as \\thinbox.cfg;
+           esp_files: [(local path, ESP path like "tls/ca-cert.pem")] copied onto that ESP copy
+           too (directories made as needed);
            esp: path of the ESP image (None: no ESP at all); no_reboot: QEMU exits on a guest reset;
            debug_exit: add isa-debug-exit (the firmware's way to stop QEMU with 33/35);
            rng: add virtio-rng at RNG_SLOT (the entropy source; rng=False: a machine without it).
@@ -98,12 +100,13 @@ class Machine:
 
     def __init__(self, name, disks=(("meta", 16 << 20), ("data", 64 << 20)), net=True,
                  fw_cfg=None, esp_cfg=None, esp=ESP_IMG, no_reboot=True, mem="256M",
-                 debug_exit=True, rng=True, extra_args=()):
+                 debug_exit=True, rng=True, extra_args=(), esp_files=()):
         self.name = name
         self.disks = list(disks)
         self.net = net
         self.fw_cfg = dict(fw_cfg or {})
         self.esp_cfg = esp_cfg
+        self.esp_files = list(esp_files)
         self.esp = esp
         self.no_reboot = no_reboot
         self.debug_exit = debug_exit
@@ -135,6 +138,16 @@ class Machine:
             with open(cfg, "w") as f:
                 f.write(self.esp_cfg)
             subprocess.run(["mcopy", "-o", "-i", esp, cfg, "::/thinbox.cfg"], check=True)
+            made = set()
+            for local, path in self.esp_files:
+                parts = path.strip("/").split("/")
+                for i in range(1, len(parts)):
+                    d = "/".join(parts[:i])
+                    if d not in made:
+                        subprocess.run(["mmd", "-D", "s", "-i", esp, "::/" + d], check=True)
+                        made.add(d)
+                subprocess.run(["mcopy", "-o", "-i", esp, local, "::/" + "/".join(parts)],
+                               check=True)
         args = [QEMU, "-machine", "q35", "-m", self.mem, "-smp", "1", "-nodefaults",
                 "-display", "none", "-monitor", "none", "-bios", OVMF]
         if esp is not None:

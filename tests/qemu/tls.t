@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""NBD over TLS in the firmware (docs/tls.md "The firmware"), with real clients on the host
+through the port forward. Keys and certificates are made at run time (the PSK from
+os.urandom, the CA and certificates with openssl, as tests/nbd/tls.t does) and copied onto the
+ESP copy next to thinbox.cfg. Two machines, booted side by side:
+
+tls: `tls = require`, `tls-psk = \\keys.psk` (alice, bob), `tls-certificates = \\tls`,
+  `tls-verify-peer = on`; the appliance's first boot exports vol0.
+  - nbdinfo over PSK (nbds://alice@...?tls-psk-file=) sees vol0; nbdcopy writes 4 MiB of
+    random data and reads the volume back: cmp;
+  - qemu-img with a tls-creds-x509 object and a client certificate reads the volume; without
+    a client certificate it is refused (verify-peer);
+  - a wrong PSK key is refused and logged; plain nbdinfo is refused and `nbdinfo --list`
+    discloses nothing;
+  - `tls` shows the mode, the identities (names only), each certificate's subject, issuer and
+    validity (an expired one in ca-cert.pem marked EXPIRED), client certificates verified,
+    and the handshake counters; `net` shows the mode in one line;
+  - neither the serial log nor the shell output holds key bytes (the PSK keys in hex, the
+    server key's PEM body).
+noentropy: no virtio-rng and `-cpu qemu64,-rdrand`, `tls = require` with a good keys file and
+  a missing certificate directory: both problems are printed, TLS is refused, NBD does not
+  listen (a plain client gets nothing, `--list` discloses nothing); `tls` and `net` say so.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qemu_harness as qh  # noqa: E402
+
+c = qh.Checks("qemu/tls")
+qh.require_image(c)
+for tool in ("nbdinfo", "nbdcopy", "qemu-img", "openssl", "mcopy", "mmd"):
+    if not shutil.which(tool):
+        c.check("tool-" + tool, False, "%s missing (scripts/setup)" % tool)
+        c.finish()
+
+tmp = os.path.join(qh.TMP_DIR, "qemu-tls-keys-%d" % os.getpid())
+shutil.rmtree(tmp, ignore_errors=True)
+os.makedirs(tmp)
+
+
+def run(args, timeout=60, **kw):
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired as e:
+        return subprocess.CompletedProcess(args, 124, e.stdout or "", "timed out")
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+# ---- Keys ----------------------------------------------------------------------------------
+keys = {"alice": os.urandom(32).hex(), "bob": os.urandom(16).hex()}
+psk = write(os.path.join(tmp, "psk", "keys.psk"),
+            "".join("%s:%s\n" % kv for kv in keys.items()))
+wrong = write(os.path.join(tmp, "wrong", "keys.psk"), "alice:%s\n" % os.urandom(32).hex())
+
+ca = os.path.join(tmp, "ca")
+for d in ("ca/new", "srv", "cli", "old"):
+    os.makedirs(os.path.join(tmp, d), exist_ok=True)
+write(os.path.join(ca, "index.txt"), "")
+write(os.path.join(ca, "serial"), "1000\n")
+write(os.path.join(ca, "ca.cnf"), """[ca]
+default_ca = tca
+[tca]
+database = {ca}/index.txt
+new_certs_dir = {ca}/new
+serial = {ca}/serial
+certificate = {ca}/ca-cert.pem
+private_key = {ca}/ca-key.pem
+default_md = sha256
+policy = pol
+unique_subject = no
+email_in_dn = no
+[pol]
+commonName = supplied
+[srv]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+[cli]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+""".format(ca=ca))
+ossl_log = open(os.path.join(tmp, "openssl.log"), "w")
+
+
+def ossl(*args):
+    return subprocess.run(["openssl"] + list(args), stdout=ossl_log, stderr=ossl_log,
+                          timeout=60).returncode == 0
+
+
+def cert(d, name, cn, ext, start, end):
+    """d/name-key.pem and d/name-cert.pem, signed by the CA."""
+    return (ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-subj", "/CN=" + cn, "-keyout", os.path.join(d, name + "-key.pem"),
+                 "-out", os.path.join(d, name + ".csr")) and
+            ossl("ca", "-batch", "-config", os.path.join(ca, "ca.cnf"), "-extensions", ext,
+                 "-startdate", start, "-enddate", end, "-notext",
+                 "-in", os.path.join(d, name + ".csr"),
+                 "-out", os.path.join(d, name + "-cert.pem")))
+
+
+now = time.time()
+fmt = lambda t: time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t))  # noqa: E731
+start, end = fmt(now - 86400), fmt(now + 7 * 86400)
+made = (ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-days", "30", "-subj", "/CN=thinbox test CA", "-addext",
+             "keyUsage=critical,keyCertSign,cRLSign", "-keyout", os.path.join(ca, "ca-key.pem"),
+             "-out", os.path.join(ca, "ca-cert.pem")) and
+        cert(os.path.join(tmp, "srv"), "server", "localhost", "srv", start, end) and
+        cert(os.path.join(tmp, "cli"), "client", "alice client", "cli", start, end) and
+        cert(os.path.join(tmp, "old"), "old", "old expired", "cli", "20200101000000Z",
+             "20210101000000Z"))
+c.check("openssl-made-certificates", made, open(os.path.join(tmp, "openssl.log")).read()[-500:])
+if not made:
+    c.finish()
+ca_pem = open(os.path.join(ca, "ca-cert.pem")).read()
+# The server's ca-cert.pem: the CA, then an expired certificate (`tls` must mark it EXPIRED).
+srv_ca = write(os.path.join(tmp, "srv", "ca-cert.pem"),
+               ca_pem + open(os.path.join(tmp, "old", "old-cert.pem")).read())
+write(os.path.join(tmp, "cli", "ca-cert.pem"), ca_pem)
+nocert = write(os.path.join(tmp, "cli-nocert", "ca-cert.pem"), ca_pem)
+server_key = open(os.path.join(tmp, "srv", "server-key.pem")).read()
+key_body = [ln for ln in server_key.splitlines() if ln and not ln.startswith("-----")]
+
+ESP_FILES = [(psk, "keys.psk"), (srv_ca, "tls/ca-cert.pem"),
+             (os.path.join(tmp, "srv", "server-cert.pem"), "tls/server-cert.pem"),
+             (os.path.join(tmp, "srv", "server-key.pem"), "tls/server-key.pem")]
+CFG = ("tls = require\ntls-psk = \\keys.psk\ntls-certificates = \\tls\n"
+       "tls-verify-peer = on\n")
+NOENT_CFG = "tls = require\ntls-psk = \\keys.psk\ntls-certificates = \\missing\n"
+
+m = qh.Machine("qemu-tls", esp_cfg=CFG, esp_files=ESP_FILES)
+ne = qh.Machine("qemu-tls-noentropy", esp_cfg=NOENT_CFG, esp_files=ESP_FILES[:1], rng=False,
+                extra_args=["-cpu", "qemu64,-rdrand"])
+
+
+def no_key_bytes(name, text):
+    low = text.lower()
+    leaked = [i for i, k in keys.items() if k in low]
+    leaked += ["server-key.pem"] if any(b in text for b in key_body) else []
+    c.check(name, not leaked, "key bytes of %s in the text" % leaked)
+
+
+def sh(mach, line, timeout=60):
+    return qh.strip_ansi(mach.command(line, timeout)).replace("\r", "")
+
+
+try:
+    m.start()
+    ne.start()
+    try:
+        m.boot()
+        log = qh.strip_ansi(m.output).replace("\r", "")
+        c.check("boot-tls-set-up", "thinbox: tls: require, PSK, X.509, client certificates "
+                "verified\n" in log, "\n".join(ln for ln in log.split("\n") if "tls" in ln))
+        c.check("boot-nbd-listening", "thinbox: nbd listening on port 10809" in log)
+        port = m.port
+        tls = "nbds://alice@127.0.0.1:%d/vol0?tls-psk-file=%s" % (port, psk)
+
+        # ---- PSK: nbdinfo, nbdcopy write and read back
+        r = run(["nbdinfo", "--size", tls])
+        c.check("psk-nbdinfo-size", r.returncode == 0 and r.stdout.strip().isdigit(),
+                r.stdout + r.stderr)
+        size = int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip().isdigit() else 0
+        r = run(["nbdinfo", "--size",
+                 "nbds://bob@127.0.0.1:%d/vol0?tls-psk-file=%s" % (port, psk)])
+        c.check("psk-second-identity", r.returncode == 0 and r.stdout.strip() == str(size),
+                r.stdout + r.stderr)
+        data = os.urandom(4 << 20)
+        src = os.path.join(tmp, "src.img")
+        with open(src, "wb") as f:
+            f.write(data)
+        r = run(["nbdcopy", src, tls], timeout=120)
+        c.check("psk-nbdcopy-write", r.returncode == 0, r.stderr)
+        back = os.path.join(tmp, "back.img")
+        r = run(["nbdcopy", tls, back], timeout=120)
+        c.check("psk-nbdcopy-read", r.returncode == 0 and os.path.getsize(back) == size,
+                r.stderr)
+        with open(back, "rb") as f:
+            c.check("psk-round-trip-cmp", f.read(len(data)) == data, "data differs")
+
+        # ---- X.509 with a client certificate (tls-verify-peer = on), qemu-img
+        qopts = "driver=nbd,host=127.0.0.1,port=%d,export=vol0,tls-creds=tls0" % port
+        obj = "tls-creds-x509,id=tls0,endpoint=client,dir=%s" % os.path.join(tmp, "cli")
+        r = run(["qemu-img", "info", "--object", obj, "--image-opts", qopts], timeout=60)
+        c.check("x509-qemu-img-info", r.returncode == 0 and "virtual size:" in r.stdout,
+                r.stdout + r.stderr)
+        q = os.path.join(tmp, "q.img")
+        r = run(["qemu-img", "convert", "--object", obj, "-O", "raw", "--image-opts", qopts, q],
+                timeout=120)
+        with open(q, "rb") if r.returncode == 0 else open(os.devnull, "rb") as f:
+            c.check("x509-qemu-img-convert-data", r.returncode == 0 and f.read(len(data)) == data,
+                    r.stderr)
+        obj_nc = "tls-creds-x509,id=tls0,endpoint=client,dir=%s" % os.path.dirname(nocert)
+        r = run(["qemu-img", "info", "--object", obj_nc, "--image-opts", qopts], timeout=60)
+        c.check("x509-no-client-cert-refused", r.returncode != 0, r.stdout + r.stderr)
+
+        # ---- Refusals: a wrong key, plaintext under require
+        r = run(["nbdinfo", "nbds://alice@127.0.0.1:%d/vol0?tls-psk-file=%s" % (port, wrong)])
+        c.check("psk-wrong-key-refused", r.returncode != 0, r.stdout)
+        r = run(["nbdinfo", "nbd://127.0.0.1:%d/vol0" % port])
+        c.check("plain-refused", r.returncode != 0, r.stdout)
+        r = run(["nbdinfo", "--list", "nbd://127.0.0.1:%d" % port])
+        c.check("plain-list-discloses-nothing", "vol0" not in r.stdout + r.stderr,
+                r.stdout + r.stderr)
+        time.sleep(0.5)
+        log = qh.strip_ansi(m.output).replace("\r", "")
+        c.check("wrong-key-logged", "thinbox: tls: handshake failed (PSK identity 'alice')"
+                in log, "\n".join(ln for ln in log.split("\n") if "tls" in ln))
+        c.check("psk-handshake-logged",
+                re.search(r"thinbox: tls: TLSv1\.2 TLS-\S*PSK\S*, PSK identity 'alice'", log))
+        c.check("x509-handshake-logged", re.search(
+            r"thinbox: tls: TLSv1\.2 TLS-ECDHE-ECDSA-\S*, client certificate CN=alice client",
+            log))
+
+        # ---- The shell
+        out = sh(m, "tls")
+        for ln in out.strip().split("\n"):
+            c.note(ln)
+        c.check("tls-mode", re.search(r"^mode: require ", out, re.M), out)
+        c.check("tls-certificates-dir", re.search(r"^certificates: \\tls$", out, re.M), out)
+        c.check("tls-identities", re.search(r"^psk: \\keys\.psk, identities: alice, bob$",
+                                            out, re.M), out)
+        c.check("tls-server-cert", re.search(
+            r"server-cert\.pem #0: subject CN=localhost\n\s+issuer CN=thinbox test CA\n"
+            r"\s+valid \d{4}-\d\d-\d\d \d\d:\d\d:\d\d to \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\n",
+            out), out)
+        c.check("tls-ca-cert", re.search(r"ca-cert\.pem #0: subject CN=thinbox test CA\n", out),
+                out)
+        c.check("tls-expired-marked", re.search(
+            r"ca-cert\.pem #1: subject CN=old expired\n.*\n\s+valid 2020-01-01 00:00:00 to "
+            r"2021-01-01 00:00:00 UTC  EXPIRED\n", out), out)
+        c.check("tls-valid-not-marked", out.count("EXPIRED") == 1, out)
+        c.check("tls-verify-peer", "client certificates: required, verified" in out, out)
+        hs = re.search(r"^handshakes: (\d+) ok, (\d+) failed$", out, re.M)
+        c.check("tls-counters", hs and int(hs.group(1)) >= 5 and int(hs.group(2)) >= 2, out)
+        net = sh(m, "net")
+        c.check("net-tls-line", "nbd tls: require (PSK, X.509)\n" in net, net)
+        no_key_bytes("serial-log-no-keys", m.output)
+        m.send("poweroff\r")
+        c.check("poweroff", m.wait_exit(30) == qh.RC_POWEROFF)
+
+        # ---- No entropy: TLS refused, nothing served
+        ne.boot()
+        log = qh.strip_ansi(ne.output).replace("\r", "")
+        c.check("noentropy-message", "thinbox: tls: no entropy source (the random number "
+                "source failed): TLS refused" in log,
+                "\n".join(ln for ln in log.split("\n") if "tls" in ln or "entropy" in ln))
+        c.check("noentropy-missing-file", "thinbox: tls: tls-certificates "
+                "\\missing\\server-cert.pem: not found on the ESP" in log)
+        c.check("noentropy-nothing-served", "NBD is NOT served" in log and
+                "thinbox: nbd: not listening" in log and "nbd listening" not in log)
+        r = run(["nbdinfo", "nbd://127.0.0.1:%d/vol0" % ne.port], timeout=20)
+        c.check("noentropy-plain-refused", r.returncode != 0, r.stdout)
+        r = run(["nbdinfo", "--list", "nbd://127.0.0.1:%d" % ne.port], timeout=20)
+        c.check("noentropy-list-nothing", r.returncode != 0 and "vol0" not in r.stdout,
+                r.stdout)
+        out = sh(ne, "tls")
+        c.check("noentropy-tls-refused", re.search(r"^mode: REFUSED \(tls = require\)$", out,
+                                                   re.M) and "NBD is not served" in out, out)
+        c.check("noentropy-tls-says-why", "no entropy source" in out and
+                "\\missing\\server-cert.pem: not found" in out, out)
+        out = sh(ne, "net")
+        c.check("noentropy-net-line", "nbd tls: REFUSED (tls = require): NBD not served" in out,
+                out)
+        no_key_bytes("noentropy-log-no-keys", ne.output)
+        ne.send("poweroff\r")
+        c.check("noentropy-poweroff", ne.wait_exit(30) == qh.RC_POWEROFF)
+    except qh.BootFailure as e:
+        c.check("no-boot-failure", False, str(e))
+finally:
+    m.stop()
+    ne.stop()
+    ossl_log.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+c.finish()
