@@ -358,6 +358,7 @@ out:
 
 TEST(require_refuses_everything_before_tls)
 {
+	struct tls_server_stats st;
 	static const uint32_t opts[] = { NBD_OPT_LIST,
 					 NBD_OPT_INFO,
 					 NBD_OPT_GO,
@@ -395,6 +396,9 @@ TEST(require_refuses_everything_before_tls)
 	send_opt(&r, NBD_OPT_STARTTLS, NULL, 0);
 	ok_eq(reply(&r, NBD_OPT_STARTTLS, d), NBD_REP_ERR_INVALID);
 	ok(strstr(last_log, "PSK identity 'alice'") != NULL);
+	tls_server_get_stats(r.ts, &st);
+	ok_eq(st.handshakes_ok, 1);
+	ok_eq(st.handshakes_failed, 0);
 out:
 	rig_free(&r);
 }
@@ -539,6 +543,7 @@ out:
 TEST(wrong_key_refused)
 {
 	static const unsigned char bad[32] = { 1 };
+	struct tls_server_stats st;
 	struct rig r;
 	char d[4096];
 
@@ -552,6 +557,10 @@ TEST(wrong_key_refused)
 	pump(&r);
 	ok(nbd_conn_finished(r.c));
 	ok(strstr(last_log, "handshake failed (PSK identity 'alice')") != NULL);
+	/* Counted for the firmware's `tls`: one failed, none finished. */
+	tls_server_get_stats(r.ts, &st);
+	ok_eq(st.handshakes_failed, 1);
+	ok_eq(st.handshakes_ok, 0);
 out:
 	rig_free(&r);
 }
