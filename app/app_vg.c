@@ -23,7 +23,8 @@
 #define TAG_EXPORT	     "thinbox_export="
 #define TAG_EXPORT_RO	     "thinbox_export_ro="
 #define TAG_SIZE	     "thinbox_size="
-#define TAG_ALLOW	     "thinbox_allow=" /* thinbox_allow=EXPORT=PREFIX */
+#define TAG_ALLOW	     "thinbox_allow="	 /* thinbox_allow=EXPORT=PREFIX */
+#define TAG_TLS_ONLY	     "thinbox_tls_only=" /* thinbox_tls_only=EXPORT */
 #define TAG_NO_SPACE_TIMEOUT "thinbox_no_space_timeout_ms="
 #define FLAG_ERROR_WHEN_FULL "ERROR_WHEN_FULL"
 #define MAX_PIECES	     64u
@@ -392,14 +393,25 @@ int app_vg_cfg(struct appliance *a, struct cfg *out, char *why, size_t len)
 					rc == -EEXIST ? "the export name is taken" : "not valid");
 		}
 	}
-	/* Allow lists, once the exports exist (tags are in no particular order). */
+	/* Allow lists and TLS-only marks, once the exports exist (tags are in no order). */
 	for (unsigned i = 0; i < vg->nr_lvs && !rc; i++) {
 		const struct lvm_lv *lv = &vg->lvs[i];
 
 		if (!is_our_thin(a, lv))
 			continue;
-		for (unsigned t = 0; t < lv->tags.n && !rc; t++)
-			rc = allow_tag(out, lv, lv->tags.v[t], why, len);
+		for (unsigned t = 0; t < lv->tags.n && !rc; t++) {
+			const char *tag = lv->tags.v[t];
+			struct cfg_export *e;
+
+			rc = allow_tag(out, lv, tag, why, len);
+			if (rc || strncmp(tag, TAG_TLS_ONLY, strlen(TAG_TLS_ONLY)))
+				continue;
+			/* As for allow tags: one naming an export this LV does not serve is
+			 * ignored. */
+			e = cfg_find_export(out, tag + strlen(TAG_TLS_ONLY));
+			if (e && !strcmp(e->volume, lv->name))
+				e->tls_only = true;
+		}
 	}
 	if (rc)
 		cfg_free(out);
@@ -412,7 +424,9 @@ static bool our_tag(const char *t)
 {
 	return !strncmp(t, TAG_EXPORT, strlen(TAG_EXPORT)) ||
 	       !strncmp(t, TAG_EXPORT_RO, strlen(TAG_EXPORT_RO)) ||
-	       !strncmp(t, TAG_ALLOW, strlen(TAG_ALLOW)) || !strncmp(t, TAG_SIZE, strlen(TAG_SIZE));
+	       !strncmp(t, TAG_ALLOW, strlen(TAG_ALLOW)) ||
+	       !strncmp(t, TAG_SIZE, strlen(TAG_SIZE)) ||
+	       !strncmp(t, TAG_TLS_ONLY, strlen(TAG_TLS_ONLY));
 }
 
 static int set_thin_tags(struct lvm_vg *vg, struct lvm_lv *lv, const struct cfg *c,
@@ -436,6 +450,10 @@ static int set_thin_tags(struct lvm_vg *vg, struct lvm_lv *lv, const struct cfg 
 		snprintf(tag, sizeof(tag), "%s%s", e->read_only ? TAG_EXPORT_RO : TAG_EXPORT,
 			 e->name);
 		rc = lvm_strs_add(&lv->tags, tag);
+		if (e->tls_only && !rc) {
+			snprintf(tag, sizeof(tag), TAG_TLS_ONLY "%s", e->name);
+			rc = lvm_strs_add(&lv->tags, tag);
+		}
 		/* Prefixes in lvm's tag characters: digits, '.', ':', hex letters and '/'. */
 		for (unsigned k = 0; k < e->nallow && !rc; k++) {
 			char pt[NET_PREFIX_TEXT_MAX];

@@ -245,6 +245,7 @@ static int export_start(struct appliance *a, const struct cfg_export *ce)
 	nc.ctx = e;
 	nc.allow = ce->allow;
 	nc.nallow = ce->nallow;
+	nc.tls_only = ce->tls_only;
 	rc = nbd_server_add_export(a->o.srv, &nc);
 	if (rc) {
 		vol_put(e->vol);
@@ -1343,6 +1344,13 @@ int appliance_add_export(struct appliance *a, const char *volume, const char *ex
 int appliance_add_export_allow(struct appliance *a, const char *volume, const char *export_name,
 			       bool read_only, const struct net_prefix *allow, unsigned nallow)
 {
+	return appliance_add_export_tls(a, volume, export_name, read_only, false, allow, nallow);
+}
+
+int appliance_add_export_tls(struct appliance *a, const char *volume, const char *export_name,
+			     bool read_only, bool tls_only, const struct net_prefix *allow,
+			     unsigned nallow)
+{
 	const struct cfg_export *ce;
 	struct app_change ch = { .msg = APP_MSG_NONE };
 	struct cfg next;
@@ -1365,6 +1373,8 @@ int appliance_add_export_allow(struct appliance *a, const char *volume, const ch
 	if (rc)
 		return rc;
 	rc = cfg_add_export(&next, export_name, volume, read_only);
+	if (!rc)
+		cfg_find_export(&next, export_name)->tls_only = tls_only;
 	for (unsigned i = 0; i < nallow && !rc; i++)
 		rc = cfg_export_allow(&next, export_name, &allow[i]);
 	if (!rc)

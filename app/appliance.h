@@ -239,6 +239,14 @@ int appliance_remove_export(struct appliance *a, const char *export_name);
 int appliance_add_export_allow(struct appliance *a, const char *volume, const char *export_name,
 			       bool read_only, const struct net_prefix *allow, unsigned nallow);
 /*
+ * appliance_add_export_allow() that can mark the export TLS-only (@tls_only): kept as an LV
+ * tag like the allow list; the NBD server then serves it only over TLS (under TLS off it is
+ * refused to everyone with NBD_REP_ERR_POLICY; docs/nbd.md "TLS").
+ */
+int appliance_add_export_tls(struct appliance *a, const char *volume, const char *export_name,
+			     bool read_only, bool tls_only, const struct net_prefix *allow,
+			     unsigned nallow);
+/*
  * Add (@allow) or remove the @n prefixes @p to or from export @export_name's allow list;
  * !@allow with @n 0 clears it (everyone may connect). One VG commit, then the running export
  * follows at once: connections from addresses no longer allowed are closed. -ENOENT (no such

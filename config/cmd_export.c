@@ -10,7 +10,7 @@
 #include "core/base/util.h"
 
 static const char export_usage[] =
-    "usage: export add VOLUME [--read-only] [--name EXPORT] [--allow PREFIX]...\n"
+    "usage: export add VOLUME [--read-only] [--tls-only] [--name EXPORT] [--allow PREFIX]...\n"
     "       export allow EXPORT PREFIX...\n"
     "       export disallow EXPORT PREFIX...|--all\n"
     "       export remove EXPORT\n"
@@ -74,13 +74,15 @@ static int export_add(struct shell *sh, int argc, char **argv)
 	const char *volume = NULL, *name = NULL;
 	struct net_prefix allow[CFG_MAX_ALLOW];
 	unsigned nallow = 0;
-	bool ro = false;
+	bool ro = false, tls_only = false;
 	struct appliance *a;
 	int rc;
 
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--read-only") || !strcmp(argv[i], "--ro"))
 			ro = true;
+		else if (!strcmp(argv[i], "--tls-only"))
+			tls_only = true;
 		else if (!strcmp(argv[i], "--name") && i + 1 < argc)
 			name = argv[++i];
 		else if (!strcmp(argv[i], "--allow") && i + 1 < argc) {
@@ -113,11 +115,11 @@ static int export_add(struct shell *sh, int argc, char **argv)
 		    name, CFG_NAME_MAX);
 		return -EINVAL;
 	}
-	rc = appliance_add_export_allow(a, volume, name, ro, allow, nallow);
+	rc = appliance_add_export_tls(a, volume, name, ro, tls_only, allow, nallow);
 	switch (rc) {
 	case 0:
-		shell_printf(sh, "exported %s as '%s'%s to ", volume, name,
-			     ro ? " (read-only)" : "");
+		shell_printf(sh, "exported %s as '%s'%s%s to ", volume, name,
+			     ro ? " (read-only)" : "", tls_only ? " (TLS only)" : "");
 		print_allow(sh, allow, nallow);
 		shell_puts(sh, "\n");
 		return 0;
@@ -221,7 +223,8 @@ static int export_list(struct shell *sh, struct appliance *a)
 		shell_printf(sh, "%-*s %-*s %-4s %11s %7s %7s ", (int)w, e->name, (int)wv,
 			     e->volume, e->read_only ? "ro" : "rw", size, clients, refused);
 		print_allow(sh, e->allow, e->nallow);
-		shell_printf(sh, "%s\n", i == 0 ? "  (default export)" : "");
+		shell_printf(sh, "%s%s\n", e->tls_only ? "  (TLS only)" : "",
+			     i == 0 ? "  (default export)" : "");
 	}
 	shell_printf(sh, "%zu export(s)\n", c->nexps);
 	return 0;
@@ -343,7 +346,8 @@ static int cmd_nbd(struct shell *sh, int argc, char **argv)
 
 const struct shell_cmd app_export_cmds[] = {
 	{ "export", "add|allow|disallow|remove|list ...",
-	  "NBD exports of volumes: add VOLUME [--read-only] [--name EXPORT] [--allow PREFIX]..., "
+	  "NBD exports of volumes: add VOLUME [--read-only] [--tls-only] [--name EXPORT] "
+	  "[--allow PREFIX]..., "
 	  "allow/disallow EXPORT PREFIX..., remove, list",
 	  cmd_export },
 	{ "nbd", "clients|set max-per-client N",

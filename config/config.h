@@ -34,6 +34,8 @@ struct cfg_export {
 	char name[CFG_NAME_MAX + 1];
 	char volume[CFG_NAME_MAX + 1];
 	bool read_only;
+	/* Only over TLS (NBD_TLS_ON: plain clients are refused it and do not see it listed). */
+	bool tls_only;
 	/* Who may use it: clients whose address is inside one of these; none: everyone. */
 	unsigned nallow;
 	struct net_prefix allow[CFG_MAX_ALLOW];

@@ -1556,3 +1556,62 @@ TEST(export_allow_lists_are_lv_tags)
 	ok(served_is(f, "lan", "10.0.2.0/24,2001:db8::/32"));
 	fx_free(f);
 }
+
+/* Whether export @name is served TLS-only by the NBD server: 1, 0, or -1 when not served. */
+static int served_tls_only(struct fx *f, const char *name)
+{
+	struct nbd_export_info info;
+
+	for (unsigned k = 0; !nbd_server_export_info(appliance_server(f->a), k, &info); k++)
+		if (!strcmp(info.name, name))
+			return info.tls_only;
+	return -1;
+}
+
+/*
+ * export add --tls-only: kept in the VG as a thinbox_tls_only=EXPORT tag on the volume's LV,
+ * served TLS-only at once and after a reboot, shown by export list; a tag lvm added in Linux
+ * is taken; one for an export the LV does not serve is ignored.
+ */
+TEST(export_tls_only_is_an_lv_tag)
+{
+	struct fx *f = fx_new(META_BYTES, DATA_BYTES);
+	const struct cfg_export *ce;
+	const struct lvm_lv *lv;
+	struct lx x;
+
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(sh(f, "export add vol0 --name secret --tls-only --read-only"), 0);
+	ok(has(f->out, "exported vol0 as 'secret' (read-only) (TLS only) to everyone"));
+	ok_eq(served_tls_only(f, "secret"), 1);
+	ok_eq(served_tls_only(f, "vol0"), 0);
+	ok_eq(sh(f, "export list"), 0);
+	ok(has(f->out, "everyone  (TLS only)\n"));
+	ok(has(f->out, "everyone  (default export)\n"));
+	shutdown_app(f);
+	if (ok_eq(lx_read(f, &x), 0)) {
+		ok((lv = lx_lv(&x, "vol0")) && lv_has(&lv->tags, "thinbox_tls_only=secret") &&
+		   lv_has(&lv->tags, "thinbox_export_ro=secret") &&
+		   !lv_has(&lv->tags, "thinbox_tls_only=vol0"));
+		lx_done(&x);
+	}
+	/* lvchange --addtag in Linux: vol0 becomes TLS-only; a tag for another export: ignored. */
+	ok_eq(lx_tag(f, "vol0", "thinbox_tls_only=vol0", true), 0);
+	ok_eq(lx_tag(f, "vol0", "thinbox_tls_only=other", true), 0);
+	ok_eq(boot_on(f, true), 0);
+	ok_eq(appliance_state(f->a), APPLIANCE_READY);
+	ce = cfg_find_export(appliance_config(f->a), "secret");
+	ok(ce && ce->tls_only && ce->read_only);
+	ok_eq(served_tls_only(f, "secret"), 1);
+	ok_eq(served_tls_only(f, "vol0"), 1);
+	/* Another change rewrites the tags: the marks stay, the stray tag goes. */
+	ok_eq(sh(f, "export remove secret"), 0);
+	shutdown_app(f);
+	if (ok_eq(lx_read(f, &x), 0)) {
+		ok((lv = lx_lv(&x, "vol0")) && lv_has(&lv->tags, "thinbox_tls_only=vol0") &&
+		   !lv_has(&lv->tags, "thinbox_tls_only=secret") &&
+		   !lv_has(&lv->tags, "thinbox_tls_only=other"));
+		lx_done(&x);
+	}
+	fx_free(f);
+}
