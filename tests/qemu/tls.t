@@ -18,6 +18,8 @@ tls: `tls = require`, `tls-psk = \\keys.psk` (alice, bob), `tls-certificates = \
     and the handshake counters; `net` shows the mode in one line;
   - neither the serial log nor the shell output holds key bytes (the PSK keys in hex, the
     server key's PEM body).
+on: `tls = on` with the keys file: `export add vol0 --name secret --tls-only`; plain clients
+  read vol0 but are refused secret and do not see it listed; over TLS it is listed and read.
 noentropy: no virtio-rng and `-cpu qemu64,-rdrand`, `tls = require` with a good keys file and
   a missing certificate directory: both problems are printed, TLS is refused, NBD does not
   listen (a plain client gets nothing, `--list` discloses nothing); `tls` and `net` say so.
@@ -143,6 +145,8 @@ CFG = ("tls = require\ntls-psk = \\keys.psk\ntls-certificates = \\tls\n"
 NOENT_CFG = "tls = require\ntls-psk = \\keys.psk\ntls-certificates = \\missing\n"
 
 m = qh.Machine("qemu-tls", esp_cfg=CFG, esp_files=ESP_FILES)
+on = qh.Machine("qemu-tls-on", esp_cfg="tls = on\ntls-psk = /keys.psk\n",
+                esp_files=ESP_FILES[:1])
 ne = qh.Machine("qemu-tls-noentropy", esp_cfg=NOENT_CFG, esp_files=ESP_FILES[:1], rng=False,
                 extra_args=["-cpu", "qemu64,-rdrand"])
 
@@ -278,11 +282,44 @@ try:
         no_key_bytes("noentropy-log-no-keys", ne.output)
         ne.send("poweroff\r")
         c.check("noentropy-poweroff", ne.wait_exit(30) == qh.RC_POWEROFF)
+
+        # ---- tls = on: a TLS-only export beside a plain one
+        on.start()
+        on.boot()
+        out = sh(on, "export add vol0 --name secret --tls-only")
+        c.check("on-export-tls-only", "exported vol0 as 'secret' (TLS only)" in out, out)
+        plain = "nbd://127.0.0.1:%d" % on.port
+        tlsu = "nbds://alice@127.0.0.1:%d/%%s?tls-psk-file=%s" % (on.port, psk)
+        r = run(["nbdinfo", "--size", plain + "/vol0"])
+        c.check("on-plain-export-over-plain", r.returncode == 0 and r.stdout.strip() == str(size),
+                r.stdout + r.stderr)
+        r = run(["nbdinfo", "--size", plain + "/secret"])
+        c.check("on-tls-only-over-plain-refused", r.returncode != 0, r.stdout)
+        r = run(["nbdinfo", "--list", plain])
+        c.check("on-plain-list-omits-tls-only", 'export="vol0"' in r.stdout and
+                "secret" not in r.stdout, r.stdout + r.stderr)
+        r = run(["nbdinfo", "--list", tlsu % ""])
+        c.check("on-tls-list-shows-both", 'export="vol0"' in r.stdout and
+                'export="secret"' in r.stdout, r.stdout + r.stderr)
+        r = run(["nbdcopy", tlsu % "secret", os.path.join(tmp, "s.img")], timeout=120)
+        got = open(os.path.join(tmp, "s.img"), "rb").read(16) if r.returncode == 0 else b""
+        c.check("on-tls-only-over-tls-read", r.returncode == 0 and len(got) == 16, r.stderr)
+        out = sh(on, "tls")
+        c.check("on-tls-mode", re.search(r"^mode: on \(plain and TLS clients\)$", out, re.M) and
+                "certificates: none" in out, out)
+        out = sh(on, "net")
+        c.check("on-net-line", "nbd tls: on (PSK)\n" in out, out)
+        out = sh(on, "export list")
+        c.check("on-export-list-marks", "(TLS only)" in out, out)
+        no_key_bytes("on-log-no-keys", on.output)
+        on.send("poweroff\r")
+        c.check("on-poweroff", on.wait_exit(30) == qh.RC_POWEROFF)
     except qh.BootFailure as e:
         c.check("no-boot-failure", False, str(e))
 finally:
     m.stop()
     ne.stop()
+    on.stop()
     ossl_log.close()
     shutil.rmtree(tmp, ignore_errors=True)
 c.finish()
