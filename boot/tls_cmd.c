@@ -23,6 +23,7 @@
 #include "core/base/util.h"
 #include "core/base/walltime.h"
 #include "net/nbd/nbd_server.h"
+#include "net/tls/tls_psk.h"
 #include "net/tls/tls_selftest.h"
 #include "net/tls/tls_server.h"
 
@@ -48,10 +49,28 @@ static struct {
 	bool asked;	   /* a TLS key was set: TLS off is then not what the user meant */
 	bool verify_peer;  /* tls-verify-peer = on */
 	char refused[256]; /* the first reason TLS was refused; "" when it was not */
-	const char *shown; /* the mode as configured, for messages */
+	char shown[36];	   /* the mode as configured, printable and cut, for messages */
 } fw;
 
 /* ---- Configuration ----------------------------------------------------------------------- */
+
+/*
+ * @v as it may be shown: at most 32 characters (then "..."), anything unprintable as '?'.
+ * Values come from outside; a value is never a key (keys live in the files).
+ */
+static const char *printable(const char *v, char *buf, size_t size)
+{
+	size_t i;
+
+	for (i = 0; v[i] && i < 32 && i + 4 < size; i++)
+		buf[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
+	if (v[i] && i + 4 <= size) {
+		memcpy(buf + i, "...", 3);
+		i += 3;
+	}
+	buf[i] = '\0';
+	return buf;
+}
 
 /* @dir (may be NULL) and @name joined as an ESP path into @out; false when too long. */
 static bool esp_path(char *out, const char *dir, const char *name)
@@ -74,7 +93,9 @@ static bool esp_path(char *out, const char *dir, const char *name)
 		for (; *s; s++) {
 			if (n + 1 >= TLS_FW_PATH_MAX)
 				return false;
-			out[n++] = *s == '/' ? '\\' : *s;
+			/* Unprintable: '?' (not a FAT name character, so the file is not found,
+			 * and the path can be printed). */
+			out[n++] = *s == '/' ? '\\' : *s >= 0x20 && *s < 0x7f ? *s : '?';
 		}
 	}
 	/* "\dir\" (a trailing separator) names the directory: drop it. */
@@ -145,14 +166,16 @@ static const char *key_of(unsigned i)
 static bool file_ok(const struct tls_fw_input *in, unsigned i, bool optional)
 {
 	const struct tls_fw_file *f = &in->files[i];
-	char what[TLS_FW_PATH_MAX + 32];
+	char what[TLS_FW_PATH_MAX + 32], v[36];
 
 	if (f->rc == 0 && f->data)
 		return true;
 	if (optional && f->rc == -ENOENT)
 		return false;
+	/* The planned path (made of printable characters), or the value that made none. */
 	snprintf(what, sizeof(what), "%s %s", key_of(i),
-		 f->path[0] ? f->path : (i == TLS_FW_PSK ? in->psk : in->certs));
+		 f->path[0] ? f->path
+			    : printable(i == TLS_FW_PSK ? in->psk : in->certs, v, sizeof(v)));
 	refuse("%s: %s", what, read_error(f->rc ? f->rc : -EIO));
 	return false;
 }
@@ -184,8 +207,9 @@ static void tls_log(void *ctx, const char *line)
 static bool parse_values(const struct tls_fw_input *in)
 {
 	bool good = true;
+	char v[36];
 
-	fw.shown = in->mode ? in->mode : "off";
+	printable(in->mode ? in->mode : "off", fw.shown, sizeof(fw.shown));
 	if (!in->mode || strcmp(in->mode, "off") == 0)
 		fw.mode = NBD_TLS_OFF;
 	else if (strcmp(in->mode, "on") == 0)
@@ -194,7 +218,7 @@ static bool parse_values(const struct tls_fw_input *in)
 		fw.mode = NBD_TLS_REQUIRE;
 	else {
 		/* Shown: it is a mode word, not a key. Unknown means TLS was meant. */
-		refuse("tls = %.32s: want off, on or require", in->mode, NULL);
+		refuse("tls = %s: want off, on or require", fw.shown, NULL);
 		fw.mode = NBD_TLS_REQUIRE;
 		good = false;
 	}
@@ -203,7 +227,8 @@ static bool parse_values(const struct tls_fw_input *in)
 	} else if (strcmp(in->verify, "on") == 0) {
 		fw.verify_peer = true;
 	} else {
-		refuse("tls-verify-peer = %.32s: want on or off", in->verify, NULL);
+		refuse("tls-verify-peer = %s: want on or off", printable(in->verify, v, sizeof(v)),
+		       NULL);
 		good = false;
 	}
 	fw.asked = fw.mode != NBD_TLS_OFF || in->psk || in->certs || fw.verify_peer || !good;
@@ -232,8 +257,8 @@ int tls_fw_setup(struct tls_fw_input *in, struct nbd_server *srv)
 	struct tls_server_opts to = { .log = tls_log };
 	struct tls_server *ts = NULL;
 	struct nbd_tls_config tc;
+	bool good, psk_read, certs_read = false;
 	char err[256];
-	bool good;
 	int rc;
 
 	fw.in = in;
@@ -243,12 +268,15 @@ int tls_fw_setup(struct tls_fw_input *in, struct nbd_server *srv)
 		return 0;
 	}
 	/* Every problem is reported, not only the first: one boot shows them all. */
-	if (in->psk)
-		good &= file_ok(in, TLS_FW_PSK, false);
+	psk_read = in->psk && file_ok(in, TLS_FW_PSK, false);
+	if (in->psk && !psk_read)
+		good = false;
 	if (in->certs) {
-		good &= file_ok(in, TLS_FW_CERT, false);
-		good &= file_ok(in, TLS_FW_KEY, false);
+		certs_read = file_ok(in, TLS_FW_CERT, false);
+		certs_read &= file_ok(in, TLS_FW_KEY, false);
 		if (!file_ok(in, TLS_FW_CA, !fw.verify_peer) && fw.verify_peer)
+			certs_read = false;
+		if (!certs_read)
 			good = false;
 	}
 	rc = tls_server_create(&to, &ts, err, sizeof(err));
@@ -257,16 +285,20 @@ int tls_fw_setup(struct tls_fw_input *in, struct nbd_server *srv)
 		good = false;
 		ts = NULL;
 	}
-	if (ts && good && in->psk) {
+	if (psk_read) {
 		const struct tls_fw_file *f = &in->files[TLS_FW_PSK];
+		struct tls_psk_keys k = { 0 };
 
-		rc = tls_server_load_psk(ts, f->data, f->len, err, sizeof(err));
+		/* Checked even without a TLS server (no entropy): the file's own mistakes too. */
+		rc = ts ? tls_server_load_psk(ts, f->data, f->len, err, sizeof(err))
+			: tls_psk_parse(f->data, f->len, &k, err, sizeof(err));
+		tls_psk_free(&k);
 		if (rc) {
 			refuse("tls-psk %s: %s", f->path, err);
 			good = false;
 		}
 	}
-	if (ts && good && in->certs) {
+	if (ts && certs_read) {
 		const struct tls_fw_file *c = in->files;
 
 		rc = tls_server_load_x509(ts, c[TLS_FW_CA].data, c[TLS_FW_CA].len,

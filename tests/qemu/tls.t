@@ -20,6 +20,9 @@ tls: `tls = require`, `tls-psk = \\keys.psk` (alice, bob), `tls-certificates = \
     server key's PEM body).
 on: `tls = on` with the keys file: `export add vol0 --name secret --tls-only`; plain clients
   read vol0 but are refused secret and do not see it listed; over TLS it is listed and read.
+bad: `tls = require`, a keys file whose line 2 is not hex, `tls-verify-peer = maybe` and a
+  server-cert.pem over 64 KiB: each reason printed (the line number, never the key on line 1),
+  NBD not listening.
 noentropy: no virtio-rng and `-cpu qemu64,-rdrand`, `tls = require` with a good keys file and
   a missing certificate directory: both problems are printed, TLS is refused, NBD does not
   listen (a plain client gets nothing, `--list` discloses nothing); `tls` and `net` say so.
@@ -145,6 +148,13 @@ CFG = ("tls = require\ntls-psk = \\keys.psk\ntls-certificates = \\tls\n"
 NOENT_CFG = "tls = require\ntls-psk = \\keys.psk\ntls-certificates = \\missing\n"
 
 m = qh.Machine("qemu-tls", esp_cfg=CFG, esp_files=ESP_FILES)
+bad_psk = write(os.path.join(tmp, "bad", "keys.psk"),
+                "carol:%s\ndave:12zz\n" % os.urandom(32).hex())
+big = write(os.path.join(tmp, "big", "server-cert.pem"), "x" * (70 * 1024))
+keys["carol"] = open(bad_psk).read().split("\n")[0].split(":")[1]
+bad = qh.Machine("qemu-tls-bad", esp_cfg="tls = require\ntls-psk = \\bad.psk\n"
+                 "tls-certificates = \\big\ntls-verify-peer = maybe\n",
+                 esp_files=[(bad_psk, "bad.psk"), (big, "big/server-cert.pem")])
 on = qh.Machine("qemu-tls-on", esp_cfg="tls = on\ntls-psk = /keys.psk\n",
                 esp_files=ESP_FILES[:1])
 ne = qh.Machine("qemu-tls-noentropy", esp_cfg=NOENT_CFG, esp_files=ESP_FILES[:1], rng=False,
@@ -283,8 +293,9 @@ try:
         ne.send("poweroff\r")
         c.check("noentropy-poweroff", ne.wait_exit(30) == qh.RC_POWEROFF)
 
-        # ---- tls = on: a TLS-only export beside a plain one
+        # ---- tls = on: a TLS-only export beside a plain one; bad values and files
         on.start()
+        bad.start()
         on.boot()
         out = sh(on, "export add vol0 --name secret --tls-only")
         c.check("on-export-tls-only", "exported vol0 as 'secret' (TLS only)" in out, out)
@@ -314,12 +325,34 @@ try:
         no_key_bytes("on-log-no-keys", on.output)
         on.send("poweroff\r")
         c.check("on-poweroff", on.wait_exit(30) == qh.RC_POWEROFF)
+
+        bad.boot()
+        log = qh.strip_ansi(bad.output).replace("\r", "")
+        tls_lines = "\n".join(ln for ln in log.split("\n") if "tls" in ln)
+        c.check("bad-verify-value", "thinbox: tls: tls-verify-peer = maybe: want on or off\n"
+                in log, tls_lines)
+        c.check("bad-file-too-big", "thinbox: tls: tls-certificates \\big\\server-cert.pem: "
+                "larger than 65536 bytes: refused\n" in log, tls_lines)
+        c.check("bad-cert-key-missing", "thinbox: tls: tls-certificates \\big\\server-key.pem: "
+                "not found on the ESP\n" in log, tls_lines)
+        c.check("bad-psk-line", "thinbox: tls: tls-psk \\bad.psk: line 2: " in log, tls_lines)
+        c.check("bad-nothing-served", "NBD is NOT served" in log and
+                "thinbox: nbd: not listening" in log and "nbd listening" not in log, tls_lines)
+        r = run(["nbdinfo", "--list", "nbd://127.0.0.1:%d" % bad.port], timeout=20)
+        c.check("bad-list-nothing", r.returncode != 0 and "vol0" not in r.stdout, r.stdout)
+        out = sh(bad, "tls")
+        c.check("bad-tls-refused", "mode: REFUSED (tls = require)" in out and
+                "tls-verify-peer = maybe" in out, out)
+        no_key_bytes("bad-log-no-keys", bad.output)
+        bad.send("poweroff\r")
+        c.check("bad-poweroff", bad.wait_exit(30) == qh.RC_POWEROFF)
     except qh.BootFailure as e:
         c.check("no-boot-failure", False, str(e))
 finally:
     m.stop()
     ne.stop()
     on.stop()
+    bad.stop()
     ossl_log.close()
     shutil.rmtree(tmp, ignore_errors=True)
 c.finish()
