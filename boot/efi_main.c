@@ -205,11 +205,6 @@ static int read_esp_config(EFI_HANDLE device)
 }
 
 /*
- * The TLS keys of the configuration and the files they name, read from the ESP now: it is
- * gone after ExitBootServices. Errors are kept per file for tls_fw_setup() to report (and
- * refuse TLS) once the console and entropy are up; nothing about the files is printed here.
- */
-/*
  * config_value() into @buf; a value too long for it (config_value() answers NULL, as when
  * absent) is returned whole from loader memory, so it is refused as a bad value instead of
  * being taken for an absent key (TLS off).
@@ -230,6 +225,11 @@ static const char *tls_value(const char *key, char *buf, size_t size)
 	return v;
 }
 
+/*
+ * The TLS keys of the configuration and the files they name, read from the ESP now: it is
+ * gone after ExitBootServices. Errors are kept per file for tls_fw_setup() to report (and
+ * refuse TLS) once the console and entropy are up; nothing about the files is printed here.
+ */
 static void read_esp_tls(EFI_HANDLE device)
 {
 	static char mode[16], psk[TLS_FW_PATH_MAX], certs[TLS_FW_PATH_MAX], verify[16];

@@ -259,7 +259,7 @@ int tls_fw_setup(struct tls_fw_input *in, struct nbd_server *srv)
 	struct nbd_tls_config tc;
 	bool good, psk_read, certs_read = false;
 	char err[256];
-	int rc;
+	int rc, why_rc = -EINVAL; /* what the caller gets when TLS is refused */
 
 	fw.in = in;
 	good = parse_values(in);
@@ -284,6 +284,7 @@ int tls_fw_setup(struct tls_fw_input *in, struct nbd_server *srv)
 		refuse("%s%s", err, "");
 		good = false;
 		ts = NULL;
+		why_rc = rc;
 	}
 	if (psk_read) {
 		const struct tls_fw_file *f = &in->files[TLS_FW_PSK];
@@ -319,6 +320,7 @@ int tls_fw_setup(struct tls_fw_input *in, struct nbd_server *srv)
 			snprintf(err, sizeof(err), "cannot set up the NBD server's TLS (%d)", rc);
 			refuse("%s%s", err, "");
 			good = false;
+			why_rc = rc;
 		}
 	}
 	if (!good) {
@@ -326,7 +328,7 @@ int tls_fw_setup(struct tls_fw_input *in, struct nbd_server *srv)
 		plat_printf("thinbox: tls: TLS refused (tls = %s): NBD is NOT served, not even in "
 			    "plain; fix thinbox.cfg or the entropy source and reboot\n",
 			    fw.shown);
-		return rc ? rc : -EINVAL;
+		return why_rc;
 	}
 	fw.ts = ts;
 	plat_printf("thinbox: tls: %s%s%s%s\n", fw.mode == NBD_TLS_ON ? "on" : "require",
