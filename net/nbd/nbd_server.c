@@ -1353,12 +1353,13 @@ static void wl_unlink(struct nbd_req *r)
 static void wl_release(struct nbd_req *r)
 {
 	struct nbd_server *srv = r->conn->srv;
+	bool excl = r->excl;
 
 	if (r->wl == WL_NONE)
 		return;
 	wl_unlink(r);
-	/* Only a read-modify-write (in the list) makes anyone wait. */
-	if (srv->wl_excl)
+	/* Only a read-modify-write makes anyone wait: the one leaving, or one still listed. */
+	if (excl || srv->wl_excl)
 		wl_grant(srv);
 }
 
@@ -1375,8 +1376,7 @@ static void wl_drop_conn(struct nbd_conn *c)
 			req_free(e);
 		}
 	}
-	if (srv->wl_excl)
-		wl_grant(srv);
+	wl_grant(srv);
 }
 
 static uint8_t *zero_buf(struct nbd_server *srv)

@@ -634,6 +634,55 @@ TEST(vanished_connection_with_waiting_writes)
 	blkdev_destroy(mem);
 }
 
+/*
+ * An aligned write arriving while a read-modify-write of its sector is in flight waits for
+ * it and lands after it (arrival order), and goes once the read-modify-write is done even
+ * though none is left in the list. Every request is answered.
+ */
+TEST(aligned_write_behind_read_modify_write)
+{
+	uint8_t b[28 + 512], sect[512], got[512], v[3] = { 9, 9, 9 };
+	struct blkdev *mem;
+	struct oodev o;
+	uint32_t bsz[3];
+	struct rig g;
+	size_t n;
+
+	ok_eq(memdisk_create(DEV_BYTES / 512, 512, &mem), 0);
+	oodev_init(&o, mem, test_seed());
+	rig_start(&g, &o.dev);
+	cl_open(&g, 0, "d", bsz);
+	cl_open(&g, 1, "d", bsz);
+	memset(sect, 0x77, sizeof(sect));
+	memset(got, 0x55, sizeof(got));
+	ok_eq(blkdev_write(mem, 1, 1, got), 0);
+	n = put_req(b, NBD_CMD_WRITE, 0, 1, 1, 3, v);
+	cl_feed(&g, &g.cl[0], b, n);
+	n = put_req(b, NBD_CMD_WRITE, 0, 2, 0, 512, sect);
+	cl_feed(&g, &g.cl[1], b, n);
+	n = put_req(b, NBD_CMD_WRITE_ZEROES, 0, 3, 512, 512, NULL);
+	cl_feed(&g, &g.cl[1], b, n);
+	settle(&g);
+	/* (the last read-modify-write leaving the list must let the aligned ones go) */
+	ok_eq(cl_reply(&g.cl[0], NULL), 0);
+	ok_eq(cl_reply(&g.cl[1], NULL), 0);
+	ok_eq(cl_reply(&g.cl[1], NULL), 0);
+	n = put_req(b, NBD_CMD_WRITE, 0, 4, 510, 3, v);
+	cl_feed(&g, &g.cl[0], b, n);
+	n = put_req(b, NBD_CMD_WRITE, 0, 5, 1024, 512, sect);
+	cl_feed(&g, &g.cl[1], b, n);
+	settle(&g);
+	ok_eq(cl_reply(&g.cl[0], NULL), 0);
+	ok_eq(cl_reply(&g.cl[1], NULL), 0);
+	ok_eq(blkdev_read(mem, 0, 1, got), 0);
+	/* The sector write came after the first piece, the last piece after it and the zeroes. */
+	ok(all_bytes(got, 510, 0x77) && got[510] == 9 && got[511] == 9);
+	ok_eq(blkdev_read(mem, 1, 1, got), 0);
+	ok(got[0] == 9 && all_bytes(got + 1, 511, 0));
+	rig_stop(&g);
+	blkdev_destroy(mem);
+}
+
 /* ---- FUA and errors ---------------------------------------------------------------------- */
 
 TEST(fua_covers_the_whole_unaligned_request)
