@@ -70,12 +70,14 @@ struct nbd_out {
 };
 
 enum req_stage {
-	RS_START,      /* parsed (and payload received): decide the first device operation */
-	RS_IO,	       /* a data operation completed (io_rc): next chunk, FUA or reply */
-	RS_FUA,	       /* the FUA flush completed */
-	RS_SUBMIT,     /* the device queue was full: submit breq again */
-	RS_EDGE_READ,  /* read-modify-write: the partial block was read: patch, write it */
-	RS_EDGE_WRITE, /* read-modify-write: the partial block was written: next edge or middle */
+	RS_START,  /* parsed (and payload received): decide the first device operation */
+	RS_IO,	   /* a data operation completed (io_rc): next chunk, FUA or reply */
+	RS_FUA,	   /* the FUA flush completed */
+	RS_SUBMIT, /* the device queue was full: submit breq again */
+	/* read-modify-write: the partial block was read: patch it, write it back */
+	RS_EDGE_READ,
+	/* read-modify-write: the partial block was written: the next one, or the middle */
+	RS_EDGE_WRITE,
 };
 
 /* A write's place in the server's write list (read-modify-write ordering, below). */
