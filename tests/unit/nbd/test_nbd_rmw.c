@@ -318,19 +318,20 @@ static void rig_stop(struct rig *g)
 
 static bool same_as_model(struct blkdev *dev, const uint8_t *model, uint64_t from, uint64_t to)
 {
-	uint64_t a = from / 512, e = (to + 511) / 512;
-	uint8_t *got = malloc((size_t)(e - a) * 512);
+	uint32_t bs = dev->block_size;
+	uint64_t a = from / bs, e = (to + bs - 1) / bs;
+	uint8_t *got = malloc((size_t)(e - a) * bs);
 	bool same;
 
 	if (!ok_eq(blkdev_read(dev, a, (uint32_t)(e - a), got), 0)) {
 		free(got);
 		return false;
 	}
-	same = !memcmp(got, model + a * 512, (size_t)(e - a) * 512);
-	for (uint64_t i = 0; !same && i < (e - a) * 512; i++) {
-		if (got[i] != model[a * 512 + i]) {
-			fail("byte %llu: %#x, the model says %#x",
-			     (unsigned long long)(a * 512 + i), got[i], model[a * 512 + i]);
+	same = !memcmp(got, model + a * bs, (size_t)(e - a) * bs);
+	for (uint64_t i = 0; !same && i < (e - a) * bs; i++) {
+		if (got[i] != model[a * bs + i]) {
+			fail("byte %llu: %#x, the model says %#x", (unsigned long long)(a * bs + i),
+			     got[i], model[a * bs + i]);
 			break;
 		}
 	}
@@ -356,9 +357,9 @@ static void model_run(struct blkdev *dev, struct thin_pool *pool, unsigned snap_
 	rig_start(&g, dev);
 	cl_open(&g, 0, "d", bsz);
 	ok_eq(bsz[0], 1);
-	ok_eq(bsz[1], 4096);
+	ok_eq(bsz[1], MAX(4096u, dev->block_size));
 	ok_eq(bsz[2], 32u << 20);
-	ok_eq(blkdev_read(dev, 0, DEV_BYTES / 512, model), 0);
+	ok_eq(blkdev_read(dev, 0, (uint32_t)(DEV_BYTES / dev->block_size), model), 0);
 	for (size_t bi = 0; bi < ARRAY_SIZE(bases); bi++) {
 		for (size_t di = 0; di < ARRAY_SIZE(deltas); di++) {
 			for (size_t li = 0; li < ARRAY_SIZE(lens) && !test_failed(); li++) {
@@ -407,6 +408,18 @@ TEST(unaligned_writes_match_model_memdisk)
 
 	ok_eq(memdisk_create(DEV_BYTES / 512, 512, &mem), 0);
 	model_run(mem, NULL, 0);
+	blkdev_destroy(mem);
+}
+
+/* A device with 4 KiB blocks (a virtio-blk disk may have them): partial blocks of 4 KiB. */
+TEST(unaligned_writes_match_model_4k_blocks)
+{
+	struct blkdev *mem;
+	struct oodev o;
+
+	ok_eq(memdisk_create(DEV_BYTES / 4096, 4096, &mem), 0);
+	oodev_init(&o, mem, test_seed());
+	model_run(&o.dev, NULL, 0);
 	blkdev_destroy(mem);
 }
 
