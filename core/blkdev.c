@@ -23,6 +23,13 @@ static int blkdev_check_req(struct blkdev *dev, const struct blkdev_req *req)
 		if (!blkdev_range_ok(dev, req->block, req->count))
 			return -EINVAL;
 		return dev->read_only ? -EROFS : 0;
+	case BLKDEV_WRITE_BYTES:
+	case BLKDEV_WRITE_ZEROES_BYTES:
+		if (!dev->byte_writes || !dev->ops->submit)
+			return -EOPNOTSUPP;
+		if (!blkdev_bytes_ok(dev, req->offset, req->length))
+			return -EINVAL;
+		return dev->read_only ? -EROFS : 0;
 	}
 	return -EINVAL;
 }
@@ -51,6 +58,10 @@ int blkdev_submit(struct blkdev *dev, struct blkdev_req *req)
 		break;
 	case BLKDEV_WRITE_ZEROES:
 		rc = blkdev_write_zeroes(dev, req->block, req->count);
+		break;
+	case BLKDEV_WRITE_BYTES:
+	case BLKDEV_WRITE_ZEROES_BYTES:
+		rc = -EOPNOTSUPP; /* refused above: only devices with a submit op take them */
 		break;
 	}
 	/* Completed synchronously: the contract says done() runs exactly once per accepted req. */
@@ -101,6 +112,8 @@ int blkdev_submit_wait(struct blkdev *dev, const struct blkdev_req *req, uint64_
 	w->req.block = req->block;
 	w->req.count = req->count;
 	w->req.buf = req->buf;
+	w->req.offset = req->offset;
+	w->req.length = req->length;
 	w->req.done = wait_done;
 	while ((rc = blkdev_submit(dev, &w->req)) == -EAGAIN) {
 		/* Full of other requests: they finish (or the device gives up on them) as we poll. */

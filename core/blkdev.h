@@ -55,6 +55,25 @@
  *   - a thin volume (core/thin/thin_pool.h) gives more: its FLUSH waits for every earlier
  *     modifying request of the pool, completed or not, then commits the pool.
  * Read-only devices accept FLUSH.
+ *
+ * Byte-granular writes (optional; a device that takes them sets byte_writes and has a submit
+ * op): BLKDEV_WRITE_BYTES and BLKDEV_WRITE_ZEROES_BYTES name a byte range, req->offset and
+ * req->length (any alignment, length >= 1; block and count are not used), so that a device
+ * which already orders its own read-modify-write can take a piece smaller than a block
+ * without its caller reading and writing the block around it. The contract (a thin volume,
+ * core/thin/thin_pool.h, is the one that offers it):
+ *   - the partial blocks at either end are read, patched and written by the device as one
+ *     step against every other write to those blocks: a write submitted before it that
+ *     overlaps them completes first, one submitted after it waits for it, so concurrent
+ *     unaligned writes to one block never lose each other's bytes;
+ *   - a read overlapping it sees, per block, the old or the new contents, as with aligned
+ *     writes;
+ *   - BLKDEV_WRITE_ZEROES_BYTES may deallocate the whole blocks it covers, as
+ *     BLKDEV_WRITE_ZEROES does;
+ *   - for FLUSH both count as writes.
+ * A device without byte_writes refuses them with -EOPNOTSUPP (blkdev_submit()); callers
+ * then do the read-modify-write themselves and order it (net/nbd/nbd_server.c does).
+ * Errors as for WRITE: -EINVAL for an empty range or one past the end, -EROFS.
  */
 #ifndef CORE_BLKDEV_H
 #define CORE_BLKDEV_H
@@ -72,6 +91,8 @@ enum blkdev_op {
 	BLKDEV_FLUSH,
 	BLKDEV_DISCARD,
 	BLKDEV_WRITE_ZEROES,
+	BLKDEV_WRITE_BYTES,	   /* optional: bytes [offset, offset + length) from buf */
+	BLKDEV_WRITE_ZEROES_BYTES, /* optional: zeroes over [offset, offset + length) */
 };
 
 /* One asynchronous request. The caller owns it until done() is called. */
@@ -83,6 +104,8 @@ struct blkdev_req {
 	void (*done)(struct blkdev_req *req, int rc); /* see "Completions" above */
 	void *priv;				      /* the caller's */
 	struct blkdev_req *next;		      /* free for the current owner's lists */
+	uint64_t offset; /* bytes: the _BYTES ops only ("Byte-granular writes" above) */
+	uint32_t length; /* bytes (length bytes of buf for BLKDEV_WRITE_BYTES) */
 };
 
 struct blkdev_ops {
@@ -105,12 +128,21 @@ struct blkdev {
 	uint32_t block_size;
 	bool read_only;
 	bool discard_zeroes; /* a discarded range reads back as zeroes */
+	bool byte_writes;    /* submit takes the _BYTES ops ("Byte-granular writes" above) */
 };
 
 /* True when [block, block + count) is a non-empty range inside the device. */
 static inline bool blkdev_range_ok(const struct blkdev *dev, uint64_t block, uint64_t count)
 {
 	return count != 0 && block < dev->nr_blocks && count <= dev->nr_blocks - block;
+}
+
+/* True when [offset, offset + length) is a non-empty byte range inside the device. */
+static inline bool blkdev_bytes_ok(const struct blkdev *dev, uint64_t offset, uint64_t length)
+{
+	uint64_t size = dev->nr_blocks * dev->block_size;
+
+	return length != 0 && offset < size && length <= size - offset;
 }
 
 static inline int blkdev_read(struct blkdev *dev, uint64_t block, uint32_t count, void *buf)
@@ -172,7 +204,7 @@ int blkdev_poll(struct blkdev *dev);
 /*
  * Synchronous over asynchronous, for a device's synchronous ops (drivers/virtio-blk, a thin
  * volume): submit a copy of @req (op, block, count, buf; its done, priv and next are not
- * used) and blkdev_poll() @dev until the copy completes, for at most @timeout_ns. A submit
+ * used; offset and length are, for the _BYTES ops) and blkdev_poll() @dev until the copy completes, for at most @timeout_ns. A submit
  * refused with -EAGAIN is retried, polling in between, within the same bound. Completions
  * of other requests are delivered on the way. Returns the request's result, the refusal
  * from blkdev_submit(), -ENOMEM, or -ETIMEDOUT.

@@ -125,7 +125,9 @@ static int lin_sync(struct blkdev *dev, enum blkdev_op op, uint64_t block, uint3
 			rc = blkdev_write_zeroes(p->lower, at, part);
 			break;
 		case BLKDEV_FLUSH:
-			rc = -EINVAL;
+		case BLKDEV_WRITE_BYTES:
+		case BLKDEV_WRITE_ZEROES_BYTES:
+			rc = -EINVAL; /* not passed here: flush has its own op, no byte writes */
 			break;
 		}
 		block += part;

@@ -1383,7 +1383,15 @@ static int vol_submit(struct blkdev *dev, struct blkdev_req *req)
 {
 	struct thin_volume *vol = container_of(dev, struct thin_volume, bdev);
 	struct thin_pool *pool = vol->pool;
-	uint64_t byte = req->block * SECTOR, end = byte + (uint64_t)req->count * SECTOR;
+	bool bytes = req->op == BLKDEV_WRITE_BYTES || req->op == BLKDEV_WRITE_ZEROES_BYTES;
+	/* The byte ops are the same ios at any offset: the io machinery is byte-granular, and a
+	 * piece smaller than a data-disk block is read-modify-written under its cell. */
+	uint64_t start = bytes ? req->offset : req->block * SECTOR;
+	uint64_t byte = start,
+		 end = bytes ? start + req->length : start + (uint64_t)req->count * SECTOR;
+	enum blkdev_op op = req->op == BLKDEV_WRITE_BYTES	   ? BLKDEV_WRITE
+			    : req->op == BLKDEV_WRITE_ZEROES_BYTES ? BLKDEV_WRITE_ZEROES
+								   : req->op;
 	struct pool_req *p;
 	struct pool_io *first = NULL, *last = NULL, *io;
 
@@ -1412,12 +1420,12 @@ static int vol_submit(struct blkdev *dev, struct blkdev_req *req)
 			goto nomem;
 		io->parent = p;
 		io->vol = vol;
-		io->op = req->op;
+		io->op = op;
 		io->vblock = vb;
 		io->off = off;
 		io->len = len;
-		if (req->op == BLKDEV_READ || req->op == BLKDEV_WRITE)
-			io->buf = (uint8_t *)req->buf + (byte - req->block * SECTOR);
+		if (op == BLKDEV_READ || op == BLKDEV_WRITE)
+			io->buf = (uint8_t *)req->buf + (byte - start);
 		LIST_PUSH(first, last, io);
 		p->pending++;
 		byte += len;
@@ -1975,6 +1983,7 @@ int thin_volume_open(struct thin_pool *pool, thin_id_t id, uint64_t size, bool r
 	vol->bdev.block_size = SECTOR;
 	vol->bdev.read_only = read_only;
 	vol->bdev.discard_zeroes = false; /* partial blocks are not unmapped */
+	vol->bdev.byte_writes = true;	  /* BLKDEV_WRITE_BYTES: the ios are byte-granular */
 	vol->next = pool->vols;
 	pool->vols = vol;
 	pool->nr_vols++;

@@ -19,6 +19,12 @@
  *     requests to that block completed, and the later ones wait for it; reads and writes that
  *     go in place (mapped block, unshared for writes) overlap, like on a plain disk: their
  *     order, where they overlap, is the data disk's. Requests to different blocks overlap;
+ *   - byte-granular writes (core/blkdev.h: BLKDEV_WRITE_BYTES, BLKDEV_WRITE_ZEROES_BYTES,
+ *     byte_writes is set): a piece of a 512-byte sector is a read-modify-write of its
+ *     data-disk block under the cell, so it is ordered as the item above says (after every
+ *     earlier request to that data block, before every later one): two unaligned writes to
+ *     one sector both land. Whole data blocks inside a BLKDEV_WRITE_ZEROES_BYTES are
+ *     unmapped as BLKDEV_WRITE_ZEROES does;
  *   - flush (and FUA) completes only after the data disk was flushed and then the metadata
  *     committed: data is durable before the metadata that points to it. A failed data flush
  *     rolls the open transaction back, sets needs_check and makes the pool read-only (dm).

@@ -74,6 +74,17 @@ enum req_stage {
 	RS_IO,	   /* a data operation completed (io_rc): next chunk, FUA or reply */
 	RS_FUA,	   /* the FUA flush completed */
 	RS_SUBMIT, /* the device queue was full: submit breq again */
+	/* read-modify-write: the partial block was read: patch it, write it back */
+	RS_EDGE_READ,
+	/* read-modify-write: the partial block was written: the next one, or the middle */
+	RS_EDGE_WRITE,
+};
+
+/* A write's place in the server's write list (read-modify-write ordering, below). */
+enum wl_state {
+	WL_NONE,   /* not in the list */
+	WL_WAIT,   /* in the list, waiting for an earlier conflicting write */
+	WL_ACTIVE, /* in the list, may use the device */
 };
 
 enum io_mode {
@@ -98,8 +109,22 @@ struct nbd_req {
 	bool in_dev;	 /* breq is inside the device */
 	uint8_t *buf;	 /* READ bounce / WRITE payload */
 	size_t buf_size; /* bytes of buf (held in the connection's budget) */
-	uint64_t blk;	 /* IO_ZERO: next block and blocks left */
+	uint64_t blk;	 /* IO_ZERO: next block and blocks left (bytes when zbytes) */
 	uint64_t nblk;
+	bool zbytes; /* IO_ZERO over BLKDEV_WRITE_BYTES (a device with byte_writes) */
+	/*
+	 * Read-modify-write by the server, for a device without byte_writes: the partial blocks
+	 * at the ends (edge[0..nedge)) are each read into ebuf, patched and written back, then
+	 * the whole blocks between them go as an aligned request would. Ordered by the write list.
+	 */
+	uint64_t edge[2];
+	unsigned nedge, edge_i;
+	uint8_t *ebuf;
+	enum wl_state wl;
+	bool excl; /* a read-modify-write: exclusive over its edge blocks */
+	struct nbd_req *wl_prev, *wl_next;
+	struct blkdev *wl_dev;
+	uint64_t wl_first, wl_end; /* blocks touched, rounded outward */
 };
 
 enum conn_state {
@@ -179,6 +204,12 @@ struct nbd_server {
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
 	uint64_t refused_cap, refused_full, refused_policy;
+	/*
+	 * Writes in flight on devices without byte_writes, all connections, in arrival order,
+	 * and how many of them are read-modify-writes (nothing waits while none is).
+	 */
+	struct nbd_req *wl_head, *wl_tail;
+	unsigned wl_excl;
 	struct net_addr last_refused; /* the address of the last refusal ... */
 	uint64_t refused_in_row;      /* ... and how many in a row were its */
 };
@@ -213,6 +244,7 @@ static uint32_t nbd_errno(int rc, uint16_t flags)
 /* ---- Output queue ------------------------------------------------------------------------ */
 
 static void req_free(struct nbd_req *r);
+static void wl_release(struct nbd_req *r);
 
 /* Enter the closing state: stop reading; finish when nothing is in flight or queued. */
 static void conn_close(struct nbd_conn *c)
@@ -618,10 +650,11 @@ static void opt_info_go(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool
 	if (want_desc && e->description[0])
 		opt_info_reply(c, NBD_INFO_DESCRIPTION, e->description, strlen(e->description));
 	/*
-	 * Always sent, asked or not: our minimum block (the device's) is not the default of 1,
-	 * so clients that can honour it should know (proto.md "Block size constraints").
+	 * Always sent, asked or not (proto.md "Block size constraints"). Minimum 1, as
+	 * qemu-nbd: any offset and length works (unaligned writes are read-modify-writes);
+	 * the preferred size says what is efficient.
 	 */
-	nbd_put_be32(buf, e->dev->block_size);
+	nbd_put_be32(buf, 1);
 	nbd_put_be32(buf + 4, MAX(PREFERRED_BLOCK, e->dev->block_size));
 	nbd_put_be32(buf + 8, c->srv->lim.max_payload);
 	opt_info_reply(c, NBD_INFO_BLOCK_SIZE, buf, 12);
@@ -989,6 +1022,8 @@ static void req_free(struct nbd_req *r)
 {
 	struct nbd_conn *c = r->conn;
 
+	wl_release(r);
+	free(r->ebuf);
 	if (r->buf) {
 		free(r->buf);
 		c->held -= r->buf_size;
@@ -1050,14 +1085,14 @@ static void read_reply(struct nbd_conn *c, struct nbd_req *r, size_t skip)
  * Pure checking, nbdkit's validate_request(): 0, or -errno with *msg set. Order matters and
  * follows nbdkit (docs/nbd.md, protocol rule 4): unknown command, unknown or inapplicable flags,
  * shutdown, read-only, then range (ENOSPC for writes past the end, EINVAL otherwise), then
- * size and alignment.
+ * size. There is no alignment rule: the minimum block size we advertise is 1 (unaligned
+ * writes are read-modify-writes, see "ordering of read-modify-writes" below).
  */
 static int validate_request(const struct nbd_conn *c, uint16_t type, uint16_t flags,
 			    uint64_t offset, uint32_t length, const char **msg)
 {
 	const struct nbd_export *e = c->exp;
 	uint64_t size = export_size(e);
-	uint32_t bs = e->dev->block_size;
 	uint16_t allowed = NBD_CMD_FLAG_FUA; /* valid on every command once SEND_FUA is set */
 	bool writes = false;
 
@@ -1117,15 +1152,6 @@ static int validate_request(const struct nbd_conn *c, uint16_t type, uint16_t fl
 	}
 	if ((type == NBD_CMD_READ || type == NBD_CMD_WRITE) && length > c->srv->lim.max_payload) {
 		*msg = "payload larger than the advertised maximum";
-		return -EINVAL;
-	}
-	if ((type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES) &&
-	    ((offset | length) & (bs - 1))) {
-		/*
-		 * The minimum block size we advertise; reads are served at any alignment and
-		 * TRIM is rounded inward, but a partial-block write would need read-modify-write.
-		 */
-		*msg = "not aligned to the minimum block size";
 		return -EINVAL;
 	}
 	if (type == NBD_CMD_BLOCK_STATUS && !c->meta_alloc) {
@@ -1198,6 +1224,163 @@ static void req_io(struct nbd_req *r, enum blkdev_op op, uint64_t blk, uint32_t 
 	req_submit(r);
 }
 
+/* A byte-granular operation (a device with byte_writes, core/blkdev.h). */
+static void req_io_bytes(struct nbd_req *r, enum blkdev_op op, uint64_t offset, uint32_t length,
+			 void *buf)
+{
+	r->breq.op = op;
+	r->breq.block = 0;
+	r->breq.count = 0;
+	r->breq.offset = offset;
+	r->breq.length = length;
+	r->breq.buf = buf;
+	req_submit(r);
+}
+
+/* ---- Transmission: ordering of read-modify-writes ---------------------------------------- */
+
+/*
+ * A device without byte_writes gets an unaligned WRITE or WRITE_ZEROES as a read-modify-write
+ * of its partial blocks (the edges) by the server: read the block, patch it, write it back.
+ * Between that read and that write nothing else may write the block, or its bytes would be
+ * lost (the patched block carries the old ones back); and the read must come after every
+ * earlier write to the block completed. So every write-type request to such a device, from
+ * every connection (they share the device), enters the server's write list in arrival order
+ * and leaves it when its data operations are done; it may use the device only when no
+ * earlier entry conflicts with it. Two entries conflict when one is a read-modify-write with
+ * an edge block inside the other's range. Aligned writes never conflict with each other
+ * (their order stays the device's, as before), so while no read-modify-write is in the list
+ * nobody waits and the aligned path costs one append and one unlink. Earlier waiting entries
+ * count too, so a read-modify-write is not starved by a stream of later writes. Reads do not
+ * enter: a read overlapping a read-modify-write sees each block old or new, as with aligned
+ * writes (an edge block is written back in one device write).
+ */
+
+static bool wl_edge_in(const struct nbd_req *a, const struct nbd_req *b)
+{
+	for (unsigned i = 0; i < a->nedge; i++)
+		if (a->edge[i] >= b->wl_first && a->edge[i] < b->wl_end)
+			return true;
+	return false;
+}
+
+static bool wl_conflict(const struct nbd_req *a, const struct nbd_req *b)
+{
+	if (a->wl_dev != b->wl_dev)
+		return false;
+	return (a->excl && wl_edge_in(a, b)) || (b->excl && wl_edge_in(b, a));
+}
+
+/* No earlier entry conflicts with @r. */
+static bool wl_clear(const struct nbd_req *r)
+{
+	for (const struct nbd_req *e = r->wl_prev; e; e = e->wl_prev)
+		if (wl_conflict(e, r))
+			return false;
+	return true;
+}
+
+/* Entries that can go now leave the wait and are advanced by run_ready(). */
+static void wl_grant(struct nbd_server *srv)
+{
+	for (struct nbd_req *e = srv->wl_head; e; e = e->wl_next) {
+		if (e->wl == WL_WAIT && wl_clear(e)) {
+			e->wl = WL_ACTIVE;
+			ready_push(e->conn, e);
+		}
+	}
+}
+
+/*
+ * The partial blocks of an unaligned WRITE / WRITE_ZEROES: the first block when the offset is
+ * not aligned, the last when the end is not (once, when both are the same block).
+ */
+static void rmw_edges(struct nbd_req *r, uint32_t bs)
+{
+	uint64_t end = r->offset + r->length;
+
+	r->nedge = 0;
+	if (r->offset % bs)
+		r->edge[r->nedge++] = r->offset / bs;
+	if (end % bs && (!r->nedge || end / bs != r->edge[0]))
+		r->edge[r->nedge++] = end / bs;
+}
+
+/* Enter the write list (r->edge set for a read-modify-write): true when @r may go now. */
+static bool wl_enter(struct nbd_req *r)
+{
+	struct nbd_server *srv = r->conn->srv;
+	struct blkdev *dev = r->conn->exp->dev;
+	uint32_t bs = dev->block_size;
+
+	r->wl_dev = dev;
+	r->wl_first = r->offset / bs;
+	r->wl_end = (r->offset + r->length + bs - 1) / bs;
+	r->excl = r->nedge > 0;
+	r->wl_next = NULL;
+	r->wl_prev = srv->wl_tail;
+	if (srv->wl_tail)
+		srv->wl_tail->wl_next = r;
+	else
+		srv->wl_head = r;
+	srv->wl_tail = r;
+	if (r->excl)
+		srv->wl_excl++;
+	/* Without a read-modify-write in the list (r is none either) there is no conflict. */
+	r->wl = (!srv->wl_excl || wl_clear(r)) ? WL_ACTIVE : WL_WAIT;
+	return r->wl == WL_ACTIVE;
+}
+
+/* Leave the list (its device operations are over, or it is dropped); idempotent. */
+static void wl_unlink(struct nbd_req *r)
+{
+	struct nbd_server *srv = r->conn->srv;
+
+	if (r->wl == WL_NONE)
+		return;
+	if (r->wl_prev)
+		r->wl_prev->wl_next = r->wl_next;
+	else
+		srv->wl_head = r->wl_next;
+	if (r->wl_next)
+		r->wl_next->wl_prev = r->wl_prev;
+	else
+		srv->wl_tail = r->wl_prev;
+	r->wl_prev = r->wl_next = NULL;
+	if (r->excl)
+		srv->wl_excl--;
+	r->wl = WL_NONE;
+}
+
+static void wl_release(struct nbd_req *r)
+{
+	struct nbd_server *srv = r->conn->srv;
+	bool excl = r->excl;
+
+	if (r->wl == WL_NONE)
+		return;
+	wl_unlink(r);
+	/* Only a read-modify-write makes anyone wait: the one leaving, or one still listed. */
+	if (excl || srv->wl_excl)
+		wl_grant(srv);
+}
+
+/* A connection goes away: its waiting writes leave the list without running. */
+static void wl_drop_conn(struct nbd_conn *c)
+{
+	struct nbd_server *srv = c->srv;
+	struct nbd_req *e = srv->wl_head, *n;
+
+	for (; e; e = n) {
+		n = e->wl_next;
+		if (e->conn == c && e->wl == WL_WAIT) {
+			wl_unlink(e);
+			req_free(e);
+		}
+	}
+	wl_grant(srv);
+}
+
 static uint8_t *zero_buf(struct nbd_server *srv)
 {
 	if (!srv->zero_buf)
@@ -1215,6 +1398,13 @@ static int zero_next(struct nbd_req *r)
 
 	if (!z)
 		return -ENOMEM;
+	if (r->zbytes) {
+		n = (uint32_t)MIN(r->nblk, (uint64_t)ZERO_BUF_BYTES);
+		r->blk += n;
+		r->nblk -= n;
+		req_io_bytes(r, BLKDEV_WRITE_BYTES, r->blk - n, n, z);
+		return 0;
+	}
 	n = (uint32_t)MIN(r->nblk, (uint64_t)(ZERO_BUF_BYTES / bs));
 	r->breq.op = BLKDEV_WRITE;
 	r->breq.block = r->blk;
@@ -1299,6 +1489,91 @@ static bool is_write(uint16_t type)
 	return type == NBD_CMD_WRITE || type == NBD_CMD_TRIM || type == NBD_CMD_WRITE_ZEROES;
 }
 
+static bool unaligned(const struct nbd_req *r, uint32_t bs)
+{
+	return ((r->offset | r->length) & (bs - 1)) != 0;
+}
+
+/*
+ * WRITE_ZEROES over r->blk, r->nblk (blocks; bytes when r->zbytes). The device's
+ * write_zeroes may deallocate (filedisk punches holes), so it is used only when a hole is
+ * allowed; NO_HOLE writes real zeroes. Writing zeroes is not faster than a write, so
+ * FAST_ZERO then fails at once with ENOTSUP.
+ */
+static void zero_start(struct nbd_req *r)
+{
+	struct blkdev *dev = r->conn->exp->dev;
+	int rc;
+
+	if (!(r->flags & NBD_CMD_FLAG_NO_HOLE) && (r->zbytes || dev->ops->write_zeroes)) {
+		r->mode = IO_SINGLE;
+		if (r->zbytes)
+			req_io_bytes(r, BLKDEV_WRITE_ZEROES_BYTES, r->blk, (uint32_t)r->nblk, NULL);
+		else
+			req_io(r, BLKDEV_WRITE_ZEROES, r->blk, (uint32_t)r->nblk, NULL);
+		return;
+	}
+	if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
+		finish(r, -ENOTSUP, "zeroing would not be faster than writing");
+		return;
+	}
+	r->mode = IO_ZERO;
+	rc = zero_next(r);
+	if (rc)
+		finish(r, rc, NULL);
+}
+
+/*
+ * Read-modify-write by the server (a device without byte_writes; @r is active in the write
+ * list): the next edge block is read (RS_EDGE_READ patches and writes it), and once the
+ * edges are done the whole blocks between them go as an aligned request's would (RS_IO).
+ */
+static void rmw_next(struct nbd_req *r)
+{
+	struct nbd_conn *c = r->conn;
+	uint32_t bs = c->exp->dev->block_size;
+	uint64_t first = (r->offset + bs - 1) / bs, end = (r->offset + r->length) / bs;
+
+	if (r->edge_i < r->nedge) {
+		if (!r->ebuf && !(r->ebuf = malloc(bs))) {
+			finish(r, -ENOMEM, NULL);
+			return;
+		}
+		r->stage = RS_EDGE_READ;
+		req_io(r, BLKDEV_READ, r->edge[r->edge_i], 1, r->ebuf);
+		return;
+	}
+	r->stage = RS_IO;
+	if (end <= first) {
+		r->mode = IO_NONE;
+		r->io_rc = 0;
+		ready_push(c, r);
+		return;
+	}
+	if (r->type == NBD_CMD_WRITE) {
+		r->mode = IO_SINGLE;
+		req_io(r, BLKDEV_WRITE, first, (uint32_t)(end - first),
+		       r->buf + (first * bs - r->offset));
+		return;
+	}
+	r->blk = first;
+	r->nblk = end - first;
+	zero_start(r);
+}
+
+/* The edge block in r->ebuf gets the request's bytes (or zeroes) where they fall in it. */
+static void rmw_patch(struct nbd_req *r)
+{
+	uint32_t bs = r->conn->exp->dev->block_size;
+	uint64_t b0 = r->edge[r->edge_i] * bs;
+	uint64_t s = MAX(r->offset, b0), e = MIN(r->offset + r->length, b0 + bs);
+
+	if (r->type == NBD_CMD_WRITE)
+		memcpy(r->ebuf + (s - b0), r->buf + (s - r->offset), (size_t)(e - s));
+	else
+		memset(r->ebuf + (s - b0), 0, (size_t)(e - s));
+}
+
 /* First step of a validated request. */
 static void req_start(struct nbd_req *r)
 {
@@ -1306,8 +1581,19 @@ static void req_start(struct nbd_req *r)
 	struct blkdev *dev = c->exp->dev;
 	uint32_t bs = dev->block_size;
 	uint64_t first, end;
-	int rc;
 
+	if (r->type == NBD_CMD_WRITE_ZEROES && (r->flags & NBD_CMD_FLAG_FAST_ZERO) &&
+	    unaligned(r, bs)) {
+		finish(r, -ENOTSUP, "zeroing part of a block is a read-modify-write");
+		return;
+	}
+	if (is_write(r->type) && !dev->byte_writes && r->wl == WL_NONE) {
+		if ((r->type == NBD_CMD_WRITE || r->type == NBD_CMD_WRITE_ZEROES) &&
+		    unaligned(r, bs))
+			rmw_edges(r, bs);
+		if (!wl_enter(r))
+			return; /* wl_grant() puts it on the ready list again */
+	}
 	r->stage = RS_IO;
 	switch (r->type) {
 	case NBD_CMD_READ:
@@ -1318,7 +1604,12 @@ static void req_start(struct nbd_req *r)
 		return;
 	case NBD_CMD_WRITE:
 		r->mode = IO_SINGLE;
-		req_io(r, BLKDEV_WRITE, r->offset / bs, r->length / bs, r->buf);
+		if (!unaligned(r, bs))
+			req_io(r, BLKDEV_WRITE, r->offset / bs, r->length / bs, r->buf);
+		else if (dev->byte_writes)
+			req_io_bytes(r, BLKDEV_WRITE_BYTES, r->offset, r->length, r->buf);
+		else
+			rmw_next(r);
 		return;
 	case NBD_CMD_FLUSH:
 		r->mode = IO_SINGLE;
@@ -1338,26 +1629,14 @@ static void req_start(struct nbd_req *r)
 		req_io(r, BLKDEV_DISCARD, first, (uint32_t)(end - first), NULL);
 		return;
 	case NBD_CMD_WRITE_ZEROES:
-		r->blk = r->offset / bs;
-		r->nblk = r->length / bs;
-		/*
-		 * The device's write_zeroes may deallocate (filedisk punches holes), so it is
-		 * used only when a hole is allowed; NO_HOLE writes real zeroes. Writing zeroes
-		 * is not faster than a write, so FAST_ZERO then fails at once with ENOTSUP.
-		 */
-		if (!(r->flags & NBD_CMD_FLAG_NO_HOLE) && dev->ops->write_zeroes) {
-			r->mode = IO_SINGLE;
-			req_io(r, BLKDEV_WRITE_ZEROES, r->blk, (uint32_t)r->nblk, NULL);
+		if (unaligned(r, bs) && !dev->byte_writes) {
+			rmw_next(r); /* the edges, then the whole blocks through zero_start() */
 			return;
 		}
-		if (r->flags & NBD_CMD_FLAG_FAST_ZERO) {
-			finish(r, -ENOTSUP, "zeroing would not be faster than writing");
-			return;
-		}
-		r->mode = IO_ZERO;
-		rc = zero_next(r);
-		if (rc)
-			finish(r, rc, NULL);
+		r->zbytes = unaligned(r, bs);
+		r->blk = r->zbytes ? r->offset : r->offset / bs;
+		r->nblk = r->zbytes ? r->length : r->length / bs;
+		zero_start(r);
 		return;
 	case NBD_CMD_CACHE:
 		/* A prefetch hint; our devices have no cache to fill (proto.md: may ignore). */
@@ -1382,6 +1661,23 @@ static void req_step(struct nbd_req *r)
 	case RS_SUBMIT:
 		r->stage = r->retry_stage;
 		req_submit(r);
+		return;
+	case RS_EDGE_READ:
+		if (rc) {
+			finish(r, rc, "I/O error");
+			return;
+		}
+		rmw_patch(r);
+		r->stage = RS_EDGE_WRITE;
+		req_io(r, BLKDEV_WRITE, r->edge[r->edge_i], 1, r->ebuf);
+		return;
+	case RS_EDGE_WRITE:
+		if (rc) {
+			finish(r, rc, "I/O error");
+			return;
+		}
+		r->edge_i++;
+		rmw_next(r);
 		return;
 	case RS_IO:
 		if (rc == -EOPNOTSUPP || rc == -ENOTSUP) {
@@ -1409,6 +1705,8 @@ static void req_step(struct nbd_req *r)
 				finish(r, rc, NULL);
 			return;
 		}
+		/* The data operations are over: later writes to these blocks may go. */
+		wl_release(r);
 		if ((r->flags & NBD_CMD_FLAG_FUA) && is_write(r->type)) {
 			/* FUA: durable before the reply; our devices have no FUA bit, so flush. */
 			r->stage = RS_FUA;
@@ -1848,8 +2146,12 @@ static void conn_free(struct nbd_conn *c)
 {
 	struct nbd_req *r;
 
+	/* First, so that no write of ours is let out of the wait while we free the rest. */
+	wl_drop_conn(c);
 	while ((r = c->ready)) {
 		c->ready = r->next;
+		if (!c->ready)
+			c->ready_tail = NULL;
 		req_free(r);
 	}
 	while ((r = c->retry)) {
@@ -1990,13 +2292,15 @@ int nbd_server_poll(struct nbd_server *srv)
 		struct nbd_req *r;
 
 		if (c->dead) {
-			/* Completions of a vanished client: drop them. */
+			/* Completions of a vanished client: drop them (a drop may let a write of
+			 * this connection out of the write list's wait: it lands here too). */
 			while ((r = c->ready)) {
 				c->ready = r->next;
+				if (!c->ready)
+					c->ready_tail = NULL;
 				req_free(r);
 				n++;
 			}
-			c->ready_tail = NULL;
 			continue;
 		}
 		/* Retry what a full device queue refused, oldest first is not needed. */

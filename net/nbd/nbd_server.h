@@ -114,8 +114,15 @@ struct nbd_extent {
 struct nbd_export_config {
 	const char *name;	 /* 1..NBD_MAX_NAME bytes, no NUL inside; copied */
 	const char *description; /* optional (NULL), <= NBD_MAX_DESCRIPTION bytes; copied */
-	struct blkdev *dev;	 /* the data; not owned (see release) */
-	bool read_only;		 /* refuse writes with EPERM (also when dev->read_only) */
+	/*
+	 * The data; not owned (see release). Unaligned WRITE / WRITE_ZEROES (the advertised
+	 * minimum block size is 1): a device with byte_writes (core/blkdev.h) gets them as
+	 * byte ops and orders them itself; for any other the server reads, patches and writes
+	 * back the partial blocks, ordered against every write this server sends to @dev (all
+	 * connections and exports), not against writes that reach @dev some other way.
+	 */
+	struct blkdev *dev;
+	bool read_only; /* refuse writes with EPERM (also when dev->read_only) */
 	/*
 	 * Optional allocation map for base:allocation (a thin volume later, SEEK_HOLE on the
 	 * host). Fill up to @max extents describing [offset, offset + length) in order from

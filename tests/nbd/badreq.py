@@ -71,7 +71,15 @@ except nbd.Error as e:
 expect_err("write-crossing-end", errno.ENOSPC, lambda: rw.pwrite(b"\1" * 4096, SIZE - 512))
 expect_err("write-past-end", errno.ENOSPC, lambda: rw.pwrite(b"\1" * 512, SIZE))
 expect_err("write-offset-wraps", errno.ENOSPC, lambda: rw.pwrite(b"\1" * 4096, (1 << 64) - 512))
-expect_err("write-unaligned", errno.EINVAL, lambda: rw.pwrite(b"\1" * 100, 1))
+# Unaligned writes are read-modify-writes (minimum block size 1, docs/nbd.md).
+T.check("block-size-minimum-1", rw.get_block_size(nbd.SIZE_MINIMUM) == 1,
+        "minimum %d" % rw.get_block_size(nbd.SIZE_MINIMUM))
+rw.pwrite(b"\2" * 1024, 0)
+expect_ok("write-unaligned", lambda: rw.pwrite(b"\1" * 100, 1))
+T.check("write-unaligned-data", rw.pread(1024, 0) == b"\2" + b"\1" * 100 + b"\2" * 923,
+        "data differs")
+expect_err("write-unaligned-past-end", errno.ENOSPC, lambda: rw.pwrite(b"\1" * 3, SIZE - 1))
+expect_err("write-unaligned-read-only", errno.EPERM, lambda: ro.pwrite(b"\1" * 3, 1))
 expect_err("write-inapplicable-flag", errno.EINVAL,
            lambda: rw.pwrite(b"\1" * 512, 0, nbd.CMD_FLAG_NO_HOLE))
 expect_err("write-too-big-is-drained", errno.EINVAL, lambda: rw.pwrite(b"\1" * ((32 << 20) + 512), 0))
@@ -90,7 +98,12 @@ expect_err("trim-unknown-flag", errno.EINVAL, lambda: rw.trim(4096, 0, nbd.CMD_F
 # WRITE_ZEROES
 expect_err("zero-past-end", errno.ENOSPC, lambda: rw.zero(4096, SIZE))
 expect_err("zero-read-only", errno.EPERM, lambda: ro.zero(4096, 0))
-expect_err("zero-unaligned", errno.EINVAL, lambda: rw.zero(100, 3))
+expect_ok("zero-unaligned", lambda: rw.zero(100, 3))
+# zero(count, offset): bytes 3..102, over the write above (1..100) and past it.
+T.check("zero-unaligned-data", rw.pread(1024, 0) == b"\2\1\1" + bytes(100) + b"\2" * 921,
+        "data differs")
+expect_err("zero-unaligned-fast-is-enotsup", errno.ENOTSUP, lambda: rw.zero(100, 3, nbd.CMD_FLAG_FAST_ZERO))
+expect_err("zero-unaligned-past-end", errno.ENOSPC, lambda: rw.zero(3, SIZE - 1))
 expect_err("zero-fast-no-hole-is-enotsup", errno.ENOTSUP,
            lambda: rw.zero(1 << 20, 0, nbd.CMD_FLAG_FAST_ZERO | nbd.CMD_FLAG_NO_HOLE))
 rw.pwrite(b"\3" * (1 << 20), 2 << 20)

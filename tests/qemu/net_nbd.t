@@ -5,7 +5,9 @@
 - the address comes from QEMU's DHCP server and is announced on the console; `net` shows
   address, gateway, DHCP state, link, MAC and counters;
 - from the host through the port forward: nbdinfo sees the export `disk` (size, list);
-  nbdcopy writes a random pattern and reads it back;
+  nbdcopy writes a random pattern and reads it back; libnbd sees minimum block size 1 and
+  writes 3 bytes at an odd offset and zeroes 1000 bytes at 513 (the server's
+  read-modify-write over virtio-blk);
 - 16 libnbd clients connected at once (`net` counts them), each with 16 requests in flight,
   write and read back their own regions while a slow client that does not read and two
   clients that vanish mid-request (RST) are around; the slow one is served afterwards and
@@ -35,6 +37,24 @@ for tool in ("nbdinfo", "nbdcopy"):
     if subprocess.run(["which", tool], capture_output=True, env=ENV).returncode:
         c.check("tool-%s" % tool, False, "%s missing: run scripts/setup" % tool)
         c.finish()
+
+
+# An unaligned write and write-zeroes through libnbd (argv: URI, offset of a zero area).
+UNALIGNED = '''
+import sys, nbd
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+at = int(sys.argv[2])
+assert h.get_block_size(nbd.SIZE_MINIMUM) == 1, h.get_block_size(nbd.SIZE_MINIMUM)
+h.pwrite(b"\\x5a" * 3, at + 1)
+h.zero(1000, 513)
+h.flush()
+got = h.pread(1024, at)
+assert got == b"\\0" + b"\\x5a" * 3 + bytes(1020), got[:8]
+assert h.pread(1000, 513) == bytes(1000)
+h.shutdown()
+print("ok")
+'''
 
 
 def run(args, timeout=60):
@@ -106,6 +126,8 @@ try:
                 got[PATTERN:] == bytes(DATA_SIZE - PATTERN), out[-300:])
         c.note("nbdcopy: %d MiB written in %.2fs, %d MiB read in %.2fs"
                % (PATTERN >> 20, t1 - t0, DATA_SIZE >> 20, t2 - t1))
+        rc, out = run([PY, "-c", UNALIGNED, uri + "/disk", str(PATTERN)])
+        c.check("unaligned-write-and-zeroes", rc == 0 and out.strip() == "ok", out[-300:])
 
         # Many clients at once, a slow one and two that vanish.
         p = subprocess.Popen([PY, os.path.join(qh.TOP, "tests", "qemu", "net_clients.py"),
@@ -159,6 +181,8 @@ try:
         c.check("poweroff-rc0", rc == qh.RC_POWEROFF, "QEMU status %s" % rc)
         expect = bytearray(DATA_SIZE)
         expect[:PATTERN] = pat
+        expect[PATTERN + 1:PATTERN + 4] = b"\x5a" * 3
+        expect[513:1513] = bytes(1000)
         for i in range(NCLIENTS):
             expect[BASE + i * REGION:BASE + (i + 1) * REGION] = client_pattern(i)
         with open(os.path.join(m.tmp, "data.img"), "rb") as f:

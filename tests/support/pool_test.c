@@ -52,6 +52,9 @@ int blkdev_run_req(struct blkdev *lower, const struct blkdev_req *req)
 		return blkdev_discard(lower, req->block, req->count);
 	case BLKDEV_WRITE_ZEROES:
 		return blkdev_write_zeroes(lower, req->block, req->count);
+	case BLKDEV_WRITE_BYTES:
+	case BLKDEV_WRITE_ZEROES_BYTES:
+		break; /* the doubles do not set byte_writes */
 	}
 	return -EINVAL;
 }

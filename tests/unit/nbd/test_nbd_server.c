@@ -530,7 +530,8 @@ TEST(bad_requests_answered_without_disconnect)
 		{ "disk", NBD_CMD_RESIZE, 0, 0, 0, NBD_EINVAL },
 		{ "disk", NBD_CMD_WRITE_ZEROES, 0, DISK_BYTES - 512, 1024, NBD_ENOSPC },
 		{ "disk", NBD_CMD_WRITE_ZEROES, 0, UINT64_MAX - 511, 512, NBD_ENOSPC },
-		{ "disk", NBD_CMD_WRITE_ZEROES, 0, 1, 512, NBD_EINVAL },
+		{ "disk", NBD_CMD_WRITE_ZEROES, 0, DISK_BYTES - 1, 2, NBD_ENOSPC }, /* unaligned */
+		{ "disk", NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO, 1, 512, NBD_ENOTSUP },
 		{ "disk", NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO, 0,
 		  512, NBD_ENOTSUP },
 		{ "disk", NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_DF, 0, 512, NBD_EINVAL },
@@ -544,6 +545,7 @@ TEST(bad_requests_answered_without_disconnect)
 		{ "ro", NBD_CMD_TRIM, 0, 0, 512, NBD_EPERM },
 		{ "ro", NBD_CMD_WRITE_ZEROES, 0, 0, 512, NBD_EPERM },
 		{ "ro", NBD_CMD_WRITE_ZEROES, 0, DISK_BYTES, 512, NBD_EPERM },
+		{ "ro", NBD_CMD_WRITE_ZEROES, 0, 1, 3, NBD_EPERM },
 		{ "ro", NBD_CMD_FLUSH, 0, 0, 0, 0 },
 	};
 	uint8_t b[1024];
@@ -587,7 +589,7 @@ TEST(bad_writes_are_drained)
 	n += 1024;
 	n += put_req(b + n, NBD_CMD_WRITE, 0, 2, 0, 65536 + 512); /* over max payload */
 	n += 65536 + 512;
-	n += put_req(b + n, NBD_CMD_WRITE, 0, 3, 1, 512); /* misaligned */
+	n += put_req(b + n, NBD_CMD_WRITE, 0, 3, DISK_BYTES - 1, 512); /* unaligned, past the end */
 	n += 512;
 	n += put_req(b + n, NBD_CMD_READ, 0, 4, 0, 512);
 	feed(&t, b, n);
@@ -597,7 +599,7 @@ TEST(bad_writes_are_drained)
 	take_reply(&t, &r, 0);
 	ok(r.cookie == 2 && r.err == NBD_EINVAL);
 	take_reply(&t, &r, 0);
-	ok(r.cookie == 3 && r.err == NBD_EINVAL);
+	ok(r.cookie == 3 && r.err == NBD_ENOSPC);
 	take_reply(&t, &r, 0);
 	ok(r.cookie == 4 && r.err == 0);
 

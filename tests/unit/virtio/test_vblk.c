@@ -248,9 +248,12 @@ TEST(async_queue_depth_256_out_of_order)
 	bd->mode = BLK_HOLD;
 	fill(buf, 256 * 4096, 3);
 	for (unsigned i = 0; i < 256; i++) {
-		reqs[i] = (struct blkdev_req){
-			BLKDEV_WRITE, (uint64_t)i * 8 * 3, 8, buf + i * 4096, log_done, &log, NULL
-		};
+		reqs[i] = (struct blkdev_req){ .op = BLKDEV_WRITE,
+					       .block = (uint64_t)i * 8 * 3,
+					       .count = 8,
+					       .buf = buf + i * 4096,
+					       .done = log_done,
+					       .priv = &log };
 		if (!ok_eq(blkdev_submit(&vb->bdev, &reqs[i]), 0))
 			break;
 	}
@@ -292,7 +295,12 @@ TEST(without_indirect_depth_is_limited_by_descriptors)
 	ok_eq(vblk_create(&bd->d.vdev, &vb), 0);
 	bd->mode = BLK_HOLD;
 	for (n = 0; n < 100; n++) {
-		reqs[n] = (struct blkdev_req){ BLKDEV_READ, n, 1, buf, log_done, &log, NULL };
+		reqs[n] = (struct blkdev_req){ .op = BLKDEV_READ,
+					       .block = n,
+					       .count = 1,
+					       .buf = buf,
+					       .done = log_done,
+					       .priv = &log };
 		if (blkdev_submit(&vb->bdev, &reqs[n]))
 			break;
 	}
@@ -310,7 +318,7 @@ TEST(without_indirect_depth_is_limited_by_descriptors)
 TEST(range_and_read_only_refusals)
 {
 	struct blkdouble *bd = bd_new(64, blk_features() | VIRTIO_BIT(VIRTIO_BLK_F_RO), 512);
-	struct blkdev_req req = { BLKDEV_READ, 64, 1, NULL, log_done, NULL, NULL };
+	struct blkdev_req req = { .op = BLKDEV_READ, .block = 64, .count = 1, .done = log_done };
 	uint8_t buf[1024];
 	struct vblk *vb;
 
@@ -439,7 +447,12 @@ TEST(dead_device_times_out_and_stays_dead)
 	vb->timeout_ns = 50 * NSEC_PER_MSEC;
 	bd->mode = BLK_DEAD;
 	for (unsigned i = 0; i < 2; i++) {
-		reqs[i] = (struct blkdev_req){ BLKDEV_READ, i, 1, buf[i], log_done, &log, NULL };
+		reqs[i] = (struct blkdev_req){ .op = BLKDEV_READ,
+					       .block = i,
+					       .count = 1,
+					       .buf = buf[i],
+					       .done = log_done,
+					       .priv = &log };
 		ok_eq(blkdev_submit(&vb->bdev, &reqs[i]), 0);
 	}
 	t0 = plat_now_ns();
@@ -472,7 +485,12 @@ TEST(async_timeout_is_found_by_poll)
 	ok_eq(vblk_create(&bd->d.vdev, &vb), 0);
 	vb->timeout_ns = 20 * NSEC_PER_MSEC;
 	bd->mode = BLK_DEAD;
-	req = (struct blkdev_req){ BLKDEV_WRITE, 1, 1, buf, log_done, &log, NULL };
+	req = (struct blkdev_req){ .op = BLKDEV_WRITE,
+				   .block = 1,
+				   .count = 1,
+				   .buf = buf,
+				   .done = log_done,
+				   .priv = &log };
 	ok_eq(blkdev_submit(&vb->bdev, &req), 0);
 	deadline = plat_now_ns() + 2 * NSEC_PER_SEC;
 	while (!log.count && plat_now_ns() < deadline)
