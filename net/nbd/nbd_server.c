@@ -32,7 +32,9 @@
 #define ZERO_SCAN_GRAIN 4096u /* READ: all-zero 4 KiB pieces become hole chunks */
 #define MAX_EXTENTS	256u  /* extents per BLOCK_STATUS reply */
 #define PREFERRED_BLOCK 4096u
-#define DEFAULT_PAYLOAD (32u * 1024 * 1024)
+#define DEFAULT_PAYLOAD (64u * 1024 * 1024)
+/* Request buffers held by all connections together (docs/nbd.md "Limits"). */
+#define DEFAULT_SERVER_BYTES ((size_t)1024 * 1024 * 1024)
 /* TLS: plaintext taken from the session at a time (one record's worth), and the ciphertext
  * queued before replies stop being encrypted until the transport has sent some. */
 #define TLS_PT_BYTES   (16u * 1024)
@@ -110,6 +112,7 @@ enum conn_state {
 	CS_REQ_HDR,
 	CS_REQ_DATA,
 	CS_REQ_SKIP,
+	CS_REQ_WAIT, /* a request header (in hdr) waits for buffer memory (buffer_fits()) */
 	CS_CLOSING,
 };
 
@@ -138,6 +141,7 @@ struct nbd_conn {
 	int skip_err;	    /* CS_REQ_SKIP: the error to answer once drained */
 	const char *skip_msg;
 	uint64_t skip_cookie;
+	size_t wait_size;    /* CS_REQ_WAIT: the buffer it waits for */
 	struct nbd_req *cur; /* CS_REQ_DATA: the WRITE receiving its payload */
 	size_t cur_got;
 
@@ -181,6 +185,7 @@ struct nbd_server {
 	uint64_t refused_cap, refused_full, refused_policy;
 	struct net_addr last_refused; /* the address of the last refusal ... */
 	uint64_t refused_in_row;      /* ... and how many in a row were its */
+	size_t held; /* request buffers of every connection (lim.max_server_bytes) */
 };
 
 /* ---- Error mapping ----------------------------------------------------------------------- */
@@ -213,6 +218,13 @@ static uint32_t nbd_errno(int rc, uint16_t flags)
 /* ---- Output queue ------------------------------------------------------------------------ */
 
 static void req_free(struct nbd_req *r);
+
+/* Request buffer bytes freed: the connection's budget and the server's. */
+static void held_sub(struct nbd_conn *c, size_t n)
+{
+	c->held -= n;
+	c->srv->held -= n;
+}
 
 /* Enter the closing state: stop reading; finish when nothing is in flight or queued. */
 static void conn_close(struct nbd_conn *c)
@@ -265,7 +277,7 @@ static void out_ref(struct nbd_conn *c, const uint8_t *data, size_t len, void *o
 		conn_close(c);
 		if (owned) {
 			free(owned);
-			c->held -= owned_size;
+			held_sub(c, owned_size);
 		}
 		return;
 	}
@@ -339,7 +351,7 @@ static void queue_done(struct nbd_conn *c, struct nbd_out **head, struct nbd_out
 			*tail = NULL;
 		if (o->owned) {
 			free(o->owned);
-			c->held -= o->owned_size;
+			held_sub(c, o->owned_size);
 		}
 		free(o);
 	}
@@ -991,7 +1003,7 @@ static void req_free(struct nbd_req *r)
 
 	if (r->buf) {
 		free(r->buf);
-		c->held -= r->buf_size;
+		held_sub(c, r->buf_size);
 	}
 	c->nreqs--;
 	free(r);
@@ -1449,7 +1461,24 @@ static bool has_budget(const struct nbd_conn *c)
 	       c->out_bytes + c->wout_bytes < l->max_conn_bytes;
 }
 
-/* The 28-byte request header is complete. */
+/*
+ * May a request buffer of @size bytes be allocated now? The server's total stays within
+ * max_server_bytes and the connection's within max_conn_bytes, except that a connection
+ * holding nothing (or a server holding nothing) may always take one: every request of up to
+ * max_payload is served, so the bound is the larger of the limit and one request.
+ */
+static bool buffer_fits(const struct nbd_conn *c, size_t size)
+{
+	const struct nbd_limits *l = &c->srv->lim;
+
+	if (!size)
+		return true;
+	if (c->srv->held && c->srv->held + size > l->max_server_bytes)
+		return false;
+	return !c->held || c->held + size <= l->max_conn_bytes;
+}
+
+/* The 28-byte request header is complete (in c->hdr). */
 static void request_header(struct nbd_conn *c)
 {
 	uint32_t magic = nbd_get_be32(c->hdr);
@@ -1496,6 +1525,16 @@ static void request_header(struct nbd_conn *c)
 	} else if (type == NBD_CMD_WRITE) {
 		size = length;
 	}
+	if (!buffer_fits(c, size)) {
+		/*
+		 * Wait, header kept, taking no input, until completions or sent replies free
+		 * enough; nbd_server_poll() tries again.
+		 */
+		c->hdr_len = sizeof(c->hdr);
+		c->wait_size = size;
+		c->state = CS_REQ_WAIT;
+		return;
+	}
 	r = calloc(1, sizeof(*r));
 	if (r && size && !(r->buf = malloc(size))) {
 		free(r);
@@ -1522,6 +1561,7 @@ static void request_header(struct nbd_conn *c)
 	r->stage = RS_START;
 	r->buf_size = size;
 	c->held += size;
+	c->srv->held += size;
 	c->nreqs++;
 	if (type == NBD_CMD_WRITE) {
 		c->cur = r;
@@ -1553,6 +1593,8 @@ static bool proto_wants_input(const struct nbd_conn *c)
 		return false;
 	if (c->state == CS_REQ_HDR && c->hdr_len == 0)
 		return has_budget(c);
+	if (c->state == CS_REQ_WAIT)
+		return false;
 	/* Replies to options are small, but a client that never reads them must stop too. */
 	if (c->state <= CS_OPT_SKIP)
 		return c->out_bytes + c->wout_bytes < c->srv->lim.max_conn_bytes;
@@ -1651,6 +1693,7 @@ static size_t proto_feed(struct nbd_conn *c, const uint8_t *in, size_t len, bool
 					    c->skip_msg);
 			}
 			break;
+		case CS_REQ_WAIT: /* proto_wants_input() said no: not reached */
 		case CS_CLOSING:
 			break;
 		}
@@ -1956,6 +1999,8 @@ int nbd_server_create(const struct nbd_limits *lim, struct nbd_server **out)
 		srv->lim.max_payload = DEFAULT_PAYLOAD;
 	if (!srv->lim.max_conn_bytes)
 		srv->lim.max_conn_bytes = 64u * 1024 * 1024;
+	if (!srv->lim.max_server_bytes)
+		srv->lim.max_server_bytes = DEFAULT_SERVER_BYTES;
 	if (!srv->lim.max_per_client)
 		srv->lim.max_per_client = NBD_DEFAULT_MAX_PER_CLIENT;
 	/* The advertised maximum must be at least the preferred block size (proto.md). */
@@ -1999,6 +2044,12 @@ int nbd_server_poll(struct nbd_server *srv)
 			c->ready_tail = NULL;
 			continue;
 		}
+		/* A request waiting for buffer memory that others' replies or completions freed. */
+		if (c->state == CS_REQ_WAIT && buffer_fits(c, c->wait_size)) {
+			c->state = CS_REQ_HDR;
+			request_header(c);
+			n += c->state != CS_REQ_WAIT;
+		}
 		/* Retry what a full device queue refused, oldest first is not needed. */
 		while ((r = c->retry)) {
 			c->retry = r->next;
@@ -2025,6 +2076,8 @@ bool nbd_server_busy(const struct nbd_server *srv)
 			return true;
 	for (c = srv->conns; c; c = c->next) {
 		if (c->retry || (c->ready && !c->dead))
+			return true;
+		if (!c->dead && c->state == CS_REQ_WAIT && buffer_fits(c, c->wait_size))
 			return true;
 		if (!c->dead && c->tls && c->pt_start < c->pt_end && proto_wants_input(c))
 			return true;
