@@ -2044,12 +2044,6 @@ int nbd_server_poll(struct nbd_server *srv)
 			c->ready_tail = NULL;
 			continue;
 		}
-		/* A request waiting for buffer memory that others' replies or completions freed. */
-		if (c->state == CS_REQ_WAIT && buffer_fits(c, c->wait_size)) {
-			c->state = CS_REQ_HDR;
-			request_header(c);
-			n += c->state != CS_REQ_WAIT;
-		}
 		/* Retry what a full device queue refused, oldest first is not needed. */
 		while ((r = c->retry)) {
 			c->retry = r->next;
@@ -2061,6 +2055,19 @@ int nbd_server_poll(struct nbd_server *srv)
 			tls_pump_in(c);
 			n++;
 		}
+	}
+	/*
+	 * Requests waiting for buffer memory, once every completion above has freed what it
+	 * held: in list order, each taking what it needs, so one that fits is not passed over.
+	 */
+	for (c = srv->conns; c; c = c->next) {
+		if (c->dead || c->state != CS_REQ_WAIT || !buffer_fits(c, c->wait_size))
+			continue;
+		c->state = CS_REQ_HDR;
+		request_header(c);
+		if (c->tls && c->pt_start < c->pt_end && proto_wants_input(c))
+			tls_pump_in(c);
+		n++;
 	}
 	sweep(srv);
 	return n;
