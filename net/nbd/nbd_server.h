@@ -78,12 +78,16 @@ void nbd_server_destroy(struct nbd_server *srv);
 
 /*
  * Make progress: poll the block devices that have requests in flight, complete requests,
- * queue their replies, retry submissions a full device queue refused. Returns the number of
- * requests that moved (0 when idle).
+ * queue their replies, retry submissions a full device queue refused, give buffers to
+ * requests that waited for memory (max_conn_bytes, max_server_bytes) once it is free. Returns
+ * the number of requests that moved (0 when idle).
  */
 int nbd_server_poll(struct nbd_server *srv);
 
-/* True while some request waits inside a block device: poll again without sleeping. */
+/*
+ * True while some request waits inside a block device, or one that waited for memory can now
+ * have it: poll again without sleeping.
+ */
 bool nbd_server_busy(const struct nbd_server *srv);
 
 /*
