@@ -794,6 +794,38 @@ TEST(end_of_input_mid_write_finishes)
 	teardown(&t);
 }
 
+TEST(default_max_payload_is_64_mib)
+{
+	uint8_t b[256];
+	uint32_t max = 0;
+	struct t t;
+	size_t n;
+
+	setup(&t, false, 0, NULL);
+	n = 4;
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	n += put_go(b + n, "disk");
+	feed(&t, b, n);
+	take(&t, 18);
+	for (;;) {
+		const uint8_t *p = take(&t, 20), *d;
+		uint32_t type, len;
+
+		if (!p)
+			break;
+		type = nbd_get_be32(p + 12);
+		len = nbd_get_be32(p + 16);
+		d = take(&t, len);
+		if (type == NBD_REP_INFO && d && len == 14 &&
+		    nbd_get_be16(d) == NBD_INFO_BLOCK_SIZE)
+			max = nbd_get_be32(d + 10);
+		if (type != NBD_REP_INFO)
+			break;
+	}
+	ok_eq(max, 64u << 20); /* NBD_INFO_BLOCK_SIZE's maximum payload */
+	teardown(&t);
+}
+
 TEST(request_buffers_bounded_server_wide)
 {
 	/* Room for one 64 KiB buffer in the whole server; connections themselves unlimited. */
