@@ -55,8 +55,8 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
  * the server's defaults (64 MiB requests, 64 MiB of buffers per connection, 1 GiB for all)
  * are sized for the host build. Request buffers come from the heap, which only grows (sbrk),
  * beside the pool's buffers and caches, lwIP and the virtio rings: all connections together
- * hold at most 64 MiB (then requests wait), 8 MiB per connection, so 8 clients can each keep
- * 8 MiB in flight. 4 MiB requests are plenty for nbdcopy, qemu-img, fio (they split to the
+ * hold at most 64 MiB (then requests wait), one connection 8 MiB (plus the request that
+ * passes it), so several clients can each keep 8 MiB in flight. 4 MiB requests are plenty for nbdcopy, qemu-img, fio (they split to the
  * advertised maximum); a 64 MiB one would take the whole budget from every other client.
  */
 #define NBD_FW_MAX_PAYLOAD	(4u << 20)

@@ -1463,19 +1463,17 @@ static bool has_budget(const struct nbd_conn *c)
 
 /*
  * May a request buffer of @size bytes be allocated now? The server's total stays within
- * max_server_bytes and the connection's within max_conn_bytes, except that a connection
- * holding nothing (or a server holding nothing) may always take one: every request of up to
- * max_payload is served, so the bound is the larger of the limit and one request.
+ * max_server_bytes, except that a server holding nothing may always take one: every request
+ * of up to max_payload is served, so the bound is the larger of the limit and one request.
+ * The connection's own budget was checked before its header was read (has_budget()): a
+ * client whose TLS proxy writes with blocking calls (nbd-tester-client's) must not be
+ * stopped mid-stream by its own replies, which it reads only once its write went through.
  */
 static bool buffer_fits(const struct nbd_conn *c, size_t size)
 {
-	const struct nbd_limits *l = &c->srv->lim;
+	const struct nbd_server *srv = c->srv;
 
-	if (!size)
-		return true;
-	if (c->srv->held && c->srv->held + size > l->max_server_bytes)
-		return false;
-	return !c->held || c->held + size <= l->max_conn_bytes;
+	return !size || !srv->held || srv->held + size <= srv->lim.max_server_bytes;
 }
 
 /* The 28-byte request header is complete (in c->hdr). */

@@ -164,7 +164,7 @@ stop_server
 
 # ---- --tls=require --tls-verify-peer (simple_test's nbd-server: a CA configured) --------------
 # Through TLS (the ASan build's mbedTLS, the client's GnuTLS in a proxy process) the traces
-# are slow: the whole huge one moves 5.7 GB (2.5 GB read, 3.1 GB written), more than five
+# are slow: the whole huge one moves 5.7 GB (2.5 GB read, 3.1 GB written), about four
 # minutes. So the TLS cases replay the start of each trace, then a DISC: tls the first 20 000
 # of integrity-test.tr's 68 990 requests, tlshuge the first 16 of integrityhuge-test.tr's 251
 # (up to 40 MiB each, 327 MiB in all). Both whole traces run in plain above.
