@@ -51,12 +51,17 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
 #define TSC_CALIBRATE_MS 50
 #define STACK_PAGES	 256 /* 1 MiB */
 /*
- * NBD limits for the firmware's memory (256 MiB machines): the server's defaults (64 MiB of
- * buffers per connection, 32 MiB requests) are sized for the host build. 16 clients with
- * 8 MiB each stay well inside the heap; 4 MiB requests are plenty for nbdcopy, qemu-img, fio.
+ * NBD limits for the firmware's memory (256 MiB machines, about 209 MiB of it conventional):
+ * the server's defaults (64 MiB requests, 64 MiB of buffers per connection, 1 GiB for all)
+ * are sized for the host build. Request buffers come from the heap, which only grows (sbrk),
+ * beside the pool's buffers and caches, lwIP and the virtio rings: all connections together
+ * hold at most 64 MiB (then requests wait), one connection 8 MiB (plus the request that
+ * passes it), so several clients can each keep 8 MiB in flight. 4 MiB requests are plenty for nbdcopy, qemu-img, fio (they split to the
+ * advertised maximum); a 64 MiB one would take the whole budget from every other client.
  */
-#define NBD_FW_MAX_PAYLOAD    (4u << 20)
-#define NBD_FW_MAX_CONN_BYTES (8u << 20)
+#define NBD_FW_MAX_PAYLOAD	(4u << 20)
+#define NBD_FW_MAX_CONN_BYTES	(8u << 20)
+#define NBD_FW_MAX_SERVER_BYTES (64u << 20)
 
 static EFI_BOOT_SERVICES *bs;
 
@@ -512,7 +517,8 @@ static void net_setup(struct shell *sh)
 	static char mpc[16];
 	const char *per_client = config_value("nbd-max-per-client", mpc, sizeof(mpc));
 	struct nbd_limits lim = { .max_payload = NBD_FW_MAX_PAYLOAD,
-				  .max_conn_bytes = NBD_FW_MAX_CONN_BYTES };
+				  .max_conn_bytes = NBD_FW_MAX_CONN_BYTES,
+				  .max_server_bytes = NBD_FW_MAX_SERVER_BYTES };
 	const char *which = bootcfg_get("test-export-disk");
 	int rc, tls_rc;
 

@@ -32,7 +32,9 @@
 #define ZERO_SCAN_GRAIN 4096u /* READ: all-zero 4 KiB pieces become hole chunks */
 #define MAX_EXTENTS	256u  /* extents per BLOCK_STATUS reply */
 #define PREFERRED_BLOCK 4096u
-#define DEFAULT_PAYLOAD (32u * 1024 * 1024)
+#define DEFAULT_PAYLOAD (64u * 1024 * 1024)
+/* Request buffers held by all connections together (docs/nbd.md "Limits"). */
+#define DEFAULT_SERVER_BYTES ((size_t)1024 * 1024 * 1024)
 /* TLS: plaintext taken from the session at a time (one record's worth), and the ciphertext
  * queued before replies stop being encrypted until the transport has sent some. */
 #define TLS_PT_BYTES   (16u * 1024)
@@ -135,6 +137,7 @@ enum conn_state {
 	CS_REQ_HDR,
 	CS_REQ_DATA,
 	CS_REQ_SKIP,
+	CS_REQ_WAIT, /* a request header (in hdr) waits for buffer memory (buffer_fits()) */
 	CS_CLOSING,
 };
 
@@ -163,6 +166,7 @@ struct nbd_conn {
 	int skip_err;	    /* CS_REQ_SKIP: the error to answer once drained */
 	const char *skip_msg;
 	uint64_t skip_cookie;
+	size_t wait_size;    /* CS_REQ_WAIT: the buffer it waits for */
 	struct nbd_req *cur; /* CS_REQ_DATA: the WRITE receiving its payload */
 	size_t cur_got;
 
@@ -212,6 +216,7 @@ struct nbd_server {
 	unsigned wl_excl;
 	struct net_addr last_refused; /* the address of the last refusal ... */
 	uint64_t refused_in_row;      /* ... and how many in a row were its */
+	size_t held; /* request buffers of every connection (lim.max_server_bytes) */
 };
 
 /* ---- Error mapping ----------------------------------------------------------------------- */
@@ -245,6 +250,13 @@ static uint32_t nbd_errno(int rc, uint16_t flags)
 
 static void req_free(struct nbd_req *r);
 static void wl_release(struct nbd_req *r);
+
+/* Request buffer bytes freed: the connection's budget and the server's. */
+static void held_sub(struct nbd_conn *c, size_t n)
+{
+	c->held -= n;
+	c->srv->held -= n;
+}
 
 /* Enter the closing state: stop reading; finish when nothing is in flight or queued. */
 static void conn_close(struct nbd_conn *c)
@@ -297,7 +309,7 @@ static void out_ref(struct nbd_conn *c, const uint8_t *data, size_t len, void *o
 		conn_close(c);
 		if (owned) {
 			free(owned);
-			c->held -= owned_size;
+			held_sub(c, owned_size);
 		}
 		return;
 	}
@@ -371,7 +383,7 @@ static void queue_done(struct nbd_conn *c, struct nbd_out **head, struct nbd_out
 			*tail = NULL;
 		if (o->owned) {
 			free(o->owned);
-			c->held -= o->owned_size;
+			held_sub(c, o->owned_size);
 		}
 		free(o);
 	}
@@ -1026,7 +1038,7 @@ static void req_free(struct nbd_req *r)
 	free(r->ebuf);
 	if (r->buf) {
 		free(r->buf);
-		c->held -= r->buf_size;
+		held_sub(c, r->buf_size);
 	}
 	c->nreqs--;
 	free(r);
@@ -1747,7 +1759,22 @@ static bool has_budget(const struct nbd_conn *c)
 	       c->out_bytes + c->wout_bytes < l->max_conn_bytes;
 }
 
-/* The 28-byte request header is complete. */
+/*
+ * May a request buffer of @size bytes be allocated now? The server's total stays within
+ * max_server_bytes, except that a server holding nothing may always take one: every request
+ * of up to max_payload is served, so the bound is the larger of the limit and one request.
+ * The connection's own budget was checked before its header was read (has_budget()): a
+ * client whose TLS proxy writes with blocking calls (nbd-tester-client's) must not be
+ * stopped mid-stream by its own replies, which it reads only once its write went through.
+ */
+static bool buffer_fits(const struct nbd_conn *c, size_t size)
+{
+	const struct nbd_server *srv = c->srv;
+
+	return !size || !srv->held || srv->held + size <= srv->lim.max_server_bytes;
+}
+
+/* The 28-byte request header is complete (in c->hdr). */
 static void request_header(struct nbd_conn *c)
 {
 	uint32_t magic = nbd_get_be32(c->hdr);
@@ -1794,6 +1821,16 @@ static void request_header(struct nbd_conn *c)
 	} else if (type == NBD_CMD_WRITE) {
 		size = length;
 	}
+	if (!buffer_fits(c, size)) {
+		/*
+		 * Wait, header kept, taking no input, until completions or sent replies free
+		 * enough; nbd_server_poll() tries again.
+		 */
+		c->hdr_len = sizeof(c->hdr);
+		c->wait_size = size;
+		c->state = CS_REQ_WAIT;
+		return;
+	}
 	r = calloc(1, sizeof(*r));
 	if (r && size && !(r->buf = malloc(size))) {
 		free(r);
@@ -1820,6 +1857,7 @@ static void request_header(struct nbd_conn *c)
 	r->stage = RS_START;
 	r->buf_size = size;
 	c->held += size;
+	c->srv->held += size;
 	c->nreqs++;
 	if (type == NBD_CMD_WRITE) {
 		c->cur = r;
@@ -1851,6 +1889,8 @@ static bool proto_wants_input(const struct nbd_conn *c)
 		return false;
 	if (c->state == CS_REQ_HDR && c->hdr_len == 0)
 		return has_budget(c);
+	if (c->state == CS_REQ_WAIT)
+		return false;
 	/* Replies to options are small, but a client that never reads them must stop too. */
 	if (c->state <= CS_OPT_SKIP)
 		return c->out_bytes + c->wout_bytes < c->srv->lim.max_conn_bytes;
@@ -1949,6 +1989,7 @@ static size_t proto_feed(struct nbd_conn *c, const uint8_t *in, size_t len, bool
 					    c->skip_msg);
 			}
 			break;
+		case CS_REQ_WAIT: /* proto_wants_input() said no: not reached */
 		case CS_CLOSING:
 			break;
 		}
@@ -2258,6 +2299,8 @@ int nbd_server_create(const struct nbd_limits *lim, struct nbd_server **out)
 		srv->lim.max_payload = DEFAULT_PAYLOAD;
 	if (!srv->lim.max_conn_bytes)
 		srv->lim.max_conn_bytes = 64u * 1024 * 1024;
+	if (!srv->lim.max_server_bytes)
+		srv->lim.max_server_bytes = DEFAULT_SERVER_BYTES;
 	if (!srv->lim.max_per_client)
 		srv->lim.max_per_client = NBD_DEFAULT_MAX_PER_CLIENT;
 	/* The advertised maximum must be at least the preferred block size (proto.md). */
@@ -2315,6 +2358,19 @@ int nbd_server_poll(struct nbd_server *srv)
 			n++;
 		}
 	}
+	/*
+	 * Requests waiting for buffer memory, once every completion above has freed what it
+	 * held: in list order, each taking what it needs, so one that fits is not passed over.
+	 */
+	for (c = srv->conns; c; c = c->next) {
+		if (c->dead || c->state != CS_REQ_WAIT || !buffer_fits(c, c->wait_size))
+			continue;
+		c->state = CS_REQ_HDR;
+		request_header(c);
+		if (c->tls && c->pt_start < c->pt_end && proto_wants_input(c))
+			tls_pump_in(c);
+		n++;
+	}
 	sweep(srv);
 	return n;
 }
@@ -2329,6 +2385,8 @@ bool nbd_server_busy(const struct nbd_server *srv)
 			return true;
 	for (c = srv->conns; c; c = c->next) {
 		if (c->retry || (c->ready && !c->dead))
+			return true;
+		if (!c->dead && c->state == CS_REQ_WAIT && buffer_fits(c, c->wait_size))
 			return true;
 		if (!c->dead && c->tls && c->pt_start < c->pt_end && proto_wants_input(c))
 			return true;

@@ -54,10 +54,14 @@ struct nbd_limits {
 	unsigned max_conns;	 /* connections at once (64) */
 	unsigned max_options;	 /* options per connection before it is dropped (128) */
 	unsigned max_requests;	 /* requests in flight per connection (128) */
-	uint32_t max_payload;	 /* largest READ/WRITE, advertised in BLOCK_SIZE (32 MiB) */
+	uint32_t max_payload;	 /* largest READ/WRITE, advertised in BLOCK_SIZE (64 MiB) */
 	size_t max_conn_bytes;	 /* data buffers held per connection before input stops
 				      (64 MiB; one request may exceed it) */
 	unsigned max_per_client; /* connections at once from one client address (16) */
+	size_t max_server_bytes; /* request buffers of all connections together (1 GiB): a
+				    request that would pass it waits, taking no input, until
+				    replies are sent or requests complete; a server holding
+				    nothing always takes one request */
 };
 
 /* ---- Server ------------------------------------------------------------------------------ */
@@ -74,12 +78,16 @@ void nbd_server_destroy(struct nbd_server *srv);
 
 /*
  * Make progress: poll the block devices that have requests in flight, complete requests,
- * queue their replies, retry submissions a full device queue refused. Returns the number of
- * requests that moved (0 when idle).
+ * queue their replies, retry submissions a full device queue refused, give buffers to
+ * requests that waited for memory (max_conn_bytes, max_server_bytes) once it is free. Returns
+ * the number of requests that moved (0 when idle).
  */
 int nbd_server_poll(struct nbd_server *srv);
 
-/* True while some request waits inside a block device: poll again without sleeping. */
+/*
+ * True while some request waits inside a block device, or one that waited for memory can now
+ * have it: poll again without sleeping.
+ */
 bool nbd_server_busy(const struct nbd_server *srv);
 
 /*

@@ -20,10 +20,11 @@ trap 'rm -rf "$tmp"' EXIT
 v=$(apt-cache showsrc --only-source mbedtls 2>/dev/null | sed -n 's/^Version: //p' | sort -V |
 	tail -n 1)
 mkdir -p "$tmp/tree/scripts" "$tmp/tree/build/cache/lwip/src/core" \
-	"$tmp/tree/build/cache/mbedtls-$v/library"
+	"$tmp/tree/build/cache/mbedtls-$v/library" "$tmp/tree/build/cache/nbd-0/tests/run"
 cp scripts/setup "$tmp/tree/scripts/"
 touch "$tmp/tree/build/cache/lwip/src/core/tcp.c" \
-	"$tmp/tree/build/cache/mbedtls-$v/library/ssl_tls.c"
+	"$tmp/tree/build/cache/mbedtls-$v/library/ssl_tls.c" \
+	"$tmp/tree/build/cache/nbd-0/tests/run/nbd-tester-client.c"
 chmod -R a+rX "$tmp/tree"
 out=$(THINBOX_SETUP_EXTRA_PACKAGES=thinbox-no-such-package runuser -u nobody -- \
 	env THINBOX_SETUP_EXTRA_PACKAGES=thinbox-no-such-package "$tmp/tree/scripts/setup" 2>&1)

@@ -103,10 +103,13 @@ static void drain(struct nbd_conn *c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	/* The server-wide buffer budget below the connection's, so that requests wait for
+	 * memory (CS_REQ_WAIT) and resume from nbd_server_poll() under the fuzzer too. */
 	struct nbd_limits lim = { .max_payload = 65536,
 				  .max_conn_bytes = 256 * 1024,
 				  .max_requests = 16,
-				  .max_options = 32 };
+				  .max_options = 32,
+				  .max_server_bytes = 160 * 1024 };
 	struct nbd_export_config cfg = { .name = "disk", .description = "fuzz" };
 	struct nbd_server *srv;
 	struct nbd_conn *c;

@@ -55,7 +55,8 @@ expect_err("read-crossing-end", errno.EINVAL, lambda: rw.pread(4096, SIZE - 512)
 expect_err("read-past-end", errno.EINVAL, lambda: rw.pread(512, SIZE + 4096))
 expect_err("read-offset-wraps", errno.EINVAL, lambda: rw.pread(4096, (1 << 64) - 512))
 expect_err("read-length-0", errno.EINVAL, lambda: rw.pread(0, 0))
-expect_err("read-too-big", errno.EINVAL, lambda: rw.pread((32 << 20) + 512, 0))
+# Requests above the maximum payload (64 MiB) are raw.py's: libnbd 1.14 refuses to send more
+# than 64 MiB even with strict mode off (ERANGE, "maximum request size is 67108864").
 expect_err("read-unknown-flag", errno.EINVAL, lambda: rw.pread(512, 0, 1 << 15))
 expect_err("read-inapplicable-flag", errno.EINVAL, lambda: rw.pread(512, 0, nbd.CMD_FLAG_REQ_ONE))
 expect_ok("read-with-fua", lambda: rw.pread(512, 0, nbd.CMD_FLAG_FUA))
@@ -82,7 +83,6 @@ expect_err("write-unaligned-past-end", errno.ENOSPC, lambda: rw.pwrite(b"\1" * 3
 expect_err("write-unaligned-read-only", errno.EPERM, lambda: ro.pwrite(b"\1" * 3, 1))
 expect_err("write-inapplicable-flag", errno.EINVAL,
            lambda: rw.pwrite(b"\1" * 512, 0, nbd.CMD_FLAG_NO_HOLE))
-expect_err("write-too-big-is-drained", errno.EINVAL, lambda: rw.pwrite(b"\1" * ((32 << 20) + 512), 0))
 expect_err("write-read-only", errno.EPERM, lambda: ro.pwrite(b"\1" * 512, 0))
 expect_err("write-read-only-past-end", errno.EPERM, lambda: ro.pwrite(b"\1" * 512, SIZE))
 expect_ok("write-fua", lambda: rw.pwrite(b"\7" * 4096, 8192, nbd.CMD_FLAG_FUA))

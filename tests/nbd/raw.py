@@ -1,7 +1,7 @@
 # The NBD protocol spoken by hand (plain sockets), for what libnbd will not send: unknown
 # options and commands, bad magic, oversized options and payloads, option floods, and
 # clients that stall or vanish. Usage: raw.py PORT (exports "disk" rw, "ro" read-only,
-# 64 MiB). Prints PASS/FAIL lines through tests/lib/tap.py.
+# 128 MiB: room for a request just above the 64 MiB maximum payload). Prints PASS/FAIL lines through tests/lib/tap.py.
 import os
 import socket
 import struct
@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import tap  # noqa: E402
 
 PORT = int(sys.argv[1])
-SIZE = 64 << 20
+SIZE = 128 << 20
 T = tap.Checks("raw")
 
 IHAVEOPT = 0x49484156454F5054
@@ -240,14 +240,55 @@ def bad_magic_disconnects():
     assert c.closed()
 
 
+MAX_PAYLOAD = 64 << 20  # advertised in NBD_INFO_BLOCK_SIZE (docs/nbd.md "Limits")
+
+
+def block_size_advertised():
+    c = Conn()
+    c.opt(7, struct.pack(">I", 4) + b"disk" + struct.pack(">HH", 1, 3))  # GO, asks BLOCK_SIZE
+    sizes = [struct.unpack(">III", d[2:]) for _, t, d in c.replies()
+             if t == 3 and d[:2] == b"\0\3"]
+    assert sizes == [(512, 4096, MAX_PAYLOAD)], sizes
+
+
+def max_payload_write_and_read():
+    """A WRITE and a READ of exactly the maximum (64 MiB) are served."""
+    c = Conn()
+    c.go(structured=False)
+    data = os.urandom(1 << 20) * (MAX_PAYLOAD >> 20)
+    c.req(1, 0, MAX_PAYLOAD, cookie=31, data=data)
+    assert c.answer()[:2] == (31, 0)
+    c.req(0, 0, MAX_PAYLOAD, cookie=32)
+    magic, err, cookie = struct.unpack(">IIQ", c.recv(16))
+    assert (magic, err, cookie) == (SIMPLE, 0, 32), (hex(magic), err, cookie)
+    back = bytearray(MAX_PAYLOAD)
+    view, got = memoryview(back), 0
+    while got < MAX_PAYLOAD:
+        k = c.s.recv_into(view[got:], MAX_PAYLOAD - got)
+        assert k, "closed"
+        got += k
+    assert back == data
+
+
+def oversize_read_is_refused():
+    c = Conn()
+    c.go(structured=False)
+    c.req(0, 0, MAX_PAYLOAD + 512, cookie=41)
+    assert c.answer()[:2] == (41, EINVAL)
+    c.req(0, 0, 512, cookie=42)
+    assert c.answer(512)[:2] == (42, 0)
+
+
 def oversize_write_is_drained():
+    """Just above the maximum: the payload is drained, EINVAL, and the stream stays framed."""
     c = Conn()
     c.go()
-    n = 40 << 20
+    n = MAX_PAYLOAD + 512
     c.req(1, 0, n, cookie=21)
     chunk = b"\0" * (1 << 20)
     for _ in range(n // len(chunk)):
         c.s.sendall(chunk)
+    c.s.sendall(b"\0" * (n % len(chunk)))
     assert c.answer()[:2] == (21, EINVAL)
     c.req(0, 0, 512, cookie=22)
     assert c.answer()[:2] == (22, 0)
@@ -321,6 +362,9 @@ for name, fn in [
     ("abort-acks-and-closes", abort_acks),
     ("unknown-command-continues", unknown_command_continues),
     ("bad-magic-disconnects", bad_magic_disconnects),
+    ("block-size-advertises-64-MiB", block_size_advertised),
+    ("max-payload-write-and-read", max_payload_write_and_read),
+    ("oversize-read-is-refused", oversize_read_is_refused),
     ("oversize-write-is-drained", oversize_write_is_drained),
     ("oversize-write-then-vanish", oversize_write_then_vanish),
     ("pipelined-cookies", replies_carry_cookies_pipelined),

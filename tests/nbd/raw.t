@@ -6,7 +6,7 @@ set -u
 . tests/lib/tap.sh
 . tests/nbd/lib.sh
 need_tool python3
-truncate -s 64M "$tmp/disk.img" "$tmp/ro.img"
+truncate -s 128M "$tmp/disk.img" "$tmp/ro.img"
 # Twenty clients at once from 127.0.0.1: above the default per-client cap of 16.
 start_server --export disk="$tmp/disk.img" --export ro="$tmp/ro.img",ro --max-per-client 32
 timeout 120 python3 tests/nbd/raw.py "$port" 2>"$tmp/err"

@@ -796,6 +796,135 @@ TEST(end_of_input_mid_write_finishes)
 	teardown(&t);
 }
 
+TEST(default_max_payload_is_64_mib)
+{
+	uint8_t b[256];
+	uint32_t max = 0;
+	struct t t;
+	size_t n;
+
+	setup(&t, false, 0, NULL);
+	n = 4;
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	n += put_go(b + n, "disk");
+	feed(&t, b, n);
+	take(&t, 18);
+	for (;;) {
+		const uint8_t *p = take(&t, 20), *d;
+		uint32_t type, len;
+
+		if (!p)
+			break;
+		type = nbd_get_be32(p + 12);
+		len = nbd_get_be32(p + 16);
+		d = take(&t, len);
+		if (type == NBD_REP_INFO && d && len == 14 &&
+		    nbd_get_be16(d) == NBD_INFO_BLOCK_SIZE)
+			max = nbd_get_be32(d + 10);
+		if (type != NBD_REP_INFO)
+			break;
+	}
+	ok_eq(max, 64u << 20); /* NBD_INFO_BLOCK_SIZE's maximum payload */
+	teardown(&t);
+}
+
+TEST(request_buffers_bounded_server_wide)
+{
+	/* Room for one 64 KiB buffer in the whole server; connections themselves unlimited. */
+	struct nbd_limits lim = { .max_payload = 65536,
+				  .max_conn_bytes = 1 << 20,
+				  .max_server_bytes = 96 * 1024 };
+	uint8_t *b = calloc(1, 2 * 70000);
+	struct nbd_conn *a, *c2;
+	struct reply r;
+	size_t n, hs, k;
+	struct t t;
+
+	setup(&t, true, 64, &lim);
+	a = t.c;
+	t.q.hold = true;
+	/* A: a 64 KiB WRITE held inside the device. */
+	n = put_handshake(b, "disk", false);
+	n += put_req(b + n, NBD_CMD_WRITE, 0, 1, 0, 65536);
+	n += 65536;
+	feed(&t, b, n);
+	take_handshake(&t, false);
+	ok_eq(t.q.n, 1);
+
+	/* B: its WRITE's header is taken, its payload is not: the request waits. */
+	ok_eq(nbd_conn_create(t.srv, &c2), 0);
+	t.c = c2;
+	hs = put_handshake(b, "disk", false);
+	n = hs + put_req(b + hs, NBD_CMD_WRITE, 0, 2, 65536, 65536);
+	n += 65536;
+	k = nbd_conn_feed(c2, b, n);
+	ok_eq(k, hs + 28);
+	nbd_server_poll(t.srv);
+	ok(!nbd_conn_wants_input(c2));
+	ok_eq(t.q.n, 1);
+	drain(&t);
+	take_handshake(&t, false);
+	ok_eq(t.out_pos, t.out_len); /* no reply for it */
+
+	/* A's WRITE completes: its buffer is freed, and B's request goes on. */
+	t.q.hold = false;
+	nbd_server_poll(t.srv);
+	t.c = a;
+	drain(&t);
+	take_reply(&t, &r, 0);
+	ok(r.cookie == 1 && r.err == 0);
+	t.c = c2;
+	ok(nbd_conn_wants_input(c2));
+	feed(&t, b + k, n - k);
+	nbd_server_poll(t.srv);
+	drain(&t);
+	take_reply(&t, &r, 0);
+	ok(r.cookie == 2 && r.err == 0);
+	nbd_conn_destroy(c2);
+	t.c = a;
+	teardown(&t);
+	free(b);
+}
+
+TEST(request_buffers_bounded_per_connection)
+{
+	/* 96 KiB per connection: input stops once that much is held; one request may pass it. */
+	struct nbd_limits lim = { .max_payload = 65536, .max_conn_bytes = 96 * 1024 };
+	uint8_t *b = calloc(1, 3 * 70000);
+	struct reply r;
+	size_t n, k;
+	struct t t;
+	int i;
+
+	setup(&t, true, 64, &lim);
+	n = put_handshake(b, "disk", false);
+	feed(&t, b, n);
+	take_handshake(&t, false);
+	t.q.hold = true;
+	for (n = 0, i = 1; i <= 3; i++) {
+		n +=
+		    put_req(b + n, NBD_CMD_WRITE, 0, (uint64_t)i, (uint64_t)(i - 1) * 65536, 65536);
+		n += 65536;
+	}
+	k = nbd_conn_feed(t.c, b, n);
+	ok_eq(k, 2 * (28 + 65536)); /* 128 KiB held: the third header is not read */
+	nbd_server_poll(t.srv);
+	ok_eq(t.q.n, 2);
+	ok(!nbd_conn_wants_input(t.c));
+	t.q.hold = false;
+	nbd_server_poll(t.srv);
+	ok(nbd_conn_wants_input(t.c));
+	feed(&t, b + k, n - k);
+	nbd_server_poll(t.srv);
+	drain(&t);
+	for (i = 0; i < 3; i++) {
+		take_reply(&t, &r, 0);
+		ok_eq(r.err, 0);
+	}
+	teardown(&t);
+	free(b);
+}
+
 /* ---- Who may connect: allow lists and the per-client cap ---------------------------------- */
 
 struct logbuf {
