@@ -142,7 +142,31 @@ static bool values_equal(struct dm_btree_info *info, const void *a, const void *
 	return !memcmp(a, b, info->value_type.size);
 }
 
-int dm_btree_diff(struct dm_btree_info *info, dm_block_t left, dm_block_t right, bool want_same,
+/*
+ * Move @c to its first key >= @from: subtrees wholly below it are stepped over unread, so
+ * this reads one path, not what lies before @from.
+ */
+static int seek(struct diff *d, struct cursor *c, uint64_t from)
+{
+	struct item it;
+	int r = 0;
+
+	while (!r && c->top >= 0) {
+		item(c, &it);
+		if (it.internal && it.hi != UINT64_MAX && it.hi <= from)
+			advance(c);
+		else if (it.internal && it.lo < from)
+			r = descend(d, c, &it);
+		else if (!it.internal && it.lo < from)
+			advance(c);
+		else
+			break;
+	}
+	return r;
+}
+
+int dm_btree_diff(struct dm_btree_info *info, dm_block_t left, dm_block_t right, uint64_t from,
+		  bool want_same,
 		  int (*fn)(void *context, uint64_t key, const void *left_le, const void *right_le),
 		  void *context, struct dm_btree_diff_stats *stats)
 {
@@ -168,6 +192,10 @@ int dm_btree_diff(struct dm_btree_info *info, dm_block_t left, dm_block_t right,
 		settle(a);
 		settle(b);
 	}
+	if (!r && from)
+		r = seek(&d, a, from);
+	if (!r && from)
+		r = seek(&d, b, from);
 	while (!r && (a->top >= 0 || b->top >= 0)) {
 		if (a->top < 0 || b->top < 0) {
 			/* One tree is done: the rest of the other is on its side only. */

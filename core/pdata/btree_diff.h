@@ -29,16 +29,18 @@ struct dm_btree_diff_stats {
 
 /*
  * Call @fn for every key of the single-level trees @left and @right (info->levels must be
- * 1) in ascending order where the two differ: present in one only (the other value
- * pointer NULL) or present in both with values that info->value_type.equal() says differ
- * (memcmp() when it is NULL). With @want_same, also for keys present in both with equal
- * values; then shared subtrees are read, not skipped (their keys must be listed).
- * A non-zero return from @fn stops the walk and is returned. @stats (optional) is
- * filled in whatever the result.
+ * 1) from key @from on, in ascending order, where the two differ: present in one only
+ * (the other value pointer NULL) or present in both with values that
+ * info->value_type.equal() says differ (memcmp() when it is NULL). With @want_same, also
+ * for keys present in both with equal values; then shared subtrees are read, not skipped
+ * (their keys must be listed). The walk starts with a descent to @from: keys below it are
+ * never read. A non-zero return from @fn stops the walk and is returned. @stats (optional)
+ * is filled in whatever the result.
  * Errors: -EINVAL (bad arguments), -ENOMEM, -EILSEQ for a node that is not a valid node of
  * such a tree (or a tree deeper than any valid one), and the block manager's errors.
  */
-int dm_btree_diff(struct dm_btree_info *info, dm_block_t left, dm_block_t right, bool want_same,
+int dm_btree_diff(struct dm_btree_info *info, dm_block_t left, dm_block_t right, uint64_t from,
+		  bool want_same,
 		  int (*fn)(void *context, uint64_t key, const void *left_le, const void *right_le),
 		  void *context, struct dm_btree_diff_stats *stats);
 

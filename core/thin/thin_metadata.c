@@ -1795,8 +1795,8 @@ static int diff_key(void *ctx, uint64_t key, const void *l, const void *r)
 	return 0;
 }
 
-int thin_view_diff(const struct thin_md_view *v, thin_id_t left, thin_id_t right, unsigned flags,
-		   int (*fn)(void *ctx, const struct thin_diff_range *r), void *ctx,
+int thin_view_diff(const struct thin_md_view *v, thin_id_t left, thin_id_t right, uint64_t begin,
+		   unsigned flags, int (*fn)(void *ctx, const struct thin_diff_range *r), void *ctx,
 		   struct thin_diff_stats *stats)
 {
 	struct thin_diff_stats st;
@@ -1813,7 +1813,7 @@ int thin_view_diff(const struct thin_md_view *v, thin_id_t left, thin_id_t right
 	if (!r)
 		r = subtree_root(v->md, v->mapping_root, right, &rroot);
 	if (!r)
-		r = dm_btree_diff(&v->md->nb_info, lroot, rroot, flags & THIN_DIFF_WANT_SAME,
+		r = dm_btree_diff(&v->md->nb_info, lroot, rroot, begin, flags & THIN_DIFF_WANT_SAME,
 				  diff_key, &d, &bst);
 	if (!r)
 		r = diff_flush(&d);

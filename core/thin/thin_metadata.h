@@ -409,7 +409,8 @@ struct thin_diff_stats {
 
 /*
  * The mappings of devices @left and @right in view @v, compared (thin_delta --thin1 left
- * --thin2 right): @fn gets each range in ascending order, merged into runs; SAME ranges only
+ * --thin2 right) from virtual block @begin on (what lies below it is not read): @fn gets
+ * each range in ascending order, merged into runs; SAME ranges only
  * with THIN_DIFF_WANT_SAME. Without it, a subtree both devices share (a snapshot and its
  * origin share everything neither changed since) is stepped over without being read, so the
  * cost is the change, not the size (core/pdata/btree_diff.h); memory is a few nodes.
@@ -418,8 +419,8 @@ struct thin_diff_stats {
  * whatever the result. -ENODATA when either device is absent from the view; the tree
  * errors (-EILSEQ, -ENOTBLK, I/O).
  */
-int thin_view_diff(const struct thin_md_view *v, thin_id_t left, thin_id_t right, unsigned flags,
-		   int (*fn)(void *ctx, const struct thin_diff_range *r), void *ctx,
+int thin_view_diff(const struct thin_md_view *v, thin_id_t left, thin_id_t right, uint64_t begin,
+		   unsigned flags, int (*fn)(void *ctx, const struct thin_diff_range *r), void *ctx,
 		   struct thin_diff_stats *stats);
 
 #endif

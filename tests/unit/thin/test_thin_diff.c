@@ -3,7 +3,8 @@
  * thin_view_diff() (core/pdata/btree_diff.c underneath):
  *  - against a brute-force model (a lookup per virtual block in both devices) on random
  *    workloads: snapshots of snapshots, unrelated volumes, overwrites, discards; every pair
- *    of devices, with and without SAME ranges, on the live transaction, the committed state
+ *    of devices, with and without SAME ranges, from block 0 and from one further on (the
+ *    descent to it reads one path), on the live transaction, the committed state
  *    and a held metadata snapshot (each checked against lookups in that same view);
  *  - against thin_delta on the same metadata image (its ranges, line for line);
  *  - cost: a 200,000-block volume and a snapshot of it with 10 blocks changed is diffed
@@ -89,17 +90,21 @@ static void check_view(const struct thin_md_view *v, const thin_id_t *devs, unsi
 		goto out;
 	for (unsigned i = 0; i < n; i++)
 		for (unsigned j = 0; j < n; j++)
-			for (int same = 0; same < 2; same++) {
+			for (int same = 0; same < 3; same++) {
+				/* same == 2: no SAME ranges, from a block past the start. */
 				struct collect c = { .kinds = got, .vspace = vspace };
 				struct thin_diff_stats st;
+				uint64_t from = same == 2 ? (i * 7919 + j * 104729) % vspace : 0;
 
 				memset(got, 0, vspace);
-				if (!ok_eq(brute(v, devs[i], devs[j], vspace, same, want), 0) ||
-				    !ok_eq(thin_view_diff(v, devs[i], devs[j],
-							  same ? THIN_DIFF_WANT_SAME : 0,
+				if (!ok_eq(brute(v, devs[i], devs[j], vspace, same == 1, want),
+					   0) ||
+				    !ok_eq(thin_view_diff(v, devs[i], devs[j], from,
+							  same == 1 ? THIN_DIFF_WANT_SAME : 0,
 							  collect_fn, &c, &st),
 					   0))
 					goto out;
+				memset(want, 0, from);
 				ok_eq(c.bad, 0);
 				if (memcmp(want, got, vspace)) {
 					for (uint64_t b = 0; b < vspace; b++)
@@ -197,7 +202,7 @@ TEST(diff_matches_lookups_on_random_workloads)
 	static const struct {
 		uint64_t vspace;
 		unsigned ops;
-	} cases[] = { { 64, 20 }, { 3000, 200 }, { 40000, 600 } };
+	} cases[] = { { 64, 20 }, { 3000, 200 }, { 20000, 500 } };
 
 	for (unsigned c = 0; c < sizeof(cases) / sizeof(cases[0]) && !test_failed(); c++) {
 		struct workload w;
@@ -236,7 +241,8 @@ TEST(diff_on_committed_state_and_held_root)
 	w.devs[w.n++] = 20;
 	check_view(&cur, w.devs, w.n, w.vspace, "current");
 	/* The three views differ where they should: device 20 exists only in the live one. */
-	ok_eq(thin_view_diff(&com, 4, 20, 0, collect_fn, &(struct collect){ 0 }, NULL), -ENODATA);
+	ok_eq(thin_view_diff(&com, 4, 20, 0, 0, collect_fn, &(struct collect){ 0 }, NULL),
+	      -ENODATA);
 	ok_eq(brute(&held, 1, 4, w.vspace, true, a), 0);
 	ok_eq(brute(&cur, 1, 4, w.vspace, true, b), 0);
 	ok(memcmp(a, b, w.vspace) != 0);
@@ -248,10 +254,10 @@ TEST(diff_on_committed_state_and_held_root)
 
 		memset(a, 0, w.vspace);
 		memset(b, 0, w.vspace);
-		ok_eq(thin_view_diff(&com, 1, 4, 0, collect_fn, &c1, NULL), 0);
+		ok_eq(thin_view_diff(&com, 1, 4, 0, 0, collect_fn, &c1, NULL), 0);
 		ok_eq(thin_md_abort(w.md), 0);
 		ok_eq(thin_md_view_current(w.md, &v2), 0);
-		ok_eq(thin_view_diff(&v2, 1, 4, 0, collect_fn, &c2, NULL), 0);
+		ok_eq(thin_view_diff(&v2, 1, 4, 0, 0, collect_fn, &c2, NULL), 0);
 		ok(!memcmp(a, b, w.vspace));
 	}
 out:
@@ -302,7 +308,7 @@ TEST(diff_cost_follows_the_change)
 	thin_md_close_thin(td);
 	ok_eq(thin_md_commit(md), 0);
 	ok_eq(thin_md_view_current(md, &v), 0);
-	ok_eq(thin_view_diff(&v, 1, 2, 0, count_fn, &cnt, &st), 0);
+	ok_eq(thin_view_diff(&v, 1, 2, 0, 0, count_fn, &cnt, &st), 0);
 	ok_eq(cnt.calls, 10);
 	ok_eq(st.blocks[THIN_DIFF_DIFFERENT], 10);
 	/* The tree has ~1,600 leaves; 10 paths of depth 3 in two trees is at most 60 nodes. */
@@ -310,15 +316,20 @@ TEST(diff_cost_follows_the_change)
 	       (unsigned long long)st.nodes_read, (unsigned long long)st.subtrees_skipped);
 	ok(st.nodes_read <= 64);
 	ok(st.subtrees_skipped > 0);
-	ok_eq(thin_view_diff(&v, 1, 2, THIN_DIFF_WANT_SAME, count_fn, &cnt, &all), 0);
+	ok_eq(thin_view_diff(&v, 1, 2, 0, THIN_DIFF_WANT_SAME, count_fn, &cnt, &all), 0);
 	printf("  with same ranges: %llu nodes read\n", (unsigned long long)all.nodes_read);
 	ok(all.nodes_read > 1000);
 	ok_eq(all.blocks[THIN_DIFF_SAME], N - 10);
+	/* From the middle: the 4 changes past it, and a descent instead of a walk. */
+	cnt = (struct counter){ 0, 0 };
+	ok_eq(thin_view_diff(&v, 1, 2, N / 2, 0, count_fn, &cnt, &st), 0);
+	ok_eq(cnt.calls, 4);
+	ok(st.nodes_read <= 32);
 	/* Stopping early, an absent device. */
 	cnt = (struct counter){ 0, 3 };
-	ok_eq(thin_view_diff(&v, 1, 2, 0, count_fn, &cnt, NULL), 42);
+	ok_eq(thin_view_diff(&v, 1, 2, 0, 0, count_fn, &cnt, NULL), 42);
 	ok_eq(cnt.calls, 3);
-	ok_eq(thin_view_diff(&v, 1, 77, 0, count_fn, &cnt, NULL), -ENODATA);
+	ok_eq(thin_view_diff(&v, 1, 77, 0, 0, count_fn, &cnt, NULL), -ENODATA);
 	ok_eq(thin_md_close(md), 0);
 	blkdev_destroy(dev);
 }
@@ -336,7 +347,7 @@ static int write_ours(const struct thin_md_view *v, thin_id_t l, thin_id_t r, ui
 		free(k);
 		return -EIO;
 	}
-	rc = thin_view_diff(v, l, r, THIN_DIFF_WANT_SAME, collect_fn, &c, NULL);
+	rc = thin_view_diff(v, l, r, 0, THIN_DIFF_WANT_SAME, collect_fn, &c, NULL);
 	fclose(c.out);
 	free(k);
 	return rc ? rc : c.bad ? -EILSEQ : 0;
