@@ -110,18 +110,23 @@ struct dirty_fill {
 	struct nbd_extent *ext;
 	unsigned n, max;
 	uint64_t pos, end; /* bytes: described up to pos, asked up to end */
+	bool full;	   /* @ext is full: what follows pos is for the next request */
 };
 
 static int dirty_add(struct dirty_fill *d, uint64_t end, uint32_t flags)
 {
 	end = MIN(end, d->end);
+	if (d->full)
+		return 1;
 	if (end <= d->pos)
 		return 0;
 	if (d->n && d->ext[d->n - 1].flags == flags) {
 		d->ext[d->n - 1].length += end - d->pos;
 	} else {
-		if (d->n == d->max)
-			return 1; /* full: the client asks again from here */
+		if (d->n == d->max) {
+			d->full = true; /* the client asks again from here */
+			return 1;
+		}
 		d->ext[d->n++] = (struct nbd_extent){ end - d->pos, flags };
 	}
 	d->pos = end;
@@ -147,7 +152,7 @@ int app_exp_dirty(void *ctx, const char *bitmap, uint64_t offset, uint64_t lengt
 	struct app_exp *e = ctx;
 	const struct cfg *c = &e->a->cfg;
 	const struct cfg_volume *me = exp_volume(e), *snap = cfg_find_volume(c, bitmap);
-	struct dirty_fill d = { ext, 0, max, offset, offset + length };
+	struct dirty_fill d = { ext, 0, max, offset, offset + length, false };
 	int rc;
 
 	if (!me || !snap || !in_line(c, me, snap))
