@@ -10,7 +10,8 @@ overwrites (whole and partial blocks), new writes and discards; snapshot s2. The
     s2` all give exactly the data blocks the workload changed (a discard of a block s1 had
     is a change, one of a block s1 lacked is not);
   - LIST_META_CONTEXT with the queries "qemu:", "qemu:dirty-bitmap:", an exact name and an
-    unknown one; SET with both contexts: one BLOCK_STATUS answers both, and REQ_ONE;
+    unknown one, and a volume of another line offered nothing; SET with both contexts: one
+    BLOCK_STATUS answers both, and REQ_ONE;
   - incr_backup.py (libnbd) copies only the dirty extents of s2 onto the full backup of s1,
     which then equals s2 byte for byte (cmp with nbdcopy's copy of s2);
   - the same map after a restart; after a SIGKILL in the middle of writes, a snapshot s3
@@ -124,6 +125,8 @@ try:
     want = {3, 4, 5, 20, 100, 101, 30, 31, 32}
     al.cmd(h, "thin snapshot vol0 s2")
     al.cmd(h, "export add s2 --read-only")
+    al.cmd(h, "thin create other 16M")  # another line: no bitmap of vol0's, nor it of theirs
+    al.cmd(h, "export add other")
 
     info = al.run(["nbdinfo", h.uri("s2")]).stdout
     c.check("nbdinfo-lists-contexts", all(x in info for x in (
@@ -155,6 +158,8 @@ try:
     c.check("list-everything", list_contexts(h, "s2", []) == ["base:allocation"] + lineage)
     c.check("list-exact-name", list_contexts(h, "s2", ["qemu:dirty-bitmap:s1"]) == lineage[:1])
     c.check("list-unknown-name", list_contexts(h, "s2", ["qemu:dirty-bitmap:nope"]) == [])
+    c.check("list-other-line", list_contexts(h, "other", ["qemu:"]) == []
+            and list_contexts(h, "s2", ["qemu:dirty-bitmap:other"]) == [])
     hh = nbd.NBD()
     hh.add_meta_context("base:allocation")
     hh.add_meta_context("qemu:dirty-bitmap:s1")
@@ -191,14 +196,15 @@ try:
     hh.flush()
     stop = threading.Event()
 
+    written = [0]
+
     def writer():
-        i = 0
         while not stop.is_set():
             try:
-                hh.pwrite(al.pattern("w%d" % i, BS), (60 + i % 30) * BS)
+                hh.pwrite(al.pattern("w%d" % written[0], BS), (60 + written[0] % 30) * BS)
             except nbd.Error:
                 return
-            i += 1
+            written[0] += 1
 
     t = threading.Thread(target=writer, daemon=True)
     t.start()
@@ -207,6 +213,7 @@ try:
     h.kill()
     stop.set()
     t.join(10)
+    c.check("killed-mid-write", written[0] > 0 and t.is_alive() is False, written[0])
     h = al.Host(meta, data).start()
     al.cmd(h, "thin snapshot vol0 s3")
     al.cmd(h, "export add s3 --read-only")
