@@ -355,7 +355,7 @@ int thin_md_view_held(struct thin_md *md, uint64_t block, struct thin_md_view *o
 /*
  * The committed state: what block 0 describes, what a power cut now would leave. Valid
  * during a transaction too (committed blocks are never overwritten nor reused before the
- * next commit); its sb.nr_data_blocks is the committed space map's size.
+ * next commit). Its sb.nr_data_blocks is 0, as in a held view (the space maps are not read).
  */
 int thin_md_view_committed(struct thin_md *md, struct thin_md_view *out);
 
