@@ -15,7 +15,9 @@
 #include "core/base/util.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The oldest volume of @cv's line the configuration still holds (origins followed). */
@@ -91,19 +93,76 @@ static bool in_line(const struct cfg *c, const struct cfg_volume *me, const stru
 	return cv != me && line_root(c, cv) == line_root(c, me);
 }
 
+/*
+ * The line of @me: the other volumes with the same oldest ancestor, found for all volumes at
+ * once (each root is computed once, from its origin's), so listing a 100-deep chain's
+ * bitmaps is not a walk up the chain per name. Thin ids into a new array (*n of them).
+ */
+static int line_of(const struct cfg *c, const struct cfg_volume *me, uint32_t **out, size_t *n)
+{
+	size_t *root = malloc((c->nvols + 1) * sizeof(*root));
+	size_t *path = malloc((c->nvols + 1) * sizeof(*path));
+	uint32_t *ids = malloc((c->nvols + 1) * sizeof(*ids));
+	size_t k = 0;
+
+	if (!root || !path || !ids) {
+		free(root);
+		free(path);
+		free(ids);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < c->nvols; i++)
+		root[i] = SIZE_MAX;
+	for (size_t i = 0; i < c->nvols; i++) {
+		size_t v = i, np = 0, r;
+
+		/* Up the origins until a volume whose root is known, or the oldest one. */
+		while (root[v] == SIZE_MAX && np < c->nvols) {
+			const struct cfg_volume *o =
+			    c->vols[v].origin[0] ? cfg_find_volume(c, c->vols[v].origin) : NULL;
+
+			path[np++] = v;
+			if (!o)
+				break;
+			v = (size_t)(o - c->vols);
+		}
+		r = root[v] != SIZE_MAX ? root[v] : v;
+		while (np)
+			root[path[--np]] = r;
+	}
+	for (size_t i = 0; i < c->nvols; i++)
+		if (&c->vols[i] != me && root[i] == root[me - c->vols])
+			ids[k++] = c->vols[i].id;
+	free(root);
+	free(path);
+	*out = ids;
+	*n = k;
+	return 0;
+}
+
 int app_exp_bitmap_name(void *ctx, unsigned idx, char *buf, size_t len)
 {
 	struct app_exp *e = ctx;
 	const struct cfg *c = &e->a->cfg;
-	const struct cfg_volume *me = exp_volume(e);
+	const struct cfg_volume *me = exp_volume(e), *cv;
 
-	for (size_t i = 0; me && i < c->nvols; i++) {
-		if (!in_line(c, me, &c->vols[i]) || idx--)
-			continue;
-		snprintf(buf, len, "%s", c->vols[i].name);
-		return 0;
+	if (!me)
+		return -ENOENT;
+	/* The server asks from 0 upward in one go: make the list then. */
+	if (idx == 0 || !e->line) {
+		free(e->line);
+		e->line = NULL;
+		e->nline = 0;
+		if (line_of(c, me, &e->line, &e->nline))
+			return -ENOENT;
 	}
-	return -ENOENT;
+	if (idx >= e->nline)
+		return -ENOENT;
+	cv = cfg_find_volume_id(c, e->line[idx]);
+	if (!cv)
+		return -ENOENT;
+	snprintf(buf, len, "%s", cv->name);
+	return 0;
 }
 
 struct dirty_fill {

@@ -208,6 +208,7 @@ static void exp_release(void *ctx, struct blkdev *dev)
 
 	e->a->live_exports--;
 	vol_put(e->vol);
+	free(e->line);
 	free(e);
 }
 

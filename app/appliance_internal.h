@@ -31,6 +31,9 @@ struct app_vol {
 struct app_exp {
 	struct appliance *a;
 	struct app_vol *vol;
+	/* app_exp_bitmap_name()'s list (thin ids of the volume's line), made at idx 0. */
+	uint32_t *line;
+	size_t nline;
 };
 
 struct appliance {
