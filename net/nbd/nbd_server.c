@@ -643,11 +643,7 @@ static void opt_info_go(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool
 	enter_transmission(c, e);
 }
 
-/*
- * NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT: u32 namelen, name, u32 nq,
- * nq x (u32 len, query). We know base:allocation and, on exports that have dirty maps,
- * qemu:dirty-bitmap:NAME for each NAME the export's bitmap_name() lists (docs/nbd.md).
- */
+/* One NBD_REP_META_CONTEXT: @id, then the context's name (@prefix @name). */
 static void meta_reply(struct nbd_conn *c, uint32_t id, const char *prefix, const char *name)
 {
 	size_t pl = strlen(prefix), nl = strlen(name);
@@ -678,6 +674,11 @@ static bool bitmap_exists(struct nbd_export *e, const uint8_t *name, uint32_t nl
 	return false;
 }
 
+/*
+ * NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT: u32 namelen, name, u32 nq,
+ * nq x (u32 len, query). We know base:allocation and, on exports that have dirty maps,
+ * qemu:dirty-bitmap:NAME for each NAME the export's bitmap_name() lists (docs/nbd.md).
+ */
 static void opt_meta(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool set)
 {
 	static const char base[] = NBD_META_BASE_ALLOCATION;
