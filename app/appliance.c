@@ -208,6 +208,7 @@ static void exp_release(void *ctx, struct blkdev *dev)
 
 	e->a->live_exports--;
 	vol_put(e->vol);
+	free(e->line);
 	free(e);
 }
 
@@ -241,6 +242,8 @@ static int export_start(struct appliance *a, const struct cfg_export *ce)
 	nc.dev = thin_volume_blkdev(e->vol->vol);
 	nc.read_only = ce->read_only;
 	nc.extents = exp_extents;
+	nc.bitmap_name = app_exp_bitmap_name;
+	nc.dirty = app_exp_dirty;
 	nc.release = exp_release;
 	nc.ctx = e;
 	nc.allow = ce->allow;

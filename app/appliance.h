@@ -272,4 +272,28 @@ struct appliance_volume_info {
 };
 int appliance_volume_info(struct appliance *a, const char *name, struct appliance_volume_info *out);
 
+/* ---- What changed (incremental backup, docs/backup.md) ------------------------------------- */
+
+/* A run of bytes of one kind (thin_delta's: core/thin/thin_metadata.h's enum thin_diff_kind). */
+struct appliance_diff_range {
+	enum thin_diff_kind kind;
+	uint64_t offset, length;
+};
+/*
+ * Compare volume @to with volume @from (any two; usually a volume and an earlier snapshot
+ * of it) on the live pool, from byte @offset on (rounded down to a data block): @fn gets the
+ * runs that differ in ascending order, in whole data blocks (appliance_diff_grain()):
+ * LEFT_ONLY (mapped in @from only: discarded since), RIGHT_ONLY (written since, where @from
+ * had nothing), DIFFERENT (overwritten). What is not reported reads the same in both. Cost:
+ * the change, not the volumes' size (shared subtrees are skipped). A non-zero return from
+ * @fn stops it and is returned; @st (optional) gets the figures.
+ * -ENOENT (no such volume), -ESTALE unless READY, -ENODEV/-EIO (no usable pool), metadata
+ * errors.
+ */
+int appliance_diff(struct appliance *a, const char *from, const char *to, uint64_t offset,
+		   int (*fn)(void *ctx, const struct appliance_diff_range *r), void *ctx,
+		   struct thin_diff_stats *st);
+/* The granularity of the ranges above: the pool's data block size in bytes (0: no pool). */
+uint64_t appliance_diff_grain(struct appliance *a);
+
 #endif

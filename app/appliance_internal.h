@@ -31,6 +31,9 @@ struct app_vol {
 struct app_exp {
 	struct appliance *a;
 	struct app_vol *vol;
+	/* app_exp_bitmap_name()'s list (thin ids of the volume's line), made at idx 0. */
+	uint32_t *line;
+	size_t nline;
 };
 
 struct appliance {
@@ -74,6 +77,10 @@ int app_transact(struct appliance *a, struct cfg *next, const struct app_change 
 int app_create_volume_tx(struct appliance *a, const char *name, uint64_t size, const char *origin,
 			 const char *export_name);
 
+/* app/app_diff.c: an export's nbd_export_config bitmap_name() and dirty() (@ctx: its app_exp). */
+int app_exp_bitmap_name(void *ctx, unsigned idx, char *buf, size_t len);
+int app_exp_dirty(void *ctx, const char *bitmap, uint64_t offset, uint64_t length,
+		  struct nbd_extent *ext, unsigned max);
 /* app/app_vg.c */
 void app_new_id(struct appliance *a, char out[LVM_ID_LEN + 1]);
 /* The VG on the two disks (newest copy); -ENODATA no label, -ENOMSG PVs without a VG. */

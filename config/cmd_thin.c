@@ -15,7 +15,8 @@ static const char thin_usage[] = "usage: thin create NAME SIZE\n"
 				 "       thin rename NAME NEW_NAME\n"
 				 "       thin resize NAME SIZE\n"
 				 "       thin list\n"
-				 "       thin info NAME\n";
+				 "       thin info NAME\n"
+				 "       thin diff FROM TO [--summary]\n";
 
 static int bad_usage(struct shell *sh)
 {
@@ -145,6 +146,64 @@ static int thin_info(struct shell *sh, struct appliance *a, const char *name)
 	return 0;
 }
 
+/* thin_delta's names, and what each means going from FROM to TO. */
+static const char *const diff_kind[][2] = {
+	{ "same", "unchanged" },
+	{ "left_only", "discarded: in FROM only" },
+	{ "right_only", "written: in TO only" },
+	{ "different", "overwritten" },
+};
+
+struct diff_print {
+	struct shell *sh;
+	bool summary;
+	uint64_t bytes[THIN_DIFF_KINDS];
+};
+
+static int diff_line(void *ctx, const struct appliance_diff_range *r)
+{
+	struct diff_print *p = ctx;
+	char sz[32];
+
+	p->bytes[r->kind] += r->length;
+	if (p->summary)
+		return 0;
+	format_size(r->length, sz, sizeof(sz));
+	shell_printf(p->sh, "%-10s offset %" PRIu64 " length %" PRIu64 " (%s)\n",
+		     diff_kind[r->kind][0], r->offset, r->length, sz);
+	return 0;
+}
+
+static int thin_diff(struct shell *sh, struct appliance *a, const char *from, const char *to,
+		     bool summary)
+{
+	struct diff_print p = { sh, summary, { 0 } };
+	struct thin_diff_stats st;
+	char sz[32];
+	uint64_t total = 0;
+	int rc = appliance_diff(a, from, to, 0, diff_line, &p, &st);
+
+	if (rc == -ENOENT)
+		return volume_error(
+		    sh, a, rc, "thin diff",
+		    appliance_volume_info(a, from, &(struct appliance_volume_info){ 0 }) ? from
+											 : to);
+	if (rc)
+		return volume_error(sh, a, rc, "thin diff", from);
+	for (unsigned k = THIN_DIFF_LEFT_ONLY; k < THIN_DIFF_KINDS; k++) {
+		total += p.bytes[k];
+		format_size(p.bytes[k], sz, sizeof(sz));
+		shell_printf(sh, "%-10s %" PRIu64 " bytes (%s) %s\n", diff_kind[k][0], p.bytes[k],
+			     sz, diff_kind[k][1]);
+	}
+	format_size(total, sz, sizeof(sz));
+	shell_printf(sh,
+		     "total: %s changed from %s to %s in %" PRIu64 " ranges (%" PRIu64
+		     " metadata nodes read, %" PRIu64 " shared subtrees skipped)\n",
+		     sz, from, to, st.ranges, st.nodes_read, st.subtrees_skipped);
+	return 0;
+}
+
 static int cmd_thin(struct shell *sh, int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
@@ -262,15 +321,23 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 		a = app_need_pool(sh, false);
 		return a ? thin_info(sh, a, argv[2]) : -ENODEV;
 	}
+	if (!strcmp(sub, "diff")) {
+		bool summary = argc == 5 && !strcmp(argv[4], "--summary");
+
+		if (argc != 4 && !summary)
+			return bad_usage(sh);
+		a = app_need_pool(sh, false);
+		return a ? thin_diff(sh, a, argv[2], argv[3], summary) : -ENODEV;
+	}
 	if (sub[0])
 		shell_printf(sh, "error: unknown thin command '%s'\n", sub);
 	return bad_usage(sh);
 }
 
 const struct shell_cmd app_thin_cmds[] = {
-	{ "thin", "create|snapshot|delete|rename|resize|list|info ...",
+	{ "thin", "create|snapshot|delete|rename|resize|list|info|diff ...",
 	  "thin volumes: create NAME SIZE, snapshot ORIGIN NAME, delete, rename, resize, list, "
-	  "info",
+	  "info, diff FROM TO [--summary] (what changed)",
 	  cmd_thin },
 };
 const size_t app_thin_ncmds = ARRAY_SIZE(app_thin_cmds);

@@ -14,6 +14,7 @@
 
 #include "core/base/endian.h"
 #include "core/base/util.h"
+#include "core/pdata/btree_diff.h"
 #include "core/pdata/space_map_common.h"
 #include "core/pdata/space_map_disk.h"
 #include "core/pdata/space_map_metadata.h"
@@ -1617,6 +1618,31 @@ int thin_md_view_current(struct thin_md *md, struct thin_md_view *out)
 	return 0;
 }
 
+int thin_md_view_committed(struct thin_md *md, struct thin_md_view *out)
+{
+	struct thin_disk_superblock *sb;
+	struct thin_md tmp;
+	struct dm_block *b;
+	int r;
+
+	if (check_usable(md))
+		return -EIO;
+	/* Block 0 is rewritten only by a commit: the cached or read copy is the committed one. */
+	r = dm_tm_read_lock(md->tm, THIN_SUPERBLOCK_LOCATION, &sb_validator, &b);
+	if (r)
+		return r;
+	sb = dm_block_data(b);
+	memset(&tmp, 0, sizeof(tmp));
+	sb_to_md(&tmp, sb);
+	dm_tm_unlock(md->tm, b);
+	md_sb_info(&tmp, &out->sb);
+	out->sb.nr_data_blocks = 0;
+	out->md = md;
+	out->mapping_root = tmp.root;
+	out->details_root = tmp.details_root;
+	return 0;
+}
+
 int thin_md_view_held(struct thin_md *md, uint64_t block, struct thin_md_view *out)
 {
 	struct thin_disk_superblock *sb;
@@ -1721,5 +1747,79 @@ int thin_view_get_details(const struct thin_md_view *v, thin_id_t id, struct thi
 		r = dm_btree_lookup(&v->md->details_info, v->details_root, &id, &le);
 	if (!r)
 		unpack_details(&le, out);
+	return r;
+}
+
+/*----------------------------------------------------------------*/
+/* Diff */
+
+struct diff_run {
+	int (*fn)(void *ctx, const struct thin_diff_range *r);
+	void *ctx;
+	struct thin_diff_range cur; /* pending run; cur.end == cur.begin: none */
+	struct thin_diff_stats *st;
+};
+
+static int diff_flush(struct diff_run *d)
+{
+	struct thin_diff_range out = d->cur;
+
+	if (out.end == out.begin)
+		return 0;
+	d->st->ranges++;
+	d->st->blocks[out.kind] += out.end - out.begin;
+	d->cur.begin = d->cur.end;
+	return d->fn(d->ctx, &out);
+}
+
+static int diff_key(void *ctx, uint64_t key, const void *l, const void *r)
+{
+	struct diff_run *d = ctx;
+	enum thin_diff_kind k;
+	int rc;
+
+	if (!l)
+		k = THIN_DIFF_RIGHT_ONLY;
+	else if (!r)
+		k = THIN_DIFF_LEFT_ONLY;
+	else
+		k = data_equal(NULL, l, r) ? THIN_DIFF_SAME : THIN_DIFF_DIFFERENT;
+	if (d->cur.end != d->cur.begin && d->cur.kind == k && d->cur.end == key) {
+		d->cur.end++;
+		return 0;
+	}
+	rc = diff_flush(d);
+	if (rc)
+		return rc;
+	d->cur = (struct thin_diff_range){ k, key, key + 1 };
+	return 0;
+}
+
+int thin_view_diff(const struct thin_md_view *v, thin_id_t left, thin_id_t right, uint64_t begin,
+		   unsigned flags, int (*fn)(void *ctx, const struct thin_diff_range *r), void *ctx,
+		   struct thin_diff_stats *stats)
+{
+	struct thin_diff_stats st;
+	struct dm_btree_diff_stats bst = { 0 };
+	struct diff_run d = { fn, ctx, { THIN_DIFF_SAME, 0, 0 }, &st };
+	dm_block_t lroot, rroot;
+	int r = check_usable(v->md);
+
+	memset(&st, 0, sizeof(st));
+	if (!r && !fn)
+		r = -EINVAL;
+	if (!r)
+		r = subtree_root(v->md, v->mapping_root, left, &lroot);
+	if (!r)
+		r = subtree_root(v->md, v->mapping_root, right, &rroot);
+	if (!r)
+		r = dm_btree_diff(&v->md->nb_info, lroot, rroot, begin, flags & THIN_DIFF_WANT_SAME,
+				  diff_key, &d, &bst);
+	if (!r)
+		r = diff_flush(&d);
+	st.nodes_read = bst.nodes_read;
+	st.subtrees_skipped = bst.subtrees_skipped;
+	if (stats)
+		*stats = st;
 	return r;
 }

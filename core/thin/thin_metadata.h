@@ -352,6 +352,13 @@ int thin_md_view_current(struct thin_md *md, struct thin_md_view *out);
  */
 int thin_md_view_held(struct thin_md *md, uint64_t block, struct thin_md_view *out);
 
+/*
+ * The committed state: what block 0 describes, what a power cut now would leave. Valid
+ * during a transaction too (committed blocks are never overwritten nor reused before the
+ * next commit). Its sb.nr_data_blocks is 0, as in a held view (the space maps are not read).
+ */
+int thin_md_view_committed(struct thin_md *md, struct thin_md_view *out);
+
 /* Devices in ascending id order (the details tree); non-zero from @fn stops and is returned. */
 int thin_view_for_each_device(const struct thin_md_view *v,
 			      int (*fn)(void *ctx, thin_id_t id, const struct thin_dev_details *d),
@@ -366,5 +373,54 @@ int thin_view_lookup(const struct thin_md_view *v, thin_id_t id, uint64_t vblock
 		     uint64_t *data_block, uint32_t *time);
 /* One device's details: -ENODATA when absent. */
 int thin_view_get_details(const struct thin_md_view *v, thin_id_t id, struct thin_dev_details *out);
+
+/*----------------------------------------------------------------*/
+/* Diff of two thin devices (thin_delta's ranges) */
+
+/*
+ * thin_delta's four kinds, for one virtual block: mapped in both to the same data block
+ * (the time stamps are not compared, as thin_delta), only in the first (left) device, only
+ * in the second (right), in both but to different data blocks.
+ */
+enum thin_diff_kind {
+	THIN_DIFF_SAME,
+	THIN_DIFF_LEFT_ONLY,
+	THIN_DIFF_RIGHT_ONLY,
+	THIN_DIFF_DIFFERENT,
+};
+#define THIN_DIFF_KINDS 4
+
+/* A run of consecutive virtual blocks [begin, end) of one kind (merged as thin_delta does
+ * without --verbose: adjacent blocks of one kind, whatever their data blocks). */
+struct thin_diff_range {
+	enum thin_diff_kind kind;
+	uint64_t begin, end;
+};
+
+struct thin_diff_stats {
+	uint64_t nodes_read;		  /* mapping-tree nodes read (cache hits included) */
+	uint64_t subtrees_skipped;	  /* shared subtrees stepped over without reading them */
+	uint64_t ranges;		  /* ranges given to the callback */
+	uint64_t blocks[THIN_DIFF_KINDS]; /* virtual blocks per kind reported */
+};
+
+/* Also report SAME ranges (then shared subtrees must be read: cost follows the size). */
+#define THIN_DIFF_WANT_SAME 1u
+
+/*
+ * The mappings of devices @left and @right in view @v, compared (thin_delta --thin1 left
+ * --thin2 right) from virtual block @begin on (what lies below it is not read): @fn gets
+ * each range in ascending order, merged into runs; SAME ranges only
+ * with THIN_DIFF_WANT_SAME. Without it, a subtree both devices share (a snapshot and its
+ * origin share everything neither changed since) is stepped over without being read, so the
+ * cost is the change, not the size (core/pdata/btree_diff.h); memory is a few nodes.
+ * The pool must not change during the call (single-threaded: @fn must not modify it).
+ * A non-zero return from @fn stops the diff and is returned; @stats (optional) is filled in
+ * whatever the result. -ENODATA when either device is absent from the view; the tree
+ * errors (-EILSEQ, -ENOTBLK, I/O).
+ */
+int thin_view_diff(const struct thin_md_view *v, thin_id_t left, thin_id_t right, uint64_t begin,
+		   unsigned flags, int (*fn)(void *ctx, const struct thin_diff_range *r), void *ctx,
+		   struct thin_diff_stats *stats);
 
 #endif

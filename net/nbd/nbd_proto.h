@@ -190,6 +190,9 @@ _Static_assert(sizeof(struct nbd_structured_reply) == 20, "chunk header is 20 by
 #define NBD_STATE_HOLE (1u << 0)
 #define NBD_STATE_ZERO (1u << 1)
 
+/* qemu:dirty-bitmap:NAME extent flag (u32; qemu's docs/interop/nbd.txt) */
+#define NBD_STATE_DIRTY (1u << 0)
+
 #define NBD_META_BASE_ALLOCATION "base:allocation"
 
 /* Strings (names, descriptions, queries) MUST NOT exceed 4096 bytes (proto.md). */

@@ -26,7 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define META_ALLOC_ID	1u	    /* our only meta context's id */
+#define META_ALLOC_ID	1u	    /* base:allocation's context id */
+#define META_DIRTY_ID	2u	    /* the selected qemu:dirty-bitmap:NAME's */
+#define MAX_BITMAPS	1024u	    /* names asked of an export's bitmap_name() */
 #define MAX_OPT_DATA	(64 * 1024) /* larger options are drained and refused TOO_BIG */
 #define ZERO_BUF_BYTES	(1024 * 1024)
 #define ZERO_SCAN_GRAIN 4096u /* READ: all-zero 4 KiB pieces become hole chunks */
@@ -54,6 +56,9 @@ struct nbd_export {
 	unsigned in_dev; /* requests inside dev */
 	int (*extents)(void *ctx, uint64_t offset, uint64_t length, struct nbd_extent *ext,
 		       unsigned max);
+	int (*bitmap_name)(void *ctx, unsigned idx, char *buf, size_t len);
+	int (*dirty)(void *ctx, const char *bitmap, uint64_t offset, uint64_t length,
+		     struct nbd_extent *ext, unsigned max);
 	void (*release)(void *ctx, struct blkdev *dev);
 	void *ctx;
 	struct net_prefix *allow; /* NULL (nallow 0): everyone */
@@ -152,6 +157,7 @@ struct nbd_conn {
 	bool structured;
 	bool meta_alloc;  /* base:allocation selected ... */
 	char *meta_name;  /* ... for this export name */
+	char *meta_dirty; /* qemu:dirty-bitmap:NAME selected (NAME), for meta_name too */
 	bool export_gone; /* our export was removed: answer ESHUTDOWN */
 	unsigned options;
 	struct nbd_export *exp; /* in transmission (holds a ref) */
@@ -674,28 +680,66 @@ static void opt_info_go(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool
 	if (!go)
 		return;
 	/* Meta contexts chosen for another export do not carry over (proto.md). */
-	if (c->meta_name && strcmp(c->meta_name, e->name))
+	if (c->meta_name && strcmp(c->meta_name, e->name)) {
 		c->meta_alloc = false;
+		free(c->meta_dirty);
+		c->meta_dirty = NULL;
+	}
 	enter_transmission(c, e);
+}
+
+/* One NBD_REP_META_CONTEXT: @id, then the context's name (@prefix @name). */
+static void meta_reply(struct nbd_conn *c, uint32_t id, const char *prefix, const char *name)
+{
+	size_t pl = strlen(prefix), nl = strlen(name);
+	uint8_t *reply = malloc(4 + pl + nl);
+
+	if (!reply) {
+		conn_close(c);
+		return;
+	}
+	nbd_put_be32(reply, id);
+	memcpy(reply + 4, prefix, pl);
+	memcpy(reply + 4 + pl, name, nl);
+	opt_reply(c, NBD_REP_META_CONTEXT, reply, (uint32_t)(4 + pl + nl));
+	free(reply);
+}
+
+#define QEMU_DIRTY_PREFIX "qemu:dirty-bitmap:"
+
+/* Whether export @e has the bitmap @name (@nl bytes); the name as a string in @buf. */
+static bool bitmap_exists(struct nbd_export *e, const uint8_t *name, uint32_t nl, char *buf,
+			  size_t len)
+{
+	if (!e->bitmap_name)
+		return false;
+	for (unsigned i = 0; i < MAX_BITMAPS && !e->bitmap_name(e->ctx, i, buf, len); i++)
+		if (strlen(buf) == nl && !memcmp(buf, name, nl))
+			return true;
+	return false;
 }
 
 /*
  * NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT: u32 namelen, name, u32 nq,
- * nq x (u32 len, query). We know one context, base:allocation.
+ * nq x (u32 len, query). We know base:allocation and, on exports that have dirty maps,
+ * qemu:dirty-bitmap:NAME for each NAME the export's bitmap_name() lists (docs/nbd.md).
  */
 static void opt_meta(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool set)
 {
 	static const char base[] = NBD_META_BASE_ALLOCATION;
+	static const char dp[] = QEMU_DIRTY_PREFIX;
 	uint32_t namelen, nq, i, pos;
-	bool match = false;
+	bool match = false, all_bitmaps = false;
 	struct nbd_export *e;
-	uint8_t reply[4 + sizeof(base) - 1];
+	char bm[NBD_MAX_NAME + 1], chosen[NBD_MAX_NAME + 1] = "";
 
 	if (set) {
 		/* SET replaces the selection even when it fails (proto.md). */
 		c->meta_alloc = false;
 		free(c->meta_name);
 		c->meta_name = NULL;
+		free(c->meta_dirty);
+		c->meta_dirty = NULL;
 	}
 	if (!c->structured) {
 		opt_error(c, NBD_REP_ERR_INVALID, "negotiate structured replies first");
@@ -737,6 +781,7 @@ static void opt_meta(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool se
 	}
 	if (!nq && !set) {
 		match = true; /* LIST with no query lists everything */
+		all_bitmaps = true;
 	}
 	for (pos = 8 + namelen, i = 0; i < nq; i++) {
 		uint32_t ql = nbd_get_be32(d + pos);
@@ -748,17 +793,39 @@ static void opt_meta(struct nbd_conn *c, const uint8_t *d, uint32_t len, bool se
 		/* "base:" is a wildcard for LIST only; for SET it selects nothing. */
 		else if (!set && ql == 5 && !memcmp(q, "base:", 5))
 			match = true;
+		/* So are "qemu:" and "qemu:dirty-bitmap:" (qemu's docs/interop/nbd.txt). */
+		else if (!set && ((ql == 5 && !memcmp(q, "qemu:", 5)) ||
+				  (ql == sizeof(dp) - 1 && !memcmp(q, dp, ql))))
+			all_bitmaps = true;
+		else if (ql > sizeof(dp) - 1 && !memcmp(q, dp, sizeof(dp) - 1) &&
+			 bitmap_exists(e, q + sizeof(dp) - 1, ql - (uint32_t)(sizeof(dp) - 1), bm,
+				       sizeof(bm))) {
+			/* SET selects one bitmap: the first one asked for. */
+			if (!set)
+				meta_reply(c, META_DIRTY_ID, dp, bm);
+			else if (!chosen[0])
+				memcpy(chosen, bm, sizeof(chosen));
+		}
 	}
-	if (match) {
-		nbd_put_be32(reply, META_ALLOC_ID);
-		memcpy(reply + 4, base, sizeof(base) - 1);
-		opt_reply(c, NBD_REP_META_CONTEXT, reply, sizeof(reply));
-	}
-	if (set && match) {
+	if (match)
+		meta_reply(c, META_ALLOC_ID, base, "");
+	if (all_bitmaps && e->bitmap_name)
+		for (i = 0; i < MAX_BITMAPS && !e->bitmap_name(e->ctx, i, bm, sizeof(bm)); i++)
+			meta_reply(c, META_DIRTY_ID, dp, bm);
+	if (chosen[0])
+		meta_reply(c, META_DIRTY_ID, dp, chosen);
+	if (set && (match || chosen[0])) {
 		c->meta_name = malloc(strlen(e->name) + 1);
-		if (c->meta_name) {
+		c->meta_dirty = chosen[0] ? malloc(strlen(chosen) + 1) : NULL;
+		if (c->meta_name && (c->meta_dirty || !chosen[0])) {
 			memcpy(c->meta_name, e->name, strlen(e->name) + 1);
-			c->meta_alloc = true;
+			c->meta_alloc = match;
+			if (c->meta_dirty)
+				memcpy(c->meta_dirty, chosen, strlen(chosen) + 1);
+		} else {
+			free(c->meta_name);
+			free(c->meta_dirty);
+			c->meta_name = c->meta_dirty = NULL;
 		}
 	}
 	opt_reply(c, NBD_REP_ACK, NULL, 0);
@@ -848,6 +915,8 @@ static void opt_starttls(struct nbd_conn *c, uint32_t len)
 	c->meta_alloc = false;
 	free(c->meta_name);
 	c->meta_name = NULL;
+	free(c->meta_dirty);
+	c->meta_dirty = NULL;
 }
 
 static void handle_option(struct nbd_conn *c, const uint8_t *d, uint32_t len)
@@ -1166,7 +1235,7 @@ static int validate_request(const struct nbd_conn *c, uint16_t type, uint16_t fl
 		*msg = "payload larger than the advertised maximum";
 		return -EINVAL;
 	}
-	if (type == NBD_CMD_BLOCK_STATUS && !c->meta_alloc) {
+	if (type == NBD_CMD_BLOCK_STATUS && !c->meta_alloc && !c->meta_dirty) {
 		*msg = "no meta context negotiated";
 		return -EINVAL;
 	}
@@ -1441,37 +1510,34 @@ static void finish(struct nbd_req *r, int rc, const char *msg)
 	req_free(r);
 }
 
-static void block_status(struct nbd_req *r)
+/*
+ * Fill @ext (room for @max) for one context, clipped to the request and merged; at least
+ * one extent ("0 is always safe" where a callback has nothing to say). The count, or -errno.
+ */
+static int status_extents(struct nbd_req *r, bool dirty, struct nbd_extent *ext, unsigned max)
 {
 	struct nbd_conn *c = r->conn;
 	struct nbd_export *e = c->exp;
-	unsigned max = (r->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS;
-	struct nbd_extent *ext = calloc(max, sizeof(*ext));
+	uint32_t mask = dirty ? NBD_STATE_DIRTY : NBD_STATE_HOLE | NBD_STATE_ZERO;
 	uint64_t pos = 0;
 	unsigned n = 0, i, out = 0;
-	uint8_t *p;
-	int rc;
+	int rc = 0;
 
-	if (!ext) {
-		finish(r, -ENOMEM, NULL);
-		return;
-	}
-	if (e->extents) {
+	if (dirty)
+		rc = e->dirty ? e->dirty(e->ctx, c->meta_dirty, r->offset, r->length, ext, max)
+			      : -ENOENT;
+	else if (e->extents)
 		rc = e->extents(e->ctx, r->offset, r->length, ext, max);
-		if (rc < 0) {
-			free(ext);
-			finish(r, rc, "allocation map lookup failed");
-			return;
-		}
-		n = (unsigned)MIN((unsigned)rc, max);
-	}
+	if (rc < 0)
+		return rc;
+	n = (unsigned)MIN((unsigned)rc, max);
 	/*
 	 * Keep what lies inside the request, merge equal neighbours. Extents are clipped to
 	 * the requested range (allowed: the last may stop short; at least one is sent).
 	 */
 	for (i = 0; i < n && pos < r->length; i++) {
 		uint64_t l = MIN(ext[i].length, (uint64_t)r->length - pos);
-		uint32_t f = ext[i].flags & (NBD_STATE_HOLE | NBD_STATE_ZERO);
+		uint32_t f = ext[i].flags & mask;
 
 		if (!l)
 			break;
@@ -1482,16 +1548,60 @@ static void block_status(struct nbd_req *r)
 		pos += l;
 	}
 	if (!out)
-		ext[out++] = (struct nbd_extent){ r->length, 0 }; /* "0 is always safe" */
-	p = chunk(c, r->cookie, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, 4 + 8 * out,
-		  4 + 8 * out);
+		ext[out++] = (struct nbd_extent){ r->length, 0 };
+	return (int)out;
+}
+
+static void status_chunk(struct nbd_req *r, uint32_t id, const struct nbd_extent *ext, unsigned out,
+			 bool done)
+{
+	uint8_t *p = chunk(r->conn, r->cookie, done ? NBD_REPLY_FLAG_DONE : 0,
+			   NBD_REPLY_TYPE_BLOCK_STATUS, 4 + 8 * out, 4 + 8 * out);
+
 	if (p) {
-		nbd_put_be32(p, META_ALLOC_ID);
-		for (i = 0; i < out; i++) {
+		nbd_put_be32(p, id);
+		for (unsigned i = 0; i < out; i++) {
 			nbd_put_be32(p + 4 + 8 * i, (uint32_t)ext[i].length);
 			nbd_put_be32(p + 8 + 8 * i, ext[i].flags);
 		}
 	}
+}
+
+/* One BLOCK_STATUS chunk per selected context; the dirty map first, as it may fail. */
+static void block_status(struct nbd_req *r)
+{
+	struct nbd_conn *c = r->conn;
+	unsigned max = (r->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS;
+	struct nbd_extent *ext = calloc(2 * (size_t)max, sizeof(*ext));
+	int na = 0, nd = 0;
+
+	if (!ext) {
+		finish(r, -ENOMEM, NULL);
+		return;
+	}
+	if (c->meta_dirty) {
+		nd = status_extents(r, true, ext + max, max);
+		if (nd < 0) {
+			char msg[NBD_MAX_NAME + 64];
+
+			snprintf(msg, sizeof(msg), "dirty bitmap %s: %s", c->meta_dirty,
+				 nd == -ENOENT ? "no such snapshot any more" : "lookup failed");
+			free(ext);
+			finish(r, nd == -ENOENT ? -EINVAL : nd, msg);
+			return;
+		}
+	}
+	if (c->meta_alloc) {
+		na = status_extents(r, false, ext, max);
+		if (na < 0) {
+			free(ext);
+			finish(r, na, "allocation map lookup failed");
+			return;
+		}
+		status_chunk(r, META_ALLOC_ID, ext, (unsigned)na, !c->meta_dirty);
+	}
+	if (c->meta_dirty)
+		status_chunk(r, META_DIRTY_ID, ext + max, (unsigned)nd, true);
 	free(ext);
 	req_free(r);
 }
@@ -2210,6 +2320,7 @@ static void conn_free(struct nbd_conn *c)
 		export_put(c->srv, c->exp);
 	free(c->optbuf);
 	free(c->meta_name);
+	free(c->meta_dirty);
 	free(c);
 }
 
@@ -2473,6 +2584,8 @@ int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config
 	e->read_only = cfg->read_only;
 	e->tls_only = cfg->tls_only;
 	e->extents = cfg->extents;
+	e->bitmap_name = cfg->dirty ? cfg->bitmap_name : NULL;
+	e->dirty = cfg->bitmap_name ? cfg->dirty : NULL;
 	e->release = cfg->release;
 	e->ctx = cfg->ctx;
 	*tail = e;

@@ -141,6 +141,18 @@ struct nbd_export_config {
 	int (*extents)(void *ctx, uint64_t offset, uint64_t length, struct nbd_extent *ext,
 		       unsigned max);
 	/*
+	 * Optional dirty maps, offered as meta contexts "qemu:dirty-bitmap:NAME" (qemu-nbd's
+	 * name; docs/nbd.md "Dirty bitmaps"); both or neither. bitmap_name() writes the @idx'th
+	 * NAME (NUL-terminated, < @len bytes) into @buf and returns 0, or -ENOENT past the last;
+	 * the list may change between calls. dirty() fills extents as extents() does, flags
+	 * NBD_STATE_DIRTY (changed since bitmap @bitmap) or 0 (unchanged); -ENOENT when the
+	 * bitmap no longer exists (the client gets EINVAL with a message), other -errno as
+	 * they come. Called synchronously from the server's feed/poll.
+	 */
+	int (*bitmap_name)(void *ctx, unsigned idx, char *buf, size_t len);
+	int (*dirty)(void *ctx, const char *bitmap, uint64_t offset, uint64_t length,
+		     struct nbd_extent *ext, unsigned max);
+	/*
 	 * Optional: called once when the export has been removed (or the server destroyed) and
 	 * no connection uses it any more; the owner may then destroy @dev.
 	 */

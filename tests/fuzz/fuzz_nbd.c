@@ -5,10 +5,12 @@
  *
  * Input layout: byte 0 picks the variant (bit 0: a queued device that completes out of
  * order instead of the synchronous memory disk; bit 1: remove the export halfway; bits 2-7:
- * seed for the chunk sizes the rest is cut into). Everything after byte 0 is what the client
+ * seed for the chunk sizes the rest is cut into; bit 2 also gives the export an allocation
+ * map and two dirty bitmaps, one of them gone). Everything after byte 0 is what the client
  * sends. Output is drained and dropped; the sanitizers are the oracle, plus the invariant
  * that feeding always terminates and a finished connection stays finished.
  */
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -91,6 +93,32 @@ static int fake_extents(void *ctx, uint64_t off, uint64_t len, struct nbd_extent
 	return (int)i;
 }
 
+/* Two bitmaps: "a" alternates dirty and clean 8 KiB; "b" is gone (as a deleted snapshot). */
+static int fake_bitmap_name(void *ctx, unsigned idx, char *buf, size_t len)
+{
+	(void)ctx;
+	if (idx > 1 || len < 2)
+		return -ENOENT;
+	buf[0] = (char)('a' + idx);
+	buf[1] = 0;
+	return 0;
+}
+
+static int fake_dirty(void *ctx, const char *bitmap, uint64_t off, uint64_t len,
+		      struct nbd_extent *ext, unsigned max)
+{
+	unsigned i;
+
+	(void)ctx;
+	(void)off;
+	(void)len;
+	if (strcmp(bitmap, "a"))
+		return -ENOENT;
+	for (i = 0; i < max && i < 5; i++)
+		ext[i] = (struct nbd_extent){ 8192, (i & 1) ? NBD_STATE_DIRTY : 0u };
+	return (int)i;
+}
+
 static void drain(struct nbd_conn *c)
 {
 	struct nbd_iov iov[8];
@@ -131,6 +159,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	q.lower = mem;
 	cfg.dev = (data[0] & 1) ? &q.dev : mem;
 	cfg.extents = (data[0] & 4) ? fake_extents : NULL;
+	cfg.bitmap_name = (data[0] & 4) ? fake_bitmap_name : NULL;
+	cfg.dirty = (data[0] & 4) ? fake_dirty : NULL;
 	if (nbd_server_create(&lim, &srv) || nbd_server_add_export(srv, &cfg))
 		abort();
 	cfg.name = "ro";
