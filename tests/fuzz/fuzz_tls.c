@@ -50,9 +50,13 @@
  *   - under require, before TLS: every reply is an ACK or an error, and no export name or
  *     description appears in the plaintext output;
  *   - under require, when no handshake completed, neither device's bytes changed;
+ *   - a plain LIST never names the TLS-only export, and with TLS off ERR_TLS_REQD is never
+ *     sent (proto.md);
  *   - c) with a well-behaved client that completed its handshake, the client never sees a
  *     fatal alert or a bad record from the server.
  *
+ * FUZZ_TLS_VERBOSE set: the server's TLS log and a line per run on stderr (what
+ * tests/fuzz/fuzz_tls.t checks the seeds with).
  * FUZZ_TLS_RECORD=FILE (corpus making only): c) writes the client's ciphertext after the ACK
  * to FILE, for b) seeds that replay a whole session.
  */
@@ -632,8 +636,11 @@ static void run_client(struct run *r, const uint8_t *body, size_t n)
 			break;
 		}
 		w = mbedtls_ssl_write(&r->ssl, body + pos, chunk);
-		if (w <= 0)
-			abort(); /* the client's writes only queue: they cannot fail */
+		if (w <= 0) {
+			if (clean)
+				abort(); /* the client's writes only queue: they cannot fail */
+			break;		 /* after the server's fatal alert, the session is over */
+		}
 		pos += (size_t)w;
 		if (hold && pos < n)
 			continue;
