@@ -2184,15 +2184,25 @@ static void tls_pump_out(struct nbd_conn *c)
 
 static size_t tls_feed(struct nbd_conn *c, const uint8_t *in, size_t len)
 {
+	size_t taken;
+
 	if (c->state == CS_CLOSING || c->tls_dead)
 		return len; /* nothing more is read: drop it */
 	c->win = in;
 	c->win_len = len;
 	c->win_pos = 0;
 	tls_pump_in(c);
+	/*
+	 * The window is the caller's buffer, valid during this call only; what is left of it
+	 * is the caller's to feed again. nbd_server_poll() also pumps (decrypted plaintext
+	 * waiting for budget) and must find no ciphertext then, not a stale length over a NULL
+	 * window (tests/fuzz/corpus/fuzz_tls/c-poll-after-partial-feed).
+	 */
+	taken = c->win_pos;
 	c->win = NULL;
+	c->win_len = c->win_pos = 0;
 	tls_pump_out(c);
-	return c->state == CS_CLOSING ? len : c->win_pos;
+	return c->state == CS_CLOSING ? len : taken;
 }
 
 bool nbd_conn_wants_input(const struct nbd_conn *c)

@@ -40,6 +40,18 @@
  */
 #define MBEDTLS_HAVE_TIME
 #define MBEDTLS_HAVE_TIME_DATE
+#ifdef THINBOX_FUZZING
+/*
+ * The fuzz build only (mk/mbedtls.mk compiles a separate archive for tests/fuzz/fuzz_tls.c):
+ * the clock is the fuzzer's fixed date, so the 4 time bytes of each hello's random do not
+ * vary and a handshake is a function of the input alone (libFuzzer replays what it found).
+ * The host, release and firmware builds never define THINBOX_FUZZING.
+ */
+#include <time.h>
+time_t thinbox_fuzz_time(time_t *t);
+#define MBEDTLS_PLATFORM_C
+#define MBEDTLS_PLATFORM_TIME_MACRO thinbox_fuzz_time
+#endif
 /* No /dev/urandom or getrandom(): entropy sources are added by the caller. */
 #define MBEDTLS_NO_PLATFORM_ENTROPY
 /* Short error strings for the console (mbedtls_strerror()) and the version string. */

@@ -143,6 +143,8 @@ static char last_log[256];
 
 /* The rig's connection comes from this address when set (else: unknown address). */
 static const struct nbd_peer *rig_peer;
+/* The rig's server limits when set (else: the defaults). */
+static const struct nbd_limits *rig_lim;
 
 /* A server with exports disk (plain allowed) and secret (TLS-only), one connection. */
 static bool rig_init(struct rig *r, enum nbd_tls_mode mode)
@@ -159,7 +161,7 @@ static bool rig_init(struct rig *r, enum nbd_tls_mode mode)
 	r->c2s.b = malloc(QBYTES);
 	r->s2c.b = malloc(QBYTES);
 	entropy_calls = 0;
-	if (!ok(r->c2s.b && r->s2c.b) || !ok_eq(nbd_server_create(NULL, &r->srv), 0) ||
+	if (!ok(r->c2s.b && r->s2c.b) || !ok_eq(nbd_server_create(rig_lim, &r->srv), 0) ||
 	    !ok_eq(memdisk_create(2048, 512, &r->disk), 0) ||
 	    !ok_eq(memdisk_create(2048, 512, &r->secret), 0))
 		return false;
@@ -481,6 +483,72 @@ TEST(on_tls_only_export)
 	/* The server said close_notify. */
 	ok_eq(mbedtls_ssl_read(&r.ssl, data, sizeof(data)), MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
 out:
+	rig_free(&r);
+}
+
+/*
+ * Ciphertext the server left in a feed (it stopped wanting input with decrypted requests
+ * still waiting for budget), then a poll once the output is written: the poll drives the
+ * session on, and must not read the last feed's buffer, which the caller still owns (the
+ * server read it through a NULL window: found by tests/fuzz/fuzz_tls.c). The rest is fed
+ * again and every READ is answered.
+ */
+TEST(poll_after_partial_feed)
+{
+	enum { N = 8, LEN = 256 * 1024 };
+	/* Input stops at 256 KiB of replies held: after each READ. */
+	struct nbd_limits lim = { .max_conn_bytes = LEN };
+	struct rig r;
+	char d[4096];
+	uint8_t b[64], rq[4 * 28];
+	size_t fed = 0, answered = 0;
+	static uint8_t data[LEN];
+
+	rig_lim = &lim;
+	if (!rig_init(&r, NBD_TLS_REQUIRE) || !start_tls(&r))
+		goto out;
+	send_opt(&r, NBD_OPT_GO, b, (uint32_t)info_req(b, "disk"));
+	while (reply(&r, NBD_OPT_GO, d) == NBD_REP_INFO)
+		;
+	/* N reads of 256 KiB, four to a record: each record is one ssl_write. */
+	for (int i = 0; i < N; i += 4) {
+		for (int j = 0; j < 4; j++) {
+			uint8_t *q = rq + 28 * j;
+
+			nbd_put_be32(q, NBD_REQUEST_MAGIC);
+			nbd_put_be16(q + 4, 0);
+			nbd_put_be16(q + 6, NBD_CMD_READ);
+			nbd_put_be64(q + 8, (uint64_t)(i + j));
+			nbd_put_be64(q + 16, 0);
+			nbd_put_be32(q + 24, LEN);
+		}
+		ok_eq(mbedtls_ssl_write(&r.ssl, rq, sizeof(rq)), (int)sizeof(rq));
+	}
+	/* Feed it all at once, then write the output and poll before feeding the rest. */
+	for (int round = 0; round < 1000 && answered < (size_t)N * (16 + LEN); round++) {
+		struct nbd_iov iov[16];
+		unsigned n;
+		size_t k;
+
+		fed += nbd_conn_feed(r.c, r.c2s.b + r.c2s.pos + fed, r.c2s.len - r.c2s.pos - fed);
+		while ((k = nbd_conn_output(r.c, 0, iov, 16, &n)) != 0) {
+			for (unsigned i = 0; i < n; i++)
+				q_put(&r.s2c, iov[i].base, iov[i].len);
+			nbd_conn_output_done(r.c, k);
+		}
+		nbd_server_poll(r.srv);
+		for (;;) {
+			int got = mbedtls_ssl_read(&r.ssl, data, sizeof(data));
+
+			if (got <= 0)
+				break;
+			answered += (size_t)got;
+		}
+	}
+	ok_eq(answered, (size_t)N * (16 + LEN));
+	ok_eq(r.c2s.pos + fed, r.c2s.len);
+out:
+	rig_lim = NULL;
 	rig_free(&r);
 }
 
