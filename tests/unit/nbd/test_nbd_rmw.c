@@ -358,7 +358,7 @@ static void model_run(struct blkdev *dev, struct thin_pool *pool, unsigned snap_
 	cl_open(&g, 0, "d", bsz);
 	ok_eq(bsz[0], 1);
 	ok_eq(bsz[1], MAX(4096u, dev->block_size));
-	ok_eq(bsz[2], 32u << 20);
+	ok_eq(bsz[2], 64u << 20);
 	ok_eq(blkdev_read(dev, 0, (uint32_t)(DEV_BYTES / dev->block_size), model), 0);
 	for (size_t bi = 0; bi < ARRAY_SIZE(bases); bi++) {
 		for (size_t di = 0; di < ARRAY_SIZE(deltas); di++) {
