@@ -248,7 +248,7 @@ def block_size_advertised():
     c.opt(7, struct.pack(">I", 4) + b"disk" + struct.pack(">HH", 1, 3))  # GO, asks BLOCK_SIZE
     sizes = [struct.unpack(">III", d[2:]) for _, t, d in c.replies()
              if t == 3 and d[:2] == b"\0\3"]
-    assert sizes == [(512, 4096, MAX_PAYLOAD)], sizes
+    assert sizes == [(1, 4096, MAX_PAYLOAD)], sizes
 
 
 def max_payload_write_and_read():
