@@ -426,6 +426,11 @@ static const struct nbd_tls_ops sess_ops = {
 	.free = sess_free,
 };
 
+static const mbedtls_ecp_group_id server_curves[] = {
+	MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
+	MBEDTLS_ECP_DP_SECP521R1,  MBEDTLS_ECP_DP_NONE,
+};
+
 int tls_server_nbd_config(struct tls_server *s, enum nbd_tls_mode mode, struct nbd_tls_config *out)
 {
 	int r;
@@ -439,6 +444,11 @@ int tls_server_nbd_config(struct tls_server *s, enum nbd_tls_mode mode, struct n
 		if (r)
 			return -ENOMEM;
 		mbedtls_ssl_conf_rng(&s->conf, mbedtls_ctr_drbg_random, &s->drbg);
+		/*
+		 * mbedTLS's own order puts P-521 first, so a client offering it (GnuTLS does)
+		 * pays the slowest key exchange; the fast curves are as strong as TLS 1.2 needs.
+		 */
+		mbedtls_ssl_conf_curves(&s->conf, server_curves);
 		if (s->psk.n)
 			mbedtls_ssl_conf_psk_cb(&s->conf, psk_lookup, s);
 		if (s->have_x509) {
