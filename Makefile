@@ -168,7 +168,7 @@ setup:
 # Each entry point that needs packages runs the setup script first, then builds.
 ifeq ($(T),)
 check: setup
-	$(Q)$(MAKE) --no-print-directory host $(FUZZ_TARGETS)
+	$(Q)$(MAKE) --no-print-directory host $(FUZZ_TARGETS) $(RELDIR)/thinbox
 	$(Q)tests/run-tests $(UNIT_TESTS) $(SCRIPT_TESTS)
 else
 # `make check T=NAME`: one test. NAME is a unit-test program (test_pool, thin/test_pool,
@@ -178,7 +178,7 @@ T_NAME := $(patsubst unit/%,%,$(patsubst tests/%,%,$(patsubst $(HOSTDIR)/tests/%
 T_SEL := $(sort $(filter %/$(T_NAME),$(UNIT_TESTS)) \
 	$(filter %/$(T_NAME).t,$(SCRIPT_TESTS) $(QEMU_TESTS)))
 T_BUILD := $(if $(filter tests/qemu/%,$(T_SEL)),all,$(if $(filter tests/%,$(T_SEL)),host \
-	$(FUZZ_TARGETS),$(T_SEL)))
+	$(FUZZ_TARGETS) $(RELDIR)/thinbox,$(T_SEL)))
 check: $(if $(T_SEL),setup,check-unknown)
 	$(Q)$(MAKE) --no-print-directory $(T_BUILD)
 	$(Q)tests/run-tests $(T_SEL)
@@ -195,7 +195,7 @@ check-qemu: setup
 	$(Q)tests/run-tests $(QEMU_TESTS)
 
 test: setup
-	$(Q)$(MAKE) --no-print-directory all $(FUZZ_TARGETS)
+	$(Q)$(MAKE) --no-print-directory all $(FUZZ_TARGETS) $(RELDIR)/thinbox
 	$(Q)tests/run-tests $(UNIT_TESTS) $(SCRIPT_TESTS) $(QEMU_TESTS)
 
 fuzz-build: $(FUZZ_TARGETS)
