@@ -323,6 +323,16 @@ void net_poll(void)
 	sys_check_timeouts();
 }
 
+uint32_t net_next_timer_ms(void)
+{
+	u32_t ms;
+
+	if (!net.started)
+		return UINT32_MAX;
+	ms = sys_timeouts_sleeptime();
+	return ms == SYS_TIMEOUTS_SLEEPTIME_INFINITE ? UINT32_MAX : ms;
+}
+
 /* ---- Status (the `net` command is in boot/devices.c) --------------------------------------- */
 
 static const char *dhcp_state_name(struct netif *nif)
