@@ -28,6 +28,7 @@
 #include "boot/io.h"
 #include "boot/irq.h"
 #include "boot/page_alloc.h"
+#include "boot/perf_cmd.h"
 #include "drivers/bus/pci.h"
 #include "boot/plat_efi.h"
 #include "boot/serial.h"
@@ -36,6 +37,7 @@
 #include "app/appliance.h"
 #include "config/appliance_cmds.h"
 #include "config/shell.h"
+#include "core/base/perf.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
 #include "core/base/version.h"
@@ -514,8 +516,11 @@ static void idle_sleep(void)
 	if ((uint64_t)ms * NSEC_PER_MSEC < ns)
 		ns = (uint64_t)ms * NSEC_PER_MSEC;
 	/* Armed first, then checked: a completion that slipped in is polled, not slept on. */
-	if (!devices_wake_arm())
+	if (!devices_wake_arm()) {
+		perf_begin();
 		irq_sleep(ns);
+		perf_end(PERF_HALT, 0);
+	}
 	devices_wake_disarm();
 }
 
@@ -529,12 +534,16 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 {
 	uint64_t last_progress = plat_now_ns();
 
+	perf_reset(); /* `perf` counts from the first pass until `perf reset` */
+
 	for (;;) {
 		int c = plat_console_getc();
 		bool busy = (nbd_srv && nbd_server_busy(nbd_srv)) || (app && appliance_busy(app));
 		bool progress = c >= 0 || busy;
 		uint64_t now;
 
+		/* The pass is measured; counted as idle-poll when it found nothing. */
+		perf_begin();
 		if (c >= 0)
 			shell_input(sh, (char)c);
 		else if (!busy)
@@ -549,10 +558,14 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 		net_poll();
 
 		now = plat_now_ns();
-		if (progress)
+		if (progress) {
 			last_progress = now;
-		else if (!idle_no_hlt && now - last_progress >= IDLE_SPELL_NS)
+			perf_drop();
+			continue;
+		}
+		if (!idle_no_hlt && now - last_progress >= IDLE_SPELL_NS)
 			idle_sleep();
+		perf_end(PERF_IDLE_POLL, 0);
 	}
 }
 
@@ -602,6 +615,7 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	devices_shell_init(sh);
 	entropy_shell_init(sh);
 	tls_cmd_init(sh);
+	perf_cmd_init(sh);
 	/* Test switch: the virtio self-test commands (tests/qemu/virtio_*.t, virtio.bench). */
 	if (bootcfg_get("test-selftest"))
 		virtio_selftest_init(sh);

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/* `perf` and `perf reset` (perf_cmd.h). */
+#include "boot/perf_cmd.h"
+
+#include "boot/irq.h"
+#include "config/shell.h"
+#include "core/base/perf.h"
+#include "core/base/plat.h"
+#include "core/base/util.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+/* The halt counters at the last reset, so `perf` shows the same span for both. */
+static struct irq_stats irq_at_reset;
+
+static void line_out(void *ctx, const char *line)
+{
+	shell_printf(ctx, "%s\n", line);
+}
+
+static int cmd_perf(struct shell *sh, int argc, char **argv)
+{
+	struct perf_counter c[PERF_NR];
+	struct irq_stats st;
+	uint64_t wall;
+
+	if (argc == 2 && strcmp(argv[1], "reset") == 0) {
+		perf_reset();
+		irq_get_stats(&irq_at_reset);
+		shell_printf(sh, "perf: counters reset\n");
+		return 0;
+	}
+	if (argc != 1)
+		return shell_usage(sh, argv[0]);
+	perf_snapshot(c, &wall);
+	perf_report(c, wall, plat_cycles_hz(), line_out, sh);
+	irq_get_stats(&st);
+	shell_printf(sh,
+		     "halted %" PRIu64 " sleeps (%" PRIu64 " ended by the timer), %" PRIu64
+		     " ms halted since reset%s\n",
+		     st.sleeps - irq_at_reset.sleeps, st.timer_wakes - irq_at_reset.timer_wakes,
+		     (st.slept_ns - irq_at_reset.slept_ns) / NSEC_PER_MSEC,
+		     irq_ready() ? "" : " (no wake-ups: the loop only polls)");
+	return 0;
+}
+
+static const struct shell_cmd perf_cmds[] = {
+	{ "perf", "[reset]", "cycles per data-path stage since the last reset", cmd_perf },
+};
+
+static struct shell_cmd_table perf_table = { perf_cmds, ARRAY_SIZE(perf_cmds), NULL };
+
+void perf_cmd_init(struct shell *sh)
+{
+	shell_add_commands(sh, &perf_table);
+}
