@@ -537,35 +537,52 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 	perf_reset(); /* `perf` counts from the first pass until `perf reset` */
 
 	for (;;) {
-		int c = plat_console_getc();
-		bool busy = (nbd_srv && nbd_server_busy(nbd_srv)) || (app && appliance_busy(app));
-		bool progress = c >= 0 || busy;
+		struct perf_pass pass;
+		bool busy, progress;
 		uint64_t now;
+		int c, n;
 
-		/* The pass is measured; counted as idle-poll when it found nothing. */
+		/* The pass is measured, and each poll in it; a pass that found nothing counts
+		 * whole as idle-poll (core/base/perf.h). */
+		perf_pass_begin(&pass);
 		perf_begin();
+		c = plat_console_getc();
+		perf_end(PERF_CONSOLE, 0);
+		busy = (nbd_srv && nbd_server_busy(nbd_srv)) || (app && appliance_busy(app));
+		progress = c >= 0 || busy;
 		if (c >= 0)
 			shell_input(sh, (char)c);
 		else if (!busy)
 			cpu_relax();
-		if (devices_poll() > 0)
+		perf_begin();
+		n = devices_poll();
+		perf_end(PERF_DEV_POLL, 0);
+		if (n > 0)
 			progress = true;
-		if (nbd_tcp)
+		if (nbd_tcp) {
+			perf_begin();
 			nbd_lwip_poll(nbd_tcp);
+			perf_end(PERF_NBD_POLL, 0);
+		}
 		/* The pool's I/O and its periodic commit. */
-		if (app)
+		if (app) {
+			perf_begin();
 			appliance_poll(app);
+			perf_end(PERF_POOL_POLL, 0);
+		}
+		perf_begin();
 		net_poll();
+		perf_end(PERF_LWIP_TIMERS, 0);
 
 		now = plat_now_ns();
 		if (progress) {
 			last_progress = now;
-			perf_drop();
+			perf_pass_work();
 			continue;
 		}
 		if (!idle_no_hlt && now - last_progress >= IDLE_SPELL_NS)
 			idle_sleep();
-		perf_end(PERF_IDLE_POLL, 0);
+		perf_pass_idle(&pass);
 	}
 }
 

@@ -23,6 +23,12 @@ static const char *const names[PERF_NR] = {
 	[PERF_CHECKSUM] = "checksum",
 	[PERF_NET_RX] = "net-rx",
 	[PERF_NET_TX] = "net-tx",
+	[PERF_DOORBELL] = "doorbell",
+	[PERF_CONSOLE] = "console",
+	[PERF_DEV_POLL] = "dev-poll",
+	[PERF_NBD_POLL] = "nbd-poll",
+	[PERF_POOL_POLL] = "pool-poll",
+	[PERF_LWIP_TIMERS] = "lwip-timers",
 	[PERF_IDLE_POLL] = "idle-poll",
 	[PERF_HALT] = "halt",
 };

@@ -35,6 +35,12 @@ enum perf_stage {
 	PERF_CHECKSUM,	  /* lwIP's Internet checksum (inet_chksum), both directions */
 	PERF_NET_RX,	  /* a received frame through lwIP's input */
 	PERF_NET_TX,	  /* a frame to virtio-net (linkoutput: gather, copy, doorbell) */
+	PERF_DOORBELL,	  /* virtio doorbells rung (vq_kick's MMIO write: a VM exit) */
+	PERF_CONSOLE,	  /* the main loop's console read (a UART port read) */
+	PERF_DEV_POLL,	  /* devices_poll(): used rings, block completions, tx reclaim, rx */
+	PERF_NBD_POLL,	  /* nbd_lwip_poll(): input fed to the NBD server, output to lwIP */
+	PERF_POOL_POLL,	  /* appliance_poll(): the pool's queued I/O, completions, commit */
+	PERF_LWIP_TIMERS, /* net_poll(): link, lwIP's timers */
 	PERF_IDLE_POLL,	  /* main-loop passes that found nothing to do */
 	PERF_HALT,	  /* halted (HLT) until an interrupt */
 	PERF_NR
@@ -91,6 +97,44 @@ static inline void perf_drop(void)
 {
 	if (perf_depth > 0)
 		perf_depth--;
+}
+
+/*
+ * A main-loop pass: its polls (PERF_CONSOLE .. PERF_LWIP_TIMERS, measured inside it with
+ * perf_begin/perf_end) count in their own stages when the pass did work (perf_pass_work():
+ * the pass's own glue is the report's "rest"), and in PERF_IDLE_POLL when it found nothing
+ * (perf_pass_idle(): the polls' counters go back to what they were, their self time moves
+ * to idle-poll, and stages nested deeper, such as a halt, keep theirs).
+ */
+#define PERF_POLL_FIRST PERF_CONSOLE
+#define PERF_POLL_N	(PERF_LWIP_TIMERS - PERF_CONSOLE + 1)
+
+struct perf_pass {
+	struct perf_counter polls[PERF_POLL_N];
+};
+
+static inline void perf_pass_begin(struct perf_pass *p)
+{
+	for (unsigned i = 0; i < PERF_POLL_N; i++)
+		p->polls[i] = perf_ctr[PERF_POLL_FIRST + i];
+	perf_begin();
+}
+
+static inline void perf_pass_work(void)
+{
+	perf_drop();
+}
+
+static inline void perf_pass_idle(const struct perf_pass *p)
+{
+	uint64_t self = 0;
+
+	for (unsigned i = 0; i < PERF_POLL_N; i++) {
+		self += perf_ctr[PERF_POLL_FIRST + i].self - p->polls[i].self;
+		perf_ctr[PERF_POLL_FIRST + i] = p->polls[i];
+	}
+	perf_end(PERF_IDLE_POLL, 0);
+	perf_ctr[PERF_IDLE_POLL].self += self;
 }
 
 /* Bytes for @s without an event (the NBD payload, counted where the request is accepted). */

@@ -7,6 +7,7 @@
  */
 #include "drivers/virtio/virtqueue.h"
 
+#include "core/base/perf.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
 
@@ -168,7 +169,9 @@ void vq_kick(struct vq *vq)
 		return;
 	}
 	vq->kicks++;
+	perf_begin();
 	vq->notify(vq);
+	perf_end(PERF_DOORBELL, 0);
 }
 
 bool vq_has_used(const struct vq *vq)

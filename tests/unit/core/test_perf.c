@@ -72,6 +72,52 @@ TEST(dropped_pass_keeps_its_children)
 	ok_eq(c[PERF_IDLE_POLL].self, c[PERF_IDLE_POLL].cycles - c[PERF_HALT].cycles);
 }
 
+TEST(idle_pass_counts_its_polls_as_idle)
+{
+	struct perf_counter c[PERF_NR];
+	struct perf_pass pass;
+	uint64_t wall;
+
+	perf_reset();
+	/* A pass that did work: the poll counts in its own stage. */
+	perf_pass_begin(&pass);
+	perf_begin();
+	spin(10000);
+	perf_end(PERF_DEV_POLL, 0);
+	perf_pass_work();
+	perf_snapshot(c, &wall);
+	ok_eq(c[PERF_DEV_POLL].events, 1u);
+	ok_eq(c[PERF_IDLE_POLL].events, 0u);
+
+	/* An idle pass: a poll with a checksum inside it, then a halt. */
+	perf_pass_begin(&pass);
+	perf_begin();
+	spin(10000);
+	perf_begin();
+	spin(10000);
+	perf_end(PERF_CHECKSUM, 20);
+	perf_end(PERF_DEV_POLL, 0);
+	perf_begin();
+	spin(10000);
+	perf_end(PERF_HALT, 0);
+	perf_pass_idle(&pass);
+	ok_eq(perf_depth, 0u);
+	{
+		struct perf_counter d[PERF_NR];
+
+		perf_snapshot(d, &wall);
+		/* The poll is as before the idle pass; the nested stages keep theirs. */
+		ok(memcmp(&d[PERF_DEV_POLL], &c[PERF_DEV_POLL], sizeof(d[0])) == 0);
+		ok_eq(d[PERF_CHECKSUM].events, 1u);
+		ok_eq(d[PERF_HALT].events, 1u);
+		ok_eq(d[PERF_IDLE_POLL].events, 1u);
+		/* The whole pass minus the checksum and the halt is idle-poll's own. */
+		ok_eq(d[PERF_IDLE_POLL].self,
+		      d[PERF_IDLE_POLL].cycles - d[PERF_CHECKSUM].cycles - d[PERF_HALT].cycles);
+		ok(d[PERF_IDLE_POLL].self >= 10000);
+	}
+}
+
 TEST(waits_unpaired_and_deep_calls)
 {
 	struct perf_counter c[PERF_NR];
