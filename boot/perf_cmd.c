@@ -11,6 +11,8 @@
 #include <inttypes.h>
 #include <string.h>
 
+#define PERF_COST_PAIRS 100000u
+
 /* The halt counters at the last reset, so `perf` shows the same span for both. */
 static struct irq_stats irq_at_reset;
 
@@ -31,6 +33,22 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 		shell_printf(sh, "perf: counters reset\n");
 		return 0;
 	}
+	if (argc == 2 && strcmp(argv[1], "cost") == 0) {
+		/* What one measured piece costs: begin/end pairs on a scratch stage, which is
+		 * reset after, so the counters' figures can be corrected by hand. */
+		uint64_t t0 = plat_cycles(), t;
+		struct perf_counter keep = perf_ctr[PERF_ZERO_SCAN];
+
+		for (unsigned i = 0; i < PERF_COST_PAIRS; i++) {
+			perf_begin();
+			perf_end(PERF_ZERO_SCAN, 0);
+		}
+		t = plat_cycles() - t0;
+		perf_ctr[PERF_ZERO_SCAN] = keep;
+		shell_printf(sh, "perf: %" PRIu64 " cycles per measured piece (%u pairs)\n",
+			     t / PERF_COST_PAIRS, PERF_COST_PAIRS);
+		return 0;
+	}
 	if (argc != 1)
 		return shell_usage(sh, argv[0]);
 	perf_snapshot(c, &wall);
@@ -46,7 +64,9 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 }
 
 static const struct shell_cmd perf_cmds[] = {
-	{ "perf", "[reset]", "cycles per data-path stage since the last reset", cmd_perf },
+	{ "perf", "[reset|cost]",
+	  "cycles per data-path stage since the last reset (cost: of one measured piece)",
+	  cmd_perf },
 };
 
 static struct shell_cmd_table perf_table = { perf_cmds, ARRAY_SIZE(perf_cmds), NULL };
