@@ -498,12 +498,34 @@ static void net_setup(struct shell *sh)
  * and every other deadline (lwIP's timers are capped below; the pool's commit interval and
  * no-space timeout count in seconds) is met within that tick.
  */
-#define IDLE_SPELL_NS	(2 * NSEC_PER_MSEC)
-#define CONSOLE_TICK_NS (10 * NSEC_PER_MSEC)
+#define IDLE_SPELL_NS	  (2 * NSEC_PER_MSEC)
+#define IDLE_SPELL_MAX_MS 1000
+#define CONSOLE_TICK_NS	  (10 * NSEC_PER_MSEC)
 
 /* Test switch opt/thinbox/test-no-hlt: poll forever, as before the idle halt (the bench's
  * "before" figures). */
 static bool idle_no_hlt;
+/* The idle spell: IDLE_SPELL_NS, or the configuration key idle-spell-ms (1..1000). */
+static uint64_t idle_spell_ns = IDLE_SPELL_NS;
+
+/* The configuration key idle-spell-ms, when set: a host under heavy load may want longer. */
+static void idle_spell_setup(void)
+{
+	static char buf[16];
+	const char *v = config_value("idle-spell-ms", buf, sizeof(buf));
+	unsigned long ms;
+	char *end;
+
+	if (!v)
+		return;
+	ms = strtoul(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end || ms < 1 || ms > IDLE_SPELL_MAX_MS) {
+		plat_printf("thinbox: idle-spell-ms = %s: want 1..%d; %u is used\n", v,
+			    IDLE_SPELL_MAX_MS, (unsigned)(IDLE_SPELL_NS / NSEC_PER_MSEC));
+		return;
+	}
+	idle_spell_ns = ms * NSEC_PER_MSEC;
+}
 
 /* Halt until a device, the console tick or lwIP's next timer needs the CPU. */
 static void idle_sleep(void)
@@ -517,9 +539,14 @@ static void idle_sleep(void)
 		ns = (uint64_t)ms * NSEC_PER_MSEC;
 	/* Armed first, then checked: a completion that slipped in is polled, not slept on. */
 	if (!devices_wake_arm()) {
+		bool timer;
+
 		perf_begin();
-		irq_sleep(ns);
+		timer = irq_sleep(ns);
 		perf_end(PERF_HALT, 0);
+		/* Ended by the timer with a completion waiting: its interrupt did not come. */
+		if (timer && devices_wake_arm())
+			irq_count_late_wake();
 	}
 	devices_wake_disarm();
 }
@@ -576,11 +603,14 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 
 		now = plat_now_ns();
 		if (progress) {
+			/* Diagnostics (perf): work after a long quiet spell, halted or not. */
+			if (now - last_progress >= CONSOLE_TICK_NS)
+				irq_count_long_spell();
 			last_progress = now;
 			perf_pass_work();
 			continue;
 		}
-		if (!idle_no_hlt && now - last_progress >= IDLE_SPELL_NS)
+		if (!idle_no_hlt && now - last_progress >= idle_spell_ns)
 			idle_sleep();
 		perf_pass_idle(&pass);
 	}
@@ -611,12 +641,13 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	/* Wake-ups before the devices, whose MSI-X entries aim at them. */
 	rc = irq_init();
 	idle_no_hlt = bootcfg_get("test-no-hlt") != NULL;
+	idle_spell_setup();
 	if (rc)
 		plat_printf("thinbox: idle: no local APIC wake-ups (%d); the loop polls\n", rc);
 	else
 		plat_printf("thinbox: idle: halt after %u ms without work%s; APIC timer %llu "
 			    "kHz\n",
-			    (unsigned)(IDLE_SPELL_NS / NSEC_PER_MSEC),
+			    (unsigned)(idle_spell_ns / NSEC_PER_MSEC),
 			    idle_no_hlt ? " (off: test-no-hlt)" : "",
 			    (unsigned long long)irq_timer_per_ms());
 	/* The virtio drivers; a missing disk is reported and the shell still comes up. */

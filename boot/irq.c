@@ -175,12 +175,13 @@ uint64_t irq_timer_per_ms(void)
 	return timer_per_ms;
 }
 
-void irq_sleep(uint64_t max_ns)
+bool irq_sleep(uint64_t max_ns)
 {
 	uint64_t ticks, t0;
+	bool timer;
 
 	if (!apic)
-		return;
+		return false;
 	ticks = max_ns / 1000 * timer_per_ms / 1000;
 	if (ticks == 0)
 		ticks = 1;
@@ -189,12 +190,24 @@ void irq_sleep(uint64_t max_ns)
 	t0 = rdtsc();
 	apic_write(APIC_TIMER_INIT, (uint32_t)ticks);
 	__asm__ volatile("sti; hlt; cli" ::: "memory");
-	if (apic_read(APIC_TIMER_CUR) == 0)
+	timer = apic_read(APIC_TIMER_CUR) == 0;
+	if (timer)
 		stats.timer_wakes++;
 	/* Stopped, so a late one-shot cannot interrupt the next sleep early. */
 	apic_write(APIC_TIMER_INIT, 0);
 	stats.sleeps++;
 	stats.slept_ns += (rdtsc() - t0) * 1000000000ull / tsc_hz();
+	return timer;
+}
+
+void irq_count_late_wake(void)
+{
+	stats.late_wakes++;
+}
+
+void irq_count_long_spell(void)
+{
+	stats.long_spells++;
 }
 
 void irq_get_stats(struct irq_stats *st)

@@ -22,6 +22,8 @@ struct irq_stats {
 	uint64_t sleeps;      /* HLTs */
 	uint64_t timer_wakes; /* of which the timer had run out when the CPU woke */
 	uint64_t slept_ns;    /* time spent halted */
+	uint64_t late_wakes;  /* timer wakes that found a device with work: a missed interrupt */
+	uint64_t long_spells; /* work resumed after 10 ms or more without any (halts or not) */
 };
 
 /*
@@ -43,7 +45,11 @@ uint32_t irq_msi_data(void);
  * the 32-bit counter holds), then return with interrupts disabled again. The caller must have
  * checked, after arming its devices' notifications, that no work is pending.
  */
-void irq_sleep(uint64_t max_ns);
+bool irq_sleep(uint64_t max_ns); /* true when the timer ended it */
+/* Count a timer wake that found work waiting (irq_stats.late_wakes). */
+void irq_count_late_wake(void);
+/* Count work resuming after a quiet spell of 10 ms or more (irq_stats.long_spells). */
+void irq_count_long_spell(void);
 void irq_get_stats(struct irq_stats *st);
 /* Local APIC timer ticks per millisecond (0 before irq_init()). */
 uint64_t irq_timer_per_ms(void);

@@ -55,11 +55,14 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 	perf_report(c, wall, plat_cycles_hz(), line_out, sh);
 	irq_get_stats(&st);
 	shell_printf(sh,
-		     "halted %" PRIu64 " sleeps (%" PRIu64 " ended by the timer), %" PRIu64
-		     " ms halted since reset%s\n",
+		     "halted %" PRIu64 " sleeps (%" PRIu64 " ended by the timer, %" PRIu64
+		     " of them with work waiting), %" PRIu64 " ms halted since reset%s; %" PRIu64
+		     " quiet spells of 10 ms or more\n",
 		     st.sleeps - irq_at_reset.sleeps, st.timer_wakes - irq_at_reset.timer_wakes,
+		     st.late_wakes - irq_at_reset.late_wakes,
 		     (st.slept_ns - irq_at_reset.slept_ns) / NSEC_PER_MSEC,
-		     irq_ready() ? "" : " (no wake-ups: the loop only polls)");
+		     irq_ready() ? "" : " (no wake-ups: the loop only polls)",
+		     st.long_spells - irq_at_reset.long_spells);
 	return 0;
 }
 
