@@ -10,7 +10,8 @@ answers, a shell command answers, and an NBD write to a block never written befo
 so only the pool's periodic commit makes its mapping durable) is left for 3 s, after which
 QEMU is killed by its PID (a power cut: nothing is committed on the way down).
 Boot 2 on the same disks: the write reads back, so the commit timer ran while the CPU idled.
-Printed: the idle CPU share and the sleeps the `perf` command counted."""
+Printed: the idle CPU share, the sleeps the `perf` command counted and `perf cost` (what one
+measured piece of the counters costs)."""
 import os
 import re
 import sys
@@ -63,6 +64,9 @@ try:
         out = m.sh("perf", timeout=20)
         sl = re.search(r"halted\s+(\d+) sleeps", out)
         c.note("perf after the idle spell: %s" % (sl.group(0) if sl else "no sleeps line"))
+        out = m.sh("perf cost", timeout=20)
+        c.check("perf-cost", "cycles per measured piece" in out, out)
+        c.note(out.strip())
         m.stop()  # SIGKILL by PID: a power cut, nothing committed on the way down
     m = ap.DiskMachine("qemu-idle-2", tmp)
     with m:
