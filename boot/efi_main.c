@@ -572,34 +572,34 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 		/* The pass is measured, and each poll in it; a pass that found nothing counts
 		 * whole as idle-poll (core/base/perf.h). */
 		perf_pass_begin(&pass);
-		perf_begin();
+		perf_poll_begin();
 		c = plat_console_getc();
-		perf_end(PERF_CONSOLE, 0);
+		perf_poll_end(PERF_CONSOLE);
 		busy = (nbd_srv && nbd_server_busy(nbd_srv)) || (app && appliance_busy(app));
 		progress = c >= 0 || busy;
 		if (c >= 0)
 			shell_input(sh, (char)c);
 		else if (!busy)
 			cpu_relax();
-		perf_begin();
+		perf_poll_begin();
 		n = devices_poll();
-		perf_end(PERF_DEV_POLL, 0);
+		perf_poll_end(PERF_DEV_POLL);
 		if (n > 0)
 			progress = true;
 		if (nbd_tcp) {
-			perf_begin();
+			perf_poll_begin();
 			nbd_lwip_poll(nbd_tcp);
-			perf_end(PERF_NBD_POLL, 0);
+			perf_poll_end(PERF_NBD_POLL);
 		}
 		/* The pool's I/O and its periodic commit. */
 		if (app) {
-			perf_begin();
+			perf_poll_begin();
 			appliance_poll(app);
-			perf_end(PERF_POOL_POLL, 0);
+			perf_poll_end(PERF_POOL_POLL);
 		}
-		perf_begin();
+		perf_poll_begin();
 		net_poll();
-		perf_end(PERF_LWIP_TIMERS, 0);
+		perf_poll_end(PERF_LWIP_TIMERS);
 
 		now = plat_now_ns();
 		if (progress) {

@@ -33,6 +33,13 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 		shell_printf(sh, "perf: counters reset\n");
 		return 0;
 	}
+	if (argc == 3 && strcmp(argv[1], "detail") == 0 &&
+	    (strcmp(argv[2], "on") == 0 || strcmp(argv[2], "off") == 0)) {
+		perf_detail = strcmp(argv[2], "on") == 0;
+		shell_printf(sh, "perf: the main loop's polls are %s\n",
+			     perf_detail ? "measured" : "not measured (in rest)");
+		return 0;
+	}
 	if (argc == 2 && strcmp(argv[1], "cost") == 0) {
 		/* What one measured piece costs: begin/end pairs on a scratch stage, which is
 		 * reset after, so the counters' figures can be corrected by hand. */
@@ -67,8 +74,9 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 }
 
 static const struct shell_cmd perf_cmds[] = {
-	{ "perf", "[reset|cost]",
-	  "cycles per data-path stage since the last reset (cost: of one measured piece)",
+	{ "perf", "[reset|cost|detail on|off]",
+	  "cycles per data-path stage since the last reset (cost: of one measured piece; "
+	  "detail: measure the main loop's polls too)",
 	  cmd_perf },
 };
 

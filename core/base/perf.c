@@ -8,6 +8,7 @@
 struct perf_counter perf_ctr[PERF_NR];
 struct perf_frame perf_stack[PERF_MAX_DEPTH];
 unsigned perf_depth;
+bool perf_detail;
 
 static uint64_t reset_at;
 static int reset_done;

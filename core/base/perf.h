@@ -111,12 +111,34 @@ static inline void perf_drop(void)
 
 struct perf_pass {
 	struct perf_counter polls[PERF_POLL_N];
+	bool saved; /* perf_detail was on at perf_pass_begin() */
 };
+
+/*
+ * The polls are measured only while perf_detail is on (`perf detail on`): they are a piece
+ * per poll per pass, which is most of the counters' own cost (docs/performance.md). Off, a
+ * working pass's polls are in `rest` and an idle pass is one piece.
+ */
+extern bool perf_detail;
+
+static inline void perf_poll_begin(void)
+{
+	if (perf_detail)
+		perf_begin();
+}
+
+static inline void perf_poll_end(enum perf_stage s)
+{
+	if (perf_detail)
+		perf_end(s, 0);
+}
 
 static inline void perf_pass_begin(struct perf_pass *p)
 {
-	for (unsigned i = 0; i < PERF_POLL_N; i++)
-		p->polls[i] = perf_ctr[PERF_POLL_FIRST + i];
+	p->saved = perf_detail;
+	if (p->saved)
+		for (unsigned i = 0; i < PERF_POLL_N; i++)
+			p->polls[i] = perf_ctr[PERF_POLL_FIRST + i];
 	perf_begin();
 }
 
@@ -129,7 +151,7 @@ static inline void perf_pass_idle(const struct perf_pass *p)
 {
 	uint64_t self = 0;
 
-	for (unsigned i = 0; i < PERF_POLL_N; i++) {
+	for (unsigned i = 0; i < PERF_POLL_N && p->saved; i++) {
 		self += perf_ctr[PERF_POLL_FIRST + i].self - p->polls[i].self;
 		perf_ctr[PERF_POLL_FIRST + i] = p->polls[i];
 	}

@@ -79,11 +79,26 @@ TEST(idle_pass_counts_its_polls_as_idle)
 	uint64_t wall;
 
 	perf_reset();
+	/* Detail off: the polls are not measured, and an idle pass is one piece. */
+	perf_detail = false;
+	perf_pass_begin(&pass);
+	perf_poll_begin();
+	spin(1000);
+	perf_poll_end(PERF_DEV_POLL);
+	perf_pass_idle(&pass);
+	perf_snapshot(c, &wall);
+	ok_eq(perf_depth, 0u);
+	ok_eq(c[PERF_DEV_POLL].events, 0u);
+	ok_eq(c[PERF_IDLE_POLL].events, 1u);
+	ok_eq(c[PERF_IDLE_POLL].self, c[PERF_IDLE_POLL].cycles);
+
+	perf_reset();
+	perf_detail = true;
 	/* A pass that did work: the poll counts in its own stage. */
 	perf_pass_begin(&pass);
-	perf_begin();
+	perf_poll_begin();
 	spin(10000);
-	perf_end(PERF_DEV_POLL, 0);
+	perf_poll_end(PERF_DEV_POLL);
 	perf_pass_work();
 	perf_snapshot(c, &wall);
 	ok_eq(c[PERF_DEV_POLL].events, 1u);
@@ -91,12 +106,12 @@ TEST(idle_pass_counts_its_polls_as_idle)
 
 	/* An idle pass: a poll with a checksum inside it, then a halt. */
 	perf_pass_begin(&pass);
-	perf_begin();
+	perf_poll_begin();
 	spin(10000);
 	perf_begin();
 	spin(10000);
 	perf_end(PERF_CHECKSUM, 20);
-	perf_end(PERF_DEV_POLL, 0);
+	perf_poll_end(PERF_DEV_POLL);
 	perf_begin();
 	spin(10000);
 	perf_end(PERF_HALT, 0);
@@ -116,6 +131,7 @@ TEST(idle_pass_counts_its_polls_as_idle)
 		      d[PERF_IDLE_POLL].cycles - d[PERF_CHECKSUM].cycles - d[PERF_HALT].cycles);
 		ok(d[PERF_IDLE_POLL].self >= 10000);
 	}
+	perf_detail = false;
 }
 
 TEST(waits_unpaired_and_deep_calls)
