@@ -491,9 +491,10 @@ static void net_setup(struct shell *sh)
 
 /*
  * Idle: after IDLE_SPELL_NS without progress the loop halts until an interrupt (docs/firmware.md,
- * "Idle"). 2 ms is about ten times the gap between two requests of one client at queue depth 1
- * under TCG, so a client that keeps the appliance busy never meets a halt, and an idle machine
- * spends at most one such spell polling after each burst of work. A halt lasts at most
+ * "Idle"). 2 ms is above the gap between two requests of one client at queue depth 1 under
+ * TCG (its whole round trip took 1.0-1.5 ms in the bench, most of it outside the guest), so
+ * such a client seldom meets a halt, and an idle machine spends at most one spell polling after
+ * each burst of work; idle-spell-ms makes it longer. A halt lasts at most
  * CONSOLE_TICK_NS: the serial console has no interrupt wired, so a typed byte waits up to 10 ms,
  * and every other deadline (lwIP's timers are capped below; the pool's commit interval and
  * no-space timeout count in seconds) is met within that tick.
