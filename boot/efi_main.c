@@ -501,13 +501,21 @@ static void net_setup(struct shell *sh)
  */
 #define IDLE_SPELL_NS	  (2 * NSEC_PER_MSEC)
 #define IDLE_SPELL_MAX_MS 1000
+#define IDLE_SPELL_GROWTH 16 /* the spell grows up to this many times its base */
 #define CONSOLE_TICK_NS	  (10 * NSEC_PER_MSEC)
 
 /* Test switch opt/thinbox/test-no-hlt: poll forever, as before the idle halt (the bench's
  * "before" figures). */
 static bool idle_no_hlt;
-/* The idle spell: IDLE_SPELL_NS, or the configuration key idle-spell-ms (1..1000). */
+/*
+ * The idle spell's base: IDLE_SPELL_NS, or the configuration key idle-spell-ms (1..1000); and
+ * the spell now, which adapts as KVM's halt polling does: a halt that a device ended means
+ * traffic is flowing and the halt came too early (on a loaded host a halted vCPU thread also
+ * waits to be scheduled again), so the spell doubles, up to IDLE_SPELL_GROWTH times the base;
+ * a halt that the timer ended means the machine is idle, so it halves, down to the base.
+ */
 static uint64_t idle_spell_ns = IDLE_SPELL_NS;
+static uint64_t idle_spell_now = IDLE_SPELL_NS;
 
 /* The configuration key idle-spell-ms, when set: a host under heavy load may want longer. */
 static void idle_spell_setup(void)
@@ -526,16 +534,21 @@ static void idle_spell_setup(void)
 		return;
 	}
 	idle_spell_ns = ms * NSEC_PER_MSEC;
+	idle_spell_now = idle_spell_ns;
 }
 
-/* Halt until a device, the console tick or lwIP's next timer needs the CPU. */
-static void idle_sleep(void)
+/*
+ * Halt until a device, the console tick or lwIP's next timer needs the CPU. 1 when a device
+ * (or anything but the timer) ended the halt, 0 when the timer did, -1 when there was no halt.
+ */
+static int idle_sleep(void)
 {
 	uint64_t ns = CONSOLE_TICK_NS;
 	uint32_t ms = net_next_timer_ms();
+	int rc = -1;
 
 	if (ms == 0)
-		return;
+		return -1;
 	if ((uint64_t)ms * NSEC_PER_MSEC < ns)
 		ns = (uint64_t)ms * NSEC_PER_MSEC;
 	/* Armed first, then checked: a completion that slipped in is polled, not slept on. */
@@ -548,8 +561,10 @@ static void idle_sleep(void)
 		/* Ended by the timer with a completion waiting: its interrupt did not come. */
 		if (timer && devices_wake_arm())
 			irq_count_late_wake();
+		rc = !timer;
 	}
 	devices_wake_disarm();
+	return rc;
 }
 
 /*
@@ -611,8 +626,14 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 			perf_pass_work();
 			continue;
 		}
-		if (!idle_no_hlt && now - last_progress >= idle_spell_ns)
-			idle_sleep();
+		if (!idle_no_hlt && now - last_progress >= idle_spell_now) {
+			int woke = idle_sleep();
+
+			if (woke > 0 && idle_spell_now < idle_spell_ns * IDLE_SPELL_GROWTH)
+				idle_spell_now *= 2;
+			else if (woke == 0 && idle_spell_now > idle_spell_ns)
+				idle_spell_now /= 2;
+		}
 		perf_pass_idle(&pass);
 	}
 }
