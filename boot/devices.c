@@ -14,6 +14,7 @@
 #include "boot/devices.h"
 
 #include "boot/bootcfg.h"
+#include "boot/irq.h"
 #include "boot/tls_cmd.h"
 #include "drivers/bus/pci.h"
 #include "config/shell.h"
@@ -24,6 +25,7 @@
 #include "drivers/virtio-net/vnet.h"
 #include "drivers/virtio-rng/vrng.h"
 #include "drivers/virtio/virtio_pci.h"
+#include "drivers/virtio/virtqueue.h"
 #include "net/lwip/netif_vnet.h"
 
 #include <errno.h>
@@ -91,6 +93,22 @@ static void test_clear_bus_master(void)
 	plat_printf("thinbox: test-clear-bme: bus mastering cleared on virtio functions\n");
 }
 
+/*
+ * MSI-X entry 0 of the function aimed at the wake-up vector (boot/irq.h), before the driver
+ * sets up its queues. Without it the function still works; the idle CPU then wakes only on
+ * its timer, so a request arriving during a sleep waits for the next tick.
+ */
+static void wake_setup(struct vpci_dev *vp)
+{
+	int rc;
+
+	if (!irq_ready())
+		return;
+	rc = vpci_msix_setup(vp, irq_msi_addr(), irq_msi_data());
+	if (rc)
+		plat_printf("thinbox: %s: no MSI-X wake-up (%d)\n", vp->vdev.name, rc);
+}
+
 static void probe_disk(const struct pci_dev *d)
 {
 	struct disk *dk = &disks[ndisks++];
@@ -98,6 +116,8 @@ static void probe_disk(const struct pci_dev *d)
 
 	dk->pci = d;
 	dk->rc = vpci_init(&dk->vp, d, vpci_flags_for(d));
+	if (!dk->rc)
+		wake_setup(&dk->vp);
 	if (!dk->rc)
 		dk->rc = vblk_create(&dk->vp.vdev, &dk->vb);
 	if (dk->rc) {
@@ -124,6 +144,8 @@ static void probe_nic(const struct pci_dev *d)
 		return;
 	}
 	nic_rc = vpci_init(nic_vp, d, vpci_flags_for(d));
+	if (!nic_rc)
+		wake_setup(nic_vp);
 	if (!nic_rc)
 		nic_rc = vnet_create(&nic_vp->vdev, &nic);
 	if (nic_rc) {
@@ -271,15 +293,45 @@ static void drop_frame(void *ctx, const void *frame, size_t len, unsigned flags)
 	rx_dropped_no_handler++;
 }
 
-void devices_poll(void)
+int devices_poll(void)
 {
+	int n, events = 0;
+
 	for (unsigned i = 0; i < ndisks; i++)
-		if (disks[i].vb && disks[i].vb->inflight)
-			vblk_poll(disks[i].vb);
+		if (disks[i].vb && disks[i].vb->inflight && (n = vblk_poll(disks[i].vb)) > 0)
+			events += n;
 	if (nic && !nic->dead) {
 		vnet_poll(nic);
-		vnet_rx_poll(nic, rx_handler ? rx_handler : drop_frame, rx_ctx, 32);
+		n = vnet_rx_poll(nic, rx_handler ? rx_handler : drop_frame, rx_ctx, 32);
+		if (n > 0)
+			events += n;
 	}
+	return events;
+}
+
+/*
+ * The queues whose completions are work: the disks' and the NIC's receive queue. Transmit
+ * completions only return buffers, which the next poll reclaims, so they wake nobody.
+ */
+bool devices_wake_arm(void)
+{
+	bool pending = false;
+
+	for (unsigned i = 0; i < ndisks; i++)
+		if (disks[i].vb && !disks[i].vb->dead)
+			pending |= vq_irq_enable(&disks[i].vb->vq);
+	if (nic && !nic->dead)
+		pending |= vq_irq_enable(&nic->rxq);
+	return pending;
+}
+
+void devices_wake_disarm(void)
+{
+	for (unsigned i = 0; i < ndisks; i++)
+		if (disks[i].vb)
+			vq_irq_disable(&disks[i].vb->vq);
+	if (nic)
+		vq_irq_disable(&nic->rxq);
 }
 
 /* ---- Shell ---------------------------------------------------------------------------------- */

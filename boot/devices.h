@@ -25,8 +25,19 @@ struct vrng;
 int devices_probe(void);
 /* Register `disks`, `nic` and `net`. */
 void devices_shell_init(struct shell *sh);
-/* Poll the drivers once: block completions, transmit reclaim, link, received frames. */
-void devices_poll(void);
+/*
+ * Poll the drivers once: block completions, transmit reclaim, link, received frames. Returns
+ * the number of block completions and received frames delivered (0: nothing happened).
+ */
+int devices_poll(void);
+/*
+ * Before an idle halt: let the disks' queues and the NIC's receive queue interrupt (MSI-X,
+ * see boot/irq.h). True when one of them already has a completion the last poll did not see:
+ * poll again instead of halting. devices_wake_disarm() after the halt: polling needs no
+ * interrupts, and they would only cost QEMU work.
+ */
+bool devices_wake_arm(void);
+void devices_wake_disarm(void);
 
 /* The disks by role (NULL when the role is empty) and the NIC (NULL when none started). */
 struct blkdev *devices_meta_disk(void);

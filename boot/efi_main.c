@@ -26,7 +26,9 @@
 #include "boot/entropy.h"
 #include "boot/exceptions.h"
 #include "boot/io.h"
+#include "boot/irq.h"
 #include "boot/page_alloc.h"
+#include "boot/perf_cmd.h"
 #include "drivers/bus/pci.h"
 #include "boot/plat_efi.h"
 #include "boot/serial.h"
@@ -35,7 +37,9 @@
 #include "app/appliance.h"
 #include "config/appliance_cmds.h"
 #include "config/shell.h"
+#include "core/base/perf.h"
 #include "core/base/plat.h"
+#include "core/base/util.h"
 #include "core/base/version.h"
 #include "core/base/walltime.h"
 #include "net/nbd/nbd_server.h"
@@ -586,26 +590,151 @@ static void net_setup(struct shell *sh)
 }
 
 /*
+ * Idle: after IDLE_SPELL_NS without progress the loop halts until an interrupt (docs/firmware.md,
+ * "Idle"). 2 ms is above the gap between two requests of one client at queue depth 1 under
+ * TCG (its whole round trip took 1.0-1.5 ms in the bench, most of it outside the guest), so
+ * such a client seldom meets a halt, and an idle machine spends at most one spell polling after
+ * each burst of work; idle-spell-ms makes it longer. A halt lasts at most
+ * CONSOLE_TICK_NS: the serial console has no interrupt wired, so a typed byte waits up to 10 ms,
+ * and every other deadline (lwIP's timers are capped below; the pool's commit interval and
+ * no-space timeout count in seconds) is met within that tick.
+ */
+#define IDLE_SPELL_NS	  (2 * NSEC_PER_MSEC)
+#define IDLE_SPELL_MAX_MS 1000
+#define IDLE_SPELL_GROWTH 16 /* the spell grows up to this many times its base */
+#define CONSOLE_TICK_NS	  (10 * NSEC_PER_MSEC)
+
+/* Test switch opt/thinbox/test-no-hlt: poll forever, as before the idle halt (the bench's
+ * "before" figures). */
+static bool idle_no_hlt;
+/*
+ * The idle spell's base: IDLE_SPELL_NS, or the configuration key idle-spell-ms (1..1000); and
+ * the spell now, which adapts as KVM's halt polling does: a halt that a device ended means
+ * traffic is flowing and the halt came too early (on a loaded host a halted vCPU thread also
+ * waits to be scheduled again), so the spell doubles, up to IDLE_SPELL_GROWTH times the base;
+ * a halt that the timer ended means the machine is idle, so it halves, down to the base.
+ */
+static uint64_t idle_spell_ns = IDLE_SPELL_NS;
+static uint64_t idle_spell_now = IDLE_SPELL_NS;
+
+/* The configuration key idle-spell-ms, when set: a host under heavy load may want longer. */
+static void idle_spell_setup(void)
+{
+	static char buf[16];
+	const char *v = config_value("idle-spell-ms", buf, sizeof(buf));
+	unsigned long ms;
+	char *end;
+
+	if (!v)
+		return;
+	ms = strtoul(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end || ms < 1 || ms > IDLE_SPELL_MAX_MS) {
+		plat_printf("thinbox: idle-spell-ms = %s: want 1..%d; %u is used\n", v,
+			    IDLE_SPELL_MAX_MS, (unsigned)(IDLE_SPELL_NS / NSEC_PER_MSEC));
+		return;
+	}
+	idle_spell_ns = ms * NSEC_PER_MSEC;
+	idle_spell_now = idle_spell_ns;
+}
+
+/*
+ * Halt until a device, the console tick or lwIP's next timer needs the CPU. 1 when a device
+ * (or anything but the timer) ended the halt, 0 when the timer did, -1 when there was no halt.
+ */
+static int idle_sleep(void)
+{
+	uint64_t ns = CONSOLE_TICK_NS;
+	uint32_t ms = net_next_timer_ms();
+	int rc = -1;
+
+	if (ms == 0)
+		return -1;
+	if ((uint64_t)ms * NSEC_PER_MSEC < ns)
+		ns = (uint64_t)ms * NSEC_PER_MSEC;
+	/* Armed first, then checked: a completion that slipped in is polled, not slept on. */
+	if (!devices_wake_arm()) {
+		bool timer;
+
+		perf_begin();
+		timer = irq_sleep(ns);
+		perf_end(PERF_HALT, 0);
+		/* Ended by the timer with a completion waiting: its interrupt did not come. */
+		if (timer && devices_wake_arm())
+			irq_count_late_wake();
+		rc = !timer;
+	}
+	devices_wake_disarm();
+	return rc;
+}
+
+/*
  * The main loop: everything is polled. Console bytes go to the shell; then the drivers
  * (received frames go into lwIP from here), the NBD connections and server, lwIP's timers.
- * Nothing sleeps while the NBD server has requests inside a device.
+ * Nothing sleeps while the NBD server has requests inside a device or the pool is busy; after
+ * an idle spell with no progress at all, the CPU halts (idle_sleep()).
  */
 __attribute__((noreturn)) static void main_loop(struct shell *sh)
 {
-	for (;;) {
-		int c = plat_console_getc();
+	uint64_t last_progress = plat_now_ns();
 
+	perf_reset(); /* `perf` counts from the first pass until `perf reset` */
+
+	for (;;) {
+		struct perf_pass pass;
+		bool busy, progress;
+		uint64_t now;
+		int c, n;
+
+		/* The pass is measured, and each poll in it; a pass that found nothing counts
+		 * whole as idle-poll (core/base/perf.h). */
+		perf_pass_begin(&pass);
+		perf_poll_begin();
+		c = plat_console_getc();
+		perf_poll_end(PERF_CONSOLE);
+		busy = (nbd_srv && nbd_server_busy(nbd_srv)) || (app && appliance_busy(app));
+		progress = c >= 0 || busy;
 		if (c >= 0)
 			shell_input(sh, (char)c);
-		else if ((!nbd_srv || !nbd_server_busy(nbd_srv)) && (!app || !appliance_busy(app)))
+		else if (!busy)
 			cpu_relax();
-		devices_poll();
-		if (nbd_tcp)
+		perf_poll_begin();
+		n = devices_poll();
+		perf_poll_end(PERF_DEV_POLL);
+		if (n > 0)
+			progress = true;
+		if (nbd_tcp) {
+			perf_poll_begin();
 			nbd_lwip_poll(nbd_tcp);
+			perf_poll_end(PERF_NBD_POLL);
+		}
 		/* The pool's I/O and its periodic commit. */
-		if (app)
+		if (app) {
+			perf_poll_begin();
 			appliance_poll(app);
+			perf_poll_end(PERF_POOL_POLL);
+		}
+		perf_poll_begin();
 		net_poll();
+		perf_poll_end(PERF_LWIP_TIMERS);
+
+		now = plat_now_ns();
+		if (progress) {
+			/* Diagnostics (perf): work after a long quiet spell, halted or not. */
+			if (now - last_progress >= CONSOLE_TICK_NS)
+				irq_count_long_spell();
+			last_progress = now;
+			perf_pass_work();
+			continue;
+		}
+		if (!idle_no_hlt && now - last_progress >= idle_spell_now) {
+			int woke = idle_sleep();
+
+			if (woke > 0 && idle_spell_now < idle_spell_ns * IDLE_SPELL_GROWTH)
+				idle_spell_now *= 2;
+			else if (woke == 0 && idle_spell_now > idle_spell_ns)
+				idle_spell_now /= 2;
+		}
+		perf_pass_idle(&pass);
 	}
 }
 
@@ -631,6 +760,18 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	if (rc)
 		plat_panic("PCI scan failed (%d)", rc);
 	plat_printf("thinbox: pci %u functions\n", pci_count());
+	/* Wake-ups before the devices, whose MSI-X entries aim at them. */
+	rc = irq_init();
+	idle_no_hlt = bootcfg_get("test-no-hlt") != NULL;
+	idle_spell_setup();
+	if (rc)
+		plat_printf("thinbox: idle: no local APIC wake-ups (%d); the loop polls\n", rc);
+	else
+		plat_printf("thinbox: idle: halt after %u ms without work%s; APIC timer %llu "
+			    "kHz\n",
+			    (unsigned)(idle_spell_ns / NSEC_PER_MSEC),
+			    idle_no_hlt ? " (off: test-no-hlt)" : "",
+			    (unsigned long long)irq_timer_per_ms());
 	/* The virtio drivers; a missing disk is reported and the shell still comes up. */
 	devices_probe();
 	/* Entropy next: virtio-rng is up, and TLS (later) must know before it listens. */
@@ -644,6 +785,7 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	devices_shell_init(sh);
 	entropy_shell_init(sh);
 	tls_cmd_init(sh);
+	perf_cmd_init(sh);
 	/* Test switch: the virtio self-test commands (tests/qemu/virtio_*.t, virtio.bench). */
 	if (bootcfg_get("test-selftest"))
 		virtio_selftest_init(sh);

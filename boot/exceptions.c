@@ -11,8 +11,9 @@
 #include "boot/io.h"
 #include "boot/serial.h"
 
-#define NR_VECTORS 32
-#define STUB_SIZE  16
+#define NR_VECTORS  32	/* the exceptions */
+#define IDT_ENTRIES 256 /* 32-255: interrupts, gates set by boot/irq.c (absent until then) */
+#define STUB_SIZE   16
 
 /* The frame exc_common builds, lowest address first. */
 struct exc_frame {
@@ -40,7 +41,8 @@ struct idt_ptr {
 extern char exc_stubs[];
 void exception_handler(struct exc_frame *f);
 
-static struct idt_entry idt[NR_VECTORS];
+static struct idt_entry idt[IDT_ENTRIES];
+static uint16_t code_sel;
 static uint64_t image_base;
 
 static const char *const vec_names[NR_VECTORS] = {
@@ -56,6 +58,7 @@ void exceptions_init(uint64_t base)
 	image_base = base;
 	/* Keep OVMF's GDT: its code selector is whatever CS is now (0x38 on OVMF). */
 	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
+	code_sel = cs;
 	for (int v = 0; v < NR_VECTORS; v++) {
 		uint64_t a = (uint64_t)(uintptr_t)(exc_stubs + v * STUB_SIZE);
 
@@ -70,6 +73,21 @@ void exceptions_init(uint64_t base)
 	p.limit = sizeof(idt) - 1;
 	p.base = (uint64_t)(uintptr_t)idt;
 	__asm__ volatile("lidt %0" : : "m"(p));
+}
+
+void exceptions_set_gate(unsigned vec, void (*stub)(void))
+{
+	uint64_t a = (uint64_t)(uintptr_t)stub;
+
+	if (vec < NR_VECTORS || vec >= IDT_ENTRIES)
+		return;
+	idt[vec] = (struct idt_entry){
+		.off_lo = a & 0xffff,
+		.sel = code_sel,
+		.type = 0x8e,
+		.off_mid = (a >> 16) & 0xffff,
+		.off_hi = a >> 32,
+	};
 }
 
 /* Append @v in hex (0x...) or decimal to @buf at *pos, bounded by @len. */

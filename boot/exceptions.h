@@ -13,6 +13,12 @@
 
 /* Load the IDT. @image_base is where OVMF loaded us, printed to map RIPs to the binary. */
 void exceptions_init(uint64_t image_base);
+/*
+ * Point interrupt vector @vec (32-255; others are ignored) at @stub, an interrupt gate in our
+ * code segment. Vectors never set stay absent: an unexpected interrupt is a #NP exception,
+ * reported like any other.
+ */
+void exceptions_set_gate(unsigned vec, void (*stub)(void));
 
 /*
  * Stop after a failure: tell QEMU through isa-debug-exit (exit status 35). Without that

@@ -72,6 +72,16 @@ uint64_t plat_now_ns(void)
 	return t / tsc_rate * NSEC_PER_SEC + t % tsc_rate * NSEC_PER_SEC / tsc_rate;
 }
 
+uint64_t plat_cycles(void)
+{
+	return rdtsc();
+}
+
+uint64_t plat_cycles_hz(void)
+{
+	return tsc_rate;
+}
+
 void plat_udelay(uint32_t us)
 {
 	uint64_t start = rdtsc(), ticks = tsc_rate / USEC_PER_SEC * us;

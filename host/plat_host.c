@@ -68,6 +68,19 @@ uint64_t plat_now_ns(void)
 	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec + clock_skew_ns;
 }
 
+uint64_t plat_cycles(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t plat_cycles_hz(void)
+{
+	return NSEC_PER_SEC;
+}
+
 void plat_udelay(uint32_t us)
 {
 	struct timespec ts = { us / USEC_PER_SEC, (long)(us % USEC_PER_SEC * NSEC_PER_USEC) };

@@ -35,6 +35,12 @@ void plat_dma_free(void *va, size_t npages);
 uint64_t plat_now_ns(void);
 /* Busy-wait (firmware) or sleep (host) for at least @us microseconds. */
 void plat_udelay(uint32_t us);
+/*
+ * The cheapest monotonic counter there is, for core/base/perf.h: the TSC in the firmware (one
+ * instruction), nanoseconds on the host. plat_cycles_hz() is its rate (counts per second).
+ */
+uint64_t plat_cycles(void);
+uint64_t plat_cycles_hz(void);
 
 /*
  * The wall clock: seconds since 1970-01-01 00:00:00 UTC into *unix_seconds. 0, -ENOTSUP when

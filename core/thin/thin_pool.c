@@ -43,6 +43,7 @@
  */
 #include "core/thin/thin_pool.h"
 #include "core/thin/thin_check.h"
+#include "core/base/perf.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
 
@@ -111,6 +112,7 @@ struct pool_io {
 	uint32_t boff; /* byte offset in the data block where the bounce buffer starts */
 	int drc;       /* data I/O result */
 	struct blkdev_req dreq;
+	uint64_t dsubmit; /* plat_cycles() at data_submit(): the disk wait (core/base/perf.h) */
 };
 
 struct pool_req {
@@ -518,6 +520,8 @@ static void data_done(struct blkdev_req *req, int rc)
 	struct thin_pool *pool = io->vol->pool;
 
 	/* Possibly called inside blkdev_submit(): only queue, poll does the work. */
+	perf_add_wait(PERF_DISK_WAIT, plat_cycles() - io->dsubmit,
+		      (uint64_t)io->dreq.count * pool->data->block_size);
 	pool->data_in_flight--;
 	io->drc = rc;
 	LIST_PUSH(pool->cpl_head, pool->cpl_tail, io);
@@ -537,6 +541,7 @@ static void data_submit(struct thin_pool *pool, struct pool_io *io, enum blkdev_
 	io->dreq.done = data_done;
 	io->dreq.priv = io;
 	io->dreq.next = NULL;
+	io->dsubmit = plat_cycles();
 	resubmit(pool, io);
 }
 
@@ -718,10 +723,23 @@ static bool is_aligned(const struct thin_pool *pool, const struct pool_io *io)
 
 static void copy_payload(uint8_t *dst, const struct pool_io *io)
 {
+	perf_begin();
 	if (io->buf)
 		memcpy(dst, io->buf, io->len);
 	else
 		memset(dst, 0, io->len);
+	perf_end(PERF_COPY, io->len);
+}
+
+/* The data path's mapping lookup, counted (core/base/perf.h). */
+static int find_block(struct pool_io *io, struct thin_lookup_result *res)
+{
+	int r;
+
+	perf_begin();
+	r = thin_find_block(io->vol->td, io->vblock, true, res);
+	perf_end(PERF_POOL_LOOKUP, 0);
+	return r;
 }
 
 /* Park @io until bounce memory is returned; it re-runs its current state. */
@@ -777,7 +795,7 @@ static int map_read(struct thin_pool *pool, struct pool_io *io)
 {
 	struct thin_lookup_result res;
 	uint32_t a0, alen;
-	int r = thin_find_block(io->vol->td, io->vblock, true, &res);
+	int r = find_block(io, &res);
 
 	if (r == -ENODATA) {
 		memset(io->buf, 0, io->len);
@@ -807,7 +825,7 @@ static int map_write(struct thin_pool *pool, struct pool_io *io)
 {
 	struct thin_lookup_result res;
 	uint32_t a0, alen;
-	int r = thin_find_block(io->vol->td, io->vblock, true, &res);
+	int r = find_block(io, &res);
 
 	if (r && r != -ENODATA)
 		return r;
@@ -897,7 +915,7 @@ static int map_unmap(struct thin_pool *pool, struct pool_io *io)
 			return 1; /* partial discards are dropped, as dm does */
 		return map_write(pool, io);
 	}
-	r = thin_find_block(io->vol->td, io->vblock, true, &res);
+	r = find_block(io, &res);
 	if (r == -ENODATA)
 		return 1;
 	if (r)
@@ -991,8 +1009,11 @@ static int step_io(struct thin_pool *pool, struct pool_io *io)
 		return 1;
 	case IO_READ_DONE:
 		r = io->drc;
-		if (!r && io->bounce)
+		if (!r && io->bounce) {
+			perf_begin();
 			memcpy(io->buf, io->bounce + io->off - io->boff, io->len);
+			perf_end(PERF_COPY, io->len);
+		}
 		break;
 	case IO_WRITE_DONE:
 		r = io->drc;

@@ -7,6 +7,7 @@
  */
 #include "drivers/virtio-net/vnet.h"
 
+#include "core/base/perf.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
 
@@ -163,10 +164,12 @@ int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 	h = (struct virtio_net_hdr *)buf;
 	memset(h, 0, sizeof(*h));
 	p = buf + sizeof(*h);
+	perf_begin();
 	for (unsigned i = 0; i < n; i++) {
 		memcpy(p, frags[i].data, frags[i].len);
 		p += frags[i].len;
 	}
+	perf_end(PERF_COPY, len);
 	if (csum) {
 		if (virtio_has(vn->vdev, VIRTIO_NET_F_CSUM)) {
 			h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;

@@ -63,6 +63,7 @@ int vpci_init(struct vpci_dev *vp, const struct pci_dev *pci, unsigned flags)
 
 	memset(vp, 0, sizeof(*vp));
 	vp->vdev.ops = &vpci_ops;
+	vp->queue_vector = VIRTIO_MSI_NO_VECTOR;
 	vp->pci = pci;
 	snprintf(vp->vdev.name, sizeof(vp->vdev.name), "%02x:%02x.%x", pci->bus, pci->dev, pci->fn);
 
@@ -115,6 +116,51 @@ int vpci_init(struct vpci_dev *vp, const struct pci_dev *pci, unsigned flags)
 			    vp->vdev.name, have_common, have_notify, have_isr);
 		return -ENODEV;
 	}
+	return 0;
+}
+
+/* ---- MSI-X ------------------------------------------------------------------------------ */
+
+/* PCI MSI-X capability: message control, then table offset | BIR (PCI Local Bus 3.0 §6.8.2). */
+#define MSIX_CTRL	       2
+#define MSIX_CTRL_ENABLE       0x8000
+#define MSIX_CTRL_FUNC_MASK    0x4000
+#define MSIX_CTRL_SIZE	       0x07ff /* table entries - 1 */
+#define MSIX_TABLE	       4
+#define MSIX_TABLE_BIR	       0x7
+#define MSIX_ENTRY_ADDR_LO     0
+#define MSIX_ENTRY_ADDR_HI     4
+#define MSIX_ENTRY_DATA	       8
+#define MSIX_ENTRY_CTRL	       12
+#define MSIX_ENTRY_CTRL_MASKED 0x1
+
+int vpci_msix_setup(struct vpci_dev *vp, uint64_t msg_addr, uint32_t msg_data)
+{
+	const struct pci_dev *d = vp->pci;
+	uint8_t cap = pci_find_cap(d, PCI_CAP_ID_MSIX, 0);
+	uint16_t ctrl;
+	uint32_t tab;
+	uint64_t base, size, e;
+
+	if (!cap)
+		return -ENODEV;
+	ctrl = pci_read_config16(d, cap + MSIX_CTRL);
+	tab = pci_read_config32(d, cap + MSIX_TABLE);
+	if ((tab & MSIX_TABLE_BIR) > 5 || d->bar[tab & MSIX_TABLE_BIR].is_io ||
+	    pci_bar_addr(d, tab & MSIX_TABLE_BIR, &base, &size) ||
+	    (tab & ~MSIX_TABLE_BIR) + 16 > size)
+		return -ENODEV;
+	e = base + (tab & ~MSIX_TABLE_BIR);
+	/* Entry 0 is written masked and unmasked last, so it never fires half-programmed. */
+	mmio_write32(e + MSIX_ENTRY_CTRL, MSIX_ENTRY_CTRL_MASKED);
+	mmio_write32(e + MSIX_ENTRY_ADDR_LO, (uint32_t)msg_addr);
+	mmio_write32(e + MSIX_ENTRY_ADDR_HI, (uint32_t)(msg_addr >> 32));
+	mmio_write32(e + MSIX_ENTRY_DATA, msg_data);
+	pci_write_config16(d, cap + MSIX_CTRL,
+			   (uint16_t)((ctrl | MSIX_CTRL_ENABLE) & ~MSIX_CTRL_FUNC_MASK));
+	mmio_write32(e + MSIX_ENTRY_CTRL, 0);
+	vp->msix_table = e;
+	vp->queue_vector = 0;
 	return 0;
 }
 
@@ -249,8 +295,16 @@ static int vpci_enable_queue(struct virtio_dev *vdev, struct vq *vq)
 	vq->notify = vpci_notify_vq;
 
 	mmio_write16(c + COMMON(queue_size), vq->size);
-	/* No MSI-X: we poll. 0xffff is VIRTIO_MSI_NO_VECTOR (§4.1.4.3). */
-	mmio_write16(c + COMMON(queue_msix_vector), 0xffff);
+	/*
+	 * The main loop polls; vector 0 (vpci_msix_setup) only wakes a halted CPU, and only while
+	 * the driver has cleared NO_INTERRUPT. The device answers NO_VECTOR when it cannot map
+	 * the vector (§4.1.5.1.2): then the CPU's timer wakes it instead, so it is not an error.
+	 */
+	mmio_write16(c + COMMON(queue_msix_vector), vp->queue_vector);
+	if (vp->queue_vector != VIRTIO_MSI_NO_VECTOR &&
+	    mmio_read16(c + COMMON(queue_msix_vector)) != vp->queue_vector)
+		plat_printf("virtio %s: queue %u refused MSI-X vector %u\n", vp->vdev.name,
+			    vq->index, vp->queue_vector);
 	mmio_write64_split(c + COMMON(queue_desc), vq->desc_bus);
 	mmio_write64_split(c + COMMON(queue_driver), vq->avail_bus);
 	mmio_write64_split(c + COMMON(queue_device), vq->used_bus);

@@ -83,7 +83,13 @@ struct vpci_dev {
 	uint64_t device;
 	uint32_t notify_len, device_len;
 	uint32_t notify_mult;
+	/* MSI-X (vpci_msix_setup): the vector every queue is given, VIRTIO_MSI_NO_VECTOR when
+	 * none; the table entry's address for the shell. */
+	uint16_t queue_vector;
+	uint64_t msix_table;
 };
+
+#define VIRTIO_MSI_NO_VECTOR 0xffff /* §4.1.4.3: no MSI-X vector for this source */
 
 /* Flags for vpci_init(). */
 #define VPCI_TEST_NO_BUS_MASTER 0x1 /* test only: leave bus mastering as found (see virtio.md) */
@@ -95,5 +101,17 @@ struct vpci_dev {
  * required structure is missing or lies outside its BAR.
  */
 int vpci_init(struct vpci_dev *vp, const struct pci_dev *pci, unsigned flags);
+
+/*
+ * Wake-up interrupts (virtio 1.1 §4.1.4.3, §4.1.5.1.2; PCI's MSI-X capability): program
+ * MSI-X table entry 0 with @msg_addr/@msg_data (what the CPU's interrupt controller wants;
+ * boot/irq.c), enable MSI-X on the function, and make every queue enable_queue() sets up from
+ * now on use vector 0 (configuration changes get none: the driver polls for them). Call
+ * after vpci_init() and before the driver creates its queues. The device still interrupts
+ * only for queues whose driver clears VRING_AVAIL_F_NO_INTERRUPT (virtqueue.h). A device
+ * reset keeps the PCI side; the queues get vector 0 again when they are set up again.
+ * 0, or -ENODEV without an MSI-X capability or with its table outside a memory BAR.
+ */
+int vpci_msix_setup(struct vpci_dev *vp, uint64_t msg_addr, uint32_t msg_data);
 
 #endif

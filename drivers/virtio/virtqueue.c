@@ -7,6 +7,7 @@
  */
 #include "drivers/virtio/virtqueue.h"
 
+#include "core/base/perf.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
 
@@ -168,12 +169,31 @@ void vq_kick(struct vq *vq)
 		return;
 	}
 	vq->kicks++;
+	perf_begin();
 	vq->notify(vq);
+	perf_end(PERF_DOORBELL, 0);
 }
 
 bool vq_has_used(const struct vq *vq)
 {
 	return vq_read16(&vq->used->idx) != vq->last_used;
+}
+
+bool vq_irq_enable(struct vq *vq)
+{
+	vq_write16(&vq->avail->flags, 0);
+	/*
+	 * The flag store must be visible before we read used->idx (a store then a load: the full
+	 * fence). Otherwise the device could finish a chain, read the old flag and not notify,
+	 * while we read the old idx and halt: a lost wake-up.
+	 */
+	vq_mb();
+	return vq_has_used(vq);
+}
+
+void vq_irq_disable(struct vq *vq)
+{
+	vq_write16(&vq->avail->flags, VRING_AVAIL_F_NO_INTERRUPT);
 }
 
 /* Put the chain starting at @head back on the free list. */

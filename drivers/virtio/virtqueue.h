@@ -180,6 +180,17 @@ bool vq_has_used(const struct vq *vq);
  */
 int vq_get_used(struct vq *vq, void **token, uint32_t *len);
 /*
+ * Interrupts around an idle sleep (boot/irq.c). The queue starts with VRING_AVAIL_F_NO_INTERRUPT
+ * set: while the main loop polls, an interrupt would only cost the device work. Before the CPU
+ * halts, vq_irq_enable() clears the flag and then looks at used->idx again: true means a chain
+ * finished before the device could have seen the flag, so the caller must poll instead of
+ * sleeping (the device notifies only for completions after it reads the cleared flag, Linux's
+ * virtqueue_enable_cb). vq_irq_disable() sets the flag again after the wake-up. Without
+ * VIRTIO_F_EVENT_IDX (never negotiated here) the flag is all the device looks at (§2.7.10).
+ */
+bool vq_irq_enable(struct vq *vq);
+void vq_irq_disable(struct vq *vq);
+/*
  * After a device reset: take back one chain that is still outstanding and return its token,
  * or NULL when none is left. The device must be stopped, or it could still write the buffer.
  */

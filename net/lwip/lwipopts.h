@@ -88,6 +88,10 @@
 /* 32-bit accumulation: the checksum of zero-copy READ data is on the hot path (user
  * networking offers no VIRTIO_NET_F_CSUM) and TCG makes every guest instruction count. */
 #define LWIP_CHKSUM_ALGORITHM 3
+/* Every checksum lwIP computes goes through our counter (lwip_port.c, core/base/perf.h), which
+ * calls lwIP's own lwip_standard_chksum() (still built: LWIP_CHKSUM_ALGORITHM selects it). */
+unsigned short thinbox_lwip_chksum(const void *data, int len);
+#define LWIP_CHKSUM thinbox_lwip_chksum
 
 /* ---- Diagnostics ------------------------------------------------------------------------ */
 #define LWIP_STATS 0

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/perf.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
 #include "net/lwip/lwip_err.h"
@@ -212,6 +213,9 @@ static void lconn_write(struct lconn *lc)
 
 	if (!lc->pcb || lc->close_deadline)
 		return;
+	if (nbd_conn_output_pending(lc->c) <= lc->inflight)
+		return;
+	perf_begin();
 	while (nbd_conn_output_pending(lc->c) > lc->inflight) {
 		unsigned n = 0;
 		bool full = false;
@@ -245,6 +249,7 @@ static void lconn_write(struct lconn *lc)
 	}
 	if (wrote)
 		tcp_output(lc->pcb);
+	perf_end(PERF_LWIP_OUTPUT, 0);
 }
 
 static void lconn_free_input(struct lconn *lc)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/perf.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
 #include "drivers/virtio-net/vnet.h"
@@ -80,12 +81,16 @@ void net_rx_frame(void *ctx, const void *frame, size_t len, unsigned flags)
 	(void)ctx;
 	if (!net.started || len > 0xffff)
 		return;
+	perf_begin();
 	p = pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_POOL);
 	if (!p) {
 		net.stats.rx_nomem++;
+		perf_end(PERF_NET_RX, len);
 		return;
 	}
+	perf_begin();
 	pbuf_take(p, frame, (u16_t)len);
+	perf_end(PERF_COPY, len);
 	/*
 	 * lwIP's checksum checks are per netif, not per packet; but with NO_SYS the whole input
 	 * path runs inside netif->input, so setting the flags around the call makes them per
@@ -97,6 +102,7 @@ void net_rx_frame(void *ctx, const void *frame, size_t len, unsigned flags)
 		net.stats.rx_rejected++;
 		pbuf_free(p);
 	}
+	perf_end(PERF_NET_RX, len);
 }
 
 /* ---- Transmit ----------------------------------------------------------------------------- */
@@ -147,6 +153,7 @@ static err_t linkoutput(struct netif *nif, struct pbuf *p)
 	struct pbuf *q;
 	int rc;
 
+	perf_begin();
 	if (net.tx_csum_offload && tcp_csum_prepare(p, &cs))
 		csp = &cs;
 	for (q = p; q && n < TX_MAX_FRAGS; q = q->next)
@@ -155,9 +162,12 @@ static err_t linkoutput(struct netif *nif, struct pbuf *p)
 		/* A segment built from many small writes: flatten it (one frame, <= MTU). */
 		if (p->tot_len > sizeof(flat)) {
 			net.stats.tx_dropped++;
+			perf_end(PERF_NET_TX, 0);
 			return ERR_VAL;
 		}
+		perf_begin();
 		pbuf_copy_partial(p, flat, p->tot_len, 0);
+		perf_end(PERF_COPY, p->tot_len);
 		frags[0] = (struct vnet_frag){ flat, p->tot_len };
 		n = 1;
 	}
@@ -179,6 +189,7 @@ static err_t linkoutput(struct netif *nif, struct pbuf *p)
 	}
 	if (rc)
 		net.stats.tx_dropped++;
+	perf_end(PERF_NET_TX, p->tot_len);
 	return net_err_from_errno(rc);
 }
 
@@ -321,6 +332,16 @@ void net_poll(void)
 		plat_printf("thinbox: net link %s\n", vnet_link_up(net.vn) ? "up" : "down");
 	}
 	sys_check_timeouts();
+}
+
+uint32_t net_next_timer_ms(void)
+{
+	u32_t ms;
+
+	if (!net.started)
+		return UINT32_MAX;
+	ms = sys_timeouts_sleeptime();
+	return ms == SYS_TIMEOUTS_SLEEPTIME_INFINITE ? UINT32_MAX : ms;
 }
 
 /* ---- Status (the `net` command is in boot/devices.c) --------------------------------------- */

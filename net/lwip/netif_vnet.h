@@ -39,6 +39,11 @@ int net_start(struct vnet *vn, const struct net_config *cfg);
 void net_rx_frame(void *ctx, const void *frame, size_t len, unsigned flags);
 /* Link status, lwIP's timers. Call every main-loop pass; never blocks. */
 void net_poll(void);
+/*
+ * Milliseconds until lwIP's next timer is due (0: due now), or UINT32_MAX when lwIP has none
+ * or the network is not started: how long the idle main loop may sleep for the network.
+ */
+uint32_t net_next_timer_ms(void);
 
 /* "255.255.255.255" and its NUL (lwIP's IP4ADDR_STRLEN_MAX, without its header). */
 #define NET_ADDR_STRLEN 16

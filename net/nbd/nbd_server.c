@@ -18,6 +18,7 @@
  */
 #include "net/nbd/nbd_server.h"
 #include "net/nbd/nbd_proto.h"
+#include "core/base/perf.h"
 #include "core/base/util.h"
 
 #include <errno.h>
@@ -1132,9 +1133,11 @@ static void read_reply(struct nbd_conn *c, struct nbd_req *r, size_t skip)
 		bool last;
 		uint8_t *p;
 
+		perf_begin();
 		run = (r->flags & NBD_CMD_FLAG_DF)
 			  ? r->length
 			  : zero_run(data, r->offset, pos, r->length, &zero);
+		perf_end(PERF_ZERO_SCAN, run);
 		if (r->flags & NBD_CMD_FLAG_DF)
 			zero = false;
 		last = pos + run == r->length;
@@ -1848,6 +1851,9 @@ static int run_ready(struct nbd_conn *c)
 {
 	int n = 0;
 
+	if (!c->ready)
+		return 0;
+	perf_begin();
 	while (c->ready && !c->dead) {
 		struct nbd_req *r = c->ready;
 
@@ -1857,6 +1863,7 @@ static int run_ready(struct nbd_conn *c)
 		req_step(r);
 		n++;
 	}
+	perf_end(PERF_NBD_RUN, 0);
 	return n;
 }
 
@@ -1969,6 +1976,8 @@ static void request_header(struct nbd_conn *c)
 	c->held += size;
 	c->srv->held += size;
 	c->nreqs++;
+	if (type == NBD_CMD_READ || type == NBD_CMD_WRITE)
+		perf_add_bytes(PERF_NBD_PARSE, length);
 	if (type == NBD_CMD_WRITE) {
 		c->cur = r;
 		c->cur_got = 0;
@@ -2071,12 +2080,17 @@ static size_t proto_feed(struct nbd_conn *c, const uint8_t *in, size_t len, bool
 			}
 			break;
 		case CS_REQ_HDR:
-			if (gather(c, 28, in, len, &pos))
+			if (gather(c, 28, in, len, &pos)) {
+				perf_begin();
 				request_header(c);
+				perf_end(PERF_NBD_PARSE, 0);
+			}
 			break;
 		case CS_REQ_DATA:
 			k = MIN((size_t)c->cur->length - c->cur_got, len - pos);
+			perf_begin();
 			memcpy(c->cur->buf + c->cur_got, in + pos, k);
+			perf_end(PERF_COPY, k);
 			c->cur_got += k;
 			pos += k;
 			if (c->cur_got == c->cur->length) {

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/* The stage counters and their report (perf.h). */
+#include "core/base/perf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct perf_counter perf_ctr[PERF_NR];
+struct perf_frame perf_stack[PERF_MAX_DEPTH];
+unsigned perf_depth;
+bool perf_detail;
+
+static uint64_t reset_at;
+static int reset_done;
+
+static const char *const names[PERF_NR] = {
+	[PERF_NBD_PARSE] = "nbd-parse",
+	[PERF_NBD_RUN] = "nbd-run",
+	[PERF_POOL_LOOKUP] = "pool-lookup",
+	[PERF_DISK_WAIT] = "disk-wait",
+	[PERF_COPY] = "copy",
+	[PERF_ZERO_SCAN] = "zero-scan",
+	[PERF_LWIP_OUTPUT] = "lwip-output",
+	[PERF_CHECKSUM] = "checksum",
+	[PERF_NET_RX] = "net-rx",
+	[PERF_NET_TX] = "net-tx",
+	[PERF_DOORBELL] = "doorbell",
+	[PERF_CONSOLE] = "console",
+	[PERF_DEV_POLL] = "dev-poll",
+	[PERF_NBD_POLL] = "nbd-poll",
+	[PERF_POOL_POLL] = "pool-poll",
+	[PERF_LWIP_TIMERS] = "lwip-timers",
+	[PERF_IDLE_POLL] = "idle-poll",
+	[PERF_HALT] = "halt",
+};
+
+const char *perf_stage_name(unsigned s)
+{
+	return s < PERF_NR ? names[s] : NULL;
+}
+
+void perf_reset(void)
+{
+	/* The stack is left alone: a reset from inside a measured piece (the shell runs from
+	 * the main loop, outside every stage) would otherwise unbalance it. */
+	memset(perf_ctr, 0, sizeof(perf_ctr));
+	reset_at = plat_cycles();
+	reset_done = 1;
+}
+
+void perf_snapshot(struct perf_counter out[PERF_NR], uint64_t *wall_cycles)
+{
+	if (!reset_done)
+		perf_reset();
+	memcpy(out, perf_ctr, sizeof(perf_ctr));
+	*wall_cycles = plat_cycles() - reset_at;
+}
+
+static double pct(uint64_t part, uint64_t whole)
+{
+	return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+void perf_report(const struct perf_counter c[PERF_NR], uint64_t wall, uint64_t hz,
+		 void (*out)(void *ctx, const char *line), void *ctx)
+{
+	const struct perf_counter *nbd = &c[PERF_NBD_PARSE];
+	double gib = (double)nbd->bytes / (double)(1u << 30);
+	uint64_t accounted = 0, idle, busy;
+	char line[200];
+
+	if (!hz)
+		hz = 1;
+	snprintf(line, sizeof(line),
+		 "%.3f s since reset (%.0f MHz counter); NBD: %llu requests, %.3f GiB of payload",
+		 (double)wall / (double)hz, (double)hz / 1e6, (unsigned long long)nbd->events, gib);
+	out(ctx, line);
+	snprintf(line, sizeof(line), "%-12s %10s %10s %10s %6s %6s %10s %9s %10s", "stage",
+		 "events", "Mcycles", "self Mcyc", "self%", "whole%", "cyc/event", "ms/GiB",
+		 "cyc/req");
+	out(ctx, line);
+	for (unsigned s = 0; s < PERF_NR; s++) {
+		const struct perf_counter *k = &c[s];
+		bool wait = s == PERF_DISK_WAIT;
+		uint64_t self = wait ? 0 : k->self;
+		double ms_gib = gib > 0 ? (double)self * 1000.0 / (double)hz / gib : 0.0;
+
+		/* Waits have no CPU time; idle passes and halts are not work for the requests:
+		 * no per-GiB or per-request figures for them. */
+		bool work = !wait && s != PERF_IDLE_POLL && s != PERF_HALT;
+		char self_m[16] = "-", self_p[16] = "-", per_gib[16] = "-", per_req[24] = "-";
+
+		accounted += self;
+		if (!wait) {
+			snprintf(self_m, sizeof(self_m), "%.1f", (double)self / 1e6);
+			snprintf(self_p, sizeof(self_p), "%.2f", pct(self, wall));
+		}
+		if (work) {
+			snprintf(per_gib, sizeof(per_gib), "%.1f", ms_gib);
+			snprintf(per_req, sizeof(per_req), "%llu",
+				 (unsigned long long)(nbd->events ? self / nbd->events : 0));
+		}
+		snprintf(line, sizeof(line), "%-12s %10llu %10.1f %10s %6s %6.2f %10llu %9s %10s",
+			 names[s], (unsigned long long)k->events, (double)k->cycles / 1e6, self_m,
+			 self_p, pct(k->cycles, wall),
+			 (unsigned long long)(k->events ? k->cycles / k->events : 0), per_gib,
+			 per_req);
+		out(ctx, line);
+	}
+	if (accounted <= wall) {
+		uint64_t rest = wall - accounted;
+
+		snprintf(line, sizeof(line), "%-12s %10s %10.1f %10.1f %6.2f %6s %10s %9.1f %10llu",
+			 "rest", "-", (double)rest / 1e6, (double)rest / 1e6, pct(rest, wall), "-",
+			 "-", gib > 0 ? (double)rest * 1000.0 / (double)hz / gib : 0.0,
+			 (unsigned long long)(nbd->events ? rest / nbd->events : 0));
+		out(ctx, line);
+	}
+	idle = c[PERF_IDLE_POLL].self + c[PERF_HALT].self;
+	busy = wall > idle ? wall - idle : 0;
+	snprintf(line, sizeof(line),
+		 "busy (all but idle-poll and halt): %.2f%% of the wall, %.1f ms per GiB, %llu "
+		 "cycles per request",
+		 pct(busy, wall), gib > 0 ? (double)busy * 1000.0 / (double)hz / gib : 0.0,
+		 (unsigned long long)(nbd->events ? busy / nbd->events : 0));
+	out(ctx, line);
+	snprintf(line, sizeof(line),
+		 "disk-wait: a wait, in no sum: mean %.1f us over %llu data-disk requests",
+		 c[PERF_DISK_WAIT].events ? (double)c[PERF_DISK_WAIT].cycles * 1e6 / (double)hz /
+						(double)c[PERF_DISK_WAIT].events
+					  : 0.0,
+		 (unsigned long long)c[PERF_DISK_WAIT].events);
+	out(ctx, line);
+}

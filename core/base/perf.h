@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Where the cycles go: a fixed set of counters, one per stage of the data path, cheap enough to
+ * stay on (two cycle-counter reads per measured piece, no locks: both builds run one loop on
+ * one thread). docs/performance.md says what each stage covers and what was found.
+ *
+ * A CPU stage is measured with perf_begin() / perf_end(), strictly nested (every begin has its
+ * end on every path). Its counter gets the piece's whole time (`cycles`) and its time minus the
+ * stages measured inside it (`self`), so the self times of all stages, the idle passes and the
+ * halts add up to at most the wall time: what is left is the rest of the main loop. A wait
+ * (PERF_DISK_WAIT: from submission to completion, while the CPU does other things) is not CPU
+ * time and is added with perf_add_wait(); it overlaps everything else.
+ *
+ * The cycle counter is the platform's (core/base/plat.h: plat_cycles(), the TSC in the
+ * firmware, nanoseconds on the host). Only the firmware shows the counters (the shell's
+ * `perf`); the host build counts too, for tests.
+ */
+#ifndef CORE_BASE_PERF_H
+#define CORE_BASE_PERF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/base/plat.h"
+
+enum perf_stage {
+	PERF_NBD_PARSE,	  /* an NBD request header decoded, checked, its buffer allocated */
+	PERF_NBD_RUN,	  /* the NBD server advancing requests: into the pool, replies built */
+	PERF_POOL_LOOKUP, /* the thin pool's mapping lookup of a volume block (btree) */
+	PERF_DISK_WAIT,	  /* a data-disk request of the pool, submission to completion (wait) */
+	PERF_COPY,	  /* data-path memcpy: payload, bounce, frame into pbuf / transmit buffer */
+	PERF_ZERO_SCAN,	  /* READ data scanned for zero runs (structured replies) */
+	PERF_LWIP_OUTPUT, /* replies handed to lwIP (tcp_write, tcp_output) */
+	PERF_CHECKSUM,	  /* lwIP's Internet checksum (inet_chksum), both directions */
+	PERF_NET_RX,	  /* a received frame through lwIP's input */
+	PERF_NET_TX,	  /* a frame to virtio-net (linkoutput: gather, copy, doorbell) */
+	PERF_DOORBELL,	  /* virtio doorbells rung (vq_kick's MMIO write: a VM exit) */
+	PERF_CONSOLE,	  /* the main loop's console read (a UART port read) */
+	PERF_DEV_POLL,	  /* devices_poll(): used rings, block completions, tx reclaim, rx */
+	PERF_NBD_POLL,	  /* nbd_lwip_poll(): input fed to the NBD server, output to lwIP */
+	PERF_POOL_POLL,	  /* appliance_poll(): the pool's queued I/O, completions, commit */
+	PERF_LWIP_TIMERS, /* net_poll(): link, lwIP's timers */
+	PERF_IDLE_POLL,	  /* main-loop passes that found nothing to do */
+	PERF_HALT,	  /* halted (HLT) until an interrupt */
+	PERF_NR
+};
+
+struct perf_counter {
+	uint64_t cycles; /* whole pieces */
+	uint64_t self;	 /* minus the stages inside them */
+	uint64_t events; /* pieces */
+	uint64_t bytes;	 /* what the stage says: payload, frame or copy bytes */
+};
+
+#define PERF_MAX_DEPTH 8
+
+struct perf_frame {
+	uint64_t t0, child;
+};
+
+/* The state, for the inline calls below; read it with perf_snapshot(). */
+extern struct perf_counter perf_ctr[PERF_NR];
+extern struct perf_frame perf_stack[PERF_MAX_DEPTH];
+extern unsigned perf_depth;
+
+static inline void perf_begin(void)
+{
+	if (perf_depth < PERF_MAX_DEPTH)
+		perf_stack[perf_depth] = (struct perf_frame){ plat_cycles(), 0 };
+	perf_depth++;
+}
+
+static inline void perf_end(enum perf_stage s, uint64_t bytes)
+{
+	struct perf_counter *c = &perf_ctr[s];
+
+	if (perf_depth == 0)
+		return; /* unpaired: a bug, but never worth corrupting memory over */
+	perf_depth--;
+	if (perf_depth < PERF_MAX_DEPTH) {
+		uint64_t t = plat_cycles() - perf_stack[perf_depth].t0;
+		uint64_t child = perf_stack[perf_depth].child;
+
+		c->cycles += t;
+		c->self += child < t ? t - child : 0;
+		if (perf_depth > 0 && perf_depth - 1 < PERF_MAX_DEPTH)
+			perf_stack[perf_depth - 1].child += t;
+	}
+	c->events++;
+	c->bytes += bytes;
+}
+
+/* End the innermost piece without counting it anywhere (a main-loop pass that did work: its
+ * time is the report's "rest"). */
+static inline void perf_drop(void)
+{
+	if (perf_depth > 0)
+		perf_depth--;
+}
+
+/*
+ * A main-loop pass: its polls (PERF_CONSOLE .. PERF_LWIP_TIMERS, measured inside it with
+ * perf_begin/perf_end) count in their own stages when the pass did work (perf_pass_work():
+ * the pass's own glue is the report's "rest"), and in PERF_IDLE_POLL when it found nothing
+ * (perf_pass_idle(): the polls' counters go back to what they were, their self time moves
+ * to idle-poll, and stages nested deeper, such as a halt, keep theirs).
+ */
+#define PERF_POLL_FIRST PERF_CONSOLE
+#define PERF_POLL_N	(PERF_LWIP_TIMERS - PERF_CONSOLE + 1)
+
+struct perf_pass {
+	struct perf_counter polls[PERF_POLL_N];
+	bool saved; /* perf_detail was on at perf_pass_begin() */
+};
+
+/*
+ * The polls are measured only while perf_detail is on (`perf detail on`): they are a piece
+ * per poll per pass, which is most of the counters' own cost (docs/performance.md). Off, a
+ * working pass's polls are in `rest` and an idle pass is one piece.
+ */
+extern bool perf_detail;
+
+static inline void perf_poll_begin(void)
+{
+	if (perf_detail)
+		perf_begin();
+}
+
+static inline void perf_poll_end(enum perf_stage s)
+{
+	if (perf_detail)
+		perf_end(s, 0);
+}
+
+static inline void perf_pass_begin(struct perf_pass *p)
+{
+	p->saved = perf_detail;
+	if (p->saved)
+		for (unsigned i = 0; i < PERF_POLL_N; i++)
+			p->polls[i] = perf_ctr[PERF_POLL_FIRST + i];
+	perf_begin();
+}
+
+static inline void perf_pass_work(void)
+{
+	perf_drop();
+}
+
+static inline void perf_pass_idle(const struct perf_pass *p)
+{
+	uint64_t self = 0;
+
+	for (unsigned i = 0; i < PERF_POLL_N && p->saved; i++) {
+		self += perf_ctr[PERF_POLL_FIRST + i].self - p->polls[i].self;
+		perf_ctr[PERF_POLL_FIRST + i] = p->polls[i];
+	}
+	perf_end(PERF_IDLE_POLL, 0);
+	perf_ctr[PERF_IDLE_POLL].self += self;
+}
+
+/* Bytes for @s without an event (the NBD payload, counted where the request is accepted). */
+static inline void perf_add_bytes(enum perf_stage s, uint64_t bytes)
+{
+	perf_ctr[s].bytes += bytes;
+}
+
+/* A wait of @cycles (not CPU time: not nested, not subtracted from anything). */
+static inline void perf_add_wait(enum perf_stage s, uint64_t cycles, uint64_t bytes)
+{
+	perf_ctr[s].cycles += cycles;
+	perf_ctr[s].events++;
+	perf_ctr[s].bytes += bytes;
+}
+
+/* Zero every counter and start the wall-time span over (the shell's `perf reset`). */
+void perf_reset(void);
+/* A copy of the counters and the cycles since the last reset (or the first call). */
+void perf_snapshot(struct perf_counter out[PERF_NR], uint64_t *wall_cycles);
+/* The stage's short name ("nbd-parse", ...), NULL past the last. */
+const char *perf_stage_name(unsigned s);
+
+/*
+ * The report, one line at a time to @out (no newline in the lines): a table of every stage
+ * with events, cycles, self cycles, self and whole % of the wall time, cycles per event, CPU
+ * milliseconds per GiB of NBD payload and cycles per NBD request (both from PERF_NBD_PARSE's
+ * events and bytes), then the rest of the loop, the NBD totals and the mean disk wait. @hz is
+ * the cycle counter's rate (plat_cycles_hz()).
+ */
+void perf_report(const struct perf_counter c[PERF_NR], uint64_t wall, uint64_t hz,
+		 void (*out)(void *ctx, const char *line), void *ctx);
+
+#endif

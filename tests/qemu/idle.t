@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""An idle appliance costs (almost) no host CPU, and wakes up right (docs/firmware.md, "Idle").
+
+Boot 1 (blank disks): the appliance formats and exports vol0; after it settles, the QEMU
+process's CPU time (utime + stime of /proc/PID/stat) over IDLE_S seconds of idleness stays
+below BOUND of one core (the polling loop took a whole core; the target on a quiet machine is
+3%, the bound is generous for a loaded CI machine). Right after the idle spell: nbdinfo --list
+answers, a shell command answers, and an NBD write to a block never written before (no FLUSH,
+so only the pool's periodic commit makes its mapping durable) is left for 3 s, after which
+QEMU is killed by its PID (a power cut: nothing is committed on the way down).
+Boot 2 on the same disks: the write reads back, so the commit timer ran while the CPU idled.
+Printed: the idle CPU share, the sleeps the `perf` command counted and `perf cost` (what one
+measured piece of the counters costs)."""
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import appliance_lib as ap  # noqa: E402
+
+qh, al = ap.qh, ap.al
+c = qh.Checks("qemu/idle")
+qh.require_image(c)
+tmp = al.scratch()
+IDLE_S = 10.0
+BOUND = 0.15
+SETTLE_S = 3.0
+OFFSET = 5 << 20  # inside vol0, never written before this test
+DATA = al.pattern("idle-commit", 64 << 10)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """utime + stime of @pid in seconds (fields 14 and 15 of /proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+try:
+    m = ap.DiskMachine("qemu-idle", tmp)
+    with m:
+        m.boot_appliance()
+        time.sleep(SETTLE_S)
+        c0, t0 = cpu_seconds(m.proc.pid), time.monotonic()
+        time.sleep(IDLE_S)
+        share = (cpu_seconds(m.proc.pid) - c0) / (time.monotonic() - t0)
+        c.note("idle: QEMU used %.1f%% of a core over %.0f s" % (100 * share, IDLE_S))
+        c.check("idle-cpu-below-%d%%" % int(100 * BOUND), share < BOUND,
+                "%.1f%% of a core" % (100 * share))
+
+        r = al.run(["nbdinfo", "--list", m.uri()], timeout=30)
+        c.check("nbdinfo-after-idle", r.returncode == 0 and 'export="vol0"' in r.stdout,
+                r.stdout + r.stderr)
+        out = m.sh("pool status", timeout=20)
+        c.check("shell-after-idle", "transaction id" in out, out)
+        h = al.nbd.NBD()
+        h.connect_uri(m.uri("vol0"))
+        ap.pwrite(h, DATA, OFFSET)
+        # No flush: the mapping is durable only once the pool's 1 s commit timer has run.
+        time.sleep(3.0)
+        out = m.sh("perf", timeout=20)
+        sl = re.search(r"halted\s+(\d+) sleeps", out)
+        c.note("perf after the idle spell: %s" % (sl.group(0) if sl else "no sleeps line"))
+        out = m.sh("perf cost", timeout=20)
+        c.check("perf-cost", "cycles per measured piece" in out, out)
+        c.note(out.strip())
+        m.stop()  # SIGKILL by PID: a power cut, nothing committed on the way down
+    m = ap.DiskMachine("qemu-idle-2", tmp)
+    with m:
+        m.boot_appliance()
+        h = al.nbd.NBD()
+        h.connect_uri(m.uri("vol0"))
+        back = ap.pread(h, len(DATA), OFFSET)
+        h.shutdown()
+        c.check("commit-timer-while-idle", back == DATA,
+                "the write did not survive the cut: the commit timer did not run")
+        m.send("poweroff\r")
+        c.check("poweroff", m.wait_exit(60) == qh.RC_POWEROFF)
+except (qh.BootFailure, al.Failure) as e:
+    c.check("no-boot-failure", False, str(e))
+c.finish()

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/base/perf: nested stages (self = whole minus the stages inside, exactly), dropped
+ * passes, waits, unpaired and too-deep calls that must not corrupt anything, reset, and the
+ * report's arithmetic (% of the wall, ms per GiB, cycles per request, the rest of the loop).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/base/perf.h"
+#include "tests/support/harness.h"
+
+/* Let the cycle counter (nanoseconds here) move by at least @n. */
+static void spin(uint64_t n)
+{
+	uint64_t t0 = plat_cycles();
+
+	while (plat_cycles() - t0 < n)
+		;
+}
+
+TEST(nested_self_is_whole_minus_children)
+{
+	struct perf_counter c[PERF_NR];
+	uint64_t wall;
+
+	perf_reset();
+	perf_begin(); /* net-rx */
+	spin(100000);
+	perf_begin(); /* checksum */
+	spin(200000);
+	perf_end(PERF_CHECKSUM, 1500);
+	perf_begin(); /* copy */
+	spin(50000);
+	perf_end(PERF_COPY, 1500);
+	perf_end(PERF_NET_RX, 1514);
+	perf_snapshot(c, &wall);
+
+	ok_eq(perf_depth, 0u);
+	ok_eq(c[PERF_NET_RX].events, 1u);
+	ok_eq(c[PERF_NET_RX].bytes, 1514u);
+	ok(c[PERF_CHECKSUM].cycles >= 200000);
+	ok(c[PERF_NET_RX].cycles >= 350000);
+	/* Exact: the children's whole times come off the parent's self time. */
+	ok_eq(c[PERF_NET_RX].self,
+	      c[PERF_NET_RX].cycles - c[PERF_CHECKSUM].cycles - c[PERF_COPY].cycles);
+	ok_eq(c[PERF_CHECKSUM].self, c[PERF_CHECKSUM].cycles);
+	ok(wall >= c[PERF_NET_RX].cycles);
+}
+
+TEST(dropped_pass_keeps_its_children)
+{
+	struct perf_counter c[PERF_NR];
+	uint64_t wall;
+
+	perf_reset();
+	perf_begin(); /* a main-loop pass */
+	perf_begin();
+	spin(10000);
+	perf_end(PERF_POOL_LOOKUP, 0);
+	perf_drop();  /* it did work: not idle */
+	perf_begin(); /* an idle pass with a halt inside */
+	perf_begin();
+	spin(10000);
+	perf_end(PERF_HALT, 0);
+	perf_end(PERF_IDLE_POLL, 0);
+	perf_snapshot(c, &wall);
+
+	ok_eq(perf_depth, 0u);
+	ok_eq(c[PERF_POOL_LOOKUP].events, 1u);
+	ok_eq(c[PERF_IDLE_POLL].events, 1u);
+	ok_eq(c[PERF_IDLE_POLL].self, c[PERF_IDLE_POLL].cycles - c[PERF_HALT].cycles);
+}
+
+TEST(idle_pass_counts_its_polls_as_idle)
+{
+	struct perf_counter c[PERF_NR];
+	struct perf_pass pass;
+	uint64_t wall;
+
+	perf_reset();
+	/* Detail off: the polls are not measured, and an idle pass is one piece. */
+	perf_detail = false;
+	perf_pass_begin(&pass);
+	perf_poll_begin();
+	spin(1000);
+	perf_poll_end(PERF_DEV_POLL);
+	perf_pass_idle(&pass);
+	perf_snapshot(c, &wall);
+	ok_eq(perf_depth, 0u);
+	ok_eq(c[PERF_DEV_POLL].events, 0u);
+	ok_eq(c[PERF_IDLE_POLL].events, 1u);
+	ok_eq(c[PERF_IDLE_POLL].self, c[PERF_IDLE_POLL].cycles);
+
+	perf_reset();
+	perf_detail = true;
+	/* A pass that did work: the poll counts in its own stage. */
+	perf_pass_begin(&pass);
+	perf_poll_begin();
+	spin(10000);
+	perf_poll_end(PERF_DEV_POLL);
+	perf_pass_work();
+	perf_snapshot(c, &wall);
+	ok_eq(c[PERF_DEV_POLL].events, 1u);
+	ok_eq(c[PERF_IDLE_POLL].events, 0u);
+
+	/* An idle pass: a poll with a checksum inside it, then a halt. */
+	perf_pass_begin(&pass);
+	perf_poll_begin();
+	spin(10000);
+	perf_begin();
+	spin(10000);
+	perf_end(PERF_CHECKSUM, 20);
+	perf_poll_end(PERF_DEV_POLL);
+	perf_begin();
+	spin(10000);
+	perf_end(PERF_HALT, 0);
+	perf_pass_idle(&pass);
+	ok_eq(perf_depth, 0u);
+	{
+		struct perf_counter d[PERF_NR];
+
+		perf_snapshot(d, &wall);
+		/* The poll is as before the idle pass; the nested stages keep theirs. */
+		ok(memcmp(&d[PERF_DEV_POLL], &c[PERF_DEV_POLL], sizeof(d[0])) == 0);
+		ok_eq(d[PERF_CHECKSUM].events, 1u);
+		ok_eq(d[PERF_HALT].events, 1u);
+		ok_eq(d[PERF_IDLE_POLL].events, 1u);
+		/* The whole pass minus the checksum and the halt is idle-poll's own. */
+		ok_eq(d[PERF_IDLE_POLL].self,
+		      d[PERF_IDLE_POLL].cycles - d[PERF_CHECKSUM].cycles - d[PERF_HALT].cycles);
+		ok(d[PERF_IDLE_POLL].self >= 10000);
+	}
+	perf_detail = false;
+}
+
+TEST(waits_unpaired_and_deep_calls)
+{
+	struct perf_counter c[PERF_NR];
+	uint64_t wall;
+
+	perf_reset();
+	perf_add_wait(PERF_DISK_WAIT, 1000, 4096);
+	perf_add_wait(PERF_DISK_WAIT, 3000, 4096);
+	perf_end(PERF_COPY, 1); /* no begin: ignored, the depth stays 0 */
+	ok_eq(perf_depth, 0u);
+	for (unsigned i = 0; i < PERF_MAX_DEPTH + 4; i++)
+		perf_begin();
+	for (unsigned i = 0; i < PERF_MAX_DEPTH + 4; i++)
+		perf_end(PERF_COPY, 1);
+	perf_snapshot(c, &wall);
+	ok_eq(perf_depth, 0u);
+	ok_eq(c[PERF_DISK_WAIT].cycles, 4000u);
+	ok_eq(c[PERF_DISK_WAIT].events, 2u);
+	ok_eq(c[PERF_DISK_WAIT].self, 0u);
+	/* Every piece counted; only the ones inside the stack's depth have times. */
+	ok_eq(c[PERF_COPY].events, (uint64_t)PERF_MAX_DEPTH + 4);
+	ok(c[PERF_COPY].self <= c[PERF_COPY].cycles);
+
+	perf_reset();
+	perf_snapshot(c, &wall);
+	ok_eq(c[PERF_DISK_WAIT].events, 0u);
+	ok_eq(c[PERF_COPY].events, 0u);
+}
+
+static char report[4096];
+
+static void collect(void *ctx, const char *line)
+{
+	(void)ctx;
+	strncat(report, line, sizeof(report) - strlen(report) - 2);
+	strcat(report, "\n");
+}
+
+TEST(report_arithmetic)
+{
+	struct perf_counter c[PERF_NR];
+	const uint64_t hz = 1000000000, wall = 4000000000; /* 4 s of a 1 GHz counter */
+
+	memset(c, 0, sizeof(c));
+	report[0] = '\0';
+	c[PERF_NBD_PARSE] = (struct perf_counter){ 2000000, 2000000, 1000, 1ull << 30 };
+	c[PERF_CHECKSUM] = (struct perf_counter){ 1000000000, 1000000000, 5000, 0 };
+	c[PERF_HALT] = (struct perf_counter){ 2000000000, 2000000000, 10, 0 };
+	c[PERF_DISK_WAIT] = (struct perf_counter){ 50000000, 0, 1000, 1ull << 30 };
+	perf_report(c, wall, hz, collect, NULL);
+
+	ok(strstr(report, "4.000 s since reset (1000 MHz counter); NBD: 1000 requests, "
+			  "1.000 GiB of payload") != NULL);
+	/* 1e9 of 4e9 cycles: 25 %; 1 s per GiB; 1e6 cycles per request. */
+	ok(strstr(report, "checksum           5000     1000.0     1000.0  25.00  25.00     "
+			  "200000    1000.0    1000000") != NULL);
+	/* The halt has no per-GiB figure; the disk wait no self time. */
+	ok(strstr(report, "halt                 10     2000.0     2000.0  50.00  50.00  200000000"
+			  "         -          -") != NULL);
+	ok(strstr(report, "disk-wait          1000       50.0          -      -   1.25      "
+			  "50000") != NULL);
+	/* Rest: 4e9 - 2e6 - 1e9 - 2e9 = 998e6. */
+	ok(strstr(report, "rest                  -      998.0      998.0  24.95") != NULL);
+	ok(strstr(report, "busy (all but idle-poll and halt): 50.00% of the wall, 2000.0 ms per "
+			  "GiB, 2000000 cycles per request") != NULL);
+	ok(strstr(report, "mean 50.0 us over 1000 data-disk requests") != NULL);
+	if (!ok(!strstr(report, "nan")))
+		fail("%s", report);
+}
