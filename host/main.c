@@ -303,6 +303,9 @@ static int add_file_export(struct nbd_server *srv, const char *arg, bool tls_on)
 		free(fe);
 		return rc;
 	}
+	/* Which backend serves it: io_uring, or the worker threads where the kernel refuses. */
+	plat_printf("nbd: export '%s': file I/O through %s\n", name,
+		    filedisk_backend_name(filedisk_backend(fe->dev)));
 	fe->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fe->fd < 0) {
 		rc = -errno;

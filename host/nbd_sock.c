@@ -6,6 +6,7 @@
  * (back-pressure), and writing stops at EAGAIN until POLLOUT.
  */
 #include "host/nbd_sock.h"
+#include "host/hostdev.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -118,7 +119,7 @@ const char *nbd_sock_address(const struct nbd_sock *s)
 
 unsigned nbd_sock_max_fds(const struct nbd_sock *s)
 {
-	return 1 + NBD_DEFAULT_MAX_CONNS;
+	return 2 + NBD_DEFAULT_MAX_CONNS; /* the listener, the file completions, the clients */
 }
 
 static void sconn_close(struct nbd_sock *s, struct sconn *sc)
@@ -200,6 +201,13 @@ unsigned nbd_sock_pollfds(struct nbd_sock *s, struct pollfd *fds, unsigned max)
 	fds[n].events = POLLIN;
 	fds[n].revents = 0;
 	n++;
+	/* The exports' file completions wake the same poll() as the sockets. */
+	if (filedisk_wake_fd() >= 0 && n < max) {
+		fds[n].fd = filedisk_wake_fd();
+		fds[n].events = POLLIN;
+		fds[n].revents = 0;
+		n++;
+	}
 	for (sc = s->conns; sc && n < max; sc = sc->next) {
 		fds[n].fd = sc->fd;
 		fds[n].events = 0;
@@ -217,7 +225,8 @@ int nbd_sock_timeout_ms(const struct nbd_sock *s, int idle_ms)
 {
 	const struct sconn *sc;
 
-	if (nbd_server_busy(s->srv))
+	/* Requests inside a filedisk wake us through its eventfd: sleep on it, do not spin. */
+	if (nbd_server_busy_except(s->srv, filedisk_signals))
 		return 0;
 	for (sc = s->conns; sc; sc = sc->next)
 		if (sc->in_end > sc->in_start && nbd_conn_wants_input(sc->c))
@@ -313,7 +322,7 @@ void nbd_sock_process(struct nbd_sock *s, const struct pollfd *fds, unsigned n)
 	if (n && fds[0].fd == s->lfd && (fds[0].revents & POLLIN))
 		accept_all(s);
 	for (i = 1; i < n; i++) {
-		if (!fds[i].revents)
+		if (!fds[i].revents || fds[i].fd == filedisk_wake_fd())
 			continue;
 		for (sc = s->conns; sc; sc = sc->next)
 			if (sc->fd == fds[i].fd)
@@ -328,6 +337,8 @@ void nbd_sock_process(struct nbd_sock *s, const struct pollfd *fds, unsigned n)
 	/* Every connection, every pass: feed, let the devices run, send, close. */
 	for (sc = s->conns; sc; sc = sc->next)
 		sconn_feed(sc);
+	/* Cleared before the devices are polled: a completion after this wakes the next poll(). */
+	filedisk_wake_clear();
 	nbd_server_poll(s->srv);
 	for (sc = s->conns; sc; sc = next) {
 		next = sc->next;

@@ -111,7 +111,7 @@ $(HOSTDIR)/tests/tls/%: $(HOSTDIR)/obj/tests/unit/tls/%.o $(HOSTDIR)/libtestsupp
 		$(HOSTDIR)/libthinbox.a $(MBEDTLS_HOST_LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
+	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^ $(HOST_LIBS)
 
 .PRECIOUS: $(MBEDTLS_HOST_OBJDIR)/%.o $(MBEDTLS_EFI_OBJDIR)/%.o $(MBEDTLS_REL_OBJDIR)/%.o
 

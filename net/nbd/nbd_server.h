@@ -83,6 +83,13 @@ int nbd_server_poll(struct nbd_server *srv);
 bool nbd_server_busy(const struct nbd_server *srv);
 
 /*
+ * nbd_server_busy(), not counting requests inside a device for which @wakes(dev) is true: a
+ * transport whose loop also sleeps on those devices' completion signal (host/: filedisk's
+ * eventfd) may sleep while only they are in flight. @wakes NULL: nbd_server_busy().
+ */
+bool nbd_server_busy_except(const struct nbd_server *srv, bool (*wakes)(const struct blkdev *dev));
+
+/*
  * Where the server says why it refused someone (an address outside an allow list, the
  * per-client cap): one line each, without the newline. Refusals are always counted
  * (nbd_server_stats); repeated ones from one address are logged only while few (the first
