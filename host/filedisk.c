@@ -29,6 +29,7 @@
 
 #define FD_SLOTS	   128		  /* requests in flight per device */
 #define POOL_WORKERS	   4		  /* threads of the fallback, started at the first submit */
+#define ASYNC_MIN_BYTES	   (64 * 1024)	  /* transfers punted to io-wq (see uring_prep()) */
 #define DESTROY_TIMEOUT_NS 30000000000ull /* bound on waiting for requests at destroy */
 
 struct fd_slot {
@@ -313,6 +314,13 @@ static int uring_prep(struct filedisk *fd, struct fd_slot *s)
 			break;
 		}
 	}
+	/*
+	 * A large transfer goes to the kernel's io-wq workers instead of being copied inline in
+	 * io_uring_enter(): the copy then runs on another core while this thread sends replies.
+	 */
+	if (!s->inject && (req->op == BLKDEV_READ || req->op == BLKDEV_WRITE) &&
+	    len - s->done >= ASYNC_MIN_BYTES)
+		io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
 	io_uring_sqe_set_data(sqe, s);
 	return 0;
 }
