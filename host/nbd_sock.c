@@ -7,6 +7,7 @@
  */
 #include "host/nbd_sock.h"
 #include "host/hostdev.h"
+#include "core/base/util.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -234,14 +235,36 @@ int nbd_sock_timeout_ms(const struct nbd_sock *s, int idle_ms)
 	return idle_ms;
 }
 
-/* Read what the socket has (into free buffer space). False when the connection failed. */
+static void sconn_feed(struct sconn *sc);
+
+/*
+ * Read what the socket has (into free buffer space). False when the connection failed.
+ * Large WRITE payloads skip the buffer: with nothing buffered, a payload the server waits for
+ * is received straight into its request buffer, and after such a WRITE the next header is
+ * received alone and fed at once, so the payload behind it can go straight in too.
+ */
 static bool sconn_read(struct sconn *sc)
 {
 	while (!sc->eof) {
+		size_t room = IN_BUF_BYTES, hdr = 0;
 		ssize_t n;
 
 		if (sc->in_start && sc->in_start == sc->in_end)
 			sc->in_start = sc->in_end = 0;
+		if (sc->in_start == sc->in_end) {
+			size_t dlen = 0;
+			void *d = nbd_conn_direct_buf(sc->c, &dlen);
+
+			if (d) {
+				n = recv(sc->fd, d, dlen, 0);
+				if (n > 0) {
+					nbd_conn_direct_done(sc->c, (size_t)n);
+					continue;
+				}
+				goto no_data;
+			}
+			hdr = nbd_conn_hdr_wanted(sc->c);
+		}
 		if (sc->in_end == IN_BUF_BYTES && sc->in_start) {
 			memmove(sc->in, sc->in + sc->in_start, sc->in_end - sc->in_start);
 			sc->in_end -= sc->in_start;
@@ -249,11 +272,15 @@ static bool sconn_read(struct sconn *sc)
 		}
 		if (sc->in_end == IN_BUF_BYTES)
 			return true;
-		n = recv(sc->fd, sc->in + sc->in_end, IN_BUF_BYTES - sc->in_end, 0);
+		room = IN_BUF_BYTES - sc->in_end;
+		n = recv(sc->fd, sc->in + sc->in_end, hdr ? MIN(hdr, room) : room, 0);
 		if (n > 0) {
 			sc->in_end += (size_t)n;
+			if (hdr)
+				sconn_feed(sc);
 			continue;
 		}
+	no_data:
 		if (n == 0) {
 			sc->eof = true;
 			return true;
