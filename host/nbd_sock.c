@@ -364,8 +364,12 @@ void nbd_sock_process(struct nbd_sock *s, const struct pollfd *fds, unsigned n)
 	/* Every connection, every pass: feed, let the devices run, send, close. */
 	for (sc = s->conns; sc; sc = sc->next)
 		sconn_feed(sc);
-	/* Cleared before the devices are polled: a completion after this wakes the next poll(). */
-	filedisk_wake_clear();
+	/*
+	 * Cleared before the devices are polled: a completion after this wakes the next poll().
+	 * Only when poll() saw it set: otherwise there is nothing to clear (a system call saved).
+	 */
+	if (n > 1 && fds[1].fd == filedisk_wake_fd() && (fds[1].revents & POLLIN))
+		filedisk_wake_clear();
 	nbd_server_poll(s->srv);
 	for (sc = s->conns; sc; sc = next) {
 		next = sc->next;
