@@ -127,7 +127,8 @@ static void many_in_flight(enum filedisk_io io)
 			break;
 		accepted++;
 	}
-	ok_eq(rc, -EAGAIN);
+	if (!ok_eq(rc, -EAGAIN))
+		goto out; /* a synchronous device never fills up */
 	ok(accepted >= 64);
 	ok_eq(r[accepted].calls, 0); /* refused: done() never runs */
 	/* Nothing was delivered inside submit: the device is asynchronous. */
