@@ -246,7 +246,7 @@ static void sconn_feed(struct sconn *sc);
 static bool sconn_read(struct sconn *sc)
 {
 	while (!sc->eof) {
-		size_t room = IN_BUF_BYTES, hdr = 0;
+		size_t room, hdr = 0;
 		ssize_t n;
 
 		if (sc->in_start && sc->in_start == sc->in_end)
@@ -259,6 +259,8 @@ static bool sconn_read(struct sconn *sc)
 				n = recv(sc->fd, d, dlen, 0);
 				if (n > 0) {
 					nbd_conn_direct_done(sc->c, (size_t)n);
+					if ((size_t)n < dlen)
+						return true; /* drained: poll() says when more comes */
 					continue;
 				}
 				goto no_data;
@@ -272,12 +274,19 @@ static bool sconn_read(struct sconn *sc)
 		}
 		if (sc->in_end == IN_BUF_BYTES)
 			return true;
-		room = IN_BUF_BYTES - sc->in_end;
-		n = recv(sc->fd, sc->in + sc->in_end, hdr ? MIN(hdr, room) : room, 0);
+		room = hdr ? MIN(hdr, IN_BUF_BYTES - sc->in_end) : IN_BUF_BYTES - sc->in_end;
+		n = recv(sc->fd, sc->in + sc->in_end, room, 0);
 		if (n > 0) {
 			sc->in_end += (size_t)n;
 			if (hdr)
 				sconn_feed(sc);
+			/*
+			 * Less than asked: the socket is empty now, and another recv() would only say
+			 * EAGAIN (one system call per request at queue depth 1). poll() is level-
+			 * triggered, so what arrives later, or the end of input, is seen next pass.
+			 */
+			if ((size_t)n < room)
+				return true;
 			continue;
 		}
 	no_data:
