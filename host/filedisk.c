@@ -10,6 +10,10 @@
  * process-wide eventfd (filedisk_wake_fd()); done() runs only inside filedisk_poll(), on the
  * caller's thread, never on a worker.
  *
+ * Small I/O the page cache takes at once is done in submit (try_cached_read(),
+ * try_small_write(), which says when a write may still wait): a trip through the ring would
+ * do the same copy, later and dearer. Its done() still runs only from the next poll.
+ *
  * Requests live in a fixed table of slots (no allocation per request; a full table is
  * -EAGAIN). A read or write that transfers less than asked is continued from where it
  * stopped; a read that reaches the end of the file is -EIO, as the synchronous read is.

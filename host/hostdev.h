@@ -19,9 +19,11 @@ int memdisk_create(uint64_t nr_blocks, uint32_t block_size, struct blkdev **out)
  * A device on a regular file. With @create the file is created or truncated to
  * @nr_blocks * @block_size bytes; otherwise it is opened and its size (rounded down to
  * whole blocks) gives nr_blocks (@nr_blocks is ignored). The synchronous ops are
- * pread/pwrite/fsync. submit/poll are asynchronous (FILEDISK_IO_URING or _POOL): submit only
- * starts the request (-EAGAIN past 128 in flight), and done() runs inside a later poll (or
- * destroy), on the caller's thread; completions come in any order. A BLKDEV_FLUSH request is
+ * pread/pwrite/fsync. submit/poll are asynchronous (FILEDISK_IO_URING or _POOL): submit
+ * starts the request (-EAGAIN past 128 in flight; with io_uring a read of up to 64 KiB found
+ * in the page cache, and a write of up to 16 KiB, are done at once), and done() runs inside
+ * a later poll (or destroy), never inside submit, on the caller's thread; completions come
+ * in any order. A BLKDEV_FLUSH request is
  * fdatasync() (fsync() when a discard came since the last flush) issued when it is
  * submitted, so it covers every write completed before (core/blkdev.h). A read or write the
  * kernel does in part is continued; a read past the end of the file is -EIO, a failed
