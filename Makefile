@@ -72,6 +72,9 @@ HOST_BASE_CFLAGS := -std=gnu11 -g -I. $(WARN) -D_GNU_SOURCE -MMD -MP
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 HOST_CFLAGS := $(HOST_BASE_CFLAGS) -O1 $(SAN)
 HOST_LDFLAGS := $(SAN)
+# host/filedisk.c: io_uring through Debian's liburing (static: nothing to find at run time),
+# and the worker-thread fallback. Every host link takes them after its objects.
+HOST_LIBS := -l:liburing.a -lpthread
 REL_CFLAGS := $(HOST_BASE_CFLAGS) -O2 -DNDEBUG
 FUZZ_CC ?= clang
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -I. $(WARN) -Wno-unknown-warning-option -D_GNU_SOURCE \
@@ -117,33 +120,33 @@ $(HOSTDIR)/libtestsupport.a: $(TEST_SUPPORT_OBJS)
 # thinbox serves NBD over TLS: it links mbedTLS (mk/mbedtls.mk) after libthinbox.a.
 $(HOSTDIR)/thinbox: $(HOSTDIR)/obj/host/main.o $(HOSTDIR)/libthinbox.a $(HOSTDIR)/libmbedtls.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
+	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^ $(HOST_LIBS)
 
 $(RELDIR)/thinbox: $(RELDIR)/obj/host/main.o $(RELDIR)/libthinbox.a $(RELDIR)/libmbedtls.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(HOST_CC) -o $@ $^
+	$(Q)$(HOST_CC) -o $@ $^ $(HOST_LIBS)
 
 $(HOSTDIR)/%: $(HOSTDIR)/obj/host/tools/%.o $(HOSTDIR)/libthinbox.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
+	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^ $(HOST_LIBS)
 
 $(RELDIR)/%: $(RELDIR)/obj/host/tools/%.o $(RELDIR)/libthinbox.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(HOST_CC) -o $@ $^
+	$(Q)$(HOST_CC) -o $@ $^ $(HOST_LIBS)
 
 $(HOSTDIR)/tests/%: $(HOSTDIR)/obj/tests/unit/%.o $(HOSTDIR)/libtestsupport.a $(HOSTDIR)/libthinbox.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
+	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^ $(HOST_LIBS)
 
 $(RELDIR)/bench/%: $(RELDIR)/obj/tests/bench/%.o $(RELDIR)/libthinbox.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(HOST_CC) -o $@ $^
+	$(Q)$(HOST_CC) -o $@ $^ $(HOST_LIBS)
 
 $(FUZZDIR)/%: $(FUZZDIR)/obj/tests/fuzz/%.o $(FUZZDIR)/libthinbox.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(HOST_LIBS)
 
 .PRECIOUS: $(HOSTDIR)/obj/%.o $(RELDIR)/obj/%.o $(FUZZDIR)/obj/%.o
 

@@ -18,10 +18,54 @@ int memdisk_create(uint64_t nr_blocks, uint32_t block_size, struct blkdev **out)
 /*
  * A device on a regular file. With @create the file is created or truncated to
  * @nr_blocks * @block_size bytes; otherwise it is opened and its size (rounded down to
- * whole blocks) gives nr_blocks (@nr_blocks is ignored). flush() is fsync().
+ * whole blocks) gives nr_blocks (@nr_blocks is ignored). The synchronous ops are
+ * pread/pwrite/fsync. submit/poll are asynchronous (FILEDISK_IO_URING or _POOL): submit
+ * starts the request (-EAGAIN past 128 in flight; with io_uring a read of up to 64 KiB found
+ * in the page cache, and a write of up to 16 KiB, are done at once), and done() runs inside
+ * a later poll (or destroy), never inside submit, on the caller's thread; completions come
+ * in any order. A BLKDEV_FLUSH request is
+ * fdatasync() (fsync() when a discard came since the last flush) issued when it is
+ * submitted, so it covers every write completed before (core/blkdev.h). A read or write the
+ * kernel does in part is continued; a read past the end of the file is -EIO, a failed
+ * write -EIO or -ENOSPC, a discard the file system cannot punch -EOPNOTSUPP.
  */
+enum filedisk_io {
+	FILEDISK_IO_AUTO,  /* THINBOX_FILE_IO=uring|pool|sync if set; else io_uring, else pool */
+	FILEDISK_IO_URING, /* io_uring (liburing); open fails with its error where refused */
+	FILEDISK_IO_POOL,  /* worker threads doing pread/pwrite (started at the first submit) */
+	FILEDISK_IO_SYNC,  /* no submit op: core/blkdev.c's synchronous fallback */
+};
 int filedisk_open(const char *path, uint32_t block_size, bool create, uint64_t nr_blocks,
 		  struct blkdev **out);
+int filedisk_open_io(const char *path, uint32_t block_size, bool create, uint64_t nr_blocks,
+		     enum filedisk_io io, struct blkdev **out);
+/* The backend a filedisk uses (FILEDISK_IO_SYNC for any other device), and its name. */
+enum filedisk_io filedisk_backend(const struct blkdev *dev);
+const char *filedisk_backend_name(enum filedisk_io io);
+/*
+ * Waiting without spinning: every asynchronous filedisk of the process makes one eventfd
+ * readable when a completion is ready for its poll (-1 before the first one is opened). A
+ * loop puts it in its poll() set, calls filedisk_wake_clear() after poll() returns and
+ * before polling the devices (a completion after that wakes the next poll()). While only
+ * devices for which filedisk_signals() is true have requests in flight, the loop may sleep;
+ * false (another device, or requests not yet handed to the kernel) means poll again now.
+ */
+int filedisk_wake_fd(void);
+void filedisk_wake_clear(void);
+bool filedisk_signals(const struct blkdev *dev);
+/*
+ * Test seams (asynchronous backends, submit/poll only). filedisk_fail_nth(): the @n'th
+ * request of @op submitted from now on (1-based) completes with @err instead of doing its
+ * I/O (0 disarms). filedisk_delay_nth(): the @n'th request of @op is held back @ns before it
+ * reaches the backend, so later ones overtake it. filedisk_set_max_transfer(): each read or
+ * write system call moves at most @bytes (0: no cap), as short transfers would.
+ */
+void filedisk_fail_nth(struct blkdev *dev, enum blkdev_op op, uint64_t n, int err);
+void filedisk_delay_nth(struct blkdev *dev, enum blkdev_op op, uint64_t n, uint64_t ns);
+void filedisk_set_max_transfer(struct blkdev *dev, size_t bytes);
+/* Flush system calls issued (synchronous and asynchronous), and requests in flight. */
+uint64_t filedisk_syncs(const struct blkdev *dev);
+unsigned filedisk_inflight(const struct blkdev *dev);
 
 /*
  * Crash simulation. Writes are kept apart (in memory) from @lower until a flush applies

@@ -6,6 +6,8 @@
  * (back-pressure), and writing stops at EAGAIN until POLLOUT.
  */
 #include "host/nbd_sock.h"
+#include "host/hostdev.h"
+#include "core/base/util.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -118,7 +120,7 @@ const char *nbd_sock_address(const struct nbd_sock *s)
 
 unsigned nbd_sock_max_fds(const struct nbd_sock *s)
 {
-	return 1 + NBD_DEFAULT_MAX_CONNS;
+	return 2 + NBD_DEFAULT_MAX_CONNS; /* the listener, the file completions, the clients */
 }
 
 static void sconn_close(struct nbd_sock *s, struct sconn *sc)
@@ -200,6 +202,13 @@ unsigned nbd_sock_pollfds(struct nbd_sock *s, struct pollfd *fds, unsigned max)
 	fds[n].events = POLLIN;
 	fds[n].revents = 0;
 	n++;
+	/* The exports' file completions wake the same poll() as the sockets. */
+	if (filedisk_wake_fd() >= 0 && n < max) {
+		fds[n].fd = filedisk_wake_fd();
+		fds[n].events = POLLIN;
+		fds[n].revents = 0;
+		n++;
+	}
 	for (sc = s->conns; sc && n < max; sc = sc->next) {
 		fds[n].fd = sc->fd;
 		fds[n].events = 0;
@@ -217,7 +226,8 @@ int nbd_sock_timeout_ms(const struct nbd_sock *s, int idle_ms)
 {
 	const struct sconn *sc;
 
-	if (nbd_server_busy(s->srv))
+	/* Requests inside a filedisk wake us through its eventfd: sleep on it, do not spin. */
+	if (nbd_server_busy_except(s->srv, filedisk_signals))
 		return 0;
 	for (sc = s->conns; sc; sc = sc->next)
 		if (sc->in_end > sc->in_start && nbd_conn_wants_input(sc->c))
@@ -225,14 +235,38 @@ int nbd_sock_timeout_ms(const struct nbd_sock *s, int idle_ms)
 	return idle_ms;
 }
 
-/* Read what the socket has (into free buffer space). False when the connection failed. */
+static void sconn_feed(struct sconn *sc);
+
+/*
+ * Read what the socket has (into free buffer space). False when the connection failed.
+ * Large WRITE payloads skip the buffer: with nothing buffered, a payload the server waits for
+ * is received straight into its request buffer, and after such a WRITE the next header is
+ * received alone and fed at once, so the payload behind it can go straight in too.
+ */
 static bool sconn_read(struct sconn *sc)
 {
 	while (!sc->eof) {
+		size_t room, hdr = 0;
 		ssize_t n;
 
 		if (sc->in_start && sc->in_start == sc->in_end)
 			sc->in_start = sc->in_end = 0;
+		if (sc->in_start == sc->in_end) {
+			size_t dlen = 0;
+			void *d = nbd_conn_direct_buf(sc->c, &dlen);
+
+			if (d) {
+				n = recv(sc->fd, d, dlen, 0);
+				if (n > 0) {
+					nbd_conn_direct_done(sc->c, (size_t)n);
+					if ((size_t)n < dlen)
+						return true; /* drained: poll() says when more comes */
+					continue;
+				}
+				goto no_data;
+			}
+			hdr = nbd_conn_hdr_wanted(sc->c);
+		}
 		if (sc->in_end == IN_BUF_BYTES && sc->in_start) {
 			memmove(sc->in, sc->in + sc->in_start, sc->in_end - sc->in_start);
 			sc->in_end -= sc->in_start;
@@ -240,11 +274,22 @@ static bool sconn_read(struct sconn *sc)
 		}
 		if (sc->in_end == IN_BUF_BYTES)
 			return true;
-		n = recv(sc->fd, sc->in + sc->in_end, IN_BUF_BYTES - sc->in_end, 0);
+		room = hdr ? MIN(hdr, IN_BUF_BYTES - sc->in_end) : IN_BUF_BYTES - sc->in_end;
+		n = recv(sc->fd, sc->in + sc->in_end, room, 0);
 		if (n > 0) {
 			sc->in_end += (size_t)n;
+			if (hdr)
+				sconn_feed(sc);
+			/*
+			 * Less than asked: the socket is empty now, and another recv() would only say
+			 * EAGAIN (one system call per request at queue depth 1). poll() is level-
+			 * triggered, so what arrives later, or the end of input, is seen next pass.
+			 */
+			if ((size_t)n < room)
+				return true;
 			continue;
 		}
+	no_data:
 		if (n == 0) {
 			sc->eof = true;
 			return true;
@@ -313,7 +358,7 @@ void nbd_sock_process(struct nbd_sock *s, const struct pollfd *fds, unsigned n)
 	if (n && fds[0].fd == s->lfd && (fds[0].revents & POLLIN))
 		accept_all(s);
 	for (i = 1; i < n; i++) {
-		if (!fds[i].revents)
+		if (!fds[i].revents || fds[i].fd == filedisk_wake_fd())
 			continue;
 		for (sc = s->conns; sc; sc = sc->next)
 			if (sc->fd == fds[i].fd)
@@ -328,6 +373,12 @@ void nbd_sock_process(struct nbd_sock *s, const struct pollfd *fds, unsigned n)
 	/* Every connection, every pass: feed, let the devices run, send, close. */
 	for (sc = s->conns; sc; sc = sc->next)
 		sconn_feed(sc);
+	/*
+	 * Cleared before the devices are polled: a completion after this wakes the next poll().
+	 * Only when poll() saw it set: otherwise there is nothing to clear (a system call saved).
+	 */
+	if (n > 1 && fds[1].fd == filedisk_wake_fd() && (fds[1].revents & POLLIN))
+		filedisk_wake_clear();
 	nbd_server_poll(s->srv);
 	for (sc = s->conns; sc; sc = next) {
 		next = sc->next;

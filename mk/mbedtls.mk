@@ -136,7 +136,7 @@ $(HOSTDIR)/tests/tls/%: $(HOSTDIR)/obj/tests/unit/tls/%.o $(HOSTDIR)/libtestsupp
 		$(HOSTDIR)/libthinbox.a $(MBEDTLS_HOST_LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^
+	$(Q)$(HOST_CC) $(HOST_LDFLAGS) -o $@ $^ $(HOST_LIBS)
 
 # The TLS fuzzer (tests/fuzz/fuzz_tls.c) links the fuzz build's archive.
 $(FUZZDIR)/fuzz_tls: $(FUZZDIR)/obj/tests/fuzz/fuzz_tls.o $(FUZZDIR)/libthinbox.a $(MBEDTLS_FUZZ_LIB)

@@ -42,6 +42,8 @@
  * queued before replies stop being encrypted until the transport has sent some. */
 #define TLS_PT_BYTES   (16u * 1024)
 #define TLS_WOUT_LIMIT (256u * 1024)
+/* WRITE payloads this large make the transport receive headers alone (nbd_conn_hdr_wanted()). */
+#define DIRECT_MIN_BYTES (64u * 1024)
 
 /* ---- Objects ----------------------------------------------------------------------------- */
 
@@ -176,6 +178,7 @@ struct nbd_conn {
 	size_t wait_size;    /* CS_REQ_WAIT: the buffer it waits for */
 	struct nbd_req *cur; /* CS_REQ_DATA: the WRITE receiving its payload */
 	size_t cur_got;
+	bool big_write; /* the last request header was a WRITE of >= DIRECT_MIN_BYTES */
 
 	struct nbd_req *ready, *ready_tail; /* requests with work to do */
 	struct nbd_req *retry;		    /* submissions refused with -EAGAIN */
@@ -1906,6 +1909,7 @@ static void request_header(struct nbd_conn *c)
 	int rc;
 
 	c->hdr_len = 0;
+	c->big_write = type == NBD_CMD_WRITE && length >= DIRECT_MIN_BYTES;
 	if (magic != NBD_REQUEST_MAGIC) {
 		/* The stream cannot be re-framed: hard disconnect (docs/nbd.md, protocol rule 3). */
 		conn_close(c);
@@ -2241,6 +2245,36 @@ size_t nbd_conn_feed(struct nbd_conn *c, const void *buf, size_t len)
 	return n;
 }
 
+void *nbd_conn_direct_buf(struct nbd_conn *c, size_t *len)
+{
+	if (c->state != CS_REQ_DATA || !c->cur || c->tls || c->dead || c->input_closed)
+		return NULL;
+	*len = (size_t)c->cur->length - c->cur_got;
+	return c->cur->buf + c->cur_got;
+}
+
+void nbd_conn_direct_done(struct nbd_conn *c, size_t n)
+{
+	struct nbd_req *r = c->cur;
+
+	/* As proto_feed()'s CS_REQ_DATA, without the copy: the bytes are in place already. */
+	c->cur_got += n;
+	if (c->cur_got < r->length)
+		return;
+	c->cur = NULL;
+	c->state = CS_REQ_HDR;
+	c->bytes_written += r->length;
+	ready_push(c, r);
+	run_ready(c);
+}
+
+size_t nbd_conn_hdr_wanted(const struct nbd_conn *c)
+{
+	if (c->state != CS_REQ_HDR || !c->big_write || c->tls || !proto_wants_input(c))
+		return 0;
+	return sizeof(c->hdr) - c->hdr_len;
+}
+
 void nbd_conn_input_closed(struct nbd_conn *c)
 {
 	c->input_closed = true;
@@ -2512,11 +2546,16 @@ int nbd_server_poll(struct nbd_server *srv)
 
 bool nbd_server_busy(const struct nbd_server *srv)
 {
+	return nbd_server_busy_except(srv, NULL);
+}
+
+bool nbd_server_busy_except(const struct nbd_server *srv, bool (*wakes)(const struct blkdev *dev))
+{
 	const struct nbd_export *e;
 	const struct nbd_conn *c;
 
 	for (e = srv->exports; e; e = e->next)
-		if (e->in_dev)
+		if (e->in_dev && !(wakes && wakes(e->dev)))
 			return true;
 	for (c = srv->conns; c; c = c->next) {
 		if (c->retry || (c->ready && !c->dead))

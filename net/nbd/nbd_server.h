@@ -91,6 +91,13 @@ int nbd_server_poll(struct nbd_server *srv);
 bool nbd_server_busy(const struct nbd_server *srv);
 
 /*
+ * nbd_server_busy(), not counting requests inside a device for which @wakes(dev) is true: a
+ * transport whose loop also sleeps on those devices' completion signal (host/: filedisk's
+ * eventfd) may sleep while only they are in flight. @wakes NULL: nbd_server_busy().
+ */
+bool nbd_server_busy_except(const struct nbd_server *srv, bool (*wakes)(const struct blkdev *dev));
+
+/*
  * Where the server says why it refused someone (an address outside an allow list, the
  * per-client cap): one line each, without the newline. Refusals are always counted
  * (nbd_server_stats); repeated ones from one address are logged only while few (the first
@@ -312,6 +319,20 @@ size_t nbd_conn_feed(struct nbd_conn *c, const void *buf, size_t len);
 
 /* True when nbd_conn_feed() would consume at least one byte now. */
 bool nbd_conn_wants_input(const struct nbd_conn *c);
+
+/*
+ * Receiving WRITE payloads without a copy (plain connections; under TLS the payload is
+ * decrypted through nbd_conn_feed()). nbd_conn_direct_buf(): while @c waits for the payload
+ * of a WRITE, the memory its next *@len bytes belong in (the request's own buffer), else
+ * NULL. A transport holding no unfed bytes of @c may receive into it and then report the
+ * @n bytes it received (n <= *@len) with nbd_conn_direct_done(), instead of nbd_conn_feed().
+ * nbd_conn_hdr_wanted(): after a WRITE of 64 KiB or more, while @c waits for the next
+ * request header, how many header bytes are missing (else 0): a transport that receives
+ * only those, then feeds them, finds the next large payload's buffer ready for it.
+ */
+void *nbd_conn_direct_buf(struct nbd_conn *c, size_t *len);
+void nbd_conn_direct_done(struct nbd_conn *c, size_t n);
+size_t nbd_conn_hdr_wanted(const struct nbd_conn *c);
 
 /* The transport reached end of input: no more bytes will come. */
 void nbd_conn_input_closed(struct nbd_conn *c);

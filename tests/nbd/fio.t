@@ -17,6 +17,18 @@ out=$(timeout 120 fio --name=write-verify "${common[@]}" --rw=randwrite --bs=4k:
 rc=$?
 check fio-randwrite-verify-qd16-4conn [ $rc -eq 0 ]
 [ $rc -eq 0 ] || echo "$out" | tail -n 20
+# Large writes (64 KiB and more) are received straight into their request buffers, their
+# headers alone (host/nbd_sock.c): sizes from 4 KiB to 256 KiB mixed, then sequential 256 KiB.
+out=$(timeout 120 fio --name=large-write-verify "${common[@]}" --rw=randwrite --bsrange=4k-256k \
+	--verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 --io_size=16M 2>&1)
+rc=$?
+check fio-large-randwrite-verify [ $rc -eq 0 ]
+[ $rc -eq 0 ] || echo "$out" | tail -n 20
+out=$(timeout 120 fio --name=seq-write-verify "${common[@]}" --rw=write --bs=256k --iodepth=8 \
+	--verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 --io_size=16M 2>&1)
+rc=$?
+check fio-seq-write-256k-verify [ $rc -eq 0 ]
+[ $rc -eq 0 ] || echo "$out" | tail -n 20
 out=$(timeout 120 fio --name=mixed-verify "${common[@]}" --rw=randrw --bs=4k \
 	--verify=crc32c --verify_fatal=1 --verify_backlog=64 --verify_state_save=0 --io_size=8M 2>&1)
 rc=$?

@@ -1174,3 +1174,68 @@ TEST(per_client_cap)
 		nbd_conn_destroy(u[i]);
 	teardown(&t);
 }
+
+TEST(write_payload_received_in_place)
+{
+	uint8_t *b = malloc(256 * 1024), *data = malloc(128 * 1024), *back = malloc(128 * 1024);
+	struct reply r;
+	struct t t;
+	size_t n, len, i;
+	uint8_t *d;
+
+	setup(&t, false, 0, NULL);
+	for (i = 0; i < 128 * 1024; i++)
+		data[i] = (uint8_t)(i * 7 + 3);
+	/* Waiting for a header: no buffer to receive into, nothing to limit yet. */
+	feed(&t, b, put_handshake(b, "disk", true));
+	take_handshake(&t, true);
+	ok(!nbd_conn_direct_buf(t.c, &len));
+	ok_eq(nbd_conn_hdr_wanted(t.c), 0);
+	/* A 128 KiB WRITE: its payload goes in place, in pieces, mixed with fed bytes. */
+	feed(&t, b, put_req(b, NBD_CMD_WRITE, 0, 9, 4096, 128 * 1024));
+	d = nbd_conn_direct_buf(t.c, &len);
+	if (!ok(d != NULL) || !ok_eq(len, 128 * 1024))
+		goto out;
+	memcpy(d, data, 1000);
+	nbd_conn_direct_done(t.c, 1000);
+	feed(&t, data + 1000, 5000);
+	d = nbd_conn_direct_buf(t.c, &len);
+	if (!ok(d != NULL) || !ok_eq(len, 128 * 1024 - 6000))
+		goto out;
+	memcpy(d, data + 6000, len);
+	nbd_conn_direct_done(t.c, len);
+	nbd_server_poll(t.srv);
+	drain(&t);
+	take_reply(&t, &r, 0);
+	ok(r.cookie == 9 && r.err == 0);
+	ok_eq(blkdev_read(t.mem, 8, 256, back), 0);
+	ok(!memcmp(back, data, 128 * 1024));
+	/* After a large WRITE the next header is wanted alone, byte count by byte count. */
+	ok(!nbd_conn_direct_buf(t.c, &len));
+	ok_eq(nbd_conn_hdr_wanted(t.c), 28);
+	n = put_req(b, NBD_CMD_READ, 0, 10, 0, 512);
+	feed(&t, b, 10);
+	ok_eq(nbd_conn_hdr_wanted(t.c), 18);
+	feed(&t, b + 10, n - 10);
+	take_reply(&t, &r, 512);
+	ok(r.cookie == 10 && r.err == 0);
+	/* A READ is not a large write: headers are no longer limited. */
+	ok_eq(nbd_conn_hdr_wanted(t.c), 0);
+	/* A small WRITE's payload can go in place too, but does not limit the next header. */
+	feed(&t, b, put_req(b, NBD_CMD_WRITE, 0, 11, 0, 512));
+	d = nbd_conn_direct_buf(t.c, &len);
+	if (!ok(d != NULL) || !ok_eq(len, 512))
+		goto out;
+	memset(d, 0x5a, 512);
+	nbd_conn_direct_done(t.c, 512);
+	nbd_server_poll(t.srv);
+	drain(&t);
+	take_reply(&t, &r, 0);
+	ok(r.cookie == 11 && r.err == 0);
+	ok_eq(nbd_conn_hdr_wanted(t.c), 0);
+out:
+	teardown(&t);
+	free(b);
+	free(data);
+	free(back);
+}
