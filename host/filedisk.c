@@ -221,6 +221,9 @@ static int slot_run(struct filedisk *fd, struct fd_slot *s, bool datasync)
 		if (fallocate(fd->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)len))
 			return io_err(errno);
 		return 0;
+	case BLKDEV_WRITE_BYTES:
+	case BLKDEV_WRITE_ZEROES_BYTES:
+		break; /* refused by filedisk_submit() */
 	}
 	return -EINVAL;
 }
@@ -319,6 +322,10 @@ static int uring_prep(struct filedisk *fd, struct fd_slot *s)
 		case BLKDEV_WRITE_ZEROES:
 			io_uring_prep_fallocate(
 			    sqe, fd->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len);
+			break;
+		case BLKDEV_WRITE_BYTES:
+		case BLKDEV_WRITE_ZEROES_BYTES:
+			io_uring_prep_nop(sqe); /* refused by filedisk_submit(): never here */
 			break;
 		}
 	}
@@ -430,6 +437,8 @@ static int filedisk_submit(struct blkdev *dev, struct blkdev_req *req)
 	struct fd_slot *s = fd->free;
 	unsigned op = req->op;
 
+	if (op == BLKDEV_WRITE_BYTES || op == BLKDEV_WRITE_ZEROES_BYTES)
+		return -EOPNOTSUPP; /* no byte_writes: the NBD server does the read-modify-write */
 	if (op > BLKDEV_WRITE_ZEROES)
 		return -EINVAL;
 	if (op != BLKDEV_FLUSH && !blkdev_range_ok(dev, req->block, req->count))
