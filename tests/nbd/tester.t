@@ -104,51 +104,15 @@ check plain-stop-status-0 [ "$srv_rc" = 0 ]
 
 # ---- Certificates (openssl) -------------------------------------------------------------------
 ca=$tmp/ca
-mkdir -p "$ca/new" "$tmp/srv" "$tmp/cli" "$tmp/self"
-: >"$ca/index.txt"
-echo 1000 >"$ca/serial"
-cat >"$ca/ca.cnf" <<EOC
-[ca]
-default_ca = tca
-[tca]
-database = $ca/index.txt
-new_certs_dir = $ca/new
-serial = $ca/serial
-certificate = $ca/ca-cert.pem
-private_key = $ca/ca-key.pem
-default_md = sha256
-policy = pol
-unique_subject = no
-email_in_dn = no
-[pol]
-commonName = supplied
-[srv]
-basicConstraints = CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
-[cli]
-basicConstraints = CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-EOC
-ossl() { openssl "$@" >>"$tmp/openssl.log" 2>&1; }
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-	-subj "/CN=thinbox tester CA" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-	-keyout "$ca/ca-key.pem" -out "$ca/ca-cert.pem"
-cert() { # DIR NAME CN EXTENSIONS
-	ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$3" \
-		-keyout "$1/$2-key.pem" -out "$1/$2.csr"
-	ossl ca -batch -config "$ca/ca.cnf" -extensions "$4" -days 7 -notext \
-		-in "$1/$2.csr" -out "$1/$2-cert.pem"
-}
-cert "$tmp/srv" server localhost srv
-cert "$tmp/cli" client "tester client" cli
+mkdir -p "$tmp/self"
+tests/lib/testca init "$ca" "thinbox tester CA"
+tests/lib/testca cert "$ca" "$tmp/srv" server localhost srv
+tests/lib/testca cert "$ca" "$tmp/cli" client "tester client" cli
 cp "$ca/ca-cert.pem" "$tmp/srv/"
 # tlswrongcert's client: a certificate that signs itself.
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
 	-subj "/CN=self-signed client" -keyout "$tmp/self/client-key.pem" \
-	-out "$tmp/self/client-cert.pem"
+	-out "$tmp/self/client-cert.pem" >>"$tmp/openssl.log" 2>&1
 check openssl-made-certificates bash -c 'for f in "$@"; do [ -s "$f" ] || exit 1; done' _ \
 	"$tmp/srv/server-cert.pem" "$tmp/cli/client-cert.pem" "$tmp/self/client-cert.pem"
 good=(-C "$tmp/cli/client-cert.pem" -K "$tmp/cli/client-key.pem" -A "$ca/ca-cert.pem"

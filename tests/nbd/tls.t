@@ -92,52 +92,12 @@ check psk-stop-status-0 [ "$srv_rc" = 0 ]
 
 # ---- Certificates (openssl) -----------------------------------------------------------------
 ca=$tmp/ca
-mkdir -p "$ca/new" "$tmp/srv" "$tmp/srv-expired" "$tmp/cli" "$tmp/cli-nocert" "$tmp/cli-expired"
-: >"$ca/index.txt"
-echo 1000 >"$ca/serial"
-cat >"$ca/ca.cnf" <<EOC
-[ca]
-default_ca = tca
-[tca]
-database = $ca/index.txt
-new_certs_dir = $ca/new
-serial = $ca/serial
-certificate = $ca/ca-cert.pem
-private_key = $ca/ca-key.pem
-default_md = sha256
-policy = pol
-unique_subject = no
-email_in_dn = no
-[pol]
-commonName = supplied
-[srv]
-basicConstraints = CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
-[cli]
-basicConstraints = CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-EOC
-ossl() { openssl "$@" >>"$tmp/openssl.log" 2>&1; }
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-	-subj "/CN=thinbox test CA" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-	-keyout "$ca/ca-key.pem" -out "$ca/ca-cert.pem"
-# cert DIR NAME CN EXT START END: DIR/NAME-key.pem and DIR/NAME-cert.pem signed by the CA.
-cert() {
-	ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$3" \
-		-keyout "$1/$2-key.pem" -out "$1/$2.csr"
-	ossl ca -batch -config "$ca/ca.cnf" -extensions "$4" -startdate "$5" -enddate "$6" \
-		-notext -in "$1/$2.csr" -out "$1/$2-cert.pem"
-}
-now=$(date -u +%s)
-start=$(date -u -d "@$((now - 86400))" +%Y%m%d%H%M%SZ)
-end=$(date -u -d "@$((now + 7 * 86400))" +%Y%m%d%H%M%SZ)
-cert "$tmp/srv" server localhost srv "$start" "$end"
-cert "$tmp/srv-expired" server localhost srv 20200101000000Z 20210101000000Z
-cert "$tmp/cli" client "alice client" cli "$start" "$end"
-cert "$tmp/cli-expired" client "old client" cli 20200101000000Z 20210101000000Z
+mkdir -p "$tmp/cli-nocert"
+tests/lib/testca init "$ca" "thinbox test CA"
+tests/lib/testca cert "$ca" "$tmp/srv" server localhost srv
+tests/lib/testca cert "$ca" "$tmp/srv-expired" server localhost srv 20200101000000Z 20210101000000Z
+tests/lib/testca cert "$ca" "$tmp/cli" client "alice client" cli
+tests/lib/testca cert "$ca" "$tmp/cli-expired" client "old client" cli 20200101000000Z 20210101000000Z
 for d in srv srv-expired cli cli-nocert cli-expired; do cp "$ca/ca-cert.pem" "$tmp/$d/"; done
 check openssl-made-certificates bash -c 'for f in "$@"; do [ -s "$f" ] || exit 1; done' _ \
 	"$tmp/srv/server-cert.pem" "$tmp/srv-expired/server-cert.pem" "$tmp/cli/client-cert.pem" \

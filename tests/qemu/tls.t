@@ -70,65 +70,20 @@ psk = write(os.path.join(tmp, "psk", "keys.psk"),
 wrong = write(os.path.join(tmp, "wrong", "keys.psk"), "alice:%s\n" % os.urandom(32).hex())
 
 ca = os.path.join(tmp, "ca")
-for d in ("ca/new", "srv", "cli", "old"):
-    os.makedirs(os.path.join(tmp, d), exist_ok=True)
-write(os.path.join(ca, "index.txt"), "")
-write(os.path.join(ca, "serial"), "1000\n")
-write(os.path.join(ca, "ca.cnf"), """[ca]
-default_ca = tca
-[tca]
-database = {ca}/index.txt
-new_certs_dir = {ca}/new
-serial = {ca}/serial
-certificate = {ca}/ca-cert.pem
-private_key = {ca}/ca-key.pem
-default_md = sha256
-policy = pol
-unique_subject = no
-email_in_dn = no
-[pol]
-commonName = supplied
-[srv]
-basicConstraints = CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
-[cli]
-basicConstraints = CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-""".format(ca=ca))
-ossl_log = open(os.path.join(tmp, "openssl.log"), "w")
+TESTCA = os.path.join(qh.TOP, "tests", "lib", "testca")
 
 
-def ossl(*args):
-    return subprocess.run(["openssl"] + list(args), stdout=ossl_log, stderr=ossl_log,
-                          timeout=60).returncode == 0
+def testca(*args):
+    """tests/lib/testca (openssl's output in ca/openssl.log): True when it worked."""
+    return subprocess.run([TESTCA] + list(args), timeout=60).returncode == 0
 
 
-def cert(d, name, cn, ext, start, end):
-    """d/name-key.pem and d/name-cert.pem, signed by the CA."""
-    return (ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                 "-subj", "/CN=" + cn, "-keyout", os.path.join(d, name + "-key.pem"),
-                 "-out", os.path.join(d, name + ".csr")) and
-            ossl("ca", "-batch", "-config", os.path.join(ca, "ca.cnf"), "-extensions", ext,
-                 "-startdate", start, "-enddate", end, "-notext",
-                 "-in", os.path.join(d, name + ".csr"),
-                 "-out", os.path.join(d, name + "-cert.pem")))
-
-
-now = time.time()
-fmt = lambda t: time.strftime("%Y%m%d%H%M%SZ", time.gmtime(t))  # noqa: E731
-start, end = fmt(now - 86400), fmt(now + 7 * 86400)
-made = (ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-days", "30", "-subj", "/CN=thinbox test CA", "-addext",
-             "keyUsage=critical,keyCertSign,cRLSign", "-keyout", os.path.join(ca, "ca-key.pem"),
-             "-out", os.path.join(ca, "ca-cert.pem")) and
-        cert(os.path.join(tmp, "srv"), "server", "localhost", "srv", start, end) and
-        cert(os.path.join(tmp, "cli"), "client", "alice client", "cli", start, end) and
-        cert(os.path.join(tmp, "old"), "old", "old expired", "cli", "20200101000000Z",
-             "20210101000000Z"))
-c.check("openssl-made-certificates", made, open(os.path.join(tmp, "openssl.log")).read()[-500:])
+made = (testca("init", ca, "thinbox test CA") and
+        testca("cert", ca, os.path.join(tmp, "srv"), "server", "localhost", "srv") and
+        testca("cert", ca, os.path.join(tmp, "cli"), "client", "alice client", "cli") and
+        testca("cert", ca, os.path.join(tmp, "old"), "old", "old expired", "cli",
+               "20200101000000Z", "20210101000000Z"))
+c.check("openssl-made-certificates", made, open(os.path.join(ca, "openssl.log")).read()[-500:])
 if not made:
     c.finish()
 ca_pem = open(os.path.join(ca, "ca-cert.pem")).read()
@@ -353,6 +308,5 @@ finally:
     ne.stop()
     on.stop()
     bad.stop()
-    ossl_log.close()
     shutil.rmtree(tmp, ignore_errors=True)
 c.finish()
