@@ -37,30 +37,7 @@ c = al.Checks("guest/kernel_nbd")
 c.need_tools("qemu-system-x86_64", "thin_check", "nbd-client")
 tmp = al.scratch()
 
-# Debian's busybox runs its own applets before PATH (fsfreeze, fstrim, nbd-client are applets
-# too): the real tools are called by their paths in /sbin.
-# Shell helpers for both guests: connect an export (bounded retries: the NIC needs a moment),
-# wait until the appliance lists an export (bounded), sums of a tree in a stable order.
-COMMON = r"""
-net-up || exit 10
-conn() { # conn DEV EXPORT
-	i=0
-	until /sbin/nbd-client 10.0.2.2 %(port)d $1 -N $2 -b 4096 >/tmp/conn.log 2>&1; do
-		i=$((i + 1)); [ $i -lt 20 ] || { cat /tmp/conn.log; echo "conn $2 failed"; exit 11; }
-		sleep 0.5
-	done
-}
-wait_export() { # wait_export NAME: until the appliance lists it (at most 60 s)
-	i=0
-	until /sbin/nbd-client -l 10.0.2.2 %(port)d 2>/dev/null | grep -qx "$1.*"; do
-		i=$((i + 1)); [ $i -lt 240 ] || { echo "no export $1"; exit 12; }
-		sleep 0.25
-	done
-}
-sums() { (cd $1 && find . -type f | sort | xargs sha256sum); }
-"""
-
-GUEST1 = COMMON + r"""
+GUEST1 = guest.NBD_SH + r"""
 conn /dev/nbd0 vol0
 mkfs.ext4 -q -F /dev/nbd0 || exit 20
 mount /dev/nbd0 /mnt || exit 21
@@ -102,7 +79,7 @@ done
 echo "KNBD-NOT-KILLED"
 """
 
-GUEST2 = COMMON + r"""
+GUEST2 = guest.NBD_SH + r"""
 conn /dev/nbd0 snap1
 e2fsck -fn /dev/nbd0 >/tmp/fsck.log 2>&1; echo "FSCK-SNAP $?"; cat /tmp/fsck.log
 mount -o ro,noload /dev/nbd0 /mnt || exit 30

@@ -50,6 +50,32 @@ EXIT_RE = re.compile(r"THINBOX-GUEST-EXIT (\d+)")
 
 _guest_dir = None
 
+# The start of a script (run(..., net=True)) that uses the kernel NBD client against an
+# appliance at 10.0.2.2:PORT (NBD_SH % {"port": PORT}): the NIC up, and shell functions:
+# `conn DEV EXPORT` connects (bounded retries: the NIC needs a moment), `wait_export NAME`
+# waits until the appliance lists NAME (at most 60 s: a host's signal to the guest), `sums
+# DIR` the sha256sums of a tree in a stable order. Debian's busybox runs its own applets
+# before PATH (fsfreeze, fstrim and nbd-client are applets too): the real tools are called
+# by their paths in /sbin.
+NBD_SH = r"""
+net-up || exit 10
+conn() { # conn DEV EXPORT
+	i=0
+	until /sbin/nbd-client 10.0.2.2 %(port)d $1 -N $2 -b 4096 >/tmp/conn.log 2>&1; do
+		i=$((i + 1)); [ $i -lt 20 ] || { cat /tmp/conn.log; echo "conn $2 failed"; exit 11; }
+		sleep 0.5
+	done
+}
+wait_export() { # wait_export NAME: until the appliance lists it (at most 60 s)
+	i=0
+	until /sbin/nbd-client -l 10.0.2.2 %(port)d 2>/dev/null | grep -qx "$1.*"; do
+		i=$((i + 1)); [ $i -lt 240 ] || { echo "no export $1"; exit 12; }
+		sleep 0.25
+	done
+}
+sums() { (cd $1 && find . -type f | sort | xargs sha256sum); }
+"""
+
 
 class GuestError(Exception):
     pass

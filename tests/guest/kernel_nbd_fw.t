@@ -1,0 +1,95 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Linux's kernel NBD client with ext4 on a thin volume of the FIRMWARE in QEMU
+(docs/linux-guest.md; tests/guest/kernel_nbd.t does the same and more against the host build).
+
+The appliance boots in QEMU (tests/qemu/appliance_lib.py: 64 MiB metadata, 256 MiB data
+disks, vol0 on first boot, its NBD port forwarded to 127.0.0.1:FWDPORT). One guest boot
+(user network: the firmware at 10.0.2.2:FWDPORT): nbd-client connects vol0, mkfs.ext4,
+mount, a file tree with sha256sums, `fsfreeze -f`, FROZEN; the host takes `thin snapshot
+vol0 snap1` and `export add snap1 --read-only` on the firmware's serial shell; the guest
+waits until `nbd-client -l` lists snap1, unfreezes, writes more, unmounts. Then it connects
+snap1 too: `e2fsck -fn` clean, mounted `-o ro,noload`, the tree's sums match and nothing
+written after the freeze is there; vol0 passes `e2fsck -fn`. The firmware's `pool check`
+is clean; it powers off, and thin_check is clean."""
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "qemu"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import appliance_lib as ap  # noqa: E402
+import guest  # noqa: E402
+
+qh, al = ap.qh, ap.al
+c = qh.Checks("guest/kernel_nbd_fw")
+qh.require_image(c)
+c.need_tools("qemu-system-x86_64", "thin_check")
+tmp = al.scratch()
+
+GUEST = guest.NBD_SH + r"""
+conn /dev/nbd0 vol0
+mkfs.ext4 -q -F /dev/nbd0 || exit 20
+mount /dev/nbd0 /mnt || exit 21
+mkdir -p /mnt/tree/a/b
+n=0
+for d in tree tree/a tree/a/b; do
+	for k in 1 2 3 4; do
+		n=$((n + 1))
+		dd if=/dev/urandom of=/mnt/$d/f$k bs=4k count=$((n * 5)) 2>/dev/null
+	done
+done
+sums /mnt/tree >/tmp/frozen.sums
+wc -l </tmp/frozen.sums | sed 's/^/FROZEN-FILES /'
+/sbin/fsfreeze -f /mnt || exit 22
+echo KNBD-FROZEN
+wait_export snap1
+/sbin/fsfreeze -u /mnt || exit 23
+mkdir /mnt/after
+dd if=/dev/urandom of=/mnt/after/one bs=64k count=32 2>/dev/null
+umount /mnt || exit 24
+e2fsck -fn /dev/nbd0 >/tmp/fsck.log 2>&1; echo "FSCK-VOL $?"; cat /tmp/fsck.log
+conn /dev/nbd1 snap1
+e2fsck -fn /dev/nbd1 >/tmp/fsck.log 2>&1; echo "FSCK-SNAP $?"; cat /tmp/fsck.log
+mount -o ro,noload /dev/nbd1 /mnt || exit 30
+(cd /mnt/tree && sha256sum -c /tmp/frozen.sums >/tmp/c.log 2>&1); echo "SNAP-SUMS $?"
+tail -n 3 /tmp/c.log
+[ -e /mnt/after ] && echo "SNAP-HAS-AFTER"
+umount /mnt
+/sbin/nbd-client -d /dev/nbd1 >/dev/null 2>&1
+/sbin/nbd-client -d /dev/nbd0 >/dev/null 2>&1
+exit 0
+"""
+
+try:
+    m = ap.DiskMachine("kernel-nbd-fw", tmp)
+    with m:
+        m.boot_appliance()
+
+        def on_frozen():
+            out = m.sh("thin snapshot vol0 snap1")
+            if "created snap1" not in out:
+                raise al.Failure("thin snapshot: " + out)
+            out = m.sh("export add snap1 --read-only")
+            if "exported snap1" not in out:
+                raise al.Failure("export add: " + out)
+
+        r = guest.run(GUEST % {"port": m.port}, name="kernel_nbd_fw", timeout=240, net=True,
+                      watch=[("KNBD-FROZEN", on_frozen)])
+        got = {w[0]: w[1] for w in (ln.split() for ln in r.output.splitlines()) if len(w) == 2}
+        c.check("guest-ran", r.rc == 0, "rc %s:\n%s" % (r.rc, r.output[-1500:]))
+        c.check("tree-written", got.get("FROZEN-FILES") == "12", r.output[-1500:])
+        c.check("origin-e2fsck-fn-clean", got.get("FSCK-VOL") == "0", r.output[-2000:])
+        c.check("snapshot-e2fsck-fn-clean", got.get("FSCK-SNAP") == "0", r.output[-2000:])
+        c.check("snapshot-sums-match-the-frozen-tree", got.get("SNAP-SUMS") == "0", r.output[-1500:])
+        c.check("snapshot-has-nothing-written-after-the-freeze",
+                r.rc == 0 and "SNAP-HAS-AFTER" not in r.output)
+        out = m.sh("pool check", timeout=120)
+        c.check("pool-check-clean", "pool check: clean" in out, out)
+        m.send("poweroff\r")
+        c.check("firmware-powers-off", m.wait_exit(60) == qh.RC_POWEROFF)
+    rc, text = al.thin_check(m.disk("meta"))
+    c.check("thin-check-at-the-end", rc == 0, text)
+except (al.Failure, qh.BootFailure, guest.GuestError) as e:
+    c.check("no-failure", False, str(e))
+c.finish()
