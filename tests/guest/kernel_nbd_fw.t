@@ -80,7 +80,9 @@ try:
         c.check("guest-ran", r.rc == 0, "rc %s:\n%s" % (r.rc, r.output[-1500:]))
         c.check("tree-written", got.get("FROZEN-FILES") == "12", r.output[-1500:])
         c.check("origin-e2fsck-fn-clean", got.get("FSCK-VOL") == "0", r.output[-2000:])
-        c.check("snapshot-e2fsck-fn-clean", got.get("FSCK-SNAP") == "0", r.output[-2000:])
+        # A snapshot of a frozen ext4 needs no journal recovery (without the freeze it does).
+        c.check("snapshot-e2fsck-fn-clean", got.get("FSCK-SNAP") == "0" and
+                "skipping journal recovery" not in r.output, r.output[-2000:])
         c.check("snapshot-sums-match-the-frozen-tree", got.get("SNAP-SUMS") == "0", r.output[-1500:])
         c.check("snapshot-has-nothing-written-after-the-freeze",
                 r.rc == 0 and "SNAP-HAS-AFTER" not in r.output)
