@@ -8,11 +8,14 @@ disks, vol0 on first boot, its NBD port forwarded to 127.0.0.1:FWDPORT). One gue
 (user network: the firmware at 10.0.2.2:FWDPORT): nbd-client connects vol0, mkfs.ext4,
 mount, a file tree with sha256sums, `fsfreeze -f`, FROZEN; the host takes `thin snapshot
 vol0 snap1` and `export add snap1 --read-only` on the firmware's serial shell; the guest
-waits until `nbd-client -l` lists snap1, unfreezes, writes more, unmounts. Then it connects
+waits until `nbd-client -l` lists snap1, unfreezes, writes more; a 32 MiB file deleted and
+`fstrim` make the pool's used data blocks fall by at least half the file (read after
+`pool commit`, as in kernel_nbd.t); it unmounts. Then it connects
 snap1 too: `e2fsck -fn` clean, mounted `-o ro,noload`, the tree's sums match and nothing
 written after the freeze is there; vol0 passes `e2fsck -fn`. The firmware's `pool check`
 is clean; it powers off, and thin_check is clean."""
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,6 +29,7 @@ c = qh.Checks("guest/kernel_nbd_fw")
 qh.require_image(c)
 c.need_tools("qemu-system-x86_64", "thin_check")
 tmp = al.scratch()
+BIG_BLOCKS = (32 << 20) // (64 << 10)  # the big file in the pool's 64 KiB blocks
 
 GUEST = guest.NBD_SH + r"""
 conn /dev/nbd0 vol0
@@ -47,6 +51,15 @@ wait_export snap1
 /sbin/fsfreeze -u /mnt || exit 23
 mkdir /mnt/after
 dd if=/dev/urandom of=/mnt/after/one bs=64k count=32 2>/dev/null
+dd if=/dev/urandom of=/mnt/big bs=1M count=32 2>/dev/null
+sync
+echo KNBD-BIG
+wait_export ack1
+rm /mnt/big
+sync
+/sbin/fstrim -v /mnt || echo "fstrim failed"
+echo KNBD-TRIMMED
+wait_export ack2
 umount /mnt || exit 24
 e2fsck -fn /dev/nbd0 >/tmp/fsck.log 2>&1; echo "FSCK-VOL $?"; cat /tmp/fsck.log
 conn /dev/nbd1 snap1
@@ -74,11 +87,37 @@ try:
             if "exported snap1" not in out:
                 raise al.Failure("export add: " + out)
 
+        seen = {}
+
+        def used_blocks():
+            """Used data blocks after a commit (kernel_nbd.t says why the commit)."""
+            m.sh("pool commit")
+            out = m.sh("pool status")
+            u = re.search(r"^status: \d+ \d+/\d+ (\d+)/\d+", out, re.M)
+            if not u:
+                raise al.Failure("pool status: " + out)
+            return int(u.group(1))
+
+        def on_big():
+            seen["before"] = used_blocks()
+            m.sh("export add snap1 --read-only --name ack1")
+
+        def on_trimmed():
+            seen["after"] = used_blocks()
+            m.sh("export add snap1 --read-only --name ack2")
+
         r = guest.run(GUEST % {"port": m.port}, name="kernel_nbd_fw", timeout=240, net=True,
-                      watch=[("KNBD-FROZEN", on_frozen)])
+                      watch=[("KNBD-FROZEN", on_frozen), ("KNBD-BIG", on_big),
+                             ("KNBD-TRIMMED", on_trimmed)])
         got = {w[0]: w[1] for w in (ln.split() for ln in r.output.splitlines()) if len(w) == 2}
         c.check("guest-ran", r.rc == 0, "rc %s:\n%s" % (r.rc, r.output[-1500:]))
         c.check("tree-written", got.get("FROZEN-FILES") == "12", r.output[-1500:])
+        before, after = seen.get("before"), seen.get("after")
+        c.note("pool data blocks used: %s with the 32 MiB file, %s after rm and fstrim"
+               % (before, after))
+        c.check("fstrim-passed-through-mapped-size-falls",
+                before is not None and after is not None and before - after >= BIG_BLOCKS // 2,
+                "before %s, after %s, the file is %d blocks" % (before, after, BIG_BLOCKS))
         c.check("origin-e2fsck-fn-clean", got.get("FSCK-VOL") == "0", r.output[-2000:])
         # A snapshot of a frozen ext4 needs no journal recovery (without the freeze it does).
         c.check("snapshot-e2fsck-fn-clean", got.get("FSCK-SNAP") == "0" and
