@@ -91,6 +91,7 @@ umount /mnt
 /sbin/nbd-client -d /dev/nbd0 >/dev/null 2>&1
 conn /dev/nbd1 vol0
 mount /dev/nbd1 /mnt || exit 31
+dmesg | grep -q "EXT4-fs (nbd1): recovery complete" && echo "VOL-JOURNAL-REPLAYED"
 (cd /mnt/tree && sha256sum -c /t/frozen.sums >/tmp/c.log 2>&1); echo "VOL-TREE-SUMS $?"
 (cd /mnt/after && sha256sum -c /t/synced.sums >/tmp/c.log 2>&1); echo "VOL-SYNCED-SUMS $?"
 tail -n 3 /tmp/c.log
@@ -164,6 +165,7 @@ try:
     c.check("snapshot-sums-match-the-frozen-tree",
             got.get("SNAP-SUMS") == "0" and got.get("SNAP-FILES") == "21", r2.output[-1500:])
     c.check("snapshot-has-nothing-written-after-the-freeze", "SNAP-HAS-AFTER" not in r2.output)
+    c.check("origin-journal-replayed-at-mount", "VOL-JOURNAL-REPLAYED" in r2.output, r2.output[-1500:])
     c.check("origin-after-journal-replay-tree-matches", got.get("VOL-TREE-SUMS") == "0", r2.output[-1500:])
     c.check("origin-after-journal-replay-synced-files-match",
             synced.count("\n") == 2 and got.get("VOL-SYNCED-SUMS") == "0", r2.output[-1500:])
