@@ -176,11 +176,12 @@ check: setup
 else
 # `make check T=NAME`: one test. NAME is a unit-test program (test_pool, thin/test_pool,
 # tests/unit/thin/test_pool.c, build/host/tests/thin/test_pool) or a script test (nbd/raw,
-# raw, nbd/raw.t, tests/nbd/raw.t, qemu/boot). It builds what that test needs, then runs it.
+# raw, nbd/raw.t, tests/nbd/raw.t, qemu/boot). It builds what that test needs, then runs it
+# (the firmware too for tests/qemu/ and tests/guest/*_fw.t, which boot it).
 T_NAME := $(patsubst unit/%,%,$(patsubst tests/%,%,$(patsubst $(HOSTDIR)/tests/%,%,$(basename $(T)))))
 T_SEL := $(sort $(filter %/$(T_NAME),$(UNIT_TESTS)) \
 	$(filter %/$(T_NAME).t,$(SCRIPT_TESTS) $(QEMU_TESTS)))
-T_BUILD := $(if $(filter tests/qemu/%,$(T_SEL)),all,$(if $(filter tests/%,$(T_SEL)),host \
+T_BUILD := $(if $(filter tests/qemu/% tests/guest/%_fw.t,$(T_SEL)),all,$(if $(filter tests/%,$(T_SEL)),host \
 	$(FUZZ_TARGETS) $(RELDIR)/thinbox,$(T_SEL)))
 check: $(if $(T_SEL),setup,check-unknown)
 	$(Q)$(MAKE) --no-print-directory $(T_BUILD)

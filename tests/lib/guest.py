@@ -22,6 +22,16 @@ run(..., kill=(MARKER, DELAY)) is the guest's power cut: once the script's outpu
 MARKER (a string), QEMU is killed by its PID DELAY seconds later (SIGKILL: the guest gets no
 chance to flush or unmount; what QEMU had already written to the disk files stays there).
 The Result then has rc None and killed True, unless the script ended first.
+
+run(..., watch=[(MARKER, FN), ...]) calls FN() (on the caller's thread) once the script's
+output holds MARKER, in the order given: the host acts while the guest runs (a snapshot once
+the guest froze its filesystem). The guest waits for the host by a means of its own (e.g.
+polling the appliance's export list over NBD); a kill marker is only looked for once every
+watch marker was seen.
+
+run(..., net=True) gives the guest a virtio NIC on QEMU's user network (nothing is bound on
+the host: no port forwards); `net-up` in the guest configures it as 10.0.2.15/24, and the
+host's 127.0.0.1:PORT is then 10.0.2.2:PORT.
 """
 
 import io
@@ -39,6 +49,32 @@ QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
 EXIT_RE = re.compile(r"THINBOX-GUEST-EXIT (\d+)")
 
 _guest_dir = None
+
+# The start of a script (run(..., net=True)) that uses the kernel NBD client against an
+# appliance at 10.0.2.2:PORT (NBD_SH % {"port": PORT}): the NIC up, and shell functions:
+# `conn DEV EXPORT` connects (bounded retries: the NIC needs a moment), `wait_export NAME`
+# waits until the appliance lists NAME (at most 60 s: a host's signal to the guest), `sums
+# DIR` the sha256sums of a tree in a stable order. Debian's busybox runs its own applets
+# before PATH (fsfreeze, fstrim and nbd-client are applets too): the real tools are called
+# by their paths in /sbin.
+NBD_SH = r"""
+net-up || exit 10
+conn() { # conn DEV EXPORT
+	i=0
+	until /sbin/nbd-client 10.0.2.2 %(port)d $1 -N $2 -b 4096 >/tmp/conn.log 2>&1; do
+		i=$((i + 1)); [ $i -lt 20 ] || { cat /tmp/conn.log; echo "conn $2 failed"; exit 11; }
+		sleep 0.5
+	done
+}
+wait_export() { # wait_export NAME: until the appliance lists it (at most 60 s)
+	i=0
+	until /sbin/nbd-client -l 10.0.2.2 %(port)d 2>/dev/null | grep -qx "$1.*"; do
+		i=$((i + 1)); [ $i -lt 240 ] || { echo "no export $1"; exit 12; }
+		sleep 0.25
+	done
+}
+sums() { (cd $1 && find . -type f | sort | xargs sha256sum); }
+"""
 
 
 class GuestError(Exception):
@@ -83,12 +119,18 @@ def _script_tar(path, script, files):
         f.truncate((size + 65535) // 65536 * 65536)
 
 
-def _wait_for_marker(proc, path, marker, deadline):
-    """Poll the script's output until it holds @marker; False if QEMU exits or time runs out."""
+def _wait_for_marker(proc, path, marker, deadline, watch=()):
+    """Poll the script's output, calling each @watch (MARKER, FN) in turn as its marker
+    appears, until it holds @marker (None: until the watches are done); False if QEMU exits
+    or time runs out."""
+    pending = list(watch)
     while time.monotonic() < deadline:
         with open(path, "rb") as f:
-            if marker.encode() in f.read():
-                return True
+            data = f.read()
+        while pending and pending[0][0].encode() in data:
+            pending.pop(0)[1]()
+        if not pending and (marker is None or marker.encode() in data):
+            return True
         if proc.poll() is not None:
             return False
         time.sleep(0.01)
@@ -96,9 +138,10 @@ def _wait_for_marker(proc, path, marker, deadline):
 
 
 def run(script, disks=(), files=None, name="guest", timeout=120, mem="512M", cmdline="",
-        kill=None):
+        kill=None, watch=(), net=False):
     """Boot the guest with @disks [(serial, path)], run @script; a Result.
-    @kill (MARKER, DELAY): kill QEMU DELAY seconds after MARKER appears in the output."""
+    @kill (MARKER, DELAY): kill QEMU DELAY seconds after MARKER appears in the output.
+    @watch [(MARKER, FN)]: call FN() when MARKER appears, in order. @net: a user-network NIC."""
     gdir = guest_dir()
     kernel = os.path.join(gdir, "vmlinux")
     if not os.path.exists(kernel):
@@ -120,13 +163,18 @@ def run(script, disks=(), files=None, name="guest", timeout=120, mem="512M", cmd
         for i, (serial, path) in enumerate(disks):
             args += ["-drive", "if=none,id=d%d,format=raw,file=%s" % (i, path),
                      "-device", "virtio-blk-pci,drive=d%d,serial=%s" % (i, serial)]
+        if net:
+            # romfile= : no option ROM (the guest boots by -kernel, not from the network).
+            args += ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile="]
         start = time.monotonic()
         err = open(os.path.join(LOG_DIR, name + ".guest-qemu-stderr.log"), "wb")
         open(out_path, "wb").close()
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err, stderr=err, cwd=TOP)
         killed = False
         try:
-            if kill and _wait_for_marker(proc, out_path, kill[0], start + timeout):
+            if watch and not kill:
+                _wait_for_marker(proc, out_path, None, start + timeout, watch)
+            if kill and _wait_for_marker(proc, out_path, kill[0], start + timeout, watch):
                 time.sleep(kill[1])
                 if proc.poll() is None:
                     proc.kill()
@@ -136,6 +184,11 @@ def run(script, disks=(), files=None, name="guest", timeout=120, mem="512M", cmd
             proc.kill()
             proc.wait()
             qrc = None
+        except BaseException:
+            # A watch's FN failed: stop QEMU by its PID before passing the error on.
+            proc.kill()
+            proc.wait()
+            raise
         finally:
             err.close()
         seconds = time.monotonic() - start
