@@ -309,6 +309,15 @@ int devices_poll(void)
 	return events;
 }
 
+void devices_flush(void)
+{
+	for (unsigned i = 0; i < ndisks; i++)
+		if (disks[i].vb)
+			vblk_kick(disks[i].vb);
+	if (nic)
+		vnet_tx_kick(nic);
+}
+
 /*
  * The queues whose completions are work: the disks' and the NIC's receive queue. Transmit
  * completions only return buffers, which the next poll reclaims, so they wake nobody.

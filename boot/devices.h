@@ -31,6 +31,11 @@ void devices_shell_init(struct shell *sh);
  */
 int devices_poll(void);
 /*
+ * The end of a main-loop pass: one doorbell per queue for the block requests and frames the
+ * pass placed on the rings (vblk_kick(), vnet_tx_kick()), instead of one per request or frame.
+ */
+void devices_flush(void);
+/*
  * Before an idle halt: let the disks' queues and the NIC's receive queue interrupt (MSI-X,
  * see boot/irq.h). True when one of them already has a completion the last poll did not see:
  * poll again instead of halting. devices_wake_disarm() after the halt: polling needs no

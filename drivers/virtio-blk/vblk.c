@@ -149,10 +149,22 @@ static void vblk_wedged(struct vblk *vb, int rc, const char *why)
 		vblk_finish_slot(vb, s, rc);
 }
 
+void vblk_kick(struct vblk *vb)
+{
+	if (!vb->dead)
+		vq_kick(&vb->vq);
+}
+
 int vblk_poll(struct vblk *vb)
 {
 	int n = 0, rc;
 	void *tok;
+
+	/*
+	 * Requests submitted since the last doorbell: announce them first, so whoever polls for
+	 * a completion (vblk_sync_one(), blkdev_poll() loops) never waits for an unannounced one.
+	 */
+	vblk_kick(vb);
 
 	/* Requests that needed no device work (FLUSH without a volatile cache). */
 	while (vb->done_ios) {
@@ -363,8 +375,10 @@ static int vblk_submit(struct blkdev *bdev, struct blkdev_req *req)
 	}
 	if (vb->inflight > vb->stats.max_inflight)
 		vb->stats.max_inflight = vb->inflight;
-	/* One doorbell for all pieces (vq_kick orders it after the ring updates). */
-	vq_kick(&vb->vq);
+	/*
+	 * No doorbell here: the main loop rings one for every request of its pass (vblk_kick(),
+	 * devices_flush()), and vblk_poll() rings it before looking for completions.
+	 */
 	return 0;
 }
 

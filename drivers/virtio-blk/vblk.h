@@ -157,8 +157,17 @@ static inline struct vblk *vblk_from_blkdev(struct blkdev *bdev)
 	return (struct vblk *)bdev;
 }
 
-/* Deliver completions (as blkdev_poll); check for a wedged device. Number delivered, or -EIO. */
+/*
+ * Deliver completions (as blkdev_poll); check for a wedged device. Number delivered, or -EIO.
+ * Rings the doorbell first for requests submitted since the last one (vblk_kick()).
+ */
 int vblk_poll(struct vblk *vb);
+/*
+ * Submissions only place requests on the ring: one doorbell, here, announces all of them
+ * (the device may decline it: virtqueue.h, vq_kick()). The main loop calls it at the end of
+ * every pass; nothing when nothing was submitted since, or the device is dead.
+ */
+void vblk_kick(struct vblk *vb);
 
 /* The virtio-blk status byte as an errno: 0, -EIO, -EOPNOTSUPP (the one mapping). */
 int vblk_status_to_errno(uint8_t status);

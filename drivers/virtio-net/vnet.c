@@ -151,6 +151,8 @@ int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 	if (csum && (size_t)csum->start + csum->offset + 2 > len)
 		return -EINVAL;
 	if (!vn->tx_nfree) {
+		/* The ring is full of frames: announce any not yet announced before waiting. */
+		vq_kick(&vn->txq);
 		rc = vnet_tx_reclaim(vn);
 		if (rc)
 			return rc;
@@ -191,7 +193,7 @@ int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 		vn->stats.tx_busy++;
 		return rc;
 	}
-	vq_kick(&vn->txq);
+	/* No doorbell per frame: vnet_tx_kick() at the end of the pass rings one for all. */
 	vn->stats.tx_packets++;
 	vn->stats.tx_bytes += len;
 	return 0;
@@ -214,12 +216,20 @@ static void vnet_read_link(struct vnet *vn)
 	}
 }
 
+void vnet_tx_kick(struct vnet *vn)
+{
+	if (!vn->dead)
+		vq_kick(&vn->txq);
+}
+
 int vnet_poll(struct vnet *vn)
 {
 	uint64_t now;
 
 	if (vn->dead)
 		return -EIO;
+	/* Frames still unannounced (a caller that polls to wait for a transmit buffer). */
+	vq_kick(&vn->txq);
 	now = plat_now_ns();
 	/* A config read is a trap to the hypervisor: the link is looked at a few times a second. */
 	if (now >= vn->next_link_check) {

@@ -8,8 +8,10 @@
  *                                      gives the buffer straight back to the device, so the
  *                                      receive ring stays full;
  *   vnet_tx(vn, frame, len, csum)      copies a frame (or vnet_tx_frags: a pbuf chain) into a
- *                                      transmit buffer and sends it; finished buffers are
- *                                      reclaimed by vnet_tx itself and by vnet_poll();
+ *                                      transmit buffer and places it on the ring; finished
+ *                                      buffers are reclaimed by vnet_tx itself and by
+ *                                      vnet_poll();
+ *   vnet_tx_kick(vn)                   one doorbell for the frames placed since the last one;
  *   vnet_poll(vn)                      reclaims transmit buffers and refreshes the link status;
  *   vnet_mac(), vnet_link_up(), vn->stats.
  *
@@ -141,8 +143,17 @@ static inline int vnet_tx(struct vnet *vn, const void *frame, size_t len,
 
 	return vnet_tx_frags(vn, &f, 1, csum);
 }
-/* Reclaim finished transmit buffers; refresh the link status now and then. 0 or -EIO. */
+/*
+ * Reclaim finished transmit buffers; refresh the link status now and then. 0 or -EIO. Rings
+ * the transmit doorbell first for frames not announced yet (vnet_tx_kick()).
+ */
 int vnet_poll(struct vnet *vn);
+/*
+ * vnet_tx_frags() only places frames on the ring: one doorbell, here, announces all of them
+ * (the device may decline it: virtqueue.h, vq_kick()). The main loop calls it at the end of
+ * every pass; a full ring rings it from vnet_tx_frags() itself. Nothing when nothing is new.
+ */
+void vnet_tx_kick(struct vnet *vn);
 
 static inline const uint8_t *vnet_mac(const struct vnet *vn)
 {

@@ -41,6 +41,11 @@ int virtio_negotiate(struct virtio_dev *vdev, uint64_t wanted)
 	 * ourselves, so accepting it costs nothing; refusing it would fail FEATURES_OK (§6.1).
 	 */
 	accept |= offered & VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM);
+	/*
+	 * EVENT_IDX: every queue is a struct vq, which implements it both ways (virtqueue.h), and
+	 * it lets the device say precisely which addition it wants a doorbell for.
+	 */
+	accept |= offered & VIRTIO_BIT(VIRTIO_F_EVENT_IDX);
 	/* Never anything the device did not offer, and never the packed ring (not written). */
 	accept &= offered & ~VIRTIO_BIT(VIRTIO_F_RING_PACKED);
 	ops->set_features(vdev, accept);
@@ -98,6 +103,7 @@ int virtio_setup_queue(struct virtio_dev *vdev, struct vq *vq, uint16_t index, u
 	if (rc)
 		return rc;
 	vq->priv = vdev;
+	vq->event_idx = virtio_has(vdev, VIRTIO_F_EVENT_IDX);
 	rc = vdev->ops->enable_queue(vdev, vq);
 	if (rc)
 		vq_fini(vq);

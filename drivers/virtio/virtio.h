@@ -112,7 +112,7 @@ static inline bool virtio_has(const struct virtio_dev *vdev, unsigned bit)
 
 /*
  * Steps 1-6 of §3.1.1: reset, ACKNOWLEDGE, DRIVER, read the offered features, accept
- * (offered & @wanted) plus VERSION_1 and ACCESS_PLATFORM when offered, FEATURES_OK, and
+ * (offered & @wanted) plus VERSION_1, ACCESS_PLATFORM and EVENT_IDX when offered, FEATURES_OK, and
  * check that the device kept FEATURES_OK. Leaves the device ready for queue setup.
  * -ENODEV when VERSION_1 is not offered (a legacy-only device), -EIO when the device refuses
  * the features, -ETIMEDOUT when the reset does not finish. On error the status is FAILED.

@@ -76,6 +76,8 @@ int vq_init(struct vq *vq, uint16_t index, uint16_t size, unsigned indirect_max)
 	vq->num_free = size;
 	/* We poll; an interrupt would only cost the device work (§2.6.7, a hint it may ignore). */
 	vq_write16(&vq->avail->flags, VRING_AVAIL_F_NO_INTERRUPT);
+	/* The same with EVENT_IDX: used_event one behind our consumer (vq_irq_enable()). */
+	vq_write16(vq_used_event(vq), (uint16_t)(vq->last_used - 1));
 	return 0;
 
 err_dma:
@@ -157,14 +159,25 @@ int vq_add(struct vq *vq, const struct vq_buf *bufs, unsigned n_out, unsigned n_
 
 void vq_kick(struct vq *vq)
 {
+	uint16_t old_idx = vq->kicked_idx, new_idx = vq->avail_idx;
+	bool need;
+
+	if (old_idx == new_idx)
+		return;
+	vq->kicked_idx = new_idx;
 	/*
-	 * Our avail->idx store must be globally visible before we read used->flags. Otherwise a
-	 * device that is just re-enabling notifications could check the old idx, go to sleep, and
-	 * we could read its stale NO_NOTIFY and skip the doorbell: both sides would wait forever.
-	 * A store followed by a load needs the full fence (§2.6.13.4; Linux virtqueue_kick_prepare).
+	 * Our avail->idx store must be globally visible before we read used->flags or
+	 * avail_event. Otherwise a device that is just re-enabling notifications could check the
+	 * old idx, go to sleep, and we could read its stale NO_NOTIFY (or old avail_event) and
+	 * skip the doorbell: both sides would wait forever. A store followed by a load needs the
+	 * full fence (§2.6.13.4; Linux virtqueue_kick_prepare).
 	 */
 	vq_mb();
-	if (vq_read16(&vq->used->flags) & VRING_USED_F_NO_NOTIFY) {
+	if (vq->event_idx)
+		need = vring_need_event(vq_read16(vq_avail_event(vq)), new_idx, old_idx);
+	else
+		need = !(vq_read16(&vq->used->flags) & VRING_USED_F_NO_NOTIFY);
+	if (!need) {
 		vq->kicks_skipped++;
 		return;
 	}
@@ -181,11 +194,14 @@ bool vq_has_used(const struct vq *vq)
 
 bool vq_irq_enable(struct vq *vq)
 {
+	vq->irq_on = true;
+	/* Both: the flag for a device without EVENT_IDX, used_event for one with it. */
+	vq_write16(vq_used_event(vq), vq->last_used);
 	vq_write16(&vq->avail->flags, 0);
 	/*
-	 * The flag store must be visible before we read used->idx (a store then a load: the full
-	 * fence). Otherwise the device could finish a chain, read the old flag and not notify,
-	 * while we read the old idx and halt: a lost wake-up.
+	 * The stores must be visible before we read used->idx (a store then a load: the full
+	 * fence). Otherwise the device could finish a chain, read the old flag or used_event and
+	 * not notify, while we read the old idx and halt: a lost wake-up.
 	 */
 	vq_mb();
 	return vq_has_used(vq);
@@ -193,7 +209,9 @@ bool vq_irq_enable(struct vq *vq)
 
 void vq_irq_disable(struct vq *vq)
 {
+	vq->irq_on = false;
 	vq_write16(&vq->avail->flags, VRING_AVAIL_F_NO_INTERRUPT);
+	vq_write16(vq_used_event(vq), (uint16_t)(vq->last_used - 1));
 }
 
 /* Put the chain starting at @head back on the free list. */
@@ -238,6 +256,12 @@ int vq_get_used(struct vq *vq, void **token, uint32_t *len)
 	e = &vq->used->ring[vq->last_used & (vq->size - 1)];
 	id = le32_to_cpu(*(volatile le32 *)&e->id);
 	vq->last_used++;
+	/*
+	 * Polling with EVENT_IDX: keep used_event one behind the consumer, so the device never
+	 * passes it (an interrupt nobody waits for). A plain store into memory we own: no exit.
+	 */
+	if (vq->event_idx && !vq->irq_on)
+		vq_write16(vq_used_event(vq), (uint16_t)(vq->last_used - 1));
 	if (id >= vq->size || !vq->token[id])
 		return -EIO;
 	if (len)

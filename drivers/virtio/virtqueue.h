@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Split virtqueues (virtio 1.1 §2.6), driven by polling: no interrupts, no event index.
+ * Split virtqueues (virtio 1.1 §2.6), driven by polling, with notification suppression both
+ * ways: the device's VRING_USED_F_NO_NOTIFY or, when VIRTIO_F_EVENT_IDX is negotiated, its
+ * avail_event (§2.7.10); interrupts only around an idle halt (vq_irq_enable()).
  *
  * A queue is three rings in DMA memory from plat_dma_alloc(): the descriptor table (written
  * by us, read by the device), the available ring (written by us) and the used ring (written
  * by the device). vq_add() places a buffer chain and publishes it, vq_kick() rings the
- * doorbell unless the device asked not to be notified, vq_get_used() takes back what the
+ * doorbell once for everything added since the last kick, unless the device asked not to be
+ * notified, vq_get_used() takes back what the
  * device finished, in whatever order it finished them. Each chain carries a caller token
  * that comes back with its completion.
  *
@@ -47,7 +50,7 @@ _Static_assert(sizeof(struct vring_desc) == 16, "virtio 1.1 §2.6.5");
 struct vring_avail {
 	le16 flags;
 	le16 idx;
-	le16 ring[]; /* size entries, then le16 used_event (unused: no EVENT_IDX) */
+	le16 ring[]; /* size entries, then le16 used_event (EVENT_IDX: interrupt past it) */
 };
 _Static_assert(sizeof(struct vring_avail) == 4, "virtio 1.1 §2.6.6");
 
@@ -63,6 +66,17 @@ struct vring_used {
 	struct vring_used_elem ring[]; /* size entries, then le16 avail_event */
 };
 _Static_assert(sizeof(struct vring_used) == 4, "virtio 1.1 §2.6.8");
+
+/*
+ * §2.7.10 (Linux's vring_need_event): with EVENT_IDX, the other side wants a notification
+ * when its index moved from @old to @new past @event, i.e. when @event lies in [old, new).
+ * All three are free-running 16-bit counters: the differences are taken modulo 65536, so the
+ * test holds across the wrap-around.
+ */
+static inline bool vring_need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx)
+{
+	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
+}
 
 /* ---- Memory ordering -------------------------------------------------------------- */
 /*
@@ -126,9 +140,12 @@ struct vq {
 	/* Driver-private state; the device never sees it. */
 	uint16_t free_head; /* first free descriptor; free ones are linked through .next */
 	uint16_t num_free;
-	uint16_t avail_idx; /* our copy of avail->idx: the device only reads it */
-	uint16_t last_used; /* next used->ring entry to consume */
-	void **token;	    /* by chain head; NULL when the head is free */
+	uint16_t avail_idx;  /* our copy of avail->idx: the device only reads it */
+	uint16_t last_used;  /* next used->ring entry to consume */
+	uint16_t kicked_idx; /* avail_idx when vq_kick() last ran: what follows is unannounced */
+	bool event_idx;	     /* VIRTIO_F_EVENT_IDX negotiated (set before the device runs) */
+	bool irq_on;	     /* between vq_irq_enable() and vq_irq_disable() */
+	void **token;	     /* by chain head; NULL when the head is free */
 
 	/* Indirect tables, one per descriptor slot of indirect_max entries (0: none). */
 	struct vring_desc *indirect;
@@ -138,8 +155,20 @@ struct vq {
 	void *mem; /* the DMA pages holding all of the above that the device sees */
 	size_t mem_pages;
 
-	uint64_t kicks, kicks_skipped; /* doorbells rung, and avoided thanks to NO_NOTIFY */
+	/* Doorbells rung, and kicks that rang none (NO_NOTIFY, or avail_event not reached). */
+	uint64_t kicks, kicks_skipped;
 };
+
+/* The two event-index fields (§2.6.6, §2.6.8): after the available and the used ring. */
+static inline le16 *vq_used_event(const struct vq *vq)
+{
+	return &vq->avail->ring[vq->size];
+}
+
+static inline le16 *vq_avail_event(const struct vq *vq)
+{
+	return (le16 *)&vq->used->ring[vq->size];
+}
 
 /*
  * Allocate and initialise @vq with @size entries (a power of two, 1..VQ_MAX_SIZE) for the
@@ -169,8 +198,20 @@ static inline unsigned vq_descs_needed(const struct vq *vq, unsigned n)
  * for an empty chain or a NULL token, -EAGAIN when too few descriptors are free.
  */
 int vq_add(struct vq *vq, const struct vq_buf *bufs, unsigned n_out, unsigned n_in, void *token);
-/* Ring the doorbell for everything added so far, unless the device said it does not need it. */
+/*
+ * Ring the doorbell once for every chain added since the last vq_kick(), unless the device
+ * said it does not need it: with EVENT_IDX, when its avail_event is not among the indices
+ * added since then; without, when it sets VRING_USED_F_NO_NOTIFY (QEMU does while it is
+ * processing the queue). Nothing added since the last kick: nothing to do. Drivers add during
+ * a main-loop pass and kick once at its end (or when the ring is full), so one doorbell covers
+ * a batch.
+ */
 void vq_kick(struct vq *vq);
+/* True when chains were added since the last vq_kick(): a kick is owed. */
+static inline bool vq_kick_pending(const struct vq *vq)
+{
+	return vq->avail_idx != vq->kicked_idx;
+}
 /* True when the device has finished a chain we have not taken back yet. */
 bool vq_has_used(const struct vq *vq);
 /*
@@ -186,7 +227,11 @@ int vq_get_used(struct vq *vq, void **token, uint32_t *len);
  * finished before the device could have seen the flag, so the caller must poll instead of
  * sleeping (the device notifies only for completions after it reads the cleared flag, Linux's
  * virtqueue_enable_cb). vq_irq_disable() sets the flag again after the wake-up. Without
- * VIRTIO_F_EVENT_IDX (never negotiated here) the flag is all the device looks at (§2.7.10).
+ * VIRTIO_F_EVENT_IDX the flag is all the device looks at; with it the device ignores the flag
+ * (§2.7.10) and interrupts when used->idx passes used_event, so vq_irq_enable() sets
+ * used_event to the next entry we have not consumed (an interrupt for the next completion) and,
+ * while disabled, used_event is kept one behind our consumer (last_used - 1): the device would
+ * have to finish 65,535 more chains to pass it, which the ring's size forbids.
  */
 bool vq_irq_enable(struct vq *vq);
 void vq_irq_disable(struct vq *vq);

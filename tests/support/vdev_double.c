@@ -23,11 +23,16 @@ int vdd_pop(struct vdd_queue *q, struct vdd_chain *c)
 	unsigned tbl_size = vq->size;
 	uint16_t i;
 
-	if (avail == q->last_avail)
+	if (avail == q->last_avail) {
+		if (q->event_idx && !q->busy)
+			vq_write16(vq_avail_event(vq), q->last_avail);
 		return 0;
+	}
 	vq_rmb(); /* read the ring entry after the index, as a device must */
 	c->head = le16_to_cpu(vq->avail->ring[q->last_avail & (vq->size - 1)]);
 	q->last_avail++;
+	if (q->event_idx && !q->busy)
+		vq_write16(vq_avail_event(vq), q->last_avail);
 	c->n = 0;
 	c->indirect = false;
 	if (c->head >= vq->size)
@@ -67,6 +72,11 @@ void vdd_push(struct vdd_queue *q, uint16_t head, uint32_t len)
 	vq_wmb(); /* the element before the index, as a device must */
 	q->used_idx++;
 	vq_write16(&vq->used->idx, q->used_idx);
+	vq_mb(); /* the index before reading what the driver wants (§2.7.10) */
+	if (q->event_idx ? vring_need_event(vq_read16(vq_used_event(vq)), q->used_idx,
+					    (uint16_t)(q->used_idx - 1))
+			 : !(vq_read16(&vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT))
+		q->interrupts++;
 }
 
 /* ---- Fake transport -------------------------------------------------------------------------- */
@@ -148,6 +158,7 @@ static int vdd_enable_queue(struct virtio_dev *vdev, struct vq *vq)
 		return -EINVAL;
 	memset(&d->q[vq->index], 0, sizeof(d->q[vq->index]));
 	d->q[vq->index].vq = vq;
+	d->q[vq->index].event_idx = (d->accepted & VIRTIO_BIT(VIRTIO_F_EVENT_IDX)) != 0;
 	vq->notify = vdd_notify;
 	return 0;
 }

@@ -38,6 +38,14 @@ struct vdd_queue {
 	uint16_t last_avail; /* next available entry to take */
 	uint16_t used_idx;   /* our used->idx */
 	unsigned notifies;
+	/*
+	 * VIRTIO_F_EVENT_IDX accepted (set by enable_queue): vdd_pop() asks for a doorbell on the
+	 * next addition (avail_event = last_avail, as a device that caught up does) unless
+	 * @busy, and vdd_push() counts the interrupts the device would send.
+	 */
+	bool event_idx;
+	bool busy;	     /* like QEMU while it processes a queue: no doorbell wanted */
+	unsigned interrupts; /* vdd_push()es that would have interrupted the driver */
 };
 
 struct vdd {
@@ -56,9 +64,16 @@ struct vdd {
 	void *priv;
 };
 
-/* Take the next available chain: 1 and *c filled, 0 when none, -1 on a malformed chain. */
+/*
+ * Take the next available chain: 1 and *c filled, 0 when none, -1 on a malformed chain. With
+ * event index and not busy, leaves avail_event at the next entry it has not taken.
+ */
 int vdd_pop(struct vdd_queue *q, struct vdd_chain *c);
-/* Finish the chain @head, having written @len bytes into it. */
+/*
+ * Finish the chain @head, having written @len bytes into it; counts an interrupt when the
+ * driver asked for one (used_event passed, or without event index VRING_AVAIL_F_NO_INTERRUPT
+ * clear).
+ */
 void vdd_push(struct vdd_queue *q, uint16_t head, uint32_t len);
 /* A device offering @offered features and @nq queues of at most @qmax entries, its status
  * as a previous owner left it. */

@@ -185,8 +185,9 @@ TEST(configuration_is_read)
 	ok_eq(vb->bdev.nr_blocks, 2048 / 8);
 	ok(!vb->bdev.read_only);
 	ok(bd->d.status & VIRTIO_STATUS_DRIVER_OK);
-	/* Offered but not wanted: EVENT_IDX is not for a polled driver. */
-	ok(!(bd->d.accepted & VIRTIO_BIT(VIRTIO_F_EVENT_IDX)));
+	/* Offered and taken: every virtqueue does event index (doorbells only when wanted). */
+	ok(bd->d.accepted & VIRTIO_BIT(VIRTIO_F_EVENT_IDX));
+	ok(vb->vq.event_idx);
 	ok(bd->d.accepted & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD));
 	ok_eq(vb->vq.size, 256);
 	ok(vb->vq.indirect != NULL);
@@ -261,7 +262,14 @@ TEST(async_queue_depth_256_out_of_order)
 	ok_eq(vb->inflight, 256);
 	reqs[256] = reqs[0];
 	ok_eq(blkdev_submit(&vb->bdev, &reqs[256]), -EAGAIN);
+	/* Submitting rings no doorbell; one kick announces all 256 requests. */
+	ok_eq(bd->nheld, 0);
+	ok_eq(bd->d.q[0].notifies, 0);
+	vblk_kick(vb);
+	ok_eq(bd->d.q[0].notifies, 1);
 	ok_eq(bd->nheld, 256);
+	vblk_kick(vb); /* nothing new: nothing rung */
+	ok_eq(bd->d.q[0].notifies, 1);
 	bd_finish_shuffled(bd, &seed);
 	ok_eq(blkdev_poll(&vb->bdev), 256);
 	ok_eq(log.count, 256);

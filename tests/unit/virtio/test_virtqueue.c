@@ -2,7 +2,8 @@
 /*
  * The split virtqueue against a device played by the test (vdev_double.c): chains arrive on
  * the device exactly as added (direct and indirect), completions come back in any order,
- * indices wrap at 65536, the doorbell honours NO_NOTIFY, a lying device is caught, and the
+ * indices wrap at 65536, the doorbell honours NO_NOTIFY or (EVENT_IDX) avail_event, one kick
+ * covers a batch, used_event arms and disarms interrupts, a lying device is caught, and the
  * transport-independent bring-up negotiates as §3.1.1 says.
  */
 #include <errno.h>
@@ -289,6 +290,197 @@ TEST(kick_honours_no_notify)
 	vq_fini(&vq);
 }
 
+/* ---- Notification suppression (§2.7.10) ----------------------------------------------------- */
+
+/* vring_need_event(): "did the index move past @event", modulo 65536. */
+TEST(event_index_math_and_wraparound)
+{
+	/* Moved 0 -> 3: entries 0, 1, 2 were added; events 0..2 are passed, 3 is not. */
+	ok(vring_need_event(0, 3, 0));
+	ok(vring_need_event(2, 3, 0));
+	ok(!vring_need_event(3, 3, 0));
+	ok(!vring_need_event(0xffff, 3, 0)); /* behind the old index: passed long ago */
+	/* Nothing moved: never. */
+	ok(!vring_need_event(5, 5, 5));
+	/* Across the wrap: 65534 -> 2 added 65534, 65535, 0, 1. */
+	ok(vring_need_event(65534, 2, 65534));
+	ok(vring_need_event(65535, 2, 65534));
+	ok(vring_need_event(0, 2, 65534));
+	ok(vring_need_event(1, 2, 65534));
+	ok(!vring_need_event(2, 2, 65534));
+	ok(!vring_need_event(65533, 2, 65534));
+	/* A whole lap minus one moved: every event but the new index itself. */
+	ok(vring_need_event(100, 99, 100));
+	ok(!vring_need_event(99, 99, 100));
+}
+
+/* Put both sides of a fresh queue at index @at, as if @at chains had come and gone. */
+static void start_at(struct vq *vq, struct vdd_queue *q, uint16_t at)
+{
+	vq->avail_idx = vq->kicked_idx = vq->last_used = at;
+	vq_write16(&vq->avail->idx, at);
+	vq_write16(&vq->used->idx, at);
+	q->last_avail = q->used_idx = at;
+	vq_write16(vq_avail_event(vq), at);
+}
+
+/*
+ * With EVENT_IDX the doorbell rings only when avail_event lies among the entries added since
+ * the last kick, also across the 16-bit wrap; NO_NOTIFY is then ignored (§2.7.10: the driver
+ * must ignore the flag), and a kick with nothing new rings nothing.
+ */
+TEST(event_index_kick_suppression)
+{
+	struct vq vq;
+	struct vdd_queue q;
+	struct vdd_chain c;
+	struct vq_buf b = { 0x1000, 1 };
+	void *t;
+
+	ok_eq(vq_init(&vq, 0, 16, 0), 0);
+	vq.notify = count_notify;
+	vq.event_idx = true;
+	q = devq(&vq);
+	q.event_idx = true;
+	start_at(&vq, &q, 65530);
+	notified = 0;
+
+	/* The device waits for entry 65530 (caught up): three additions, one doorbell. */
+	for (unsigned i = 0; i < 3; i++)
+		ok_eq(vq_add(&vq, &b, 1, 0, &tokens[i]), 0);
+	vq_kick(&vq);
+	ok_eq(notified, 1);
+	vq_kick(&vq); /* nothing new */
+	ok_eq(notified, 1);
+	ok_eq(vq.kicks_skipped, 0);
+
+	/* The device is busy with 65530 only (avail_event stays 65531): later ones ring nothing. */
+	q.busy = true;
+	ok_eq(vdd_pop(&q, &c), 1);
+	vq_write16(vq_avail_event(&vq), 65531);
+	ok_eq(vq_add(&vq, &b, 1, 0, &tokens[3]), 0); /* 65533 */
+	vq_kick(&vq);
+	ok_eq(notified, 1);
+	ok_eq(vq.kicks_skipped, 1);
+
+	/* NO_NOTIFY clear, the flag means nothing: avail_event decides. */
+	vq_write16(&vq.used->flags, 0);
+	ok_eq(vq_add(&vq, &b, 1, 0, &tokens[4]), 0); /* 65534 */
+	vq_kick(&vq);
+	ok_eq(notified, 1);
+
+	/* The device catches up and asks for the next one, 65535: the batch 65535..1 crosses
+	 * the wrap and contains it. */
+	q.busy = false;
+	while (vdd_pop(&q, &c) == 1)
+		vdd_push(&q, c.head, 0);
+	ok_eq(vq_read16(vq_avail_event(&vq)), 65535);
+	for (unsigned i = 5; i < 8; i++)
+		ok_eq(vq_add(&vq, &b, 1, 0, &tokens[i]), 0);
+	ok_eq(vq.avail_idx, 2);
+	vq_kick(&vq);
+	ok_eq(notified, 2);
+
+	/* After the wrap the device wants entry 5, and the driver adds 2, 3, 4: no doorbell;
+	 * then 5: the doorbell. */
+	vq_write16(vq_avail_event(&vq), 5);
+	for (unsigned i = 8; i < 11; i++)
+		ok_eq(vq_add(&vq, &b, 1, 0, &tokens[i]), 0);
+	vq_kick(&vq);
+	ok_eq(notified, 2);
+	ok_eq(vq_add(&vq, &b, 1, 0, &tokens[11]), 0);
+	vq_kick(&vq);
+	ok_eq(notified, 3);
+	while (vq_get_used(&vq, &t, NULL) == 0)
+		;
+	vq_fini(&vq);
+}
+
+/* Without EVENT_IDX: NO_NOTIFY, which QEMU sets while its thread works on the queue. */
+TEST(no_notify_honoured_and_batch_kick_covers_every_chain)
+{
+	struct vq vq;
+	struct vdd_queue q;
+	struct vdd_chain c;
+	struct vq_buf b = { 0x1000, 1 };
+	unsigned got = 0;
+
+	ok_eq(vq_init(&vq, 0, 64, 0), 0);
+	vq.notify = count_notify;
+	q = devq(&vq);
+	notified = 0;
+	for (unsigned i = 0; i < 40; i++)
+		ok_eq(vq_add(&vq, &b, 1, 0, &tokens[i]), 0);
+	ok(vq_kick_pending(&vq));
+	vq_kick(&vq);
+	ok_eq(notified, 1);
+	ok(!vq_kick_pending(&vq));
+	/* That one doorbell covers all 40: the device finds every one of them. */
+	while (vdd_pop(&q, &c) == 1)
+		got++;
+	ok_eq(got, 40);
+	vq_write16(&vq.used->flags, VRING_USED_F_NO_NOTIFY);
+	ok_eq(vq_add(&vq, &b, 1, 0, &tokens[40]), 0);
+	vq_kick(&vq);
+	ok_eq(notified, 1);
+	vq_write16(&vq.used->flags, 0);
+	ok_eq(vq_add(&vq, &b, 1, 0, &tokens[41]), 0);
+	vq_kick(&vq);
+	ok_eq(notified, 2);
+	vq_fini(&vq);
+}
+
+/*
+ * Interrupts with EVENT_IDX: vq_irq_enable() asks for the next completion through used_event;
+ * while disabled, the device never passes used_event, even over more than a whole 16-bit lap
+ * of completions (the idle halt's wake-up must not become an interrupt storm, nor a lost one).
+ */
+TEST(event_index_interrupts_follow_irq_enable)
+{
+	struct vq vq;
+	struct vdd_queue q;
+	struct vdd_chain c;
+	struct vq_buf b = { 0x1000, 1 };
+	void *t;
+
+	ok_eq(vq_init(&vq, 0, 8, 0), 0);
+	vq.notify = count_notify;
+	vq.event_idx = true;
+	q = devq(&vq);
+	q.event_idx = true;
+	for (unsigned i = 0; i < 70000; i++) {
+		ok_eq(vq_add(&vq, &b, 1, 0, &tokens[i % 8]), 0);
+		vq_kick(&vq);
+		ok_eq(vdd_pop(&q, &c), 1);
+		vdd_push(&q, c.head, 0);
+		ok_eq(vq_get_used(&vq, &t, NULL), 0);
+	}
+	ok_eq(q.interrupts, 0);
+	/* Every addition was announced: the device always waited for the next one. */
+	ok_eq(vq.kicks, 70000);
+
+	/* Armed: the next completion interrupts. */
+	ok(!vq_irq_enable(&vq));
+	ok_eq(vq_read16(vq_used_event(&vq)), vq.last_used);
+	ok_eq(vq_add(&vq, &b, 1, 0, &tokens[0]), 0);
+	vq_kick(&vq);
+	ok_eq(vdd_pop(&q, &c), 1);
+	vdd_push(&q, c.head, 0);
+	ok_eq(q.interrupts, 1);
+	/* Disarmed: used_event one behind the consumer, so the next completion does not. */
+	vq_irq_disable(&vq);
+	ok_eq(vq_get_used(&vq, &t, NULL), 0);
+	ok_eq(vq_add(&vq, &b, 1, 0, &tokens[1]), 0);
+	vq_kick(&vq);
+	ok_eq(vdd_pop(&q, &c), 1);
+	vdd_push(&q, c.head, 0);
+	ok_eq(q.interrupts, 1);
+	/* A completion that arrived before arming is reported, so the caller does not halt. */
+	ok(vq_irq_enable(&vq));
+	vq_irq_disable(&vq);
+	vq_fini(&vq);
+}
+
 TEST(lying_device_is_caught)
 {
 	struct vq vq;
@@ -349,6 +541,10 @@ TEST(negotiate_accepts_offered_subset_and_access_platform)
 	ok_eq(d.resets, 1);
 	ok_eq(d.accepted, VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM) |
 			      VIRTIO_BIT(9));
+	/* EVENT_IDX, when offered, is taken whatever the driver asked for: every queue does it. */
+	vdd_init(&d, offered | VIRTIO_BIT(VIRTIO_F_EVENT_IDX), 1, 8);
+	ok_eq(virtio_negotiate(&d.vdev, VIRTIO_BIT(9)), 0);
+	ok(d.accepted & VIRTIO_BIT(VIRTIO_F_EVENT_IDX));
 	ok_eq(d.status,
 	      VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
 	ok(d.vdev.features == d.accepted);
@@ -379,6 +575,7 @@ TEST(setup_queue_rounds_to_power_of_two)
 	ok_eq(virtio_setup_queue(&d.vdev, &vq, 1, 256, 4), 0);
 	ok_eq(vq.size, 128);
 	ok(vq.indirect == NULL); /* INDIRECT_DESC was not offered */
+	ok(!vq.event_idx);	 /* nor EVENT_IDX */
 	ok(d.q[1].vq == &vq);
 	vq_fini(&vq);
 	ok_eq(virtio_setup_queue(&d.vdev, &vq, 2, 256, 0), -ENOENT);
