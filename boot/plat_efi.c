@@ -281,13 +281,31 @@ void plat_panic(const char *fmt, ...)
 
 /* ---- Machine ------------------------------------------------------------------------ */
 
+static void (*power_hook)(void);
+
+void plat_set_power_hook(void (*fn)(void))
+{
+	power_hook = fn;
+}
+
+static void run_power_hook(void)
+{
+	void (*fn)(void) = power_hook;
+
+	power_hook = NULL; /* once, even if the power-off itself fails and is retried */
+	if (fn)
+		fn();
+}
+
 int plat_poweroff(void)
 {
+	run_power_hook();
 	return acpi_poweroff();
 }
 
 int plat_reboot(void)
 {
+	run_power_hook();
 	return machine_reset();
 }
 

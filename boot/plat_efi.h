@@ -34,4 +34,11 @@ int rtc_boot_read(struct civil_time *t);
  */
 int plat_set_hostname(const char *name);
 
+/*
+ * Run @fn once before plat_poweroff() or plat_reboot() turns the machine off (NULL: none).
+ * The appliance's composition root commits the pool here, so `poweroff` and `reboot` keep
+ * every acknowledged write, as closing the pool does in the host build.
+ */
+void plat_set_power_hook(void (*fn)(void));
+
 #endif
