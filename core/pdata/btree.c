@@ -86,7 +86,7 @@ static uint32_t level_vsize(struct dm_btree_info *info, unsigned level)
  * level must: the right value size and the exact max_entries (siblings must agree, and the
  * kernel's rebalancing relies on it).
  */
-static int node_fits(struct dm_btree_info *info, unsigned level, struct btree_node *n)
+int node_fits(struct dm_btree_info *info, unsigned level, struct btree_node *n)
 {
 	uint32_t vs = node_flags(n) == INTERNAL_NODE ? 8 : level_vsize(info, level);
 

@@ -47,21 +47,6 @@ static struct btree_node *frame_node(const struct frame *f)
 	return (struct btree_node *)f->node;
 }
 
-static int node_ok(struct dm_btree_info *info, struct btree_node *n)
-{
-	uint32_t flags = node_flags(n);
-	uint32_t vs = flags == INTERNAL_NODE ? 8 : info->value_type.size;
-
-	if (flags != INTERNAL_NODE && flags != LEAF_NODE)
-		return -EILSEQ;
-	if (node_vsize(n) != vs || node_max(n) != dm_btree_max_entries(vs) ||
-	    node_nr(n) > node_max(n))
-		return -EILSEQ;
-	if (flags == INTERNAL_NODE && !node_nr(n))
-		return -EILSEQ;
-	return 0;
-}
-
 /* Read @b into a new frame below the current top (copied, then unlocked). */
 static int push(struct diff *d, struct cursor *c, dm_block_t b, uint64_t hi)
 {
@@ -83,7 +68,7 @@ static int push(struct diff *d, struct cursor *c, dm_block_t b, uint64_t hi)
 	memcpy(f->node, dm_block_data(blk), DM_BM_BLOCK_SIZE);
 	dm_tm_unlock(d->info->tm, blk);
 	d->st.nodes_read++;
-	r = node_ok(d->info, frame_node(f));
+	r = node_fits(d->info, 0, frame_node(f)); /* one-level trees only */
 	if (r)
 		return r;
 	f->i = 0;

@@ -66,6 +66,14 @@ static inline uint64_t value64(struct btree_node *n, uint32_t i)
 	return get_le64(value_ptr(n, i));
 }
 
+/*
+ * What a node of tree @info at @level must be beyond what the block validator checks (any
+ * node): the level's value size, the exact max_entries, and an internal node not empty.
+ * 0 or -EILSEQ.
+ */
+struct dm_btree_info;
+int node_fits(struct dm_btree_info *info, unsigned level, struct btree_node *n);
+
 /* Largest i with keys[i] <= key, or -1. */
 int btree_lower_bound(const struct btree_node *n, uint64_t key);
 
