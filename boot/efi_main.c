@@ -39,6 +39,7 @@
 #include "config/shell.h"
 #include "core/base/perf.h"
 #include "core/base/plat.h"
+#include "core/base/sha256.h"
 #include "core/base/util.h"
 #include "core/base/version.h"
 #include "core/base/walltime.h"
@@ -171,7 +172,7 @@ static int esp_read(EFI_FILE_HANDLE root, const char *path, size_t max, char **o
 	}
 	if (rc) {
 		/* It may hold key bytes: wiped before it goes back to the firmware. */
-		memset(text, 0, max + 1);
+		secure_wipe(text, max + 1);
 		bs->FreePool(text);
 	} else {
 		text[len] = '\0';

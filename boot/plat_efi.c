@@ -79,7 +79,7 @@ uint64_t plat_cycles(void)
 
 uint64_t plat_cycles_hz(void)
 {
-	return tsc_rate;
+	return tsc_hz(); /* the cycle counter is the TSC */
 }
 
 void plat_udelay(uint32_t us)

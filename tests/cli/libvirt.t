@@ -5,7 +5,7 @@
 # slots the firmware looks for.
 set -u
 . tests/lib/tap.sh
-need_tool virt-xml-validate python3
+need_tool virt-xml-validate xmllint python3
 xml=image/thinbox.xml
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

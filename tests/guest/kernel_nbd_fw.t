@@ -30,7 +30,7 @@ import guest  # noqa: E402
 qh, al = ap.qh, ap.al
 c = qh.Checks("guest/kernel_nbd_fw")
 qh.require_image(c)
-c.need_tools("qemu-system-x86_64", "thin_check")
+c.need_tools("qemu-system-x86_64", "thin_check", "nbd-client")
 tmp = al.scratch()
 BIG_BLOCKS = (32 << 20) // (64 << 10)  # the big file in the pool's 64 KiB blocks
 
