@@ -83,6 +83,7 @@ static struct appliance_cmds app_cmds;
 static struct tls_fw_input tls_in;
 
 static const char *config_value(const char *key, char *buf, size_t size);
+static bool config_file_find(const char *key, const char **val, size_t *vlen);
 
 /* ---- EFI helpers (boot services only) --------------------------------------------------- */
 
@@ -215,24 +216,24 @@ static int read_esp_config(EFI_HANDLE device)
 }
 
 /*
- * config_value() into @buf; a value too long for it (config_value() answers NULL, as when
- * absent) is returned whole from loader memory, so it is refused as a bad value instead of
- * being taken for an absent key (TLS off).
+ * config_value() into @buf; a value too long for it is returned whole from loader memory,
+ * so it is refused as a bad value instead of being taken for an absent key (TLS off).
  */
 static const char *tls_value(const char *key, char *buf, size_t size)
 {
-	const char *v = config_value(key, buf, size);
-	char *big;
+	const char *v = bootcfg_get(key), *p;
+	size_t len;
+	char *out = buf;
 
 	if (v)
 		return v;
-	big = efi_alloc(ESP_CFG_MAX + 1);
-	if (!big)
+	if (!config_file_find(key, &p, &len))
 		return NULL;
-	v = config_value(key, big, ESP_CFG_MAX + 1);
-	if (!v)
-		bs->FreePool(big);
-	return v;
+	if (len >= size && !(out = efi_alloc(len + 1)))
+		return NULL;
+	memcpy(out, p, len);
+	out[len] = '\0';
+	return out;
 }
 
 /*
@@ -380,13 +381,12 @@ static void print_config_summary(void)
  * \thinbox.cfg (blanks around '=' allowed, '#' starts a comment line). The config layer will
  * own the file's syntax; until then this is the whole of it. The result lives in @buf.
  */
-static const char *config_value(const char *key, char *buf, size_t size)
+/* The value of @key in \thinbox.cfg (blanks around it trimmed): its bytes at *@val, *@len. */
+static bool config_file_find(const char *key, const char **val, size_t *vlen)
 {
-	const char *v = bootcfg_get(key), *text, *line, *end;
+	const char *text, *line, *end;
 	size_t klen = strlen(key), len;
 
-	if (v)
-		return v;
 	text = bootcfg_file(&len);
 	for (line = text; line && line < text + len; line = end + 1) {
 		const char *p = line, *q;
@@ -408,13 +408,25 @@ static const char *config_value(const char *key, char *buf, size_t size)
 		q = end;
 		while (q > p && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\r'))
 			q--;
-		if ((size_t)(q - p) >= size)
-			return NULL;
-		memcpy(buf, p, (size_t)(q - p));
-		buf[q - p] = '\0';
-		return buf;
+		*val = p;
+		*vlen = (size_t)(q - p);
+		return true;
 	}
-	return NULL;
+	return false;
+}
+
+static const char *config_value(const char *key, char *buf, size_t size)
+{
+	const char *v = bootcfg_get(key), *p;
+	size_t len;
+
+	if (v)
+		return v;
+	if (!config_file_find(key, &p, &len) || len >= size)
+		return NULL;
+	memcpy(buf, p, len);
+	buf[len] = '\0';
+	return buf;
 }
 
 /* The ACPI RSDP from the EFI configuration table (2.0 preferred over 1.0), or NULL. */
