@@ -118,6 +118,12 @@ struct blkdev_ops {
 	/* optional asynchronous pair */
 	int (*submit)(struct blkdev *dev, struct blkdev_req *req);
 	int (*poll)(struct blkdev *dev); /* completions delivered, or -errno */
+	/*
+	 * optional: true when every request now in flight will announce its completion through
+	 * the platform's wake-up (the host build's filedisk: its eventfd), so a loop that sleeps
+	 * on that wake-up need not keep polling this device meanwhile (nbd_server_busy()).
+	 */
+	bool (*signals_completion)(const struct blkdev *dev);
 	void (*destroy)(struct blkdev *dev);
 };
 

@@ -629,6 +629,7 @@ static const struct blkdev_ops filedisk_ops = {
 	.write_zeroes = filedisk_discard,
 	.submit = filedisk_submit,
 	.poll = filedisk_poll,
+	.signals_completion = filedisk_signals,
 	.destroy = filedisk_destroy,
 };
 

@@ -227,7 +227,7 @@ int nbd_sock_timeout_ms(const struct nbd_sock *s, int idle_ms)
 	const struct sconn *sc;
 
 	/* Requests inside a filedisk wake us through its eventfd: sleep on it, do not spin. */
-	if (nbd_server_busy_except(s->srv, filedisk_signals))
+	if (nbd_server_busy(s->srv))
 		return 0;
 	for (sc = s->conns; sc; sc = sc->next)
 		if (sc->in_end > sc->in_start && nbd_conn_wants_input(sc->c))

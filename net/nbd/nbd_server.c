@@ -2546,16 +2546,12 @@ int nbd_server_poll(struct nbd_server *srv)
 
 bool nbd_server_busy(const struct nbd_server *srv)
 {
-	return nbd_server_busy_except(srv, NULL);
-}
-
-bool nbd_server_busy_except(const struct nbd_server *srv, bool (*wakes)(const struct blkdev *dev))
-{
 	const struct nbd_export *e;
 	const struct nbd_conn *c;
 
 	for (e = srv->exports; e; e = e->next)
-		if (e->in_dev && !(wakes && wakes(e->dev)))
+		if (e->in_dev &&
+		    !(e->dev->ops->signals_completion && e->dev->ops->signals_completion(e->dev)))
 			return true;
 	for (c = srv->conns; c; c = c->next) {
 		if (c->retry || (c->ready && !c->dead))

@@ -85,17 +85,11 @@ void nbd_server_destroy(struct nbd_server *srv);
 int nbd_server_poll(struct nbd_server *srv);
 
 /*
- * True while some request waits inside a block device, or one that waited for memory can now
- * have it: poll again without sleeping.
+ * True while some request waits inside a block device (one whose ops->signals_completion
+ * says it will announce the completion does not count: a loop sleeping on that signal may
+ * sleep), or one that waited for memory can now have it: poll again without sleeping.
  */
 bool nbd_server_busy(const struct nbd_server *srv);
-
-/*
- * nbd_server_busy(), not counting requests inside a device for which @wakes(dev) is true: a
- * transport whose loop also sleeps on those devices' completion signal (host/: filedisk's
- * eventfd) may sleep while only they are in flight. @wakes NULL: nbd_server_busy().
- */
-bool nbd_server_busy_except(const struct nbd_server *srv, bool (*wakes)(const struct blkdev *dev));
 
 /*
  * Where the server says why it refused someone (an address outside an allow list, the
