@@ -22,6 +22,7 @@ build/test-logs/<name>.serial.log.
 """
 
 import os
+import re
 import selectors
 import socket
 import struct
@@ -88,7 +89,7 @@ class LinuxVM(qh.Machine):
     def ready(self, timeout=60):
         """Wait until /init started nbdkit; the lines /init printed. BootFailure when /init
         failed (a missing module or disk, dmsetup refusing), QEMU exited or time ran out."""
-        out = self.expect(qh.re.compile(r"(%s|%s).*\n" % (READY, FAILED)), timeout)
+        out = self.expect(re.compile(r"(%s|%s).*\n" % (READY, FAILED)), timeout)
         if FAILED in out:
             time.sleep(0.5)
             self.stop()
