@@ -404,12 +404,14 @@ static int cmd_nic(struct shell *sh, int argc, char **argv)
 		     "         rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64
 		     " malformed, %" PRIu64 " unclaimed\n"
 		     "         tx %" PRIu64 " packets %" PRIu64 " bytes, busy %" PRIu64
-		     ", sw checksums %" PRIu64 "\n",
+		     ", sw checksums %" PRIu64 "\n"
+		     "         offload: tx csum by device %" PRIu64 "; rx csum valid %" PRIu64
+		     ", partial %" PRIu64 "\n",
 		     nic->vdev->name, nic->mac[0], nic->mac[1], nic->mac[2], nic->mac[3],
 		     nic->mac[4], nic->mac[5], nic->link_up ? "up" : "down", nic->mtu,
 		     nic->dead ? "  DEAD" : "", feat, st->rx_packets, st->rx_bytes, st->rx_dropped,
 		     rx_dropped_no_handler, st->tx_packets, st->tx_bytes, st->tx_busy,
-		     st->tx_csum_sw);
+		     st->tx_csum_sw, st->tx_csum_dev, st->rx_csum_valid, st->rx_csum_partial);
 	return 0;
 }
 

@@ -19,7 +19,9 @@
  * checksum field (what lwIP or Linux put there for offload); the device finishes it when it
  * offered VIRTIO_NET_F_CSUM, this driver does otherwise, so the caller need not care. On
  * receive, a frame flagged VNET_RX_CSUM_OK had its transport checksum vouched for by the
- * device (and completed here when the device left it partial): the stack may skip checking it.
+ * device: DATA_VALID (checked), or NEEDS_CSUM (a local sender's frame that never crossed a
+ * wire, its checksum field still the pseudo-header sum, as Linux's virtio_net treats it: the
+ * sum is not finished here, nobody downstream reads it). The stack must skip checking it.
  */
 #ifndef DRIVERS_VIRTIO_NET_VNET_H
 #define DRIVERS_VIRTIO_NET_VNET_H
@@ -79,8 +81,11 @@ struct vnet_stats {
 	uint64_t rx_packets, rx_bytes;
 	uint64_t rx_dropped; /* malformed completions (length out of range) */
 	uint64_t tx_packets, tx_bytes;
-	uint64_t tx_busy;    /* vnet_tx found every buffer in flight */
-	uint64_t tx_csum_sw; /* checksums finished here because the device lacks CSUM */
+	uint64_t tx_busy;	  /* vnet_tx found every buffer in flight */
+	uint64_t tx_csum_sw;	  /* checksums finished here because the device lacks CSUM */
+	uint64_t tx_csum_dev;	  /* frames sent NEEDS_CSUM: the device finishes the sum */
+	uint64_t rx_csum_valid;	  /* frames the device flagged DATA_VALID */
+	uint64_t rx_csum_partial; /* frames flagged NEEDS_CSUM: trusted, the sum left partial */
 	uint64_t link_changes;
 };
 

@@ -176,14 +176,17 @@ TEST(rx_delivers_frames_and_keeps_ring_full)
 	ok_eq(vn->stats.rx_packets, 3 * 128);
 	ok_eq(vq_num_free(&vn->rxq), 0);
 
-	/* Partial checksum from the device: finished here, and marked valid. */
+	/* Partial checksum from a local sender: trusted as it is (not summed here), counted. */
 	ok_eq(nd_rx(nd, f, len, VIRTIO_NET_HDR_F_NEEDS_CSUM, s, o), 0);
 	ok_eq(vnet_rx_poll(vn, on_rx, &log, 16), 1);
 	ok(log.last_flags & VNET_RX_CSUM_OK);
-	ok(udp_sum_ok(log.last, log.last_len));
+	ok(!udp_sum_ok(log.last, log.last_len));
+	ok(memcmp(log.last, f, len) == 0);
+	ok_eq(vn->stats.rx_csum_partial, 1);
 	ok_eq(nd_rx(nd, f, len, VIRTIO_NET_HDR_F_DATA_VALID, 0, 0), 0);
 	ok_eq(vnet_rx_poll(vn, on_rx, &log, 16), 1);
 	ok(log.last_flags & VNET_RX_CSUM_OK);
+	ok_eq(vn->stats.rx_csum_valid, 1);
 	/* The budget bounds one poll. */
 	for (unsigned i = 0; i < 5; i++)
 		nd_rx(nd, f, len, 0, 0, 0);
@@ -267,6 +270,7 @@ TEST(tx_checksum_offload_when_offered)
 	ok_eq(le16_to_cpu(h->csum_offset), o);
 	ok(memcmp(h + 1, f, len) == 0); /* left for the device to finish */
 	ok_eq(vn->stats.tx_csum_sw, 0);
+	ok_eq(vn->stats.tx_csum_dev, 1);
 	vnet_destroy(vn);
 	free(nd);
 }
