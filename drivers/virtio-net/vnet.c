@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio-net (virtio 1.1 §5.1): queue 0 receives, queue 1 transmits; no control queue, no
- * merged buffers, no segmentation offload. Every buffer is VNET_BUF_SIZE bytes of DMA memory
- * holding the 12-byte header and the frame in one descriptor (VERSION_1 allows any layout,
- * §5.1.6.2), so receive buffers are recycled in place and transmit is one copy.
+ * virtio-net (virtio 1.1 §5.1): queue 0 receives, queue 1 transmits; no control queue.
+ * Receive buffers are pages of DMA memory, one descriptor each, the 12-byte header at the
+ * start of a frame's first buffer (VERSION_1 allows any layout, §5.1.6.2); with MRG_RXBUF a
+ * frame spans num_buffers of them and is handed up as their list, which the stack may keep
+ * (zero copy) while spare buffers refill the ring. Transmit copies each frame into one
+ * VNET_BUF_SIZE buffer.
  */
 #include "drivers/virtio-net/vnet.h"
 
@@ -49,62 +51,184 @@ int vnet_csum_finish(uint8_t *frame, size_t len, uint16_t start, uint16_t offset
 
 static uint8_t *rx_buf(struct vnet *vn, unsigned i)
 {
-	return vn->rx_bufs + (size_t)i * VNET_BUF_SIZE;
+	return vn->rx_bufs + (size_t)i * VNET_RX_BUF_SIZE;
 }
 
-/* Give receive buffer @buf (back) to the device: one device-writable descriptor. */
-static int vnet_rx_post(struct vnet *vn, uint8_t *buf)
+/* Give receive buffer @id (back) to the device: one device-writable descriptor. */
+static int vnet_rx_post(struct vnet *vn, unsigned id)
 {
-	struct vq_buf b = { vn->rx_bus + (uint64_t)(buf - vn->rx_bufs), VNET_BUF_SIZE };
+	struct vq_buf b = { vn->rx_bus + (uint64_t)id * VNET_RX_BUF_SIZE, VNET_RX_BUF_SIZE };
 
-	return vq_add(&vn->rxq, &b, 0, 1, buf);
+	return vq_add(&vn->rxq, &b, 0, 1, rx_buf(vn, id));
+}
+
+/* Post free buffers while the ring has room; true when any was posted. */
+static bool vnet_rx_refill(struct vnet *vn)
+{
+	bool posted = false;
+
+	while (vn->rx_nfree && vq_num_free(&vn->rxq)) {
+		if (vnet_rx_post(vn, vn->rx_free[vn->rx_nfree - 1]))
+			break;
+		vn->rx_nfree--;
+		posted = true;
+	}
+	return posted;
+}
+
+static void vnet_rx_free(struct vnet *vn, unsigned id)
+{
+	vn->rx_free[vn->rx_nfree++] = (uint16_t)id;
+}
+
+void vnet_rx_release(struct vnet *vn, uint16_t id)
+{
+	/* Posted at the next poll: this runs inside the stack, one doorbell per pass is enough. */
+	vnet_rx_free(vn, id);
+	vn->rx_held--;
+}
+
+size_t vnet_rx_copy(const struct vnet_rx_frame *f, void *dst, size_t cap)
+{
+	uint8_t *p = dst;
+	size_t done = 0;
+
+	for (unsigned i = 0; i < f->nseg && done < cap; i++) {
+		size_t n = MIN((size_t)f->seg[i].len, cap - done);
+
+		memcpy(p + done, f->seg[i].data, n);
+		done += n;
+	}
+	return done;
+}
+
+/* The gathered frame is bad: drop its buffers (and count it once). */
+static void vnet_rx_drop(struct vnet *vn)
+{
+	struct vnet_rx_frame *f = &vn->rx_cur;
+
+	for (unsigned i = 0; i < f->nseg; i++)
+		vnet_rx_free(vn, f->seg[i].id);
+	f->nseg = 0;
+	f->len = 0;
+	vn->rx_want = 0;
+	vn->stats.rx_dropped++;
+}
+
+/* First buffer of a frame (@len bytes written at @buf): start gathering it. 0 or -EINVAL. */
+static int vnet_rx_first(struct vnet *vn, uint8_t *buf, uint32_t len)
+{
+	const struct virtio_net_hdr *h = (const struct virtio_net_hdr *)buf;
+	struct vnet_rx_frame *f = &vn->rx_cur;
+	unsigned num = vn->mrg ? le16_to_cpu(h->num_buffers) : 1;
+
+	f->flags = 0;
+	f->nseg = 0;
+	f->len = 0;
+	if (num == 0 || num > VNET_RX_MAX_SEGS || len < sizeof(*h) + 14 || len > VNET_RX_BUF_SIZE) {
+		/* Nonsense from the device: skip what it says belongs to this frame (bounded by what
+		 * it actually completes: vq_get_used), as Linux's virtio_net does. */
+		vn->rx_skip = num ? num - 1 : 0;
+		return -EINVAL;
+	}
+	vn->rx_want = num;
+	if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+		/*
+		 * Partial sum from a local sender (the host's stack through tap): the data never
+		 * crossed a wire, so it is as good as validated. Finishing the sum would cost a pass
+		 * over the frame for nothing.
+		 */
+		f->flags |= VNET_RX_CSUM_OK;
+		vn->stats.rx_csum_partial++;
+	} else if (h->flags & VIRTIO_NET_HDR_F_DATA_VALID) {
+		f->flags |= VNET_RX_CSUM_OK;
+		vn->stats.rx_csum_valid++;
+	}
+	if ((h->gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE)
+		f->flags |= VNET_RX_GSO;
+	return 0;
 }
 
 int vnet_rx_poll(struct vnet *vn, vnet_rx_fn cb, void *ctx, unsigned budget)
 {
-	unsigned n = 0, reposted = 0;
+	struct vnet_rx_frame *f = &vn->rx_cur;
+	unsigned n = 0;
 	uint32_t len;
 	void *tok;
 	int rc = 0;
 
 	if (vn->dead)
 		return -EIO;
+	/*
+	 * vq_get_used() put a read barrier between seeing a used entry and reading its buffer,
+	 * and the device wrote the buffer before publishing the entry: the bytes are complete. A
+	 * frame's buffers may come over several polls; rx_cur carries it between them.
+	 */
 	while (n < budget && (rc = vq_get_used(&vn->rxq, &tok, &len)) == 0) {
 		uint8_t *buf = tok;
-		/*
-		 * vq_get_used() put a read barrier between seeing the used entry and this point, and
-		 * the device wrote the frame before publishing that entry: the bytes are complete.
-		 */
-		struct virtio_net_hdr *h = (struct virtio_net_hdr *)buf;
-		uint8_t *frame = buf + sizeof(*h);
-		size_t flen = len - sizeof(*h);
-		unsigned flags = 0;
+		unsigned id = (unsigned)((buf - vn->rx_bufs) / VNET_RX_BUF_SIZE);
+		size_t off;
 
-		if (len < sizeof(*h) + 14 || len > VNET_BUF_SIZE) {
-			vn->stats.rx_dropped++;
-		} else {
-			if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-				/*
-				 * Partial sum from a local sender (the host's stack through tap):
-				 * the data never crossed a wire, so it is as good as validated.
-				 * Finishing the sum would cost a pass over the frame for nothing.
-				 */
-				flags |= VNET_RX_CSUM_OK;
-				vn->stats.rx_csum_partial++;
-			} else if (h->flags & VIRTIO_NET_HDR_F_DATA_VALID) {
-				flags |= VNET_RX_CSUM_OK;
-				vn->stats.rx_csum_valid++;
-			}
-			vn->stats.rx_packets++;
-			vn->stats.rx_bytes += flen;
-			cb(ctx, frame, flen, flags);
+		if (vn->rx_skip) {
+			vn->rx_skip--;
+			vnet_rx_free(vn, id);
+			continue;
 		}
+		if (f->nseg == 0 && vnet_rx_first(vn, buf, len)) {
+			f->seg[0].id = (uint16_t)id;
+			f->nseg = 1;
+			vnet_rx_drop(vn);
+			n++;
+			continue;
+		}
+		off = f->nseg == 0 ? sizeof(struct virtio_net_hdr) : 0;
+		f->seg[f->nseg].id = (uint16_t)id;
+		f->seg[f->nseg].data = buf + off;
+		f->seg[f->nseg].len = len > off ? len - (uint32_t)off : 0;
+		f->nseg++;
+		f->len += f->seg[f->nseg - 1].len;
+		if (len > VNET_RX_BUF_SIZE || len <= off || f->len > VNET_RX_MAX_FRAME) {
+			/* The rest of this frame's buffers are garbage too. */
+			vn->rx_skip = vn->rx_want - f->nseg;
+			vnet_rx_drop(vn);
+			n++;
+			continue;
+		}
+		if (f->nseg < vn->rx_want)
+			continue;
+		/* Whole. The receiver may keep it if the spare buffers still fill the ring. */
+		f->may_keep = vn->rx_held + f->nseg + vn->rxq.size <= vn->rx_nbufs;
+		vn->stats.rx_packets++;
+		vn->stats.rx_bytes += f->len;
+		if (f->nseg > 1)
+			vn->stats.rx_merged++;
+		if (f->flags & VNET_RX_GSO)
+			vn->stats.rx_gso++;
+		/* Counted as held first: the stack may free (release) them inside the call. */
+		if (f->may_keep)
+			vn->rx_held += f->nseg;
+		if (cb(ctx, f) && f->may_keep) {
+			vn->stats.rx_kept++;
+		} else {
+			if (f->may_keep)
+				vn->rx_held -= f->nseg;
+			for (unsigned i = 0; i < f->nseg; i++)
+				vnet_rx_free(vn, f->seg[i].id);
+		}
+		f->nseg = 0;
+		f->len = 0;
+		vn->rx_want = 0;
 		n++;
-		/* Straight back to the device: the ring never runs dry while we are polled. */
-		if (vnet_rx_post(vn, buf) == 0)
-			reposted++;
 	}
-	if (reposted)
+	/*
+	 * A bad frame's remaining buffers are skipped only as far as the device has used any:
+	 * an absurd num_buffers must not swallow the good frames that come later (Linux's
+	 * virtio_net stops at the same point).
+	 */
+	if (rc && rc != -EIO)
+		vn->rx_skip = 0;
+	/* Straight back to the device: the ring never runs dry while we are polled. */
+	if (rc != -EIO && vnet_rx_refill(vn))
 		vq_kick(&vn->rxq);
 	if (rc == -EIO) {
 		plat_printf("%s: device broke the receive ring; stopping it\n", vn->name);
@@ -248,22 +372,24 @@ int vnet_poll(struct vnet *vn)
 
 static void vnet_free(struct vnet *vn)
 {
-	if (vn->rx_bufs)
+	/* Buffers the stack still holds would be written by nobody but read by it: keep them. */
+	if (vn->rx_bufs && !vn->rx_held)
 		plat_dma_free(vn->rx_bufs, vn->rx_pages);
 	if (vn->tx_bufs)
 		plat_dma_free(vn->tx_bufs, vn->tx_pages);
 	free(vn->tx_free);
+	free(vn->rx_free);
 	vq_fini(&vn->rxq);
 	vq_fini(&vn->txq);
 	free(vn);
 }
 
-static int vnet_alloc_bufs(unsigned count, uint8_t **va, uint64_t *bus, size_t *pages)
+static int vnet_alloc_bufs(unsigned count, size_t size, uint8_t **va, uint64_t *bus, size_t *pages)
 {
 	void *p;
 	int rc;
 
-	*pages = ((size_t)count * VNET_BUF_SIZE + PLAT_PAGE_SIZE - 1) / PLAT_PAGE_SIZE;
+	*pages = ((size_t)count * size + PLAT_PAGE_SIZE - 1) / PLAT_PAGE_SIZE;
 	rc = plat_dma_alloc(*pages, &p, bus);
 	if (rc)
 		return rc;
@@ -271,11 +397,30 @@ static int vnet_alloc_bufs(unsigned count, uint8_t **va, uint64_t *bus, size_t *
 	return 0;
 }
 
-int vnet_create(struct virtio_dev *vdev, struct vnet **out)
+/*
+ * Features, with their dependencies (§5.1.3.1): GUEST_TSO4 needs GUEST_CSUM, and large
+ * frames need MRG_RXBUF here (our buffers are pages); HOST_TSO4 needs CSUM. A device that
+ * offers a dependent feature without what it needs is negotiated again without it (a reset).
+ */
+static int vnet_negotiate(struct virtio_dev *vdev)
 {
 	uint64_t want = VIRTIO_BIT(VIRTIO_NET_F_CSUM) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) |
 			VIRTIO_BIT(VIRTIO_NET_F_MAC) | VIRTIO_BIT(VIRTIO_NET_F_STATUS) |
-			VIRTIO_BIT(VIRTIO_NET_F_MTU);
+			VIRTIO_BIT(VIRTIO_NET_F_MTU) | VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF) |
+			VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4);
+	int rc = virtio_negotiate(vdev, want);
+
+	if (rc)
+		return rc;
+	if (virtio_has(vdev, VIRTIO_NET_F_GUEST_TSO4) &&
+	    !(virtio_has(vdev, VIRTIO_NET_F_GUEST_CSUM) &&
+	      virtio_has(vdev, VIRTIO_NET_F_MRG_RXBUF)))
+		rc = virtio_negotiate(vdev, want & ~VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4));
+	return rc;
+}
+
+int vnet_create(struct virtio_dev *vdev, struct vnet **out)
+{
 	struct virtio_net_config cfg;
 	struct vnet *vn;
 	int rc;
@@ -286,9 +431,10 @@ int vnet_create(struct virtio_dev *vdev, struct vnet **out)
 	vn->vdev = vdev;
 	snprintf(vn->name, sizeof(vn->name), "vnet %s", vdev->name);
 
-	rc = virtio_negotiate(vdev, want);
+	rc = vnet_negotiate(vdev);
 	if (rc)
 		goto err_negotiate;
+	vn->mrg = virtio_has(vdev, VIRTIO_NET_F_MRG_RXBUF);
 	memset(&cfg, 0, sizeof(cfg));
 	if (virtio_has(vdev, VIRTIO_NET_F_MAC)) {
 		rc = vdev->ops->read_config(vdev, 0, cfg.mac, sizeof(cfg.mac));
@@ -308,28 +454,32 @@ int vnet_create(struct virtio_dev *vdev, struct vnet **out)
 	    le16_to_cpu(cfg.mtu) >= 68 && le16_to_cpu(cfg.mtu) <= VNET_MAX_FRAME - 18)
 		vn->mtu = le16_to_cpu(cfg.mtu);
 
-	rc = virtio_setup_queue(vdev, &vn->rxq, VNET_RXQ, VNET_QUEUE_SIZE, 0);
+	rc = virtio_setup_queue(vdev, &vn->rxq, VNET_RXQ, VNET_RX_QUEUE_SIZE, 0);
 	if (rc)
 		goto err_setup;
 	rc = virtio_setup_queue(vdev, &vn->txq, VNET_TXQ, VNET_QUEUE_SIZE, 0);
 	if (rc)
 		goto err_setup;
-	rc = vnet_alloc_bufs(vn->rxq.size, &vn->rx_bufs, &vn->rx_bus, &vn->rx_pages);
+	vn->rx_nbufs = MAX(VNET_RX_BUFS, 2u * vn->rxq.size);
+	rc = vnet_alloc_bufs(vn->rx_nbufs, VNET_RX_BUF_SIZE, &vn->rx_bufs, &vn->rx_bus,
+			     &vn->rx_pages);
 	if (rc)
 		goto err_setup;
-	rc = vnet_alloc_bufs(vn->txq.size, &vn->tx_bufs, &vn->tx_bus, &vn->tx_pages);
+	rc = vnet_alloc_bufs(vn->txq.size, VNET_BUF_SIZE, &vn->tx_bufs, &vn->tx_bus, &vn->tx_pages);
 	if (rc)
 		goto err_setup;
 	vn->tx_free = calloc(vn->txq.size, sizeof(*vn->tx_free));
-	if (!vn->tx_free) {
+	vn->rx_free = calloc(vn->rx_nbufs, sizeof(*vn->rx_free));
+	if (!vn->tx_free || !vn->rx_free) {
 		rc = -ENOMEM;
 		goto err_setup;
 	}
 	for (unsigned i = 0; i < vn->txq.size; i++)
 		vn->tx_free[vn->tx_nfree++] = (uint16_t)(vn->txq.size - 1 - i);
+	for (unsigned i = 0; i < vn->rx_nbufs; i++)
+		vn->rx_free[vn->rx_nfree++] = (uint16_t)(vn->rx_nbufs - 1 - i);
 	/* §5.1.6.3: receive buffers may be added before DRIVER_OK; fill the whole ring. */
-	for (unsigned i = 0; i < vn->rxq.size; i++)
-		vnet_rx_post(vn, rx_buf(vn, i));
+	vnet_rx_refill(vn);
 	virtio_ready(vdev);
 	vq_kick(&vn->rxq);
 	vn->link_up = false;
@@ -366,9 +516,15 @@ void vnet_features_str(const struct vnet *vn, char *buf, unsigned len)
 		unsigned bit;
 		const char *name;
 	} names[] = {
-		{ VIRTIO_NET_F_MAC, "mac" },   { VIRTIO_NET_F_STATUS, "status" },
-		{ VIRTIO_NET_F_CSUM, "csum" }, { VIRTIO_NET_F_GUEST_CSUM, "guest-csum" },
-		{ VIRTIO_NET_F_MTU, "mtu" },   { VIRTIO_F_ACCESS_PLATFORM, "access-platform" },
+		{ VIRTIO_NET_F_MAC, "mac" },
+		{ VIRTIO_NET_F_STATUS, "status" },
+		{ VIRTIO_NET_F_CSUM, "csum" },
+		{ VIRTIO_NET_F_GUEST_CSUM, "guest-csum" },
+		{ VIRTIO_NET_F_MTU, "mtu" },
+		{ VIRTIO_NET_F_MRG_RXBUF, "mrg-rxbuf" },
+		{ VIRTIO_NET_F_GUEST_TSO4, "guest-tso4" },
+		{ VIRTIO_NET_F_HOST_TSO4, "host-tso4" },
+		{ VIRTIO_F_ACCESS_PLATFORM, "access-platform" },
 	};
 	size_t used = 0;
 

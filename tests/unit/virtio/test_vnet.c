@@ -80,14 +80,14 @@ struct rx_log {
 	unsigned last_flags;
 };
 
-static void on_rx(void *ctx, const void *frame, size_t len, unsigned flags)
+static bool on_rx(void *ctx, const struct vnet_rx_frame *f)
 {
 	struct rx_log *l = ctx;
 
 	l->n++;
-	memcpy(l->last, frame, len);
-	l->last_len = len;
-	l->last_flags = flags;
+	l->last_len = vnet_rx_copy(f, l->last, sizeof(l->last));
+	l->last_flags = f->flags;
+	return false;
 }
 
 /* An Ethernet + IPv4 + UDP frame whose UDP checksum field holds the pseudo-header sum. */
@@ -134,9 +134,10 @@ TEST(probe_reads_mac_link_and_fills_rx)
 	ok_eq(vnet_create(&nd->d.vdev, &vn), 0);
 	ok(memcmp(vnet_mac(vn), "\x52\x54\x00\x12\x34\x56", 6) == 0);
 	ok(vnet_link_up(vn));
-	ok_eq(vn->rxq.size, 128);
+	ok_eq(vn->rxq.size, VNET_RX_QUEUE_SIZE);
 	/* Every receive slot holds a buffer, and the device was told. */
-	ok_eq(vq_read16(&vn->rxq.avail->idx), 128);
+	ok_eq(vq_read16(&vn->rxq.avail->idx), VNET_RX_QUEUE_SIZE);
+	ok_eq(vn->rx_nfree, vn->rx_nbufs - VNET_RX_QUEUE_SIZE);
 	ok(nd->d.q[0].notifies >= 1);
 	vnet_features_str(vn, feat, sizeof(feat));
 	ok(strcmp(feat, "mac status") == 0);
@@ -162,7 +163,7 @@ TEST(rx_delivers_frames_and_keeps_ring_full)
 	struct vnet *vn;
 
 	ok_eq(vnet_create(&nd->d.vdev, &vn), 0);
-	/* Three laps of the ring: buffers must come back each time. */
+	/* Laps of the ring: buffers must come back each time. */
 	for (unsigned i = 0; i < 3 * 128; i++) {
 		f[42] = (uint8_t)i;
 		if (!ok_eq(nd_rx(nd, f, len, 0, 0, 0), 0))
@@ -271,6 +272,282 @@ TEST(tx_checksum_offload_when_offered)
 	ok(memcmp(h + 1, f, len) == 0); /* left for the device to finish */
 	ok_eq(vn->stats.tx_csum_sw, 0);
 	ok_eq(vn->stats.tx_csum_dev, 1);
+	vnet_destroy(vn);
+	free(nd);
+}
+
+/* ---- Mergeable receive buffers (MRG_RXBUF), large segments (GUEST_TSO4) ------------------ */
+
+#define MRG_FEATURES                                                                               \
+	(VIRTIO_BIT(VIRTIO_NET_F_MAC) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) |                      \
+	 VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4))
+
+/*
+ * The device receives @frame over as many buffers as it needs (header in the first), and
+ * writes @num_buffers in the header (0: the true count). @publish: how many of the used
+ * entries to push now (the rest into *@held for later, like a device mid-frame); 0: all.
+ * The number of buffers used, or -1.
+ */
+static int nd_rx_mrg(struct netdouble *nd, const uint8_t *frame, size_t len, uint8_t gso,
+		     uint16_t num_buffers, unsigned publish, struct vdd_chain *held)
+{
+	struct vdd_chain c[64];
+	size_t done = 0, hl = sizeof(struct virtio_net_hdr);
+	unsigned n = 0;
+
+	while (done < len || n == 0) {
+		uint8_t *b;
+		size_t room;
+
+		if (n == ARRAY_SIZE(c) || vdd_pop(&nd->d.q[0], &c[n]) != 1 || c[n].n != 1)
+			return -1;
+		b = (uint8_t *)(uintptr_t)c[n].seg[0].addr;
+		room = c[n].seg[0].len - (n == 0 ? hl : 0);
+		room = MIN(room, len - done);
+		memcpy(b + (n == 0 ? hl : 0), frame + done, room);
+		c[n].seg[0].len = (uint32_t)(room + (n == 0 ? hl : 0)); /* bytes written */
+		done += room;
+		n++;
+	}
+	{
+		struct virtio_net_hdr *h = (void *)(uintptr_t)c[0].seg[0].addr;
+
+		memset(h, 0, sizeof(*h));
+		h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+		h->gso_type = gso;
+		h->num_buffers = cpu_to_le16(num_buffers ? num_buffers : (uint16_t)n);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (publish && i >= publish)
+			held[i - publish] = c[i];
+		else
+			vdd_push(&nd->d.q[0], c[i].head, c[i].seg[0].len);
+	}
+	return (int)n;
+}
+
+static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(i * 7 + seed + (i >> 8));
+}
+
+struct keep_log {
+	struct vnet *vn;
+	unsigned n, last_nseg;
+	bool keep;
+	size_t last_len;
+	unsigned last_flags;
+	bool last_may_keep;
+	uint8_t *copy; /* 70 KiB */
+	uint16_t held[2048];
+	unsigned nheld;
+};
+
+static bool on_rx_keep(void *ctx, const struct vnet_rx_frame *f)
+{
+	struct keep_log *l = ctx;
+
+	l->n++;
+	l->last_nseg = f->nseg;
+	l->last_flags = f->flags;
+	l->last_may_keep = f->may_keep;
+	l->last_len = vnet_rx_copy(f, l->copy, 70 << 10);
+	if (!l->keep || !f->may_keep)
+		return false;
+	for (unsigned i = 0; i < f->nseg; i++)
+		l->held[l->nheld++] = f->seg[i].id;
+	return true;
+}
+
+TEST(mrg_frame_over_one_two_and_many_buffers)
+{
+	struct netdouble *nd = nd_new(MRG_FEATURES);
+	struct keep_log log = { .copy = malloc(70 << 10) };
+	static uint8_t f[65535 + 14];
+	struct vnet *vn;
+	char feat[128];
+
+	ok_eq(vnet_create(&nd->d.vdev, &vn), 0);
+	vnet_features_str(vn, feat, sizeof(feat));
+	ok(strcmp(feat, "mac guest-csum mrg-rxbuf guest-tso4") == 0);
+	fill_pattern(f, sizeof(f), 1);
+	/* One buffer. */
+	ok_eq(nd_rx_mrg(nd, f, 60, 0, 0, 0, NULL), 1);
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+	ok_eq(log.last_nseg, 1);
+	ok_eq(log.last_len, 60);
+	ok(memcmp(log.copy, f, 60) == 0);
+	ok_eq(log.last_flags, VNET_RX_CSUM_OK);
+	/* Two: 4084 bytes fit the first buffer after the header. */
+	ok_eq(nd_rx_mrg(nd, f, 5000, 0, 0, 0, NULL), 2);
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+	ok_eq(log.last_nseg, 2);
+	ok_eq(log.last_len, 5000);
+	ok(memcmp(log.copy, f, 5000) == 0);
+	/* Many: the largest frame a TCPv4 segment makes, coalesced by the device. */
+	ok_eq(nd_rx_mrg(nd, f, sizeof(f), VIRTIO_NET_HDR_GSO_TCPV4, 0, 0, NULL), VNET_RX_MAX_SEGS);
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+	ok_eq(log.last_nseg, VNET_RX_MAX_SEGS);
+	ok_eq(log.last_len, sizeof(f));
+	ok(memcmp(log.copy, f, sizeof(f)) == 0);
+	ok_eq(log.last_flags, VNET_RX_CSUM_OK | VNET_RX_GSO);
+	ok_eq(vn->stats.rx_packets, 3);
+	ok_eq(vn->stats.rx_merged, 2);
+	ok_eq(vn->stats.rx_gso, 1);
+	ok_eq(vn->stats.rx_dropped, 0);
+	/* Nothing kept: every buffer is back, the ring full again. */
+	ok_eq(vq_num_free(&vn->rxq), 0);
+	ok_eq(vn->rx_nfree + vn->rxq.size, vn->rx_nbufs);
+
+	/* A frame whose buffers arrive over two polls is handed up once, whole. */
+	{
+		struct vdd_chain rest[8];
+
+		ok_eq(nd_rx_mrg(nd, f, 10000, 0, 0, 1, rest), 3);
+		ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 0);
+		ok_eq(log.n, 3);
+		vdd_push(&nd->d.q[0], rest[0].head, rest[0].seg[0].len);
+		vdd_push(&nd->d.q[0], rest[1].head, rest[1].seg[0].len);
+		ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+		ok_eq(log.n, 4);
+		ok_eq(log.last_len, 10000);
+		ok(memcmp(log.copy, f, 10000) == 0);
+	}
+	vnet_destroy(vn);
+	free(log.copy);
+	free(nd);
+}
+
+TEST(mrg_kept_buffers_come_back_and_never_starve_the_ring)
+{
+	struct netdouble *nd = nd_new(MRG_FEATURES);
+	struct keep_log log = { .copy = malloc(70 << 10), .keep = true };
+	static uint8_t f[9000];
+	unsigned copied_before;
+	struct vnet *vn;
+
+	ok_eq(vnet_create(&nd->d.vdev, &vn), 0);
+	log.vn = vn;
+	fill_pattern(f, sizeof(f), 3);
+	/* Keep 3-buffer frames until the driver says no more may be kept. */
+	for (unsigned i = 0; i < 1000 && (log.n == 0 || log.last_may_keep); i++) {
+		if (!ok_eq(nd_rx_mrg(nd, f, sizeof(f), 0, 0, 0, NULL), 3))
+			break;
+		ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+		/* The ring is topped up from the spare buffers after every poll. */
+		if (vn->rx_nfree)
+			ok_eq(vq_num_free(&vn->rxq), 0);
+	}
+	ok(!log.last_may_keep);
+	ok_eq(vn->rx_held, log.nheld);
+	/* The spares were spent on the kept frames, the ring itself is whole. */
+	ok(vn->rx_held + vn->rxq.size <= vn->rx_nbufs);
+	ok_eq(vn->rx_held + vn->rx_nfree + vn->rxq.size, vn->rx_nbufs);
+	ok_eq(vq_num_free(&vn->rxq), 0);
+	ok_eq(vn->stats.rx_kept, log.n - 1);
+	/* Frames keep flowing (the receiver copies them) while nothing is given back. */
+	copied_before = log.n;
+	for (unsigned i = 0; i < 200; i++) {
+		ok_eq(nd_rx_mrg(nd, f, sizeof(f), 0, 0, 0, NULL), 3);
+		ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+	}
+	ok_eq(log.n, copied_before + 200);
+	ok(memcmp(log.copy, f, sizeof(f)) == 0);
+	ok_eq(vq_num_free(&vn->rxq), 0);
+	/* Given back: free again, on the ring at the next poll; keeping is allowed again. */
+	for (unsigned i = 0; i < log.nheld; i++)
+		vnet_rx_release(vn, log.held[i]);
+	log.nheld = 0;
+	ok_eq(vn->rx_held, 0);
+	ok_eq(vn->rx_nfree + vn->rxq.size, vn->rx_nbufs);
+	ok_eq(nd_rx_mrg(nd, f, sizeof(f), 0, 0, 0, NULL), 3);
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+	ok(log.last_may_keep);
+	ok_eq(vn->rx_held, 3);
+	ok_eq(vn->stats.rx_dropped, 0);
+	for (unsigned i = 0; i < log.nheld; i++)
+		vnet_rx_release(vn, log.held[i]);
+	vnet_destroy(vn);
+	free(log.copy);
+	free(nd);
+}
+
+TEST(mrg_bad_num_buffers_is_dropped_and_counted)
+{
+	struct netdouble *nd = nd_new(MRG_FEATURES);
+	struct keep_log log = { .copy = malloc(70 << 10) };
+	static uint8_t f[70000];
+	struct vnet *vn;
+
+	ok_eq(vnet_create(&nd->d.vdev, &vn), 0);
+	memset(f, 0, sizeof(f));
+	fill_pattern(f, 200, 5);
+	/* num_buffers 0. */
+	ok_eq(nd_rx_mrg(nd, f, 100, 0, 0, 0, NULL), 1);
+	{
+		/* nd_rx_mrg writes the true count for 0: patch the header to 0 before the poll. */
+		struct vq *q = &vn->rxq;
+		uint16_t last = (uint16_t)(nd->d.q[0].used_idx - 1);
+		uint32_t id = le32_to_cpu(q->used->ring[last & (q->size - 1)].id);
+		struct virtio_net_hdr *h = (void *)(uintptr_t)le64_to_cpu(q->desc[id].addr);
+
+		h->num_buffers = 0;
+	}
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+	ok_eq(log.n, 0);
+	ok_eq(vn->stats.rx_dropped, 1);
+	/* Far too many (the buffers that follow are skipped, as far as the device used any). */
+	ok_eq(nd_rx_mrg(nd, f, 5000, 0, 1000, 0, NULL), 2);
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+	ok_eq(log.n, 0);
+	ok_eq(vn->stats.rx_dropped, 2);
+	/* The skip ends where the used ring does: the next good frame gets through. */
+	ok_eq(nd_rx_mrg(nd, f, 5000, 0, 0, 0, NULL), 2);
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+	ok_eq(log.n, 1);
+	ok_eq(log.last_len, 5000);
+	/* One more than a frame can span. */
+	ok_eq(nd_rx_mrg(nd, f, 100, 0, VNET_RX_MAX_SEGS + 1, 0, NULL), 1);
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+	ok_eq(vn->stats.rx_dropped, 3);
+	/* A frame longer than any TCPv4 segment (VNET_RX_MAX_SEGS buffers, over the limit). */
+	ok_eq(nd_rx_mrg(nd, f, VNET_RX_MAX_SEGS * VNET_RX_BUF_SIZE - 12, 0, 0, 0, NULL),
+	      VNET_RX_MAX_SEGS);
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 64), 1);
+	ok_eq(log.n, 1);
+	ok_eq(vn->stats.rx_dropped, 4);
+	/* num_buffers too small: the frame's second buffer looks like a frame of its own, whose
+	 * "header" (zeros here) says 0 buffers: dropped, nothing crashes. */
+	ok_eq(nd_rx_mrg(nd, f, 5000, 0, 1, 0, NULL), 2);
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 2);
+	ok_eq(log.n, 2);
+	ok_eq(log.last_len, 4084);
+	ok_eq(vn->stats.rx_dropped, 5);
+	/* And the next good frame is whole. */
+	ok_eq(nd_rx_mrg(nd, f, 5000, 0, 0, 0, NULL), 2);
+	ok_eq(vnet_rx_poll(vn, on_rx_keep, &log, 16), 1);
+	ok_eq(log.n, 3);
+	ok_eq(log.last_len, 5000);
+	ok(memcmp(log.copy, f, 5000) == 0);
+	/* No buffer lost on the way. */
+	ok_eq(vn->rx_nfree + vn->rxq.size, vn->rx_nbufs);
+	vnet_destroy(vn);
+	free(log.copy);
+	free(nd);
+}
+
+TEST(guest_tso4_only_with_mrg_rxbuf)
+{
+	struct netdouble *nd =
+	    nd_new(VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4));
+	struct vnet *vn;
+	char feat[128];
+
+	ok_eq(vnet_create(&nd->d.vdev, &vn), 0);
+	vnet_features_str(vn, feat, sizeof(feat));
+	ok(strcmp(feat, "guest-csum") == 0);
+	ok(!(nd->d.accepted & VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4)));
 	vnet_destroy(vn);
 	free(nd);
 }
