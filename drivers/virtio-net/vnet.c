@@ -241,6 +241,112 @@ int vnet_rx_poll(struct vnet *vn, vnet_rx_fn cb, void *ctx, unsigned budget)
 
 /* ---- Transmit --------------------------------------------------------------------------------- */
 
+#define TCP_PSH	 0x08
+#define TCP_ACK	 0x10
+#define ETH_HLEN 14
+/* Ethernet, IPv4 without options, TCP with the largest options. */
+#define TSO_HDR_MAX (ETH_HLEN + 20 + 60)
+
+static uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static uint16_t fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+int vnet_tso_parse(const uint8_t *h, size_t avail, size_t len, struct vnet_tso_info *t)
+{
+	unsigned tot, thl;
+	const uint8_t *th = h + ETH_HLEN + 20;
+
+	/* IPv4, header length 20 (lwIP sends no IP options), TCP, not a fragment. */
+	if (avail < ETH_HLEN + 40 || get_be16(h + 12) != 0x0800 || h[14] != 0x45 || h[23] != 6 ||
+	    (get_be16(h + 20) & 0x3fff))
+		return -EINVAL;
+	tot = get_be16(h + 16);
+	thl = (th[12] >> 4) * 4u;
+	if (ETH_HLEN + tot != len || thl < 20 || ETH_HLEN + 20 + thl > avail || 20 + thl >= tot)
+		return -EINVAL;
+	/* No SYN, FIN, RST, URG, ECE or CWR: those segments keep their own headers. */
+	if (!(th[13] & TCP_ACK) || (th[13] & ~(TCP_ACK | TCP_PSH)))
+		return -EINVAL;
+	t->tcp_off = ETH_HLEN + 20;
+	t->hlen = (uint16_t)(ETH_HLEN + 20 + thl);
+	t->payload = tot - 20 - thl;
+	t->seq = get_be32(th + 4);
+	t->flags = th[13];
+	return 0;
+}
+
+bool vnet_tso_may_merge(const uint8_t *ha, const struct vnet_tso_info *a, uint16_t mss,
+			const uint8_t *hb, const struct vnet_tso_info *b)
+{
+	unsigned o = a->tcp_off;
+
+	/* The device cuts at gso_size: every segment but the last must be full, PSH ends it. */
+	if (!mss || a->payload % mss || (a->flags & TCP_PSH) || b->payload > mss)
+		return false;
+	if (a->hlen != b->hlen || b->tcp_off != o ||
+	    (size_t)a->hlen - ETH_HLEN + a->payload + b->payload > VNET_TSO_MAX_IP)
+		return false;
+	if (b->seq != a->seq + a->payload)
+		return false;
+	/* Ethernet header; IP: version/length/TOS, fragment word, TTL, protocol, addresses (not
+	 * the total length, id and checksum, which the device sets per segment). */
+	if (memcmp(ha, hb, ETH_HLEN) || memcmp(ha + 14, hb + 14, 2) ||
+	    memcmp(ha + 20, hb + 20, 4) || memcmp(ha + 26, hb + 26, 8))
+		return false;
+	/* TCP: ports, acknowledgment, data offset, window, urgent pointer, options (not the
+	 * sequence number, the flags (ACK, and PSH on the last: parse checked) and checksum). */
+	if (memcmp(ha + o, hb + o, 4) || memcmp(ha + o + 8, hb + o + 8, 5) ||
+	    memcmp(ha + o + 14, hb + o + 14, 2) ||
+	    memcmp(ha + o + 18, hb + o + 18, a->hlen - o - 18))
+		return false;
+	return true;
+}
+
+/* Copy bytes [@skip, @skip + @max) of the fragments to @dst; the number copied. */
+static size_t frags_copy(const struct vnet_frag *frags, unsigned n, size_t skip, uint8_t *dst,
+			 size_t max)
+{
+	size_t done = 0;
+
+	for (unsigned i = 0; i < n && done < max; i++) {
+		size_t l = frags[i].len, c;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		c = MIN(l - skip, max - done);
+		memcpy(dst + done, (const uint8_t *)frags[i].data + skip, c);
+		done += c;
+		skip = 0;
+	}
+	return done;
+}
+
+static uint8_t *tso_buf(struct vnet *vn, unsigned i)
+{
+	return vn->tso_bufs + (size_t)i * VNET_TSO_BUF_SIZE;
+}
+
 static int vnet_tx_reclaim(struct vnet *vn)
 {
 	void *tok;
@@ -249,7 +355,13 @@ static int vnet_tx_reclaim(struct vnet *vn)
 	while ((rc = vq_get_used(&vn->txq, &tok, NULL)) == 0) {
 		uint8_t *buf = tok;
 
-		vn->tx_free[vn->tx_nfree++] = (uint16_t)((buf - vn->tx_bufs) / VNET_BUF_SIZE);
+		if (vn->tso_bufs && buf >= vn->tso_bufs &&
+		    buf < vn->tso_bufs + (size_t)VNET_TSO_BUFS * VNET_TSO_BUF_SIZE)
+			vn->tso_free[vn->tso_nfree++] =
+			    (uint16_t)((buf - vn->tso_bufs) / VNET_TSO_BUF_SIZE);
+		else
+			vn->tx_free[vn->tx_nfree++] =
+			    (uint16_t)((buf - vn->tx_bufs) / VNET_BUF_SIZE);
 	}
 	if (rc == -EIO) {
 		plat_printf("%s: device broke the transmit ring; stopping it\n", vn->name);
@@ -257,6 +369,130 @@ static int vnet_tx_reclaim(struct vnet *vn)
 		virtio_stop(vn->vdev);
 		return -EIO;
 	}
+	return 0;
+}
+
+/* Place one descriptor on the transmit ring, reclaiming once when it is full. */
+static int vnet_tx_place(struct vnet *vn, struct vq_buf *b, void *tok)
+{
+	int rc = vq_add(&vn->txq, b, 1, 0, tok);
+
+	if (rc) {
+		vq_kick(&vn->txq);
+		rc = vnet_tx_reclaim(vn);
+		if (rc)
+			return rc;
+		rc = vq_add(&vn->txq, b, 1, 0, tok);
+	}
+	return rc;
+}
+
+/*
+ * Send the frame being merged: as it is when it holds one segment (its headers are lwIP's),
+ * else as a GSO frame: IP length and checksum and the TCP pseudo-header sum for the whole,
+ * the device cutting it into gso_size segments. 0, -EAGAIN (ring full: it stays held), -EIO.
+ */
+static int vnet_tso_flush(struct vnet *vn)
+{
+	struct virtio_net_hdr *h;
+	struct vq_buf b;
+	uint8_t *buf, *f;
+	size_t total;
+	int rc;
+
+	if (!vn->tso_cur.active || vn->dead)
+		return 0;
+	buf = tso_buf(vn, vn->tso_cur.buf);
+	h = (struct virtio_net_hdr *)buf;
+	f = buf + sizeof(*h);
+	total = vn->tso_cur.info.hlen + vn->tso_cur.info.payload;
+	memset(h, 0, sizeof(*h));
+	h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	h->csum_start = cpu_to_le16(vn->tso_cur.info.tcp_off);
+	h->csum_offset = cpu_to_le16(16);
+	if (vn->tso_cur.segs > 1) {
+		uint16_t tot = (uint16_t)(total - ETH_HLEN);
+		uint32_t sum = 0;
+
+		put_be16(f + 16, tot);
+		put_be16(f + 24, 0);
+		for (unsigned i = ETH_HLEN; i < ETH_HLEN + 20; i += 2)
+			sum += get_be16(f + i);
+		put_be16(f + 24, (uint16_t)~fold(sum));
+		/* The pseudo-header sum over the whole length: the device adjusts it per segment. */
+		sum = 6u + (uint32_t)(tot - 20);
+		for (unsigned i = 26; i < 34; i += 2)
+			sum += get_be16(f + i);
+		put_be16(f + vn->tso_cur.info.tcp_off + 16, fold(sum));
+		h->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+		h->gso_size = cpu_to_le16(vn->tso_cur.mss);
+		h->hdr_len = cpu_to_le16(vn->tso_cur.info.hlen);
+	}
+	b.addr = vn->tso_bus + (uint64_t)vn->tso_cur.buf * VNET_TSO_BUF_SIZE;
+	b.len = (uint32_t)(sizeof(*h) + total);
+	/* vq_add's barrier orders the copies before the device can see the buffer. */
+	rc = vnet_tx_place(vn, &b, buf);
+	if (rc) {
+		vn->stats.tx_busy++;
+		return rc == -EIO ? rc : -EAGAIN;
+	}
+	vn->tso_cur.active = false;
+	vn->stats.tx_packets++;
+	vn->stats.tx_bytes += total;
+	vn->stats.tx_csum_dev++;
+	if (vn->tso_cur.segs > 1) {
+		vn->stats.tx_gso++;
+		vn->stats.tx_gso_segs += vn->tso_cur.segs;
+	}
+	return 0;
+}
+
+/*
+ * A TCP segment with a checksum to offload, HOST_TSO4 on: merged into the held frame, or held
+ * to start one. 0 when it was taken, 1 when it must go the ordinary way (the held frame was
+ * sent first, if any), or the error of sending the held frame.
+ */
+static int vnet_tso_tx(struct vnet *vn, const struct vnet_frag *frags, unsigned n, size_t len,
+		       const struct vnet_csum *csum)
+{
+	uint8_t hb[TSO_HDR_MAX];
+	size_t hav = frags_copy(frags, n, 0, hb, MIN(len, sizeof(hb)));
+	struct vnet_tso_info t;
+	uint8_t *f;
+	int rc;
+
+	if (vnet_tso_parse(hb, hav, len, &t) || csum->start != t.tcp_off || csum->offset != 16) {
+		rc = vnet_tso_flush(vn);
+		return rc ? rc : 1;
+	}
+	if (vn->tso_cur.active) {
+		f = tso_buf(vn, vn->tso_cur.buf) + sizeof(struct virtio_net_hdr);
+		if (vnet_tso_may_merge(f, &vn->tso_cur.info, vn->tso_cur.mss, hb, &t)) {
+			perf_begin();
+			frags_copy(frags, n, t.hlen, f + t.hlen + vn->tso_cur.info.payload,
+				   t.payload);
+			perf_end(PERF_COPY, t.payload);
+			vn->tso_cur.info.payload += t.payload;
+			vn->tso_cur.info.flags = t.flags;
+			f[t.tcp_off + 13] = t.flags; /* PSH of the last segment */
+			vn->tso_cur.segs++;
+			return 0;
+		}
+		rc = vnet_tso_flush(vn);
+		if (rc)
+			return rc;
+	}
+	if (!vn->tso_nfree)
+		return 1;
+	vn->tso_cur.buf = vn->tso_free[--vn->tso_nfree];
+	f = tso_buf(vn, vn->tso_cur.buf) + sizeof(struct virtio_net_hdr);
+	perf_begin();
+	frags_copy(frags, n, 0, f, len);
+	perf_end(PERF_COPY, len);
+	vn->tso_cur.info = t;
+	vn->tso_cur.mss = (uint16_t)t.payload;
+	vn->tso_cur.segs = 1;
+	vn->tso_cur.active = true;
 	return 0;
 }
 
@@ -278,6 +514,10 @@ int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 		return -EMSGSIZE;
 	if (csum && (size_t)csum->start + csum->offset + 2 > len)
 		return -EINVAL;
+	/* Frames leave in order: one that does not join the held frame sends that first. */
+	rc = csum && vn->tso ? vnet_tso_tx(vn, frags, n, len, csum) : vnet_tso_flush(vn);
+	if (rc < 0 || (rc == 0 && csum && vn->tso))
+		return rc;
 	if (!vn->tx_nfree) {
 		/* The ring is full of frames: announce any not yet announced before waiting. */
 		vq_kick(&vn->txq);
@@ -347,8 +587,11 @@ static void vnet_read_link(struct vnet *vn)
 
 void vnet_tx_kick(struct vnet *vn)
 {
-	if (!vn->dead)
-		vq_kick(&vn->txq);
+	if (vn->dead)
+		return;
+	/* The end of the pass: a held frame waits no longer (ring full: the next poll sends it). */
+	vnet_tso_flush(vn);
+	vq_kick(&vn->txq);
 }
 
 int vnet_poll(struct vnet *vn)
@@ -357,7 +600,8 @@ int vnet_poll(struct vnet *vn)
 
 	if (vn->dead)
 		return -EIO;
-	/* Frames still unannounced (a caller that polls to wait for a transmit buffer). */
+	/* Frames still held or unannounced (a caller that polls to wait for a transmit buffer). */
+	vnet_tso_flush(vn);
 	vq_kick(&vn->txq);
 	now = plat_now_ns();
 	/* A config read is a trap to the hypervisor: the link is looked at a few times a second. */
@@ -377,6 +621,8 @@ static void vnet_free(struct vnet *vn)
 		plat_dma_free(vn->rx_bufs, vn->rx_pages);
 	if (vn->tx_bufs)
 		plat_dma_free(vn->tx_bufs, vn->tx_pages);
+	if (vn->tso_bufs)
+		plat_dma_free(vn->tso_bufs, vn->tso_pages);
 	free(vn->tx_free);
 	free(vn->rx_free);
 	vq_fini(&vn->rxq);
@@ -407,7 +653,8 @@ static int vnet_negotiate(struct virtio_dev *vdev)
 	uint64_t want = VIRTIO_BIT(VIRTIO_NET_F_CSUM) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) |
 			VIRTIO_BIT(VIRTIO_NET_F_MAC) | VIRTIO_BIT(VIRTIO_NET_F_STATUS) |
 			VIRTIO_BIT(VIRTIO_NET_F_MTU) | VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF) |
-			VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4);
+			VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4) | VIRTIO_BIT(VIRTIO_NET_F_HOST_TSO4);
+	uint64_t drop = 0;
 	int rc = virtio_negotiate(vdev, want);
 
 	if (rc)
@@ -415,7 +662,11 @@ static int vnet_negotiate(struct virtio_dev *vdev)
 	if (virtio_has(vdev, VIRTIO_NET_F_GUEST_TSO4) &&
 	    !(virtio_has(vdev, VIRTIO_NET_F_GUEST_CSUM) &&
 	      virtio_has(vdev, VIRTIO_NET_F_MRG_RXBUF)))
-		rc = virtio_negotiate(vdev, want & ~VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4));
+		drop |= VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4);
+	if (virtio_has(vdev, VIRTIO_NET_F_HOST_TSO4) && !virtio_has(vdev, VIRTIO_NET_F_CSUM))
+		drop |= VIRTIO_BIT(VIRTIO_NET_F_HOST_TSO4);
+	if (drop)
+		rc = virtio_negotiate(vdev, want & ~drop);
 	return rc;
 }
 
@@ -468,6 +719,14 @@ int vnet_create(struct virtio_dev *vdev, struct vnet **out)
 	rc = vnet_alloc_bufs(vn->txq.size, VNET_BUF_SIZE, &vn->tx_bufs, &vn->tx_bus, &vn->tx_pages);
 	if (rc)
 		goto err_setup;
+	if (virtio_has(vdev, VIRTIO_NET_F_HOST_TSO4) &&
+	    vnet_alloc_bufs(VNET_TSO_BUFS, VNET_TSO_BUF_SIZE, &vn->tso_bufs, &vn->tso_bus,
+			    &vn->tso_pages) == 0) {
+		/* Without these buffers the device just never gets a GSO frame. */
+		vn->tso = true;
+		for (unsigned i = 0; i < VNET_TSO_BUFS; i++)
+			vn->tso_free[vn->tso_nfree++] = (uint16_t)i;
+	}
 	vn->tx_free = calloc(vn->txq.size, sizeof(*vn->tx_free));
 	vn->rx_free = calloc(vn->rx_nbufs, sizeof(*vn->rx_free));
 	if (!vn->tx_free || !vn->rx_free) {

@@ -99,6 +99,17 @@ _Static_assert(sizeof(struct virtio_net_hdr) == 12, "virtio 1.1 §5.1.6");
 	((VNET_RX_MAX_FRAME + sizeof(struct virtio_net_hdr) + VNET_RX_BUF_SIZE - 1) /              \
 	 VNET_RX_BUF_SIZE)
 
+/*
+ * Transmit segmentation (HOST_TSO4, only with CSUM): lwIP never builds a segment above its
+ * MSS, so the driver merges consecutive full-sized segments of one TCP flow, placed in one
+ * main-loop pass, into one GSO frame (vnet_tso_may_merge() has the rules) held in one of
+ * VNET_TSO_BUFS large buffers until the next frame cannot join it or the pass ends
+ * (vnet_tx_kick, vnet_poll). The device cuts it back into gso_size segments.
+ */
+#define VNET_TSO_BUFS	  16
+#define VNET_TSO_BUF_SIZE (17 * 4096) /* header + 14 + 65535, rounded up to pages */
+#define VNET_TSO_MAX_IP	  65535	      /* IPv4 total length of a merged frame */
+
 #define VNET_RX_CSUM_OK 0x1 /* the transport checksum needs no checking (see above) */
 #define VNET_RX_GSO	0x2 /* the device coalesced several TCP segments (GUEST_TSO4) */
 
@@ -112,6 +123,8 @@ struct vnet_stats {
 	uint64_t tx_busy;	  /* vnet_tx found every buffer in flight */
 	uint64_t tx_csum_sw;	  /* checksums finished here because the device lacks CSUM */
 	uint64_t tx_csum_dev;	  /* frames sent NEEDS_CSUM: the device finishes the sum */
+	uint64_t tx_gso;	  /* GSO frames sent (two segments or more merged, HOST_TSO4) */
+	uint64_t tx_gso_segs;	  /* the segments merged into them */
 	uint64_t rx_csum_valid;	  /* frames the device flagged DATA_VALID */
 	uint64_t rx_csum_partial; /* frames flagged NEEDS_CSUM: trusted, the sum left partial */
 	uint64_t link_changes;
@@ -126,6 +139,15 @@ struct vnet_csum {
 struct vnet_frag {
 	const void *data;
 	size_t len;
+};
+
+/* An Ethernet/IPv4/TCP frame's headers, as far as segment merging needs them. */
+struct vnet_tso_info {
+	uint16_t hlen;	  /* Ethernet + IP + TCP headers */
+	uint16_t tcp_off; /* where the TCP header starts */
+	uint32_t payload; /* TCP payload bytes */
+	uint32_t seq;
+	uint8_t flags; /* TCP flags byte */
 };
 
 /* One receive buffer's share of a frame: @len bytes at @data, buffer number @id. */
@@ -165,6 +187,22 @@ struct vnet {
 	size_t tx_pages;
 	uint16_t *tx_free; /* stack of free transmit buffer numbers */
 	unsigned tx_nfree;
+
+	/* HOST_TSO4: VNET_TSO_BUFS large buffers, and the frame being merged in one of them. */
+	bool tso;
+	uint8_t *tso_bufs;
+	uint64_t tso_bus;
+	size_t tso_pages;
+	uint16_t tso_free[VNET_TSO_BUFS];
+	unsigned tso_nfree;
+	struct {
+		bool active;
+		unsigned buf;
+		struct vnet_tso_info info; /* of the first segment; info.payload: the total */
+		uint16_t mss;		   /* payload of the first segment: the gso_size */
+		unsigned segs;
+		bool closed; /* its last segment was short or had PSH: nothing may follow */
+	} tso_cur;
 
 	uint8_t *rx_bufs; /* rx_nbufs buffers of VNET_RX_BUF_SIZE each, DMA memory */
 	uint64_t rx_bus;
@@ -207,6 +245,8 @@ size_t vnet_rx_copy(const struct vnet_rx_frame *f, void *dst, size_t cap);
  * Send one frame made of @n fragments (copied, so they may be reused at once), with an
  * optional checksum to finish. 0, -EAGAIN when every transmit buffer is in flight (poll and
  * retry, or drop), -EMSGSIZE when it exceeds VNET_MAX_FRAME, -EINVAL for a bad @csum, -EIO.
+ * With HOST_TSO4 a TCP segment with @csum may be held to merge the next ones into it (see
+ * VNET_TSO_BUFS); frames always leave in the order they were given.
  */
 int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 		  const struct vnet_csum *csum);
@@ -241,6 +281,22 @@ static inline bool vnet_link_up(const struct vnet *vn)
 
 /* The negotiated features as words ("mac status csum guest-csum") into @buf. */
 void vnet_features_str(const struct vnet *vn, char *buf, unsigned len);
+
+/*
+ * Parse @len bytes of an Ethernet frame (@hdr: its first bytes, at least the headers) as a
+ * candidate for merging: IPv4 without options and not a fragment, TCP with payload and no flag
+ * but ACK and PSH. 0 and *@t, or -EINVAL.
+ */
+int vnet_tso_parse(const uint8_t *hdr, size_t hdr_avail, size_t len, struct vnet_tso_info *t);
+/*
+ * May segment @b (headers at @hb) follow the frame @a (headers at @ha, @a->payload bytes in
+ * @a_segs segments of @mss, all full) as one GSO frame? Same Ethernet, IP and TCP headers but
+ * for IP length/id/checksum, TCP sequence, checksum and the PSH flag; @b's sequence number
+ * continues @a's; @b carries at most @mss bytes; the result stays within VNET_TSO_MAX_IP.
+ * @a must not be closed (a short or PSH segment ends a frame: the caller tracks that).
+ */
+bool vnet_tso_may_merge(const uint8_t *ha, const struct vnet_tso_info *a, uint16_t mss,
+			const uint8_t *hb, const struct vnet_tso_info *b);
 
 /* RFC 1071 checksum of [start, len) folded into the 16-bit field at start+offset (which
  * holds the pseudo-header sum). Exposed for the tests. -EINVAL when out of the frame. */

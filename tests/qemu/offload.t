@@ -59,6 +59,7 @@ try:
         c.check("features-csum", "csum" in feat and "guest-csum" in feat, repr(out))
         c.check("features-mrg-rxbuf-guest-tso4", "mrg-rxbuf" in feat and "guest-tso4" in feat,
                 repr(out))
+        c.check("features-host-tso4", "host-tso4" in feat, repr(out))
         out = m.command("net")
         c.check("net-csum-by-device", "tcp checksums by device" in out, repr(out))
 
@@ -108,6 +109,11 @@ try:
                 rx_pkts < (PATTERN // 1460) // 2, repr(out))
         c.check("rx-merged-buffers", merged is not None and merged >= large, repr(out))
         c.check("rx-zero-copy", kept is not None and kept > rx_pkts // 2, repr(out))
+        gso = counter(out, r"gso frames (\d+)")
+        gso_segs = counter(out, r"\((\d+) segments\)")
+        # 64 MiB read: lwIP's segments leave merged into GSO frames of many segments.
+        c.check("tx-gso-frames", gso is not None and gso > 100 and gso_segs > 4 * gso,
+                repr(out))
         out = m.command("net")
         c.note("net: " + " | ".join(ln.strip() for ln in out.splitlines()[2:4]))
 

@@ -551,3 +551,298 @@ TEST(guest_tso4_only_with_mrg_rxbuf)
 	vnet_destroy(vn);
 	free(nd);
 }
+
+/* ---- Transmit segmentation (HOST_TSO4): merging lwIP's segments ---------------------------- */
+
+struct seg_spec {
+	uint32_t seq, ack;
+	uint16_t payload, sport, win;
+	uint8_t flags, tos, ihl_words, opt_byte;
+	uint16_t frag;
+};
+
+/* Ethernet + IPv4 + TCP (12 bytes of options) + payload, the TCP checksum field holding the
+ * pseudo-header sum as lwIP's netif leaves it. The frame's length. */
+static size_t tcp_seg(uint8_t *f, const struct seg_spec *s)
+{
+	unsigned ihl = s->ihl_words ? s->ihl_words * 4u : 20, thl = 32;
+	size_t tot = ihl + thl + s->payload;
+	uint8_t *ip = f + 14, *th = f + 14 + ihl;
+	uint32_t sum;
+
+	memset(f, 0, 14 + tot);
+	memcpy(f, "\x52\x54\x00\x12\x34\x57\x52\x54\x00\x12\x34\x56\x08\x00", 14);
+	ip[0] = (uint8_t)(0x40 | ihl / 4);
+	ip[1] = s->tos;
+	ip[2] = (uint8_t)(tot >> 8);
+	ip[3] = (uint8_t)tot;
+	ip[6] = (uint8_t)(s->frag >> 8);
+	ip[7] = (uint8_t)s->frag;
+	ip[8] = 255;
+	ip[9] = 6;
+	memcpy(ip + 12, "\xc0\xa8\x4d\x02\xc0\xa8\x4d\x01", 8);
+	th[0] = (uint8_t)(s->sport >> 8);
+	th[1] = (uint8_t)s->sport;
+	th[2] = 0x2a;
+	th[3] = 0x39;
+	for (unsigned i = 0; i < 4; i++) {
+		th[4 + i] = (uint8_t)(s->seq >> (24 - 8 * i));
+		th[8 + i] = (uint8_t)(s->ack >> (24 - 8 * i));
+	}
+	th[12] = (uint8_t)((thl / 4) << 4);
+	th[13] = s->flags;
+	th[14] = (uint8_t)(s->win >> 8);
+	th[15] = (uint8_t)s->win;
+	th[20] = 1; /* NOP NOP, then SACK-permitted-like filler: any bytes, compared as such */
+	th[21] = 1;
+	th[22] = s->opt_byte;
+	for (unsigned i = 0; i < s->payload; i++)
+		th[thl + i] = (uint8_t)((s->seq + i) * 13);
+	sum = 6 + thl + s->payload + 0xc0a8 + 0x4d02 + 0xc0a8 + 0x4d01;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	th[16] = (uint8_t)(sum >> 8);
+	th[17] = (uint8_t)sum;
+	return 14 + tot;
+}
+
+static struct seg_spec seg_default(uint32_t seq, uint16_t payload)
+{
+	return (struct seg_spec){ .seq = seq,
+				  .ack = 777,
+				  .payload = payload,
+				  .sport = 10809,
+				  .win = 4000,
+				  .flags = 0x10 };
+}
+
+/* Parse and ask whether @b may follow @a (a holding @a_segs full segments of @mss). */
+static int may_merge(struct seg_spec a, struct seg_spec b, uint16_t mss)
+{
+	static uint8_t fa[70000], fb[2048];
+	size_t la = tcp_seg(fa, &a), lb = tcp_seg(fb, &b);
+	struct vnet_tso_info ia, ib;
+
+	if (vnet_tso_parse(fa, la, la, &ia) || vnet_tso_parse(fb, lb, lb, &ib))
+		return -1;
+	return vnet_tso_may_merge(fa, &ia, mss, fb, &ib);
+}
+
+TEST(tso_parse_takes_only_plain_data_segments)
+{
+	static uint8_t f[2048];
+	struct vnet_tso_info t;
+	struct seg_spec s = seg_default(1000, 1448);
+	size_t len = tcp_seg(f, &s);
+	static const uint8_t refused[] = { 0x02, 0x12, 0x01, 0x11, 0x04, 0x14, 0x30, 0x50, 0x90 };
+
+	ok_eq(vnet_tso_parse(f, len, len, &t), 0);
+	ok_eq(t.hlen, 14 + 20 + 32);
+	ok_eq(t.tcp_off, 34);
+	ok_eq(t.payload, 1448);
+	ok_eq(t.seq, 1000);
+	s.flags = 0x18; /* ACK PSH */
+	len = tcp_seg(f, &s);
+	ok_eq(vnet_tso_parse(f, len, len, &t), 0);
+	/* SYN, SYN-ACK, FIN, FIN-ACK, RST, RST-ACK, URG-ACK, ECE-ACK, CWR-ACK, no ACK: refused. */
+	for (unsigned i = 0; i < ARRAY_SIZE(refused); i++) {
+		s.flags = refused[i];
+		len = tcp_seg(f, &s);
+		ok_eq(vnet_tso_parse(f, len, len, &t), -EINVAL);
+	}
+	s.flags = 0;
+	len = tcp_seg(f, &s);
+	ok_eq(vnet_tso_parse(f, len, len, &t), -EINVAL);
+	/* A pure ACK (no payload), IP options, a fragment, not TCP, not IPv4, padding. */
+	s = seg_default(1000, 0);
+	len = tcp_seg(f, &s);
+	ok_eq(vnet_tso_parse(f, len, len, &t), -EINVAL);
+	s = seg_default(1000, 100);
+	s.ihl_words = 6;
+	len = tcp_seg(f, &s);
+	ok_eq(vnet_tso_parse(f, len, len, &t), -EINVAL);
+	s = seg_default(1000, 100);
+	s.frag = 0x2000;
+	len = tcp_seg(f, &s);
+	ok_eq(vnet_tso_parse(f, len, len, &t), -EINVAL);
+	s.frag = 0x4000; /* DF is fine */
+	len = tcp_seg(f, &s);
+	ok_eq(vnet_tso_parse(f, len, len, &t), 0);
+	f[23] = 17;
+	ok_eq(vnet_tso_parse(f, len, len, &t), -EINVAL);
+	f[23] = 6;
+	f[12] = 0x86;
+	ok_eq(vnet_tso_parse(f, len, len, &t), -EINVAL);
+	f[12] = 0x08;
+	ok_eq(vnet_tso_parse(f, len + 6, len + 6, &t), -EINVAL);
+	/* Headers not all there. */
+	ok_eq(vnet_tso_parse(f, 60, len, &t), -EINVAL);
+}
+
+TEST(tso_merge_rules)
+{
+	struct seg_spec a = seg_default(1000, 1448), b = seg_default(1000 + 1448, 1448);
+	struct seg_spec x;
+
+	ok_eq(may_merge(a, b, 1448), 1);
+	/* Several full segments already held; the last may be short and carry PSH. */
+	a.payload = 4 * 1448;
+	b.seq = 1000 + 4 * 1448;
+	ok_eq(may_merge(a, b, 1448), 1);
+	b.payload = 10;
+	b.flags = 0x18;
+	ok_eq(may_merge(a, b, 1448), 1);
+	b = seg_default(1000 + 4 * 1448, 1448);
+	/* Sequence gap, overlap (a retransmission), or before. */
+	x = b;
+	x.seq += 1;
+	ok_eq(may_merge(a, x, 1448), 0);
+	x.seq -= 2;
+	ok_eq(may_merge(a, x, 1448), 0);
+	/* Another flow (port), another acknowledgment, another window, TOS, options. */
+	x = b;
+	x.sport++;
+	ok_eq(may_merge(a, x, 1448), 0);
+	x = b;
+	x.ack++;
+	ok_eq(may_merge(a, x, 1448), 0);
+	x = b;
+	x.win++;
+	ok_eq(may_merge(a, x, 1448), 0);
+	x = b;
+	x.tos = 4;
+	ok_eq(may_merge(a, x, 1448), 0);
+	x = b;
+	x.opt_byte = 9;
+	ok_eq(may_merge(a, x, 1448), 0);
+	/* The held frame ends with a short segment or with PSH: nothing may follow. */
+	x = a;
+	x.payload = 4 * 1448 - 1;
+	b.seq = 1000 + x.payload;
+	ok_eq(may_merge(x, b, 1448), 0);
+	b.seq = 1000 + 4 * 1448;
+	x = a;
+	x.flags = 0x18;
+	ok_eq(may_merge(x, b, 1448), 0);
+	/* A segment above the gso size. */
+	x = b;
+	x.payload = 1449;
+	ok_eq(may_merge(a, x, 1448), 0);
+	/* The IPv4 length limit: 44 full segments fit (20 + 32 + 44 * 1448 = 63764), 45 not. */
+	a.payload = 44 * 1448;
+	b.seq = 1000 + a.payload;
+	ok_eq(may_merge(a, b, 1448), 1);
+	a.payload = 45 * 1448;
+	b.seq = 1000 + a.payload;
+	ok_eq(may_merge(a, b, 1448), 0);
+}
+
+static uint16_t be16_at(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+TEST(tso_tx_sends_gso_frames_in_order)
+{
+	struct netdouble *nd = nd_new(VIRTIO_BIT(VIRTIO_NET_F_MAC) | VIRTIO_BIT(VIRTIO_NET_F_CSUM) |
+				      VIRTIO_BIT(VIRTIO_NET_F_HOST_TSO4));
+	static uint8_t f[2048], want[8192];
+	struct vnet_csum cs = { 34, 16 };
+	struct virtio_net_hdr *h;
+	const uint8_t *fr;
+	struct seg_spec s;
+	size_t len, wl = 0;
+	struct vnet *vn;
+	char feat[128];
+	uint32_t sum = 0;
+
+	ok_eq(vnet_create(&nd->d.vdev, &vn), 0);
+	vnet_features_str(vn, feat, sizeof(feat));
+	ok(strcmp(feat, "mac csum host-tso4") == 0);
+	/* Three full segments and a short one with PSH: one GSO frame at the end of the pass. */
+	for (unsigned i = 0; i < 4; i++) {
+		s = seg_default(5000 + i * 1448, i < 3 ? 1448 : 500);
+		if (i == 3)
+			s.flags = 0x18;
+		len = tcp_seg(f, &s);
+		if (i == 0) {
+			memcpy(want, f, len);
+			wl = len;
+		} else {
+			memcpy(want + wl, f + 66, len - 66);
+			wl += len - 66;
+		}
+		ok_eq(vnet_tx(vn, f, len, &cs), 0);
+	}
+	ok_eq(vn->stats.tx_packets, 0); /* held */
+	vnet_tx_kick(vn);
+	ok_eq(nd->ntx, 1);
+	h = (void *)(uintptr_t)nd->tx[0].seg[0].addr;
+	fr = (const uint8_t *)(h + 1);
+	ok_eq(nd->tx[0].seg[0].len, sizeof(*h) + wl);
+	ok_eq(h->flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	ok_eq(h->gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+	ok_eq(le16_to_cpu(h->gso_size), 1448);
+	ok_eq(le16_to_cpu(h->hdr_len), 66);
+	ok_eq(le16_to_cpu(h->csum_start), 34);
+	ok_eq(le16_to_cpu(h->csum_offset), 16);
+	/* Payloads back to back; the IP length covers all; the IP checksum is right; PSH set. */
+	ok(memcmp(fr + 66, want + 66, wl - 66) == 0);
+	ok_eq(be16_at(fr + 16), wl - 14);
+	for (unsigned i = 14; i < 34; i += 2)
+		sum += be16_at(fr + i);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	ok_eq(sum, 0xffff);
+	ok_eq(fr[34 + 13], 0x18);
+	/* The TCP field: the pseudo-header sum for the whole length. */
+	sum = 6 + (uint32_t)(wl - 34) + 0xc0a8 + 0x4d02 + 0xc0a8 + 0x4d01;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	ok_eq(be16_at(fr + 34 + 16), sum);
+	ok_eq(vn->stats.tx_gso, 1);
+	ok_eq(vn->stats.tx_gso_segs, 4);
+	ok_eq(vn->stats.tx_packets, 1);
+	nd_tx_done(nd);
+	vnet_poll(vn);
+
+	/* Order is kept: a held segment leaves before a frame that cannot join it (an ARP, a
+	 * segment of another flow), and a lone held segment goes as it is (no GSO). */
+	s = seg_default(9000, 1448);
+	len = tcp_seg(f, &s);
+	ok_eq(vnet_tx(vn, f, len, &cs), 0);
+	s = seg_default(9000, 1448);
+	s.sport = 4444;
+	len = tcp_seg(f, &s);
+	ok_eq(vnet_tx(vn, f, len, &cs), 0);
+	memset(f, 0, 60);
+	memcpy(f, "\xff\xff\xff\xff\xff\xff\x52\x54\x00\x12\x34\x56\x08\x06", 14);
+	ok_eq(vnet_tx(vn, f, 60, NULL), 0);
+	vnet_tx_kick(vn);
+	ok_eq(nd->ntx, 3);
+	for (unsigned i = 0; i < 2; i++) {
+		h = (void *)(uintptr_t)nd->tx[i].seg[0].addr;
+		fr = (const uint8_t *)(h + 1);
+		ok_eq(h->gso_type, VIRTIO_NET_HDR_GSO_NONE);
+		ok_eq(h->flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+		ok_eq(be16_at(fr + 34), i == 0 ? 10809 : 4444);
+	}
+	h = (void *)(uintptr_t)nd->tx[2].seg[0].addr;
+	ok_eq(((const uint8_t *)(h + 1))[13], 0x06);
+	ok_eq(vn->stats.tx_gso, 1);
+	nd_tx_done(nd);
+	vnet_destroy(vn);
+	free(nd);
+}
+
+TEST(host_tso4_only_with_csum)
+{
+	struct netdouble *nd = nd_new(VIRTIO_BIT(VIRTIO_NET_F_HOST_TSO4));
+	struct vnet *vn;
+
+	ok_eq(vnet_create(&nd->d.vdev, &vn), 0);
+	ok(!virtio_has(vn->vdev, VIRTIO_NET_F_HOST_TSO4));
+	ok(!vn->tso);
+	vnet_destroy(vn);
+	free(nd);
+}
