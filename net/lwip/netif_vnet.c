@@ -139,8 +139,13 @@ bool net_rx_frame(void *ctx, const struct vnet_rx_frame *f)
 	struct pbuf *p;
 
 	(void)ctx;
-	if (!net.started || f->len > 0xffff)
+	if (!net.started)
 		return false;
+	if (f->len > 0xffff) {
+		/* A pbuf chain's length is 16 bits: 14 + 65535 does not fit. Counted as refused. */
+		net.stats.rx_rejected++;
+		return false;
+	}
 	perf_begin();
 	keep = f->may_keep && net.rx_pbufs;
 	p = keep ? rx_chain(f) : rx_copy(f);
