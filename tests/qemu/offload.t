@@ -24,6 +24,7 @@ clients (nbdinfo, nbdcopy) run in the namespace too.
 import hashlib
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -160,5 +161,13 @@ try:
 except qh.BootFailure as e:
     c.check("no-mrg-no-boot-failure", False, str(e))
 finally:
+    holder = ns.holder.pid if ns.holder else None
     ns.stop()
+# Nothing outside the test was touched: the host-side address never existed out here, and
+# the namespace's holder is gone (the kernel then frees the namespace and its tap).
+r = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True)
+c.check("host-namespace-untouched", r.returncode == 0 and netns.HOST_IP not in r.stdout,
+        r.stdout[-300:])
+c.check("namespace-holder-stopped", holder is not None and
+        not os.path.exists("/proc/%d" % holder), "holder %s" % holder)
 c.finish()
