@@ -56,7 +56,7 @@ static struct vpci_dev *rng_vp;
 static struct vrng *rng;
 static int rng_rc = -ENODEV;
 
-static void (*rx_handler)(void *ctx, const void *frame, size_t len, unsigned flags);
+static vnet_rx_fn rx_handler;
 static void *rx_ctx;
 static uint64_t rx_dropped_no_handler;
 
@@ -275,8 +275,7 @@ const char *devices_rng_addr(void)
 	return rng_vp ? rng_vp->vdev.name : NULL;
 }
 
-void devices_set_rx_handler(void (*fn)(void *ctx, const void *frame, size_t len, unsigned flags),
-			    void *ctx)
+void devices_set_rx_handler(bool (*fn)(void *ctx, const struct vnet_rx_frame *f), void *ctx)
 {
 	rx_handler = fn;
 	rx_ctx = ctx;
@@ -284,13 +283,12 @@ void devices_set_rx_handler(void (*fn)(void *ctx, const void *frame, size_t len,
 
 /* ---- Polling -------------------------------------------------------------------------------- */
 
-static void drop_frame(void *ctx, const void *frame, size_t len, unsigned flags)
+static bool drop_frame(void *ctx, const struct vnet_rx_frame *f)
 {
 	(void)ctx;
-	(void)frame;
-	(void)len;
-	(void)flags;
+	(void)f;
 	rx_dropped_no_handler++;
+	return false;
 }
 
 int devices_poll(void)
@@ -398,18 +396,23 @@ static int cmd_nic(struct shell *sh, int argc, char **argv)
 	}
 	st = &nic->stats;
 	vnet_features_str(nic, feat, sizeof(feat));
-	shell_printf(sh,
-		     "%s  mac %02x:%02x:%02x:%02x:%02x:%02x  link %s  mtu %u%s\n"
-		     "         features: %s\n"
-		     "         rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64
-		     " malformed, %" PRIu64 " unclaimed\n"
-		     "         tx %" PRIu64 " packets %" PRIu64 " bytes, busy %" PRIu64
-		     ", sw checksums %" PRIu64 "\n",
-		     nic->vdev->name, nic->mac[0], nic->mac[1], nic->mac[2], nic->mac[3],
-		     nic->mac[4], nic->mac[5], nic->link_up ? "up" : "down", nic->mtu,
-		     nic->dead ? "  DEAD" : "", feat, st->rx_packets, st->rx_bytes, st->rx_dropped,
-		     rx_dropped_no_handler, st->tx_packets, st->tx_bytes, st->tx_busy,
-		     st->tx_csum_sw);
+	shell_printf(
+	    sh,
+	    "%s  mac %02x:%02x:%02x:%02x:%02x:%02x  link %s  mtu %u%s\n"
+	    "         features: %s\n"
+	    "         rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64
+	    " malformed, %" PRIu64 " unclaimed\n"
+	    "         tx %" PRIu64 " packets %" PRIu64 " bytes, busy %" PRIu64
+	    ", sw checksums %" PRIu64 "\n"
+	    "         offload: tx csum by device %" PRIu64 ", gso frames %" PRIu64 " (%" PRIu64
+	    " segments); rx csum valid %" PRIu64 ", partial %" PRIu64 "; rx merged %" PRIu64
+	    ", large %" PRIu64 ", kept %" PRIu64 " (buffers held %u of %u)\n",
+	    nic->vdev->name, nic->mac[0], nic->mac[1], nic->mac[2], nic->mac[3], nic->mac[4],
+	    nic->mac[5], nic->link_up ? "up" : "down", nic->mtu, nic->dead ? "  DEAD" : "", feat,
+	    st->rx_packets, st->rx_bytes, st->rx_dropped, rx_dropped_no_handler, st->tx_packets,
+	    st->tx_bytes, st->tx_busy, st->tx_csum_sw, st->tx_csum_dev, st->tx_gso, st->tx_gso_segs,
+	    st->rx_csum_valid, st->rx_csum_partial, st->rx_merged, st->rx_gso, st->rx_kept,
+	    nic->rx_held, nic->rx_nbufs);
 	return 0;
 }
 
@@ -438,15 +441,16 @@ static int cmd_net(struct shell *sh, int argc, char **argv)
 	    "address %s/%u  netmask %s  gateway %s\n"
 	    "dhcp %s  link %s  mtu %u  mac %02x:%02x:%02x:%02x:%02x:%02x\n"
 	    "rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 " (no pbuf %" PRIu64
-	    ", refused %" PRIu64 ", malformed %" PRIu64 ")\n"
+	    ", refused %" PRIu64 ", malformed %" PRIu64 "), copied %" PRIu64 "\n"
 	    "tx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 ", ring full %" PRIu64 "\n"
 	    "tcp %u connections, %u in time-wait, %u listening; tcp checksums by %s\n",
 	    ns.addr, ns.prefix_len, ns.netmask, ns.gateway, ns.dhcp_state,
 	    ns.link_up ? "up" : "down", ns.mtu, ns.mac[0], ns.mac[1], ns.mac[2], ns.mac[3],
 	    ns.mac[4], ns.mac[5], vs->rx_packets, vs->rx_bytes,
 	    ns.stats.rx_nomem + ns.stats.rx_rejected + vs->rx_dropped, ns.stats.rx_nomem,
-	    ns.stats.rx_rejected, vs->rx_dropped, vs->tx_packets, vs->tx_bytes, ns.stats.tx_dropped,
-	    ns.stats.tx_retries, ns.tcp_active, ns.tcp_time_wait, ns.tcp_listening, ns.tcp_csum_by);
+	    ns.stats.rx_rejected, vs->rx_dropped, ns.stats.rx_copied, vs->tx_packets, vs->tx_bytes,
+	    ns.stats.tx_dropped, ns.stats.tx_retries, ns.tcp_active, ns.tcp_time_wait,
+	    ns.tcp_listening, ns.tcp_csum_by);
 	tls_fw_net_line(sh);
 	return 0;
 }

@@ -14,6 +14,7 @@
 struct blkdev;
 struct shell;
 struct vnet;
+struct vnet_rx_frame;
 struct vrng;
 
 /*
@@ -60,8 +61,7 @@ const char *devices_rng_addr(void);
  * Who receives frames: the lwIP netif glue sets this. Without a handler, devices_poll()
  * drops received frames so the receive ring keeps moving (counted in the NIC's stats).
  */
-void devices_set_rx_handler(void (*fn)(void *ctx, const void *frame, size_t len, unsigned flags),
-			    void *ctx);
+void devices_set_rx_handler(bool (*fn)(void *ctx, const struct vnet_rx_frame *f), void *ctx);
 
 /* ---- For the test-only commands (boot/virtio_selftest.c) ---------------------------------- */
 

@@ -309,19 +309,20 @@ struct arp_wait {
 	uint8_t mac[6];
 };
 
-static void arp_rx(void *ctx, const void *frame, size_t len, unsigned flags)
+static bool arp_rx(void *ctx, const struct vnet_rx_frame *fr)
 {
 	struct arp_wait *w = ctx;
-	const uint8_t *f = frame;
+	uint8_t f[64];
+	size_t len = vnet_rx_copy(fr, f, sizeof(f));
 	static const uint8_t gw[4] = { 10, 0, 2, 2 };
 
-	(void)flags;
 	/* Ethertype ARP, opcode 2 (reply), sender protocol address 10.0.2.2. */
 	if (len >= 42 && f[12] == 0x08 && f[13] == 0x06 && f[20] == 0 && f[21] == 2 &&
 	    memcmp(f + 28, gw, 4) == 0) {
 		w->found = true;
 		memcpy(w->mac, f + 22, 6);
 	}
+	return false;
 }
 
 static int selftest_net(struct shell *sh)

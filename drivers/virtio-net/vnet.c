@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * virtio-net (virtio 1.1 §5.1): queue 0 receives, queue 1 transmits; no control queue, no
- * merged buffers, no segmentation offload. Every buffer is VNET_BUF_SIZE bytes of DMA memory
- * holding the 12-byte header and the frame in one descriptor (VERSION_1 allows any layout,
- * §5.1.6.2), so receive buffers are recycled in place and transmit is one copy.
+ * virtio-net (virtio 1.1 §5.1): queue 0 receives, queue 1 transmits; no control queue.
+ * Receive buffers are pages of DMA memory, one descriptor each, the 12-byte header at the
+ * start of a frame's first buffer (VERSION_1 allows any layout, §5.1.6.2); with MRG_RXBUF a
+ * frame spans num_buffers of them and is handed up as their list, which the stack may keep
+ * (zero copy) while spare buffers refill the ring. Transmit copies each frame into one
+ * VNET_BUF_SIZE buffer.
  */
 #include "drivers/virtio-net/vnet.h"
 
@@ -49,58 +51,184 @@ int vnet_csum_finish(uint8_t *frame, size_t len, uint16_t start, uint16_t offset
 
 static uint8_t *rx_buf(struct vnet *vn, unsigned i)
 {
-	return vn->rx_bufs + (size_t)i * VNET_BUF_SIZE;
+	return vn->rx_bufs + (size_t)i * VNET_RX_BUF_SIZE;
 }
 
-/* Give receive buffer @buf (back) to the device: one device-writable descriptor. */
-static int vnet_rx_post(struct vnet *vn, uint8_t *buf)
+/* Give receive buffer @id (back) to the device: one device-writable descriptor. */
+static int vnet_rx_post(struct vnet *vn, unsigned id)
 {
-	struct vq_buf b = { vn->rx_bus + (uint64_t)(buf - vn->rx_bufs), VNET_BUF_SIZE };
+	struct vq_buf b = { vn->rx_bus + (uint64_t)id * VNET_RX_BUF_SIZE, VNET_RX_BUF_SIZE };
 
-	return vq_add(&vn->rxq, &b, 0, 1, buf);
+	return vq_add(&vn->rxq, &b, 0, 1, rx_buf(vn, id));
+}
+
+/* Post free buffers while the ring has room; true when any was posted. */
+static bool vnet_rx_refill(struct vnet *vn)
+{
+	bool posted = false;
+
+	while (vn->rx_nfree && vq_num_free(&vn->rxq)) {
+		if (vnet_rx_post(vn, vn->rx_free[vn->rx_nfree - 1]))
+			break;
+		vn->rx_nfree--;
+		posted = true;
+	}
+	return posted;
+}
+
+static void vnet_rx_free(struct vnet *vn, unsigned id)
+{
+	vn->rx_free[vn->rx_nfree++] = (uint16_t)id;
+}
+
+void vnet_rx_release(struct vnet *vn, uint16_t id)
+{
+	/* Posted at the next poll: this runs inside the stack, one doorbell per pass is enough. */
+	vnet_rx_free(vn, id);
+	vn->rx_held--;
+}
+
+size_t vnet_rx_copy(const struct vnet_rx_frame *f, void *dst, size_t cap)
+{
+	uint8_t *p = dst;
+	size_t done = 0;
+
+	for (unsigned i = 0; i < f->nseg && done < cap; i++) {
+		size_t n = MIN((size_t)f->seg[i].len, cap - done);
+
+		memcpy(p + done, f->seg[i].data, n);
+		done += n;
+	}
+	return done;
+}
+
+/* The gathered frame is bad: drop its buffers (and count it once). */
+static void vnet_rx_drop(struct vnet *vn)
+{
+	struct vnet_rx_frame *f = &vn->rx_cur;
+
+	for (unsigned i = 0; i < f->nseg; i++)
+		vnet_rx_free(vn, f->seg[i].id);
+	f->nseg = 0;
+	f->len = 0;
+	vn->rx_want = 0;
+	vn->stats.rx_dropped++;
+}
+
+/* First buffer of a frame (@len bytes written at @buf): start gathering it. 0 or -EINVAL. */
+static int vnet_rx_first(struct vnet *vn, uint8_t *buf, uint32_t len)
+{
+	const struct virtio_net_hdr *h = (const struct virtio_net_hdr *)buf;
+	struct vnet_rx_frame *f = &vn->rx_cur;
+	unsigned num = vn->mrg ? le16_to_cpu(h->num_buffers) : 1;
+
+	f->flags = 0;
+	f->nseg = 0;
+	f->len = 0;
+	if (num == 0 || num > VNET_RX_MAX_SEGS || len < sizeof(*h) + 14 || len > VNET_RX_BUF_SIZE) {
+		/* Nonsense from the device: skip what it says belongs to this frame (bounded by what
+		 * it actually completes: vq_get_used), as Linux's virtio_net does. */
+		vn->rx_skip = num ? num - 1 : 0;
+		return -EINVAL;
+	}
+	vn->rx_want = num;
+	if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+		/*
+		 * Partial sum from a local sender (the host's stack through tap): the data never
+		 * crossed a wire, so it is as good as validated. Finishing the sum would cost a pass
+		 * over the frame for nothing.
+		 */
+		f->flags |= VNET_RX_CSUM_OK;
+		vn->stats.rx_csum_partial++;
+	} else if (h->flags & VIRTIO_NET_HDR_F_DATA_VALID) {
+		f->flags |= VNET_RX_CSUM_OK;
+		vn->stats.rx_csum_valid++;
+	}
+	if ((h->gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE)
+		f->flags |= VNET_RX_GSO;
+	return 0;
 }
 
 int vnet_rx_poll(struct vnet *vn, vnet_rx_fn cb, void *ctx, unsigned budget)
 {
-	unsigned n = 0, reposted = 0;
+	struct vnet_rx_frame *f = &vn->rx_cur;
+	unsigned n = 0;
 	uint32_t len;
 	void *tok;
 	int rc = 0;
 
 	if (vn->dead)
 		return -EIO;
+	/*
+	 * vq_get_used() put a read barrier between seeing a used entry and reading its buffer,
+	 * and the device wrote the buffer before publishing the entry: the bytes are complete. A
+	 * frame's buffers may come over several polls; rx_cur carries it between them.
+	 */
 	while (n < budget && (rc = vq_get_used(&vn->rxq, &tok, &len)) == 0) {
 		uint8_t *buf = tok;
-		/*
-		 * vq_get_used() put a read barrier between seeing the used entry and this point, and
-		 * the device wrote the frame before publishing that entry: the bytes are complete.
-		 */
-		struct virtio_net_hdr *h = (struct virtio_net_hdr *)buf;
-		uint8_t *frame = buf + sizeof(*h);
-		size_t flen = len - sizeof(*h);
-		unsigned flags = 0;
+		unsigned id = (unsigned)((buf - vn->rx_bufs) / VNET_RX_BUF_SIZE);
+		size_t off;
 
-		if (len < sizeof(*h) + 14 || len > VNET_BUF_SIZE) {
-			vn->stats.rx_dropped++;
-		} else {
-			if (h->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-				/* Partial sum from a local sender: finish it so the frame is ordinary. */
-				if (!vnet_csum_finish(frame, flen, le16_to_cpu(h->csum_start),
-						      le16_to_cpu(h->csum_offset)))
-					flags |= VNET_RX_CSUM_OK;
-			} else if (h->flags & VIRTIO_NET_HDR_F_DATA_VALID) {
-				flags |= VNET_RX_CSUM_OK;
-			}
-			vn->stats.rx_packets++;
-			vn->stats.rx_bytes += flen;
-			cb(ctx, frame, flen, flags);
+		if (vn->rx_skip) {
+			vn->rx_skip--;
+			vnet_rx_free(vn, id);
+			continue;
 		}
+		if (f->nseg == 0 && vnet_rx_first(vn, buf, len)) {
+			f->seg[0].id = (uint16_t)id;
+			f->nseg = 1;
+			vnet_rx_drop(vn);
+			n++;
+			continue;
+		}
+		off = f->nseg == 0 ? sizeof(struct virtio_net_hdr) : 0;
+		f->seg[f->nseg].id = (uint16_t)id;
+		f->seg[f->nseg].data = buf + off;
+		f->seg[f->nseg].len = len > off ? len - (uint32_t)off : 0;
+		f->nseg++;
+		f->len += f->seg[f->nseg - 1].len;
+		if (len > VNET_RX_BUF_SIZE || len <= off || f->len > VNET_RX_MAX_FRAME) {
+			/* The rest of this frame's buffers are garbage too. */
+			vn->rx_skip = vn->rx_want - f->nseg;
+			vnet_rx_drop(vn);
+			n++;
+			continue;
+		}
+		if (f->nseg < vn->rx_want)
+			continue;
+		/* Whole. The receiver may keep it if the spare buffers still fill the ring. */
+		f->may_keep = vn->rx_held + f->nseg + vn->rxq.size <= vn->rx_nbufs;
+		vn->stats.rx_packets++;
+		vn->stats.rx_bytes += f->len;
+		if (f->nseg > 1)
+			vn->stats.rx_merged++;
+		if (f->flags & VNET_RX_GSO)
+			vn->stats.rx_gso++;
+		/* Counted as held first: the stack may free (release) them inside the call. */
+		if (f->may_keep)
+			vn->rx_held += f->nseg;
+		if (cb(ctx, f) && f->may_keep) {
+			vn->stats.rx_kept++;
+		} else {
+			if (f->may_keep)
+				vn->rx_held -= f->nseg;
+			for (unsigned i = 0; i < f->nseg; i++)
+				vnet_rx_free(vn, f->seg[i].id);
+		}
+		f->nseg = 0;
+		f->len = 0;
+		vn->rx_want = 0;
 		n++;
-		/* Straight back to the device: the ring never runs dry while we are polled. */
-		if (vnet_rx_post(vn, buf) == 0)
-			reposted++;
 	}
-	if (reposted)
+	/*
+	 * A bad frame's remaining buffers are skipped only as far as the device has used any:
+	 * an absurd num_buffers must not swallow the good frames that come later (Linux's
+	 * virtio_net stops at the same point).
+	 */
+	if (rc && rc != -EIO)
+		vn->rx_skip = 0;
+	/* Straight back to the device: the ring never runs dry while we are polled. */
+	if (rc != -EIO && vnet_rx_refill(vn))
 		vq_kick(&vn->rxq);
 	if (rc == -EIO) {
 		plat_printf("%s: device broke the receive ring; stopping it\n", vn->name);
@@ -113,6 +241,112 @@ int vnet_rx_poll(struct vnet *vn, vnet_rx_fn cb, void *ctx, unsigned budget)
 
 /* ---- Transmit --------------------------------------------------------------------------------- */
 
+#define TCP_PSH	 0x08
+#define TCP_ACK	 0x10
+#define ETH_HLEN 14
+/* Ethernet, IPv4 without options, TCP with the largest options. */
+#define TSO_HDR_MAX (ETH_HLEN + 20 + 60)
+
+static uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static uint16_t fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+int vnet_tso_parse(const uint8_t *h, size_t avail, size_t len, struct vnet_tso_info *t)
+{
+	unsigned tot, thl;
+	const uint8_t *th = h + ETH_HLEN + 20;
+
+	/* IPv4, header length 20 (lwIP sends no IP options), TCP, not a fragment. */
+	if (avail < ETH_HLEN + 40 || get_be16(h + 12) != 0x0800 || h[14] != 0x45 || h[23] != 6 ||
+	    (get_be16(h + 20) & 0x3fff))
+		return -EINVAL;
+	tot = get_be16(h + 16);
+	thl = (th[12] >> 4) * 4u;
+	if (ETH_HLEN + tot != len || thl < 20 || ETH_HLEN + 20 + thl > avail || 20 + thl >= tot)
+		return -EINVAL;
+	/* No SYN, FIN, RST, URG, ECE or CWR: those segments keep their own headers. */
+	if (!(th[13] & TCP_ACK) || (th[13] & ~(TCP_ACK | TCP_PSH)))
+		return -EINVAL;
+	t->tcp_off = ETH_HLEN + 20;
+	t->hlen = (uint16_t)(ETH_HLEN + 20 + thl);
+	t->payload = tot - 20 - thl;
+	t->seq = get_be32(th + 4);
+	t->flags = th[13];
+	return 0;
+}
+
+bool vnet_tso_may_merge(const uint8_t *ha, const struct vnet_tso_info *a, uint16_t mss,
+			const uint8_t *hb, const struct vnet_tso_info *b)
+{
+	unsigned o = a->tcp_off;
+
+	/* The device cuts at gso_size: every segment but the last must be full, PSH ends it. */
+	if (!mss || a->payload % mss || (a->flags & TCP_PSH) || b->payload > mss)
+		return false;
+	if (a->hlen != b->hlen || b->tcp_off != o ||
+	    (size_t)a->hlen - ETH_HLEN + a->payload + b->payload > VNET_TSO_MAX_IP)
+		return false;
+	if (b->seq != a->seq + a->payload)
+		return false;
+	/* Ethernet header; IP: version/length/TOS, fragment word, TTL, protocol, addresses (not
+	 * the total length, id and checksum, which the device sets per segment). */
+	if (memcmp(ha, hb, ETH_HLEN) || memcmp(ha + 14, hb + 14, 2) ||
+	    memcmp(ha + 20, hb + 20, 4) || memcmp(ha + 26, hb + 26, 8))
+		return false;
+	/* TCP: ports, acknowledgment, data offset, window, urgent pointer, options (not the
+	 * sequence number, the flags (ACK, and PSH on the last: parse checked) and checksum). */
+	if (memcmp(ha + o, hb + o, 4) || memcmp(ha + o + 8, hb + o + 8, 5) ||
+	    memcmp(ha + o + 14, hb + o + 14, 2) ||
+	    memcmp(ha + o + 18, hb + o + 18, a->hlen - o - 18))
+		return false;
+	return true;
+}
+
+/* Copy bytes [@skip, @skip + @max) of the fragments to @dst; the number copied. */
+static size_t frags_copy(const struct vnet_frag *frags, unsigned n, size_t skip, uint8_t *dst,
+			 size_t max)
+{
+	size_t done = 0;
+
+	for (unsigned i = 0; i < n && done < max; i++) {
+		size_t l = frags[i].len, c;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		c = MIN(l - skip, max - done);
+		memcpy(dst + done, (const uint8_t *)frags[i].data + skip, c);
+		done += c;
+		skip = 0;
+	}
+	return done;
+}
+
+static uint8_t *tso_buf(struct vnet *vn, unsigned i)
+{
+	return vn->tso_bufs + (size_t)i * VNET_TSO_BUF_SIZE;
+}
+
 static int vnet_tx_reclaim(struct vnet *vn)
 {
 	void *tok;
@@ -121,7 +355,13 @@ static int vnet_tx_reclaim(struct vnet *vn)
 	while ((rc = vq_get_used(&vn->txq, &tok, NULL)) == 0) {
 		uint8_t *buf = tok;
 
-		vn->tx_free[vn->tx_nfree++] = (uint16_t)((buf - vn->tx_bufs) / VNET_BUF_SIZE);
+		if (vn->tso_bufs && buf >= vn->tso_bufs &&
+		    buf < vn->tso_bufs + (size_t)VNET_TSO_BUFS * VNET_TSO_BUF_SIZE)
+			vn->tso_free[vn->tso_nfree++] =
+			    (uint16_t)((buf - vn->tso_bufs) / VNET_TSO_BUF_SIZE);
+		else
+			vn->tx_free[vn->tx_nfree++] =
+			    (uint16_t)((buf - vn->tx_bufs) / VNET_BUF_SIZE);
 	}
 	if (rc == -EIO) {
 		plat_printf("%s: device broke the transmit ring; stopping it\n", vn->name);
@@ -129,6 +369,130 @@ static int vnet_tx_reclaim(struct vnet *vn)
 		virtio_stop(vn->vdev);
 		return -EIO;
 	}
+	return 0;
+}
+
+/* Place one descriptor on the transmit ring, reclaiming once when it is full. */
+static int vnet_tx_place(struct vnet *vn, struct vq_buf *b, void *tok)
+{
+	int rc = vq_add(&vn->txq, b, 1, 0, tok);
+
+	if (rc) {
+		vq_kick(&vn->txq);
+		rc = vnet_tx_reclaim(vn);
+		if (rc)
+			return rc;
+		rc = vq_add(&vn->txq, b, 1, 0, tok);
+	}
+	return rc;
+}
+
+/*
+ * Send the frame being merged: as it is when it holds one segment (its headers are lwIP's),
+ * else as a GSO frame: IP length and checksum and the TCP pseudo-header sum for the whole,
+ * the device cutting it into gso_size segments. 0, -EAGAIN (ring full: it stays held), -EIO.
+ */
+static int vnet_tso_flush(struct vnet *vn)
+{
+	struct virtio_net_hdr *h;
+	struct vq_buf b;
+	uint8_t *buf, *f;
+	size_t total;
+	int rc;
+
+	if (!vn->tso_cur.active || vn->dead)
+		return 0;
+	buf = tso_buf(vn, vn->tso_cur.buf);
+	h = (struct virtio_net_hdr *)buf;
+	f = buf + sizeof(*h);
+	total = vn->tso_cur.info.hlen + vn->tso_cur.info.payload;
+	memset(h, 0, sizeof(*h));
+	h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	h->csum_start = cpu_to_le16(vn->tso_cur.info.tcp_off);
+	h->csum_offset = cpu_to_le16(16);
+	if (vn->tso_cur.segs > 1) {
+		uint16_t tot = (uint16_t)(total - ETH_HLEN);
+		uint32_t sum = 0;
+
+		put_be16(f + 16, tot);
+		put_be16(f + 24, 0);
+		for (unsigned i = ETH_HLEN; i < ETH_HLEN + 20; i += 2)
+			sum += get_be16(f + i);
+		put_be16(f + 24, (uint16_t)~fold(sum));
+		/* The pseudo-header sum over the whole length: the device adjusts it per segment. */
+		sum = 6u + (uint32_t)(tot - 20);
+		for (unsigned i = 26; i < 34; i += 2)
+			sum += get_be16(f + i);
+		put_be16(f + vn->tso_cur.info.tcp_off + 16, fold(sum));
+		h->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+		h->gso_size = cpu_to_le16(vn->tso_cur.mss);
+		h->hdr_len = cpu_to_le16(vn->tso_cur.info.hlen);
+	}
+	b.addr = vn->tso_bus + (uint64_t)vn->tso_cur.buf * VNET_TSO_BUF_SIZE;
+	b.len = (uint32_t)(sizeof(*h) + total);
+	/* vq_add's barrier orders the copies before the device can see the buffer. */
+	rc = vnet_tx_place(vn, &b, buf);
+	if (rc) {
+		vn->stats.tx_busy++;
+		return rc == -EIO ? rc : -EAGAIN;
+	}
+	vn->tso_cur.active = false;
+	vn->stats.tx_packets++;
+	vn->stats.tx_bytes += total;
+	vn->stats.tx_csum_dev++;
+	if (vn->tso_cur.segs > 1) {
+		vn->stats.tx_gso++;
+		vn->stats.tx_gso_segs += vn->tso_cur.segs;
+	}
+	return 0;
+}
+
+/*
+ * A TCP segment with a checksum to offload, HOST_TSO4 on: merged into the held frame, or held
+ * to start one. 0 when it was taken, 1 when it must go the ordinary way (the held frame was
+ * sent first, if any), or the error of sending the held frame.
+ */
+static int vnet_tso_tx(struct vnet *vn, const struct vnet_frag *frags, unsigned n, size_t len,
+		       const struct vnet_csum *csum)
+{
+	uint8_t hb[TSO_HDR_MAX];
+	size_t hav = frags_copy(frags, n, 0, hb, MIN(len, sizeof(hb)));
+	struct vnet_tso_info t;
+	uint8_t *f;
+	int rc;
+
+	if (vnet_tso_parse(hb, hav, len, &t) || csum->start != t.tcp_off || csum->offset != 16) {
+		rc = vnet_tso_flush(vn);
+		return rc ? rc : 1;
+	}
+	if (vn->tso_cur.active) {
+		f = tso_buf(vn, vn->tso_cur.buf) + sizeof(struct virtio_net_hdr);
+		if (vnet_tso_may_merge(f, &vn->tso_cur.info, vn->tso_cur.mss, hb, &t)) {
+			perf_begin();
+			frags_copy(frags, n, t.hlen, f + t.hlen + vn->tso_cur.info.payload,
+				   t.payload);
+			perf_end(PERF_COPY, t.payload);
+			vn->tso_cur.info.payload += t.payload;
+			vn->tso_cur.info.flags = t.flags;
+			f[t.tcp_off + 13] = t.flags; /* PSH of the last segment */
+			vn->tso_cur.segs++;
+			return 0;
+		}
+		rc = vnet_tso_flush(vn);
+		if (rc)
+			return rc;
+	}
+	if (!vn->tso_nfree)
+		return 1;
+	vn->tso_cur.buf = vn->tso_free[--vn->tso_nfree];
+	f = tso_buf(vn, vn->tso_cur.buf) + sizeof(struct virtio_net_hdr);
+	perf_begin();
+	frags_copy(frags, n, 0, f, len);
+	perf_end(PERF_COPY, len);
+	vn->tso_cur.info = t;
+	vn->tso_cur.mss = (uint16_t)t.payload;
+	vn->tso_cur.segs = 1;
+	vn->tso_cur.active = true;
 	return 0;
 }
 
@@ -150,6 +514,10 @@ int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 		return -EMSGSIZE;
 	if (csum && (size_t)csum->start + csum->offset + 2 > len)
 		return -EINVAL;
+	/* Frames leave in order: one that does not join the held frame sends that first. */
+	rc = csum && vn->tso ? vnet_tso_tx(vn, frags, n, len, csum) : vnet_tso_flush(vn);
+	if (rc < 0 || (rc == 0 && csum && vn->tso))
+		return rc;
 	if (!vn->tx_nfree) {
 		/* The ring is full of frames: announce any not yet announced before waiting. */
 		vq_kick(&vn->txq);
@@ -177,6 +545,7 @@ int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 			h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
 			h->csum_start = cpu_to_le16(csum->start);
 			h->csum_offset = cpu_to_le16(csum->offset);
+			vn->stats.tx_csum_dev++;
 		} else {
 			vnet_csum_finish(buf + sizeof(*h), len, csum->start, csum->offset);
 			vn->stats.tx_csum_sw++;
@@ -218,8 +587,11 @@ static void vnet_read_link(struct vnet *vn)
 
 void vnet_tx_kick(struct vnet *vn)
 {
-	if (!vn->dead)
-		vq_kick(&vn->txq);
+	if (vn->dead)
+		return;
+	/* The end of the pass: a held frame waits no longer (ring full: the next poll sends it). */
+	vnet_tso_flush(vn);
+	vq_kick(&vn->txq);
 }
 
 int vnet_poll(struct vnet *vn)
@@ -228,7 +600,8 @@ int vnet_poll(struct vnet *vn)
 
 	if (vn->dead)
 		return -EIO;
-	/* Frames still unannounced (a caller that polls to wait for a transmit buffer). */
+	/* Frames still held or unannounced (a caller that polls to wait for a transmit buffer). */
+	vnet_tso_flush(vn);
 	vq_kick(&vn->txq);
 	now = plat_now_ns();
 	/* A config read is a trap to the hypervisor: the link is looked at a few times a second. */
@@ -243,22 +616,26 @@ int vnet_poll(struct vnet *vn)
 
 static void vnet_free(struct vnet *vn)
 {
-	if (vn->rx_bufs)
+	/* Buffers the stack still holds would be written by nobody but read by it: keep them. */
+	if (vn->rx_bufs && !vn->rx_held)
 		plat_dma_free(vn->rx_bufs, vn->rx_pages);
 	if (vn->tx_bufs)
 		plat_dma_free(vn->tx_bufs, vn->tx_pages);
+	if (vn->tso_bufs)
+		plat_dma_free(vn->tso_bufs, vn->tso_pages);
 	free(vn->tx_free);
+	free(vn->rx_free);
 	vq_fini(&vn->rxq);
 	vq_fini(&vn->txq);
 	free(vn);
 }
 
-static int vnet_alloc_bufs(unsigned count, uint8_t **va, uint64_t *bus, size_t *pages)
+static int vnet_alloc_bufs(unsigned count, size_t size, uint8_t **va, uint64_t *bus, size_t *pages)
 {
 	void *p;
 	int rc;
 
-	*pages = ((size_t)count * VNET_BUF_SIZE + PLAT_PAGE_SIZE - 1) / PLAT_PAGE_SIZE;
+	*pages = ((size_t)count * size + PLAT_PAGE_SIZE - 1) / PLAT_PAGE_SIZE;
 	rc = plat_dma_alloc(*pages, &p, bus);
 	if (rc)
 		return rc;
@@ -266,11 +643,35 @@ static int vnet_alloc_bufs(unsigned count, uint8_t **va, uint64_t *bus, size_t *
 	return 0;
 }
 
-int vnet_create(struct virtio_dev *vdev, struct vnet **out)
+/*
+ * Features, with their dependencies (§5.1.3.1): GUEST_TSO4 needs GUEST_CSUM, and large
+ * frames need MRG_RXBUF here (our buffers are pages); HOST_TSO4 needs CSUM. A device that
+ * offers a dependent feature without what it needs is negotiated again without it (a reset).
+ */
+static int vnet_negotiate(struct virtio_dev *vdev)
 {
 	uint64_t want = VIRTIO_BIT(VIRTIO_NET_F_CSUM) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) |
 			VIRTIO_BIT(VIRTIO_NET_F_MAC) | VIRTIO_BIT(VIRTIO_NET_F_STATUS) |
-			VIRTIO_BIT(VIRTIO_NET_F_MTU);
+			VIRTIO_BIT(VIRTIO_NET_F_MTU) | VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF) |
+			VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4) | VIRTIO_BIT(VIRTIO_NET_F_HOST_TSO4);
+	uint64_t drop = 0;
+	int rc = virtio_negotiate(vdev, want);
+
+	if (rc)
+		return rc;
+	if (virtio_has(vdev, VIRTIO_NET_F_GUEST_TSO4) &&
+	    !(virtio_has(vdev, VIRTIO_NET_F_GUEST_CSUM) &&
+	      virtio_has(vdev, VIRTIO_NET_F_MRG_RXBUF)))
+		drop |= VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4);
+	if (virtio_has(vdev, VIRTIO_NET_F_HOST_TSO4) && !virtio_has(vdev, VIRTIO_NET_F_CSUM))
+		drop |= VIRTIO_BIT(VIRTIO_NET_F_HOST_TSO4);
+	if (drop)
+		rc = virtio_negotiate(vdev, want & ~drop);
+	return rc;
+}
+
+int vnet_create(struct virtio_dev *vdev, struct vnet **out)
+{
 	struct virtio_net_config cfg;
 	struct vnet *vn;
 	int rc;
@@ -281,9 +682,10 @@ int vnet_create(struct virtio_dev *vdev, struct vnet **out)
 	vn->vdev = vdev;
 	snprintf(vn->name, sizeof(vn->name), "vnet %s", vdev->name);
 
-	rc = virtio_negotiate(vdev, want);
+	rc = vnet_negotiate(vdev);
 	if (rc)
 		goto err_negotiate;
+	vn->mrg = virtio_has(vdev, VIRTIO_NET_F_MRG_RXBUF);
 	memset(&cfg, 0, sizeof(cfg));
 	if (virtio_has(vdev, VIRTIO_NET_F_MAC)) {
 		rc = vdev->ops->read_config(vdev, 0, cfg.mac, sizeof(cfg.mac));
@@ -303,28 +705,40 @@ int vnet_create(struct virtio_dev *vdev, struct vnet **out)
 	    le16_to_cpu(cfg.mtu) >= 68 && le16_to_cpu(cfg.mtu) <= VNET_MAX_FRAME - 18)
 		vn->mtu = le16_to_cpu(cfg.mtu);
 
-	rc = virtio_setup_queue(vdev, &vn->rxq, VNET_RXQ, VNET_QUEUE_SIZE, 0);
+	rc = virtio_setup_queue(vdev, &vn->rxq, VNET_RXQ, VNET_RX_QUEUE_SIZE, 0);
 	if (rc)
 		goto err_setup;
 	rc = virtio_setup_queue(vdev, &vn->txq, VNET_TXQ, VNET_QUEUE_SIZE, 0);
 	if (rc)
 		goto err_setup;
-	rc = vnet_alloc_bufs(vn->rxq.size, &vn->rx_bufs, &vn->rx_bus, &vn->rx_pages);
+	vn->rx_nbufs = MAX(VNET_RX_BUFS, 2u * vn->rxq.size);
+	rc = vnet_alloc_bufs(vn->rx_nbufs, VNET_RX_BUF_SIZE, &vn->rx_bufs, &vn->rx_bus,
+			     &vn->rx_pages);
 	if (rc)
 		goto err_setup;
-	rc = vnet_alloc_bufs(vn->txq.size, &vn->tx_bufs, &vn->tx_bus, &vn->tx_pages);
+	rc = vnet_alloc_bufs(vn->txq.size, VNET_BUF_SIZE, &vn->tx_bufs, &vn->tx_bus, &vn->tx_pages);
 	if (rc)
 		goto err_setup;
+	if (virtio_has(vdev, VIRTIO_NET_F_HOST_TSO4) &&
+	    vnet_alloc_bufs(VNET_TSO_BUFS, VNET_TSO_BUF_SIZE, &vn->tso_bufs, &vn->tso_bus,
+			    &vn->tso_pages) == 0) {
+		/* Without these buffers the device just never gets a GSO frame. */
+		vn->tso = true;
+		for (unsigned i = 0; i < VNET_TSO_BUFS; i++)
+			vn->tso_free[vn->tso_nfree++] = (uint16_t)i;
+	}
 	vn->tx_free = calloc(vn->txq.size, sizeof(*vn->tx_free));
-	if (!vn->tx_free) {
+	vn->rx_free = calloc(vn->rx_nbufs, sizeof(*vn->rx_free));
+	if (!vn->tx_free || !vn->rx_free) {
 		rc = -ENOMEM;
 		goto err_setup;
 	}
 	for (unsigned i = 0; i < vn->txq.size; i++)
 		vn->tx_free[vn->tx_nfree++] = (uint16_t)(vn->txq.size - 1 - i);
+	for (unsigned i = 0; i < vn->rx_nbufs; i++)
+		vn->rx_free[vn->rx_nfree++] = (uint16_t)(vn->rx_nbufs - 1 - i);
 	/* §5.1.6.3: receive buffers may be added before DRIVER_OK; fill the whole ring. */
-	for (unsigned i = 0; i < vn->rxq.size; i++)
-		vnet_rx_post(vn, rx_buf(vn, i));
+	vnet_rx_refill(vn);
 	virtio_ready(vdev);
 	vq_kick(&vn->rxq);
 	vn->link_up = false;
@@ -361,9 +775,15 @@ void vnet_features_str(const struct vnet *vn, char *buf, unsigned len)
 		unsigned bit;
 		const char *name;
 	} names[] = {
-		{ VIRTIO_NET_F_MAC, "mac" },   { VIRTIO_NET_F_STATUS, "status" },
-		{ VIRTIO_NET_F_CSUM, "csum" }, { VIRTIO_NET_F_GUEST_CSUM, "guest-csum" },
-		{ VIRTIO_NET_F_MTU, "mtu" },   { VIRTIO_F_ACCESS_PLATFORM, "access-platform" },
+		{ VIRTIO_NET_F_MAC, "mac" },
+		{ VIRTIO_NET_F_STATUS, "status" },
+		{ VIRTIO_NET_F_CSUM, "csum" },
+		{ VIRTIO_NET_F_GUEST_CSUM, "guest-csum" },
+		{ VIRTIO_NET_F_MTU, "mtu" },
+		{ VIRTIO_NET_F_MRG_RXBUF, "mrg-rxbuf" },
+		{ VIRTIO_NET_F_GUEST_TSO4, "guest-tso4" },
+		{ VIRTIO_NET_F_HOST_TSO4, "host-tso4" },
+		{ VIRTIO_F_ACCESS_PLATFORM, "access-platform" },
 	};
 	size_t used = 0;
 

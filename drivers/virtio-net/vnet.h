@@ -3,10 +3,13 @@
  * virtio-net driver (virtio 1.1 §5.1): one receive and one transmit queue, polled. This is
  * the API the lwIP netif glue (net/lwip/netif_vnet.c) consumes:
  *
- *   vnet_rx_poll(vn, cb, ctx, budget)  hands each received Ethernet frame to cb (the bytes are
- *                                      valid only during the call: copy them into a pbuf), then
- *                                      gives the buffer straight back to the device, so the
- *                                      receive ring stays full;
+ *   vnet_rx_poll(vn, cb, ctx, budget)  hands each received Ethernet frame to cb as the list
+ *                                      of receive buffers it spans (one, or several with
+ *                                      VIRTIO_NET_F_MRG_RXBUF); cb either copies it and the
+ *                                      buffers go straight back to the device, or keeps them
+ *                                      (zero copy) and gives each back later with
+ *                                      vnet_rx_release(); the ring is refilled from a pool
+ *                                      larger than the ring, so kept buffers do not starve it;
  *   vnet_tx(vn, frame, len, csum)      copies a frame (or vnet_tx_frags: a pbuf chain) into a
  *                                      transmit buffer and places it on the ring; finished
  *                                      buffers are reclaimed by vnet_tx itself and by
@@ -19,7 +22,9 @@
  * checksum field (what lwIP or Linux put there for offload); the device finishes it when it
  * offered VIRTIO_NET_F_CSUM, this driver does otherwise, so the caller need not care. On
  * receive, a frame flagged VNET_RX_CSUM_OK had its transport checksum vouched for by the
- * device (and completed here when the device left it partial): the stack may skip checking it.
+ * device: DATA_VALID (checked), or NEEDS_CSUM (a local sender's frame that never crossed a
+ * wire, its checksum field still the pseudo-header sum, as Linux's virtio_net treats it: the
+ * sum is not finished here, nobody downstream reads it). The stack must skip checking it.
  */
 #ifndef DRIVERS_VIRTIO_NET_VNET_H
 #define DRIVERS_VIRTIO_NET_VNET_H
@@ -38,6 +43,10 @@
 #define VIRTIO_NET_F_GUEST_CSUM 1 /* device may hand us frames with partial/validated sums */
 #define VIRTIO_NET_F_MTU	3
 #define VIRTIO_NET_F_MAC	5
+#define VIRTIO_NET_F_GUEST_TSO4 7  /* device may hand us TCP/IPv4 segments above the MTU */
+#define VIRTIO_NET_F_GUEST_TSO6 8  /* the same for IPv6 (not asked: no IPv6 here) */
+#define VIRTIO_NET_F_HOST_TSO4	11 /* device segments our large TCP/IPv4 frames */
+#define VIRTIO_NET_F_MRG_RXBUF	15 /* a received frame may span several buffers */
 #define VIRTIO_NET_F_STATUS	16
 
 #define VIRTIO_NET_S_LINK_UP 1
@@ -53,8 +62,11 @@ _Static_assert(sizeof(struct virtio_net_config) == 12, "virtio 1.1 §5.1.4");
 #define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
 #define VIRTIO_NET_HDR_F_DATA_VALID 2
 #define VIRTIO_NET_HDR_GSO_NONE	    0
+#define VIRTIO_NET_HDR_GSO_TCPV4    1
+#define VIRTIO_NET_HDR_GSO_ECN	    0x80
 
-/* Precedes every frame in both directions; num_buffers is always there with VERSION_1. */
+/* Precedes every frame in both directions; num_buffers is always there with VERSION_1 (its
+ * value means something only with MRG_RXBUF: the number of buffers the frame spans). */
 struct virtio_net_hdr {
 	uint8_t flags;
 	uint8_t gso_type;
@@ -68,19 +80,53 @@ _Static_assert(sizeof(struct virtio_net_hdr) == 12, "virtio 1.1 §5.1.6");
 
 /* ---- The driver ---------------------------------------------------------------------------- */
 
-#define VNET_QUEUE_SIZE	  128  /* per direction; every receive slot always holds a buffer */
-#define VNET_BUF_SIZE	  2048 /* header + frame; §5.1.6.3.1 needs 1526 without MRG_RXBUF */
+#define VNET_QUEUE_SIZE	  128  /* transmit ring */
+#define VNET_BUF_SIZE	  2048 /* transmit buffer: header + frame */
 #define VNET_MAX_FRAME	  (VNET_BUF_SIZE - sizeof(struct virtio_net_hdr))
 #define VNET_LINK_POLL_NS (200 * NSEC_PER_MSEC)
 
-#define VNET_RX_CSUM_OK 0x1
+/*
+ * Receive: a ring of up to VNET_RX_QUEUE_SIZE slots, refilled from VNET_RX_BUFS page-sized
+ * buffers (§5.1.6.3.1 needs 1526 bytes per buffer without MRG_RXBUF). The spare buffers cover
+ * what the stack keeps (zero copy) while the ring stays full. With GUEST_TSO4 (only taken
+ * together with MRG_RXBUF) a frame is at most 14 + 65535 bytes: VNET_RX_MAX_SEGS buffers.
+ */
+#define VNET_RX_QUEUE_SIZE 256
+#define VNET_RX_BUF_SIZE   4096
+#define VNET_RX_BUFS	   1024
+#define VNET_RX_MAX_FRAME  (14 + 65535)
+#define VNET_RX_MAX_SEGS                                                                           \
+	((VNET_RX_MAX_FRAME + sizeof(struct virtio_net_hdr) + VNET_RX_BUF_SIZE - 1) /              \
+	 VNET_RX_BUF_SIZE)
+
+/*
+ * Transmit segmentation (HOST_TSO4, only with CSUM): lwIP never builds a segment above its
+ * MSS, so the driver merges consecutive full-sized segments of one TCP flow, placed in one
+ * main-loop pass, into one GSO frame (vnet_tso_may_merge() has the rules) held in one of
+ * VNET_TSO_BUFS large buffers until the next frame cannot join it or the pass ends
+ * (vnet_tx_kick, vnet_poll). The device cuts it back into gso_size segments.
+ */
+#define VNET_TSO_BUFS	  16
+#define VNET_TSO_BUF_SIZE (17 * 4096) /* header + 14 + 65535, rounded up to pages */
+#define VNET_TSO_MAX_IP	  65535	      /* IPv4 total length of a merged frame */
+
+#define VNET_RX_CSUM_OK 0x1 /* the transport checksum needs no checking (see above) */
+#define VNET_RX_GSO	0x2 /* the device coalesced several TCP segments (GUEST_TSO4) */
 
 struct vnet_stats {
 	uint64_t rx_packets, rx_bytes;
-	uint64_t rx_dropped; /* malformed completions (length out of range) */
+	uint64_t rx_dropped; /* malformed completions (length out of range, bad num_buffers) */
+	uint64_t rx_merged;  /* frames that spanned more than one buffer (MRG_RXBUF) */
+	uint64_t rx_gso;     /* frames the device flagged as coalesced segments (GUEST_TSO4) */
+	uint64_t rx_kept;    /* frames the stack kept without copying */
 	uint64_t tx_packets, tx_bytes;
-	uint64_t tx_busy;    /* vnet_tx found every buffer in flight */
-	uint64_t tx_csum_sw; /* checksums finished here because the device lacks CSUM */
+	uint64_t tx_busy;	  /* vnet_tx found every buffer in flight */
+	uint64_t tx_csum_sw;	  /* checksums finished here because the device lacks CSUM */
+	uint64_t tx_csum_dev;	  /* frames sent NEEDS_CSUM: the device finishes the sum */
+	uint64_t tx_gso;	  /* GSO frames sent (two segments or more merged, HOST_TSO4) */
+	uint64_t tx_gso_segs;	  /* the segments merged into them */
+	uint64_t rx_csum_valid;	  /* frames the device flagged DATA_VALID */
+	uint64_t rx_csum_partial; /* frames flagged NEEDS_CSUM: trusted, the sum left partial */
 	uint64_t link_changes;
 };
 
@@ -95,7 +141,37 @@ struct vnet_frag {
 	size_t len;
 };
 
-typedef void (*vnet_rx_fn)(void *ctx, const void *frame, size_t len, unsigned flags);
+/* An Ethernet/IPv4/TCP frame's headers, as far as segment merging needs them. */
+struct vnet_tso_info {
+	uint16_t hlen;	  /* Ethernet + IP + TCP headers */
+	uint16_t tcp_off; /* where the TCP header starts */
+	uint32_t payload; /* TCP payload bytes */
+	uint32_t seq;
+	uint8_t flags; /* TCP flags byte */
+};
+
+/* One receive buffer's share of a frame: @len bytes at @data, buffer number @id. */
+struct vnet_rx_seg {
+	const uint8_t *data;
+	uint32_t len;
+	uint16_t id;
+};
+
+/* A received frame (Ethernet header first, no virtio header) over @nseg buffers. */
+struct vnet_rx_frame {
+	size_t len;	/* sum of the segments' lengths */
+	unsigned flags; /* VNET_RX_* */
+	bool may_keep;	/* enough spare buffers: the receiver may keep this frame's buffers */
+	unsigned nseg;
+	struct vnet_rx_seg seg[VNET_RX_MAX_SEGS];
+};
+
+/*
+ * Receive callback: true when it keeps the buffers (only if f->may_keep), each to be given back
+ * with vnet_rx_release(); false when it is done with them (the bytes are valid only during
+ * the call).
+ */
+typedef bool (*vnet_rx_fn)(void *ctx, const struct vnet_rx_frame *f);
 
 struct vnet {
 	struct virtio_dev *vdev;
@@ -106,33 +182,71 @@ struct vnet {
 	bool link_up;
 	bool dead;
 
-	uint8_t *rx_bufs, *tx_bufs; /* vq.size buffers of VNET_BUF_SIZE each, DMA memory */
-	uint64_t rx_bus, tx_bus;
-	size_t rx_pages, tx_pages;
+	uint8_t *tx_bufs; /* txq.size buffers of VNET_BUF_SIZE each, DMA memory */
+	uint64_t tx_bus;
+	size_t tx_pages;
 	uint16_t *tx_free; /* stack of free transmit buffer numbers */
 	unsigned tx_nfree;
+
+	/* HOST_TSO4: VNET_TSO_BUFS large buffers, and the frame being merged in one of them. */
+	bool tso;
+	uint8_t *tso_bufs;
+	uint64_t tso_bus;
+	size_t tso_pages;
+	uint16_t tso_free[VNET_TSO_BUFS];
+	unsigned tso_nfree;
+	struct {
+		bool active;
+		unsigned buf;
+		struct vnet_tso_info info; /* of the first segment; info.payload: the total */
+		uint16_t mss;		   /* payload of the first segment: the gso_size */
+		unsigned segs;
+		bool closed; /* its last segment was short or had PSH: nothing may follow */
+	} tso_cur;
+
+	uint8_t *rx_bufs; /* rx_nbufs buffers of VNET_RX_BUF_SIZE each, DMA memory */
+	uint64_t rx_bus;
+	size_t rx_pages;
+	unsigned rx_nbufs;
+	uint16_t *rx_free; /* stack of buffers neither on the ring nor kept */
+	unsigned rx_nfree;
+	unsigned rx_held; /* kept by the receiver (vnet_rx_release gives them back) */
+	bool mrg;	  /* MRG_RXBUF negotiated: num_buffers counts */
+	/* The frame being gathered from the used ring, and buffers to skip after a bad one. */
+	struct vnet_rx_frame rx_cur;
+	unsigned rx_want, rx_skip;
 	uint64_t next_link_check;
 
 	struct vnet_stats stats;
 };
 
 /*
- * Drive the virtio-net device @vdev: negotiate (MAC, STATUS, CSUM, GUEST_CSUM, MTU when
- * offered), fill the receive ring, DRIVER_OK. 0 and *out, or -ENODEV, -EIO, -ETIMEDOUT, -ENOMEM.
+ * Drive the virtio-net device @vdev: negotiate (MAC, STATUS, CSUM, GUEST_CSUM, MTU, MRG_RXBUF,
+ * GUEST_TSO4 when offered; GUEST_TSO4 only with MRG_RXBUF and GUEST_CSUM), fill the receive
+ * ring, DRIVER_OK. 0 and *out, or -ENODEV, -EIO, -ETIMEDOUT, -ENOMEM.
  */
 int vnet_create(struct virtio_dev *vdev, struct vnet **out);
-/* Reset the device and free everything. */
+/* Reset the device and free everything (receive buffers still kept are not freed). */
 void vnet_destroy(struct vnet *vn);
 
 /*
- * Hand up to @budget received frames to @cb (Ethernet header first, no virtio header), each
- * buffer going back to the device right after. Number delivered, or -EIO for a broken device.
+ * Hand up to @budget received frames to @cb (Ethernet header first, no virtio header); the
+ * buffers @cb does not keep go back to the device right after, and the ring is topped up
+ * from the free buffers. A frame whose buffers do not add up (num_buffers 0 or above
+ * VNET_RX_MAX_SEGS, a length out of range) is dropped and counted, its remaining buffers
+ * skipped. Frames handed up or dropped, or -EIO for a broken device.
  */
 int vnet_rx_poll(struct vnet *vn, vnet_rx_fn cb, void *ctx, unsigned budget);
+/* Give back receive buffer @id kept by a vnet_rx_fn; it returns to the ring at the next poll. */
+void vnet_rx_release(struct vnet *vn, uint16_t id);
+/* Copy up to @cap bytes of @f into @dst; the number copied. */
+size_t vnet_rx_copy(const struct vnet_rx_frame *f, void *dst, size_t cap);
 /*
  * Send one frame made of @n fragments (copied, so they may be reused at once), with an
  * optional checksum to finish. 0, -EAGAIN when every transmit buffer is in flight (poll and
  * retry, or drop), -EMSGSIZE when it exceeds VNET_MAX_FRAME, -EINVAL for a bad @csum, -EIO.
+ * With HOST_TSO4 a TCP segment with @csum may be held to merge the next ones into it (see
+ * VNET_TSO_BUFS); frames always leave in the order they were given.
  */
 int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 		  const struct vnet_csum *csum);
@@ -167,6 +281,22 @@ static inline bool vnet_link_up(const struct vnet *vn)
 
 /* The negotiated features as words ("mac status csum guest-csum") into @buf. */
 void vnet_features_str(const struct vnet *vn, char *buf, unsigned len);
+
+/*
+ * Parse @len bytes of an Ethernet frame (@hdr: its first bytes, at least the headers) as a
+ * candidate for merging: IPv4 without options and not a fragment, TCP with payload and no flag
+ * but ACK and PSH. 0 and *@t, or -EINVAL.
+ */
+int vnet_tso_parse(const uint8_t *hdr, size_t hdr_avail, size_t len, struct vnet_tso_info *t);
+/*
+ * May segment @b (headers at @hb) follow the frame @a (headers at @ha, @a->payload bytes in
+ * @a_segs segments of @mss, all full) as one GSO frame? Same Ethernet, IP and TCP headers but
+ * for IP length/id/checksum, TCP sequence, checksum and the PSH flag; @b's sequence number
+ * continues @a's; @b carries at most @mss bytes; the result stays within VNET_TSO_MAX_IP.
+ * @a must not be closed (a short or PSH segment ends a frame: the caller tracks that).
+ */
+bool vnet_tso_may_merge(const uint8_t *ha, const struct vnet_tso_info *a, uint16_t mss,
+			const uint8_t *hb, const struct vnet_tso_info *b);
 
 /* RFC 1071 checksum of [start, len) folded into the 16-bit field at start+offset (which
  * holds the pseudo-header sum). Exposed for the tests. -EINVAL when out of the frame. */

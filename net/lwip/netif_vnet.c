@@ -2,9 +2,15 @@
 /*
  * lwIP's netif over the virtio-net driver (see netif_vnet.h and docs/network.md).
  *
- * Receive: the driver hands each frame to net_rx_frame() while its buffer is still in the
- * ring, so the frame is copied into pool pbufs and handed to netif->input at once (NO_SYS:
- * the whole IP/TCP input path runs inside that call).
+ * Receive: the driver hands each frame to net_rx_frame() as the list of receive buffers it
+ * fills (several with MRG_RXBUF: a large coalesced segment with GUEST_TSO4). Each buffer
+ * becomes a custom PBUF_REF pbuf referring to it, chained, and the chain goes to netif->input
+ * (NO_SYS: the whole IP/TCP input path runs inside that call); when lwIP frees a pbuf (at
+ * once for an ACK, when the application consumed the data otherwise) its buffer goes back to
+ * the driver (vnet_rx_release). No copy. Only when the driver is short of spare buffers
+ * (lwIP holds too many) is the frame copied into pool pbufs, so the ring never starves. lwIP
+ * takes TCP segments larger than its MSS on input (tcp_in.c checks the window, not the MSS),
+ * and keeps the headers in the first pbuf, which a page-sized first buffer always holds.
  *
  * Transmit: linkoutput gives the pbuf chain to vnet_tx_frags(), which copies it into a DMA
  * buffer. When the device offers VIRTIO_NET_F_CSUM, lwIP does not compute TCP checksums: the
@@ -53,8 +59,15 @@ _Static_assert(NET_ADDR_STRLEN >= IP4ADDR_STRLEN_MAX, "struct net_status address
 /* For a frame the device vouched for: only the IP header still needs checking. */
 #define CSUM_CHECK_TRUSTED (NETIF_CHECKSUM_CHECK_IP | NETIF_CHECKSUM_CHECK_ICMP)
 
+/* One per driver receive buffer (indexed by its number): the pbuf lwIP holds for it. */
+struct rx_pbuf {
+	struct pbuf_custom pc; /* first: lwIP's free callback gets the pbuf */
+	uint16_t id;
+};
+
 static struct {
 	struct netif netif;
+	struct rx_pbuf *rx_pbufs; /* vn->rx_nbufs of them; NULL: always copy */
 	struct vnet *vn;
 	bool started;
 	bool dhcp;
@@ -73,36 +86,87 @@ static u16_t csum_gen(void)
 
 /* ---- Receive ------------------------------------------------------------------------------ */
 
-void net_rx_frame(void *ctx, const void *frame, size_t len, unsigned flags)
+static void rx_pbuf_free(struct pbuf *p)
+{
+	struct rx_pbuf *r = (struct rx_pbuf *)(void *)p;
+
+	vnet_rx_release(net.vn, r->id);
+}
+
+/* The frame's buffers as a chain of custom pbufs (never fails: the pbufs are preallocated). */
+static struct pbuf *rx_chain(const struct vnet_rx_frame *f)
+{
+	struct pbuf *head = NULL;
+
+	for (unsigned i = 0; i < f->nseg; i++) {
+		struct rx_pbuf *r = &net.rx_pbufs[f->seg[i].id];
+		struct pbuf *q;
+
+		r->id = f->seg[i].id;
+		r->pc.custom_free_function = rx_pbuf_free;
+		q = pbuf_alloced_custom(PBUF_RAW, (u16_t)f->seg[i].len, PBUF_REF, &r->pc,
+					(void *)(uintptr_t)f->seg[i].data, (u16_t)f->seg[i].len);
+		if (head)
+			pbuf_cat(head, q);
+		else
+			head = q;
+	}
+	return head;
+}
+
+/* The frame copied into pool pbufs, or NULL. */
+static struct pbuf *rx_copy(const struct vnet_rx_frame *f)
+{
+	struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)f->len, PBUF_POOL);
+	u16_t off = 0;
+
+	if (!p)
+		return NULL;
+	perf_begin();
+	for (unsigned i = 0; i < f->nseg; i++) {
+		pbuf_take_at(p, f->seg[i].data, (u16_t)f->seg[i].len, off);
+		off = (u16_t)(off + f->seg[i].len);
+	}
+	perf_end(PERF_COPY, f->len);
+	net.stats.rx_copied++;
+	return p;
+}
+
+bool net_rx_frame(void *ctx, const struct vnet_rx_frame *f)
 {
 	struct netif *nif = &net.netif;
+	bool keep;
 	struct pbuf *p;
 
 	(void)ctx;
-	if (!net.started || len > 0xffff)
-		return;
-	perf_begin();
-	p = pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_POOL);
-	if (!p) {
-		net.stats.rx_nomem++;
-		perf_end(PERF_NET_RX, len);
-		return;
+	if (!net.started)
+		return false;
+	if (f->len > 0xffff) {
+		/* A pbuf chain's length is 16 bits: 14 + 65535 does not fit. Counted as refused. */
+		net.stats.rx_rejected++;
+		return false;
 	}
 	perf_begin();
-	pbuf_take(p, frame, (u16_t)len);
-	perf_end(PERF_COPY, len);
+	keep = f->may_keep && net.rx_pbufs;
+	p = keep ? rx_chain(f) : rx_copy(f);
+	if (!p) {
+		net.stats.rx_nomem++;
+		perf_end(PERF_NET_RX, f->len);
+		return false;
+	}
 	/*
 	 * lwIP's checksum checks are per netif, not per packet; but with NO_SYS the whole input
 	 * path runs inside netif->input, so setting the flags around the call makes them per
 	 * frame: a frame the device validated skips the TCP/UDP sum.
 	 */
 	NETIF_SET_CHECKSUM_CTRL(
-	    nif, csum_gen() | ((flags & VNET_RX_CSUM_OK) ? CSUM_CHECK_TRUSTED : CSUM_CHECK_ALL));
+	    nif, csum_gen() | ((f->flags & VNET_RX_CSUM_OK) ? CSUM_CHECK_TRUSTED : CSUM_CHECK_ALL));
 	if (nif->input(p, nif) != ERR_OK) {
 		net.stats.rx_rejected++;
-		pbuf_free(p);
+		pbuf_free(p); /* gives kept buffers back through rx_pbuf_free */
 	}
-	perf_end(PERF_NET_RX, len);
+	perf_end(PERF_NET_RX, f->len);
+	return keep;
 }
 
 /* ---- Transmit ----------------------------------------------------------------------------- */
@@ -296,6 +360,8 @@ int net_start(struct vnet *vn, const struct net_config *cfg)
 		 cfg->hostname ? cfg->hostname : DEFAULT_HOSTNAME);
 	net.vn = vn;
 	net.test_csum_offload = cfg->test_csum_offload;
+	/* Without them every frame is copied (slower, still correct). */
+	net.rx_pbufs = calloc(vn->rx_nbufs, sizeof(*net.rx_pbufs));
 	lwip_init();
 	if (!netif_add(&net.netif, &ip, &mask, &gw, NULL, vnet_netif_init, ethernet_input))
 		return -EIO;

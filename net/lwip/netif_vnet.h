@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 struct vnet;
+struct vnet_rx_frame;
 
 struct net_config {
 	const char *ip;	      /* "ADDR/PREFIX", or NULL / "dhcp" */
@@ -35,8 +36,12 @@ struct net_config {
 
 /* Bring the interface up. 0, -EINVAL for a malformed address, -ENOMEM, -EIO. */
 int net_start(struct vnet *vn, const struct net_config *cfg);
-/* The receive handler for devices_set_rx_handler(): one frame into lwIP. */
-void net_rx_frame(void *ctx, const void *frame, size_t len, unsigned flags);
+/*
+ * The receive handler for devices_set_rx_handler() (a vnet_rx_fn): one frame into lwIP. True
+ * when lwIP got the driver's buffers themselves (custom pbufs, given back with
+ * vnet_rx_release() when lwIP frees them), false when the frame was copied or dropped.
+ */
+bool net_rx_frame(void *ctx, const struct vnet_rx_frame *f);
 /* Link status, lwIP's timers. Call every main-loop pass; never blocks. */
 void net_poll(void);
 /*
@@ -51,6 +56,7 @@ uint32_t net_next_timer_ms(void);
 /* The netif's own counters (the driver's are in struct vnet_stats). */
 struct net_stats {
 	uint64_t rx_nomem;    /* frames dropped: no pbuf */
+	uint64_t rx_copied;   /* frames copied into pool pbufs (too few spare receive buffers) */
 	uint64_t rx_rejected; /* netif->input refused the frame */
 	uint64_t tx_dropped;  /* frames linkoutput could not send */
 	uint64_t tx_retries;  /* transmit ring full, waited for the device */
