@@ -1931,6 +1931,15 @@ int thin_pool_get_status(struct thin_pool *pool, struct thin_pool_status *out)
 	out->low_water_reached = pool->low_water_reached;
 	out->open_volumes = pool->nr_vols;
 	out->requests_in_flight = pool->requests;
+	if (pool->md) {
+		struct thin_md_cache_info ci;
+
+		thin_md_cache_info(pool->md, &ci);
+		out->meta_cache_blocks = ci.capacity;
+		out->meta_cache_bytes = (uint64_t)ci.capacity * ci.bytes_per_block;
+		out->meta_cache_hits = ci.hits;
+		out->meta_cache_misses = ci.misses;
+	}
 	if (pool->mode == THIN_POOL_FAIL)
 		return 0;
 	r = thin_md_get_transaction_id(pool->md, &out->transaction_id);
