@@ -1068,8 +1068,9 @@ static int step_io(struct thin_pool *pool, struct pool_io *io)
 			    IO_PROV_DONE);
 		return 1;
 	case IO_PROV_ZEROED:
-		if (io->drc == -EOPNOTSUPP && !pool->zero_by_writing) {
-			/* Zero by writing from now on (once: a refusal is the disk's answer). */
+		if (io->drc == -EOPNOTSUPP) {
+			/* Zero by writing from now on: a refusal is the disk's answer. Every io
+			 * whose WRITE_ZEROES was refused (several may be in flight) goes again. */
 			pool->zero_by_writing = true;
 			provision(pool, io);
 			return 1;
