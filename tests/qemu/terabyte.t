@@ -15,7 +15,8 @@ Between the boots: thin_check on pool_tmeta is clean; the data disk holds little
 was written (zeroing by WRITE_ZEROES keeps it sparse).
 Boot 2: the reopen time (banner to `thinbox: ready`, and to the first NBD answer) printed and
 bounded; sampled blocks read back with their contents, the copied ones new in vol0 and old in
-the first snapshot. The disks are removed at the end, and on failure.
+the first snapshot. The disks (in /dev/shm when it has room: terabyte_lib.scratch()) are
+removed at the end, and on failure.
 
 TERABYTE_ROUNDS / TERABYTE_PER_ROUND change the load (default 4 x 52,000 writes)."""
 import os
@@ -31,7 +32,7 @@ import terabyte_lib as tl  # noqa: E402
 qh, al = ap.qh, ap.al
 c = qh.Checks("qemu/terabyte")
 qh.require_image(c)
-tmp = al.scratch()
+tmp = tl.scratch()
 
 DATA_DISK = 1 << 40
 BS = 64 << 10
@@ -71,6 +72,7 @@ def data_used(out):
 
 
 meta_size, advice = tl.meta_disk_size(DATA_DISK, BS, MAX_THINS)
+c.note("disks in %s" % tmp)
 c.note("thin_metadata_size for 1 TiB, 64 KiB blocks, %d thins: %.1f MiB; metadata disk %d MiB"
        % (MAX_THINS, advice / 2**20, meta_size >> 20))
 disks = (("meta", meta_size), ("data", DATA_DISK))
