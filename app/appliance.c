@@ -580,6 +580,17 @@ static int open_pool(struct appliance *a)
 		app_vg_settings(a, &a->o.pool_opts);
 		rc = thin_pool_open(a->meta, a->data, &a->o.pool_opts, why, sizeof(why), &a->pool);
 	}
+	if (!rc) {
+		struct thin_pool_status st;
+		char sz[32];
+
+		/* The one memory figure of the pool that depends on a setting, not on load. */
+		if (!thin_pool_get_status(a->pool, &st)) {
+			format_size(st.meta_cache_bytes, sz, sizeof(sz));
+			app_log(a, "pool: metadata cache of at most %u blocks (%s)",
+				st.meta_cache_blocks, sz);
+		}
+	}
 	if (rc) {
 		a->pool = NULL;
 		set_problem(a, APPLIANCE_NO_POOL, "the pool %s/%s does not open: %s%s%s; %s",

@@ -58,6 +58,90 @@ struct dev_list {
 	size_t n, cap;
 };
 
+/*
+ * Reference counts, one per block of a device: a byte each, and the rare count of 255 or more
+ * (a block shared by that many devices, or a flagged overflow value) in a small hash table.
+ * At 1 TiB of 64 KiB data blocks that is 16 MiB per array where uint32_t took 64 MiB, so the
+ * firmware's `pool check` fits in its 256 MiB (docs/firmware.md "Memory at 1 TiB").
+ */
+#define COUNT_BIG 255u
+
+struct count_slot {
+	uint64_t key; /* block + 1; 0: empty */
+	uint32_t value;
+};
+
+struct counts {
+	uint8_t *small;
+	struct count_slot *big;
+	size_t big_n, big_cap; /* big_cap: 0 or a power of two */
+};
+
+static int counts_init(struct counts *ct, uint64_t n)
+{
+	memset(ct, 0, sizeof(*ct));
+	ct->small = calloc(n ? n : 1, 1);
+	return ct->small ? 0 : -ENOMEM;
+}
+
+static void counts_free(struct counts *ct)
+{
+	free(ct->small);
+	free(ct->big);
+	memset(ct, 0, sizeof(*ct));
+}
+
+static struct count_slot *counts_slot(const struct counts *ct, uint64_t b)
+{
+	size_t i = (size_t)((b + 1) * 0x9E3779B97F4A7C15ull >> 17) & (ct->big_cap - 1);
+
+	while (ct->big[i].key && ct->big[i].key != b + 1)
+		i = (i + 1) & (ct->big_cap - 1);
+	return &ct->big[i];
+}
+
+static uint32_t counts_get(const struct counts *ct, uint64_t b)
+{
+	if (ct->small[b] != COUNT_BIG)
+		return ct->small[b];
+	return counts_slot(ct, b)->value;
+}
+
+/* Set block @b's count; -ENOMEM when the table cannot grow (the count is then unchanged). */
+static int counts_set(struct counts *ct, uint64_t b, uint32_t v)
+{
+	struct count_slot *s;
+
+	if (v < COUNT_BIG) {
+		/* A slot once made stays (with the value) but is no longer looked at. */
+		ct->small[b] = (uint8_t)v;
+		return 0;
+	}
+	if ((ct->big_n + 1) * 2 > ct->big_cap) {
+		size_t cap = ct->big_cap ? ct->big_cap * 2 : 64;
+		struct counts old = *ct;
+
+		ct->big = calloc(cap, sizeof(*ct->big));
+		if (!ct->big) {
+			ct->big = old.big;
+			return -ENOMEM;
+		}
+		ct->big_cap = cap;
+		for (size_t i = 0; i < old.big_cap; i++)
+			if (old.big[i].key)
+				*counts_slot(ct, old.big[i].key - 1) = old.big[i];
+		free(old.big);
+	}
+	s = counts_slot(ct, b);
+	if (!s->key) {
+		s->key = b + 1;
+		ct->big_n++;
+	}
+	s->value = v;
+	ct->small[b] = COUNT_BIG;
+	return 0;
+}
+
 struct ck {
 	struct dm_block_manager *bm;
 	thin_check_report_fn report;
@@ -68,14 +152,14 @@ struct ck {
 	uint64_t nr_data;
 	uint32_t sb_time;
 	uint64_t sb_trans_id;
-	uint32_t *mexp, *mact, *dexp, *dact;
+	struct counts mexp, mact, dexp, dact;
 	uint64_t *entries; /* per metadata block: last-level entries below it */
 	uint8_t *height;   /* per metadata block: height above the leaves, +1 (0 = unseen) */
 	uint8_t *kind;
 	/* Collected while walking one pool root. */
 	struct dev_list details, mapping;
 	/* Space-map decoding state. */
-	uint32_t *sm_out;
+	struct counts *sm_out;
 	dm_block_t sm_nr;
 	uint64_t sm_allocated;
 	const char *sm_name;
@@ -89,6 +173,15 @@ struct ck {
 };
 
 static void problem(struct ck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Set a count; out of memory stops the check (-ENOMEM, not a problem of the pool). */
+static void cset(struct ck *c, struct counts *ct, uint64_t b, uint32_t v)
+{
+	if (counts_set(ct, b, v)) {
+		c->fatal = true;
+		c->io_error = -ENOMEM;
+	}
+}
 
 static void problem(struct ck *c, const char *fmt, ...)
 {
@@ -179,12 +272,15 @@ static bool ref_meta(struct ck *c, dm_block_t b, enum kind k)
 {
 	if (b >= c->nr_meta)
 		return false;
-	if (c->mexp[b] && c->kind[b] != k) {
+	uint32_t n = counts_get(&c->mexp, b);
+
+	if (n && c->kind[b] != k) {
 		problem(c, "block %llu is used both as %s and as %s", (unsigned long long)b,
 			kind_name[c->kind[b]], kind_name[k]);
 	}
 	c->kind[b] = (uint8_t)k;
-	return c->mexp[b]++ == 0;
+	cset(c, &c->mexp, b, n + 1);
+	return n == 0;
 }
 
 /*----------------------------------------------------------------*/
@@ -373,7 +469,7 @@ static int mapping_leaf(struct ck *c, struct tree *t, const uint64_t *keys, cons
 			(unsigned long long)block, (unsigned long long)c->nr_data);
 		return 0;
 	}
-	c->dexp[block]++;
+	cset(c, &c->dexp, block, counts_get(&c->dexp, block) + 1);
 	if (time > c->sb_time)
 		problem(c, "thin device %llu block %llu has time %u, later than the pool's %u",
 			(unsigned long long)keys[0], (unsigned long long)keys[1], time, c->sb_time);
@@ -510,7 +606,7 @@ static void decode_bitmap(struct ck *c, uint64_t index, const struct disk_index_
 				past_end++;
 				continue;
 			}
-			c->sm_out[b] = v;
+			cset(c, c->sm_out, b, v);
 			if (v) {
 				c->sm_allocated++;
 			} else {
@@ -554,14 +650,14 @@ static int overflow_leaf(struct ck *c, struct tree *t, const uint64_t *keys, con
 	if (b >= c->sm_nr) {
 		problem(c, "%s: overflow count for block %llu beyond the space map", c->sm_name,
 			(unsigned long long)b);
-	} else if (c->sm_out[b] != 3) {
+	} else if (counts_get(c->sm_out, b) != 3) {
 		problem(c, "%s: overflow count %u for block %llu whose bitmap entry is %u",
-			c->sm_name, count, (unsigned long long)b, c->sm_out[b] & 3);
+			c->sm_name, count, (unsigned long long)b, counts_get(c->sm_out, b) & 3);
 	} else if (count < 3) {
 		problem(c, "%s: overflow count %u (< 3) for block %llu", c->sm_name, count,
 			(unsigned long long)b);
 	} else {
-		c->sm_out[b] = count | SEEN_IN_OVERFLOW;
+		cset(c, c->sm_out, b, count | SEEN_IN_OVERFLOW);
 	}
 	return 0;
 }
@@ -572,10 +668,13 @@ static void finish_sm(struct ck *c, const struct disk_sm_root *root)
 
 	walk_tree(c, &ot, get_le64(&root->ref_count_root));
 	for (dm_block_t b = 0; b < c->sm_nr; b++) {
-		if (c->sm_out[b] == 3)
+		uint32_t v = counts_get(c->sm_out, b);
+
+		if (v == 3)
 			problem(c, "%s: ref count not in tree for block %llu", c->sm_name,
 				(unsigned long long)b);
-		c->sm_out[b] &= ~SEEN_IN_OVERFLOW;
+		if (v & SEEN_IN_OVERFLOW)
+			cset(c, c->sm_out, b, v & ~SEEN_IN_OVERFLOW);
 	}
 	/* More than the space map's size: the pool refuses to open it, so that is damage. */
 	if (get_le64(&root->nr_allocated) > get_le64(&root->nr_blocks))
@@ -594,7 +693,7 @@ static void check_metadata_sm(struct ck *c, const struct disk_sm_root *root)
 	struct dm_block *blk;
 	const struct disk_metadata_index *mi;
 
-	c->sm_out = c->mact;
+	c->sm_out = &c->mact;
 	c->sm_nr = c->nr_meta;
 	c->sm_allocated = 0;
 	c->sm_name = "metadata space map";
@@ -625,7 +724,7 @@ static void check_data_sm(struct ck *c, const struct disk_sm_root *root)
 	struct tree it = { K_SM_INDEX, 1,   sizeof(struct disk_index_entry), "data space map index",
 			   index_leaf, NULL };
 
-	c->sm_out = c->dact;
+	c->sm_out = &c->dact;
 	c->sm_nr = c->nr_data;
 	c->sm_allocated = 0;
 	c->sm_name = "data space map";
@@ -639,23 +738,25 @@ static void check_data_sm(struct ck *c, const struct disk_sm_root *root)
 	finish_sm(c, root);
 }
 
-static void compare_counts(struct ck *c, const char *what, const uint32_t *exp, const uint32_t *act,
-			   uint64_t n, uint64_t *used)
+static void compare_counts(struct ck *c, const char *what, const struct counts *exp_c,
+			   const struct counts *act_c, uint64_t n, uint64_t *used)
 {
 	uint64_t bad = 0;
 
 	*used = 0;
 	for (uint64_t b = 0; b < n; b++) {
-		if (act[b])
+		uint32_t exp = counts_get(exp_c, b), act = counts_get(act_c, b);
+
+		if (act)
 			(*used)++;
-		if (exp[b] == act[b])
+		if (exp == act)
 			continue;
 		if (++bad <= REPORT_LIMIT)
 			problem(c,
 				"%s reference counts differ for block %llu, expected %u, but got "
 				"%u%s",
-				what, (unsigned long long)b, exp[b], act[b],
-				act[b] > exp[b] ? " (leaked)" : "");
+				what, (unsigned long long)b, exp, act,
+				act > exp ? " (leaked)" : "");
 	}
 	if (bad > REPORT_LIMIT) {
 		problem(c, "... and %llu more %s blocks with wrong reference counts",
@@ -829,14 +930,12 @@ int thin_check_progress(struct blkdev *meta, thin_check_report_fn report,
 	}
 	c->st.metadata_blocks = c->nr_meta;
 	c->st.data_blocks = c->nr_data;
-	c->mexp = calloc(c->nr_meta, sizeof(*c->mexp));
-	c->mact = calloc(c->nr_meta, sizeof(*c->mact));
 	c->entries = calloc(c->nr_meta, sizeof(*c->entries));
 	c->height = calloc(c->nr_meta, 1);
 	c->kind = calloc(c->nr_meta, 1);
-	c->dexp = calloc(c->nr_data + 1, sizeof(*c->dexp));
-	c->dact = calloc(c->nr_data + 1, sizeof(*c->dact));
-	if (!c->mexp || !c->mact || !c->entries || !c->height || !c->kind || !c->dexp || !c->dact) {
+	if (counts_init(&c->mexp, c->nr_meta) || counts_init(&c->mact, c->nr_meta) ||
+	    counts_init(&c->dexp, c->nr_data + 1) || counts_init(&c->dact, c->nr_data + 1) ||
+	    !c->entries || !c->height || !c->kind) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -850,8 +949,8 @@ int thin_check_progress(struct blkdev *meta, thin_check_report_fn report,
 	if (!c->fatal)
 		check_data_sm(c, &droot);
 	if (!c->fatal) {
-		compare_counts(c, "metadata", c->mexp, c->mact, c->nr_meta, &c->st.metadata_used);
-		compare_counts(c, "data", c->dexp, c->dact, c->nr_data, &c->st.data_used);
+		compare_counts(c, "metadata", &c->mexp, &c->mact, c->nr_meta, &c->st.metadata_used);
+		compare_counts(c, "data", &c->dexp, &c->dact, c->nr_data, &c->st.data_used);
 	}
 out:
 	if (progress)
@@ -863,13 +962,13 @@ out:
 	if (stats)
 		*stats = c->st;
 	free(sb);
-	free(c->mexp);
-	free(c->mact);
+	counts_free(&c->mexp);
+	counts_free(&c->mact);
 	free(c->entries);
 	free(c->height);
 	free(c->kind);
-	free(c->dexp);
-	free(c->dact);
+	counts_free(&c->dexp);
+	counts_free(&c->dact);
 	free(c->details.v);
 	free(c->mapping.v);
 	dm_block_manager_destroy(c->bm);

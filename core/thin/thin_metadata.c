@@ -1494,6 +1494,18 @@ static int write_sb_flags(struct thin_md *md)
 	return dm_bm_flush(md->bm);
 }
 
+void thin_md_cache_info(struct thin_md *md, struct thin_md_cache_info *out)
+{
+	struct dm_bm_stats st;
+
+	dm_bm_get_stats(md->bm, &st);
+	out->capacity = st.capacity;
+	out->cached = st.cached;
+	out->bytes_per_block = st.bytes_per_block;
+	out->hits = st.hits;
+	out->misses = st.misses;
+}
+
 static bool bm_has_dirty(struct dm_block_manager *bm)
 {
 	struct dm_bm_stats st;

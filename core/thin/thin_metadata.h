@@ -275,6 +275,15 @@ int thin_md_resize_metadata_dev(struct thin_md *md, uint64_t new_blocks);
  * read-only afterwards whatever the result.
  */
 int thin_md_set_needs_check(struct thin_md *md);
+/* The metadata block cache: at most @capacity blocks, @bytes_per_block of memory each
+ * (buffer and bookkeeping), @cached now, and the hits and misses so far. Never fails. */
+struct thin_md_cache_info {
+	unsigned capacity, cached;
+	size_t bytes_per_block;
+	uint64_t hits, misses;
+};
+void thin_md_cache_info(struct thin_md *md, struct thin_md_cache_info *out);
+
 bool thin_md_needs_check(const struct thin_md *md);
 /*
  * Clear NEEDS_CHECK in the superblock at once (what thin_check --clear-needs-check-flag

@@ -73,6 +73,7 @@ enum io_state {
 	IO_WRITE_DONE,	  /* in-place write finished */
 	IO_RMW_READ_DONE, /* unaligned in-place write: read part done, merge and write */
 	IO_COW_READ_DONE, /* old block read: merge and write the new one */
+	IO_PROV_ZEROED,	  /* new block zeroed by WRITE_ZEROES: write the payload */
 	IO_PROV_DONE,	  /* new block written: insert the mapping */
 };
 
@@ -208,6 +209,8 @@ struct thin_pool {
 	bool data_flush_failed; /* sticky: every later FLUSH fails (until the pool is reopened) */
 	size_t bounce_bytes;
 	bool low_water_reached;
+	/* The data disk refused WRITE_ZEROES (-EOPNOTSUPP): zero new blocks by writing zeroes. */
+	bool zero_by_writing;
 	/* Out of data space (dm's no_space_timeout): since when, and whether the timer fired. */
 	uint64_t no_space_since;
 	bool no_space_timed_out;
@@ -749,7 +752,34 @@ static void wait_mem(struct thin_pool *pool, struct pool_io *io, enum io_state s
 	LIST_PUSH(pool->mem_head, pool->mem_tail, io);
 }
 
-/* Provision @io's new block io->db: one write of the whole block, or of the payload. */
+/* Write @io's payload into its new block: the data-disk blocks it covers, zero-filled around. */
+static void provision_payload(struct thin_pool *pool, struct pool_io *io)
+{
+	uint32_t a0, alen;
+	uint8_t *b;
+
+	if (io->buf && is_aligned(pool, io)) {
+		data_submit(pool, io, BLKDEV_WRITE, io->db, io->off, io->len, io->buf,
+			    IO_PROV_DONE);
+		return;
+	}
+	aligned_range(pool, io, &a0, &alen);
+	b = bounce_get(pool, io, alen);
+	if (!b) {
+		wait_mem(pool, io, IO_PROV_ZEROED);
+		return;
+	}
+	copy_payload(b + io->off - a0, io);
+	data_submit(pool, io, BLKDEV_WRITE, io->db, a0, alen, b, IO_PROV_DONE);
+}
+
+/*
+ * Provision @io's new block io->db: one write of the whole block, or of the payload. With
+ * zeroing on and a data disk that takes WRITE_ZEROES, the block is zeroed by one WRITE_ZEROES
+ * and then only the payload is written: a 4 KiB write into a new 64 KiB block moves 4 KiB,
+ * and a sparse data disk stays sparse (QEMU and the host build punch or zero the range
+ * instead of writing 60 KiB of zeroes).
+ */
 static int provision(struct thin_pool *pool, struct pool_io *io)
 {
 	bool copy_old = io->cow;
@@ -770,6 +800,11 @@ static int provision(struct thin_pool *pool, struct pool_io *io)
 		}
 		data_submit(pool, io, BLKDEV_READ, io->old_db, 0, pool->block_bytes, b,
 			    IO_COW_READ_DONE);
+		return 0;
+	}
+	if (pool->o.zero_new_blocks && !pool->zero_by_writing && pool->data->ops->write_zeroes) {
+		data_submit(pool, io, BLKDEV_WRITE_ZEROES, io->db, 0, pool->block_bytes, NULL,
+			    IO_PROV_ZEROED);
 		return 0;
 	}
 	if (pool->o.zero_new_blocks) {
@@ -1031,6 +1066,18 @@ static int step_io(struct thin_pool *pool, struct pool_io *io)
 		copy_payload(io->bounce + io->off, io);
 		data_submit(pool, io, BLKDEV_WRITE, io->db, 0, pool->block_bytes, io->bounce,
 			    IO_PROV_DONE);
+		return 1;
+	case IO_PROV_ZEROED:
+		if (io->drc == -EOPNOTSUPP) {
+			/* Zero by writing from now on: a refusal is the disk's answer. Every io
+			 * whose WRITE_ZEROES was refused (several may be in flight) goes again. */
+			pool->zero_by_writing = true;
+			provision(pool, io);
+			return 1;
+		}
+		if ((r = io->drc))
+			break;
+		provision_payload(pool, io);
 		return 1;
 	case IO_PROV_DONE:
 		r = io->drc;
@@ -1885,6 +1932,15 @@ int thin_pool_get_status(struct thin_pool *pool, struct thin_pool_status *out)
 	out->low_water_reached = pool->low_water_reached;
 	out->open_volumes = pool->nr_vols;
 	out->requests_in_flight = pool->requests;
+	if (pool->md) {
+		struct thin_md_cache_info ci;
+
+		thin_md_cache_info(pool->md, &ci);
+		out->meta_cache_blocks = ci.capacity;
+		out->meta_cache_bytes = (uint64_t)ci.capacity * ci.bytes_per_block;
+		out->meta_cache_hits = ci.hits;
+		out->meta_cache_misses = ci.misses;
+	}
 	if (pool->mode == THIN_POOL_FAIL)
 		return 0;
 	r = thin_md_get_transaction_id(pool->md, &out->transaction_id);

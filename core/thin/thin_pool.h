@@ -175,6 +175,10 @@ struct thin_pool_status {
 	bool low_water_reached;
 	uint64_t meta_low_water_blocks;
 	unsigned open_volumes, requests_in_flight;
+	/* The metadata block cache (thin_pool_opts.meta_cache_blocks): at most this many
+	 * blocks, taking at most meta_cache_bytes of memory; its hits and misses so far. */
+	unsigned meta_cache_blocks;
+	uint64_t meta_cache_bytes, meta_cache_hits, meta_cache_misses;
 };
 
 int thin_pool_get_status(struct thin_pool *pool, struct thin_pool_status *out);

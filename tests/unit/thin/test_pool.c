@@ -84,6 +84,225 @@ TEST(unmapped_reads_zero_and_partial_write_zero_fills)
 	free(w);
 }
 
+/* A data disk that counts the bytes written and zeroed, and may refuse WRITE_ZEROES. */
+struct zcount {
+	struct blkdev dev;
+	struct blkdev *lower;
+	uint64_t written, zeroed;
+	unsigned wz_calls;
+	bool refuse_wz;
+	struct blkdev_req *q[64]; /* with zc_async_ops: requests run at the next poll */
+	unsigned n;
+};
+
+static int zc_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
+{
+	return blkdev_read(container_of(d, struct zcount, dev)->lower, b, c, buf);
+}
+static int zc_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
+{
+	struct zcount *z = container_of(d, struct zcount, dev);
+
+	z->written += (uint64_t)c * d->block_size;
+	return blkdev_write(z->lower, b, c, buf);
+}
+static int zc_flush(struct blkdev *d)
+{
+	return blkdev_flush(container_of(d, struct zcount, dev)->lower);
+}
+static int zc_discard(struct blkdev *d, uint64_t b, uint32_t c)
+{
+	return blkdev_discard(container_of(d, struct zcount, dev)->lower, b, c);
+}
+static int zc_write_zeroes(struct blkdev *d, uint64_t b, uint32_t c)
+{
+	struct zcount *z = container_of(d, struct zcount, dev);
+
+	z->wz_calls++;
+	if (z->refuse_wz)
+		return -EOPNOTSUPP;
+	z->zeroed += (uint64_t)c * d->block_size;
+	return blkdev_write_zeroes(z->lower, b, c);
+}
+
+static int zc_submit(struct blkdev *d, struct blkdev_req *req)
+{
+	struct zcount *z = container_of(d, struct zcount, dev);
+
+	if (z->n == ARRAY_SIZE(z->q))
+		return -EAGAIN;
+	z->q[z->n++] = req;
+	return 0;
+}
+
+static int zc_poll(struct blkdev *d)
+{
+	struct zcount *z = container_of(d, struct zcount, dev);
+	unsigned n = z->n;
+
+	z->n = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct blkdev_req *req = z->q[i];
+		int rc;
+
+		switch (req->op) {
+		case BLKDEV_READ:
+			rc = zc_read(d, req->block, req->count, req->buf);
+			break;
+		case BLKDEV_WRITE:
+			rc = zc_write(d, req->block, req->count, req->buf);
+			break;
+		case BLKDEV_WRITE_ZEROES:
+			rc = zc_write_zeroes(d, req->block, req->count);
+			break;
+		default:
+			rc = blkdev_run_req(z->lower, req);
+			break;
+		}
+		req->done(req, rc);
+	}
+	return (int)n;
+}
+
+static const struct blkdev_ops zc_ops = { .read = zc_read,
+					  .write = zc_write,
+					  .flush = zc_flush,
+					  .discard = zc_discard,
+					  .write_zeroes = zc_write_zeroes };
+
+/*
+ * Zeroing a new block is one WRITE_ZEROES and the payload, not 64 KiB of written zeroes (a
+ * sparse terabyte data disk stays sparse); a disk that refuses WRITE_ZEROES gets the zeroes
+ * written, and is not asked again.
+ */
+TEST(zero_fill_uses_write_zeroes)
+{
+	struct zcount z = { 0 };
+	struct thin_pool_opts o;
+	struct thin_pool *pool = NULL;
+	struct thin_volume *vol;
+	struct blkdev *meta, *d;
+	uint8_t *b = bufa(KB64), *w = bufa(4096);
+
+	thin_pool_default_opts(&o);
+	if (!ok_eq(memdisk_create(256, 4096, &meta), 0) ||
+	    !ok_eq(memdisk_create(16 * KB64 / 512, 512, &z.lower), 0))
+		return;
+	z.dev = *z.lower;
+	z.dev.ops = &zc_ops;
+	z.dev.name = "zcount";
+	memset(b, 0xee, KB64);
+	for (uint64_t i = 0; i < 16; i++)
+		blkdev_write(z.lower, i * 128, 128, b);
+	if (!ok_eq(thin_pool_format(meta, &z.dev, &o, false), 0) ||
+	    !ok_eq(thin_pool_open(meta, &z.dev, &o, NULL, 0, &pool), 0))
+		return;
+	d = vol_open(pool, 1, 1 << 20, &vol);
+	pattern(w, 4096, 9);
+	z.written = z.zeroed = 0;
+	/* 4 KiB at offset 8 KiB of block 1: one WRITE_ZEROES of the block, 4 KiB written. */
+	ok_eq(blkdev_write(d, 128 + 16, 8, w), 0);
+	ok_eq(z.written, 4096);
+	ok_eq(z.zeroed, KB64);
+	ok_eq(blkdev_read(d, 128, 128, b), 0);
+	ok(all_bytes(b, 8192, 0) && !memcmp(b + 8192, w, 4096) &&
+	   all_bytes(b + 12288, KB64 - 12288, 0));
+	/* Refused: the whole block is written, zeroes and all; later blocks are not asked. */
+	z.refuse_wz = true;
+	z.written = z.zeroed = 0;
+	ok_eq(blkdev_write(d, 3 * 128 + 8, 8, w), 0);
+	ok_eq(z.written, KB64);
+	ok_eq(blkdev_read(d, 3 * 128, 128, b), 0);
+	ok(all_bytes(b, 4096, 0) && !memcmp(b + 4096, w, 4096) &&
+	   all_bytes(b + 8192, KB64 - 8192, 0));
+	z.wz_calls = 0;
+	ok_eq(blkdev_write(d, 5 * 128, 8, w), 0);
+	ok_eq(z.wz_calls, 0);
+	ok_eq(z.written, 2 * KB64);
+	ok_eq(z.zeroed, 0);
+	ok_eq(blkdev_read(d, 5 * 128, 128, b), 0);
+	ok(!memcmp(b, w, 4096) && all_bytes(b + 4096, KB64 - 4096, 0));
+	thin_volume_close(vol);
+	ok_eq(thin_pool_close(pool), 0);
+	ok_eq(check_dev(meta), 0);
+	blkdev_destroy(z.lower);
+	blkdev_destroy(meta);
+	free(b);
+	free(w);
+}
+
+static const struct blkdev_ops zc_async_ops = { .read = zc_read,
+						.write = zc_write,
+						.flush = zc_flush,
+						.discard = zc_discard,
+						.write_zeroes = zc_write_zeroes,
+						.submit = zc_submit,
+						.poll = zc_poll };
+
+static void zc_done(struct blkdev_req *req, int rc)
+{
+	int *res = req->priv;
+
+	*res = rc;
+}
+
+/* Several WRITE_ZEROES refused at once: every one of those writes is zero-filled by writing. */
+TEST(zero_fill_refused_while_several_in_flight)
+{
+	struct zcount z = { 0 };
+	struct thin_pool_opts o;
+	struct thin_pool *pool = NULL;
+	struct thin_volume *vol;
+	struct blkdev *meta, *d;
+	struct blkdev_req req[4];
+	int res[4];
+	uint8_t *b = bufa(KB64), *w = bufa(4096);
+
+	thin_pool_default_opts(&o);
+	if (!ok_eq(memdisk_create(256, 4096, &meta), 0) ||
+	    !ok_eq(memdisk_create(16 * KB64 / 512, 512, &z.lower), 0))
+		return;
+	z.dev = *z.lower;
+	z.dev.ops = &zc_async_ops;
+	z.dev.name = "zcount";
+	memset(b, 0xee, KB64);
+	for (uint64_t i = 0; i < 16; i++)
+		blkdev_write(z.lower, i * 128, 128, b);
+	if (!ok_eq(thin_pool_format(meta, &z.dev, &o, false), 0) ||
+	    !ok_eq(thin_pool_open(meta, &z.dev, &o, NULL, 0, &pool), 0))
+		return;
+	d = vol_open(pool, 1, 1 << 20, &vol);
+	pattern(w, 4096, 11);
+	z.refuse_wz = true;
+	for (int i = 0; i < 4; i++) {
+		res[i] = 1;
+		req[i] = (struct blkdev_req){ .op = BLKDEV_WRITE,
+					      .block = (uint64_t)i * 128 + 8,
+					      .count = 8,
+					      .buf = w,
+					      .done = zc_done,
+					      .priv = &res[i] };
+		ok_eq(blkdev_submit(d, &req[i]), 0);
+	}
+	for (int spin = 0;
+	     spin < 1000 && (res[0] == 1 || res[1] == 1 || res[2] == 1 || res[3] == 1); spin++)
+		thin_pool_poll(pool);
+	ok(z.wz_calls >= 2); /* several were refused, not one */
+	for (int i = 0; i < 4; i++) {
+		ok_eq(res[i], 0);
+		ok_eq(blkdev_read(d, (uint64_t)i * 128, 128, b), 0);
+		ok(all_bytes(b, 4096, 0) && !memcmp(b + 4096, w, 4096) &&
+		   all_bytes(b + 8192, KB64 - 8192, 0));
+	}
+	thin_volume_close(vol);
+	ok_eq(thin_pool_close(pool), 0);
+	ok_eq(check_dev(meta), 0);
+	blkdev_destroy(z.lower);
+	blkdev_destroy(meta);
+	free(b);
+	free(w);
+}
+
 TEST(no_zeroing_leaves_the_rest_unwritten)
 {
 	struct tpool t;
