@@ -260,7 +260,8 @@ struct nbd_server {
 	size_t held; /* request buffers of every connection (lim.max_server_bytes) */
 	/*
 	 * Free lists, so that a connection in steady state allocates nothing per request: freed
-	 * request buffers by size class (@cached bytes in all, at most lim.max_server_bytes),
+	 * request buffers by size class (@cached bytes in all; in use and cached together
+	 * within lim.max_server_bytes, see buf_get()),
 	 * request records and small output records (each list at most REQ_CACHE_MAX /
 	 * OUT_CACHE_MAX long). Filled as requests finish, emptied by nbd_server_destroy().
 	 * A class keeps its buffers' addresses in an array beside them, not in the buffers:
@@ -350,7 +351,6 @@ static void buf_trim(struct nbd_server *srv, size_t want)
 {
 	for (unsigned k = BUF_CLASSES; k-- > 0 && srv->cached > want;) {
 		size_t cs = buf_class_size(k);
-
 		struct buf_stack *st = &srv->free_bufs[k];
 
 		while (st->n && srv->cached > want) {
