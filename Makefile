@@ -134,6 +134,14 @@ $(RELDIR)/%: $(RELDIR)/obj/host/tools/%.o $(RELDIR)/libthinbox.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(HOST_CC) -o $@ $^ $(HOST_LIBS)
 
+# tests/unit/net/: the firmware's lwIP glue against a fake of lwIP's raw API, compiled with
+# our lwIP configuration and lwIP's own headers (the source scripts/setup fetched).
+$(HOSTDIR)/obj/tests/unit/net/%.o $(HOSTDIR)/obj/net/lwip/%.o: HOST_EXTRA = -Inet/lwip \
+	-isystem $(CACHE)/lwip/src/include
+$(HOSTDIR)/tests/net/test_nbd_lwip: $(HOSTDIR)/obj/net/lwip/nbd_lwip.o \
+	$(HOSTDIR)/obj/net/lwip/lwip_err.o
+$(HOSTDIR)/tests/net/test_lwip_alloc: $(HOSTDIR)/obj/net/lwip/lwip_alloc.o
+
 $(HOSTDIR)/tests/%: $(HOSTDIR)/obj/tests/unit/%.o $(HOSTDIR)/libtestsupport.a $(HOSTDIR)/libthinbox.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")

@@ -2,6 +2,7 @@
 /* `perf` and `perf reset` (perf_cmd.h). */
 #include "boot/perf_cmd.h"
 
+#include "boot/heap_count.h"
 #include "boot/irq.h"
 #include "config/shell.h"
 #include "core/base/perf.h"
@@ -15,6 +16,8 @@
 
 /* The halt counters at the last reset, so `perf` shows the same span for both. */
 static struct irq_stats irq_at_reset;
+/* The heap's counters at the last reset. */
+static struct heap_counts heap_at_reset;
 
 static void line_out(void *ctx, const char *line)
 {
@@ -25,11 +28,13 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 {
 	struct perf_counter c[PERF_NR];
 	struct irq_stats st;
-	uint64_t wall;
+	struct heap_counts hc;
+	uint64_t wall, reqs, allocs;
 
 	if (argc == 2 && strcmp(argv[1], "reset") == 0) {
 		perf_reset();
 		irq_get_stats(&irq_at_reset);
+		heap_counts(&heap_at_reset);
 		shell_printf(sh, "perf: counters reset\n");
 		return 0;
 	}
@@ -70,6 +75,16 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 		     (st.slept_ns - irq_at_reset.slept_ns) / NSEC_PER_MSEC,
 		     irq_ready() ? "" : " (no wake-ups: the loop only polls)",
 		     st.long_spells - irq_at_reset.long_spells);
+	/* Allocations per NBD request (request headers), in hundredths: no float formatting. */
+	heap_counts(&hc);
+	reqs = c[PERF_NBD_PARSE].events;
+	allocs = hc.allocs - heap_at_reset.allocs;
+	shell_printf(sh,
+		     "heap %" PRIu64 " allocations (%" PRIu64 " KiB asked), %" PRIu64
+		     " frees since reset; %" PRIu64 ".%02" PRIu64 " allocations per NBD request\n",
+		     allocs, (hc.bytes - heap_at_reset.bytes) / 1024,
+		     hc.frees - heap_at_reset.frees, reqs ? allocs / reqs : 0,
+		     reqs ? allocs * 100 / reqs % 100 : 0);
 	return 0;
 }
 

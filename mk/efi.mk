@@ -35,6 +35,8 @@ EFI_BOOT_CFLAGS := -isystem $(EFI_ARCH_INC) -isystem $(EFI_ARCH_INC)/x86_64 \
 	-isystem $(EFI_ARCH_INC)/protocol
 EFI_LDFLAGS := -nostdlib -znocombreloc -z noexecstack -T $(EFI_LDS) -shared -Bsymbolic \
 	--no-undefined
+# The heap's allocation counters (boot/heap_count.c, `perf`): every call goes through a wrapper.
+EFI_LDFLAGS += --wrap=malloc --wrap=calloc --wrap=realloc --wrap=free
 
 # net/lwip/*.c is the firmware's network glue (lwIP port, netif, NBD over lwIP); net/nbd/ is
 # portable and already in PORTABLE_SRCS.

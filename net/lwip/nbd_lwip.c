@@ -29,6 +29,9 @@
 /* Smaller output pieces (reply headers, option replies) are copied: a PBUF_ROM per 16-byte
  * header would cost a pbuf each and make segments of dozens of fragments. */
 #define ZEROCOPY_MIN 1024
+/* tcp_write() takes a u16 length: a larger piece goes in pieces of this size (not 0xffff, so
+ * a 64 KiB READ does not leave a 1-byte tail, which would be copied). */
+#define WRITE_MAX 0xf000u
 /* tcp_poll interval in TCP coarse-timer ticks (500 ms): write retries after ERR_MEM. */
 #define POLL_TICKS 2
 /* A vanished client that never sends a RST: keepalive finds it within ~2 minutes. Live but
@@ -224,25 +227,30 @@ static void lconn_write(struct lconn *lc)
 		if (!n)
 			break;
 		for (unsigned i = 0; i < n && !full; i++) {
-			size_t room = tcp_sndbuf(lc->pcb); /* <= 0xffff */
-			size_t len = iov[i].len < room ? iov[i].len : room;
-			u8_t flags = TCP_WRITE_FLAG_MORE;
+			/* A piece larger than one tcp_write() goes on in the same pass while lwIP
+			 * has room (it used to end the pass after 64 KiB of a 256 KiB READ). */
+			for (size_t off = 0; off < iov[i].len;) {
+				size_t room = MIN(tcp_sndbuf(lc->pcb), WRITE_MAX); /* u16 */
+				size_t len = MIN(iov[i].len - off, room);
+				u8_t flags = TCP_WRITE_FLAG_MORE;
 
-			if (len == 0) {
-				full = true;
-				break;
+				if (len == 0) {
+					full = true;
+					break;
+				}
+				if (len < ZEROCOPY_MIN)
+					flags |= TCP_WRITE_FLAG_COPY;
+				/* ERR_MEM: the send queue is full; on_sent/on_poll and the loop
+				 * retry. */
+				if (tcp_write(lc->pcb, (const uint8_t *)iov[i].base + off,
+					      (u16_t)len, flags) != ERR_OK) {
+					full = true;
+					break;
+				}
+				lc->inflight += len;
+				off += len;
+				wrote = true;
 			}
-			if (len < ZEROCOPY_MIN)
-				flags |= TCP_WRITE_FLAG_COPY;
-			/* ERR_MEM: the send queue is full; on_sent/on_poll and the loop retry. */
-			if (tcp_write(lc->pcb, iov[i].base, (u16_t)len, flags) != ERR_OK) {
-				full = true;
-				break;
-			}
-			lc->inflight += len;
-			wrote = true;
-			if (len < iov[i].len)
-				full = true;
 		}
 		if (full)
 			break;

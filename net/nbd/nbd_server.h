@@ -339,8 +339,17 @@ struct nbd_iov {
 /*
  * Describe queued output, skipping its first @skip bytes (a transport that hands data to a
  * stack without copying passes what it already handed over). Fills up to @max entries; sets
- * *@n and returns the number of bytes they hold. The memory stays valid until
- * nbd_conn_output_done() covers it.
+ * *@n and returns the number of bytes they hold.
+ *
+ * Borrowing: the described memory (READ data lies in the request's own buffer, so a
+ * transport may hand it to its stack by reference, as the lwIP glue does until the peer
+ * acknowledges it) stays valid and unchanged until nbd_conn_output_done() covers it; only
+ * then does its buffer go back to the server's free lists for another request. Nothing else
+ * ends a borrow but nbd_conn_destroy(), which frees everything the connection still holds:
+ * a transport must make its stack drop every reference first (lwIP: tcp_abort(), or wait
+ * for the acknowledgement before tcp_close()). Under TLS the described bytes are ciphertext
+ * records, new bytes encrypted from the plaintext (which is released once encrypted), with
+ * the same rule; a transport that copies (host/nbd_sock.c's sendmsg()) releases at once.
  */
 size_t nbd_conn_output(struct nbd_conn *c, size_t skip, struct nbd_iov *iov, unsigned max,
 		       unsigned *n);

@@ -176,6 +176,16 @@ try:
             time.sleep(1)
         c.check("connections-freed", n == 0, repr(out))
 
+        # The heap's counters (docs/performance.md): counted since boot, shown by `perf`.
+        out = m.command("perf")
+        mh = re.search(r"heap (\d+) allocations \(\d+ KiB asked\), (\d+) frees since reset; "
+                       r"(\d+\.\d\d) allocations per NBD request", out)
+        c.check("perf-counts-heap", mh and int(mh.group(1)) > 0 and int(mh.group(2)) > 0,
+                repr(out[-400:]))
+        if mh:
+            c.note("heap: %s allocations, %s frees, %s per NBD request (handshakes included)"
+                   % mh.groups())
+
         m.send("poweroff\r")
         rc = m.wait_exit(30)
         c.check("poweroff-rc0", rc == qh.RC_POWEROFF, "QEMU status %s" % rc)

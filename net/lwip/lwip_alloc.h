@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A caching allocator under lwIP's heap (MEM_LIBC_MALLOC): lwIP allocates every pbuf, TCP
+ * segment and pool element with mem_malloc() (MEMP_MEM_MALLOC), about four per 1460-byte
+ * segment sent or frame received; these keep freed blocks of up to 2 KiB in size classes
+ * of 64 bytes and hand them out again, so a connection in steady state calls newlib's
+ * malloc not at all (docs/performance.md, "Copies and allocations").
+ *
+ * Inert until net/lwip/lwipopts.h routes lwIP's heap here (not done in this tree: that file
+ * belongs to another task this session):
+ *   #define mem_clib_malloc lwip_alloc_malloc
+ *   #define mem_clib_free   lwip_alloc_free
+ *   #define mem_clib_calloc lwip_alloc_calloc
+ * with the three prototypes below (size as unsigned long: lwipopts.h includes no headers).
+ *
+ * Blocks come from malloc() and are never given back (lwIP's peak stays cached: a few MiB
+ * with the window and pool sizes of lwipopts.h); larger requests go straight to malloc().
+ * Results are 8-byte aligned (MEM_ALIGNMENT). One thread, no interrupt handler allocates.
+ */
+#ifndef NET_LWIP_LWIP_ALLOC_H
+#define NET_LWIP_LWIP_ALLOC_H
+
+/* @n bytes, or NULL when out of memory. */
+void *lwip_alloc_malloc(unsigned long n);
+/* Give back a block from lwip_alloc_malloc()/lwip_alloc_calloc() (never NULL: lwIP checks). */
+void lwip_alloc_free(void *p);
+/* @c * @n zeroed bytes, or NULL (also when the product overflows). */
+void *lwip_alloc_calloc(unsigned long c, unsigned long n);
+
+#endif

@@ -1,0 +1,464 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The NBD glue over lwIP's raw API (net/lwip/nbd_lwip.c) against a fake of the calls it makes,
+ * compiled with lwIP's real headers (the Makefile adds them for tests/unit/net/): the fake
+ * records every tcp_write() (address, length, flags) and lets the test acknowledge bytes
+ * (the tcp_sent callback), deliver input (tcp_recv), reset a connection (tcp_err) and see
+ * tcp_close() / tcp_abort(). What it checks:
+ *  - READ data goes to tcp_write() by reference (no TCP_WRITE_FLAG_COPY, the address inside
+ *    the server's buffer), and that memory stays unchanged until acknowledged although the
+ *    same range is rewritten and read again meanwhile; after the acknowledgement the buffer
+ *    is reused (it went back to the server);
+ *  - a connection reset with unacknowledged zero-copy output is freed without touching the
+ *    dead pcb (lwIP already freed it), and everything is given back at the end (the
+ *    sanitizer's malloc hook counts allocations and frees);
+ *  - after DISC the pcb is closed only once everything sent was acknowledged.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/util.h"
+#include "host/hostdev.h"
+#include "net/lwip/nbd_lwip.h"
+#include "net/nbd/nbd_proto.h"
+#include "net/nbd/nbd_server.h"
+#include "tests/support/harness.h"
+
+#include "lwip/pbuf.h"
+#include "lwip/tcp.h"
+
+/* ---- Allocation balance (ASan/UBSan build) ----------------------------------------------- */
+
+int __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
+					      void (*f)(const volatile void *));
+
+static volatile unsigned long n_allocs, n_frees;
+
+static void on_malloc(const volatile void *p, size_t size)
+{
+	(void)p;
+	(void)size;
+	n_allocs++;
+}
+
+static void on_free(const volatile void *p)
+{
+	if (p)
+		n_frees++;
+}
+
+__attribute__((constructor)) static void install_hooks(void)
+{
+	__sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+}
+
+/* ---- The fake lwIP ----------------------------------------------------------------------- */
+
+#define SNDBUF	  (512 * 1024)
+#define MAX_WRITE 4096
+
+const ip_addr_t ip_addr_any;
+
+struct wrec {
+	struct tcp_pcb *pcb;
+	const uint8_t *data;
+	u16_t len;
+	u8_t flags;
+	uint8_t *copy; /* what the bytes were when written */
+};
+
+static struct {
+	tcp_accept_fn accept;
+	void *accept_arg;
+	struct tcp_pcb *listener;
+	struct wrec w[MAX_WRITE];
+	unsigned nw;
+	unsigned closes, aborts;
+	struct tcp_pcb *closed, *aborted;
+} fk;
+
+struct tcp_pcb *tcp_new(void)
+{
+	struct tcp_pcb *pcb = calloc(1, sizeof(*pcb));
+
+	if (pcb)
+		pcb->snd_buf = SNDBUF;
+	return pcb;
+}
+
+err_t tcp_bind(struct tcp_pcb *pcb, const ip_addr_t *ipaddr, u16_t port)
+{
+	return ERR_OK;
+}
+
+struct tcp_pcb *tcp_listen_with_backlog(struct tcp_pcb *pcb, u8_t backlog)
+{
+	return pcb;
+}
+
+void tcp_accept(struct tcp_pcb *pcb, tcp_accept_fn accept)
+{
+	fk.accept = accept;
+	fk.accept_arg = pcb->callback_arg;
+	fk.listener = pcb;
+}
+
+void tcp_arg(struct tcp_pcb *pcb, void *arg)
+{
+	pcb->callback_arg = arg;
+}
+
+void tcp_recv(struct tcp_pcb *pcb, tcp_recv_fn recv)
+{
+	pcb->recv = recv;
+}
+
+void tcp_sent(struct tcp_pcb *pcb, tcp_sent_fn sent)
+{
+	pcb->sent = sent;
+}
+
+void tcp_err(struct tcp_pcb *pcb, tcp_err_fn err)
+{
+	pcb->errf = err;
+}
+
+void tcp_poll(struct tcp_pcb *pcb, tcp_poll_fn poll, u8_t interval)
+{
+	pcb->poll = poll;
+	pcb->pollinterval = interval;
+}
+
+void tcp_recved(struct tcp_pcb *pcb, u16_t len)
+{
+}
+
+err_t tcp_write(struct tcp_pcb *pcb, const void *dataptr, u16_t len, u8_t apiflags)
+{
+	struct wrec *w;
+
+	if (len > pcb->snd_buf || fk.nw == MAX_WRITE)
+		return ERR_MEM;
+	w = &fk.w[fk.nw++];
+	w->pcb = pcb;
+	w->data = dataptr;
+	w->len = len;
+	w->flags = apiflags;
+	w->copy = malloc(len);
+	memcpy(w->copy, dataptr, len);
+	pcb->snd_buf -= len;
+	return ERR_OK;
+}
+
+err_t tcp_output(struct tcp_pcb *pcb)
+{
+	return ERR_OK;
+}
+
+/* Real lwIP reports the abort through the err callback, then frees the pcb. */
+void tcp_abort(struct tcp_pcb *pcb)
+{
+	fk.aborts++;
+	fk.aborted = pcb;
+	if (pcb->errf)
+		pcb->errf(pcb->callback_arg, ERR_ABRT);
+}
+
+err_t tcp_close(struct tcp_pcb *pcb)
+{
+	fk.closes++;
+	fk.closed = pcb;
+	return ERR_OK;
+}
+
+u8_t pbuf_free(struct pbuf *p)
+{
+	u8_t n = 0;
+
+	while (p) {
+		struct pbuf *next = p->next;
+
+		free(p);
+		p = next;
+		n++;
+	}
+	return n;
+}
+
+/* ---- Test helpers ----------------------------------------------------------------------- */
+
+struct t {
+	struct nbd_server *srv;
+	struct nbd_lwip *nl;
+	struct blkdev *mem;
+	struct tcp_pcb *pcb;
+	unsigned acked_w; /* writes (fk.w) of this pcb acknowledged so far */
+	uint8_t in[128];
+	size_t in_len;
+	uint8_t out[1 << 20];
+	size_t out_len;
+};
+
+static void deliver(struct tcp_pcb *pcb, const void *data, size_t len)
+{
+	while (len) {
+		u16_t k = (u16_t)MIN(len, (size_t)1460);
+		struct pbuf *p = calloc(1, sizeof(*p) + k);
+
+		p->payload = p + 1;
+		p->len = p->tot_len = k;
+		p->ref = 1;
+		memcpy(p->payload, data, k);
+		ok_eq(pcb->recv(pcb->callback_arg, pcb, p, ERR_OK), ERR_OK);
+		data = (const uint8_t *)data + k;
+		len -= k;
+	}
+}
+
+/* Acknowledge this pcb's written bytes in order: everything, checking that every byte handed
+ * over by reference is still what it was, and collect them as the client's received stream. */
+static void ack_all(struct t *t)
+{
+	size_t n = 0;
+
+	for (unsigned i = 0; i < fk.nw; i++) {
+		struct wrec *w = &fk.w[i];
+
+		if (w->pcb != t->pcb || !w->copy)
+			continue;
+		ok(!memcmp(w->data, w->copy, w->len));
+		if (ok(t->out_len + w->len <= sizeof(t->out))) {
+			memcpy(t->out + t->out_len, w->copy, w->len);
+			t->out_len += w->len;
+		}
+		n += w->len;
+		free(w->copy);
+		w->copy = NULL;
+	}
+	t->pcb->snd_buf = SNDBUF;
+	while (n) {
+		u16_t k = (u16_t)MIN(n, (size_t)0xffff);
+
+		t->pcb->sent(t->pcb->callback_arg, t->pcb, k);
+		n -= k;
+	}
+}
+
+static size_t put_opt(uint8_t *b, uint32_t opt, const void *data, uint32_t len)
+{
+	nbd_put_be64(b, NBD_OPT_MAGIC);
+	nbd_put_be32(b + 8, opt);
+	nbd_put_be32(b + 12, len);
+	if (len)
+		memcpy(b + 16, data, len);
+	return 16 + len;
+}
+
+static size_t put_req(uint8_t *b, uint16_t type, uint64_t cookie, uint64_t off, uint32_t len)
+{
+	nbd_put_be32(b, NBD_REQUEST_MAGIC);
+	nbd_put_be16(b + 4, 0);
+	nbd_put_be16(b + 6, type);
+	nbd_put_be64(b + 8, cookie);
+	nbd_put_be64(b + 16, off);
+	nbd_put_be32(b + 24, len);
+	return 28;
+}
+
+/* A client connects and opens "disk" (simple replies); its option replies acknowledged. */
+static struct tcp_pcb *connect_client(struct t *t)
+{
+	struct tcp_pcb *pcb = tcp_new();
+	uint8_t b[64], go[10];
+	size_t n = 4;
+
+	ok_eq(fk.accept(fk.accept_arg, pcb, ERR_OK), ERR_OK);
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	nbd_put_be32(go, 4);
+	memcpy(go + 4, "disk", 4);
+	nbd_put_be16(go + 8, 0);
+	n += put_opt(b + n, NBD_OPT_GO, go, sizeof(go));
+	deliver(pcb, b, n);
+	nbd_lwip_poll(t->nl);
+	t->pcb = pcb;
+	ack_all(t);
+	t->out_len = 0;
+	return pcb;
+}
+
+static void setup(struct t *t)
+{
+	struct nbd_export_config cfg = { .name = "disk" };
+
+	memset(&fk, 0, sizeof(fk));
+	ok_eq(memdisk_create(2048, 512, &t->mem), 0);
+	ok_eq(nbd_server_create(NULL, &t->srv), 0);
+	cfg.dev = t->mem;
+	ok_eq(nbd_server_add_export(t->srv, &cfg), 0);
+	ok_eq(nbd_lwip_listen(t->srv, NBD_LWIP_PORT, &t->nl), 0);
+	ok(fk.accept != NULL);
+}
+
+static void teardown(struct t *t)
+{
+	nbd_lwip_close(t->nl);
+	free(fk.listener); /* the fake's: tcp_close() on a listener frees it in lwIP */
+	nbd_server_destroy(t->srv);
+	blkdev_destroy(t->mem);
+	for (unsigned i = 0; i < fk.nw; i++)
+		free(fk.w[i].copy);
+}
+
+/* @pcb is gone: forget its write records (a new pcb may get its address). */
+static void forget_writes(struct tcp_pcb *pcb)
+{
+	for (unsigned i = 0; i < fk.nw; i++) {
+		if (fk.w[i].pcb == pcb) {
+			free(fk.w[i].copy);
+			fk.w[i].copy = NULL;
+			fk.w[i].pcb = NULL;
+		}
+	}
+}
+
+/*
+ * The first write for @pcb since write @from that went by reference (no copy flag), after
+ * checking that it and the by-reference writes after it are one contiguous run of @len bytes.
+ */
+static const struct wrec *by_reference(struct tcp_pcb *pcb, unsigned from, size_t len)
+{
+	const struct wrec *first = NULL;
+	size_t run = 0;
+
+	for (unsigned i = from; i < fk.nw; i++) {
+		const struct wrec *w = &fk.w[i];
+
+		if (w->pcb != pcb || (w->flags & TCP_WRITE_FLAG_COPY))
+			continue;
+		if (!first)
+			first = w;
+		else if (!ok(w->data == first->data + run))
+			return NULL;
+		run += w->len;
+	}
+	return ok_eq(run, len) ? first : NULL;
+}
+
+static uint8_t req[2 * 65536 + 256];
+
+/*
+ * WRITE 64 KiB of @fill at 0, then READ it back in one main-loop pass. @check: the first write
+ * record of the READ's data, all of which must have been handed to lwIP by reference in that
+ * pass; else (the tests of other things) a few passes, and the number of writes made.
+ */
+static const struct wrec *write_then_read(struct t *t, uint8_t fill, uint64_t cookie, bool check)
+{
+	size_t n = put_req(req, NBD_CMD_WRITE, cookie, 0, 65536);
+	unsigned from = fk.nw;
+
+	memset(req + n, fill, 65536);
+	n += 65536;
+	n += put_req(req + n, NBD_CMD_READ, cookie + 1, 0, 65536);
+	deliver(t->pcb, req, n);
+	nbd_lwip_poll(t->nl);
+	if (check)
+		return by_reference(t->pcb, from, 65536);
+	nbd_lwip_poll(t->nl);
+	nbd_lwip_poll(t->nl);
+	return fk.nw > from ? &fk.w[from] : NULL;
+}
+
+/* ---- Tests ------------------------------------------------------------------------------- */
+
+TEST(read_data_zero_copy_until_acknowledged)
+{
+	const struct wrec *a, *b, *c;
+	struct t *t = calloc(1, sizeof(*t));
+	const uint8_t *a_data;
+
+	setup(t);
+	connect_client(t);
+
+	a = write_then_read(t, 0xa1, 10, true);
+	if (!ok(a != NULL))
+		goto out;
+	/* By reference, in one pass, and the bytes are the READ's data. */
+	a_data = a->data;
+	ok(a_data[0] == 0xa1 && a_data[65535] == 0xa1);
+
+	/* Not acknowledged: the same range rewritten and read again must not touch it. */
+	b = write_then_read(t, 0xb2, 20, true);
+	if (!ok(b != NULL))
+		goto out;
+	ok(b->data != a_data);
+	ok(b->data[0] == 0xb2);
+	ok(a_data[0] == 0xa1 && a_data[65535] == 0xa1);
+
+	/* Acknowledged (ack_all checks every referenced byte is unchanged): the buffers go back
+	 * and the next READ of the same size gets one of them. */
+	ack_all(t);
+	c = write_then_read(t, 0xc3, 30, true);
+	if (ok(c != NULL))
+		ok(c->data == a_data || c->data == b->data);
+	ack_all(t);
+	ok_eq(fk.closes, 0);
+out:
+	teardown(t);
+	free(t->pcb);
+	free(t);
+}
+
+TEST(reset_with_unacknowledged_output_frees_everything)
+{
+	unsigned long a0 = n_allocs, f0 = n_frees;
+	struct t *t = calloc(1, sizeof(*t));
+	struct tcp_pcb *pcb;
+
+	setup(t);
+	pcb = connect_client(t);
+	ok(write_then_read(t, 0x5c, 1, false) !=
+	   NULL); /* 64 KiB by reference, never acknowledged */
+	/* RST: lwIP calls the err callback and frees the pcb (and its segments) itself. */
+	pcb->errf(pcb->callback_arg, ERR_RST);
+	forget_writes(pcb);
+	memset(pcb, 0x6b, sizeof(*pcb)); /* anything the glue reads from it now is garbage */
+	free(pcb);
+	nbd_lwip_poll(t->nl);
+	ok_eq(fk.aborts, 0); /* the dead pcb is not aborted again */
+	ok_eq(fk.closes, 0);
+	/* A second client works meanwhile. */
+	connect_client(t);
+	ok(write_then_read(t, 0x77, 5, false) != NULL);
+	ack_all(t);
+	teardown(t); /* aborts the second one (tcp_abort with callbacks detached) */
+	ok_eq(fk.aborts, 1);
+	free(t->pcb);
+	free(t);
+	ok_eq(n_allocs - a0, n_frees - f0);
+}
+
+TEST(disconnect_closes_only_once_acknowledged)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	struct tcp_pcb *pcb;
+	uint8_t d[28];
+
+	setup(t);
+	pcb = connect_client(t);
+	ok(write_then_read(t, 0x42, 1, false) != NULL);
+	put_req(d, NBD_CMD_DISC, 3, 0, 0);
+	deliver(pcb, d, sizeof(d));
+	for (int i = 0; i < 4; i++)
+		nbd_lwip_poll(t->nl);
+	ok_eq(fk.closes, 0); /* replies still unacknowledged: lwIP holds our buffers */
+	ack_all(t);
+	nbd_lwip_poll(t->nl);
+	ok_eq(fk.closes, 1);
+	ok(fk.closed == pcb);
+	teardown(t);
+	ok_eq(fk.aborts, 0);
+	free(pcb);
+	free(t);
+}
