@@ -6,12 +6,8 @@
  * of 64 bytes and hand them out again, so a connection in steady state calls newlib's
  * malloc not at all (docs/performance.md, "Copies and allocations").
  *
- * Inert until net/lwip/lwipopts.h routes lwIP's heap here (not done in this tree: that file
- * belongs to another task this session):
- *   #define mem_clib_malloc lwip_alloc_malloc
- *   #define mem_clib_free   lwip_alloc_free
- *   #define mem_clib_calloc lwip_alloc_calloc
- * with the three prototypes below (size as unsigned long: lwipopts.h includes no headers).
+ * net/lwip/lwipopts.h routes lwIP's heap here (mem_clib_malloc/_free/_calloc), with the three
+ * prototypes below repeated (size as unsigned long: lwipopts.h includes no headers).
  *
  * Blocks come from malloc() and are never given back (lwIP's peak stays cached: a few MiB
  * with the window and pool sizes of lwipopts.h); larger requests go straight to malloc().
