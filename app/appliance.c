@@ -1396,6 +1396,49 @@ int appliance_delete_volume(struct appliance *a, const char *name)
 	return rc;
 }
 
+/* -- export many -- */
+
+int appliance_add_exports(struct appliance *a, const char *prefix, uint64_t first, unsigned count,
+			  bool read_only, unsigned *done)
+{
+	struct app_change ch = { .msg = APP_MSG_NONE };
+	char name[CFG_NAME_MAX + 1];
+	struct cfg next;
+	int rc;
+
+	*done = 0;
+	rc = config_changeable(a);
+	if (rc)
+		return rc;
+	if (!count || !cfg_name_valid(prefix) || strlen(prefix) + 20 > CFG_NAME_MAX)
+		return -EINVAL;
+	if (a->cfg.nexps + count > NBD_DEFAULT_MAX_EXPORTS)
+		return -ENOSPC;
+	rc = cfg_copy(&next, &a->cfg);
+	for (unsigned i = 0; i < count && !rc; i++) {
+		snprintf(name, sizeof(name), "%s%" PRIu64, prefix, first + i);
+		rc = cfg_add_export(&next, name, name, read_only);
+	}
+	/* One VG commit for all of them. */
+	if (!rc)
+		rc = app_transact(a, &next, &ch);
+	cfg_free(&next);
+	if (rc)
+		return rc;
+	*done = count;
+	for (unsigned i = 0; i < count; i++) {
+		const struct cfg_export *ce;
+
+		snprintf(name, sizeof(name), "%s%" PRIu64, prefix, first + i);
+		ce = cfg_find_export(&a->cfg, name);
+		rc = ce ? export_start(a, ce) : -ENOENT;
+		if (rc)
+			app_log(a, "export %s: saved but not started: %s", name,
+				appliance_strerror(rc));
+	}
+	return 0;
+}
+
 /* -- rename -- */
 
 int appliance_rename_volume(struct appliance *a, const char *name, const char *new_name)

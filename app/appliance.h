@@ -246,6 +246,14 @@ int appliance_add_export(struct appliance *a, const char *volume, const char *ex
 			 bool read_only);
 int appliance_remove_export(struct appliance *a, const char *export_name);
 /*
+ * Export volumes @prefix<@first> .. <@first + @count - 1> (decimal numbers), each under its
+ * own name, everyone allowed, in one VG commit (`export add PREFIX --count N`). All or
+ * nothing: -ENOENT (a volume missing), -EEXIST (an export name taken), -ENOSPC (more than
+ * NBD_DEFAULT_MAX_EXPORTS exports in all), -EINVAL, -ESTALE. *@done: @count, or 0.
+ */
+int appliance_add_exports(struct appliance *a, const char *prefix, uint64_t first, unsigned count,
+			  bool read_only, unsigned *done);
+/*
  * appliance_add_export() with an allow list (@nallow prefixes, at most CFG_MAX_ALLOW; 0:
  * everyone), kept with the export in the VG (docs/appliance.md). Also -EINVAL for a prefix
  * with bits set past its length; nothing is saved then.
