@@ -701,7 +701,7 @@ int app_vg_commit(struct appliance *a, struct lvm_vg *next)
 /* ---- A new VG ----------------------------------------------------------------------------- */
 
 /*
- * The metadata area a new PV gets (docs/appliance.md, "Limits"). Every copy of the VG text
+ * The metadata area of a new PV (docs/appliance.md, "Limits"). Every copy of the VG text
  * must fit in half the area, and a thin LV takes about 400 bytes of it: lvm's default area
  * (1 MiB, first extent at 1 MiB) holds ~1,200 volumes. On a disk of APP_BIG_MDA_MIN_DISK
  * (1 GiB) or more the area is 16 MiB, as `pvcreate --metadatasize 16m` makes it (first

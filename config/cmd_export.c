@@ -83,14 +83,16 @@ static int export_add_many(struct shell *sh, const char *prefix, unsigned count,
 	rc = appliance_add_exports(a, prefix, first, count, ro, &done);
 	switch (rc) {
 	case 0:
-		shell_printf(sh, "exported %u volume(s) %s%" PRIu64 " .. %s%" PRIu64
-				 " under their own names%s to everyone\n",
+		shell_printf(sh,
+			     "exported %u volume(s) %s%" PRIu64 " .. %s%" PRIu64
+			     " under their own names%s to everyone\n",
 			     done, prefix, first, prefix, first + count - 1,
 			     ro ? " (read-only)" : "");
 		return 0;
 	case -ENOENT:
-		shell_printf(sh, "error: not every volume %s%" PRIu64 " .. %s%" PRIu64
-				 " exists (thin list shows them); nothing exported\n",
+		shell_printf(sh,
+			     "error: not every volume %s%" PRIu64 " .. %s%" PRIu64
+			     " exists (thin list shows them); nothing exported\n",
 			     prefix, first, prefix, first + count - 1);
 		return rc;
 	case -EEXIST:
@@ -130,8 +132,7 @@ static int export_add(struct shell *sh, int argc, char **argv)
 			if (*end || argv[i][0] < '0' || argv[i][0] > '9' || (is_count && !count) ||
 			    count > NBD_DEFAULT_MAX_EXPORTS || first > UINT32_MAX)
 				return bad_usage(sh);
-		}
-		else if (!strcmp(argv[i], "--tls-only"))
+		} else if (!strcmp(argv[i], "--tls-only"))
 			tls_only = true;
 		else if (!strcmp(argv[i], "--name") && i + 1 < argc)
 			name = argv[++i];
@@ -182,8 +183,7 @@ static int export_add(struct shell *sh, int argc, char **argv)
 		shell_printf(sh, "error: an export named '%s' exists already\n", name);
 		return rc;
 	case -ENOSPC:
-		shell_printf(sh,
-			     "error: too many exports (at most %d)\n", NBD_DEFAULT_MAX_EXPORTS);
+		shell_printf(sh, "error: too many exports (at most %d)\n", NBD_DEFAULT_MAX_EXPORTS);
 		return rc;
 	default:
 		return app_error(sh, rc, "export add %s", volume);
