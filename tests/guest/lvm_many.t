@@ -27,7 +27,10 @@ HALF = int(os.environ.get("MANY_HALF", "5000"))
 TOTAL = 2 * HALF + 1
 
 GUEST = lg.PRELUDE + r"""
-t() { s=$(date +%%s%%N); "$@"; rc=$?; echo "took $(( ($(date +%%s%%N) - s) / 1000000 )) ms: $1 $2"; return $rc; }
+t() { # t CMD...: run it, then "took N ms: CMD" (busybox's date has no %%N: /proc/uptime)
+	s=$(cut -d' ' -f1 /proc/uptime); "$@"; rc=$?; e=$(cut -d' ' -f1 /proc/uptime)
+	echo "took $(awk "BEGIN { print ($e - $s) * 1000 }") ms: $1 $2"; return $rc
+}
 t run vgscan
 t vgs --noheadings -o vg_name,lv_count,vg_mda_size,vg_mda_free --units b thinbox | sed 's/^ */vgs /'
 t sh -c "lvs --noheadings --separator '|' -o lv_name,pool_lv,origin,lv_tags thinbox >/tmp/lvs"
