@@ -429,8 +429,12 @@ static bool our_tag(const char *t)
 	       !strncmp(t, TAG_TLS_ONLY, strlen(TAG_TLS_ONLY));
 }
 
+/*
+ * The thin LV's tags for volume @cv: its exact size and its exports, which are @c->exps[i]
+ * for i = @first, @next_exp[i], ... (SIZE_MAX ends the list; in the configuration's order).
+ */
 static int set_thin_tags(struct lvm_vg *vg, struct lvm_lv *lv, const struct cfg *c,
-			 const struct cfg_volume *cv)
+			 const struct cfg_volume *cv, size_t first, const size_t *next_exp)
 {
 	char tag[sizeof(TAG_ALLOW) + CFG_NAME_MAX + 1 + NET_PREFIX_TEXT_MAX];
 	int rc = 0;
@@ -442,11 +446,9 @@ static int set_thin_tags(struct lvm_vg *vg, struct lvm_lv *lv, const struct cfg 
 		snprintf(tag, sizeof(tag), TAG_SIZE "%" PRIu64, cv->size);
 		rc = lvm_strs_add(&lv->tags, tag);
 	}
-	for (size_t i = 0; i < c->nexps && !rc; i++) {
+	for (size_t i = first; i != SIZE_MAX && !rc; i = next_exp[i]) {
 		const struct cfg_export *e = &c->exps[i];
 
-		if (strcmp(e->volume, cv->name))
-			continue;
 		snprintf(tag, sizeof(tag), "%s%s", e->read_only ? TAG_EXPORT_RO : TAG_EXPORT,
 			 e->name);
 		rc = lvm_strs_add(&lv->tags, tag);
@@ -476,9 +478,82 @@ static void rename_refs(struct lvm_vg *vg, const char *from, const char *to)
 	}
 }
 
+/*
+ * Remove the thin LVs whose device is gone from @next, in one pass (a batch delete of k
+ * volumes costs O(n), not O(k n)); snapshots of them lose their origin, as in lvm.
+ */
+static int drop_gone(struct appliance *a, struct lvm_vg *vg, const struct cfg *next)
+{
+	struct lvm_lv_index *ix;
+	struct lvm_lv *tmp;
+	unsigned kept = 0, gone = 0;
+	bool *drop = calloc(vg->nr_lvs + 1, sizeof(*drop));
+	int rc;
+
+	if (!drop)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vg->nr_lvs; i++)
+		if (is_our_thin(a, &vg->lvs[i]) &&
+		    !cfg_find_volume_id(next, vg->lvs[i].segs[0].device_id))
+			drop[i] = true, gone++;
+	if (!gone) {
+		free(drop);
+		return 0;
+	}
+	rc = lvm_lv_index_build(vg, &ix);
+	if (rc) {
+		free(drop);
+		return rc;
+	}
+	for (unsigned i = 0; i < vg->nr_lvs; i++) {
+		struct lvm_seg *s = &vg->lvs[i].segs[0];
+		const struct lvm_lv *o;
+
+		if (drop[i] || vg->lvs[i].nr_segs != 1 || s->type != LVM_SEG_THIN || !s->origin[0])
+			continue;
+		o = lvm_lv_index_find(ix, s->origin);
+		if (o && drop[o - vg->lvs])
+			s->origin[0] = '\0';
+	}
+	lvm_lv_index_free(ix);
+	/* The kept LVs first, in their order, then the gone ones, removed from the end (where
+	 * lvm_vg_remove_lv() moves nothing). */
+	tmp = malloc(vg->nr_lvs * sizeof(*tmp));
+	if (!tmp) {
+		free(drop);
+		return -ENOMEM;
+	}
+	for (unsigned pass = 0; pass < 2; pass++)
+		for (unsigned i = 0; i < vg->nr_lvs; i++)
+			if (drop[i] == (pass == 1))
+				tmp[kept++] = vg->lvs[i];
+	memcpy(vg->lvs, tmp, vg->nr_lvs * sizeof(*tmp));
+	free(tmp);
+	free(drop);
+	while (gone--)
+		lvm_vg_remove_lv(vg, &vg->lvs[vg->nr_lvs - 1]);
+	return 0;
+}
+
+/* Where each volume's thin LV is in @vg: sorted (device_id, LV index) pairs. */
+struct lv_by_id {
+	uint32_t id;
+	unsigned lv;
+};
+
+static int cmp_lv_by_id(const void *x, const void *y)
+{
+	const struct lv_by_id *a = x, *b = y;
+
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
 int app_vg_next(struct appliance *a, const struct cfg *next, uint64_t txid, struct lvm_vg **out)
 {
 	struct lvm_vg *vg;
+	struct lv_by_id *byid = NULL;
+	size_t nbyid = 0, *head = NULL, *next_exp = NULL;
+	unsigned nold;
 	char why[200];
 	int rc = lvm_vg_copy(a->vg, &vg, why, sizeof(why));
 
@@ -486,24 +561,49 @@ int app_vg_next(struct appliance *a, const struct cfg *next, uint64_t txid, stru
 		app_log(a, "copying the volume group failed: %s", why);
 		return rc;
 	}
-	/* Thin LVs whose device is gone; snapshots of them lose their origin, as in lvm. */
-	for (unsigned i = vg->nr_lvs; i-- > 0;) {
-		struct lvm_lv *lv = &vg->lvs[i];
+	rc = drop_gone(a, vg, next);
+	if (rc)
+		goto fail;
+	/*
+	 * Everything below is O(n log n) for n volumes, so that a VG of 10,000 thin LVs is
+	 * rebuilt in milliseconds: thin LVs found by device_id in a sorted table, each volume's
+	 * exports linked in lists (head / next_exp) instead of a scan of all exports per volume.
+	 */
+	nold = vg->nr_lvs;
+	byid = malloc((nold + 1) * sizeof(*byid));
+	head = malloc((next->nvols + 1) * sizeof(*head));
+	next_exp = malloc((next->nexps + 1) * sizeof(*next_exp));
+	if (!byid || !head || !next_exp) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < nold; i++)
+		if (is_our_thin(a, &vg->lvs[i]))
+			byid[nbyid++] = (struct lv_by_id){ vg->lvs[i].segs[0].device_id, i };
+	qsort(byid, nbyid, sizeof(*byid), cmp_lv_by_id);
+	for (size_t k = 0; k < next->nvols; k++)
+		head[k] = SIZE_MAX;
+	for (size_t i = next->nexps; i-- > 0;) {
+		const struct cfg_volume *cv = cfg_find_volume(next, next->exps[i].volume);
+		size_t k;
 
-		if (is_our_thin(a, lv) && !cfg_find_volume_id(next, lv->segs[0].device_id)) {
-			rename_refs(vg, lv->name, "");
-			lvm_vg_remove_lv(vg, lv);
-		}
+		next_exp[i] = SIZE_MAX;
+		if (!cv)
+			continue;
+		k = (size_t)(cv - next->vols);
+		next_exp[i] = head[k];
+		head[k] = i;
 	}
 	for (size_t k = 0; k < next->nvols && !rc; k++) {
 		const struct cfg_volume *cv = &next->vols[k];
 		struct lvm_lv *lv = NULL;
 		struct lvm_seg *s;
 		uint64_t ext = (cv->size + extent_bytes(vg) - 1) / extent_bytes(vg);
+		const struct lv_by_id key = { cv->id, 0 }, *hit;
 
-		for (unsigned i = 0; i < vg->nr_lvs && !lv; i++)
-			if (is_our_thin(a, &vg->lvs[i]) && vg->lvs[i].segs[0].device_id == cv->id)
-				lv = &vg->lvs[i];
+		hit = bsearch(&key, byid, nbyid, sizeof(*byid), cmp_lv_by_id);
+		if (hit)
+			lv = &vg->lvs[hit->lv];
 		if (!lv) {
 			char id[LVM_ID_LEN + 1];
 
@@ -525,8 +625,12 @@ int app_vg_next(struct appliance *a, const struct cfg *next, uint64_t txid, stru
 			snprintf(lv->name, sizeof(lv->name), "%s", cv->name);
 		}
 		lv->segs[0].extent_count = ext;
-		rc = set_thin_tags(vg, lv, next, cv);
+		rc = set_thin_tags(vg, lv, next, cv, head[k], next_exp);
 	}
+fail:
+	free(byid);
+	free(head);
+	free(next_exp);
 	if (!rc) {
 		struct lvm_lv *pool = lvm_vg_find_lv(vg, a->pool_lv);
 
@@ -578,6 +682,11 @@ int app_vg_commit(struct appliance *a, struct lvm_vg *next)
 		a->disks[d].pv = a->disk_pv[d];
 	rc = lvm_disks_write(next, a->disks, 2, why, sizeof(why));
 	a->seqno_used = MAX(a->seqno_used, next->seqno);
+	/* The text does not fit a PV's metadata area (lvm_pv_precommit() refuses it before
+	 * writing anything, so the committed copies stay in force): say that, not "no space",
+	 * which names the pool. */
+	if (rc == -ENOSPC)
+		rc = -E2BIG;
 	if (rc) {
 		app_log(a, "writing volume group %s (seqno %" PRIu32 ") failed: %s", next->name,
 			next->seqno, why[0] ? why : appliance_strerror(rc));
@@ -590,6 +699,28 @@ int app_vg_commit(struct appliance *a, struct lvm_vg *next)
 }
 
 /* ---- A new VG ----------------------------------------------------------------------------- */
+
+/*
+ * The metadata area of a new PV (docs/appliance.md, "Limits"). Every copy of the VG text
+ * must fit in half the area, and a thin LV takes about 400 bytes of it: lvm's default area
+ * (1 MiB, first extent at 1 MiB) holds ~1,200 volumes. On a disk of APP_BIG_MDA_MIN_DISK
+ * (1 GiB) or more the area is 16 MiB, as `pvcreate --metadatasize 16m` makes it (first
+ * extent at 16 MiB): ~20,000 volumes, more than CFG_MAX_VOLUMES. Smaller disks (tests,
+ * toys) keep lvm's default layout, where 15 MiB more would be a large share of the disk.
+ */
+#define APP_BIG_MDA_MIN_DISK (1ull << 30)
+#define APP_BIG_MDA_BYTES    (16ull << 20)
+
+static void pv_layout(const struct blkdev *disk, uint64_t *mda_size, uint64_t *pe_start)
+{
+	if (disk->nr_blocks * disk->block_size >= APP_BIG_MDA_MIN_DISK) {
+		*mda_size = APP_BIG_MDA_BYTES - LVM_DEFAULT_MDA_OFFSET;
+		*pe_start = APP_BIG_MDA_BYTES / LVM_SECTOR;
+	} else {
+		*mda_size = LVM_DEFAULT_MDA_SIZE;
+		*pe_start = LVM_DEFAULT_PE_START;
+	}
+}
 
 static int add_linear(struct appliance *a, struct lvm_vg *vg, const char *name, unsigned pv,
 		      uint64_t pe, uint64_t extents)
@@ -637,7 +768,9 @@ int app_vg_format(struct appliance *a, const char *vg_name, const struct thin_po
 		rc = lvm_vg_add_pv(vg, id, 0, LVM_DEFAULT_PE_START, NULL);
 	for (unsigned d = 0; d < 2 && !rc; d++) {
 		struct lvm_pv *pv = &vg->pvs[d];
+		uint64_t mda_size;
 
+		pv_layout(a->disk[d], &mda_size, &pv->pe_start);
 		app_new_id(a, pv->id);
 		pv->dev_size = a->disk[d]->nr_blocks * (a->disk[d]->block_size / 512);
 		pv->pe_count = pv->dev_size > pv->pe_start
@@ -684,10 +817,17 @@ int app_vg_format(struct appliance *a, const char *vg_name, const struct thin_po
 		rc = lvm_vg_validate(vg, why, len);
 	if (rc)
 		goto out;
-	for (unsigned d = 0; d < 2 && !rc; d++)
+	for (unsigned d = 0; d < 2 && !rc; d++) {
+		uint64_t mda_size, pe_start;
+
+		pv_layout(a->disk[d], &mda_size, &pe_start);
 		rc = lvm_pv_format(a->disk[d],
-				   &(struct lvm_pv_opts){ .id = vg->pvs[d].id, .in_vg = true }, why,
-				   len);
+				   &(struct lvm_pv_opts){ .id = vg->pvs[d].id,
+							  .mda_size = mda_size,
+							  .pe_start = pe_start,
+							  .in_vg = true },
+				   why, len);
+	}
 	if (rc)
 		goto out;
 	lvm_vg_free(a->vg);

@@ -76,7 +76,8 @@ const char *appliance_strerror(int rc)
 		return "the disks hold an LVM volume group: pool format erases it only with "
 		       "--force and its name (--confirm VG)";
 	case -E2BIG:
-		return "too large for the volume group's metadata";
+		return "the volume group's metadata area is full: the configuration no longer "
+		       "fits in it, nothing was changed (docs/appliance.md, \"Limits\")";
 	case -ENODEV:
 		return "no pool is open";
 	case -EIO:
@@ -452,9 +453,19 @@ int app_transact(struct appliance *a, struct cfg *next, const struct app_change 
 		lvm_vg_free(prev);
 		return rc;
 	}
-	rc = ch->msg == APP_MSG_CREATE
-		 ? lvm_seg_add_message_create(&lvm_vg_find_lv(vg, a->pool_lv)->segs[0], ch->name)
-		 : lvm_seg_add_message_delete(&lvm_vg_find_lv(vg, a->pool_lv)->segs[0], ch->id);
+	if (ch->msg == APP_MSG_CREATE && ch->nnames) {
+		struct lvm_seg *ps = &lvm_vg_find_lv(vg, a->pool_lv)->segs[0];
+
+		rc = 0;
+		for (unsigned i = 0; i < ch->nnames && !rc; i++)
+			rc = lvm_seg_add_message_create(ps, ch->names[i]);
+	} else {
+		rc = ch->msg == APP_MSG_CREATE
+			 ? lvm_seg_add_message_create(&lvm_vg_find_lv(vg, a->pool_lv)->segs[0],
+						      ch->name)
+			 : lvm_seg_add_message_delete(&lvm_vg_find_lv(vg, a->pool_lv)->segs[0],
+						      ch->id);
+	}
 	if (rc) {
 		lvm_vg_free(vg);
 		lvm_vg_free(prev);
@@ -1196,6 +1207,151 @@ int appliance_create_volume(struct appliance *a, const char *name, uint64_t size
 	return app_create_volume_tx(a, name, size, NULL, NULL);
 }
 
+/* -- create many -- */
+
+_Static_assert(APPLIANCE_BATCH_CHUNK <= LVM_POOL_MAX_MSGS,
+	       "a batch transaction's create messages must fit the pool's pending messages");
+
+struct batch_arg {
+	uint32_t *ids;
+	unsigned n, done;
+	uint32_t origin_id;
+	bool snap;
+};
+
+static int batch_op(struct appliance *a, void *p)
+{
+	struct batch_arg *b = p;
+	int rc = 0;
+
+	for (b->done = 0; b->done < b->n && !rc; b->done += !rc)
+		rc = b->snap ? thin_pool_create_snap(a->pool, b->ids[b->done], b->origin_id)
+			     : thin_pool_create_thin(a->pool, b->ids[b->done]);
+	return rc;
+}
+
+static void batch_undo(struct appliance *a, void *p)
+{
+	struct batch_arg *b = p;
+
+	while (b->done)
+		thin_pool_delete_thin(a->pool, b->ids[--b->done]);
+}
+
+/* One transaction of the batch: volumes @prefix<@first> .. <@first + @n - 1>. */
+static int create_chunk(struct appliance *a, const char *prefix, uint64_t first, unsigned n,
+			uint64_t size, const struct cfg_volume *ov, char **names, uint32_t *ids)
+{
+	struct batch_arg arg = { .ids = ids, .n = n };
+	struct app_change ch = { .msg = APP_MSG_CREATE,
+				 .names = names,
+				 .nnames = n,
+				 .pool_op = batch_op,
+				 .undo = batch_undo,
+				 .arg = &arg };
+	struct thin_md *md = thin_pool_md(a->pool);
+	char origin[CFG_NAME_MAX + 1] = "";
+	struct cfg next;
+	uint32_t id = 0;
+	int rc;
+
+	if (ov) {
+		arg.snap = true;
+		arg.origin_id = ov->id;
+		size = ov->size;
+		snprintf(origin, sizeof(origin), "%s", ov->name);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(names[i], LVM_NAME_MAX + 1, "%s%" PRIu64, prefix, first + i);
+		if (!appliance_volume_name_valid(names[i]))
+			return -EINVAL;
+		if (cfg_find_volume(&a->cfg, names[i]) || lvm_vg_find_lv(a->vg, names[i]))
+			return -EEXIST;
+	}
+	rc = cfg_copy(&next, &a->cfg);
+	if (rc)
+		return rc;
+	/* The lowest free ids, as one create would take them one after the other: each
+	 * step is a hashed lookup, and the pool is asked only about ids the VG does not use. */
+	for (unsigned i = 0; i < n && !rc; i++, id++) {
+		for (;; id++) {
+			if (id > CFG_MAX_THIN_ID) {
+				rc = -ENOSPC;
+				break;
+			}
+			if (cfg_find_volume_id(&next, id))
+				continue;
+			rc = thin_md_device_exists(md, id);
+			if (rc <= 0)
+				break;
+		}
+		if (rc < 0)
+			break;
+		ids[i] = id;
+		rc = cfg_add_volume(&next, names[i], id, size, ov ? origin : NULL);
+	}
+	if (!rc)
+		rc = app_transact(a, &next, &ch);
+	cfg_free(&next);
+	return rc;
+}
+
+int appliance_create_volumes(struct appliance *a, const char *prefix, uint64_t first,
+			     unsigned count, uint64_t size, const char *origin, unsigned *done)
+{
+	const struct cfg_volume *ov = NULL;
+	char **names = NULL;
+	uint32_t *ids = NULL;
+	unsigned chunk = MIN(count, APPLIANCE_BATCH_CHUNK);
+	int rc;
+
+	*done = 0;
+	rc = config_changeable(a);
+	if (rc)
+		return rc;
+	if (!count || count > CFG_MAX_VOLUMES || !cfg_name_valid(prefix) ||
+	    strlen(prefix) + 20 > LVM_NAME_MAX)
+		return -EINVAL;
+	if (origin) {
+		ov = cfg_find_volume(&a->cfg, origin);
+		if (!ov)
+			return -ENOENT;
+	} else if (check_size(size)) {
+		return -EINVAL;
+	}
+	if (a->cfg.nvols + count > CFG_MAX_VOLUMES)
+		return -ENOSPC;
+	names = calloc(chunk, sizeof(*names));
+	ids = calloc(chunk, sizeof(*ids));
+	rc = names && ids ? 0 : -ENOMEM;
+	for (unsigned i = 0; i < chunk && !rc; i++)
+		if (!(names[i] = malloc(LVM_NAME_MAX + 1)))
+			rc = -ENOMEM;
+	while (!rc && *done < count) {
+		unsigned n = MIN(chunk, count - *done);
+		struct cfg_volume o;
+
+		/* The origin's entry moves as the configuration is replaced: a copy. */
+		if (ov) {
+			const struct cfg_volume *cur = cfg_find_volume(&a->cfg, origin);
+
+			if (!cur) {
+				rc = -ENOENT;
+				break;
+			}
+			o = *cur;
+		}
+		rc = create_chunk(a, prefix, first + *done, n, size, ov ? &o : NULL, names, ids);
+		if (!rc)
+			*done += n;
+	}
+	for (unsigned i = 0; names && i < chunk; i++)
+		free(names[i]);
+	free(names);
+	free(ids);
+	return rc;
+}
+
 int appliance_snapshot_volume(struct appliance *a, const char *origin, const char *name)
 {
 	return app_create_volume_tx(a, name, 0, origin, NULL);
@@ -1251,6 +1407,49 @@ int appliance_delete_volume(struct appliance *a, const char *name)
 	return rc;
 }
 
+/* -- export many -- */
+
+int appliance_add_exports(struct appliance *a, const char *prefix, uint64_t first, unsigned count,
+			  bool read_only, unsigned *done)
+{
+	struct app_change ch = { .msg = APP_MSG_NONE };
+	char name[CFG_NAME_MAX + 1];
+	struct cfg next;
+	int rc;
+
+	*done = 0;
+	rc = config_changeable(a);
+	if (rc)
+		return rc;
+	if (!count || !cfg_name_valid(prefix) || strlen(prefix) + 20 > CFG_NAME_MAX)
+		return -EINVAL;
+	if (a->cfg.nexps + count > NBD_DEFAULT_MAX_EXPORTS)
+		return -ENOSPC;
+	rc = cfg_copy(&next, &a->cfg);
+	for (unsigned i = 0; i < count && !rc; i++) {
+		snprintf(name, sizeof(name), "%s%" PRIu64, prefix, first + i);
+		rc = cfg_add_export(&next, name, name, read_only);
+	}
+	/* One VG commit for all of them. */
+	if (!rc)
+		rc = app_transact(a, &next, &ch);
+	cfg_free(&next);
+	if (rc)
+		return rc;
+	*done = count;
+	for (unsigned i = 0; i < count; i++) {
+		const struct cfg_export *ce;
+
+		snprintf(name, sizeof(name), "%s%" PRIu64, prefix, first + i);
+		ce = cfg_find_export(&a->cfg, name);
+		rc = ce ? export_start(a, ce) : -ENOENT;
+		if (rc)
+			app_log(a, "export %s: saved but not started: %s", name,
+				appliance_strerror(rc));
+	}
+	return 0;
+}
+
 /* -- rename -- */
 
 int appliance_rename_volume(struct appliance *a, const char *name, const char *new_name)
@@ -1272,14 +1471,9 @@ int appliance_rename_volume(struct appliance *a, const char *name, const char *n
 	if (rc)
 		return rc;
 	/* Exports keep their names; they follow the volume (the tags move with the LV). */
-	for (size_t i = 0; i < next.nexps; i++)
-		if (!strcmp(next.exps[i].volume, name))
-			snprintf(next.exps[i].volume, sizeof(next.exps[i].volume), "%s", new_name);
-	for (size_t i = 0; i < next.nvols; i++)
-		if (!strcmp(next.vols[i].origin, name))
-			snprintf(next.vols[i].origin, sizeof(next.vols[i].origin), "%s", new_name);
-	snprintf(cfg_find_volume(&next, name)->name, CFG_NAME_MAX + 1, "%s", new_name);
-	rc = app_transact(a, &next, &ch);
+	rc = cfg_rename_volume(&next, name, new_name);
+	if (!rc)
+		rc = app_transact(a, &next, &ch);
 	cfg_free(&next);
 	return rc;
 }

@@ -216,6 +216,20 @@ int appliance_set_transaction_id(struct appliance *a, uint64_t old, uint64_t new
  * -EROFS when the pool is read-only, -ESTALE unless READY.
  */
 int appliance_create_volume(struct appliance *a, const char *name, uint64_t size);
+/*
+ * Many volumes at once (`thin create PREFIX SIZE --count N`): @count volumes named @prefix
+ * followed by the decimal numbers @first .. @first + @count - 1, each of @size bytes, or,
+ * with @origin, snapshots of that volume. Made in transactions of up to
+ * APPLIANCE_BATCH_CHUNK volumes: each is lvm's protocol once (two VG commits and one pool
+ * commit) for all its volumes, one create message each, where single creates would
+ * rewrite the whole VG twice per volume. *@done: how many exist when it returns (whole
+ * transactions: a failure leaves the earlier chunks made and none of the failing one).
+ * Errors as appliance_create_volume(); -EINVAL also for a @count of 0 or a prefix too
+ * long for the numbers.
+ */
+#define APPLIANCE_BATCH_CHUNK 256u /* lvm's bound on a pool's pending messages */
+int appliance_create_volumes(struct appliance *a, const char *prefix, uint64_t first,
+			     unsigned count, uint64_t size, const char *origin, unsigned *done);
 int appliance_snapshot_volume(struct appliance *a, const char *origin, const char *name);
 int appliance_delete_volume(struct appliance *a, const char *name);
 /* The thin LV is renamed; its exports keep their names and follow it. */
@@ -231,6 +245,14 @@ int appliance_resize_volume(struct appliance *a, const char *name, uint64_t size
 int appliance_add_export(struct appliance *a, const char *volume, const char *export_name,
 			 bool read_only);
 int appliance_remove_export(struct appliance *a, const char *export_name);
+/*
+ * Export volumes @prefix<@first> .. <@first + @count - 1> (decimal numbers), each under its
+ * own name, everyone allowed, in one VG commit (`export add PREFIX --count N`). All or
+ * nothing: -ENOENT (a volume missing), -EEXIST (an export name taken), -ENOSPC (more than
+ * NBD_DEFAULT_MAX_EXPORTS exports in all), -EINVAL, -ESTALE. *@done: @count, or 0.
+ */
+int appliance_add_exports(struct appliance *a, const char *prefix, uint64_t first, unsigned count,
+			  bool read_only, unsigned *done);
 /*
  * appliance_add_export() with an allow list (@nallow prefixes, at most CFG_MAX_ALLOW; 0:
  * everyone), kept with the export in the VG (docs/appliance.md). Also -EINVAL for a prefix

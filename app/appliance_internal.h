@@ -66,7 +66,11 @@ enum app_msg { APP_MSG_NONE, APP_MSG_CREATE, APP_MSG_DELETE };
 struct app_change {
 	enum app_msg msg;
 	const char *name; /* APP_MSG_CREATE: the new LV */
-	uint32_t id;	  /* APP_MSG_DELETE: the device id */
+	/* APP_MSG_CREATE of several LVs at once (a batch, @name unused): one message each,
+	 * all in the one transaction-id step. */
+	char *const *names;
+	unsigned nnames;
+	uint32_t id; /* APP_MSG_DELETE: the device id */
 	int (*pool_op)(struct appliance *a, void *arg);
 	void (*undo)(struct appliance *a, void *arg); /* after a failed pool_op */
 	void *arg;

@@ -11,6 +11,7 @@
 
 static const char export_usage[] =
     "usage: export add VOLUME [--read-only] [--tls-only] [--name EXPORT] [--allow PREFIX]...\n"
+    "       export add PREFIX --count N [--first K] [--read-only]\n"
     "       export allow EXPORT PREFIX...\n"
     "       export disallow EXPORT PREFIX...|--all\n"
     "       export remove EXPORT\n"
@@ -69,19 +70,69 @@ static void print_allow(struct shell *sh, const struct net_prefix *p, unsigned n
 	}
 }
 
+/* export add PREFIX --count N [--first K] [--read-only]: one VG commit for all. */
+static int export_add_many(struct shell *sh, const char *prefix, unsigned count, uint64_t first,
+			   bool ro)
+{
+	struct appliance *a = app_need_pool(sh, true);
+	unsigned done = 0;
+	int rc;
+
+	if (!a)
+		return -ENODEV;
+	rc = appliance_add_exports(a, prefix, first, count, ro, &done);
+	switch (rc) {
+	case 0:
+		shell_printf(sh,
+			     "exported %u volume(s) %s%" PRIu64 " .. %s%" PRIu64
+			     " under their own names%s to everyone\n",
+			     done, prefix, first, prefix, first + count - 1,
+			     ro ? " (read-only)" : "");
+		return 0;
+	case -ENOENT:
+		shell_printf(sh,
+			     "error: not every volume %s%" PRIu64 " .. %s%" PRIu64
+			     " exists (thin list shows them); nothing exported\n",
+			     prefix, first, prefix, first + count - 1);
+		return rc;
+	case -EEXIST:
+		shell_printf(sh, "error: an export named %s<N> exists already; nothing exported\n",
+			     prefix);
+		return rc;
+	case -ENOSPC:
+		shell_printf(sh,
+			     "error: too many exports (at most %d; %zu exist); nothing exported\n",
+			     NBD_DEFAULT_MAX_EXPORTS, appliance_config(a)->nexps);
+		return rc;
+	default:
+		return app_error(sh, rc, "export add %s --count %u", prefix, count);
+	}
+}
+
 static int export_add(struct shell *sh, int argc, char **argv)
 {
 	const char *volume = NULL, *name = NULL;
 	struct net_prefix allow[CFG_MAX_ALLOW];
 	unsigned nallow = 0;
+	unsigned long long count = 0, first = 0;
 	bool ro = false, tls_only = false;
 	struct appliance *a;
+	char *end;
 	int rc;
 
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--read-only") || !strcmp(argv[i], "--ro"))
 			ro = true;
-		else if (!strcmp(argv[i], "--tls-only"))
+		else if ((!strcmp(argv[i], "--count") || !strcmp(argv[i], "--first")) &&
+			 i + 1 < argc) {
+			bool is_count = argv[i][2] == 'c';
+
+			i++;
+			*(is_count ? &count : &first) = strtoull(argv[i], &end, 10);
+			if (*end || argv[i][0] < '0' || argv[i][0] > '9' || (is_count && !count) ||
+			    count > NBD_DEFAULT_MAX_EXPORTS || first > UINT32_MAX)
+				return bad_usage(sh);
+		} else if (!strcmp(argv[i], "--tls-only"))
 			tls_only = true;
 		else if (!strcmp(argv[i], "--name") && i + 1 < argc)
 			name = argv[++i];
@@ -100,8 +151,10 @@ static int export_add(struct shell *sh, int argc, char **argv)
 		else
 			return bad_usage(sh);
 	}
-	if (!volume)
+	if (!volume || (count && (name || nallow || tls_only)))
 		return bad_usage(sh);
+	if (count)
+		return export_add_many(sh, volume, (unsigned)count, first, ro);
 	if (!name)
 		name = volume;
 	a = app_need_pool(sh, true);
@@ -130,10 +183,7 @@ static int export_add(struct shell *sh, int argc, char **argv)
 		shell_printf(sh, "error: an export named '%s' exists already\n", name);
 		return rc;
 	case -ENOSPC:
-		shell_printf(sh,
-			     "error: too many exports (at most %d) or the configuration store "
-			     "is full\n",
-			     NBD_DEFAULT_MAX_EXPORTS);
+		shell_printf(sh, "error: too many exports (at most %d)\n", NBD_DEFAULT_MAX_EXPORTS);
 		return rc;
 	default:
 		return app_error(sh, rc, "export add %s", volume);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/cmd_internal.h"
@@ -10,11 +11,13 @@
 #include "core/base/walltime.h"
 
 static const char thin_usage[] = "usage: thin create NAME SIZE\n"
+				 "       thin create PREFIX SIZE --count N [--first K]\n"
 				 "       thin snapshot ORIGIN NAME\n"
+				 "       thin snapshot ORIGIN PREFIX --count N [--first K]\n"
 				 "       thin delete NAME\n"
 				 "       thin rename NAME NEW_NAME\n"
 				 "       thin resize NAME SIZE\n"
-				 "       thin list\n"
+				 "       thin list [PATTERN] [--from NAME] [--limit N]\n"
 				 "       thin info NAME\n"
 				 "       thin diff FROM TO [--summary]\n";
 
@@ -74,26 +77,82 @@ static void format_created(const struct appliance_volume_info *info, char *out, 
 			 t.min);
 }
 
-static int thin_list(struct shell *sh, struct appliance *a)
+/* Glob match: '*' any run of characters, '?' one; anything else itself. */
+static bool glob_match(const char *p, const char *s)
+{
+	const char *star = NULL, *resume = NULL;
+
+	while (*s) {
+		if (*p == '*') {
+			star = ++p;
+			resume = s;
+		} else if (*p && (*p == '?' || *p == *s)) {
+			p++;
+			s++;
+		} else if (star) {
+			p = star;
+			s = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (*p == '*')
+		p++;
+	return !*p;
+}
+
+static int cmp_vol_name(const void *x, const void *y)
+{
+	const struct cfg_volume *a = *(const struct cfg_volume *const *)x;
+	const struct cfg_volume *b = *(const struct cfg_volume *const *)y;
+
+	return strcmp(a->name, b->name);
+}
+
+struct list_opts {
+	const char *pattern;	  /* NULL: all */
+	const char *from;	  /* NULL: from the first name */
+	unsigned long long limit; /* 0: no limit */
+};
+
+/*
+ * The volumes in name order (strcmp), those matching the pattern, from the first name not
+ * before --from, at most --limit of them: O(n log n) for the sort, then a row per volume
+ * shown. Without options: every volume, as before.
+ */
+static int thin_list(struct shell *sh, struct appliance *a, const struct list_opts *o)
 {
 	const struct cfg *c = appliance_config(a);
-	size_t w = 4;
+	const struct cfg_volume **v;
+	size_t w = 4, n = 0, start = 0, shown;
 
 	if (appliance_state(a) != APPLIANCE_READY) {
 		shell_printf(sh, "error: %s\n", appliance_problem(a));
 		return -ESTALE;
 	}
+	v = malloc((c->nvols + 1) * sizeof(*v));
+	if (!v)
+		return app_error(sh, -ENOMEM, "thin list");
 	for (size_t i = 0; i < c->nvols; i++)
-		w = MAX(w, strlen(c->vols[i].name));
+		if (!o->pattern || glob_match(o->pattern, c->vols[i].name))
+			v[n++] = &c->vols[i];
+	qsort(v, n, sizeof(*v), cmp_vol_name);
+	while (o->from && start < n && strcmp(v[start]->name, o->from) < 0)
+		start++;
+	shown = n - start;
+	if (o->limit && shown > o->limit)
+		shown = (size_t)o->limit;
+	for (size_t i = start; i < start + shown; i++)
+		w = MAX(w, strlen(v[i]->name));
 	shell_printf(sh, "%-*s %8s %11s %11s %-*s %s\n", (int)w, "NAME", "ID", "SIZE", "MAPPED",
 		     (int)w, "ORIGIN", "CREATED");
-	for (size_t i = 0; i < c->nvols; i++) {
-		const struct cfg_volume *v = &c->vols[i];
+	for (size_t i = start; i < start + shown; i++) {
+		const struct cfg_volume *cv = v[i];
 		struct appliance_volume_info info;
 		char size[32], mapped[32], created[24];
-		int rc = appliance_volume_info(a, v->name, &info);
+		int rc = appliance_volume_info(a, cv->name, &info);
 
-		format_size(v->size, size, sizeof(size));
+		format_size(cv->size, size, sizeof(size));
 		if (rc || !info.in_pool) {
 			snprintf(mapped, sizeof(mapped), "?");
 			snprintf(created, sizeof(created), "?");
@@ -101,10 +160,104 @@ static int thin_list(struct shell *sh, struct appliance *a)
 			format_size(info.mapped_bytes, mapped, sizeof(mapped));
 			format_created(&info, created, sizeof(created));
 		}
-		shell_printf(sh, "%-*s %8" PRIu32 " %11s %11s %-*s %s\n", (int)w, v->name, v->id,
-			     size, mapped, (int)w, v->origin[0] ? v->origin : "-", created);
+		shell_printf(sh, "%-*s %8" PRIu32 " %11s %11s %-*s %s\n", (int)w, cv->name, cv->id,
+			     size, mapped, (int)w, cv->origin[0] ? cv->origin : "-", created);
 	}
-	shell_printf(sh, "%zu volume(s)\n", c->nvols);
+	if (!o->pattern && !o->from && !o->limit) {
+		shell_printf(sh, "%zu volume(s)\n", c->nvols);
+	} else {
+		shell_printf(sh, "%zu shown of %zu matching (%zu volume(s) in all)\n", shown, n,
+			     c->nvols);
+		if (start + shown < n)
+			shell_printf(sh, "more: thin list%s%s --from %s --limit %llu\n",
+				     o->pattern ? " " : "", o->pattern ? o->pattern : "",
+				     v[start + shown]->name, o->limit);
+	}
+	free(v);
+	return 0;
+}
+
+/* Parse thin list's words after "list": 0, or -EINVAL (usage printed). */
+static int list_args(struct shell *sh, int argc, char **argv, struct list_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	for (int i = 2; i < argc; i++) {
+		char *end;
+
+		if (!strcmp(argv[i], "--from") && i + 1 < argc) {
+			o->from = argv[++i];
+		} else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+			o->limit = strtoull(argv[++i], &end, 10);
+			if (*end || !o->limit || argv[i][0] == '-') {
+				shell_printf(sh, "error: --limit wants a number of 1 or more\n");
+				return -EINVAL;
+			}
+		} else if (argv[i][0] != '-' && !o->pattern) {
+			o->pattern = argv[i];
+		} else {
+			return bad_usage(sh);
+		}
+	}
+	return 0;
+}
+
+/* --count N [--first K] after argv[4]: 0 and the values, or -EINVAL (usage printed). */
+static int count_args(struct shell *sh, int argc, char **argv, unsigned *count, uint64_t *first)
+{
+	*count = 0;
+	*first = 0;
+	for (int i = 4; i < argc; i++) {
+		unsigned long long v;
+		char *end;
+
+		if (i + 1 >= argc || argv[i + 1][0] == '-')
+			return bad_usage(sh);
+		v = strtoull(argv[i + 1], &end, 10);
+		if (*end)
+			return bad_usage(sh);
+		if (!strcmp(argv[i], "--count") && v >= 1 && v <= CFG_MAX_VOLUMES)
+			*count = (unsigned)v;
+		else if (!strcmp(argv[i], "--first") && v <= UINT32_MAX)
+			*first = v;
+		else
+			return bad_usage(sh);
+		i++;
+	}
+	return *count ? 0 : bad_usage(sh);
+}
+
+/* The batch forms: PREFIX<first> .. PREFIX<first + count - 1>, one line for all. */
+static int thin_create_many(struct shell *sh, struct appliance *a, const char *prefix,
+			    uint64_t size, const char *origin, unsigned count, uint64_t first)
+{
+	const char *what = origin ? "thin snapshot" : "thin create";
+	unsigned done = 0;
+	char sz[32];
+	int rc = appliance_create_volumes(a, prefix, first, count, size, origin, &done);
+
+	if (done)
+		shell_printf(sh, "created %u volume(s) %s%" PRIu64 " .. %s%" PRIu64 "%s%s\n", done,
+			     prefix, first, prefix, first + done - 1,
+			     origin ? ": snapshots of " : "", origin ? origin : "");
+	if (rc == -ENOENT && origin)
+		return volume_error(sh, a, rc, what, origin);
+	if (rc == -EEXIST) {
+		shell_printf(sh,
+			     "error: %s: a volume named %s<N> exists already in %" PRIu64
+			     " .. %" PRIu64 "\n",
+			     what, prefix, first + done, first + count - 1);
+		return rc;
+	}
+	if (rc == -EINVAL && appliance_volume_name_valid(prefix)) {
+		shell_printf(sh, "error: %s: %s<N> is too long for a volume name\n", what, prefix);
+		return rc;
+	}
+	if (rc)
+		return volume_error(sh, a, rc, what, prefix);
+	if (!origin) {
+		format_size(size, sz, sizeof(sz));
+		shell_printf(sh, "each %s\n", sz);
+	}
 	return 0;
 }
 
@@ -208,12 +361,13 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "";
 	struct appliance *a;
-	uint64_t size;
+	uint64_t size, first;
+	unsigned count;
 	char sz[32];
 	int rc;
 
 	if (!strcmp(sub, "create")) {
-		if (argc != 4)
+		if (argc < 4 || (argc > 4 && count_args(sh, argc, argv, &count, &first)))
 			return bad_usage(sh);
 		a = app_need_pool(sh, false);
 		if (!a)
@@ -222,6 +376,8 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 			return volume_error(sh, a, -EINVAL, "thin create", argv[2]);
 		if (app_parse_size(sh, argv[3], &size))
 			return -EINVAL;
+		if (argc > 4)
+			return thin_create_many(sh, a, argv[2], size, NULL, count, first);
 		rc = appliance_create_volume(a, argv[2], size);
 		if (rc)
 			return volume_error(sh, a, rc, "thin create", argv[2]);
@@ -231,13 +387,15 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(sub, "snapshot")) {
-		if (argc != 4)
+		if (argc < 4 || (argc > 4 && count_args(sh, argc, argv, &count, &first)))
 			return bad_usage(sh);
 		a = app_need_pool(sh, false);
 		if (!a)
 			return -ENODEV;
 		if (!appliance_volume_name_valid(argv[3]))
 			return volume_error(sh, a, -EINVAL, "thin snapshot", argv[3]);
+		if (argc > 4)
+			return thin_create_many(sh, a, argv[3], 0, argv[2], count, first);
 		rc = appliance_snapshot_volume(a, argv[2], argv[3]);
 		if (rc == -ENOENT)
 			return volume_error(sh, a, rc, "thin snapshot", argv[2]);
@@ -310,10 +468,12 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(sub, "list")) {
-		if (argc != 2)
-			return bad_usage(sh);
+		struct list_opts lo;
+
+		if (list_args(sh, argc, argv, &lo))
+			return -EINVAL;
 		a = app_need_pool(sh, false);
-		return a ? thin_list(sh, a) : -ENODEV;
+		return a ? thin_list(sh, a, &lo) : -ENODEV;
 	}
 	if (!strcmp(sub, "info")) {
 		if (argc != 3)
@@ -336,8 +496,9 @@ static int cmd_thin(struct shell *sh, int argc, char **argv)
 
 const struct shell_cmd app_thin_cmds[] = {
 	{ "thin", "create|snapshot|delete|rename|resize|list|info|diff ...",
-	  "thin volumes: create NAME SIZE, snapshot ORIGIN NAME, delete, rename, resize, list, "
-	  "info, diff FROM TO [--summary] (what changed)",
+	  "thin volumes: create NAME SIZE (--count N: NAME0..), snapshot ORIGIN NAME, delete, "
+	  "rename, resize, list [PATTERN] [--from NAME] [--limit N], info, diff FROM TO "
+	  "[--summary] (what changed)",
 	  cmd_thin },
 };
 const size_t app_thin_ncmds = ARRAY_SIZE(app_thin_cmds);

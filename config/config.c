@@ -14,8 +14,121 @@ void cfg_init(struct cfg *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/* ---- The lookup cache --------------------------------------------------------------------- */
+
+/* Below this many entries a scan is as quick as the table and needs no memory. */
+#define IX_MIN 16u
+
+static uint32_t hash_name(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+static uint32_t hash_id(uint32_t id)
+{
+	return id * 2654435761u;
+}
+
+void cfg_reindex(struct cfg *c)
+{
+	free(c->ix_vname);
+	free(c->ix_vid);
+	free(c->ix_ename);
+	c->ix_vname = c->ix_vid = c->ix_ename = NULL;
+	c->ix_vslots = c->ix_eslots = 0;
+}
+
+static void drop_vix(struct cfg *c)
+{
+	free(c->ix_vname);
+	free(c->ix_vid);
+	c->ix_vname = c->ix_vid = NULL;
+	c->ix_vslots = 0;
+}
+
+static void drop_eix(struct cfg *c)
+{
+	free(c->ix_ename);
+	c->ix_ename = NULL;
+	c->ix_eslots = 0;
+}
+
+static void ix_put(uint32_t *t, size_t slots, uint32_t h, size_t i)
+{
+	size_t m = slots - 1;
+
+	for (h &= m; t[h]; h = (h + 1) & m)
+		;
+	t[h] = (uint32_t)i + 1;
+}
+
+/* Slots for @n entries: a power of two at least 2n + 2 (so a table is at most half full). */
+static size_t ix_slots(size_t n)
+{
+	size_t s = 64;
+
+	while (s < 2 * n + 2)
+		s *= 2;
+	return s;
+}
+
+/* Build the volume tables; false without memory (the lookups then scan). */
+static bool build_vix(struct cfg *c)
+{
+	size_t slots = ix_slots(c->cap_vols);
+
+	drop_vix(c);
+	c->ix_vname = calloc(slots, sizeof(uint32_t));
+	c->ix_vid = calloc(slots, sizeof(uint32_t));
+	if (!c->ix_vname || !c->ix_vid) {
+		drop_vix(c);
+		return false;
+	}
+	c->ix_vslots = slots;
+	for (size_t i = 0; i < c->nvols; i++) {
+		ix_put(c->ix_vname, slots, hash_name(c->vols[i].name), i);
+		ix_put(c->ix_vid, slots, hash_id(c->vols[i].id), i);
+	}
+	return true;
+}
+
+static bool build_eix(struct cfg *c)
+{
+	size_t slots = ix_slots(c->cap_exps);
+
+	drop_eix(c);
+	c->ix_ename = calloc(slots, sizeof(uint32_t));
+	if (!c->ix_ename)
+		return false;
+	c->ix_eslots = slots;
+	for (size_t i = 0; i < c->nexps; i++)
+		ix_put(c->ix_ename, slots, hash_name(c->exps[i].name), i);
+	return true;
+}
+
+/* Whether the volume tables can be used (built now if needed). The tables are a cache, so a
+ * lookup on a const configuration may build them. */
+static bool vix(const struct cfg *c)
+{
+	if (c->nvols < IX_MIN)
+		return false;
+	return c->ix_vslots || build_vix((struct cfg *)c);
+}
+
+static bool eix(const struct cfg *c)
+{
+	if (c->nexps < IX_MIN)
+		return false;
+	return c->ix_eslots || build_eix((struct cfg *)c);
+}
+
 void cfg_free(struct cfg *c)
 {
+	cfg_reindex(c);
 	free(c->vols);
 	free(c->exps);
 	cfg_init(c);
@@ -63,6 +176,14 @@ bool cfg_name_valid(const char *name)
 
 struct cfg_volume *cfg_find_volume(const struct cfg *c, const char *name)
 {
+	if (vix(c)) {
+		size_t m = c->ix_vslots - 1;
+
+		for (size_t h = hash_name(name) & m; c->ix_vname[h]; h = (h + 1) & m)
+			if (!strcmp(c->vols[c->ix_vname[h] - 1].name, name))
+				return &c->vols[c->ix_vname[h] - 1];
+		return NULL;
+	}
 	for (size_t i = 0; i < c->nvols; i++)
 		if (!strcmp(c->vols[i].name, name))
 			return &c->vols[i];
@@ -71,6 +192,14 @@ struct cfg_volume *cfg_find_volume(const struct cfg *c, const char *name)
 
 struct cfg_volume *cfg_find_volume_id(const struct cfg *c, uint32_t id)
 {
+	if (vix(c)) {
+		size_t m = c->ix_vslots - 1;
+
+		for (size_t h = hash_id(id) & m; c->ix_vid[h]; h = (h + 1) & m)
+			if (c->vols[c->ix_vid[h] - 1].id == id)
+				return &c->vols[c->ix_vid[h] - 1];
+		return NULL;
+	}
 	for (size_t i = 0; i < c->nvols; i++)
 		if (c->vols[i].id == id)
 			return &c->vols[i];
@@ -79,6 +208,14 @@ struct cfg_volume *cfg_find_volume_id(const struct cfg *c, uint32_t id)
 
 struct cfg_export *cfg_find_export(const struct cfg *c, const char *name)
 {
+	if (eix(c)) {
+		size_t m = c->ix_eslots - 1;
+
+		for (size_t h = hash_name(name) & m; c->ix_ename[h]; h = (h + 1) & m)
+			if (!strcmp(c->exps[c->ix_ename[h] - 1].name, name))
+				return &c->exps[c->ix_ename[h] - 1];
+		return NULL;
+	}
 	for (size_t i = 0; i < c->nexps; i++)
 		if (!strcmp(c->exps[i].name, name))
 			return &c->exps[i];
@@ -125,6 +262,13 @@ int cfg_add_volume(struct cfg *c, const char *name, uint32_t id, uint64_t size, 
 	v->size = size;
 	if (origin)
 		memcpy(v->origin, origin, strlen(origin) + 1);
+	/* The tables follow an add while they stay at most half full; else a rebuild. */
+	if (c->ix_vslots && 2 * c->nvols + 2 <= c->ix_vslots) {
+		ix_put(c->ix_vname, c->ix_vslots, hash_name(name), c->nvols - 1);
+		ix_put(c->ix_vid, c->ix_vslots, hash_id(id), c->nvols - 1);
+	} else {
+		drop_vix(c);
+	}
 	return 0;
 }
 
@@ -143,6 +287,28 @@ int cfg_remove_volume(struct cfg *c, const char *name)
 		if (!strcmp(c->vols[i].origin, name))
 			c->vols[i].origin[0] = '\0';
 	*v = c->vols[--c->nvols];
+	drop_vix(c);
+	return 0;
+}
+
+int cfg_rename_volume(struct cfg *c, const char *name, const char *new_name)
+{
+	struct cfg_volume *v = cfg_find_volume(c, name);
+
+	if (!v)
+		return -ENOENT;
+	if (!cfg_name_valid(new_name))
+		return -EINVAL;
+	if (cfg_find_volume(c, new_name))
+		return -EEXIST;
+	for (size_t i = 0; i < c->nexps; i++)
+		if (!strcmp(c->exps[i].volume, name))
+			snprintf(c->exps[i].volume, sizeof(c->exps[i].volume), "%s", new_name);
+	for (size_t i = 0; i < c->nvols; i++)
+		if (!strcmp(c->vols[i].origin, name))
+			snprintf(c->vols[i].origin, sizeof(c->vols[i].origin), "%s", new_name);
+	snprintf(v->name, sizeof(v->name), "%s", new_name);
+	drop_vix(c);
 	return 0;
 }
 
@@ -167,6 +333,10 @@ int cfg_add_export(struct cfg *c, const char *name, const char *volume, bool rea
 	memcpy(e->name, name, strlen(name) + 1);
 	memcpy(e->volume, volume, strlen(volume) + 1);
 	e->read_only = read_only;
+	if (c->ix_eslots && 2 * c->nexps + 2 <= c->ix_eslots)
+		ix_put(c->ix_ename, c->ix_eslots, hash_name(name), c->nexps - 1);
+	else
+		drop_eix(c);
 	return 0;
 }
 
@@ -181,15 +351,39 @@ int cfg_remove_export(struct cfg *c, const char *name)
 	i = (size_t)(e - c->exps);
 	memmove(&c->exps[i], &c->exps[i + 1], (c->nexps - i - 1) * sizeof(*e));
 	c->nexps--;
+	drop_eix(c);
 	return 0;
+}
+
+static int cmp_u32(const void *x, const void *y)
+{
+	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+
+	return a < b ? -1 : a > b;
 }
 
 int64_t cfg_free_id(const struct cfg *c)
 {
-	for (uint32_t id = 0; id <= CFG_MAX_THIN_ID; id++)
-		if (!cfg_find_volume_id(c, id))
-			return id;
-	return -ENOSPC;
+	uint32_t *ids, want = 0;
+
+	if (!c->nvols)
+		return 0;
+	/* Sorted, the first gap is the answer: O(n log n) where probing each id was O(n^2). */
+	ids = malloc(c->nvols * sizeof(*ids));
+	if (!ids) {
+		for (uint32_t id = 0; id <= CFG_MAX_THIN_ID; id++)
+			if (!cfg_find_volume_id(c, id))
+				return id;
+		return -ENOSPC;
+	}
+	for (size_t i = 0; i < c->nvols; i++)
+		ids[i] = c->vols[i].id;
+	qsort(ids, c->nvols, sizeof(*ids), cmp_u32);
+	for (size_t i = 0; i < c->nvols && ids[i] <= want; i++)
+		if (ids[i] == want)
+			want++;
+	free(ids);
+	return want <= CFG_MAX_THIN_ID ? (int64_t)want : -ENOSPC;
 }
 
 int cfg_export_allow(struct cfg *c, const char *name, const struct net_prefix *p)

@@ -16,9 +16,11 @@
 
 #include "core/base/netaddr.h"
 
-#define CFG_NAME_MAX	127
-#define CFG_MAX_VOLUMES 4096
-#define CFG_MAX_EXPORTS 256
+#define CFG_NAME_MAX 127
+/* Sized for 10,000+ volumes in one VG (docs/appliance.md, "Limits"); each lookup below is
+ * hashed, so no command costs more than O(n) in them. */
+#define CFG_MAX_VOLUMES 16384
+#define CFG_MAX_EXPORTS 4096
 #define CFG_MAX_THIN_ID ((1u << 24) - 1)
 /* Prefixes in one export's allow list. */
 #define CFG_MAX_ALLOW 16
@@ -46,6 +48,14 @@ struct cfg {
 	size_t nvols, cap_vols;
 	struct cfg_export *exps;
 	size_t nexps, cap_exps;
+	/*
+	 * A cache for the lookups (volume by name, by id; export by name): open-addressing
+	 * tables of index + 1 (0: empty), ix_vslots / ix_eslots of them (0: not built; built
+	 * at the first lookup that needs it). The functions below keep it; code that changes
+	 * a name or an id in place must call cfg_reindex().
+	 */
+	uint32_t *ix_vname, *ix_vid, *ix_ename;
+	size_t ix_vslots, ix_eslots;
 };
 
 /* An empty configuration. */
@@ -55,10 +65,14 @@ void cfg_free(struct cfg *c);
 /* Deep copy. 0 or -ENOMEM (then @dst is empty). */
 int cfg_copy(struct cfg *dst, const struct cfg *src);
 
+/* Forget the lookup cache (after a name or id was changed in place). */
+void cfg_reindex(struct cfg *c);
+
 /* True when @name is a valid volume or export name (see above). */
 bool cfg_name_valid(const char *name);
 
-/* Lookups: the entry, or NULL. */
+/* Lookups: the entry, or NULL. Hashed: O(1), after an O(n) rebuild when the cache was
+ * dropped (a removal or a rename drops it). */
 struct cfg_volume *cfg_find_volume(const struct cfg *c, const char *name);
 struct cfg_volume *cfg_find_volume_id(const struct cfg *c, uint32_t id);
 struct cfg_export *cfg_find_export(const struct cfg *c, const char *name);
@@ -68,6 +82,11 @@ struct cfg_export *cfg_find_export(const struct cfg *c, const char *name);
  * -EEXIST when the name or the id is taken, -ENOSPC past CFG_MAX_VOLUMES, -ENOMEM.
  */
 int cfg_add_volume(struct cfg *c, const char *name, uint32_t id, uint64_t size, const char *origin);
+/*
+ * Rename volume @name to @new_name, with its exports and the snapshots that name it as
+ * origin. -ENOENT, -EEXIST (the new name is taken), -EINVAL (bad name).
+ */
+int cfg_rename_volume(struct cfg *c, const char *name, const char *new_name);
 /* Remove a volume: -ENOENT if absent, -EBUSY while an export uses it. */
 int cfg_remove_volume(struct cfg *c, const char *name);
 /* Add an export of @volume: -EINVAL, -EEXIST, -ENOENT (no such volume), -ENOSPC, -ENOMEM. */
@@ -81,7 +100,7 @@ int cfg_remove_export(struct cfg *c, const char *name);
  */
 int cfg_export_allow(struct cfg *c, const char *name, const struct net_prefix *p);
 int cfg_export_disallow(struct cfg *c, const char *name, const struct net_prefix *p);
-/* The lowest thin id not used by any volume, or -ENOSPC. */
+/* The lowest thin id not used by any volume, or -ENOSPC. O(n log n). */
 int64_t cfg_free_id(const struct cfg *c);
 
 #endif

@@ -518,8 +518,29 @@ static int cmd_reboot(struct shell *sh, int argc, char **argv)
 	return rc ? needs_hardware(sh, "reboot", rc) : 0;
 }
 
+/*
+ * `time CMD ...`: run CMD, then say how long it took ("time: 12.345 ms"), whatever its
+ * result. A prefix rather than a line after every command, so that scripts that read the
+ * output of the other commands see it unchanged.
+ */
+static int cmd_time(struct shell *sh, int argc, char **argv)
+{
+	uint64_t t0, ns;
+	int rc;
+
+	if (argc < 2)
+		return shell_usage(sh, "time");
+	t0 = plat_now_ns();
+	rc = run_words(sh, argc - 1, argv + 1);
+	ns = plat_now_ns() - t0;
+	shell_printf(sh, "time: %" PRIu64 ".%03" PRIu64 " ms\n", ns / NSEC_PER_MSEC,
+		     ns % NSEC_PER_MSEC / 1000);
+	return rc;
+}
+
 static const struct shell_cmd builtin_cmds[] = {
 	{ "help", "[COMMAND]", "list the commands, or show one command's usage", cmd_help },
+	{ "time", "COMMAND [ARGS...]", "run a command and print how long it took", cmd_time },
 	{ "version", "", "show the firmware version", cmd_version },
 	{ "uptime", "", "time since the machine started", cmd_uptime },
 	{ "date", "", "wall-clock time (UTC) and host name", cmd_date },

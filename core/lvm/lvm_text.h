@@ -51,10 +51,14 @@ struct lvm_text_limits {
 	unsigned max_nodes; /* sections, assignments and array elements together */
 };
 
-/* Room for the largest copy lvm writes into a default area, and far more nodes than it has. */
-#define LVM_TEXT_DEFAULT_MAX_LEN   (1024u * 1024u)
+/*
+ * Room for the largest copy the appliance reads back (LVM_PV_MAX_TEXT: an area of 32 MiB, far
+ * beyond lvm's default 1 MiB one) and its nodes: a thin LV is about 20 of them, so a VG of
+ * LVM_VG_MAX_LVS LVs fits.
+ */
+#define LVM_TEXT_DEFAULT_MAX_LEN   (16u * 1024u * 1024u)
 #define LVM_TEXT_DEFAULT_MAX_DEPTH 16u
-#define LVM_TEXT_DEFAULT_MAX_NODES 65536u
+#define LVM_TEXT_DEFAULT_MAX_NODES (1024u * 1024u)
 
 struct lvm_tree;
 

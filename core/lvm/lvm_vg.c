@@ -245,10 +245,17 @@ int lvm_vg_add_lv(struct lvm_vg *vg, const char *name, const char *id, uint32_t 
 		return -EINVAL;
 	if (vg->nr_lvs >= LVM_VG_MAX_LVS)
 		return -E2BIG;
-	lvs = realloc(vg->lvs, (vg->nr_lvs + 1) * sizeof(*lvs));
-	if (!lvs)
-		return -ENOMEM;
-	vg->lvs = lvs;
+	/* Doubling: reading or building a VG of n LVs copies O(n) of them, not O(n^2). */
+	if (vg->nr_lvs >= vg->lv_cap) {
+		unsigned cap = vg->lv_cap ? vg->lv_cap * 2 : 8;
+
+		lvs = realloc(vg->lvs, cap * sizeof(*lvs));
+		if (!lvs)
+			return -ENOMEM;
+		vg->lvs = lvs;
+		vg->lv_cap = cap;
+	}
+	lvs = vg->lvs;
 	lv = &lvs[vg->nr_lvs];
 	memset(lv, 0, sizeof(*lv));
 	if (!lvm_id_parse(id, lv->id))
@@ -385,6 +392,90 @@ struct lvm_lv *lvm_vg_find_lv(const struct lvm_vg *vg, const char *name)
 	return NULL;
 }
 
+/* ---- hashed lookups ----------------------------------------------------------------------- */
+
+/* Open addressing with linear probing; slots hold an element index + 1 (0: empty). */
+struct ix_table {
+	size_t mask;
+	uint32_t *slot;
+};
+
+static int ix_init(struct ix_table *t, size_t n)
+{
+	size_t slots = 64;
+
+	while (slots < 2 * n + 2)
+		slots *= 2;
+	t->slot = calloc(slots, sizeof(*t->slot));
+	t->mask = slots - 1;
+	return t->slot ? 0 : -ENOMEM;
+}
+
+static uint32_t hash_str(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+static uint32_t hash_u32(uint32_t v)
+{
+	return v * 2654435761u;
+}
+
+/* Insert after the equal keys already there: a probe meets the earliest first. */
+static void ix_put(struct ix_table *t, uint32_t h, unsigned i)
+{
+	for (h &= (uint32_t)t->mask; t->slot[h]; h = (h + 1) & (uint32_t)t->mask)
+		;
+	t->slot[h] = i + 1;
+}
+
+struct lvm_lv_index {
+	const struct lvm_vg *vg;
+	struct ix_table t;
+};
+
+int lvm_lv_index_build(const struct lvm_vg *vg, struct lvm_lv_index **out)
+{
+	struct lvm_lv_index *ix = calloc(1, sizeof(*ix));
+
+	if (!ix || ix_init(&ix->t, vg->nr_lvs)) {
+		free(ix);
+		return -ENOMEM;
+	}
+	ix->vg = vg;
+	for (unsigned i = 0; i < vg->nr_lvs; i++)
+		ix_put(&ix->t, hash_str(vg->lvs[i].name), i);
+	*out = ix;
+	return 0;
+}
+
+struct lvm_lv *lvm_lv_index_find(const struct lvm_lv_index *ix, const char *name)
+{
+	for (uint32_t h = hash_str(name) & (uint32_t)ix->t.mask; ix->t.slot[h];
+	     h = (h + 1) & (uint32_t)ix->t.mask)
+		if (!strcmp(ix->vg->lvs[ix->t.slot[h] - 1].name, name))
+			return &ix->vg->lvs[ix->t.slot[h] - 1];
+	return NULL;
+}
+
+void lvm_lv_index_free(struct lvm_lv_index *ix)
+{
+	if (ix)
+		free(ix->t.slot);
+	free(ix);
+}
+
+/* The LV named @name: through @ix when there is one. */
+static const struct lvm_lv *find_lv(const struct lvm_vg *vg, const struct lvm_lv_index *ix,
+				    const char *name)
+{
+	return ix ? lvm_lv_index_find(ix, name) : lvm_vg_find_lv(vg, name);
+}
+
 bool lvm_lv_name_valid(const char *name)
 {
 	return lvm_name_valid(name) && visible_name_ok(name);
@@ -507,8 +598,11 @@ int lvm_vg_copy(const struct lvm_vg *vg, struct lvm_vg **out, char *why, size_t 
 		if (!rc && vg->pvs[i].device && !(c->pvs[i].device = dup_str(vg->pvs[i].device)))
 			rc = -ENOMEM;
 	}
+	c->lv_cap = 0;
 	if (!rc && vg->nr_lvs && !(c->lvs = calloc(vg->nr_lvs, sizeof(*c->lvs))))
 		rc = -ENOMEM;
+	if (c->lvs)
+		c->lv_cap = vg->nr_lvs;
 	for (unsigned i = 0; i < vg->nr_lvs && !rc; i++) {
 		rc = lv_copy(&c->lvs[i], &vg->lvs[i]);
 		c->nr_lvs++;
@@ -537,10 +631,11 @@ static int check_tags(const struct lvm_strs *t, const char *what, const char *na
 	return 0;
 }
 
-static int check_striped_component(const struct lvm_vg *vg, const struct lvm_lv *pool,
-				   const char *name, const char *role, char *why, size_t why_len)
+static int check_striped_component(const struct lvm_vg *vg, const struct lvm_lv_index *ix,
+				   const struct lvm_lv *pool, const char *name, const char *role,
+				   char *why, size_t why_len)
 {
-	const struct lvm_lv *c = lvm_vg_find_lv(vg, name);
+	const struct lvm_lv *c = find_lv(vg, ix, name);
 
 	if (!c)
 		return why_set(why, why_len, "thin pool %s: %s LV '%s' does not exist", pool->name,
@@ -571,8 +666,8 @@ static int check_striped_component(const struct lvm_vg *vg, const struct lvm_lv 
 }
 
 /* lvm2's rules for pending messages (lib/thin/thin.c, thin_manip.c), and one of ours. */
-static int check_messages(const struct lvm_vg *vg, const struct lvm_lv *pool, char *why,
-			  size_t why_len)
+static int check_messages(const struct lvm_vg *vg, const struct lvm_lv_index *ix,
+			  const struct lvm_lv *pool, char *why, size_t why_len)
 {
 	const struct lvm_seg *s = &pool->segs[0];
 
@@ -588,7 +683,7 @@ static int check_messages(const struct lvm_vg *vg, const struct lvm_lv *pool, ch
 
 		switch (m->type) {
 		case LVM_MSG_CREATE: {
-			const struct lvm_lv *t = lvm_vg_find_lv(vg, m->lv);
+			const struct lvm_lv *t = find_lv(vg, ix, m->lv);
 
 			if (!t || t->nr_segs != 1 || t->segs[0].type != LVM_SEG_THIN ||
 			    strcmp(t->segs[0].thin_pool, pool->name))
@@ -621,7 +716,8 @@ static int check_messages(const struct lvm_vg *vg, const struct lvm_lv *pool, ch
 	return 0;
 }
 
-static int check_lv(const struct lvm_vg *vg, const struct lvm_lv *lv, char *why, size_t why_len)
+static int check_lv(const struct lvm_vg *vg, const struct lvm_lv_index *ix, const struct lvm_lv *lv,
+		    char *why, size_t why_len)
 {
 	uint64_t next = 0;
 
@@ -691,10 +787,10 @@ static int check_lv(const struct lvm_vg *vg, const struct lvm_lv *lv, char *why,
 			if (s->discards > LVM_DISCARDS_PASSDOWN)
 				return why_set(why, why_len, "thin pool %s: bad discards",
 					       lv->name);
-			if (check_striped_component(vg, lv, s->metadata, "metadata", why,
+			if (check_striped_component(vg, ix, lv, s->metadata, "metadata", why,
 						    why_len) ||
-			    check_striped_component(vg, lv, s->pool, "data", why, why_len) ||
-			    check_messages(vg, lv, why, why_len))
+			    check_striped_component(vg, ix, lv, s->pool, "data", why, why_len) ||
+			    check_messages(vg, ix, lv, why, why_len))
 				return -EINVAL;
 			/* lvm refuses every command on a pool whose metadata LV is named otherwise. */
 			if (!strstr(s->metadata, "_tmeta"))
@@ -702,16 +798,15 @@ static int check_lv(const struct lvm_vg *vg, const struct lvm_lv *lv, char *why,
 					       "thin pool %s: metadata LV name %s does not contain "
 					       "_tmeta",
 					       lv->name, s->metadata);
-			if (lvm_lv_extents(lvm_vg_find_lv(vg, s->pool)) != s->extent_count)
+			if (lvm_lv_extents(find_lv(vg, ix, s->pool)) != s->extent_count)
 				return why_set(
 				    why, why_len,
 				    "thin pool %s: %llu extents, its data LV %s has %llu", lv->name,
 				    (unsigned long long)s->extent_count, s->pool,
-				    (unsigned long long)lvm_lv_extents(
-					lvm_vg_find_lv(vg, s->pool)));
+				    (unsigned long long)lvm_lv_extents(find_lv(vg, ix, s->pool)));
 			break;
 		case LVM_SEG_THIN: {
-			const struct lvm_lv *pool = lvm_vg_find_lv(vg, s->thin_pool);
+			const struct lvm_lv *pool = find_lv(vg, ix, s->thin_pool);
 
 			if (!pool || pool->nr_segs != 1 || pool->segs[0].type != LVM_SEG_THIN_POOL)
 				return why_set(why, why_len,
@@ -722,7 +817,7 @@ static int check_lv(const struct lvm_vg *vg, const struct lvm_lv *lv, char *why,
 					       "thin LV %s: device_id %u out of range", lv->name,
 					       s->device_id);
 			if (s->origin[0]) {
-				const struct lvm_lv *o = lvm_vg_find_lv(vg, s->origin);
+				const struct lvm_lv *o = find_lv(vg, ix, s->origin);
 
 				if (!o || o == lv || o->nr_segs != 1 ||
 				    o->segs[0].type != LVM_SEG_THIN ||
@@ -733,13 +828,7 @@ static int check_lv(const struct lvm_vg *vg, const struct lvm_lv *lv, char *why,
 					    "pool %s",
 					    lv->name, s->origin, s->thin_pool);
 			}
-			for (const struct lvm_lv *o = vg->lvs; o < lv; o++)
-				if (o->nr_segs == 1 && o->segs[0].type == LVM_SEG_THIN &&
-				    o->segs[0].device_id == s->device_id &&
-				    !strcmp(o->segs[0].thin_pool, s->thin_pool))
-					return why_set(why, why_len,
-						       "thin LVs %s and %s share device_id %u",
-						       o->name, lv->name, s->device_id);
+			/* Two thin LVs of one pool with one device_id: lvm_vg_validate(). */
 			break;
 		}
 		default:
@@ -773,6 +862,60 @@ static int check_overlaps(const struct lvm_vg *vg, char *why, size_t why_len)
 				}
 		}
 	return 0;
+}
+
+/*
+ * Each LV (check_lv()), and what no LV can see alone: names, ids and a pool's device_ids
+ * used twice. Hashed, so that a VG of 10,000 thin LVs costs O(n) here, not O(n^2).
+ */
+static int check_lvs(const struct lvm_vg *vg, char *why, size_t why_len)
+{
+	struct lvm_lv_index *ix = NULL;
+	struct ix_table ids = { 0 }, devs = { 0 };
+	int rc = lvm_lv_index_build(vg, &ix);
+
+	if (!rc)
+		rc = ix_init(&ids, vg->nr_lvs);
+	if (!rc)
+		rc = ix_init(&devs, vg->nr_lvs);
+	for (unsigned i = 0; i < vg->nr_lvs && !rc; i++) {
+		const struct lvm_lv *lv = &vg->lvs[i], *o;
+		uint32_t h;
+
+		rc = check_lv(vg, ix, lv, why, why_len);
+		if (rc)
+			break;
+		/* The first LV of that name is i itself, unless an earlier one has it. */
+		o = lvm_lv_index_find(ix, lv->name);
+		for (h = hash_str(lv->id) & (uint32_t)ids.mask; !o && ids.slot[h];
+		     h = (h + 1) & (uint32_t)ids.mask)
+			if (!strcmp(vg->lvs[ids.slot[h] - 1].id, lv->id))
+				o = &vg->lvs[ids.slot[h] - 1];
+		if (o && o != lv) {
+			rc = why_set(why, why_len, "LVs %s and %s share a name or an id", o->name,
+				     lv->name);
+			break;
+		}
+		ix_put(&ids, hash_str(lv->id), i);
+		if (lv->nr_segs != 1 || lv->segs[0].type != LVM_SEG_THIN)
+			continue;
+		for (h = hash_u32(lv->segs[0].device_id) & (uint32_t)devs.mask; devs.slot[h];
+		     h = (h + 1) & (uint32_t)devs.mask) {
+			o = &vg->lvs[devs.slot[h] - 1];
+			if (o->segs[0].device_id == lv->segs[0].device_id &&
+			    !strcmp(o->segs[0].thin_pool, lv->segs[0].thin_pool)) {
+				rc = why_set(why, why_len, "thin LVs %s and %s share device_id %u",
+					     o->name, lv->name, lv->segs[0].device_id);
+				break;
+			}
+		}
+		if (!rc)
+			ix_put(&devs, hash_u32(lv->segs[0].device_id), i);
+	}
+	lvm_lv_index_free(ix);
+	free(ids.slot);
+	free(devs.slot);
+	return rc;
 }
 
 int lvm_vg_validate(const struct lvm_vg *vg, char *why, size_t why_len)
@@ -827,17 +970,8 @@ int lvm_vg_validate(const struct lvm_vg *vg, char *why, size_t why_len)
 				return why_set(why, why_len, "PVs %s and %s share a key or an id",
 					       vg->pvs[j].key, pv->key);
 	}
-	for (unsigned i = 0; i < vg->nr_lvs; i++) {
-		rc = check_lv(vg, &vg->lvs[i], why, why_len);
-		if (rc)
-			return rc;
-		for (unsigned j = 0; j < i; j++)
-			if (!strcmp(vg->lvs[j].name, vg->lvs[i].name) ||
-			    !strcmp(vg->lvs[j].id, vg->lvs[i].id))
-				return why_set(why, why_len, "LVs %s and %s share a name or an id",
-					       vg->lvs[j].name, vg->lvs[i].name);
-	}
-	return check_overlaps(vg, why, why_len);
+	rc = check_lvs(vg, why, why_len);
+	return rc ? rc : check_overlaps(vg, why, why_len);
 }
 
 /* ---- text -> model --------------------------------------------------------------------- */

@@ -31,7 +31,7 @@
 #define LVM_NAME_MAX 127u /* VG and LV names */
 /* Bounds on what one VG may hold here; lvm's own VGs for the appliance are far smaller. */
 #define LVM_VG_MAX_PVS	    64u
-#define LVM_VG_MAX_LVS	    4096u
+#define LVM_VG_MAX_LVS	    32768u /* 10,000+ thin volumes: docs/appliance.md, "Limits" */
 #define LVM_LV_MAX_SEGS	    256u
 #define LVM_MAX_TAGS	    256u
 #define LVM_THIN_MAX_DEV_ID 0xFFFFFFu
@@ -144,6 +144,7 @@ struct lvm_vg {
 	struct lvm_pv *pvs;
 	unsigned nr_lvs;
 	struct lvm_lv *lvs;
+	unsigned lv_cap; /* elements allocated at lvs (lvm_vg_add_lv() grows it by doubling) */
 	/* The text's top-level keys after the VG section (optional, informational). */
 	char *description;
 	bool has_creation;
@@ -163,7 +164,10 @@ int lvm_vg_from_text(const char *text, size_t len, struct lvm_vg **out, char *wh
  * -E2BIG when longer than LVM_TEXT_DEFAULT_MAX_LEN; -ENOMEM.
  */
 int lvm_vg_to_text(const struct lvm_vg *vg, char **text, size_t *len, char *why, size_t why_len);
-/* All the checks of lvm_vg_from_text() on a model: 0 or -EINVAL with the reason. */
+/*
+ * All the checks of lvm_vg_from_text() on a model: 0 or -EINVAL with the reason; -ENOMEM for
+ * its lookup tables. O(n) in the LVs (name, id and device_id lookups are hashed).
+ */
 int lvm_vg_validate(const struct lvm_vg *vg, char *why, size_t why_len);
 void lvm_vg_free(struct lvm_vg *vg);
 
@@ -194,7 +198,18 @@ void lvm_seg_clear_messages(struct lvm_seg *seg);
 /* Append a copy of @s (checked as a tag: -EINVAL). */
 int lvm_strs_add(struct lvm_strs *l, const char *s);
 
+/* A scan: O(n). Callers that look up many names build an index (below). */
 struct lvm_lv *lvm_vg_find_lv(const struct lvm_vg *vg, const char *name);
+
+/*
+ * A hashed index of a VG's LVs by name, for callers that look up many: built in O(n), valid
+ * until an LV of @vg is added, removed or renamed. A name held twice finds the first, as
+ * lvm_vg_find_lv() does. Build: 0 or -ENOMEM.
+ */
+struct lvm_lv_index;
+int lvm_lv_index_build(const struct lvm_vg *vg, struct lvm_lv_index **out);
+struct lvm_lv *lvm_lv_index_find(const struct lvm_lv_index *ix, const char *name);
+void lvm_lv_index_free(struct lvm_lv_index *ix);
 /* Remove @lv (an element of vg->lvs; pointers to later LVs move down by one). Nothing else
  * is changed: references to it (origin, pool components, messages) are the caller's. */
 void lvm_vg_remove_lv(struct lvm_vg *vg, struct lvm_lv *lv);

@@ -45,7 +45,7 @@ struct nbd_conn;
 #define NBD_MAX_NAME		   255 /* export names: 1..255 bytes (the spec's SHOULD is 256) */
 #define NBD_MAX_DESCRIPTION	   255
 #define NBD_DEFAULT_MAX_CONNS	   64
-#define NBD_DEFAULT_MAX_EXPORTS	   64
+#define NBD_DEFAULT_MAX_EXPORTS	   4096
 #define NBD_DEFAULT_MAX_PER_CLIENT 16
 #define NBD_MAX_ALLOW		   64 /* prefixes in one export's allow list */
 

@@ -455,7 +455,7 @@ TEST(bad_input_never_crashes)
 		"thin resize vol0 0",
 		"thin info",
 		"thin info nosuch",
-		"thin list extra",
+		"thin list --bogus",
 		"export",
 		"export add",
 		"export add nosuch",
