@@ -174,6 +174,11 @@ static int pool_status(struct shell *sh, struct appliance *a)
 		     "  metadata        %s of %s used, %u%% (%" PRIu64 " of %" PRIu64
 		     " blocks of 4 KiB)\n",
 		     s1, s2, percent(st.meta_used, st.meta_total), st.meta_used, st.meta_total);
+	/* The cache bounds the pool's memory whatever the pool's size (docs/firmware.md). */
+	format_size(st.meta_cache_bytes, s1, sizeof(s1));
+	shell_printf(
+	    sh, "  metadata cache  at most %u blocks (%s); %" PRIu64 " hits, %" PRIu64 " misses\n",
+	    st.meta_cache_blocks, s1, st.meta_cache_hits, st.meta_cache_misses);
 	if (st.held_root)
 		shell_printf(sh, "  held root       block %" PRIu64 "\n", st.held_root);
 	else

@@ -281,6 +281,7 @@ TEST(commands_and_persistence)
 	ok(has(f, "status: "));
 	ok(has(f, "transaction id"));
 	ok(has(f, "needs_check     no"));
+	ok(has(f, "metadata cache  at most "));
 	t = txid(f);
 	ok_eq(t, 3); /* the thin devices made: vol0, data and its snapshot (lvm's rule: only
 		      * creates and deletes move the pool's transaction id) */
