@@ -165,7 +165,8 @@ struct vnet_frag {
  * A frame sent by reference is finished: the device returned its chain (or the device was
  * reset), so the memory behind @ref's fragments may be reused or freed. Called from
  * vnet_tx_frags_ref(), vnet_poll(), vnet_tx_kick() and vnet_destroy(), exactly once per
- * reference taken.
+ * reference taken. It must not call the driver's transmit functions (it may run in the
+ * middle of one): give memory back, nothing more.
  */
 typedef void (*vnet_tx_done_fn)(void *ctx, void *ref);
 
