@@ -403,16 +403,17 @@ static int cmd_nic(struct shell *sh, int argc, char **argv)
 	    "         rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64
 	    " malformed, %" PRIu64 " unclaimed\n"
 	    "         tx %" PRIu64 " packets %" PRIu64 " bytes, busy %" PRIu64
-	    ", sw checksums %" PRIu64 "\n"
+	    ", sw checksums %" PRIu64 "; by reference %" PRIu64 ", copied %" PRIu64
+	    " (references returned %" PRIu64 ")\n"
 	    "         offload: tx csum by device %" PRIu64 ", gso frames %" PRIu64 " (%" PRIu64
 	    " segments); rx csum valid %" PRIu64 ", partial %" PRIu64 "; rx merged %" PRIu64
 	    ", large %" PRIu64 ", kept %" PRIu64 " (buffers held %u of %u)\n",
 	    nic->vdev->name, nic->mac[0], nic->mac[1], nic->mac[2], nic->mac[3], nic->mac[4],
 	    nic->mac[5], nic->link_up ? "up" : "down", nic->mtu, nic->dead ? "  DEAD" : "", feat,
 	    st->rx_packets, st->rx_bytes, st->rx_dropped, rx_dropped_no_handler, st->tx_packets,
-	    st->tx_bytes, st->tx_busy, st->tx_csum_sw, st->tx_csum_dev, st->tx_gso, st->tx_gso_segs,
-	    st->rx_csum_valid, st->rx_csum_partial, st->rx_merged, st->rx_gso, st->rx_kept,
-	    nic->rx_held, nic->rx_nbufs);
+	    st->tx_bytes, st->tx_busy, st->tx_csum_sw, st->tx_ref, st->tx_copied, st->tx_ref_done,
+	    st->tx_csum_dev, st->tx_gso, st->tx_gso_segs, st->rx_csum_valid, st->rx_csum_partial,
+	    st->rx_merged, st->rx_gso, st->rx_kept, nic->rx_held, nic->rx_nbufs);
 	return 0;
 }
 

@@ -4,8 +4,10 @@
  * Receive buffers are pages of DMA memory, one descriptor each, the 12-byte header at the
  * start of a frame's first buffer (VERSION_1 allows any layout, §5.1.6.2); with MRG_RXBUF a
  * frame spans num_buffers of them and is handed up as their list, which the stack may keep
- * (zero copy) while spare buffers refill the ring. Transmit copies each frame into one
- * VNET_BUF_SIZE buffer.
+ * (zero copy) while spare buffers refill the ring. Transmit either copies a frame into one
+ * VNET_BUF_SIZE buffer, or (vnet_tx_frags_ref) puts only the virtio header (and a merged GSO
+ * frame's rewritten headers) there and chains the caller's fragments behind it, one
+ * descriptor each, in an indirect table when the device offers INDIRECT_DESC.
  */
 #include "drivers/virtio-net/vnet.h"
 
@@ -241,11 +243,12 @@ int vnet_rx_poll(struct vnet *vn, vnet_rx_fn cb, void *ctx, unsigned budget)
 
 /* ---- Transmit --------------------------------------------------------------------------------- */
 
-#define TCP_PSH	 0x08
-#define TCP_ACK	 0x10
-#define ETH_HLEN 14
-/* Ethernet, IPv4 without options, TCP with the largest options. */
-#define TSO_HDR_MAX (ETH_HLEN + 20 + 60)
+#define TCP_PSH	    0x08
+#define TCP_ACK	    0x10
+#define ETH_HLEN    14
+#define TSO_HDR_MAX VNET_TSO_HDR_MAX
+/* vnet_tso_tx(): the segment was not taken, it goes the ordinary way. */
+#define TSO_PASS 2
 
 static uint16_t get_be16(const uint8_t *p)
 {
@@ -342,9 +345,58 @@ static size_t frags_copy(const struct vnet_frag *frags, unsigned n, size_t skip,
 	return done;
 }
 
+/*
+ * The fragments' bytes from @skip on, as up to @max fragments into @out (empty ones left
+ * out): their number, or -1 when it takes more than @max.
+ */
+static int frags_slice(const struct vnet_frag *frags, unsigned n, size_t skip,
+		       struct vnet_frag *out, unsigned max)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		size_t l = frags[i].len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		if (k == max)
+			return -1;
+		out[k++] = (struct vnet_frag){ (const uint8_t *)frags[i].data + skip, l - skip };
+		skip = 0;
+	}
+	return (int)k;
+}
+
+/* The bus address of caller memory: its CPU address (identity-mapped; see tx_can_ref). */
+static uint64_t frag_bus(const struct vnet_frag *f)
+{
+	return (uint64_t)(uintptr_t)f->data;
+}
+
 static uint8_t *tso_buf(struct vnet *vn, unsigned i)
 {
 	return vn->tso_bufs + (size_t)i * VNET_TSO_BUF_SIZE;
+}
+
+static uint8_t *tx_buf(struct vnet *vn, unsigned i)
+{
+	return vn->tx_bufs + (size_t)i * VNET_BUF_SIZE;
+}
+
+/* Give back the references transmit buffer @idx's chain held (the device is done with it). */
+static void vnet_tx_release(struct vnet *vn, unsigned idx)
+{
+	void **refs = vn->tx_refs + (size_t)idx * VNET_TX_INDIRECT;
+	unsigned n = vn->tx_nrefs[idx];
+
+	/* Cleared first: the callback may free memory that ends up sent again at once. */
+	vn->tx_nrefs[idx] = 0;
+	for (unsigned i = 0; i < n; i++) {
+		vn->stats.tx_ref_done++;
+		vn->tx_done(vn->tx_done_ctx, refs[i]);
+	}
 }
 
 static int vnet_tx_reclaim(struct vnet *vn)
@@ -354,14 +406,18 @@ static int vnet_tx_reclaim(struct vnet *vn)
 
 	while ((rc = vq_get_used(&vn->txq, &tok, NULL)) == 0) {
 		uint8_t *buf = tok;
+		unsigned idx;
 
 		if (vn->tso_bufs && buf >= vn->tso_bufs &&
-		    buf < vn->tso_bufs + (size_t)VNET_TSO_BUFS * VNET_TSO_BUF_SIZE)
+		    buf < vn->tso_bufs + (size_t)VNET_TSO_BUFS * VNET_TSO_BUF_SIZE) {
 			vn->tso_free[vn->tso_nfree++] =
 			    (uint16_t)((buf - vn->tso_bufs) / VNET_TSO_BUF_SIZE);
-		else
-			vn->tx_free[vn->tx_nfree++] =
-			    (uint16_t)((buf - vn->tx_bufs) / VNET_BUF_SIZE);
+			continue;
+		}
+		idx = (unsigned)((buf - vn->tx_bufs) / VNET_BUF_SIZE);
+		if (vn->tx_nrefs[idx])
+			vnet_tx_release(vn, idx);
+		vn->tx_free[vn->tx_nfree++] = (uint16_t)idx;
 	}
 	if (rc == -EIO) {
 		plat_printf("%s: device broke the transmit ring; stopping it\n", vn->name);
@@ -372,19 +428,36 @@ static int vnet_tx_reclaim(struct vnet *vn)
 	return 0;
 }
 
-/* Place one descriptor on the transmit ring, reclaiming once when it is full. */
-static int vnet_tx_place(struct vnet *vn, struct vq_buf *b, void *tok)
+/* Place a chain of @n pieces on the transmit ring, reclaiming once when it is full. */
+static int vnet_tx_place(struct vnet *vn, const struct vq_buf *b, unsigned n, void *tok)
 {
-	int rc = vq_add(&vn->txq, b, 1, 0, tok);
+	int rc = vq_add(&vn->txq, b, n, 0, tok);
 
-	if (rc) {
+	if (rc == -EAGAIN) {
 		vq_kick(&vn->txq);
 		rc = vnet_tx_reclaim(vn);
 		if (rc)
 			return rc;
-		rc = vq_add(&vn->txq, b, 1, 0, tok);
+		rc = vq_add(&vn->txq, b, n, 0, tok);
 	}
 	return rc;
+}
+
+/* A free transmit buffer's number, reclaiming once when there is none; -EAGAIN, -EIO. */
+static int vnet_tx_slot(struct vnet *vn)
+{
+	int rc;
+
+	if (!vn->tx_nfree) {
+		/* The ring is full of frames: announce any not yet announced before waiting. */
+		vq_kick(&vn->txq);
+		rc = vnet_tx_reclaim(vn);
+		if (rc)
+			return rc;
+		if (!vn->tx_nfree)
+			return -EAGAIN;
+	}
+	return vn->tx_free[--vn->tx_nfree];
 }
 
 /*
@@ -395,17 +468,37 @@ static int vnet_tx_place(struct vnet *vn, struct vq_buf *b, void *tok)
 static int vnet_tso_flush(struct vnet *vn)
 {
 	struct virtio_net_hdr *h;
-	struct vq_buf b;
+	struct vq_buf b[VNET_TX_INDIRECT];
+	unsigned nb = 1;
 	uint8_t *buf, *f;
 	size_t total;
-	int rc;
+	int slot = -1, rc;
 
 	if (!vn->tso_cur.active || vn->dead)
 		return 0;
-	buf = tso_buf(vn, vn->tso_cur.buf);
-	h = (struct virtio_net_hdr *)buf;
-	f = buf + sizeof(*h);
 	total = vn->tso_cur.info.hlen + vn->tso_cur.info.payload;
+	if (vn->tso_cur.ref) {
+		/* By reference: a transmit buffer takes the header, the payloads stay put. */
+		slot = vnet_tx_slot(vn);
+		if (slot < 0) {
+			vn->stats.tx_busy++;
+			return slot;
+		}
+		buf = tx_buf(vn, (unsigned)slot);
+		f = buf + sizeof(*h);
+		memcpy(f, vn->tso_cur.hdr, vn->tso_cur.info.hlen);
+		b[0].addr = vn->tx_bus + (uint64_t)slot * VNET_BUF_SIZE;
+		b[0].len = (uint32_t)(sizeof(*h) + vn->tso_cur.info.hlen);
+		for (unsigned i = 0; i < vn->tso_cur.npay; i++)
+			b[nb++] = (struct vq_buf){ frag_bus(&vn->tso_cur.pay[i]),
+						   (uint32_t)vn->tso_cur.pay[i].len };
+	} else {
+		buf = tso_buf(vn, vn->tso_cur.buf);
+		f = buf + sizeof(*h);
+		b[0].addr = vn->tso_bus + (uint64_t)vn->tso_cur.buf * VNET_TSO_BUF_SIZE;
+		b[0].len = (uint32_t)(sizeof(*h) + total);
+	}
+	h = (struct virtio_net_hdr *)buf;
 	memset(h, 0, sizeof(*h));
 	h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
 	h->csum_start = cpu_to_le16(vn->tso_cur.info.tcp_off);
@@ -428,13 +521,22 @@ static int vnet_tso_flush(struct vnet *vn)
 		h->gso_size = cpu_to_le16(vn->tso_cur.mss);
 		h->hdr_len = cpu_to_le16(vn->tso_cur.info.hlen);
 	}
-	b.addr = vn->tso_bus + (uint64_t)vn->tso_cur.buf * VNET_TSO_BUF_SIZE;
-	b.len = (uint32_t)(sizeof(*h) + total);
 	/* vq_add's barrier orders the copies before the device can see the buffer. */
-	rc = vnet_tx_place(vn, &b, buf);
+	rc = vnet_tx_place(vn, b, nb, buf);
 	if (rc) {
+		if (slot >= 0)
+			vn->tx_free[vn->tx_nfree++] = (uint16_t)slot;
 		vn->stats.tx_busy++;
 		return rc == -EIO ? rc : -EAGAIN;
+	}
+	if (slot >= 0) {
+		/* Only vnet_tx_reclaim() looks at them, never before we return. */
+		memcpy(vn->tx_refs + (size_t)slot * VNET_TX_INDIRECT, vn->tso_cur.refs,
+		       vn->tso_cur.nrefs * sizeof(void *));
+		vn->tx_nrefs[slot] = (uint8_t)vn->tso_cur.nrefs;
+		vn->stats.tx_ref++;
+	} else {
+		vn->stats.tx_copied++;
 	}
 	vn->tso_cur.active = false;
 	vn->stats.tx_packets++;
@@ -449,62 +551,104 @@ static int vnet_tso_flush(struct vnet *vn)
 
 /*
  * A TCP segment with a checksum to offload, HOST_TSO4 on: merged into the held frame, or held
- * to start one. 0 when it was taken, 1 when it must go the ordinary way (the held frame was
- * sent first, if any), or the error of sending the held frame.
+ * to start one. With @ref (the caller allows it and the device can) the segment's payload is
+ * kept by reference: the held frame then lists payload fragments and references instead of
+ * filling a large buffer; a frame is either kind, never both. 0 when it was taken by copy,
+ * VNET_TX_REFERENCED by reference, TSO_PASS when it must go the ordinary way (the held frame
+ * was sent first, if any), or the error of sending the held frame.
  */
 static int vnet_tso_tx(struct vnet *vn, const struct vnet_frag *frags, unsigned n, size_t len,
-		       const struct vnet_csum *csum)
+		       const struct vnet_csum *csum, void *ref)
 {
 	uint8_t hb[TSO_HDR_MAX];
 	size_t hav = frags_copy(frags, n, 0, hb, MIN(len, sizeof(hb)));
+	struct vnet_frag pay[VNET_TX_INDIRECT];
 	struct vnet_tso_info t;
+	int npay = -1;
+	bool by_ref;
 	uint8_t *f;
 	int rc;
 
 	if (vnet_tso_parse(hb, hav, len, &t) || csum->start != t.tcp_off || csum->offset != 16) {
 		rc = vnet_tso_flush(vn);
-		return rc ? rc : 1;
+		return rc ? rc : TSO_PASS;
 	}
+	/* One piece of the chain is the header buffer. */
+	if (ref)
+		npay = frags_slice(frags, n, t.hlen, pay, vn->tx_max_pieces - 1);
+	by_ref = npay > 0;
 	if (vn->tso_cur.active) {
-		f = tso_buf(vn, vn->tso_cur.buf) + sizeof(struct virtio_net_hdr);
-		if (vnet_tso_may_merge(f, &vn->tso_cur.info, vn->tso_cur.mss, hb, &t)) {
-			perf_begin();
-			frags_copy(frags, n, t.hlen, f + t.hlen + vn->tso_cur.info.payload,
-				   t.payload);
-			perf_end(PERF_COPY, t.payload);
+		f = vn->tso_cur.ref ? vn->tso_cur.hdr
+				    : tso_buf(vn, vn->tso_cur.buf) + sizeof(struct virtio_net_hdr);
+		if (vn->tso_cur.ref == by_ref &&
+		    (!by_ref || vn->tso_cur.npay + (unsigned)npay + 1 <= vn->tx_max_pieces) &&
+		    vnet_tso_may_merge(f, &vn->tso_cur.info, vn->tso_cur.mss, hb, &t)) {
+			if (by_ref) {
+				memcpy(vn->tso_cur.pay + vn->tso_cur.npay, pay,
+				       (size_t)npay * sizeof(pay[0]));
+				vn->tso_cur.npay += (unsigned)npay;
+				vn->tso_cur.refs[vn->tso_cur.nrefs++] = ref;
+			} else {
+				perf_begin();
+				frags_copy(frags, n, t.hlen, f + t.hlen + vn->tso_cur.info.payload,
+					   t.payload);
+				perf_end(PERF_COPY, t.payload);
+			}
 			vn->tso_cur.info.payload += t.payload;
 			vn->tso_cur.info.flags = t.flags;
 			f[t.tcp_off + 13] = t.flags; /* PSH of the last segment */
 			vn->tso_cur.segs++;
-			return 0;
+			return by_ref ? VNET_TX_REFERENCED : 0;
 		}
 		rc = vnet_tso_flush(vn);
 		if (rc)
 			return rc;
 	}
-	if (!vn->tso_nfree)
-		return 1;
-	vn->tso_cur.buf = vn->tso_free[--vn->tso_nfree];
-	f = tso_buf(vn, vn->tso_cur.buf) + sizeof(struct virtio_net_hdr);
-	perf_begin();
-	frags_copy(frags, n, 0, f, len);
-	perf_end(PERF_COPY, len);
+	if (by_ref) {
+		memcpy(vn->tso_cur.hdr, hb, t.hlen);
+		memcpy(vn->tso_cur.pay, pay, (size_t)npay * sizeof(pay[0]));
+		vn->tso_cur.npay = (unsigned)npay;
+		vn->tso_cur.refs[0] = ref;
+		vn->tso_cur.nrefs = 1;
+	} else {
+		if (!vn->tso_nfree)
+			return TSO_PASS;
+		vn->tso_cur.buf = vn->tso_free[--vn->tso_nfree];
+		f = tso_buf(vn, vn->tso_cur.buf) + sizeof(struct virtio_net_hdr);
+		perf_begin();
+		frags_copy(frags, n, 0, f, len);
+		perf_end(PERF_COPY, len);
+	}
+	vn->tso_cur.ref = by_ref;
 	vn->tso_cur.info = t;
 	vn->tso_cur.mss = (uint16_t)t.payload;
 	vn->tso_cur.segs = 1;
 	vn->tso_cur.active = true;
-	return 0;
+	return by_ref ? VNET_TX_REFERENCED : 0;
+}
+
+void vnet_set_tx_done(struct vnet *vn, vnet_tx_done_fn fn, void *ctx)
+{
+	vn->tx_done = fn;
+	vn->tx_done_ctx = ctx;
 }
 
 int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 		  const struct vnet_csum *csum)
 {
+	return vnet_tx_frags_ref(vn, frags, n, csum, NULL);
+}
+
+int vnet_tx_frags_ref(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
+		      const struct vnet_csum *csum, void *ref)
+{
 	struct virtio_net_hdr *h;
-	struct vq_buf b;
+	struct vq_buf b[VNET_TX_INDIRECT];
+	unsigned nb = 1;
 	size_t len = 0;
 	uint8_t *buf, *p;
-	unsigned idx;
-	int rc;
+	bool by_ref;
+	int idx, rc;
 
 	if (vn->dead)
 		return -EIO;
@@ -514,32 +658,44 @@ int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 		return -EMSGSIZE;
 	if (csum && (size_t)csum->start + csum->offset + 2 > len)
 		return -EINVAL;
+	/* Small frames are cheaper copied; a sum finished here would be written into the
+	 * caller's bytes; the device must be able to reach them (see the header). */
+	by_ref = ref && vn->tx_done && vn->tx_can_ref && len >= VNET_TX_REF_MIN &&
+		 (!csum || virtio_has(vn->vdev, VIRTIO_NET_F_CSUM));
 	/* Frames leave in order: one that does not join the held frame sends that first. */
-	rc = csum && vn->tso ? vnet_tso_tx(vn, frags, n, len, csum) : vnet_tso_flush(vn);
-	if (rc < 0 || (rc == 0 && csum && vn->tso))
+	rc = csum && vn->tso ? vnet_tso_tx(vn, frags, n, len, csum, by_ref ? ref : NULL)
+			     : vnet_tso_flush(vn);
+	if (rc < 0 || (csum && vn->tso && rc != TSO_PASS))
 		return rc;
-	if (!vn->tx_nfree) {
-		/* The ring is full of frames: announce any not yet announced before waiting. */
-		vq_kick(&vn->txq);
-		rc = vnet_tx_reclaim(vn);
-		if (rc)
-			return rc;
-		if (!vn->tx_nfree) {
+	if (by_ref && n + 1 > vn->tx_max_pieces)
+		by_ref = false; /* too many pieces for one chain: copied */
+	idx = vnet_tx_slot(vn);
+	if (idx < 0) {
+		if (idx == -EAGAIN)
 			vn->stats.tx_busy++;
-			return -EAGAIN;
-		}
+		return idx;
 	}
-	idx = vn->tx_free[--vn->tx_nfree];
-	buf = vn->tx_bufs + (size_t)idx * VNET_BUF_SIZE;
+	buf = tx_buf(vn, (unsigned)idx);
 	h = (struct virtio_net_hdr *)buf;
 	memset(h, 0, sizeof(*h));
-	p = buf + sizeof(*h);
-	perf_begin();
-	for (unsigned i = 0; i < n; i++) {
-		memcpy(p, frags[i].data, frags[i].len);
-		p += frags[i].len;
+	b[0].addr = vn->tx_bus + (uint64_t)idx * VNET_BUF_SIZE;
+	if (by_ref) {
+		/* The header alone in the buffer; the device reads the frame where it is. */
+		b[0].len = sizeof(*h);
+		for (unsigned i = 0; i < n; i++)
+			if (frags[i].len)
+				b[nb++] =
+				    (struct vq_buf){ frag_bus(&frags[i]), (uint32_t)frags[i].len };
+	} else {
+		p = buf + sizeof(*h);
+		perf_begin();
+		for (unsigned i = 0; i < n; i++) {
+			memcpy(p, frags[i].data, frags[i].len);
+			p += frags[i].len;
+		}
+		perf_end(PERF_COPY, len);
+		b[0].len = (uint32_t)(sizeof(*h) + len);
 	}
-	perf_end(PERF_COPY, len);
 	if (csum) {
 		if (virtio_has(vn->vdev, VIRTIO_NET_F_CSUM)) {
 			h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
@@ -553,18 +709,24 @@ int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 	}
 	h->gso_type = VIRTIO_NET_HDR_GSO_NONE;
 
-	b.addr = vn->tx_bus + (uint64_t)idx * VNET_BUF_SIZE;
-	b.len = (uint32_t)(sizeof(*h) + len);
 	/* vq_add's barrier orders the copy above before the device can see the buffer. */
-	rc = vq_add(&vn->txq, &b, 1, 0, buf);
+	rc = vnet_tx_place(vn, b, nb, buf);
 	if (rc) {
 		vn->tx_free[vn->tx_nfree++] = (uint16_t)idx;
-		vn->stats.tx_busy++;
+		if (rc == -EAGAIN)
+			vn->stats.tx_busy++;
 		return rc;
 	}
 	/* No doorbell per frame: vnet_tx_kick() at the end of the pass rings one for all. */
 	vn->stats.tx_packets++;
 	vn->stats.tx_bytes += len;
+	if (by_ref) {
+		vn->tx_refs[(size_t)idx * VNET_TX_INDIRECT] = ref;
+		vn->tx_nrefs[idx] = 1;
+		vn->stats.tx_ref++;
+		return VNET_TX_REFERENCED;
+	}
+	vn->stats.tx_copied++;
 	return 0;
 }
 
@@ -623,6 +785,17 @@ static void vnet_free(struct vnet *vn)
 		plat_dma_free(vn->tx_bufs, vn->tx_pages);
 	if (vn->tso_bufs)
 		plat_dma_free(vn->tso_bufs, vn->tso_pages);
+	/* The device is stopped (or never ran): what it still held by reference goes back. */
+	for (unsigned i = 0; vn->tx_nrefs && i < vn->txq.size; i++)
+		if (vn->tx_nrefs[i])
+			vnet_tx_release(vn, i);
+	if (vn->tso_cur.active && vn->tso_cur.ref)
+		for (unsigned i = 0; i < vn->tso_cur.nrefs; i++) {
+			vn->stats.tx_ref_done++;
+			vn->tx_done(vn->tx_done_ctx, vn->tso_cur.refs[i]);
+		}
+	free(vn->tx_refs);
+	free(vn->tx_nrefs);
 	free(vn->tx_free);
 	free(vn->rx_free);
 	vq_fini(&vn->rxq);
@@ -653,7 +826,8 @@ static int vnet_negotiate(struct virtio_dev *vdev)
 	uint64_t want = VIRTIO_BIT(VIRTIO_NET_F_CSUM) | VIRTIO_BIT(VIRTIO_NET_F_GUEST_CSUM) |
 			VIRTIO_BIT(VIRTIO_NET_F_MAC) | VIRTIO_BIT(VIRTIO_NET_F_STATUS) |
 			VIRTIO_BIT(VIRTIO_NET_F_MTU) | VIRTIO_BIT(VIRTIO_NET_F_MRG_RXBUF) |
-			VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4) | VIRTIO_BIT(VIRTIO_NET_F_HOST_TSO4);
+			VIRTIO_BIT(VIRTIO_NET_F_GUEST_TSO4) | VIRTIO_BIT(VIRTIO_NET_F_HOST_TSO4) |
+			VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC);
 	uint64_t drop = 0;
 	int rc = virtio_negotiate(vdev, want);
 
@@ -708,9 +882,13 @@ int vnet_create(struct virtio_dev *vdev, struct vnet **out)
 	rc = virtio_setup_queue(vdev, &vn->rxq, VNET_RXQ, VNET_RX_QUEUE_SIZE, 0);
 	if (rc)
 		goto err_setup;
-	rc = virtio_setup_queue(vdev, &vn->txq, VNET_TXQ, VNET_QUEUE_SIZE, 0);
+	/* Indirect tables only for transmit: receive chains are one buffer each. */
+	rc = virtio_setup_queue(vdev, &vn->txq, VNET_TXQ, VNET_QUEUE_SIZE, VNET_TX_INDIRECT);
 	if (rc)
 		goto err_setup;
+	vn->tx_max_pieces = vn->txq.indirect_max ? vn->txq.indirect_max : VNET_TX_DIRECT_MAX;
+	/* Behind an IOMMU the device's addresses are not ours: only DMA memory, copies. */
+	vn->tx_can_ref = !virtio_has(vdev, VIRTIO_F_ACCESS_PLATFORM);
 	vn->rx_nbufs = MAX(VNET_RX_BUFS, 2u * vn->rxq.size);
 	rc = vnet_alloc_bufs(vn->rx_nbufs, VNET_RX_BUF_SIZE, &vn->rx_bufs, &vn->rx_bus,
 			     &vn->rx_pages);
@@ -729,7 +907,9 @@ int vnet_create(struct virtio_dev *vdev, struct vnet **out)
 	}
 	vn->tx_free = calloc(vn->txq.size, sizeof(*vn->tx_free));
 	vn->rx_free = calloc(vn->rx_nbufs, sizeof(*vn->rx_free));
-	if (!vn->tx_free || !vn->rx_free) {
+	vn->tx_refs = calloc((size_t)vn->txq.size * VNET_TX_INDIRECT, sizeof(*vn->tx_refs));
+	vn->tx_nrefs = calloc(vn->txq.size, sizeof(*vn->tx_nrefs));
+	if (!vn->tx_free || !vn->rx_free || !vn->tx_refs || !vn->tx_nrefs) {
 		rc = -ENOMEM;
 		goto err_setup;
 	}
@@ -783,6 +963,7 @@ void vnet_features_str(const struct vnet *vn, char *buf, unsigned len)
 		{ VIRTIO_NET_F_MRG_RXBUF, "mrg-rxbuf" },
 		{ VIRTIO_NET_F_GUEST_TSO4, "guest-tso4" },
 		{ VIRTIO_NET_F_HOST_TSO4, "host-tso4" },
+		{ VIRTIO_F_INDIRECT_DESC, "indirect" },
 		{ VIRTIO_F_ACCESS_PLATFORM, "access-platform" },
 	};
 	size_t used = 0;

@@ -14,6 +14,10 @@
  *                                      transmit buffer and places it on the ring; finished
  *                                      buffers are reclaimed by vnet_tx itself and by
  *                                      vnet_poll();
+ *   vnet_tx_frags_ref(.., ref)         the same, but the device may read the fragments where
+ *                                      they are (zero copy): a small header buffer, then one
+ *                                      descriptor per fragment; @ref goes back to the
+ *                                      vnet_tx_done_fn once the device returned the chain;
  *   vnet_tx_kick(vn)                   one doorbell for the frames placed since the last one;
  *   vnet_poll(vn)                      reclaims transmit buffers and refreshes the link status;
  *   vnet_mac(), vnet_link_up(), vn->stats.
@@ -107,8 +111,21 @@ _Static_assert(sizeof(struct virtio_net_hdr) == 12, "virtio 1.1 §5.1.6");
  * (vnet_tx_kick, vnet_poll). The device cuts it back into gso_size segments.
  */
 #define VNET_TSO_BUFS	  16
-#define VNET_TSO_BUF_SIZE (17 * 4096) /* header + 14 + 65535, rounded up to pages */
-#define VNET_TSO_MAX_IP	  65535	      /* IPv4 total length of a merged frame */
+#define VNET_TSO_BUF_SIZE (17 * 4096)	 /* header + 14 + 65535, rounded up to pages */
+#define VNET_TSO_MAX_IP	  65535		 /* IPv4 total length of a merged frame */
+#define VNET_TSO_HDR_MAX  (14 + 20 + 60) /* Ethernet, IPv4 without options, TCP, options */
+
+/*
+ * Transmit by reference (vnet_tx_frags_ref): a chain of the transmit buffer (virtio header,
+ * and for a merged GSO frame the rewritten headers) and the caller's fragments. With
+ * INDIRECT_DESC a chain of up to VNET_TX_INDIRECT pieces takes one ring slot; without, chains
+ * stay within VNET_TX_DIRECT_MAX pieces so a few frames cannot fill the ring. Frames under
+ * VNET_TX_REF_MIN bytes (ACKs, ARP) are copied: a copy that small costs less than the
+ * descriptors and the completion bookkeeping.
+ */
+#define VNET_TX_INDIRECT   64
+#define VNET_TX_DIRECT_MAX 8
+#define VNET_TX_REF_MIN	   256
 
 #define VNET_RX_CSUM_OK 0x1 /* the transport checksum needs no checking (see above) */
 #define VNET_RX_GSO	0x2 /* the device coalesced several TCP segments (GUEST_TSO4) */
@@ -121,6 +138,9 @@ struct vnet_stats {
 	uint64_t rx_kept;    /* frames the stack kept without copying */
 	uint64_t tx_packets, tx_bytes;
 	uint64_t tx_busy;	  /* vnet_tx found every buffer in flight */
+	uint64_t tx_ref;	  /* frames whose payload the device read in place (no copy) */
+	uint64_t tx_copied;	  /* frames copied into a transmit buffer */
+	uint64_t tx_ref_done;	  /* references given back to the vnet_tx_done_fn */
 	uint64_t tx_csum_sw;	  /* checksums finished here because the device lacks CSUM */
 	uint64_t tx_csum_dev;	  /* frames sent NEEDS_CSUM: the device finishes the sum */
 	uint64_t tx_gso;	  /* GSO frames sent (two segments or more merged, HOST_TSO4) */
@@ -140,6 +160,15 @@ struct vnet_frag {
 	const void *data;
 	size_t len;
 };
+
+/*
+ * A frame sent by reference is finished: the device returned its chain (or the device was
+ * reset), so the memory behind @ref's fragments may be reused or freed. Called from
+ * vnet_tx_frags_ref(), vnet_poll(), vnet_tx_kick() and vnet_destroy(), exactly once per
+ * reference taken. It must not call the driver's transmit functions (it may run in the
+ * middle of one): give memory back, nothing more.
+ */
+typedef void (*vnet_tx_done_fn)(void *ctx, void *ref);
 
 /* An Ethernet/IPv4/TCP frame's headers, as far as segment merging needs them. */
 struct vnet_tso_info {
@@ -187,6 +216,13 @@ struct vnet {
 	size_t tx_pages;
 	uint16_t *tx_free; /* stack of free transmit buffer numbers */
 	unsigned tx_nfree;
+	/* By reference: per transmit buffer, the references its chain holds (tx_ref_max each). */
+	vnet_tx_done_fn tx_done;
+	void *tx_done_ctx;
+	void **tx_refs;
+	uint8_t *tx_nrefs;
+	unsigned tx_max_pieces; /* pieces a chain may have: VNET_TX_INDIRECT or _DIRECT_MAX */
+	bool tx_can_ref;	/* the device reads any guest memory (no ACCESS_PLATFORM) */
 
 	/* HOST_TSO4: VNET_TSO_BUFS large buffers, and the frame being merged in one of them. */
 	bool tso;
@@ -202,6 +238,13 @@ struct vnet {
 		uint16_t mss;		   /* payload of the first segment: the gso_size */
 		unsigned segs;
 		bool closed; /* its last segment was short or had PSH: nothing may follow */
+		/* By reference (no large buffer): the first segment's headers, the payload
+		 * fragments of every segment, and the references to give back. */
+		bool ref;
+		uint8_t hdr[VNET_TSO_HDR_MAX];
+		unsigned npay, nrefs;
+		struct vnet_frag pay[VNET_TX_INDIRECT];
+		void *refs[VNET_TX_INDIRECT];
 	} tso_cur;
 
 	uint8_t *rx_bufs; /* rx_nbufs buffers of VNET_RX_BUF_SIZE each, DMA memory */
@@ -250,6 +293,24 @@ size_t vnet_rx_copy(const struct vnet_rx_frame *f, void *dst, size_t cap);
  */
 int vnet_tx_frags(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 		  const struct vnet_csum *csum);
+/*
+ * Where completions of frames sent by reference go. Without it nothing goes by reference.
+ */
+void vnet_set_tx_done(struct vnet *vn, vnet_tx_done_fn fn, void *ctx);
+/*
+ * As vnet_tx_frags(), but the device may read the fragments in place. VNET_TX_REFERENCED:
+ * the driver kept them; the caller must leave them untouched until @ref comes back to the
+ * vnet_tx_done_fn (exactly once). 0: they were copied (or @ref is NULL) and may be reused at
+ * once. Copied instead of referenced: a frame under VNET_TX_REF_MIN bytes, more fragments
+ * than a chain may have (vnet.tx_max_pieces, less one for the header), a checksum the device
+ * cannot finish (no CSUM: the driver would have to write into the caller's bytes), a device
+ * behind an IOMMU (ACCESS_PLATFORM: our bus address of arbitrary memory is its CPU address,
+ * true only identity-mapped, see plat_dma_alloc), no vnet_tx_done_fn. Errors as
+ * vnet_tx_frags(); nothing is kept then.
+ */
+#define VNET_TX_REFERENCED 1
+int vnet_tx_frags_ref(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
+		      const struct vnet_csum *csum, void *ref);
 static inline int vnet_tx(struct vnet *vn, const void *frame, size_t len,
 			  const struct vnet_csum *csum)
 {

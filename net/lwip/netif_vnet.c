@@ -12,8 +12,13 @@
  * takes TCP segments larger than its MSS on input (tcp_in.c checks the window, not the MSS),
  * and keeps the headers in the first pbuf, which a page-sized first buffer always holds.
  *
- * Transmit: linkoutput gives the pbuf chain to vnet_tx_frags(), which copies it into a DMA
- * buffer. When the device offers VIRTIO_NET_F_CSUM, lwIP does not compute TCP checksums: the
+ * Transmit: linkoutput gives the pbuf chain to vnet_tx_frags_ref() by reference: the device
+ * reads the pbufs' payloads where they are (lwIP's segment buffers, or with tcp_write without
+ * COPY the application's own memory), so the chain holds a pbuf_ref() until the device
+ * returns it (tx_done: pbuf_free). lwIP does not retransmit a segment whose pbuf is still
+ * referenced (tcp_output_segment_busy), so it never rewrites headers the device is reading.
+ * The driver copies instead when that is cheaper or needed (small frames, long chains: see
+ * vnet.h); a chain of more than TX_MAX_FRAGS pbufs is flattened here and copied. When the device offers VIRTIO_NET_F_CSUM, lwIP does not compute TCP checksums: the
  * frame carries the pseudo-header sum and the device finishes it (under TCG that runs as host
  * code, several times cheaper than ours). QEMU offers it only with a backend that takes
  * virtio headers (tap); with user networking lwIP computes the sums itself.
@@ -206,6 +211,13 @@ static bool tcp_csum_prepare(struct pbuf *p, struct vnet_csum *cs)
 	return true;
 }
 
+/* The device returned a frame sent by reference: drop the chain's reference. */
+static void tx_done(void *ctx, void *ref)
+{
+	(void)ctx;
+	pbuf_free(ref);
+}
+
 static err_t linkoutput(struct netif *nif, struct pbuf *p)
 {
 	struct vnet_frag frags[TX_MAX_FRAGS];
@@ -214,7 +226,7 @@ static err_t linkoutput(struct netif *nif, struct pbuf *p)
 	const struct vnet_csum *csp = NULL;
 	unsigned n = 0;
 	uint64_t deadline = 0;
-	struct pbuf *q;
+	struct pbuf *q, *ref;
 	int rc;
 
 	perf_begin();
@@ -235,11 +247,15 @@ static err_t linkoutput(struct netif *nif, struct pbuf *p)
 		frags[0] = (struct vnet_frag){ flat, p->tot_len };
 		n = 1;
 	}
+	/* Taken before the driver may keep the chain, given back below if it does not. */
+	ref = q ? NULL : p;
+	if (ref)
+		pbuf_ref(ref);
 	/*
 	 * Every transmit buffer in flight: QEMU completes them on its own thread, so wait a
 	 * bounded moment rather than drop (a dropped TCP segment costs a retransmission timeout).
 	 */
-	while ((rc = vnet_tx_frags(net.vn, frags, n, csp)) == -EAGAIN) {
+	while ((rc = vnet_tx_frags_ref(net.vn, frags, n, csp, ref)) == -EAGAIN) {
 		uint64_t now = plat_now_ns();
 
 		if (!deadline) {
@@ -251,6 +267,10 @@ static err_t linkoutput(struct netif *nif, struct pbuf *p)
 		__builtin_ia32_pause(); /* x86 only, like the firmware */
 		vnet_poll(net.vn);
 	}
+	if (rc == VNET_TX_REFERENCED)
+		rc = 0; /* tx_done frees it */
+	else if (ref)
+		pbuf_free(ref);
 	if (rc)
 		net.stats.tx_dropped++;
 	perf_end(PERF_NET_TX, p->tot_len);
@@ -362,6 +382,7 @@ int net_start(struct vnet *vn, const struct net_config *cfg)
 	net.test_csum_offload = cfg->test_csum_offload;
 	/* Without them every frame is copied (slower, still correct). */
 	net.rx_pbufs = calloc(vn->rx_nbufs, sizeof(*net.rx_pbufs));
+	vnet_set_tx_done(vn, tx_done, NULL);
 	lwip_init();
 	if (!netif_add(&net.netif, &ip, &mask, &gw, NULL, vnet_netif_init, ethernet_input))
 		return -EIO;

@@ -17,7 +17,10 @@ clients (nbdinfo, nbdcopy) run in the namespace too.
   own frames NEEDS_CSUM, frames from elsewhere come DATA_VALID); received segments far
   above the MTU (GUEST_TSO4) arrived over several buffers (MRG_RXBUF) and lwIP kept the
   buffers themselves (zero copy); transmitted segments left merged into GSO frames
-  (HOST_TSO4: gso frames, and the segments in them);
+  (HOST_TSO4: gso frames, and the segments in them); large frames went by reference (the
+  device read lwIP's pbufs through indirect descriptor chains, no copy): INDIRECT_DESC
+  negotiated, frames by reference at least as many as the GSO frames, and the references
+  came back (returned >= frames by reference: each frame holds one or more);
 - a second boot with mrg_rxbuf=off: GUEST_TSO4 is negotiated away (it needs MRG_RXBUF here),
   a 1 MiB round trip compares equal, every frame in one buffer.
 """
@@ -121,6 +124,13 @@ try:
         # 64 MiB read: lwIP's segments leave merged into GSO frames of many segments.
         c.check("tx-gso-frames", gso is not None and gso > 100 and gso_segs > 4 * gso,
                 repr(out))
+        by_ref = counter(out, r"by reference (\d+)")
+        copied = counter(out, r"copied (\d+)")
+        returned = counter(out, r"references returned (\d+)")
+        feat = re.search(r"features: ([^\r\n]*)", out)
+        c.check("tx-by-reference", by_ref is not None and gso is not None and
+                by_ref >= gso > 100 and returned >= by_ref and
+                feat is not None and "indirect" in feat.group(1).split(), repr(out))
         out = m.command("net")
         c.note("net: " + " | ".join(ln.strip() for ln in out.splitlines()[2:4]))
 
