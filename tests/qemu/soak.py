@@ -16,11 +16,12 @@ volume's 4 connections up, as `nbd clients` shows, before the next starts) run 1
   vol3  2 x random 64 KiB writes QD2 and 2 x random 64 KiB TRIMs (discards), rate-limited,
         over the same 32 MiB: blocks mapped and unmapped all along
 
-each job on its own 16 MiB (32 MiB for vol2 and vol3) of its volume, so fio's verification
-holds. Meanwhile a driver on the serial shell, every SOAK_SNAP_SECONDS (default 5), takes a
-snapshot (`thin snapshot`: of vol0..vol3 in turn, every fifth of the newest snapshot), deletes
-the oldest once more than SOAK_KEEP (default 4) exist (`thin delete`), runs `pool commit` every
-third round and `mem` every SOAK_INTERVAL seconds (default: the run / 30, 5 s to 60 s).
+each verifying writer on its own 16 MiB of its volume, so fio's verification holds.
+Meanwhile a driver on the serial shell, every SOAK_SNAP_SECONDS (default 5), takes a snapshot
+(`thin snapshot`: of vol2, vol0, vol3, vol1 in turn, every fifth of the newest snapshot),
+deletes the oldest (but not the newest of vol2) once more than SOAK_KEEP (default 4) exist
+(`thin delete`), runs `pool commit` every third round and `mem` every SOAK_INTERVAL seconds
+(default: the run / 30, 5 s to 60 s).
 
 At the end: vol2 and the newest snapshot taken of it (exported read-only) are read back whole
 with fio's verify, `pool check`, `mem`, poweroff, thin_check on the pool's metadata (pool_tmeta
@@ -294,7 +295,7 @@ class Driver:
 
     def round(self):
         self.n += 1
-        vols = ["vol0", "vol1", "vol2", "vol3"]
+        vols = ["vol2", "vol0", "vol3", "vol1"]  # vol2 first: final_verify() wants one
         if self.n % 5 == 0 and self.snaps:
             origin, root = self.snaps[-1]
         else:
@@ -306,24 +307,32 @@ class Driver:
         self.snaps.append((name, root))
         self.taken += 1
         while len(self.snaps) > KEEP:
-            old, _ = self.snaps.pop(0)
+            # The oldest, but never the newest of vol2 (final_verify() reads it).
+            keep = [i for i, (_, r) in enumerate(self.snaps) if r == "vol2"][-1:]
+            old, _ = self.snaps.pop(0 if keep != [0] else 1)
             sh(self.m, "thin delete %s" % old, r"deleted %s" % old)
             self.deleted += 1
-        if BAD_COMMAND and self.n == 2:
+        if BAD_COMMAND and self.n == 1:
             sh(self.m, "thin delete no-such-volume", r"deleted no-such-volume")
         if self.n % 3 == 0:
             sh(self.m, "pool commit", r"^committed")
             self.commits += 1
 
 
-def report_row(prev, runs, drv, mem, label=None):
-    """One row: rates from @prev (time, totals) to now (the sum of each fio's latest report),
-    the appliance's memory @mem, the host's load. Returns the new (time, totals)."""
-    t1 = time.monotonic()
+def summed(runs):
+    """The sum of each fio's latest (cumulative) report."""
     cur = dict.fromkeys(TOTAL_KEYS, 0)
     for r in runs:
         for k, v in r.latest().items():
             cur[k] += v
+    return cur
+
+
+def report_row(prev, runs, drv, mem, label=None):
+    """One row: rates from @prev (time, totals) to now (the sum of each fio's latest report),
+    the appliance's memory @mem, the host's load. Returns the new (time, totals)."""
+    t1 = time.monotonic()
+    cur = summed(runs)
     t0, a = prev
     dt = max(t1 - t0, 1e-3)
     d = {k: (cur[k] - a[k]) / dt for k in TOTAL_KEYS}
@@ -382,7 +391,6 @@ def main():
                     raise LostCommand("the fill's connection is still open after 30 s")
                 time.sleep(0.5)
             runs = []
-            START_LOAD = time.monotonic()
             for vol, text in job_files(m.port).items():
                 jf = os.path.join(tmp, vol + ".fio")
                 with open(jf, "w") as f:
@@ -397,13 +405,16 @@ def main():
                         raise LostCommand("%d of %d NBD connections up 60 s after fio on %s "
                                           "started" % (connections(m), want, vol))
                     time.sleep(0.5)
+            # The load is on from here: rows, snapshots and the memory quarters count from
+            # the moment all 16 connections are up (fio's runtimes from their own starts).
+            START_LOAD = time.monotonic()
             say()
             say("%6s %9s %9s %8s %8s %7s %7s %6s %6s %8s %8s  %s"
                 % ("t(s)", "rd MiB/s", "wr MiB/s", "rd IOPS", "wr IOPS", "trim/s", "flush/s",
                    "snaps", "dels", "free MiB", "heap MiB", "host load"))
             next_snap = START_LOAD + SNAP_SECS
             next_row = START_LOAD + INTERVAL + 1  # just after fio's reports of that interval
-            prev = (START_LOAD, dict.fromkeys(TOTAL_KEYS, 0))
+            prev = (START_LOAD, summed(runs))
             hard_end = START_LOAD + TOTAL + FIO_GRACE
             while any(r.running() for r in runs):
                 now = time.monotonic()
