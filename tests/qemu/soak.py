@@ -328,7 +328,7 @@ def summed(runs):
     return cur
 
 
-def report_row(prev, runs, drv, mem, label=None):
+def report_row(prev, runs, drv, mem):
     """One row: rates from @prev (time, totals) to now (the sum of each fio's latest report),
     the appliance's memory @mem, the host's load. Returns the new (time, totals)."""
     t1 = time.monotonic()
@@ -338,7 +338,7 @@ def report_row(prev, runs, drv, mem, label=None):
     d = {k: (cur[k] - a[k]) / dt for k in TOTAL_KEYS}
     free, heap = mem if mem else (0, 0)
     say("%6s %9.2f %9.2f %8.0f %8.0f %7.0f %7.0f %6d %6d %8s %8s  %s"
-        % (label or "%.0f" % (t1 - START_LOAD), d["rb"] / MIB, d["wb"] / MIB, d["rio"],
+        % ("%.0f" % (t1 - START_LOAD), d["rb"] / MIB, d["wb"] / MIB, d["rio"],
            d["wio"], d["tio"], d["sync"], drv.taken, drv.deleted, fmt_mib(free), fmt_mib(heap),
            loadavg()))
     return t1, cur
@@ -409,6 +409,10 @@ def main():
             # the moment all 16 connections are up (fio's runtimes from their own starts).
             START_LOAD = time.monotonic()
             say()
+            say("One row per interval: t = seconds since all 16 connections were up; rates over the")
+            say("interval, all four fio processes together (reads include fio's verify reads of")
+            say("what it wrote); snaps/dels = snapshots taken/deleted so far; free/heap = the")
+            say("appliance's `mem`; host load = the host's 1/5/15-minute load average.")
             say("%6s %9s %9s %8s %8s %7s %7s %6s %6s %8s %8s  %s"
                 % ("t(s)", "rd MiB/s", "wr MiB/s", "rd IOPS", "wr IOPS", "trim/s", "flush/s",
                    "snaps", "dels", "free MiB", "heap MiB", "host load"))
@@ -431,7 +435,8 @@ def main():
             for r in runs:
                 r.stop()
             LOAD_END = time.monotonic()
-            report_row(prev, runs, drv, drv.mem_now(), "end")
+            # No row for the stretch after the last one: fio's final report would be spread
+            # over a second or two. The totals below have all of it.
             say()
             check_fio(runs)
             final_verify(m, drv)
