@@ -105,6 +105,10 @@ class LostCommand(Exception):
     pass
 
 
+class Abort(Exception):
+    """The run cannot go on (its message says why)."""
+
+
 def sh(m, line, want=None, timeout=CMD_TIMEOUT):
     """Run @line on the serial shell; a timeout is a lost command (QEMU is killed by the
     harness), an `error`/`usage` reply or one without @want (a regex) a failure."""
@@ -374,7 +378,7 @@ def main():
                                 "--rw=write", "--bs=64k", "--iodepth=8", "--size=%d" % FILL,
                                 "--verify=crc32c", "--do_verify=0"], 600)
             if rc:
-                raise LostCommand("filling vol2 failed: %s" % out[-500:])
+                raise Abort("filling vol2 failed: %s" % out[-500:])
             sh(m, "pool commit", r"^committed")
             if CORRUPT:
                 corrupt_vol2(m)
@@ -388,7 +392,7 @@ def main():
             deadline = time.monotonic() + 30
             while connections(m):
                 if time.monotonic() > deadline:
-                    raise LostCommand("the fill's connection is still open after 30 s")
+                    raise Abort("the fill's connection is still open after 30 s")
                 time.sleep(0.5)
             runs = []
             for vol, text in job_files(m.port).items():
@@ -402,16 +406,16 @@ def main():
                 deadline = time.monotonic() + 60
                 while connections(m) < want:
                     if time.monotonic() > deadline:
-                        raise LostCommand("%d of %d NBD connections up 60 s after fio on %s "
+                        raise Abort("%d of %d NBD connections up 60 s after fio on %s "
                                           "started" % (connections(m), want, vol))
                     time.sleep(0.5)
             # The load is on from here: rows, snapshots and the memory quarters count from
             # the moment all 16 connections are up (fio's runtimes from their own starts).
             START_LOAD = time.monotonic()
             say()
-            say("One row per interval: t = seconds since all 16 connections were up; rates over the")
-            say("interval, all four fio processes together (reads include fio's verify reads of")
-            say("what it wrote); snaps/dels = snapshots taken/deleted so far; free/heap = the")
+            say("One row per interval: t = seconds since all 16 connections were up; rates over")
+            say("the interval, all four fio processes together (reads include fio's verify reads")
+            say("of what it wrote); snaps/dels = snapshots taken/deleted so far; free/heap = the")
             say("appliance's `mem`; host load = the host's 1/5/15-minute load average.")
             say("%6s %9s %9s %8s %8s %7s %7s %6s %6s %8s %8s  %s"
                 % ("t(s)", "rd MiB/s", "wr MiB/s", "rd IOPS", "wr IOPS", "trim/s", "flush/s",
@@ -459,6 +463,8 @@ def main():
             say("thin_check on pool_tmeta: clean")
     except LostCommand as e:
         fail("lost command: %s" % e)
+    except Abort as e:
+        fail(str(e))
     except (qh.BootFailure, al.Failure) as e:
         fail("appliance: %s" % e)
     except subprocess.TimeoutExpired as e:
