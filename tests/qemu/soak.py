@@ -147,10 +147,13 @@ def fmt_mib(b):
 def job_files(port):
     """The 16 connections (module docstring): one fio job file per volume, 4 jobs in each.
 
-    One fio process per volume, not one for all: a single fio 3.33 process with 16 nbd jobs
-    got 6 of its connections through to the firmware and left the other 10 waiting for the
-    handshake for good, while 4 processes of 4 jobs (and 16 libnbd handles connecting at once
-    from one Python process) all get through."""
+    One fio process per volume, each started once the previous one's connections are up: a
+    single fio 3.33 process with 16 nbd jobs got 4 to 6 of its connections through to the
+    firmware and left the others waiting for the handshake for good (the guest's TCP never saw
+    them: `net` counted only the served connections, nothing refused, no pbuf shortage; the
+    same fio against qemu-nbd on the host gets all 16), and four fio processes started at once
+    under load lost two processes' connections the same way. 16 libnbd handles connecting at
+    once from one Python process all get through."""
     g = ("[global]\nioengine=nbd\nthread=1\ntime_based=1\nruntime=%d\nrandrepeat=0\n"
          "verify_fatal=1\nuri=nbd://127.0.0.1:%d/%%s\n" % (TOTAL, port))
     jobs = {
