@@ -160,7 +160,7 @@ include $(sort $(wildcard mk/*.mk))
 
 # ---- Top-level targets --------------------------------------------------------------------
 
-.PHONY: all host efi setup run test check check-unknown check-qemu bench soak fuzz fuzz-build lint clean
+.PHONY: all host efi setup run test check check-unknown check-qemu bench fuzz fuzz-build lint clean
 
 all: host efi
 host: $(HOST_ALL)
@@ -221,6 +221,7 @@ bench: setup
 # Not part of `make test`: tests/qemu/soak.py says what it runs and when it fails; its short
 # form, tests/qemu/soak.t, is. SOAK_SECONDS, if set, overrides SOAK_MINUTES.
 SOAK_MINUTES ?= 30
+.PHONY: soak
 soak: setup
 	$(Q)$(MAKE) --no-print-directory efi $(HOSTDIR)/thinbox-lvm
 	$(Q)SOAK_MINUTES=$(SOAK_MINUTES) tests/qemu/soak.py
