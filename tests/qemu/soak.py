@@ -154,8 +154,9 @@ def job_files(port):
     same fio against qemu-nbd on the host gets all 16), and four fio processes started at once
     under load lost two processes' connections the same way. 16 libnbd handles connecting at
     once from one Python process all get through."""
+    # verify_state_save=0: no *-verify.state files left in the working directory.
     g = ("[global]\nioengine=nbd\nthread=1\ntime_based=1\nruntime=%d\nrandrepeat=0\n"
-         "verify_fatal=1\nuri=nbd://127.0.0.1:%d/%%s\n" % (TOTAL, port))
+         "verify_fatal=1\nverify_state_save=0\nuri=nbd://127.0.0.1:%d/%%s\n" % (TOTAL, port))
     jobs = {
         "vol0": [("vol0-randwrite4k", "rw=randwrite\nbs=4k\niodepth=4\nsize=16m\noffset=0\n"
                   "offset_increment=16m\nnumjobs=4\nverify=crc32c\nverify_backlog=256\n"
@@ -177,8 +178,8 @@ def job_files(port):
 
 def fio_once(args, timeout):
     """A short fio run (fill, final verify): (exit status, output)."""
-    r = subprocess.run(["fio", "--output-format=json"] + args, capture_output=True, text=True,
-                       timeout=timeout)
+    r = subprocess.run(["fio", "--output-format=json", "--verify_state_save=0"] + args,
+                       capture_output=True, text=True, timeout=timeout)
     with open(LOG, "a") as f:
         f.write("# fio %s\n%s\n%s\n" % (" ".join(args), r.stdout, r.stderr))
     return r.returncode, r.stdout + r.stderr
