@@ -8,6 +8,7 @@
 #   make check       host tests only (unit, shell, tool and NBD tests); T=NAME runs one test
 #   make check-qemu  QEMU tests only (the firmware in QEMU, and the Linux test guest)
 #   make bench       benchmarks, printed next to peers measured in the same run
+#   make soak        SOAK_MINUTES (default 30) of mixed NBD load on the firmware in QEMU
 #   make fuzz        run the libFuzzer targets (FUZZ_SECONDS each)
 #   make lint        formatting and include layering
 #   make clean       remove build/ (keeps the third-party cache in build/cache/)
@@ -224,6 +225,14 @@ bench: setup
 	$(Q)$(MAKE) --no-print-directory all $(RELDIR)/thinbox $(patsubst $(HOSTDIR)/%,$(RELDIR)/%,$(HOST_TOOLS)) \
 		$(BENCH_PROGS)
 	$(Q)for b in $(sort $(wildcard tests/bench/*.bench)); do echo "== $$b"; $$b || exit 1; done
+
+# Not part of `make test`: tests/qemu/soak.py says what it runs and when it fails; its short
+# form, tests/qemu/soak.t, is. SOAK_SECONDS, if set, overrides SOAK_MINUTES.
+SOAK_MINUTES ?= 30
+.PHONY: soak
+soak: setup
+	$(Q)$(MAKE) --no-print-directory efi $(HOSTDIR)/thinbox-lvm
+	$(Q)SOAK_MINUTES=$(SOAK_MINUTES) tests/qemu/soak.py
 
 lint:
 	$(Q)scripts/lint
