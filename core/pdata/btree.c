@@ -891,15 +891,21 @@ int dm_btree_remove(struct dm_btree_info *info, dm_block_t root, const uint64_t 
 {
 	unsigned last = info->levels - 1;
 	struct spine s;
-	uint8_t *probe;
+	/* The values of the thin metadata's trees (8 to 24 bytes) fit on the stack: removing
+	 * a mapping allocates nothing (issue 14); larger ones go to the heap. */
+	uint64_t small[16];
+	uint8_t *probe = (uint8_t *)small;
 	int r;
 
 	/* Look first, so that removing an absent key changes nothing. */
-	probe = malloc(info->value_type.size);
-	if (!probe)
-		return -ENOMEM;
+	if (info->value_type.size > sizeof(small)) {
+		probe = malloc(info->value_type.size);
+		if (!probe)
+			return -ENOMEM;
+	}
 	r = dm_btree_lookup(info, root, keys, probe);
-	free(probe);
+	if (probe != (uint8_t *)small)
+		free(probe);
 	if (r) {
 		*new_root = root;
 		return r;

@@ -52,11 +52,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * Under AddressSanitizer (the host's test and fuzz builds), what lies on the free lists is
+ * poisoned: a use of a record or bounce buffer after the pool took it back is reported as a
+ * use after free() would be, although the memory is not freed.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOL_ASAN 1
+#endif
+#endif
+#ifdef POOL_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n)   ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #define SECTOR	     512u
 #define CELL_BUCKETS 1024u
 /* Bounce buffers (zero fill, copy-on-write, unaligned I/O) at most this many bytes at once
  * (at least one block): more ios wait for memory instead of failing. */
 #define BOUNCE_LIMIT (32u * 1024 * 1024)
+/*
+ * Free lists (issue 14: no heap allocation per request in steady state): the records a
+ * request needs (parent, one io per block piece, cells, passdown records) are kept when
+ * freed, at most this many of each kind, and handed out again; thin_pool_close() frees them.
+ */
+#define RECORD_CACHE_MAX 1024u
+/* Bounce buffers are kept by power-of-two size class (512 bytes up), at most this many bytes
+ * in all; a buffer of a larger class than this is never kept. */
+#define BOUNCE_MIN_SHIFT 9u
+#define BOUNCE_CLASSES	 32u
+#define BOUNCE_CACHE_MAX (4u * 1024 * 1024)
 /* Bound for the synchronous waits (admin calls, the volume's synchronous ops). */
 #define SYNC_WAIT_NS (120 * NSEC_PER_SEC)
 /* One poll call moves at most this many steps, so the main loop stays responsive. */
@@ -117,7 +149,7 @@ struct pool_io {
 };
 
 struct pool_req {
-	struct pool_req *next;		/* done list, flush lists */
+	struct pool_req *next; /* also the free list */ /* done list, flush lists */
 	struct pool_req *mprev, *mnext; /* in-flight modifying requests, oldest first */
 	struct blkdev_req *req;
 	struct thin_volume *vol;
@@ -215,6 +247,15 @@ struct thin_pool {
 	uint64_t no_space_since;
 	bool no_space_timed_out;
 	unsigned parked_ios;
+
+	/* Free lists (RECORD_CACHE_MAX, BOUNCE_CACHE_MAX): poisoned under ASan. */
+	struct pool_req *free_reqs;
+	struct pool_io *free_ios;
+	struct cell *free_cells;
+	struct passdown *free_pds;
+	unsigned nfree_reqs, nfree_ios, nfree_cells, nfree_pds;
+	void *free_bounce[BOUNCE_CLASSES]; /* each buffer's first bytes link to the next */
+	size_t bounce_cached;		   /* bytes on free_bounce */
 };
 
 static void run_io(struct thin_pool *pool, struct pool_io *io);
@@ -255,6 +296,116 @@ static void requeue_all(struct thin_pool *pool, struct pool_io **head, struct po
 			break;
 		LIST_PUSH(pool->run_head, pool->run_tail, io);
 	}
+}
+
+/*----------------------------------------------------------------*/
+/* Free lists */
+
+/*
+ * A zeroed record from @list (its link field named @field), else from the heap; NULL when
+ * out of memory.
+ */
+#define REC_GET(list, nfree, field)                                                                \
+	({                                                                                         \
+		__typeof__(list) r_ = (list);                                                      \
+		if (r_) {                                                                          \
+			UNPOISON(r_, sizeof(*r_));                                                 \
+			(list) = r_->field;                                                        \
+			(nfree)--;                                                                 \
+			memset(r_, 0, sizeof(*r_));                                                \
+		} else {                                                                           \
+			r_ = calloc(1, sizeof(*r_));                                               \
+		}                                                                                  \
+		r_;                                                                                \
+	})
+
+/* Give @rec back to @list (or the heap when the list is full). */
+#define REC_PUT(list, nfree, field, rec)                                                           \
+	do {                                                                                       \
+		__typeof__(list) r_ = (rec);                                                       \
+		if ((nfree) >= RECORD_CACHE_MAX) {                                                 \
+			free(r_);                                                                  \
+			break;                                                                     \
+		}                                                                                  \
+		r_->field = (list);                                                                \
+		(list) = r_;                                                                       \
+		(nfree)++;                                                                         \
+		POISON(r_, sizeof(*r_));                                                           \
+	} while (0)
+
+/* Empty @list into the heap (thin_pool_close()). */
+#define REC_RELEASE(list, nfree, field)                                                            \
+	do {                                                                                       \
+		while (list) {                                                                     \
+			__typeof__(list) r_ = (list);                                              \
+			UNPOISON(r_, sizeof(*r_));                                                 \
+			(list) = r_->field;                                                        \
+			free(r_);                                                                  \
+		}                                                                                  \
+		(nfree) = 0;                                                                       \
+	} while (0)
+
+/* The size class of a @len-byte bounce buffer and its capacity. */
+static unsigned bounce_class(size_t len, size_t *cap)
+{
+	unsigned k = 0;
+
+	while (((size_t)1 << (BOUNCE_MIN_SHIFT + k)) < len)
+		k++;
+	*cap = (size_t)1 << (BOUNCE_MIN_SHIFT + k);
+	return k;
+}
+
+/* An uninitialised buffer of at least @len bytes (its class's capacity), or NULL. */
+static void *bounce_buf_get(struct thin_pool *pool, size_t len)
+{
+	size_t cap;
+	unsigned k = bounce_class(len, &cap);
+	void *b;
+
+	if (k < BOUNCE_CLASSES && pool->free_bounce[k]) {
+		b = pool->free_bounce[k];
+		UNPOISON(b, cap);
+		memcpy(&pool->free_bounce[k], b, sizeof(void *));
+		pool->bounce_cached -= cap;
+		return b;
+	}
+	return malloc(cap);
+}
+
+static void bounce_buf_put(struct thin_pool *pool, void *b, size_t len)
+{
+	size_t cap;
+	unsigned k = bounce_class(len, &cap);
+
+	if (k >= BOUNCE_CLASSES || pool->bounce_cached + cap > BOUNCE_CACHE_MAX) {
+		free(b);
+		return;
+	}
+	memcpy(b, &pool->free_bounce[k], sizeof(void *));
+	pool->free_bounce[k] = b;
+	pool->bounce_cached += cap;
+	POISON(b, cap);
+}
+
+static void free_lists_release(struct thin_pool *pool)
+{
+	REC_RELEASE(pool->free_reqs, pool->nfree_reqs, next);
+	REC_RELEASE(pool->free_ios, pool->nfree_ios, next);
+	REC_RELEASE(pool->free_cells, pool->nfree_cells, hnext);
+	REC_RELEASE(pool->free_pds, pool->nfree_pds, next);
+	for (unsigned k = 0; k < BOUNCE_CLASSES; k++) {
+		size_t cap = (size_t)1 << (BOUNCE_MIN_SHIFT + k);
+
+		while (pool->free_bounce[k]) {
+			void *b = pool->free_bounce[k];
+
+			UNPOISON(b, cap);
+			memcpy(&pool->free_bounce[k], b, sizeof(void *));
+			free(b);
+		}
+	}
+	pool->bounce_cached = 0;
 }
 
 /*----------------------------------------------------------------*/
@@ -328,7 +479,7 @@ static int cell_get(struct thin_pool *pool, struct pool_io *io, bool *held)
 		if (c->vol == io->vol && c->vblock == io->vblock)
 			break;
 	if (!c) {
-		c = calloc(1, sizeof(*c));
+		c = REC_GET(pool->free_cells, pool->nfree_cells, hnext);
 		if (!c)
 			return -ENOMEM;
 		c->vol = io->vol;
@@ -423,7 +574,7 @@ maybe_free:
 			break;
 		}
 	}
-	free(c);
+	REC_PUT(pool->free_cells, pool->nfree_cells, hnext, c);
 }
 
 /*----------------------------------------------------------------*/
@@ -457,7 +608,7 @@ static void bounce_free(struct thin_pool *pool, struct pool_io *io)
 {
 	if (!io->bounce)
 		return;
-	free(io->bounce);
+	bounce_buf_put(pool, io->bounce, io->bounce_len);
 	pool->bounce_bytes -= io->bounce_len;
 	io->bounce = NULL;
 	io->bounce_len = 0;
@@ -470,9 +621,10 @@ static uint8_t *bounce_get(struct thin_pool *pool, struct pool_io *io, size_t le
 {
 	if (pool->bounce_bytes && pool->bounce_bytes + len > BOUNCE_LIMIT)
 		return NULL;
-	io->bounce = calloc(1, len);
+	io->bounce = bounce_buf_get(pool, len);
 	if (!io->bounce)
 		return NULL;
+	memset(io->bounce, 0, len);
 	io->bounce_len = len;
 	pool->bounce_bytes += len;
 	return io->bounce;
@@ -512,7 +664,7 @@ static void io_finish(struct thin_pool *pool, struct pool_io *io, int rc)
 	bounce_free(pool, io);
 	cell_put(pool, io);
 	parent_put(pool, io->parent, rc);
-	free(io);
+	REC_PUT(pool->free_ios, pool->nfree_ios, next, io);
 }
 
 static void resubmit(struct thin_pool *pool, struct pool_io *io);
@@ -1174,12 +1326,12 @@ static void passdown_start(struct thin_pool *pool)
 		}
 		if (count)
 			continue;
-		pd = calloc(1, sizeof(*pd));
+		pd = REC_GET(pool->free_pds, pool->nfree_pds, next);
 		if (!pd)
 			continue; /* a skipped discard loses nothing */
 		r = thin_md_inc_data_range(pool->md, db, db + 1);
 		if (r) {
-			free(pd);
+			REC_PUT(pool->free_pds, pool->nfree_pds, next, pd);
 			metadata_failed(pool, r);
 			return;
 		}
@@ -1220,7 +1372,7 @@ static int passdown_step(struct thin_pool *pool)
 			if (r)
 				metadata_failed(pool, r);
 		}
-		free(pd);
+		REC_PUT(pool->free_pds, pool->nfree_pds, next, pd);
 		moved++;
 	}
 	/* Allocations that found no space while blocks were held try again (unless a commit is
@@ -1427,7 +1579,7 @@ int thin_pool_poll(struct thin_pool *pool)
 			pool->requests--;
 			p->vol->in_flight--;
 			p->req->done(p->req, p->rc);
-			free(p);
+			REC_PUT(pool->free_reqs, pool->nfree_reqs, next, p);
 			moved++;
 		}
 		if (moved == before || budget <= 0)
@@ -1465,7 +1617,7 @@ static int vol_submit(struct blkdev *dev, struct blkdev_req *req)
 
 	if (pool->mode == THIN_POOL_FAIL)
 		return -EIO;
-	p = calloc(1, sizeof(*p));
+	p = REC_GET(pool->free_reqs, pool->nfree_reqs, next);
 	if (!p)
 		return -ENOMEM;
 	p->req = req;
@@ -1483,7 +1635,7 @@ static int vol_submit(struct blkdev *dev, struct blkdev_req *req)
 		uint32_t off = (uint32_t)(byte % pool->block_bytes);
 		uint32_t len = (uint32_t)MIN((uint64_t)pool->block_bytes - off, end - byte);
 
-		io = calloc(1, sizeof(*io));
+		io = REC_GET(pool->free_ios, pool->nfree_ios, next);
 		if (!io)
 			goto nomem;
 		io->parent = p;
@@ -1521,9 +1673,9 @@ nomem:
 	while (first) {
 		io = first;
 		first = first->next;
-		free(io);
+		REC_PUT(pool->free_ios, pool->nfree_ios, next, io);
 	}
-	free(p);
+	REC_PUT(pool->free_reqs, pool->nfree_reqs, next, p);
 	return -ENOMEM;
 }
 
@@ -1763,6 +1915,7 @@ int thin_pool_close(struct thin_pool *pool)
 		return r ? r : -EBUSY;
 	thin_md_close(pool->md);
 	free(pool->pd_blocks);
+	free_lists_release(pool);
 	free(pool);
 	return r;
 }

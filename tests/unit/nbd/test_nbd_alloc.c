@@ -20,40 +20,11 @@
 #include "host/hostdev.h"
 #include "net/nbd/nbd_proto.h"
 #include "net/nbd/nbd_server.h"
+#include "tests/support/alloc_count.h"
 #include "tests/support/harness.h"
 
 #define DISK_BLOCKS 4096 /* 2 MiB of 512-byte blocks */
 #define SINK_BYTES  (1024 * 1024)
-
-/* ---- Counting every allocation of the process (ASan/UBSan build) ------------------------- */
-
-int __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
-					      void (*f)(const volatile void *));
-
-size_t __sanitizer_get_allocated_size(const volatile void *p);
-
-static volatile unsigned long n_allocs, n_frees;
-static volatile long live_bytes; /* allocated and not yet freed */
-
-static void on_malloc(const volatile void *p, size_t size)
-{
-	(void)p;
-	n_allocs++;
-	live_bytes += (long)size;
-}
-
-static void on_free(const volatile void *p)
-{
-	if (p) {
-		n_frees++;
-		live_bytes -= (long)__sanitizer_get_allocated_size(p);
-	}
-}
-
-__attribute__((constructor)) static void install_hooks(void)
-{
-	__sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
-}
 
 /* ---- A client that allocates nothing ----------------------------------------------------- */
 
@@ -259,11 +230,11 @@ static void steady_state(bool structured)
 	setup(&t, structured);
 	for (unsigned s = 1; s <= 8; s++) /* warm-up: the free lists fill */
 		round_trip(&t, s, structured);
-	before = n_allocs;
+	before = alloc_count();
 	for (unsigned s = 9; s < 9 + 200 && !test_failed(); s++)
 		round_trip(&t, s, structured);
-	if (!ok_eq(n_allocs - before, 0))
-		printf("# %lu allocations in 200 rounds of %zu requests\n", n_allocs - before,
+	if (!ok_eq(alloc_count() - before, 0))
+		printf("# %lu allocations in 200 rounds of %zu requests\n", alloc_count() - before,
 		       ARRAY_SIZE(round_ops));
 	teardown(&t);
 }
@@ -373,7 +344,7 @@ out:
  */
 TEST(destroy_with_borrowed_output_frees_everything)
 {
-	unsigned long a0 = n_allocs, f0 = n_frees;
+	unsigned long a0 = alloc_count(), f0 = free_count();
 	struct nbd_iov iov[16];
 	size_t n = 0;
 	unsigned k;
@@ -393,7 +364,7 @@ TEST(destroy_with_borrowed_output_frees_everything)
 	handshake(&t, false);
 	round_trip(&t, 1, false);
 	teardown(&t);
-	ok_eq(n_allocs - a0, n_frees - f0);
+	ok_eq(alloc_count() - a0, free_count() - f0);
 }
 
 /*
@@ -408,7 +379,7 @@ TEST(cached_buffers_bounded_by_server_limit)
 	struct t t;
 
 	setup_lim(&t, false, &lim);
-	base = live_bytes;
+	base = alloc_live_bytes();
 	for (uint32_t len = 4096; len <= 1024 * 1024 && !test_failed(); len += 4096 + 512) {
 		uint8_t h[28];
 
@@ -417,7 +388,7 @@ TEST(cached_buffers_bounded_by_server_limit)
 		feed(&t, h, sizeof(h));
 		ok_eq(sink_len, 16 + len);
 	}
-	if (!ok(live_bytes - base <= 1024 * 1024 + 64 * 1024))
-		printf("# %ld bytes kept after the reads\n", live_bytes - base);
+	if (!ok(alloc_live_bytes() - base <= 1024 * 1024 + 64 * 1024))
+		printf("# %ld bytes kept after the reads\n", alloc_live_bytes() - base);
 	teardown(&t);
 }
