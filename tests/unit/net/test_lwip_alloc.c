@@ -10,29 +10,8 @@
 #include <string.h>
 
 #include "net/lwip/lwip_alloc.h"
+#include "tests/support/alloc_count.h"
 #include "tests/support/harness.h"
-
-int __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
-					      void (*f)(const volatile void *));
-
-static volatile unsigned long n_allocs;
-
-static void on_malloc(const volatile void *p, size_t size)
-{
-	(void)p;
-	(void)size;
-	n_allocs++;
-}
-
-static void on_free(const volatile void *p)
-{
-	(void)p;
-}
-
-__attribute__((constructor)) static void install_hooks(void)
-{
-	__sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
-}
 
 static const unsigned long sizes[] = { 0,    1,	   55,	 56,   57,   120,  1460,
 				       1536, 1600, 2039, 2040, 2041, 4096, 65536 };
@@ -63,10 +42,10 @@ TEST(freed_blocks_are_reused_without_malloc)
 
 	lwip_alloc_free(a);
 	lwip_alloc_free(b);
-	before = n_allocs;
+	before = alloc_count();
 	c = lwip_alloc_malloc(1480); /* same 64-byte class as 1500 */
 	d = lwip_alloc_malloc(90);
-	ok_eq(n_allocs - before, 0);
+	ok_eq(alloc_count() - before, 0);
 	ok(c == a);
 	ok(d == b);
 	for (int i = 0; i < 1000; i++) {
@@ -74,14 +53,14 @@ TEST(freed_blocks_are_reused_without_malloc)
 
 		lwip_alloc_free(x);
 	}
-	ok_eq(n_allocs - before, 1); /* the first 1700-byte block only */
+	ok_eq(alloc_count() - before, 1); /* the first 1700-byte block only */
 	lwip_alloc_free(c);
 	lwip_alloc_free(d);
 	/* Large blocks are not cached: each is a malloc of its own. */
-	before = n_allocs;
+	before = alloc_count();
 	for (int i = 0; i < 3; i++)
 		lwip_alloc_free(lwip_alloc_malloc(8192));
-	ok_eq(n_allocs - before, 3);
+	ok_eq(alloc_count() - before, 3);
 }
 
 TEST(calloc_zeroes_and_refuses_overflow)

@@ -24,35 +24,11 @@
 #include "net/lwip/nbd_lwip.h"
 #include "net/nbd/nbd_proto.h"
 #include "net/nbd/nbd_server.h"
+#include "tests/support/alloc_count.h"
 #include "tests/support/harness.h"
 
 #include "lwip/pbuf.h"
 #include "lwip/tcp.h"
-
-/* ---- Allocation balance (ASan/UBSan build) ----------------------------------------------- */
-
-int __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
-					      void (*f)(const volatile void *));
-
-static volatile unsigned long n_allocs, n_frees;
-
-static void on_malloc(const volatile void *p, size_t size)
-{
-	(void)p;
-	(void)size;
-	n_allocs++;
-}
-
-static void on_free(const volatile void *p)
-{
-	if (p)
-		n_frees++;
-}
-
-__attribute__((constructor)) static void install_hooks(void)
-{
-	__sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
-}
 
 /* ---- The fake lwIP ----------------------------------------------------------------------- */
 
@@ -412,7 +388,7 @@ out:
 
 TEST(reset_with_unacknowledged_output_frees_everything)
 {
-	unsigned long a0 = n_allocs, f0 = n_frees;
+	unsigned long a0 = alloc_count(), f0 = free_count();
 	struct t *t = calloc(1, sizeof(*t));
 	struct tcp_pcb *pcb;
 
@@ -436,7 +412,7 @@ TEST(reset_with_unacknowledged_output_frees_everything)
 	ok_eq(fk.aborts, 1);
 	free(t->pcb);
 	free(t);
-	ok_eq(n_allocs - a0, n_frees - f0);
+	ok_eq(alloc_count() - a0, free_count() - f0);
 }
 
 TEST(disconnect_closes_only_once_acknowledged)
