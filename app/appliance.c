@@ -808,13 +808,43 @@ static int do_format(struct appliance *a, const char *vg_name, const struct thin
 	return open_pool(a);
 }
 
+/* Tenths of a millisecond since @t0 (plat_now_ns()), for the boot breakdown. */
+static unsigned ms10_since(uint64_t t0, uint64_t t1)
+{
+	return (unsigned)((t1 - t0) / (NSEC_PER_MSEC / 10));
+}
+
+#define MS10(x) (x) / 10, (x) % 10
+
+/*
+ * The reopen's stages on the console (docs/firmware.md, "Boot breakdown"): what a bigger pool
+ * or more volumes cost at boot shows up here first.
+ */
+static void log_open_times(struct appliance *a, uint64_t t0, uint64_t t1, uint64_t t2, uint64_t t3)
+{
+	uint64_t load = 0, recount = 0;
+	unsigned l, rc;
+
+	if (a->pool)
+		thin_md_open_times(thin_pool_md(a->pool), &load, &recount);
+	l = (unsigned)(load / (NSEC_PER_MSEC / 10));
+	rc = (unsigned)(recount / (NSEC_PER_MSEC / 10));
+	app_log(a,
+		"boot: vg read %u.%u ms, pool open %u.%u ms (space maps %u.%u ms, recount "
+		"%u.%u ms), volumes and exports %u.%u ms",
+		MS10(ms10_since(t0, t1)), MS10(ms10_since(t1, t2)), MS10(l), MS10(rc),
+		MS10(ms10_since(t2, t3)));
+}
+
 static void boot(struct appliance *a)
 {
 	struct lvm_lv *pool;
 	char why[240] = "";
+	uint64_t t0 = plat_now_ns(), t1, t2;
 	int rc;
 
 	rc = app_vg_read(a, &a->vg, why, sizeof(why));
+	t1 = plat_now_ns();
 	if (!rc) {
 		rc = app_vg_pool(a->vg, &pool, why, sizeof(why));
 		if (rc) {
@@ -822,8 +852,11 @@ static void boot(struct appliance *a)
 			return;
 		}
 		snprintf(a->pool_lv, sizeof(a->pool_lv), "%s", pool->name);
-		if (!open_pool(a))
+		rc = open_pool(a);
+		t2 = plat_now_ns();
+		if (!rc)
 			load_config(a);
+		log_open_times(a, t0, t1, t2, plat_now_ns());
 		return;
 	}
 	if (rc != -ENODATA && rc != -ENOMSG) {
@@ -854,8 +887,12 @@ static void boot(struct appliance *a)
 		a->o.pool_opts.zero_new_blocks ? "on" : "off");
 	if (do_format(a, APPLIANCE_DEFAULT_VG, &a->o.pool_opts, true))
 		return;
+	t2 = plat_now_ns();
 	cfg_init(&a->cfg);
 	first_boot(a);
+	app_log(a, "boot: vg read %u.%u ms, format %u.%u ms, first volume %u.%u ms",
+		MS10(ms10_since(t0, t1)), MS10(ms10_since(t1, t2)),
+		MS10(ms10_since(t2, plat_now_ns())));
 }
 
 int appliance_create(const struct appliance_opts *o, struct appliance **out)

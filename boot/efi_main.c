@@ -79,6 +79,11 @@ static struct nbd_lwip *nbd_tcp;
 static struct appliance *app;
 /* Its shell commands, linked into the shell for as long as it runs. */
 static struct appliance_cmds app_cmds;
+/*
+ * The boot breakdown (docs/firmware.md): TSC readings at the banner and at each stage up to
+ * `thinbox: ready`, printed then, so a slower boot says where its time went.
+ */
+static uint64_t tsc_banner, tsc_app;
 /* thinbox.cfg's TLS keys and the ESP files they name, read before ExitBootServices. */
 static struct tls_fw_input tls_in;
 
@@ -549,7 +554,9 @@ static void appliance_setup(struct shell *sh)
 		ao.pool_opts.commit_interval_ms =
 		    (uint32_t)strtoul(bootcfg_get("test-commit-interval-ms"), NULL, 10);
 	ao.pool_opts.meta_cache_blocks = meta_cache_blocks();
+	tsc_app = rdtsc();
 	rc = appliance_create(&ao, &app);
+	tsc_app = rdtsc() - tsc_app;
 	if (rc) {
 		plat_printf("thinbox: appliance: not started (%d)\n", rc);
 		return;
@@ -812,11 +819,17 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 	}
 }
 
+/* Milliseconds and tenths of @cycles TSC counts, as "%u.%u". */
+#define BOOT_MS(cycles)                                                                            \
+	(unsigned)((cycles)*10 / (tsc_hz() / 1000) / 10),                                          \
+	    (unsigned)((cycles)*10 / (tsc_hz() / 1000) % 10)
+
 /* The rest of the boot, on our own stack. */
 __attribute__((noreturn)) static void after_ebs(void *arg)
 {
 	const char *fault;
 	struct shell *sh;
+	uint64_t t_ebs = rdtsc(), t_dev, t_net;
 	int rc;
 
 	(void)arg;
@@ -848,6 +861,7 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 			    (unsigned long long)irq_timer_per_ms());
 	/* The virtio drivers; a missing disk is reported and the shell still comes up. */
 	devices_probe();
+	t_dev = rdtsc();
 	/* Entropy next: virtio-rng is up, and TLS (later) must know before it listens. */
 	entropy_setup();
 
@@ -863,7 +877,13 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	/* Test switch: the virtio self-test commands (tests/qemu/virtio_*.t, virtio.bench). */
 	if (bootcfg_get("test-selftest"))
 		virtio_selftest_init(sh);
+	t_net = rdtsc();
 	net_setup(sh);
+	plat_printf("thinbox: boot: firmware %u.%u ms, pci and devices %u.%u ms, entropy and "
+		    "shell %u.%u ms, appliance %u.%u ms, net %u.%u ms; banner to ready %u.%u ms\n",
+		    BOOT_MS(t_ebs - tsc_banner), BOOT_MS(t_dev - t_ebs), BOOT_MS(t_net - t_dev),
+		    BOOT_MS(tsc_app), BOOT_MS(rdtsc() - t_net - tsc_app),
+		    BOOT_MS(rdtsc() - tsc_banner));
 	plat_printf("thinbox: ready\n");
 	shell_prompt(sh);
 	main_loop(sh);
@@ -900,6 +920,7 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 
 	serial_init();
 	serial_puts("\nthinbox: BANNER " THINBOX_NAME " " THINBOX_VERSION "\n");
+	tsc_banner = rdtsc();
 
 	rc = acpi_init();
 	if (rc == 0)

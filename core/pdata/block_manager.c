@@ -5,7 +5,10 @@
  */
 #include "core/pdata/block_manager.h"
 #include "core/base/crc32c.h"
+#include "core/base/plat.h"
+#include "core/base/util.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +276,95 @@ static int get_block(struct dm_block_manager *bm, dm_block_t loc,
 	b->v = v;
 	cache_insert(bm, b, loc);
 	*out = b;
+	return 0;
+}
+
+/* The reads of one dm_bm_prefetch() call; leaked, never freed, when they time out. */
+struct prefetch {
+	struct blkdev_req req[DM_BM_PREFETCH_MAX];
+	dm_block_t loc[DM_BM_PREFETCH_MAX];
+	int rc[DM_BM_PREFETCH_MAX];
+	unsigned pending;
+	uint8_t buf[DM_BM_PREFETCH_MAX][DM_BM_BLOCK_SIZE];
+};
+
+static void prefetch_done(struct blkdev_req *req, int rc)
+{
+	struct prefetch *p = req->priv;
+
+	p->rc[req - p->req] = rc;
+	p->pending--;
+}
+
+static bool prefetch_listed(const struct prefetch *p, unsigned n, dm_block_t loc)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (p->loc[i] == loc)
+			return true;
+	return false;
+}
+
+int dm_bm_prefetch(struct dm_block_manager *bm, const dm_block_t *locs, unsigned n)
+{
+	uint64_t deadline = plat_now_ns() + DM_BM_PREFETCH_WAIT_NS;
+	struct prefetch *p;
+	unsigned count = 0;
+	int rc = 0;
+
+	/* A quarter of the cache at most: what is read must not push itself out. */
+	n = MIN(n, MIN((unsigned)DM_BM_PREFETCH_MAX, bm->capacity / 4));
+	p = malloc(sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->pending = 0;
+	for (unsigned i = 0; i < n && !rc; i++) {
+		struct blkdev_req *req = &p->req[count];
+		dm_block_t loc = locs[i];
+
+		if (loc >= dm_bm_nr_blocks(bm) || cache_find(bm, loc) ||
+		    prefetch_listed(p, count, loc))
+			continue;
+		memset(req, 0, sizeof(*req));
+		req->op = BLKDEV_READ;
+		req->block = loc * bm->per_block;
+		req->count = bm->per_block;
+		req->buf = p->buf[count];
+		req->done = prefetch_done;
+		req->priv = p;
+		p->loc[count] = loc;
+		p->rc[count] = -EIO;
+		p->pending++;
+		/* A full queue: take completions and try again, within the same bound. */
+		while ((rc = blkdev_submit(bm->dev, req)) == -EAGAIN && plat_now_ns() < deadline)
+			if (blkdev_poll(bm->dev) < 0)
+				break;
+		if (rc) {
+			p->pending--;
+			break; /* what was submitted is still awaited; the rest is read on demand */
+		}
+		count++;
+	}
+	while (p->pending) {
+		int r = blkdev_poll(bm->dev);
+
+		if (r < 0 || (p->pending && plat_now_ns() > deadline))
+			return r < 0 ? r : -ETIMEDOUT; /* @p stays: the device may still write it */
+	}
+	for (unsigned i = 0; i < count; i++) {
+		struct dm_block *b;
+
+		if (p->rc[i] || cache_find(bm, p->loc[i]))
+			continue;
+		if (cache_get_slot(bm, &b))
+			break;
+		memcpy(b->data, p->buf[i], DM_BM_BLOCK_SIZE);
+		bm->reads++;
+		/* Unchecked: the first lock checks it as the type it asks for (get_block()). */
+		b->v = NULL;
+		cache_insert(bm, b, p->loc[i]);
+		lru_add_tail(bm, b);
+	}
+	free(p);
 	return 0;
 }
 

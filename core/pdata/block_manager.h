@@ -88,6 +88,20 @@ int dm_bm_write_lock(struct dm_block_manager *bm, dm_block_t b, const struct dm_
 int dm_bm_write_lock_zero(struct dm_block_manager *bm, dm_block_t b,
 			  const struct dm_block_validator *v, struct dm_block **result);
 void dm_bm_unlock(struct dm_block *b);
+/*
+ * Read the blocks at @locs[0..@n) that are not cached into the cache, all at once: the
+ * device's asynchronous requests, in flight together, rather than one synchronous read each
+ * (the pool's open reads every space-map bitmap: docs/firmware.md "Boot breakdown"). At most
+ * DM_BM_PREFETCH_MAX blocks and a quarter of the cache; duplicates and blocks past the end
+ * are skipped. The blocks are checked when first locked, as the type the lock asks for. A
+ * hint: a read that fails or is refused leaves its block uncached, and 0 is returned; -ENOMEM,
+ * a device error from polling, or -ETIMEDOUT after DM_BM_PREFETCH_WAIT_NS (the reads then
+ * stay in flight into a buffer that is never freed) are returned. Room is made as a read
+ * makes it (the least recently used unlocked blocks; dirty ones are written first).
+ */
+#define DM_BM_PREFETCH_MAX     64
+#define DM_BM_PREFETCH_WAIT_NS (30ull * 1000000000ull)
+int dm_bm_prefetch(struct dm_block_manager *bm, const dm_block_t *locs, unsigned n);
 
 /*
  * Write every dirty block and flush the device. -EBUSY if a block is write-locked (its

@@ -130,6 +130,16 @@ int sm_ll_commit(struct ll_disk *ll);
  */
 int sm_ll_recount(struct ll_disk *ll, bool *changed);
 
+/*
+ * Count the free (zero) entries among a bitmap's ENTRIES_PER_BLOCK 2-bit entries at @bytes
+ * (the bit string after the header, read as little-endian 64-bit words; no alignment
+ * needed): *@all of them, *@in_range_free among the first @in_range (clamped to
+ * ENTRIES_PER_BLOCK), and *@first, the first free one of those (ENTRIES_PER_BLOCK when
+ * none). Cannot fail.
+ */
+void sm_bitmap_count_free(const uint8_t *bytes, uint32_t in_range, uint32_t *all,
+			  uint32_t *in_range_free, uint32_t *first);
+
 /* Fill a disk_sm_root from @ll. */
 void sm_ll_save_root(const struct ll_disk *ll, struct disk_sm_root *root);
 

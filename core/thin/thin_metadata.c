@@ -13,6 +13,7 @@
 #include "core/thin/thin_format.h"
 
 #include "core/base/endian.h"
+#include "core/base/plat.h"
 #include "core/base/util.h"
 #include "core/pdata/btree_diff.h"
 #include "core/pdata/space_map_common.h"
@@ -56,6 +57,7 @@ struct thin_md {
 	bool fail;  /* a modifying call failed half way: only abort helps */
 	bool dirty; /* anything changed since the last commit */
 	struct thin_dev *devs;
+	uint64_t open_load_ns, open_recount_ns; /* thin_md_open()'s stages (the boot breakdown) */
 };
 
 /*----------------------------------------------------------------*/
@@ -649,7 +651,10 @@ int thin_md_open(struct blkdev *meta, const struct thin_md_open_opts *o, struct 
 			goto bad_pd;
 		}
 	} else {
+		uint64_t t0 = plat_now_ns();
+
 		r = load(md);
+		md->open_load_ns = plat_now_ns() - t0;
 		if (r) {
 			why(o, "cannot open the space maps or roots (%d)", r);
 			goto bad_bm;
@@ -658,7 +663,10 @@ int thin_md_open(struct blkdev *meta, const struct thin_md_open_opts *o, struct 
 	md->opened_ro = o->read_only;
 	md->read_only = o->read_only || (md->flags & THIN_METADATA_NEEDS_CHECK_FLAG);
 	if (!blank && !md->read_only) {
+		uint64_t t0 = plat_now_ns();
+
 		r = recount_space_maps(md);
+		md->open_recount_ns = plat_now_ns() - t0;
 		if (r) {
 			why(o, "cannot go back to the committed state (%d)", r);
 			goto bad_pd;
@@ -1581,6 +1589,12 @@ int thin_md_set_read_write(struct thin_md *md)
 		return -EROFS;
 	md->read_only = false;
 	return 0;
+}
+
+void thin_md_open_times(const struct thin_md *md, uint64_t *load_ns, uint64_t *recount_ns)
+{
+	*load_ns = md->open_load_ns;
+	*recount_ns = md->open_recount_ns;
 }
 
 bool thin_md_is_read_only(const struct thin_md *md)

@@ -296,6 +296,12 @@ void thin_md_set_read_only(struct thin_md *md);
 /* Back to read-write: -EROFS while needs_check is set or when opened read-only. */
 int thin_md_set_read_write(struct thin_md *md);
 bool thin_md_is_read_only(const struct thin_md *md);
+/*
+ * How long thin_md_open() took to load the superblock and space maps, and to recount the
+ * space maps' counters from every bitmap (a read-write open of a formatted device; 0
+ * otherwise), in plat_now_ns() nanoseconds: the boot breakdown's figures.
+ */
+void thin_md_open_times(const struct thin_md *md, uint64_t *load_ns, uint64_t *recount_ns);
 
 /*----------------------------------------------------------------*/
 /* Data reference ranges, restore */

@@ -13,9 +13,11 @@ between the two (everything the pool keeps per block lives on the metadata disk)
 200,000 data blocks mapped (pool status, thin list); `pool check` clean (time printed); poweroff.
 Between the boots: thin_check on pool_tmeta is clean; the data disk holds little more than what
 was written (zeroing by WRITE_ZEROES keeps it sparse).
-Boot 2: the reopen time (banner to `thinbox: ready`, and to the first NBD answer) printed and
-bounded; sampled blocks read back with their contents, the copied ones new in vol0 and old in
-the first snapshot. The disks (in /dev/shm when it has room: terabyte_lib.scratch()) are
+Boot 2: the reopen time (OVMF's hand-off, the banner, to `thinbox: ready` and to the first
+NBD answer, probed as linux-vm.bench does) printed and bounded, and the firmware's boot
+breakdown (`thinbox: boot:` lines, docs/firmware.md "Boot breakdown") printed; sampled
+blocks read back with their contents, the copied ones new in vol0 and old in the first
+snapshot. The disks (in /dev/shm when it has room: terabyte_lib.scratch()) are
 removed at the end, and on failure.
 
 TERABYTE_ROUNDS / TERABYTE_PER_ROUND change the load (default 4 x 52,000 writes)."""
@@ -26,7 +28,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import appliance_lib as ap  # noqa: E402
+import linuxvm  # noqa: E402
 import terabyte_lib as tl  # noqa: E402
 
 qh, al = ap.qh, ap.al
@@ -50,6 +54,9 @@ SEED = 16
 HEAP_LIMIT = 96 << 20
 HEAP_GROWTH = 2 << 20
 REOPEN_LIMIT = 60.0
+# Hand-off to the first NBD answer: 0.2-0.8 s at 1 TiB under TCG on the shared machine
+# (docs/scale-out.md); the bound only catches a reopen that reads the whole pool.
+ANSWER_LIMIT = 30.0
 
 
 def load():
@@ -154,16 +161,26 @@ try:
     with m:
         m.expect(qh.BANNER, 60)
         t_banner = m.elapsed()
+        handoff = time.monotonic()
+        answer = linuxvm.first_answer(m.port, 180)
         m.expect("thinbox: ready", 180)
         t_ready = m.elapsed()
         m.expect(qh.PROMPT, 30)
-        m.nbd_wait(60)
-        t_nbd = m.elapsed()
-        c.note("reopen: banner to ready %.1fs, to first NBD answer %.1fs (QEMU start to "
-               "banner %.1fs; load %s)" % (t_ready - t_banner, t_nbd - t_banner, t_banner,
-                                          load()))
+        c.note("reopen: banner to ready %.2fs, hand-off to first NBD answer %s (QEMU start to "
+               "banner %.1fs; load %s)"
+               % (t_ready - t_banner, "%.2fs" % (answer - handoff) if answer else "none",
+                  t_banner, load()))
+        lines = [ln.strip() for ln in m.output.replace("\r", "").splitlines()
+                 if ln.startswith("thinbox: boot:")]
+        for ln in lines:
+            c.note(ln)
+        c.check("boot-breakdown-printed",
+                any("pool open" in ln and "recount" in ln for ln in lines)
+                and any("banner to ready" in ln for ln in lines), "\n".join(lines))
         c.check("reopen-bounded", t_ready - t_banner < REOPEN_LIMIT,
                 "%.1fs" % (t_ready - t_banner))
+        c.check("first-answer-bounded", answer is not None and answer - handoff < ANSWER_LIMIT,
+                "%s" % (answer and answer - handoff))
         c.check("no-format-on-reopen", "first boot" not in m.output)
         rng = random.Random(SEED)
         errs = []
