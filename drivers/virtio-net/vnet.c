@@ -83,11 +83,16 @@ static void vnet_rx_free(struct vnet *vn, unsigned id)
 	vn->rx_free[vn->rx_nfree++] = (uint16_t)id;
 }
 
+static void vnet_free_rx_rest(struct vnet *vn);
+
 void vnet_rx_release(struct vnet *vn, uint16_t id)
 {
 	/* Posted at the next poll: this runs inside the stack, one doorbell per pass is enough. */
 	vnet_rx_free(vn, id);
 	vn->rx_held--;
+	/* After vnet_destroy(): the last buffer back frees what the held ones kept alive. */
+	if (vn->destroyed && !vn->rx_held)
+		vnet_free_rx_rest(vn);
 }
 
 size_t vnet_rx_copy(const struct vnet_rx_frame *f, void *dst, size_t cap)
@@ -776,11 +781,17 @@ int vnet_poll(struct vnet *vn)
 
 /* ---- Probe and teardown ---------------------------------------------------------------------- */
 
+/* The receive buffers, their free list and @vn itself (vnet_free(), or the last release). */
+static void vnet_free_rx_rest(struct vnet *vn)
+{
+	if (vn->rx_bufs)
+		plat_dma_free(vn->rx_bufs, vn->rx_pages);
+	free(vn->rx_free);
+	free(vn);
+}
+
 static void vnet_free(struct vnet *vn)
 {
-	/* Buffers the stack still holds would be written by nobody but read by it: keep them. */
-	if (vn->rx_bufs && !vn->rx_held)
-		plat_dma_free(vn->rx_bufs, vn->rx_pages);
 	if (vn->tx_bufs)
 		plat_dma_free(vn->tx_bufs, vn->tx_pages);
 	if (vn->tso_bufs)
@@ -797,10 +808,16 @@ static void vnet_free(struct vnet *vn)
 	free(vn->tx_refs);
 	free(vn->tx_nrefs);
 	free(vn->tx_free);
-	free(vn->rx_free);
 	vq_fini(&vn->rxq);
 	vq_fini(&vn->txq);
-	free(vn);
+	/*
+	 * Buffers the stack still holds are read by it, and each comes back through
+	 * vnet_rx_release(), which needs @vn and the free list: they stay until the last one.
+	 */
+	if (vn->rx_held)
+		vn->destroyed = true;
+	else
+		vnet_free_rx_rest(vn);
 }
 
 static int vnet_alloc_bufs(unsigned count, size_t size, uint8_t **va, uint64_t *bus, size_t *pages)

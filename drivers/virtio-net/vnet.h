@@ -255,6 +255,7 @@ struct vnet {
 	unsigned rx_nfree;
 	unsigned rx_held; /* kept by the receiver (vnet_rx_release gives them back) */
 	bool mrg;	  /* MRG_RXBUF negotiated: num_buffers counts */
+	bool destroyed;	  /* vnet_destroy() ran with buffers held: the last release frees */
 	/* The frame being gathered from the used ring, and buffers to skip after a bad one. */
 	struct vnet_rx_frame rx_cur;
 	unsigned rx_want, rx_skip;
@@ -269,7 +270,10 @@ struct vnet {
  * ring, DRIVER_OK. 0 and *out, or -ENODEV, -EIO, -ETIMEDOUT, -ENOMEM.
  */
 int vnet_create(struct virtio_dev *vdev, struct vnet **out);
-/* Reset the device and free everything (receive buffers still kept are not freed). */
+/*
+ * Reset the device and free everything. Receive buffers still kept stay valid, and with them
+ * what vnet_rx_release() needs: the last one given back frees the rest.
+ */
 void vnet_destroy(struct vnet *vn);
 
 /*

@@ -65,6 +65,11 @@ try:
         mh = re.search(r"heap (\d+) allocations \(\d+ KiB asked\), (\d+) frees since reset; "
                        r"(\d+\.\d\d) allocations per NBD request", out)
         c.check("perf-shows-heap", mh is not None, out[-400:])
+        # The figure is allocations over the requests perf counted: with none counted it
+        # would read 0.00 whatever the heap did.
+        mr = re.search(r"NBD: (\d+) requests", out)
+        c.check("perf-counted-the-requests", mr is not None and
+                int(mr.group(1)) >= WRITES + READS, out[-400:])
         if mh:
             per = float(mh.group(3))
             c.note("vol0, %d random 4 KiB writes then %d reads at QD%d: %s allocations, "
