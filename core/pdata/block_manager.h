@@ -98,6 +98,9 @@ void dm_bm_unlock(struct dm_block *b);
  * a device error from polling, or -ETIMEDOUT after DM_BM_PREFETCH_WAIT_NS (the reads then
  * stay in flight into a buffer that is never freed) are returned. Room is made as a read
  * makes it (the least recently used unlocked blocks; dirty ones are written first).
+ * A block is put in the cache if it is still missing when its read completes, so the caller
+ * must not write these blocks through the device while the prefetch runs (the pool's open,
+ * the only caller, writes nothing yet): a write completed meanwhile would be cached stale.
  */
 #define DM_BM_PREFETCH_MAX     64
 #define DM_BM_PREFETCH_WAIT_NS (30ull * 1000000000ull)

@@ -49,8 +49,12 @@ void *lwip_alloc_malloc(unsigned long n)
 
 void lwip_alloc_free(void *p)
 {
-	struct hdr *h = (struct hdr *)p - 1;
+	struct hdr *h;
 
+	/* lwIP's mem_free() only asserts against NULL (and LWIP_NOASSERT is ours to set). */
+	if (!p)
+		return;
+	h = (struct hdr *)p - 1;
 	if (!h->cls) {
 		free(h);
 		return;

@@ -18,7 +18,7 @@
 
 /* @n bytes, or NULL when out of memory. */
 void *lwip_alloc_malloc(unsigned long n);
-/* Give back a block from lwip_alloc_malloc()/lwip_alloc_calloc() (never NULL: lwIP checks). */
+/* Give back a block from lwip_alloc_malloc()/lwip_alloc_calloc(); NULL is ignored. */
 void lwip_alloc_free(void *p);
 /* @c * @n zeroed bytes, or NULL (also when the product overflows). */
 void *lwip_alloc_calloc(unsigned long c, unsigned long n);

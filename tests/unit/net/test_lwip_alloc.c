@@ -78,3 +78,11 @@ TEST(calloc_zeroes_and_refuses_overflow)
 	}
 	ok(lwip_alloc_calloc(SIZE_MAX / 2, 3) == NULL);
 }
+
+TEST(free_of_null_is_ignored)
+{
+	unsigned long before = free_count();
+
+	lwip_alloc_free(NULL);
+	ok_eq(free_count() - before, 0);
+}
