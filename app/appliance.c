@@ -134,7 +134,7 @@ void appliance_default_opts(struct appliance_opts *o)
 
 static struct app_vol *find_open_vol(struct appliance *a, uint32_t id)
 {
-	for (struct app_vol *v = a->vols; v; v = v->next)
+	for (struct app_vol *v = a->vols[id & (APP_VOL_BUCKETS - 1)]; v; v = v->next)
 		if (v->id == id)
 			return v;
 	return NULL;
@@ -167,8 +167,8 @@ static int vol_get(struct appliance *a, const struct cfg_volume *cv, struct app_
 	v->a = a;
 	v->id = cv->id;
 	v->refs = 1;
-	v->next = a->vols;
-	a->vols = v;
+	v->next = a->vols[v->id & (APP_VOL_BUCKETS - 1)];
+	a->vols[v->id & (APP_VOL_BUCKETS - 1)] = v;
 	*out = v;
 	return 0;
 }
@@ -179,7 +179,8 @@ static void vol_put(struct app_vol *v)
 
 	if (--v->refs)
 		return;
-	for (struct app_vol **pp = &a->vols; *pp; pp = &(*pp)->next) {
+	for (struct app_vol **pp = &a->vols[v->id & (APP_VOL_BUCKETS - 1)]; *pp;
+	     pp = &(*pp)->next) {
 		if (*pp == v) {
 			*pp = v->next;
 			break;

@@ -18,6 +18,8 @@
 /* On the pool LV while `pool set-transaction-id` moves the pool from the id it names. */
 #define APP_TAG_TXID_FROM "thinbox_transaction_from="
 
+#define APP_VOL_BUCKETS 1024 /* a power of two */
+
 /* An open thin volume, shared by the exports that serve it. */
 struct app_vol {
 	struct app_vol *next;
@@ -51,7 +53,9 @@ struct appliance {
 	struct cfg cfg;		/* in force (empty unless READY) */
 	enum appliance_state state;
 	char problem[400];
-	struct app_vol *vols;
+	/* Open volumes by thin id (chains through next): 4,096 exports at boot must not each
+	 * walk a list of those opened before them. */
+	struct app_vol *vols[APP_VOL_BUCKETS];
 	unsigned live_exports; /* exports in the server not yet released */
 };
 
