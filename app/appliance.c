@@ -134,7 +134,7 @@ void appliance_default_opts(struct appliance_opts *o)
 
 static struct app_vol *find_open_vol(struct appliance *a, uint32_t id)
 {
-	for (struct app_vol *v = a->vols; v; v = v->next)
+	for (struct app_vol *v = a->vols[id & (APP_VOL_BUCKETS - 1)]; v; v = v->next)
 		if (v->id == id)
 			return v;
 	return NULL;
@@ -167,8 +167,8 @@ static int vol_get(struct appliance *a, const struct cfg_volume *cv, struct app_
 	v->a = a;
 	v->id = cv->id;
 	v->refs = 1;
-	v->next = a->vols;
-	a->vols = v;
+	v->next = a->vols[v->id & (APP_VOL_BUCKETS - 1)];
+	a->vols[v->id & (APP_VOL_BUCKETS - 1)] = v;
 	*out = v;
 	return 0;
 }
@@ -179,7 +179,8 @@ static void vol_put(struct app_vol *v)
 
 	if (--v->refs)
 		return;
-	for (struct app_vol **pp = &a->vols; *pp; pp = &(*pp)->next) {
+	for (struct app_vol **pp = &a->vols[v->id & (APP_VOL_BUCKETS - 1)]; *pp;
+	     pp = &(*pp)->next) {
 		if (*pp == v) {
 			*pp = v->next;
 			break;
@@ -752,11 +753,19 @@ static bool first_boot_pending(struct appliance *a)
 	return false;
 }
 
+/* Tenths of a millisecond since @t0 (plat_now_ns()), for the boot breakdown. */
+static unsigned ms10_since(uint64_t t0, uint64_t t1)
+{
+	return (unsigned)((t1 - t0) / (NSEC_PER_MSEC / 10));
+}
+
+#define MS10(x) (x) / 10, (x) % 10
+
 /* The pool is open: take the configuration the VG describes and act on it. */
 static void load_config(struct appliance *a)
 {
 	char err[200] = "";
-	uint64_t t = 0;
+	uint64_t t = 0, tc;
 	int rc;
 
 	cfg_free(&a->cfg);
@@ -777,11 +786,28 @@ static void load_config(struct appliance *a)
 		first_boot(a);
 		return;
 	}
+	tc = plat_now_ns();
 	start_exports(a);
 	app_log(a,
 		"volume group %s, pool %s at transaction %" PRIu64 ": %zu volume(s), %zu "
 		"export(s)",
 		a->vg->name, a->pool_lv, t, a->cfg.nvols, a->cfg.nexps);
+	if (a->boot_ns[0]) {
+		/* The reopen's stages (docs/firmware.md "Boot breakdown", docs/appliance.md
+		 * "Limits"): what a bigger pool or more volumes cost at boot shows up here. */
+		uint64_t load = 0, recount = 0, te = plat_now_ns();
+
+		if (a->pool)
+			thin_md_open_times(thin_pool_md(a->pool), &load, &recount);
+		app_log(a,
+			"boot: VG read %u.%u ms, pool open %u.%u ms (space maps %u.%u ms, recount "
+			"%u.%u ms), configuration %u.%u ms, exports %u.%u ms",
+			MS10(ms10_since(a->boot_ns[0], a->boot_ns[1])),
+			MS10(ms10_since(a->boot_ns[1], a->boot_ns[2])), MS10(ms10_since(0, load)),
+			MS10(ms10_since(0, recount)), MS10(ms10_since(a->boot_ns[2], tc)),
+			MS10(ms10_since(tc, te)));
+		a->boot_ns[0] = 0;
+	}
 }
 
 /* What the metadata disk holds when it holds no LVM label. */
@@ -808,43 +834,16 @@ static int do_format(struct appliance *a, const char *vg_name, const struct thin
 	return open_pool(a);
 }
 
-/* Tenths of a millisecond since @t0 (plat_now_ns()), for the boot breakdown. */
-static unsigned ms10_since(uint64_t t0, uint64_t t1)
-{
-	return (unsigned)((t1 - t0) / (NSEC_PER_MSEC / 10));
-}
-
-#define MS10(x) (x) / 10, (x) % 10
-
-/*
- * The reopen's stages on the console (docs/firmware.md, "Boot breakdown"): what a bigger pool
- * or more volumes cost at boot shows up here first.
- */
-static void log_open_times(struct appliance *a, uint64_t t0, uint64_t t1, uint64_t t2, uint64_t t3)
-{
-	uint64_t load = 0, recount = 0;
-	unsigned l, rc;
-
-	if (a->pool)
-		thin_md_open_times(thin_pool_md(a->pool), &load, &recount);
-	l = (unsigned)(load / (NSEC_PER_MSEC / 10));
-	rc = (unsigned)(recount / (NSEC_PER_MSEC / 10));
-	app_log(a,
-		"boot: vg read %u.%u ms, pool open %u.%u ms (space maps %u.%u ms, recount "
-		"%u.%u ms), volumes and exports %u.%u ms",
-		MS10(ms10_since(t0, t1)), MS10(ms10_since(t1, t2)), MS10(l), MS10(rc),
-		MS10(ms10_since(t2, t3)));
-}
-
 static void boot(struct appliance *a)
 {
 	struct lvm_lv *pool;
 	char why[240] = "";
-	uint64_t t0 = plat_now_ns(), t1, t2;
+	uint64_t t2;
 	int rc;
 
+	a->boot_ns[0] = plat_now_ns();
 	rc = app_vg_read(a, &a->vg, why, sizeof(why));
-	t1 = plat_now_ns();
+	a->boot_ns[1] = plat_now_ns();
 	if (!rc) {
 		rc = app_vg_pool(a->vg, &pool, why, sizeof(why));
 		if (rc) {
@@ -852,11 +851,11 @@ static void boot(struct appliance *a)
 			return;
 		}
 		snprintf(a->pool_lv, sizeof(a->pool_lv), "%s", pool->name);
-		rc = open_pool(a);
-		t2 = plat_now_ns();
-		if (!rc)
+		if (!open_pool(a)) {
+			a->boot_ns[2] = plat_now_ns();
 			load_config(a);
-		log_open_times(a, t0, t1, t2, plat_now_ns());
+		}
+		a->boot_ns[0] = 0;
 		return;
 	}
 	if (rc != -ENODATA && rc != -ENOMSG) {
@@ -890,9 +889,10 @@ static void boot(struct appliance *a)
 	t2 = plat_now_ns();
 	cfg_init(&a->cfg);
 	first_boot(a);
-	app_log(a, "boot: vg read %u.%u ms, format %u.%u ms, first volume %u.%u ms",
-		MS10(ms10_since(t0, t1)), MS10(ms10_since(t1, t2)),
+	app_log(a, "boot: VG read %u.%u ms, format %u.%u ms, first volume %u.%u ms",
+		MS10(ms10_since(a->boot_ns[0], a->boot_ns[1])), MS10(ms10_since(a->boot_ns[1], t2)),
 		MS10(ms10_since(t2, plat_now_ns())));
+	a->boot_ns[0] = 0;
 }
 
 int appliance_create(const struct appliance_opts *o, struct appliance **out)

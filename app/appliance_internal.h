@@ -18,6 +18,8 @@
 /* On the pool LV while `pool set-transaction-id` moves the pool from the id it names. */
 #define APP_TAG_TXID_FROM "thinbox_transaction_from="
 
+#define APP_VOL_BUCKETS 1024 /* a power of two */
+
 /* An open thin volume, shared by the exports that serve it. */
 struct app_vol {
 	struct app_vol *next;
@@ -51,8 +53,13 @@ struct appliance {
 	struct cfg cfg;		/* in force (empty unless READY) */
 	enum appliance_state state;
 	char problem[400];
-	struct app_vol *vols;
+	/* Open volumes by thin id (chains through next): 4,096 exports at boot must not each
+	 * walk a list of those opened before them. */
+	struct app_vol *vols[APP_VOL_BUCKETS];
 	unsigned live_exports; /* exports in the server not yet released */
+	/* boot()'s clock (plat_now_ns): its start, the VG read, the pool opened; load_config()
+	 * logs the stages then and clears it. */
+	uint64_t boot_ns[3];
 };
 
 void app_log(struct appliance *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

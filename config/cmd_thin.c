@@ -206,7 +206,7 @@ static int count_args(struct shell *sh, int argc, char **argv, unsigned *count, 
 {
 	*count = 0;
 	*first = 0;
-	for (int i = 4; i < argc; i++) {
+	for (int i = 4; i < argc; i += 2) { /* OPTION VALUE pairs */
 		unsigned long long v;
 		char *end;
 
@@ -221,7 +221,6 @@ static int count_args(struct shell *sh, int argc, char **argv, unsigned *count, 
 			*first = v;
 		else
 			return bad_usage(sh);
-		i++;
 	}
 	return *count ? 0 : bad_usage(sh);
 }

@@ -78,6 +78,7 @@
 
 struct nbd_export {
 	struct nbd_export *next;
+	struct nbd_export *hnext; /* the name table's chain (live exports only) */
 	char *name;
 	char *description;
 	struct blkdev *dev;
@@ -242,9 +243,17 @@ struct nbd_conn {
 struct nbd_server {
 	struct nbd_limits lim;
 	struct nbd_export *exports; /* table order, removed ones included until freed */
-	struct nbd_conn *conns;	    /* live and dead (until their requests drain) */
-	unsigned nconns;	    /* live ones */
-	uint8_t *zero_buf;	    /* ZERO_BUF_BYTES of zeroes, allocated on first use */
+	/*
+	 * Live exports by name (chains through hnext; hcap buckets, a power of two, grown with
+	 * nlive) and the list's tail: adding the 4,096th export or finding one by name must not
+	 * walk the whole list, or starting n exports costs n^2 string compares.
+	 */
+	struct nbd_export **htab;
+	unsigned hcap, nlive;
+	struct nbd_export **tail;
+	struct nbd_conn *conns; /* live and dead (until their requests drain) */
+	unsigned nconns;	/* live ones */
+	uint8_t *zero_buf;	/* ZERO_BUF_BYTES of zeroes, allocated on first use */
 	struct nbd_tls_config tls;
 	void (*log)(void *ctx, const char *line);
 	void *log_ctx;
@@ -719,17 +728,83 @@ static void refuse_export(struct nbd_conn *c, struct nbd_export *e)
 	log_refusal(c->srv, &c->peer, "export '%s': the address is not in its allow list", e->name);
 }
 
+/* FNV-1a of an export name (the name table's hash). */
+static uint32_t name_hash(const uint8_t *name, size_t len)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ name[i]) * 16777619u;
+	return h;
+}
+
+/* The live export named @name (@len bytes), or NULL. */
+static struct nbd_export *lookup_live(const struct nbd_server *srv, const uint8_t *name, size_t len)
+{
+	struct nbd_export *e;
+
+	if (!srv->hcap)
+		return NULL;
+	for (e = srv->htab[name_hash(name, len) & (srv->hcap - 1)]; e; e = e->hnext)
+		if (strlen(e->name) == len && !memcmp(e->name, name, len))
+			return e;
+	return NULL;
+}
+
+/* Put live export @e in the name table, doubling it first when it is half full. */
+static int table_insert(struct nbd_server *srv, struct nbd_export *e)
+{
+	struct nbd_export **b;
+
+	if (2 * (srv->nlive + 1) > srv->hcap) {
+		unsigned cap = srv->hcap ? 2 * srv->hcap : 64;
+		struct nbd_export **t = calloc(cap, sizeof(*t));
+
+		if (!t)
+			return -ENOMEM;
+		for (struct nbd_export *x = srv->exports; x; x = x->next) {
+			if (x->removed)
+				continue;
+			b = &t[name_hash((const uint8_t *)x->name, strlen(x->name)) & (cap - 1)];
+			x->hnext = *b;
+			*b = x;
+		}
+		free(srv->htab);
+		srv->htab = t;
+		srv->hcap = cap;
+	}
+	b = &srv->htab[name_hash((const uint8_t *)e->name, strlen(e->name)) & (srv->hcap - 1)];
+	e->hnext = *b;
+	*b = e;
+	srv->nlive++;
+	return 0;
+}
+
+/* Take live export @e out of the name table (it stays in the list until swept). */
+static void table_remove(struct nbd_server *srv, struct nbd_export *e)
+{
+	struct nbd_export **b =
+	    &srv->htab[name_hash((const uint8_t *)e->name, strlen(e->name)) & (srv->hcap - 1)];
+
+	for (; *b; b = &(*b)->hnext) {
+		if (*b == e) {
+			*b = e->hnext;
+			srv->nlive--;
+			return;
+		}
+	}
+}
+
 static struct nbd_export *find_export(struct nbd_server *srv, const uint8_t *name, size_t len)
 {
 	struct nbd_export *e;
 
-	for (e = srv->exports; e; e = e->next) {
-		if (e->removed)
-			continue;
-		/* The empty name selects the default export: the first one added. */
-		if (!len || (strlen(e->name) == len && !memcmp(e->name, name, len)))
+	if (len)
+		return lookup_live(srv, name, len);
+	/* The empty name selects the default export: the first one added. */
+	for (e = srv->exports; e; e = e->next)
+		if (!e->removed)
 			return e;
-	}
 	return NULL;
 }
 
@@ -2666,6 +2741,7 @@ static void sweep(struct nbd_server *srv)
 			ep = &e->next;
 		}
 	}
+	srv->tail = ep;
 }
 
 void nbd_conn_destroy(struct nbd_conn *c)
@@ -2708,8 +2784,13 @@ int nbd_server_create(const struct nbd_limits *lim, struct nbd_server **out)
 		srv->lim = *lim;
 	if (!srv->lim.max_conns)
 		srv->lim.max_conns = NBD_DEFAULT_MAX_CONNS;
+	/*
+	 * nbdinfo --list sends NBD_OPT_LIST, then NBD_OPT_INFO (or GO) once per export: the
+	 * default must let one connection ask about every export there can be, plus the usual
+	 * handful (128 dropped nbdinfo --list at about 60 exports).
+	 */
 	if (!srv->lim.max_options)
-		srv->lim.max_options = 128;
+		srv->lim.max_options = NBD_DEFAULT_MAX_EXPORTS + 128;
 	if (!srv->lim.max_requests)
 		srv->lim.max_requests = 128;
 	if (!srv->lim.max_payload)
@@ -2845,8 +2926,7 @@ int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config
 {
 	struct net_prefix *allow;
 	int rc;
-	struct nbd_export *e, **tail;
-	unsigned n = 0;
+	struct nbd_export *e;
 	size_t nl;
 
 	if (!cfg->name || !cfg->dev)
@@ -2859,14 +2939,9 @@ int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config
 	if (cfg->dev->block_size < 512 || cfg->dev->block_size > 65536 ||
 	    (cfg->dev->block_size & (cfg->dev->block_size - 1)))
 		return -EINVAL;
-	for (tail = &srv->exports; *tail; tail = &(*tail)->next) {
-		if ((*tail)->removed)
-			continue;
-		if (!strcmp((*tail)->name, cfg->name))
-			return -EEXIST;
-		n++;
-	}
-	if (n >= NBD_DEFAULT_MAX_EXPORTS)
+	if (lookup_live(srv, (const uint8_t *)cfg->name, nl))
+		return -EEXIST;
+	if (srv->nlive >= NBD_DEFAULT_MAX_EXPORTS)
 		return -ENOSPC;
 	rc = copy_allow(cfg->allow, cfg->nallow, &allow);
 	if (rc)
@@ -2895,7 +2970,20 @@ int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config
 	e->dirty = cfg->bitmap_name ? cfg->dirty : NULL;
 	e->release = cfg->release;
 	e->ctx = cfg->ctx;
-	*tail = e;
+	rc = table_insert(srv, e);
+	if (rc) {
+		free(e->name);
+		free(e->description);
+		free(e->allow);
+		free(e);
+		return rc;
+	}
+	if (!srv->tail)
+		srv->tail = &srv->exports;
+	while (*srv->tail) /* only after a sweep that left the tail behind: never far */
+		srv->tail = &(*srv->tail)->next;
+	*srv->tail = e;
+	srv->tail = &e->next;
 	return 0;
 }
 
@@ -2904,11 +2992,10 @@ int nbd_server_remove_export(struct nbd_server *srv, const char *name, bool forc
 	struct nbd_export *e;
 	struct nbd_conn *c;
 
-	for (e = srv->exports; e; e = e->next)
-		if (!e->removed && !strcmp(e->name, name))
-			break;
+	e = lookup_live(srv, (const uint8_t *)name, strlen(name));
 	if (!e)
 		return -ENOENT;
+	table_remove(srv, e);
 	e->removed = true;
 	for (c = srv->conns; c; c = c->next) {
 		if (c->dead || c->exp != e)
@@ -2929,9 +3016,7 @@ int nbd_server_set_export_allow(struct nbd_server *srv, const char *name,
 	struct nbd_conn *c;
 	int rc;
 
-	for (e = srv->exports; e; e = e->next)
-		if (!e->removed && !strcmp(e->name, name))
-			break;
+	e = lookup_live(srv, (const uint8_t *)name, strlen(name));
 	if (!e)
 		return -ENOENT;
 	rc = copy_allow(allow, n, &copy);
@@ -3021,6 +3106,7 @@ void nbd_server_destroy(struct nbd_server *srv)
 	for (e = srv->exports; e; e = e->next)
 		e->removed = true;
 	sweep(srv);
+	free(srv->htab);
 	free_lists_release(srv);
 	free(srv->zero_buf);
 	free(srv);
