@@ -108,7 +108,8 @@ static void on_err(void *arg, err_t err)
 {
 	struct lconn *lc = arg;
 
-	/* lwIP freed the pcb (and every segment pointing into our output) before calling us. */
+	/* lwIP freed the pcb (and every segment pointing into our output) before calling us;
+	 * the NIC may still hold frames of them (lconn_destroy). */
 	(void)err;
 	lc->pcb = NULL;
 	lc->dead = true;
