@@ -305,6 +305,11 @@ static void lconn_destroy(struct nbd_lwip *nl, struct lconn *lc)
 	if (lc->inflight) {
 		lc->drain_epoch = net_tx_epoch();
 		if (!net_tx_returned(lc->drain_epoch)) {
+			/* Nothing more comes in: the server winds the connection down meanwhile. */
+			if (!lc->eof_told) {
+				lc->eof_told = true;
+				nbd_conn_input_closed(lc->c);
+			}
 			lc->next = nl->draining;
 			nl->draining = lc;
 			nl->ndraining++;
