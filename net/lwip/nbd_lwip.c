@@ -63,7 +63,6 @@ struct nbd_lwip {
 	struct lconn *conns;
 	/* Gone with output unacknowledged: their buffers wait for the NIC (lconn_destroy). */
 	struct lconn *draining;
-	unsigned ndraining;
 };
 
 /* ---- lwIP callbacks: record only --------------------------------------------------------- */
@@ -312,7 +311,6 @@ static void lconn_destroy(struct nbd_lwip *nl, struct lconn *lc)
 			}
 			lc->next = nl->draining;
 			nl->draining = lc;
-			nl->ndraining++;
 			return;
 		}
 	}
@@ -327,7 +325,6 @@ static void lconn_drain(struct nbd_lwip *nl)
 	for (pp = &nl->draining; (lc = *pp) != NULL;) {
 		if (net_tx_returned(lc->drain_epoch)) {
 			*pp = lc->next;
-			nl->ndraining--;
 			lconn_free(lc);
 		} else {
 			pp = &lc->next;
@@ -444,7 +441,6 @@ void nbd_lwip_close(struct nbd_lwip *nl)
 		nl->draining = lc->next;
 		lconn_free(lc);
 	}
-	nl->ndraining = 0;
 	tcp_arg(nl->lpcb, NULL);
 	tcp_accept(nl->lpcb, NULL);
 	tcp_close(nl->lpcb); /* a listening pcb closes without waiting */
