@@ -539,6 +539,7 @@ static int vnet_tso_flush(struct vnet *vn)
 		memcpy(vn->tx_refs + (size_t)slot * VNET_TX_INDIRECT, vn->tso_cur.refs,
 		       vn->tso_cur.nrefs * sizeof(void *));
 		vn->tx_nrefs[slot] = (uint8_t)vn->tso_cur.nrefs;
+		vn->tx_ref_seqs[slot] = vn->tso_cur.ref_seq;
 		vn->stats.tx_ref++;
 	} else {
 		vn->stats.tx_copied++;
@@ -593,6 +594,7 @@ static int vnet_tso_tx(struct vnet *vn, const struct vnet_frag *frags, unsigned 
 				       (size_t)npay * sizeof(pay[0]));
 				vn->tso_cur.npay += (unsigned)npay;
 				vn->tso_cur.refs[vn->tso_cur.nrefs++] = ref;
+				vn->tx_ref_seq++;
 			} else {
 				perf_begin();
 				frags_copy(frags, n, t.hlen, f + t.hlen + vn->tso_cur.info.payload,
@@ -615,6 +617,7 @@ static int vnet_tso_tx(struct vnet *vn, const struct vnet_frag *frags, unsigned 
 		vn->tso_cur.npay = (unsigned)npay;
 		vn->tso_cur.refs[0] = ref;
 		vn->tso_cur.nrefs = 1;
+		vn->tso_cur.ref_seq = vn->tx_ref_seq++;
 	} else {
 		if (!vn->tso_nfree)
 			return TSO_PASS;
@@ -630,6 +633,23 @@ static int vnet_tso_tx(struct vnet *vn, const struct vnet_frag *frags, unsigned 
 	vn->tso_cur.segs = 1;
 	vn->tso_cur.active = true;
 	return by_ref ? VNET_TX_REFERENCED : 0;
+}
+
+uint64_t vnet_tx_ref_seq(const struct vnet *vn)
+{
+	return vn->tx_ref_seq;
+}
+
+bool vnet_tx_ref_returned(const struct vnet *vn, uint64_t seq)
+{
+	/* A held TSO frame's references are numbered from its first one up. */
+	if (vn->tso_cur.active && vn->tso_cur.ref && vn->tso_cur.ref_seq < seq)
+		return false;
+	/* Not the oldest in flight only: the device may return buffers out of order. */
+	for (unsigned i = 0; vn->tx_nrefs && i < vn->txq.size; i++)
+		if (vn->tx_nrefs[i] && vn->tx_ref_seqs[i] < seq)
+			return false;
+	return true;
 }
 
 void vnet_set_tx_done(struct vnet *vn, vnet_tx_done_fn fn, void *ctx)
@@ -728,6 +748,7 @@ int vnet_tx_frags_ref(struct vnet *vn, const struct vnet_frag *frags, unsigned n
 	if (by_ref) {
 		vn->tx_refs[(size_t)idx * VNET_TX_INDIRECT] = ref;
 		vn->tx_nrefs[idx] = 1;
+		vn->tx_ref_seqs[idx] = vn->tx_ref_seq++;
 		vn->stats.tx_ref++;
 		return VNET_TX_REFERENCED;
 	}
@@ -807,6 +828,7 @@ static void vnet_free(struct vnet *vn)
 		}
 	free(vn->tx_refs);
 	free(vn->tx_nrefs);
+	free(vn->tx_ref_seqs);
 	free(vn->tx_free);
 	vq_fini(&vn->rxq);
 	vq_fini(&vn->txq);
@@ -926,7 +948,8 @@ int vnet_create(struct virtio_dev *vdev, struct vnet **out)
 	vn->rx_free = calloc(vn->rx_nbufs, sizeof(*vn->rx_free));
 	vn->tx_refs = calloc((size_t)vn->txq.size * VNET_TX_INDIRECT, sizeof(*vn->tx_refs));
 	vn->tx_nrefs = calloc(vn->txq.size, sizeof(*vn->tx_nrefs));
-	if (!vn->tx_free || !vn->rx_free || !vn->tx_refs || !vn->tx_nrefs) {
+	vn->tx_ref_seqs = calloc(vn->txq.size, sizeof(*vn->tx_ref_seqs));
+	if (!vn->tx_free || !vn->rx_free || !vn->tx_refs || !vn->tx_nrefs || !vn->tx_ref_seqs) {
 		rc = -ENOMEM;
 		goto err_setup;
 	}

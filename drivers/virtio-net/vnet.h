@@ -221,6 +221,10 @@ struct vnet {
 	void *tx_done_ctx;
 	void **tx_refs;
 	uint8_t *tx_nrefs;
+	/* Sequence numbers of references taken (vnet_tx_ref_seq); per transmit buffer, the
+	 * lowest of the references its chain holds (valid while tx_nrefs[] is nonzero). */
+	uint64_t tx_ref_seq;
+	uint64_t *tx_ref_seqs;
 	unsigned tx_max_pieces; /* pieces a chain may have: VNET_TX_INDIRECT or _DIRECT_MAX */
 	bool tx_can_ref;	/* the device reads any guest memory (no ACCESS_PLATFORM) */
 
@@ -245,6 +249,7 @@ struct vnet {
 		unsigned npay, nrefs;
 		struct vnet_frag pay[VNET_TX_INDIRECT];
 		void *refs[VNET_TX_INDIRECT];
+		uint64_t ref_seq; /* of refs[0], the lowest */
 	} tso_cur;
 
 	uint8_t *rx_bufs; /* rx_nbufs buffers of VNET_RX_BUF_SIZE each, DMA memory */
@@ -315,6 +320,17 @@ void vnet_set_tx_done(struct vnet *vn, vnet_tx_done_fn fn, void *ctx);
 #define VNET_TX_REFERENCED 1
 int vnet_tx_frags_ref(struct vnet *vn, const struct vnet_frag *frags, unsigned n,
 		      const struct vnet_csum *csum, void *ref);
+/*
+ * The transmit epoch: each reference the driver keeps (VNET_TX_REFERENCED) gets the next
+ * sequence number, counting from 0. vnet_tx_ref_seq() is the number the next one will get, so
+ * every reference kept so far has a lower one. vnet_tx_ref_returned(vn, seq): true when every
+ * reference numbered below @seq went back to the vnet_tx_done_fn (or was never kept), false
+ * while the device (or a held TSO frame) still has one. Completions may come in any order:
+ * it looks at the buffers in flight, O(ring size). For memory that must outlive the device's
+ * reads of it, e.g. a connection's buffers after its pcb was aborted (net/lwip/nbd_lwip.c).
+ */
+uint64_t vnet_tx_ref_seq(const struct vnet *vn);
+bool vnet_tx_ref_returned(const struct vnet *vn, uint64_t seq);
 static inline int vnet_tx(struct vnet *vn, const void *frame, size_t len,
 			  const struct vnet_csum *csum)
 {

@@ -21,6 +21,7 @@
 #include "core/base/plat.h"
 #include "core/base/util.h"
 #include "net/lwip/lwip_err.h"
+#include "net/lwip/netif_vnet.h"
 
 #include "lwip/pbuf.h"
 #include "lwip/tcp.h"
@@ -53,12 +54,15 @@ struct lconn {
 	bool eof_told;		   /* ... and the server knows */
 	bool dead;		   /* tcp_err: the pcb is gone */
 	uint64_t close_deadline;   /* nonzero while a failed tcp_close is retried */
+	uint64_t drain_epoch;	   /* draining: net_tx_epoch() when its pcb went */
 };
 
 struct nbd_lwip {
 	struct nbd_server *srv;
 	struct tcp_pcb *lpcb;
 	struct lconn *conns;
+	/* Gone with output unacknowledged: their buffers wait for the NIC (lconn_destroy). */
+	struct lconn *draining;
 };
 
 /* ---- lwIP callbacks: record only --------------------------------------------------------- */
@@ -103,7 +107,8 @@ static void on_err(void *arg, err_t err)
 {
 	struct lconn *lc = arg;
 
-	/* lwIP freed the pcb (and every segment pointing into our output) before calling us. */
+	/* lwIP freed the pcb (and every segment pointing into our output) before calling us;
+	 * the NIC may still hold frames of them (lconn_destroy). */
 	(void)err;
 	lc->pcb = NULL;
 	lc->dead = true;
@@ -272,18 +277,59 @@ static void lconn_free_input(struct lconn *lc)
 	lc->in_tail = NULL;
 }
 
-/* Free @lc (unlinked by the caller); abort its pcb if it still has one. */
-static void lconn_destroy(struct lconn *lc)
+static void lconn_free(struct lconn *lc)
+{
+	nbd_conn_destroy(lc->c); /* its buffers go back to the server's free lists */
+	free(lc);
+}
+
+/*
+ * Forget @lc (unlinked by the caller): abort its pcb if it still has one; free it, or, when
+ * output it handed to lwIP was never acknowledged, put it on @nl's draining list. tcp_abort
+ * (or lwIP itself before tcp_err) frees the queued segments, but a frame of them may still be
+ * on the transmit ring: the driver holds its pbufs, whose PBUF_ROM pieces point into our READ
+ * buffers. Freed now, such a buffer could be refilled with another client's READ before the
+ * device reads the frame, and those bytes would leave in this connection's stream. So the
+ * buffers stay until every frame handed to the NIC by reference up to now came back
+ * (nbd_lwip_poll). No time limit: a device that never returns a frame keeps the memory.
+ */
+static void lconn_destroy(struct nbd_lwip *nl, struct lconn *lc)
 {
 	if (lc->pcb) {
-		/* tcp_abort frees every queued segment, so no PBUF_ROM outlives our output. */
 		lconn_set_callbacks(lc->pcb, NULL);
 		tcp_abort(lc->pcb);
 		lc->pcb = NULL;
 	}
 	lconn_free_input(lc);
-	nbd_conn_destroy(lc->c);
-	free(lc);
+	if (lc->inflight) {
+		lc->drain_epoch = net_tx_epoch();
+		if (!net_tx_returned(lc->drain_epoch)) {
+			/* Nothing more comes in: the server winds the connection down meanwhile. */
+			if (!lc->eof_told) {
+				lc->eof_told = true;
+				nbd_conn_input_closed(lc->c);
+			}
+			lc->next = nl->draining;
+			nl->draining = lc;
+			return;
+		}
+	}
+	lconn_free(lc);
+}
+
+/* Free the draining connections whose frames all came back from the device. */
+static void lconn_drain(struct nbd_lwip *nl)
+{
+	struct lconn *lc, **pp;
+
+	for (pp = &nl->draining; (lc = *pp) != NULL;) {
+		if (net_tx_returned(lc->drain_epoch)) {
+			*pp = lc->next;
+			lconn_free(lc);
+		} else {
+			pp = &lc->next;
+		}
+	}
 }
 
 /*
@@ -353,6 +399,8 @@ void nbd_lwip_poll(struct nbd_lwip *nl)
 {
 	struct lconn *lc, **pp;
 
+	if (nl->draining)
+		lconn_drain(nl);
 	/* Same order as host/nbd_sock.c: feed, let the devices run, feed again, send, close. */
 	for (lc = nl->conns; lc; lc = lc->next)
 		if (!lc->dead)
@@ -369,7 +417,7 @@ void nbd_lwip_poll(struct nbd_lwip *nl)
 		}
 		if (gone) {
 			*pp = lc->next;
-			lconn_destroy(lc);
+			lconn_destroy(nl, lc);
 		} else {
 			pp = &lc->next;
 		}
@@ -384,7 +432,14 @@ void nbd_lwip_close(struct nbd_lwip *nl)
 		struct lconn *lc = nl->conns;
 
 		nl->conns = lc->next;
-		lconn_destroy(lc);
+		lconn_destroy(nl, lc);
+	}
+	/* Shutting down: the buffers go now whatever the NIC still holds (nothing runs on). */
+	while (nl->draining) {
+		struct lconn *lc = nl->draining;
+
+		nl->draining = lc->next;
+		lconn_free(lc);
 	}
 	tcp_arg(nl->lpcb, NULL);
 	tcp_accept(nl->lpcb, NULL);

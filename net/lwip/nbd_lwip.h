@@ -6,8 +6,11 @@
  *   nbd_lwip_listen(srv, port, &nl)   tcp_listen on @port (10809), accept clients
  *   nbd_lwip_poll(nl)                 every main-loop pass: feed held input, nbd_server_poll(),
  *                                     queue output with tcp_write, close finished connections,
- *                                     free vanished ones; never blocks
- *   nbd_lwip_close(nl)                abort every connection, close the listener
+ *                                     free vanished ones (one that died with output
+ *                                     unacknowledged once the NIC returned every frame
+ *                                     handed to it before then); never blocks
+ *   nbd_lwip_close(nl)                abort every connection, free them all (waiting for
+ *                                     nothing), close the listener
  *
  * Back-pressure: received pbufs the server did not consume are kept and offered again; the
  * window is reopened (tcp_recved) only for bytes consumed, so a slow device slows its own

@@ -277,6 +277,16 @@ static err_t linkoutput(struct netif *nif, struct pbuf *p)
 	return net_err_from_errno(rc);
 }
 
+uint64_t net_tx_epoch(void)
+{
+	return net.started ? vnet_tx_ref_seq(net.vn) : 0;
+}
+
+bool net_tx_returned(uint64_t epoch)
+{
+	return !net.started || vnet_tx_ref_returned(net.vn, epoch);
+}
+
 /* ---- Interface ----------------------------------------------------------------------------- */
 
 static unsigned prefix_len(const ip4_addr_t *mask)

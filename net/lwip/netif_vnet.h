@@ -50,6 +50,16 @@ void net_poll(void);
  */
 uint32_t net_next_timer_ms(void);
 
+/*
+ * The transmit epoch (the driver's vnet_tx_ref_seq): frames handed to the device by reference
+ * so far. net_tx_returned(e): true when every frame handed over by reference before
+ * net_tx_epoch() returned @e has come back from the device (so the memory it pointed into,
+ * e.g. an aborted connection's READ buffers, may be reused); true when the network is not
+ * started. Completions may come in any order.
+ */
+uint64_t net_tx_epoch(void);
+bool net_tx_returned(uint64_t epoch);
+
 /* "255.255.255.255" and its NUL (lwIP's IP4ADDR_STRLEN_MAX, without its header). */
 #define NET_ADDR_STRLEN 16
 

@@ -346,8 +346,9 @@ struct nbd_iov {
  * acknowledges it) stays valid and unchanged until nbd_conn_output_done() covers it; only
  * then does its buffer go back to the server's free lists for another request. Nothing else
  * ends a borrow but nbd_conn_destroy(), which frees everything the connection still holds:
- * a transport must make its stack drop every reference first (lwIP: tcp_abort(), or wait
- * for the acknowledgement before tcp_close()). Under TLS the described bytes are ciphertext
+ * a transport must make its stack and its NIC drop every reference first (lwIP: wait for the
+ * acknowledgement before tcp_close(); after tcp_abort() or tcp_err, wait until the driver
+ * returned every frame handed to it by reference before then). Under TLS the described bytes are ciphertext
  * records, new bytes encrypted from the plaintext (which is released once encrypted), with
  * the same rule; a transport that copies (host/nbd_sock.c's sendmsg()) releases at once.
  */

@@ -12,7 +12,12 @@
  *  - a connection reset with unacknowledged zero-copy output is freed without touching the
  *    dead pcb (lwIP already freed it), and everything is given back at the end (the
  *    sanitizer's malloc hook counts allocations and frees);
- *  - after DISC the pcb is closed only once everything sent was acknowledged.
+ *  - after DISC the pcb is closed only once everything sent was acknowledged;
+ *  - a connection that dies (RST, or lwIP aborting it) with unacknowledged output keeps its
+ *    buffers while the fake NIC still holds frames handed to it by reference before then
+ *    (net_tx_epoch/net_tx_returned, faked here): another client's WRITE and READ get other
+ *    buffers and the dead one's bytes stay as they were; they go back once the NIC returned
+ *    those frames (frames handed over later do not hold them), or at shutdown.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,6 +27,7 @@
 #include "core/base/util.h"
 #include "host/hostdev.h"
 #include "net/lwip/nbd_lwip.h"
+#include "net/lwip/netif_vnet.h"
 #include "net/nbd/nbd_proto.h"
 #include "net/nbd/nbd_server.h"
 #include "tests/support/alloc_count.h"
@@ -53,7 +59,20 @@ static struct {
 	unsigned nw;
 	unsigned closes, aborts;
 	struct tcp_pcb *closed, *aborted;
+	/* The NIC: frames handed to it by reference so far, and the sequence number of the
+	 * oldest it still holds (UINT64_MAX: none). */
+	uint64_t tx_seq, nic_oldest;
 } fk;
+
+uint64_t net_tx_epoch(void)
+{
+	return fk.tx_seq;
+}
+
+bool net_tx_returned(uint64_t epoch)
+{
+	return epoch <= fk.nic_oldest;
+}
 
 struct tcp_pcb *tcp_new(void)
 {
@@ -269,6 +288,7 @@ static void setup(struct t *t)
 	struct nbd_export_config cfg = { .name = "disk" };
 
 	memset(&fk, 0, sizeof(fk));
+	fk.nic_oldest = UINT64_MAX;
 	ok_eq(memdisk_create(2048, 512, &t->mem), 0);
 	ok_eq(nbd_server_create(NULL, &t->srv), 0);
 	cfg.dev = t->mem;
@@ -320,6 +340,17 @@ static const struct wrec *by_reference(struct tcp_pcb *pcb, unsigned from, size_
 		run += w->len;
 	}
 	return ok_eq(run, len) ? first : NULL;
+}
+
+/* Connections the server still has (a draining one included: its buffers are not back). */
+static unsigned server_conns(struct t *t)
+{
+	struct nbd_conn_info ci;
+	unsigned n = 0;
+
+	while (nbd_server_conn_info(t->srv, n, &ci) == 0)
+		n++;
+	return n;
 }
 
 static uint8_t req[2 * 65536 + 256];
@@ -433,6 +464,123 @@ TEST(disconnect_closes_only_once_acknowledged)
 	nbd_lwip_poll(t->nl);
 	ok_eq(fk.closes, 1);
 	ok(fk.closed == pcb);
+	teardown(t);
+	ok_eq(fk.aborts, 0);
+	free(pcb);
+	free(t);
+}
+
+/*
+ * A connection dies (@err: RST from the client, or lwIP aborting it) with 64 KiB of READ data
+ * handed to lwIP by reference and unacknowledged, while the NIC still holds frames handed to
+ * it before then (they may point into that data).
+ */
+static void dies_while_nic_holds_frames(err_t err)
+{
+	unsigned long a0 = alloc_count(), f0 = free_count();
+	struct t *t = calloc(1, sizeof(*t));
+	const struct wrec *a, *b;
+	const uint8_t *a_data;
+	struct tcp_pcb *pcb;
+
+	setup(t);
+	pcb = connect_client(t);
+	a = write_then_read(t, 0x5c, 1, true);
+	if (!ok(a != NULL))
+		goto out;
+	a_data = a->data;
+	fk.tx_seq = 7;	   /* seven frames went to the NIC by reference... */
+	fk.nic_oldest = 4; /* ... and it still holds the 5th, 6th, 7th */
+	/* lwIP calls the err callback and frees the pcb (and its segments) itself. */
+	pcb->errf(pcb->callback_arg, err);
+	forget_writes(pcb);
+	memset(pcb, 0x6b, sizeof(*pcb));
+	free(pcb);
+	for (int i = 0; i < 3; i++)
+		nbd_lwip_poll(t->nl);
+	ok_eq(fk.aborts, 0);
+	ok_eq(server_conns(t), 1); /* not destroyed: its buffers are not back */
+
+	/* Another client's WRITE and READ of the same size get other buffers: the bytes the
+	 * NIC may still read are the dead connection's own. */
+	connect_client(t);
+	ok_eq(server_conns(t), 2);
+	b = write_then_read(t, 0x77, 5, true);
+	if (ok(b != NULL)) {
+		ok(b->data != a_data);
+		ok(b->data[0] == 0x77);
+	}
+	ok(a_data[0] == 0x5c && a_data[65535] == 0x5c);
+	ack_all(t);
+
+	/* Frames handed over after the connection died do not hold it back; the older ones do
+	 * until they come back. */
+	fk.nic_oldest = 6;
+	fk.tx_seq = 12;
+	nbd_lwip_poll(t->nl);
+	ok_eq(server_conns(t), 2);
+	fk.nic_oldest = 7;
+	nbd_lwip_poll(t->nl);
+	ok_eq(server_conns(t), 1);
+	/* The second client still works. */
+	ok(write_then_read(t, 0x78, 7, false) != NULL);
+	ack_all(t);
+out:
+	teardown(t);
+	free(t->pcb);
+	free(t);
+	ok_eq(alloc_count() - a0, free_count() - f0);
+}
+
+TEST(reset_keeps_buffers_while_nic_holds_frames)
+{
+	dies_while_nic_holds_frames(ERR_RST);
+}
+
+TEST(lwip_abort_keeps_buffers_while_nic_holds_frames)
+{
+	dies_while_nic_holds_frames(ERR_ABRT);
+}
+
+TEST(shutdown_frees_draining_connections)
+{
+	unsigned long a0 = alloc_count(), f0 = free_count();
+	struct t *t = calloc(1, sizeof(*t));
+	struct tcp_pcb *pcb;
+
+	setup(t);
+	pcb = connect_client(t);
+	ok(write_then_read(t, 0x3e, 1, false) != NULL);
+	fk.tx_seq = 3;
+	fk.nic_oldest = 0; /* never returned */
+	pcb->errf(pcb->callback_arg, ERR_RST);
+	forget_writes(pcb);
+	free(pcb);
+	nbd_lwip_poll(t->nl);
+	ok_eq(server_conns(t), 1);
+	teardown(t);
+	free(t);
+	ok_eq(alloc_count() - a0, free_count() - f0);
+}
+
+TEST(graceful_close_does_not_wait_for_the_nic)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	struct tcp_pcb *pcb;
+	uint8_t d[28];
+
+	setup(t);
+	pcb = connect_client(t);
+	ok(write_then_read(t, 0x42, 1, false) != NULL);
+	fk.tx_seq = 9;
+	fk.nic_oldest = 0; /* the NIC holds frames, but everything was acknowledged */
+	put_req(d, NBD_CMD_DISC, 3, 0, 0);
+	deliver(pcb, d, sizeof(d));
+	nbd_lwip_poll(t->nl);
+	ack_all(t);
+	nbd_lwip_poll(t->nl);
+	ok_eq(fk.closes, 1);
+	ok_eq(server_conns(t), 0);
 	teardown(t);
 	ok_eq(fk.aborts, 0);
 	free(pcb);
