@@ -43,6 +43,7 @@
  */
 #include "core/thin/thin_pool.h"
 #include "core/thin/thin_check.h"
+#include "core/base/poison.h"
 #include "core/base/perf.h"
 #include "core/base/plat.h"
 #include "core/base/util.h"
@@ -51,27 +52,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/*
- * Under AddressSanitizer (the host's test and fuzz builds), what lies on the free lists is
- * poisoned: a use of a record or bounce buffer after the pool took it back is reported as a
- * use after free() would be, although the memory is not freed.
- */
-#if defined(__SANITIZE_ADDRESS__)
-#define POOL_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define POOL_ASAN 1
-#endif
-#endif
-#ifdef POOL_ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n)   ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 #define SECTOR	     512u
 #define CELL_BUCKETS 1024u

@@ -18,6 +18,7 @@
  */
 #include "net/nbd/nbd_server.h"
 #include "net/nbd/nbd_proto.h"
+#include "core/base/poison.h"
 #include "core/base/perf.h"
 #include "core/base/util.h"
 
@@ -26,27 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/*
- * Under AddressSanitizer (the host's test and fuzz builds), what lies on the free lists is
- * poisoned: a use of a buffer or record after the server took it back is reported as a use
- * after free() would be, although the memory is not freed.
- */
-#if defined(__SANITIZE_ADDRESS__)
-#define NBD_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define NBD_ASAN 1
-#endif
-#endif
-#ifdef NBD_ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n)   ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 #define META_ALLOC_ID	1u	    /* base:allocation's context id */
 #define META_DIRTY_ID	2u	    /* the selected qemu:dirty-bitmap:NAME's */
