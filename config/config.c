@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The configuration model and its text form; see config/config.h. */
 #include "config/config.h"
+#include "core/base/hash.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,20 +19,6 @@ void cfg_init(struct cfg *c)
 
 /* Below this many entries a scan is as quick as the table and needs no memory. */
 #define IX_MIN 16u
-
-static uint32_t hash_name(const char *s)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h;
-}
-
-static uint32_t hash_id(uint32_t id)
-{
-	return id * 2654435761u;
-}
 
 void cfg_reindex(struct cfg *c)
 {
@@ -90,8 +77,8 @@ static bool build_vix(struct cfg *c)
 	}
 	c->ix_vslots = slots;
 	for (size_t i = 0; i < c->nvols; i++) {
-		ix_put(c->ix_vname, slots, hash_name(c->vols[i].name), i);
-		ix_put(c->ix_vid, slots, hash_id(c->vols[i].id), i);
+		ix_put(c->ix_vname, slots, hash_str(c->vols[i].name), i);
+		ix_put(c->ix_vid, slots, hash_u32(c->vols[i].id), i);
 	}
 	return true;
 }
@@ -106,7 +93,7 @@ static bool build_eix(struct cfg *c)
 		return false;
 	c->ix_eslots = slots;
 	for (size_t i = 0; i < c->nexps; i++)
-		ix_put(c->ix_ename, slots, hash_name(c->exps[i].name), i);
+		ix_put(c->ix_ename, slots, hash_str(c->exps[i].name), i);
 	return true;
 }
 
@@ -179,7 +166,7 @@ struct cfg_volume *cfg_find_volume(const struct cfg *c, const char *name)
 	if (vix(c)) {
 		size_t m = c->ix_vslots - 1;
 
-		for (size_t h = hash_name(name) & m; c->ix_vname[h]; h = (h + 1) & m)
+		for (size_t h = hash_str(name) & m; c->ix_vname[h]; h = (h + 1) & m)
 			if (!strcmp(c->vols[c->ix_vname[h] - 1].name, name))
 				return &c->vols[c->ix_vname[h] - 1];
 		return NULL;
@@ -195,7 +182,7 @@ struct cfg_volume *cfg_find_volume_id(const struct cfg *c, uint32_t id)
 	if (vix(c)) {
 		size_t m = c->ix_vslots - 1;
 
-		for (size_t h = hash_id(id) & m; c->ix_vid[h]; h = (h + 1) & m)
+		for (size_t h = hash_u32(id) & m; c->ix_vid[h]; h = (h + 1) & m)
 			if (c->vols[c->ix_vid[h] - 1].id == id)
 				return &c->vols[c->ix_vid[h] - 1];
 		return NULL;
@@ -211,7 +198,7 @@ struct cfg_export *cfg_find_export(const struct cfg *c, const char *name)
 	if (eix(c)) {
 		size_t m = c->ix_eslots - 1;
 
-		for (size_t h = hash_name(name) & m; c->ix_ename[h]; h = (h + 1) & m)
+		for (size_t h = hash_str(name) & m; c->ix_ename[h]; h = (h + 1) & m)
 			if (!strcmp(c->exps[c->ix_ename[h] - 1].name, name))
 				return &c->exps[c->ix_ename[h] - 1];
 		return NULL;
@@ -264,8 +251,8 @@ int cfg_add_volume(struct cfg *c, const char *name, uint32_t id, uint64_t size, 
 		memcpy(v->origin, origin, strlen(origin) + 1);
 	/* The tables follow an add while they stay at most half full; else a rebuild. */
 	if (c->ix_vslots && 2 * c->nvols + 2 <= c->ix_vslots) {
-		ix_put(c->ix_vname, c->ix_vslots, hash_name(name), c->nvols - 1);
-		ix_put(c->ix_vid, c->ix_vslots, hash_id(id), c->nvols - 1);
+		ix_put(c->ix_vname, c->ix_vslots, hash_str(name), c->nvols - 1);
+		ix_put(c->ix_vid, c->ix_vslots, hash_u32(id), c->nvols - 1);
 	} else {
 		drop_vix(c);
 	}
@@ -334,7 +321,7 @@ int cfg_add_export(struct cfg *c, const char *name, const char *volume, bool rea
 	memcpy(e->volume, volume, strlen(volume) + 1);
 	e->read_only = read_only;
 	if (c->ix_eslots && 2 * c->nexps + 2 <= c->ix_eslots)
-		ix_put(c->ix_ename, c->ix_eslots, hash_name(name), c->nexps - 1);
+		ix_put(c->ix_ename, c->ix_eslots, hash_str(name), c->nexps - 1);
 	else
 		drop_eix(c);
 	return 0;

@@ -6,6 +6,7 @@
  */
 #include "core/lvm/lvm_vg.h"
 #include "core/lvm/lvm_text.h"
+#include "core/base/hash.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -409,20 +410,6 @@ static int ix_init(struct ix_table *t, size_t n)
 	t->slot = calloc(slots, sizeof(*t->slot));
 	t->mask = slots - 1;
 	return t->slot ? 0 : -ENOMEM;
-}
-
-static uint32_t hash_str(const char *s)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h;
-}
-
-static uint32_t hash_u32(uint32_t v)
-{
-	return v * 2654435761u;
 }
 
 /* Insert after the equal keys already there: a probe meets the earliest first. */

@@ -19,6 +19,7 @@
 #include "net/nbd/nbd_server.h"
 #include "net/nbd/nbd_proto.h"
 #include "core/base/poison.h"
+#include "core/base/hash.h"
 #include "core/base/perf.h"
 #include "core/base/util.h"
 
@@ -708,16 +709,6 @@ static void refuse_export(struct nbd_conn *c, struct nbd_export *e)
 	log_refusal(c->srv, &c->peer, "export '%s': the address is not in its allow list", e->name);
 }
 
-/* FNV-1a of an export name (the name table's hash). */
-static uint32_t name_hash(const uint8_t *name, size_t len)
-{
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ name[i]) * 16777619u;
-	return h;
-}
-
 /* The live export named @name (@len bytes), or NULL. */
 static struct nbd_export *lookup_live(const struct nbd_server *srv, const uint8_t *name, size_t len)
 {
@@ -725,7 +716,7 @@ static struct nbd_export *lookup_live(const struct nbd_server *srv, const uint8_
 
 	if (!srv->hcap)
 		return NULL;
-	for (e = srv->htab[name_hash(name, len) & (srv->hcap - 1)]; e; e = e->hnext)
+	for (e = srv->htab[hash_bytes(name, len) & (srv->hcap - 1)]; e; e = e->hnext)
 		if (strlen(e->name) == len && !memcmp(e->name, name, len))
 			return e;
 	return NULL;
@@ -745,7 +736,7 @@ static int table_insert(struct nbd_server *srv, struct nbd_export *e)
 		for (struct nbd_export *x = srv->exports; x; x = x->next) {
 			if (x->removed)
 				continue;
-			b = &t[name_hash((const uint8_t *)x->name, strlen(x->name)) & (cap - 1)];
+			b = &t[hash_bytes((const uint8_t *)x->name, strlen(x->name)) & (cap - 1)];
 			x->hnext = *b;
 			*b = x;
 		}
@@ -753,7 +744,7 @@ static int table_insert(struct nbd_server *srv, struct nbd_export *e)
 		srv->htab = t;
 		srv->hcap = cap;
 	}
-	b = &srv->htab[name_hash((const uint8_t *)e->name, strlen(e->name)) & (srv->hcap - 1)];
+	b = &srv->htab[hash_bytes((const uint8_t *)e->name, strlen(e->name)) & (srv->hcap - 1)];
 	e->hnext = *b;
 	*b = e;
 	srv->nlive++;
@@ -764,7 +755,7 @@ static int table_insert(struct nbd_server *srv, struct nbd_export *e)
 static void table_remove(struct nbd_server *srv, struct nbd_export *e)
 {
 	struct nbd_export **b =
-	    &srv->htab[name_hash((const uint8_t *)e->name, strlen(e->name)) & (srv->hcap - 1)];
+	    &srv->htab[hash_bytes((const uint8_t *)e->name, strlen(e->name)) & (srv->hcap - 1)];
 
 	for (; *b; b = &(*b)->hnext) {
 		if (*b == e) {
