@@ -224,6 +224,9 @@ struct nbd_conn {
 struct nbd_server {
 	struct nbd_limits lim;
 	struct nbd_export *exports; /* table order, removed ones included until freed */
+	/* Requests inside the exports' devices, all exports together: the poll and busy()
+	 * walk the export list only when some are (4,096 exports cost every idle pass). */
+	unsigned in_dev;
 	/*
 	 * Live exports by name (chains through hnext; hcap buckets, a power of two, grown with
 	 * nlive) and the list's tail: adding the 4,096th export or finding one by name must not
@@ -1562,6 +1565,7 @@ static void req_done(struct blkdev_req *br, int rc)
 	r->in_dev = false;
 	c->in_dev--;
 	c->exp->in_dev--;
+	c->srv->in_dev--;
 	/* Only record: run_ready() advances it (no recursion from synchronous devices). */
 	ready_push(c, r);
 }
@@ -1577,12 +1581,14 @@ static void req_submit(struct nbd_req *r)
 	r->in_dev = true;
 	c->in_dev++;
 	c->exp->in_dev++;
+	c->srv->in_dev++;
 	rc = blkdev_submit(c->exp->dev, &r->breq);
 	if (rc == 0)
 		return;
 	r->in_dev = false;
 	c->in_dev--;
 	c->exp->in_dev--;
+	c->srv->in_dev--;
 	if (rc == -EAGAIN) {
 		r->retry_stage = r->stage;
 		r->stage = RS_SUBMIT;
@@ -2797,7 +2803,7 @@ int nbd_server_poll(struct nbd_server *srv)
 	struct nbd_conn *c;
 	int n = 0;
 
-	for (e = srv->exports; e; e = e->next)
+	for (e = srv->in_dev ? srv->exports : NULL; e; e = e->next)
 		if (e->in_dev)
 			blkdev_poll(e->dev);
 	for (c = srv->conns; c; c = c->next) {
@@ -2849,7 +2855,7 @@ bool nbd_server_busy(const struct nbd_server *srv)
 	const struct nbd_export *e;
 	const struct nbd_conn *c;
 
-	for (e = srv->exports; e; e = e->next)
+	for (e = srv->in_dev ? srv->exports : NULL; e; e = e->next)
 		if (e->in_dev &&
 		    !(e->dev->ops->signals_completion && e->dev->ops->signals_completion(e->dev)))
 			return true;
