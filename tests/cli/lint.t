@@ -90,7 +90,7 @@ caught host-no-boot host/bad_boot.c '"boot/io.h"' 'not allowed in host/'
 caught tests-no-boot tests/unit/virtio/bad_boot.c '"boot/devices.h"' \
 	'boot/ headers only in boot/, the composition root'
 caught tests-no-lwip tests/unit/virtio/bad_lwip.c '"lwip/pbuf.h"' \
-	'lwIP headers only in net/lwip/ and boot/'
+	'lwIP headers only in net/lwip/, boot/ and tests/unit/net/'
 caught tests-no-efi tests/unit/virtio/bad_efi.c '<efi.h>' 'EFI headers only in boot/'
 caught nbd-no-shell net/nbd/bad_shell.c '"config/shell.h"' 'not allowed in net/nbd/'
 caught config-no-app-internals config/bad_app.c '"app/appliance_internal.h"' \
