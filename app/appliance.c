@@ -834,7 +834,7 @@ static int do_format(struct appliance *a, const char *vg_name, const struct thin
 	return open_pool(a);
 }
 
-static void boot(struct appliance *a)
+static void boot_stages(struct appliance *a)
 {
 	struct lvm_lv *pool;
 	char why[240] = "";
@@ -855,7 +855,6 @@ static void boot(struct appliance *a)
 			a->boot_ns[2] = plat_now_ns();
 			load_config(a);
 		}
-		a->boot_ns[0] = 0;
 		return;
 	}
 	if (rc != -ENODATA && rc != -ENOMSG) {
@@ -892,6 +891,13 @@ static void boot(struct appliance *a)
 	app_log(a, "boot: VG read %u.%u ms, format %u.%u ms, first volume %u.%u ms",
 		MS10(ms10_since(a->boot_ns[0], a->boot_ns[1])), MS10(ms10_since(a->boot_ns[1], t2)),
 		MS10(ms10_since(t2, plat_now_ns())));
+}
+
+/* The boot; its timestamps end with it whichever way it went, so a later load_config()
+ * (`pool set-transaction-id` while not ready) prints no stale breakdown. */
+static void boot(struct appliance *a)
+{
+	boot_stages(a);
 	a->boot_ns[0] = 0;
 }
 

@@ -53,17 +53,18 @@ void *lwip_alloc_calloc(unsigned long c, unsigned long n);
 #define IP_FRAG		    1
 #define ETH_PAD_SIZE	    0
 #define ARP_QUEUEING	    1
-/* A packet held in the ARP queue is copied, never kept by reference (lwIP copies only
- * "volatile" pbufs by default): READ replies point into the NBD server's buffers (tcp_write
- * without COPY), which go back to the server when lwIP drops the connection, and a queued
- * reference could later send another request's bytes (docs/network.md, "Closing"). */
-#define PBUF_NEEDS_COPY(p) ((void)(p), 1)
 #define LWIP_NETIF_HOSTNAME 1
 /* A DHCP server that hands out an address in use is not our problem to detect; this saves
  * seconds at boot. */
 #define DHCP_DOES_ARP_CHECK	   0
 #define LWIP_NETIF_STATUS_CALLBACK 1
 #define LWIP_NETIF_LINK_CALLBACK   1
+
+/* A packet held in the ARP queue is copied, never kept by reference (lwIP copies only
+ * "volatile" pbufs by default): READ replies point into the NBD server's buffers (tcp_write
+ * without COPY), which go back to the server when lwIP drops the connection, and a queued
+ * reference could later send another request's bytes (docs/network.md, "Closing"). */
+#define PBUF_NEEDS_COPY(p) ((void)(p), 1)
 
 /* ---- TCP for throughput ---------------------------------------------------------------- */
 #define TCP_MSS 1460
