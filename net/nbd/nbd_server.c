@@ -1288,8 +1288,10 @@ static void option_header(struct nbd_conn *c)
 	c->opt = nbd_get_be32(c->hdr + 8);
 	c->optlen = nbd_get_be32(c->hdr + 12);
 	c->optgot = 0;
-	/* A cap on options per connection keeps a client from negotiating forever (DoS). */
-	if (++c->options > c->srv->lim.max_options) {
+	/* A cap on options per connection keeps a client from negotiating forever (DoS): 128
+	 * plus one per live export (nbdinfo --list asks about each once), at most the
+	 * server's max_options. */
+	if (++c->options > c->srv->lim.max_options || c->options > 128 + c->srv->nlive) {
 		conn_close(c);
 		return;
 	}

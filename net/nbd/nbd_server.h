@@ -52,7 +52,8 @@ struct nbd_conn;
 /* Per-server limits; zero fields take the defaults documented here. */
 struct nbd_limits {
 	unsigned max_conns;	 /* connections at once (64) */
-	unsigned max_options;	 /* options per connection before it is dropped (4,224) */
+	unsigned max_options;	 /* options per connection before it is dropped (4,224; and
+				  * never more than 128 + the live exports) */
 	unsigned max_requests;	 /* requests in flight per connection (128) */
 	uint32_t max_payload;	 /* largest READ/WRITE, advertised in BLOCK_SIZE (64 MiB) */
 	size_t max_conn_bytes;	 /* data buffers held per connection before input stops
