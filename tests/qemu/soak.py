@@ -272,9 +272,15 @@ def corrupt_vol2(m):
     vblock = 3
     dblock = d["devices"][vid]["map"][vblock]
     bs = d["data_block_size"] * 512
-    # The data PV starts its extents at 1 MiB and pool_tdata is all of them, from extent 0
-    # (docs/appliance.md "Persistence"; tests/qemu/appliance_session.t checks the layout).
-    off = (1 << 20) + dblock * bs + 4096
+    # Where pool_tdata starts on the data disk, from the VG itself: the PV's first extent
+    # (1 MiB, or 16 MiB on disks of 1 GiB or more: docs/appliance.md "Limits") plus the LV's.
+    rc, show, err = al.vg_show(m.disk("meta"), m.disk("data"))
+    lv = re.search(r"^lv pool_tdata .* type linear pv (\S+) pe (\d+)$", show, re.M)
+    pv = lv and re.search(r"^pv %s id \S+ pe_start (\d+) " % lv.group(1), show, re.M)
+    ext = re.search(r"extent_size (\d+)", show)
+    if rc or not (lv and pv and ext):
+        raise RuntimeError("SOAK_CORRUPT: no linear pool_tdata in the VG: %s%s" % (show, err))
+    off = (int(pv.group(1)) + int(lv.group(2)) * int(ext.group(1))) * 512 + dblock * bs + 4096
     with open(m.disk("data"), "r+b") as f:
         f.seek(off)
         f.write(os.urandom(512))

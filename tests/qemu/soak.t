@@ -33,7 +33,11 @@ def run(name, **env):
     return r.returncode, r.stdout
 
 
-rc, out = run("soak-selftest", SOAK_SECONDS="40", SOAK_KEEP="3")
+# In 40 s the first quarter's readings are taken while the pool's metadata cache fills (up
+# to an eighth of memory: 26.6 MiB with -m 256, docs/firmware.md): the short run allows
+# that much growth; the 30-minute soak keeps its 2 MiB (the cache is full long before its
+# first quarter ends).
+rc, out = run("soak-selftest", SOAK_SECONDS="40", SOAK_KEEP="3", SOAK_MEM_TOLERANCE_MIB="30")
 rows = [ln.split() for ln in out.splitlines() if re.match(r"^\s+\d+\s+\d+\.\d\d\s", ln)]
 c.check("short-soak-passes", rc == 0 and out.rstrip().endswith("PASS"), "exit status %d" % rc)
 c.check("interval-rows", len(rows) >= 5, "%d rows" % len(rows))
