@@ -25,6 +25,29 @@
 
 /* ---- Checksums ---------------------------------------------------------------------------- */
 
+static uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static uint16_t fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
 int vnet_csum_finish(uint8_t *frame, size_t len, uint16_t start, uint16_t offset)
 {
 	uint32_t sum = 0;
@@ -35,17 +58,14 @@ int vnet_csum_finish(uint8_t *frame, size_t len, uint16_t start, uint16_t offset
 		return -EINVAL;
 	/* One's-complement sum of big-endian 16-bit words, the field's partial sum included. */
 	for (i = start; i + 1 < len; i += 2)
-		sum += (uint32_t)frame[i] << 8 | frame[i + 1];
+		sum += get_be16(frame + i);
 	if (i < len)
 		sum += (uint32_t)frame[i] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	folded = (uint16_t)~sum;
+	folded = (uint16_t)~fold(sum);
 	/* RFC 768: a UDP checksum computed as 0 is sent as all ones. */
 	if (folded == 0)
 		folded = 0xffff;
-	frame[start + offset] = (uint8_t)(folded >> 8);
-	frame[start + offset + 1] = (uint8_t)folded;
+	put_be16(frame + start + offset, folded);
 	return 0;
 }
 
@@ -248,35 +268,11 @@ int vnet_rx_poll(struct vnet *vn, vnet_rx_fn cb, void *ctx, unsigned budget)
 
 /* ---- Transmit --------------------------------------------------------------------------------- */
 
-#define TCP_PSH	    0x08
-#define TCP_ACK	    0x10
-#define ETH_HLEN    14
-#define TSO_HDR_MAX VNET_TSO_HDR_MAX
+#define TCP_PSH	 0x08
+#define TCP_ACK	 0x10
+#define ETH_HLEN 14
 /* vnet_tso_tx(): the segment was not taken, it goes the ordinary way. */
 #define TSO_PASS 2
-
-static uint16_t get_be16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)sum;
-}
 
 int vnet_tso_parse(const uint8_t *h, size_t avail, size_t len, struct vnet_tso_info *t)
 {
@@ -566,7 +562,7 @@ static int vnet_tso_flush(struct vnet *vn)
 static int vnet_tso_tx(struct vnet *vn, const struct vnet_frag *frags, unsigned n, size_t len,
 		       const struct vnet_csum *csum, void *ref)
 {
-	uint8_t hb[TSO_HDR_MAX];
+	uint8_t hb[VNET_TSO_HDR_MAX];
 	size_t hav = frags_copy(frags, n, 0, hb, MIN(len, sizeof(hb)));
 	struct vnet_frag pay[VNET_TX_INDIRECT];
 	struct vnet_tso_info t;
