@@ -386,18 +386,23 @@ static uint8_t *tx_buf(struct vnet *vn, unsigned i)
 	return vn->tx_bufs + (size_t)i * VNET_BUF_SIZE;
 }
 
-/* Give back the references transmit buffer @idx's chain held (the device is done with it). */
-static void vnet_tx_release(struct vnet *vn, unsigned idx)
+/* Hand @n references back to the vnet_tx_done_fn: the device no longer reads their memory. */
+static void vnet_tx_refs_done(struct vnet *vn, void *const *refs, unsigned n)
 {
-	void **refs = vn->tx_refs + (size_t)idx * VNET_TX_INDIRECT;
-	unsigned n = vn->tx_nrefs[idx];
-
-	/* Cleared first: the callback may free memory that ends up sent again at once. */
-	vn->tx_nrefs[idx] = 0;
 	for (unsigned i = 0; i < n; i++) {
 		vn->stats.tx_ref_done++;
 		vn->tx_done(vn->tx_done_ctx, refs[i]);
 	}
+}
+
+/* Give back the references transmit buffer @idx's chain held (the device is done with it). */
+static void vnet_tx_release(struct vnet *vn, unsigned idx)
+{
+	unsigned n = vn->tx_nrefs[idx];
+
+	/* Cleared first: the callback may free memory that ends up sent again at once. */
+	vn->tx_nrefs[idx] = 0;
+	vnet_tx_refs_done(vn, vn->tx_refs + (size_t)idx * VNET_TX_INDIRECT, n);
 }
 
 static int vnet_tx_reclaim(struct vnet *vn)
@@ -818,10 +823,7 @@ static void vnet_free(struct vnet *vn)
 		if (vn->tx_nrefs[i])
 			vnet_tx_release(vn, i);
 	if (vn->tso_cur.active && vn->tso_cur.ref)
-		for (unsigned i = 0; i < vn->tso_cur.nrefs; i++) {
-			vn->stats.tx_ref_done++;
-			vn->tx_done(vn->tx_done_ctx, vn->tso_cur.refs[i]);
-		}
+		vnet_tx_refs_done(vn, vn->tso_cur.refs, vn->tso_cur.nrefs);
 	free(vn->tx_refs);
 	free(vn->tx_nrefs);
 	free(vn->tx_ref_seqs);
