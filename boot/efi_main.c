@@ -221,8 +221,8 @@ static int read_esp_config(EFI_HANDLE device)
 }
 
 /*
- * config_value() into @buf; a value too long for it is returned whole from loader memory,
- * so it is refused as a bad value instead of being taken for an absent key (TLS off).
+ * As config_value(), but a value too long for @buf is returned whole from loader memory, so
+ * it is refused as a bad value instead of being taken for an absent key (TLS off).
  */
 static const char *tls_value(const char *key, char *buf, size_t size)
 {
@@ -382,11 +382,10 @@ static void print_config_summary(void)
 }
 
 /*
- * A configuration value: fw_cfg opt/thinbox/@key first, else a "@key=value" line of
- * \thinbox.cfg (blanks around '=' allowed, '#' starts a comment line). The config layer will
- * own the file's syntax; until then this is the whole of it. The result lives in @buf.
+ * The value of @key in a "@key=value" line of \thinbox.cfg (blanks around '=' allowed, '#'
+ * starts a comment line; blanks around the value trimmed): its bytes at *@val, *@vlen. The
+ * config layer will own the file's syntax; until then this is the whole of it.
  */
-/* The value of @key in \thinbox.cfg (blanks around it trimmed): its bytes at *@val, *@len. */
 static bool config_file_find(const char *key, const char **val, size_t *vlen)
 {
 	const char *text, *line, *end;
@@ -420,6 +419,10 @@ static bool config_file_find(const char *key, const char **val, size_t *vlen)
 	return false;
 }
 
+/*
+ * A configuration value: fw_cfg opt/thinbox/@key first, else \thinbox.cfg's (config_file_find)
+ * copied into @buf; NULL when absent or too long for @buf.
+ */
 static const char *config_value(const char *key, char *buf, size_t size)
 {
 	const char *v = bootcfg_get(key), *p;
