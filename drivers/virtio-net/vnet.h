@@ -365,8 +365,8 @@ void vnet_features_str(const struct vnet *vn, char *buf, unsigned len);
 
 /*
  * Parse @len bytes of an Ethernet frame (@hdr: its first bytes, at least the headers) as a
- * candidate for merging: IPv4 without options and not a fragment, TCP with payload and no flag
- * but ACK and PSH. 0 and *@t, or -EINVAL.
+ * candidate for merging: IPv4 without options and not a fragment, TCP with payload, ACK set and
+ * no other flag but PSH. 0 and *@t, or -EINVAL.
  */
 int vnet_tso_parse(const uint8_t *hdr, size_t hdr_avail, size_t len, struct vnet_tso_info *t);
 /*
