@@ -320,6 +320,19 @@ static void forget_writes(struct tcp_pcb *pcb)
 }
 
 /*
+ * The connection on @pcb dies (@err: ERR_RST from the client, ERR_ABRT from lwIP): as real
+ * lwIP does, the err callback runs and the pcb is freed with its segments. Its memory is
+ * scribbled over first, so anything the glue still reads from it is garbage.
+ */
+static void pcb_dies(struct tcp_pcb *pcb, err_t err)
+{
+	pcb->errf(pcb->callback_arg, err);
+	forget_writes(pcb);
+	memset(pcb, 0x6b, sizeof(*pcb));
+	free(pcb);
+}
+
+/*
  * The first write for @pcb since write @from that went by reference (no copy flag), after
  * checking that it and the by-reference writes after it are one contiguous run of @len bytes.
  */
@@ -425,13 +438,9 @@ TEST(reset_with_unacknowledged_output_frees_everything)
 
 	setup(t);
 	pcb = connect_client(t);
-	ok(write_then_read(t, 0x5c, 1, false) !=
-	   NULL); /* 64 KiB by reference, never acknowledged */
-	/* RST: lwIP calls the err callback and frees the pcb (and its segments) itself. */
-	pcb->errf(pcb->callback_arg, ERR_RST);
-	forget_writes(pcb);
-	memset(pcb, 0x6b, sizeof(*pcb)); /* anything the glue reads from it now is garbage */
-	free(pcb);
+	/* 64 KiB by reference, never acknowledged. */
+	ok(write_then_read(t, 0x5c, 1, false) != NULL);
+	pcb_dies(pcb, ERR_RST);
 	nbd_lwip_poll(t->nl);
 	ok_eq(fk.aborts, 0); /* the dead pcb is not aborted again */
 	ok_eq(fk.closes, 0);
@@ -491,11 +500,7 @@ static void dies_while_nic_holds_frames(err_t err)
 	a_data = a->data;
 	fk.tx_seq = 7;	   /* seven frames went to the NIC by reference... */
 	fk.nic_oldest = 4; /* ... and it still holds the 5th, 6th, 7th */
-	/* lwIP calls the err callback and frees the pcb (and its segments) itself. */
-	pcb->errf(pcb->callback_arg, err);
-	forget_writes(pcb);
-	memset(pcb, 0x6b, sizeof(*pcb));
-	free(pcb);
+	pcb_dies(pcb, err);
 	for (int i = 0; i < 3; i++)
 		nbd_lwip_poll(t->nl);
 	ok_eq(fk.aborts, 0);
@@ -553,9 +558,7 @@ TEST(shutdown_frees_draining_connections)
 	ok(write_then_read(t, 0x3e, 1, false) != NULL);
 	fk.tx_seq = 3;
 	fk.nic_oldest = 0; /* never returned */
-	pcb->errf(pcb->callback_arg, ERR_RST);
-	forget_writes(pcb);
-	free(pcb);
+	pcb_dies(pcb, ERR_RST);
 	nbd_lwip_poll(t->nl);
 	ok_eq(server_conns(t), 1);
 	teardown(t);
