@@ -395,6 +395,19 @@ static void vnet_tx_refs_done(struct vnet *vn, void *const *refs, unsigned n)
 	}
 }
 
+/*
+ * Transmit buffer @idx's chain, just placed, holds @n references (the lowest numbered @seq)
+ * until vnet_tx_release(). Only vnet_tx_reclaim() looks at them, never before the caller
+ * returns, so recording them after vq_add() is safe.
+ */
+static void vnet_tx_hold(struct vnet *vn, unsigned idx, void *const *refs, unsigned n, uint64_t seq)
+{
+	memcpy(vn->tx_refs + (size_t)idx * VNET_TX_INDIRECT, refs, n * sizeof(void *));
+	vn->tx_nrefs[idx] = (uint8_t)n;
+	vn->tx_ref_seqs[idx] = seq;
+	vn->stats.tx_ref++;
+}
+
 /* Give back the references transmit buffer @idx's chain held (the device is done with it). */
 static void vnet_tx_release(struct vnet *vn, unsigned idx)
 {
@@ -535,16 +548,11 @@ static int vnet_tso_flush(struct vnet *vn)
 		vn->stats.tx_busy++;
 		return rc == -EIO ? rc : -EAGAIN;
 	}
-	if (slot >= 0) {
-		/* Only vnet_tx_reclaim() looks at them, never before we return. */
-		memcpy(vn->tx_refs + (size_t)slot * VNET_TX_INDIRECT, vn->tso_cur.refs,
-		       vn->tso_cur.nrefs * sizeof(void *));
-		vn->tx_nrefs[slot] = (uint8_t)vn->tso_cur.nrefs;
-		vn->tx_ref_seqs[slot] = vn->tso_cur.ref_seq;
-		vn->stats.tx_ref++;
-	} else {
+	if (slot >= 0)
+		vnet_tx_hold(vn, (unsigned)slot, vn->tso_cur.refs, vn->tso_cur.nrefs,
+			     vn->tso_cur.ref_seq);
+	else
 		vn->stats.tx_copied++;
-	}
 	vn->tso_cur.active = false;
 	vn->stats.tx_packets++;
 	vn->stats.tx_bytes += total;
@@ -747,10 +755,7 @@ int vnet_tx_frags_ref(struct vnet *vn, const struct vnet_frag *frags, unsigned n
 	vn->stats.tx_packets++;
 	vn->stats.tx_bytes += len;
 	if (by_ref) {
-		vn->tx_refs[(size_t)idx * VNET_TX_INDIRECT] = ref;
-		vn->tx_nrefs[idx] = 1;
-		vn->tx_ref_seqs[idx] = vn->tx_ref_seq++;
-		vn->stats.tx_ref++;
+		vnet_tx_hold(vn, (unsigned)idx, &ref, 1, vn->tx_ref_seq++);
 		return VNET_TX_REFERENCED;
 	}
 	vn->stats.tx_copied++;
