@@ -229,8 +229,9 @@ struct nbd_server {
 	unsigned in_dev;
 	/*
 	 * Live exports by name (chains through hnext; hcap buckets, a power of two, grown with
-	 * nlive) and the list's tail: adding the 4,096th export or finding one by name must not
-	 * walk the whole list, or starting n exports costs n^2 string compares.
+	 * nlive) and the list's tail (set by nbd_server_create(), kept by sweep()): adding the
+	 * 4,096th export or finding one by name must not walk the whole list, or starting n
+	 * exports costs n^2 string compares.
 	 */
 	struct nbd_export **htab;
 	unsigned hcap, nlive;
@@ -2759,6 +2760,7 @@ int nbd_server_create(const struct nbd_limits *lim, struct nbd_server **out)
 
 	if (!srv)
 		return -ENOMEM;
+	srv->tail = &srv->exports;
 	if (lim)
 		srv->lim = *lim;
 	if (!srv->lim.max_conns)
@@ -2957,10 +2959,6 @@ int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config
 		free(e);
 		return rc;
 	}
-	if (!srv->tail)
-		srv->tail = &srv->exports;
-	while (*srv->tail) /* only after a sweep that left the tail behind: never far */
-		srv->tail = &(*srv->tail)->next;
 	*srv->tail = e;
 	srv->tail = &e->next;
 	return 0;
