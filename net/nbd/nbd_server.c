@@ -226,6 +226,7 @@ struct nbd_server {
 	struct nbd_limits lim;
 	struct nbd_export *exports; /* table order, removed ones included until freed */
 	unsigned pass;		    /* nbd_server_poll() calls, for nbd_export.polled */
+	unsigned nremoved; /* removed exports still in the list: sweep() walks it only then */
 	/*
 	 * Live exports by name (chains through hnext; hcap buckets, a power of two, grown with
 	 * nlive) and the list's tail (set by nbd_server_create(), kept by sweep()): adding the
@@ -2707,12 +2708,15 @@ static void sweep(struct nbd_server *srv)
 			cp = &c->next;
 		}
 	}
+	if (!srv->nremoved)
+		return;
 	while (*ep) {
 		struct nbd_export *e = *ep;
 
 		if (e->removed && e->refs == 0) {
 			*ep = e->next;
 			export_free(e);
+			srv->nremoved--;
 		} else {
 			ep = &e->next;
 		}
@@ -2977,6 +2981,7 @@ int nbd_server_remove_export(struct nbd_server *srv, const char *name, bool forc
 		return -ENOENT;
 	table_remove(srv, e);
 	e->removed = true;
+	srv->nremoved++;
 	for (c = srv->conns; c; c = c->next) {
 		if (c->dead || c->exp != e)
 			continue;
@@ -3083,8 +3088,10 @@ void nbd_server_destroy(struct nbd_server *srv)
 		}
 		nbd_server_poll(srv);
 	}
-	for (e = srv->exports; e; e = e->next)
+	for (e = srv->exports; e; e = e->next) {
+		srv->nremoved += !e->removed;
 		e->removed = true;
+	}
 	sweep(srv);
 	free(srv->htab);
 	free_lists_release(srv);
