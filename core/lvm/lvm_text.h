@@ -34,9 +34,11 @@ enum lvm_node_type {
 	LVM_NODE_ARRAY, /* children are unnamed INT / FLOAT / STR nodes */
 };
 
+/* Every node, key and string belongs to its tree (freed with it, never alone). */
 struct lvm_node {
 	enum lvm_node_type type;
-	char *key; /* NULL for array elements and the root */
+	char *key;	   /* NULL for array elements and the root */
+	uint32_t key_hash; /* hash_str(key) (core/base/hash.h): lvm_find() compares it first */
 	int64_t num;
 	char *str;
 	struct lvm_node *child; /* first member of a section or element of an array */
