@@ -159,6 +159,13 @@ struct lvm_vg {
  */
 int lvm_vg_from_text(const char *text, size_t len, struct lvm_vg **out, char *why, size_t why_len);
 /*
+ * The same from a copy lvm_text_parse() already parsed (lvm_disks_read() parses each copy
+ * once: its VG name, id and seqno choose the copy in use, which is then read from the same
+ * tree). @t is not changed and stays the caller's.
+ */
+struct lvm_tree;
+int lvm_vg_from_tree(struct lvm_tree *t, struct lvm_vg **out, char *why, size_t why_len);
+/*
  * Write @vg as lvm writes a metadata copy (after lvm_vg_validate(): -EINVAL with nothing
  * written if it fails). *text is malloc()ed, NUL terminated, *len bytes without the NUL.
  * -E2BIG when longer than LVM_TEXT_DEFAULT_MAX_LEN; -ENOMEM.
