@@ -116,6 +116,7 @@ struct lvm_node *lvm_tree_root(struct lvm_tree *t)
 /* What may appear in a bare word, and what the lexer skips between tokens. */
 #define CH_NAME	 0x1u
 #define CH_SPACE 0x2u
+#define CH_QUOTE 0x4u /* ends or interrupts a quoted string's plain run */
 
 static uint8_t char_class[256];
 static bool char_class_ready;
@@ -125,14 +126,13 @@ static void char_class_init(void)
 	for (unsigned c = 0; c < 256; c++) {
 		bool name = c > ' ' && c != '#' && c != '=' && c != '{' && c != '}' && c != '[' &&
 			    c != ']' && c != ',' && c != '"' && c != '\'' && c != 0x7f;
+		bool space = c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+		bool quote = c == '"' || c == '\'' || c == '\\' || c == '\n' || !c;
 
 		/* Not bytes above 0x7f: the rule this table replaced compared a (signed) char
 		 * with ' ', so they never were name bytes. */
-		char_class[c] =
-		    (uint8_t)((name && c < 0x80 ? CH_NAME : 0) |
-			      (c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'
-				   ? CH_SPACE
-				   : 0));
+		char_class[c] = (uint8_t)((name && c < 0x80 ? CH_NAME : 0) |
+					  (space ? CH_SPACE : 0) | (quote ? CH_QUOTE : 0));
 	}
 	char_class_ready = true; /* single-threaded, as lvm_crc()'s table */
 }
@@ -379,12 +379,23 @@ static int set_buf(struct parser *ps, const char *s, size_t n)
 static int lex_string(struct parser *ps)
 {
 	char q = *ps->p++;
-	const char *s = ps->p;
+	const char *s = ps->p, *c = s;
 	size_t n = 0;
 	char *d;
 
+	/* lvm's strings (ids, names, tags) hold no escape and no newline: one run up to the
+	 * closing quote, copied as it is. Anything else takes the two passes below. */
+	while (c < ps->end && !(char_class[(uint8_t)*c] & CH_QUOTE))
+		c++;
+	if (c < ps->end && *c == q) {
+		if (set_buf(ps, s, (size_t)(c - s)))
+			return -ENOMEM;
+		ps->p = c + 1;
+		ps->tok = T_STR;
+		return 0;
+	}
 	/* First pass: find the end and the unescaped length, checking every escape. */
-	for (const char *c = s;; c++) {
+	for (c = s;; c++) {
 		if (c >= ps->end || !*c)
 			return perr(ps, ps->tok_line, "string not terminated");
 		if (*c == q)
@@ -539,11 +550,6 @@ static int node_err(struct parser *ps, int rc)
 	return rc;
 }
 
-static bool has_nul(const struct parser *ps)
-{
-	return strlen(ps->buf) != ps->buf_len;
-}
-
 /* The scalar in the current token, appended to @parent under @key (NULL in an array). */
 static int scalar(struct parser *ps, struct lvm_node *parent, char *key)
 {
@@ -560,9 +566,7 @@ static int scalar(struct parser *ps, struct lvm_node *parent, char *key)
 		break;
 	case T_STR:
 	case T_WORD:
-		type = LVM_NODE_STR;
-		if (has_nul(ps))
-			return perr(ps, ps->tok_line, "NUL byte inside a string");
+		type = LVM_NODE_STR; /* never holds a NUL: a NUL ends the input (next()) */
 		break;
 	default:
 		return perr(ps, ps->tok_line, "expected a value");
@@ -624,7 +628,7 @@ static int items(struct parser *ps, struct lvm_node *sec, unsigned depth, unsign
 		}
 		if (ps->tok != T_WORD && ps->tok != T_STR)
 			return perr(ps, line, "expected a name");
-		if (!ps->buf_len || has_nul(ps))
+		if (!ps->buf_len)
 			return perr(ps, line, "bad name");
 		key = ps->buf;
 		ps->buf = NULL;
