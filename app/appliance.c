@@ -425,6 +425,7 @@ static int commit_txid_done(struct appliance *a)
 int app_transact(struct appliance *a, struct cfg *next, const struct app_change *ch)
 {
 	struct lvm_vg *vg, *prev = NULL;
+	struct lvm_seg *ps;
 	uint64_t t;
 	char why[200];
 	int rc;
@@ -454,19 +455,13 @@ int app_transact(struct appliance *a, struct cfg *next, const struct app_change 
 		lvm_vg_free(prev);
 		return rc;
 	}
-	if (ch->msg == APP_MSG_CREATE && ch->nnames) {
-		struct lvm_seg *ps = &lvm_vg_find_lv(vg, a->pool_lv)->segs[0];
-
-		rc = 0;
-		for (unsigned i = 0; i < ch->nnames && !rc; i++)
-			rc = lvm_seg_add_message_create(ps, ch->names[i]);
-	} else {
-		rc = ch->msg == APP_MSG_CREATE
-			 ? lvm_seg_add_message_create(&lvm_vg_find_lv(vg, a->pool_lv)->segs[0],
-						      ch->name)
-			 : lvm_seg_add_message_delete(&lvm_vg_find_lv(vg, a->pool_lv)->segs[0],
-						      ch->id);
-	}
+	ps = &lvm_vg_find_lv(vg, a->pool_lv)->segs[0];
+	if (ch->msg == APP_MSG_DELETE)
+		rc = lvm_seg_add_message_delete(ps, ch->id);
+	else if (!ch->nnames)
+		rc = lvm_seg_add_message_create(ps, ch->name);
+	for (unsigned i = 0; i < ch->nnames && !rc; i++)
+		rc = lvm_seg_add_message_create(ps, ch->names[i]);
 	if (rc) {
 		lvm_vg_free(vg);
 		lvm_vg_free(prev);
