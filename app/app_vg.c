@@ -702,11 +702,12 @@ int app_vg_commit(struct appliance *a, struct lvm_vg *next)
 
 /*
  * The metadata area of a new PV (docs/appliance.md, "Limits"). Every copy of the VG text
- * must fit in half the area, and a thin LV takes about 400 bytes of it: lvm's default area
- * (1 MiB, first extent at 1 MiB) holds ~1,200 volumes. On a disk of APP_BIG_MDA_MIN_DISK
- * (1 GiB) or more the area is 16 MiB, as `pvcreate --metadatasize 16m` makes it (first
- * extent at 16 MiB): ~20,000 volumes, more than CFG_MAX_VOLUMES. Smaller disks (tests,
- * toys) keep lvm's default layout, where 15 MiB more would be a large share of the disk.
+ * must fit in half the area, and a thin LV takes about 320 bytes of it: lvm's default area
+ * (1 MiB, first extent at 1 MiB) holds ~1,600 volumes (tests/appliance/many.t prints the
+ * count). On a disk of APP_BIG_MDA_MIN_DISK (1 GiB) or more the area is 16 MiB, as
+ * `pvcreate --metadatasize 16m` makes it (first extent at 16 MiB): ~25,000 volumes, more
+ * than CFG_MAX_VOLUMES. Smaller disks (tests, toys) keep lvm's default layout, where 15 MiB
+ * more would be a large share of the disk.
  */
 #define APP_BIG_MDA_MIN_DISK (1ull << 30)
 #define APP_BIG_MDA_BYTES    (16ull << 20)
