@@ -221,8 +221,8 @@ static int read_esp_config(EFI_HANDLE device)
 }
 
 /*
- * config_value() into @buf; a value too long for it is returned whole from loader memory,
- * so it is refused as a bad value instead of being taken for an absent key (TLS off).
+ * As config_value(), but a value too long for @buf is returned whole from loader memory, so
+ * it is refused as a bad value instead of being taken for an absent key (TLS off).
  */
 static const char *tls_value(const char *key, char *buf, size_t size)
 {
@@ -382,11 +382,10 @@ static void print_config_summary(void)
 }
 
 /*
- * A configuration value: fw_cfg opt/thinbox/@key first, else a "@key=value" line of
- * \thinbox.cfg (blanks around '=' allowed, '#' starts a comment line). The config layer will
- * own the file's syntax; until then this is the whole of it. The result lives in @buf.
+ * The value of @key in a "@key=value" line of \thinbox.cfg (blanks around '=' allowed, '#'
+ * starts a comment line; blanks around the value trimmed): its bytes at *@val, *@vlen. The
+ * config layer will own the file's syntax; until then this is the whole of it.
  */
-/* The value of @key in \thinbox.cfg (blanks around it trimmed): its bytes at *@val, *@len. */
 static bool config_file_find(const char *key, const char **val, size_t *vlen)
 {
 	const char *text, *line, *end;
@@ -420,6 +419,10 @@ static bool config_file_find(const char *key, const char **val, size_t *vlen)
 	return false;
 }
 
+/*
+ * A configuration value: fw_cfg opt/thinbox/@key first, else \thinbox.cfg's (config_file_find)
+ * copied into @buf; NULL when absent or too long for @buf.
+ */
 static const char *config_value(const char *key, char *buf, size_t size)
 {
 	const char *v = bootcfg_get(key), *p;
@@ -829,7 +832,7 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 {
 	const char *fault;
 	struct shell *sh;
-	uint64_t t_ebs = rdtsc(), t_dev, t_net;
+	uint64_t t_ebs = rdtsc(), t_dev, t_net, t_ready;
 	int rc;
 
 	(void)arg;
@@ -879,11 +882,13 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 		virtio_selftest_init(sh);
 	t_net = rdtsc();
 	net_setup(sh);
+	/* One reading: BOOT_MS() evaluates its argument twice (milliseconds, then tenths). */
+	t_ready = rdtsc();
 	plat_printf("thinbox: boot: firmware %u.%u ms, pci and devices %u.%u ms, entropy and "
 		    "shell %u.%u ms, appliance %u.%u ms, net %u.%u ms; banner to ready %u.%u ms\n",
 		    BOOT_MS(t_ebs - tsc_banner), BOOT_MS(t_dev - t_ebs), BOOT_MS(t_net - t_dev),
-		    BOOT_MS(tsc_app), BOOT_MS(rdtsc() - t_net - tsc_app),
-		    BOOT_MS(rdtsc() - tsc_banner));
+		    BOOT_MS(tsc_app), BOOT_MS(t_ready - t_net - tsc_app),
+		    BOOT_MS(t_ready - tsc_banner));
 	plat_printf("thinbox: ready\n");
 	shell_prompt(sh);
 	main_loop(sh);

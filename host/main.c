@@ -525,12 +525,12 @@ int main(int argc, char **argv)
 	if (rc)
 		return 2;
 	/*
-	 * The NBD server allocates each request's buffer (up to 64 MiB) and frees it once the
-	 * reply is sent. glibc would give a 256 KiB buffer back to the kernel at every free (a
-	 * trim of the heap's top, or munmap) and fault it in again at the next request: measured
-	 * as one brk() per request and fresh zeroed pages under every read. Keep freed memory.
-	 * 32 MiB is the largest mmap threshold glibc takes, so requests above it are still
-	 * mapped and unmapped each time (rare: clients send 256 KiB to 4 MiB).
+	 * The NBD server keeps finished requests' buffers (up to 64 MiB each) on its own free
+	 * lists and frees them only past its buffer limit or at exit (docs/nbd.md "Memory").
+	 * What it does free, glibc would give back to the kernel at once (a trim of the heap's
+	 * top, or munmap) and fault in again at the next allocation: before the free lists,
+	 * measured as one brk() per request and fresh zeroed pages under every read. Keep freed
+	 * memory; 32 MiB is the largest mmap threshold glibc takes.
 	 */
 	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);

@@ -25,6 +25,29 @@
 
 /* ---- Checksums ---------------------------------------------------------------------------- */
 
+static uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static uint16_t fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
 int vnet_csum_finish(uint8_t *frame, size_t len, uint16_t start, uint16_t offset)
 {
 	uint32_t sum = 0;
@@ -35,17 +58,14 @@ int vnet_csum_finish(uint8_t *frame, size_t len, uint16_t start, uint16_t offset
 		return -EINVAL;
 	/* One's-complement sum of big-endian 16-bit words, the field's partial sum included. */
 	for (i = start; i + 1 < len; i += 2)
-		sum += (uint32_t)frame[i] << 8 | frame[i + 1];
+		sum += get_be16(frame + i);
 	if (i < len)
 		sum += (uint32_t)frame[i] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	folded = (uint16_t)~sum;
+	folded = (uint16_t)~fold(sum);
 	/* RFC 768: a UDP checksum computed as 0 is sent as all ones. */
 	if (folded == 0)
 		folded = 0xffff;
-	frame[start + offset] = (uint8_t)(folded >> 8);
-	frame[start + offset + 1] = (uint8_t)folded;
+	put_be16(frame + start + offset, folded);
 	return 0;
 }
 
@@ -248,35 +268,11 @@ int vnet_rx_poll(struct vnet *vn, vnet_rx_fn cb, void *ctx, unsigned budget)
 
 /* ---- Transmit --------------------------------------------------------------------------------- */
 
-#define TCP_PSH	    0x08
-#define TCP_ACK	    0x10
-#define ETH_HLEN    14
-#define TSO_HDR_MAX VNET_TSO_HDR_MAX
+#define TCP_PSH	 0x08
+#define TCP_ACK	 0x10
+#define ETH_HLEN 14
 /* vnet_tso_tx(): the segment was not taken, it goes the ordinary way. */
 #define TSO_PASS 2
-
-static uint16_t get_be16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)sum;
-}
 
 int vnet_tso_parse(const uint8_t *h, size_t avail, size_t len, struct vnet_tso_info *t)
 {
@@ -390,18 +386,36 @@ static uint8_t *tx_buf(struct vnet *vn, unsigned i)
 	return vn->tx_bufs + (size_t)i * VNET_BUF_SIZE;
 }
 
-/* Give back the references transmit buffer @idx's chain held (the device is done with it). */
-static void vnet_tx_release(struct vnet *vn, unsigned idx)
+/* Hand @n references back to the vnet_tx_done_fn: the device no longer reads their memory. */
+static void vnet_tx_refs_done(struct vnet *vn, void *const *refs, unsigned n)
 {
-	void **refs = vn->tx_refs + (size_t)idx * VNET_TX_INDIRECT;
-	unsigned n = vn->tx_nrefs[idx];
-
-	/* Cleared first: the callback may free memory that ends up sent again at once. */
-	vn->tx_nrefs[idx] = 0;
 	for (unsigned i = 0; i < n; i++) {
 		vn->stats.tx_ref_done++;
 		vn->tx_done(vn->tx_done_ctx, refs[i]);
 	}
+}
+
+/*
+ * Transmit buffer @idx's chain, just placed, holds @n references (the lowest numbered @seq)
+ * until vnet_tx_release(). Only vnet_tx_reclaim() looks at them, never before the caller
+ * returns, so recording them after vq_add() is safe.
+ */
+static void vnet_tx_hold(struct vnet *vn, unsigned idx, void *const *refs, unsigned n, uint64_t seq)
+{
+	memcpy(vn->tx_refs + (size_t)idx * VNET_TX_INDIRECT, refs, n * sizeof(void *));
+	vn->tx_nrefs[idx] = (uint8_t)n;
+	vn->tx_ref_seqs[idx] = seq;
+	vn->stats.tx_ref++;
+}
+
+/* Give back the references transmit buffer @idx's chain held (the device is done with it). */
+static void vnet_tx_release(struct vnet *vn, unsigned idx)
+{
+	unsigned n = vn->tx_nrefs[idx];
+
+	/* Cleared first: the callback may free memory that ends up sent again at once. */
+	vn->tx_nrefs[idx] = 0;
+	vnet_tx_refs_done(vn, vn->tx_refs + (size_t)idx * VNET_TX_INDIRECT, n);
 }
 
 static int vnet_tx_reclaim(struct vnet *vn)
@@ -534,16 +548,11 @@ static int vnet_tso_flush(struct vnet *vn)
 		vn->stats.tx_busy++;
 		return rc == -EIO ? rc : -EAGAIN;
 	}
-	if (slot >= 0) {
-		/* Only vnet_tx_reclaim() looks at them, never before we return. */
-		memcpy(vn->tx_refs + (size_t)slot * VNET_TX_INDIRECT, vn->tso_cur.refs,
-		       vn->tso_cur.nrefs * sizeof(void *));
-		vn->tx_nrefs[slot] = (uint8_t)vn->tso_cur.nrefs;
-		vn->tx_ref_seqs[slot] = vn->tso_cur.ref_seq;
-		vn->stats.tx_ref++;
-	} else {
+	if (slot >= 0)
+		vnet_tx_hold(vn, (unsigned)slot, vn->tso_cur.refs, vn->tso_cur.nrefs,
+			     vn->tso_cur.ref_seq);
+	else
 		vn->stats.tx_copied++;
-	}
 	vn->tso_cur.active = false;
 	vn->stats.tx_packets++;
 	vn->stats.tx_bytes += total;
@@ -566,7 +575,7 @@ static int vnet_tso_flush(struct vnet *vn)
 static int vnet_tso_tx(struct vnet *vn, const struct vnet_frag *frags, unsigned n, size_t len,
 		       const struct vnet_csum *csum, void *ref)
 {
-	uint8_t hb[TSO_HDR_MAX];
+	uint8_t hb[VNET_TSO_HDR_MAX];
 	size_t hav = frags_copy(frags, n, 0, hb, MIN(len, sizeof(hb)));
 	struct vnet_frag pay[VNET_TX_INDIRECT];
 	struct vnet_tso_info t;
@@ -746,10 +755,7 @@ int vnet_tx_frags_ref(struct vnet *vn, const struct vnet_frag *frags, unsigned n
 	vn->stats.tx_packets++;
 	vn->stats.tx_bytes += len;
 	if (by_ref) {
-		vn->tx_refs[(size_t)idx * VNET_TX_INDIRECT] = ref;
-		vn->tx_nrefs[idx] = 1;
-		vn->tx_ref_seqs[idx] = vn->tx_ref_seq++;
-		vn->stats.tx_ref++;
+		vnet_tx_hold(vn, (unsigned)idx, &ref, 1, vn->tx_ref_seq++);
 		return VNET_TX_REFERENCED;
 	}
 	vn->stats.tx_copied++;
@@ -822,10 +828,7 @@ static void vnet_free(struct vnet *vn)
 		if (vn->tx_nrefs[i])
 			vnet_tx_release(vn, i);
 	if (vn->tso_cur.active && vn->tso_cur.ref)
-		for (unsigned i = 0; i < vn->tso_cur.nrefs; i++) {
-			vn->stats.tx_ref_done++;
-			vn->tx_done(vn->tx_done_ctx, vn->tso_cur.refs[i]);
-		}
+		vnet_tx_refs_done(vn, vn->tso_cur.refs, vn->tso_cur.nrefs);
 	free(vn->tx_refs);
 	free(vn->tx_nrefs);
 	free(vn->tx_ref_seqs);

@@ -241,7 +241,6 @@ struct vnet {
 		struct vnet_tso_info info; /* of the first segment; info.payload: the total */
 		uint16_t mss;		   /* payload of the first segment: the gso_size */
 		unsigned segs;
-		bool closed; /* its last segment was short or had PSH: nothing may follow */
 		/* By reference (no large buffer): the first segment's headers, the payload
 		 * fragments of every segment, and the references to give back. */
 		bool ref;
@@ -365,16 +364,16 @@ void vnet_features_str(const struct vnet *vn, char *buf, unsigned len);
 
 /*
  * Parse @len bytes of an Ethernet frame (@hdr: its first bytes, at least the headers) as a
- * candidate for merging: IPv4 without options and not a fragment, TCP with payload and no flag
- * but ACK and PSH. 0 and *@t, or -EINVAL.
+ * candidate for merging: IPv4 without options and not a fragment, TCP with payload, ACK set and
+ * no other flag but PSH. 0 and *@t, or -EINVAL.
  */
 int vnet_tso_parse(const uint8_t *hdr, size_t hdr_avail, size_t len, struct vnet_tso_info *t);
 /*
  * May segment @b (headers at @hb) follow the frame @a (headers at @ha, @a->payload bytes in
- * @a_segs segments of @mss, all full) as one GSO frame? Same Ethernet, IP and TCP headers but
- * for IP length/id/checksum, TCP sequence, checksum and the PSH flag; @b's sequence number
- * continues @a's; @b carries at most @mss bytes; the result stays within VNET_TSO_MAX_IP.
- * @a must not be closed (a short or PSH segment ends a frame: the caller tracks that).
+ * segments of @mss) as one GSO frame? @a's segments are all full and its last had no PSH (a
+ * short or PSH segment ends a frame); same Ethernet, IP and TCP headers but for IP
+ * length/id/checksum, TCP sequence, checksum and the PSH flag; @b's sequence number continues
+ * @a's; @b carries at most @mss bytes; the result stays within VNET_TSO_MAX_IP.
  */
 bool vnet_tso_may_merge(const uint8_t *ha, const struct vnet_tso_info *a, uint16_t mss,
 			const uint8_t *hb, const struct vnet_tso_info *b);

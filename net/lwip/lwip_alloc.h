@@ -6,8 +6,9 @@
  * of 64 bytes and hand them out again, so a connection in steady state calls newlib's
  * malloc not at all (docs/performance.md, "Copies and allocations").
  *
- * net/lwip/lwipopts.h routes lwIP's heap here (mem_clib_malloc/_free/_calloc), with the three
- * prototypes below repeated (size as unsigned long: lwipopts.h includes no headers).
+ * net/lwip/lwipopts.h includes this header and routes lwIP's heap here (mem_clib_malloc/_free/
+ * _calloc); it includes nothing itself (sizes as unsigned long), so lwIP's configuration pulls
+ * in no system header.
  *
  * Blocks come from malloc() and are never given back (lwIP's peak stays cached: a few MiB
  * with the window and pool sizes of lwipopts.h); larger requests go straight to malloc().

@@ -27,11 +27,9 @@
 #define MEM_SIZE	(4 * 1024 * 1024)
 /* lwIP's heap goes through a cache of freed blocks (net/lwip/lwip_alloc.h): about four
  * allocations per segment sent or frame received would otherwise each be a newlib malloc()
- * (docs/performance.md, "Copies and allocations"). lwipopts.h includes no headers, hence the
- * prototypes here. */
-void *lwip_alloc_malloc(unsigned long n);
-void lwip_alloc_free(void *p);
-void *lwip_alloc_calloc(unsigned long c, unsigned long n);
+ * (docs/performance.md, "Copies and allocations"). That header includes nothing itself (its
+ * sizes are unsigned long), so including it here pulls no system header into lwIP's. */
+#include "net/lwip/lwip_alloc.h"
 #define mem_clib_malloc lwip_alloc_malloc
 #define mem_clib_free	lwip_alloc_free
 #define mem_clib_calloc lwip_alloc_calloc

@@ -18,10 +18,11 @@
  * returns it (tx_done: pbuf_free). lwIP does not retransmit a segment whose pbuf is still
  * referenced (tcp_output_segment_busy), so it never rewrites headers the device is reading.
  * The driver copies instead when that is cheaper or needed (small frames, long chains: see
- * vnet.h); a chain of more than TX_MAX_FRAGS pbufs is flattened here and copied. When the device offers VIRTIO_NET_F_CSUM, lwIP does not compute TCP checksums: the
- * frame carries the pseudo-header sum and the device finishes it (under TCG that runs as host
- * code, several times cheaper than ours). QEMU offers it only with a backend that takes
- * virtio headers (tap); with user networking lwIP computes the sums itself.
+ * vnet.h); a chain of more than TX_MAX_FRAGS pbufs is flattened here and copied. When the
+ * device offers VIRTIO_NET_F_CSUM, lwIP does not compute TCP checksums: the frame carries the
+ * pseudo-header sum and the device finishes it (under TCG that runs as host code, several
+ * times cheaper than ours). QEMU offers it only with a backend that takes virtio headers
+ * (tap); with user networking lwIP computes the sums itself.
  */
 #include "net/lwip/netif_vnet.h"
 
@@ -107,8 +108,6 @@ static struct pbuf *rx_chain(const struct vnet_rx_frame *f)
 		struct rx_pbuf *r = &net.rx_pbufs[f->seg[i].id];
 		struct pbuf *q;
 
-		r->id = f->seg[i].id;
-		r->pc.custom_free_function = rx_pbuf_free;
 		q = pbuf_alloced_custom(PBUF_RAW, (u16_t)f->seg[i].len, PBUF_REF, &r->pc,
 					(void *)(uintptr_t)f->seg[i].data, (u16_t)f->seg[i].len);
 		if (head)
@@ -390,8 +389,13 @@ int net_start(struct vnet *vn, const struct net_config *cfg)
 		 cfg->hostname ? cfg->hostname : DEFAULT_HOSTNAME);
 	net.vn = vn;
 	net.test_csum_offload = cfg->test_csum_offload;
-	/* Without them every frame is copied (slower, still correct). */
+	/* Without them every frame is copied (slower, still correct). Each is tied to its buffer
+	 * once here; pbuf_alloced_custom() per frame sets only the pbuf fields. */
 	net.rx_pbufs = calloc(vn->rx_nbufs, sizeof(*net.rx_pbufs));
+	for (unsigned i = 0; net.rx_pbufs && i < vn->rx_nbufs; i++) {
+		net.rx_pbufs[i].id = (uint16_t)i;
+		net.rx_pbufs[i].pc.custom_free_function = rx_pbuf_free;
+	}
 	vnet_set_tx_done(vn, tx_done, NULL);
 	lwip_init();
 	if (!netif_add(&net.netif, &ip, &mask, &gw, NULL, vnet_netif_init, ethernet_input))

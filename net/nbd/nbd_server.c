@@ -68,6 +68,7 @@ struct nbd_export {
 	bool removed;	 /* no longer in the table; freed when refs drop to 0 */
 	unsigned refs;	 /* connections in transmission on it */
 	unsigned in_dev; /* requests inside dev */
+	unsigned polled; /* the server's poll pass that last polled dev */
 	int (*extents)(void *ctx, uint64_t offset, uint64_t length, struct nbd_extent *ext,
 		       unsigned max);
 	int (*bitmap_name)(void *ctx, unsigned idx, char *buf, size_t len);
@@ -224,13 +225,13 @@ struct nbd_conn {
 struct nbd_server {
 	struct nbd_limits lim;
 	struct nbd_export *exports; /* table order, removed ones included until freed */
-	/* Requests inside the exports' devices, all exports together: the poll and busy()
-	 * walk the export list only when some are (4,096 exports cost every idle pass). */
-	unsigned in_dev;
+	unsigned pass;		    /* nbd_server_poll() calls, for nbd_export.polled */
+	unsigned nremoved; /* removed exports still in the list: sweep() walks it only then */
 	/*
 	 * Live exports by name (chains through hnext; hcap buckets, a power of two, grown with
-	 * nlive) and the list's tail: adding the 4,096th export or finding one by name must not
-	 * walk the whole list, or starting n exports costs n^2 string compares.
+	 * nlive) and the list's tail (set by nbd_server_create(), kept by sweep()): adding the
+	 * 4,096th export or finding one by name must not walk the whole list, or starting n
+	 * exports costs n^2 string compares.
 	 */
 	struct nbd_export **htab;
 	unsigned hcap, nlive;
@@ -1567,7 +1568,6 @@ static void req_done(struct blkdev_req *br, int rc)
 	r->in_dev = false;
 	c->in_dev--;
 	c->exp->in_dev--;
-	c->srv->in_dev--;
 	/* Only record: run_ready() advances it (no recursion from synchronous devices). */
 	ready_push(c, r);
 }
@@ -1583,14 +1583,12 @@ static void req_submit(struct nbd_req *r)
 	r->in_dev = true;
 	c->in_dev++;
 	c->exp->in_dev++;
-	c->srv->in_dev++;
 	rc = blkdev_submit(c->exp->dev, &r->breq);
 	if (rc == 0)
 		return;
 	r->in_dev = false;
 	c->in_dev--;
 	c->exp->in_dev--;
-	c->srv->in_dev--;
 	if (rc == -EAGAIN) {
 		r->retry_stage = r->stage;
 		r->stage = RS_SUBMIT;
@@ -2710,12 +2708,15 @@ static void sweep(struct nbd_server *srv)
 			cp = &c->next;
 		}
 	}
+	if (!srv->nremoved)
+		return;
 	while (*ep) {
 		struct nbd_export *e = *ep;
 
 		if (e->removed && e->refs == 0) {
 			*ep = e->next;
 			export_free(e);
+			srv->nremoved--;
 		} else {
 			ep = &e->next;
 		}
@@ -2759,6 +2760,7 @@ int nbd_server_create(const struct nbd_limits *lim, struct nbd_server **out)
 
 	if (!srv)
 		return -ENOMEM;
+	srv->tail = &srv->exports;
 	if (lim)
 		srv->lim = *lim;
 	if (!srv->lim.max_conns)
@@ -2801,13 +2803,21 @@ int nbd_server_set_tls(struct nbd_server *srv, const struct nbd_tls_config *cfg)
 
 int nbd_server_poll(struct nbd_server *srv)
 {
-	struct nbd_export *e;
 	struct nbd_conn *c;
 	int n = 0;
 
-	for (e = srv->in_dev ? srv->exports : NULL; e; e = e->next)
-		if (e->in_dev)
-			blkdev_poll(e->dev);
+	/*
+	 * The devices with requests inside, each once, found through the connections (at most
+	 * max_conns and the dead ones draining), not the export list: with thousands of exports
+	 * a walk of it on every pass costs more than the requests.
+	 */
+	srv->pass++;
+	for (c = srv->conns; c; c = c->next) {
+		if (c->in_dev && c->exp->polled != srv->pass) {
+			c->exp->polled = srv->pass;
+			blkdev_poll(c->exp->dev);
+		}
+	}
 	for (c = srv->conns; c; c = c->next) {
 		struct nbd_req *r;
 
@@ -2854,14 +2864,13 @@ int nbd_server_poll(struct nbd_server *srv)
 
 bool nbd_server_busy(const struct nbd_server *srv)
 {
-	const struct nbd_export *e;
 	const struct nbd_conn *c;
 
-	for (e = srv->in_dev ? srv->exports : NULL; e; e = e->next)
-		if (e->in_dev &&
-		    !(e->dev->ops->signals_completion && e->dev->ops->signals_completion(e->dev)))
-			return true;
 	for (c = srv->conns; c; c = c->next) {
+		const struct blkdev *dev = c->in_dev ? c->exp->dev : NULL;
+
+		if (dev && !(dev->ops->signals_completion && dev->ops->signals_completion(dev)))
+			return true;
 		if (c->retry || (c->ready && !c->dead))
 			return true;
 		if (!c->dead && c->state == CS_REQ_WAIT && buffer_fits(c, c->wait_size))
@@ -2957,10 +2966,6 @@ int nbd_server_add_export(struct nbd_server *srv, const struct nbd_export_config
 		free(e);
 		return rc;
 	}
-	if (!srv->tail)
-		srv->tail = &srv->exports;
-	while (*srv->tail) /* only after a sweep that left the tail behind: never far */
-		srv->tail = &(*srv->tail)->next;
 	*srv->tail = e;
 	srv->tail = &e->next;
 	return 0;
@@ -2976,6 +2981,7 @@ int nbd_server_remove_export(struct nbd_server *srv, const char *name, bool forc
 		return -ENOENT;
 	table_remove(srv, e);
 	e->removed = true;
+	srv->nremoved++;
 	for (c = srv->conns; c; c = c->next) {
 		if (c->dead || c->exp != e)
 			continue;
@@ -3082,8 +3088,10 @@ void nbd_server_destroy(struct nbd_server *srv)
 		}
 		nbd_server_poll(srv);
 	}
-	for (e = srv->exports; e; e = e->next)
+	for (e = srv->exports; e; e = e->next) {
+		srv->nremoved += !e->removed;
 		e->removed = true;
+	}
 	sweep(srv);
 	free(srv->htab);
 	free_lists_release(srv);

@@ -349,9 +349,10 @@ struct nbd_iov {
  * ends a borrow but nbd_conn_destroy(), which frees everything the connection still holds:
  * a transport must make its stack and its NIC drop every reference first (lwIP: wait for the
  * acknowledgement before tcp_close(); after tcp_abort() or tcp_err, wait until the driver
- * returned every frame handed to it by reference before then). Under TLS the described bytes are ciphertext
- * records, new bytes encrypted from the plaintext (which is released once encrypted), with
- * the same rule; a transport that copies (host/nbd_sock.c's sendmsg()) releases at once.
+ * returned every frame handed to it by reference before then). Under TLS the described
+ * bytes are ciphertext records, new bytes encrypted from the plaintext (which is released
+ * once encrypted), with the same rule; a transport that copies (host/nbd_sock.c's
+ * sendmsg()) releases at once.
  */
 size_t nbd_conn_output(struct nbd_conn *c, size_t skip, struct nbd_iov *iov, unsigned max,
 		       unsigned *n);

@@ -61,12 +61,7 @@ print(json.dumps(res))
 c = qh.Checks("qemu/net_burst")
 qh.require_image(c)
 
-ns = netns.NetNS()
-try:
-    ns.start()
-except netns.NetNSError as e:
-    c.check("network-namespace", False, str(e))
-    c.finish()
+ns = netns.start_checked(c)
 
 m = netns.TapMachine("qemu-net-burst", ns, disks=(("meta", 16 << 20), ("data", 16 << 20)),
                      fw_cfg={"test-export-disk": "data"})

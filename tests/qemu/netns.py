@@ -20,7 +20,8 @@ outside the test. So:
     `ip netns add`), even if the test is killed.
 
 Missing prerequisites (root, /dev/net/tun, unshare/nsenter from util-linux, ip from iproute2:
-both in scripts/setup's list) raise NetNSError with the reason: tests fail loudly, never skip.
+both in scripts/setup's list) raise NetNSError with the reason: tests fail loudly, never skip
+(start_checked() turns it into a failed check and ends the test).
 """
 import ctypes
 import os
@@ -137,6 +138,18 @@ class NetNS:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+def start_checked(checks):
+    """A started NetNS for a test; when it cannot be made, the failed check
+    "network-namespace" with the reason, and the test ends there (checks.finish())."""
+    ns = NetNS()
+    try:
+        ns.start()
+    except NetNSError as e:
+        checks.check("network-namespace", False, str(e))
+        checks.finish()
+    return ns
 
 
 class TapMachine(qh.Machine):

@@ -49,12 +49,7 @@ def counter(text, pattern):
     return int(m.group(1)) if m else None
 
 
-ns = netns.NetNS()
-try:
-    ns.start()
-except netns.NetNSError as e:
-    c.check("network-namespace", False, str(e))
-    c.finish()
+ns = netns.start_checked(c)
 
 m = netns.TapMachine("qemu-offload", ns, disks=(("meta", 16 << 20), ("data", DATA_SIZE)),
                      fw_cfg={"test-export-disk": "data"})

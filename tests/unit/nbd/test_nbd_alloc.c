@@ -22,6 +22,7 @@
 #include "net/nbd/nbd_server.h"
 #include "tests/support/alloc_count.h"
 #include "tests/support/harness.h"
+#include "tests/support/nbd_client.h"
 
 #define DISK_BLOCKS 4096 /* 2 MiB of 512-byte blocks */
 #define SINK_BYTES  (1024 * 1024)
@@ -75,16 +76,6 @@ static void feed(struct t *t, const void *buf, size_t len)
 	drain(t);
 }
 
-static size_t put_opt(uint8_t *b, uint32_t opt, const void *data, uint32_t len)
-{
-	nbd_put_be64(b, NBD_OPT_MAGIC);
-	nbd_put_be32(b + 8, opt);
-	nbd_put_be32(b + 12, len);
-	if (len)
-		memcpy(b + 16, data, len);
-	return 16 + len;
-}
-
 /* Client flags, optionally structured replies, then GO "disk". */
 static void handshake(struct t *t, bool structured)
 {
@@ -93,11 +84,11 @@ static void handshake(struct t *t, bool structured)
 
 	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
 	if (structured)
-		n += put_opt(b + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+		n += nbdc_put_opt(b + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
 	nbd_put_be32(go, 4);
 	memcpy(go + 4, "disk", 4);
 	nbd_put_be16(go + 8, 0);
-	n += put_opt(b + n, NBD_OPT_GO, go, 10);
+	n += nbdc_put_opt(b + n, NBD_OPT_GO, go, 10);
 	feed(t, b, n);
 	sink_len = 0; /* the greeting and option replies: not looked at */
 }
@@ -125,17 +116,6 @@ static void teardown(struct t *t)
 	nbd_conn_destroy(t->c);
 	nbd_server_destroy(t->srv);
 	blkdev_destroy(t->mem);
-}
-
-static size_t put_req(uint8_t *b, uint16_t type, uint64_t cookie, uint64_t off, uint32_t len)
-{
-	nbd_put_be32(b, NBD_REQUEST_MAGIC);
-	nbd_put_be16(b + 4, 0);
-	nbd_put_be16(b + 6, type);
-	nbd_put_be64(b + 8, cookie);
-	nbd_put_be64(b + 16, off);
-	nbd_put_be32(b + 24, len);
-	return 28;
 }
 
 static void pattern(uint8_t *p, size_t len, unsigned seed)
@@ -175,7 +155,7 @@ static void round_trip(struct t *t, unsigned seed, bool structured)
 	for (unsigned i = 0; i < ARRAY_SIZE(round_ops); i++) {
 		const struct op *o = &round_ops[i];
 
-		n += put_req(req_bytes + n, o->type, seed * 100 + i, o->off, o->len);
+		n += nbdc_put_req(req_bytes + n, o->type, 0, seed * 100 + i, o->off, o->len);
 		if (o->type == NBD_CMD_WRITE) {
 			pattern(req_bytes + n, o->len, seed + i);
 			n += o->len;
@@ -281,10 +261,12 @@ TEST(borrowed_output_stays_valid_until_released)
 		/* The same ranges rewritten with new data and read back each round: a READ
 		 * buffer recycled too early would be overwritten by a later READ of new data. */
 		for (unsigned i = 0; i < 4; i++) {
-			n += put_req(req_bytes + n, NBD_CMD_WRITE, s * 10 + i, i * 65536, 65536);
+			n += nbdc_put_req(req_bytes + n, NBD_CMD_WRITE, 0, s * 10 + i, i * 65536,
+					  65536);
 			pattern(req_bytes + n, 65536, s * 10 + i);
 			n += 65536;
-			n += put_req(req_bytes + n, NBD_CMD_READ, s * 10 + 5 + i, i * 65536, 65536);
+			n += nbdc_put_req(req_bytes + n, NBD_CMD_READ, 0, s * 10 + 5 + i, i * 65536,
+					  65536);
 		}
 		/* Feed without draining: the output piles up, borrowed below (well within the
 		 * connection's budget, so all of it is taken). */
@@ -352,7 +334,7 @@ TEST(destroy_with_borrowed_output_frees_everything)
 
 	setup(&t, true);
 	for (unsigned i = 0; i < 8; i++)
-		n += put_req(req_bytes + n, NBD_CMD_READ, i, i * 65536, 65536);
+		n += nbdc_put_req(req_bytes + n, NBD_CMD_READ, 0, i, i * 65536, 65536);
 	nbd_conn_feed(t.c, req_bytes, n);
 	nbd_server_poll(t.srv);
 	ok(nbd_conn_output(t.c, 0, iov, 16, &k) > 0); /* borrowed, never released */
@@ -383,7 +365,7 @@ TEST(cached_buffers_bounded_by_server_limit)
 	for (uint32_t len = 4096; len <= 1024 * 1024 && !test_failed(); len += 4096 + 512) {
 		uint8_t h[28];
 
-		put_req(h, NBD_CMD_READ, len, 0, len);
+		nbdc_put_req(h, NBD_CMD_READ, 0, len, 0, len);
 		sink_len = 0;
 		feed(&t, h, sizeof(h));
 		ok_eq(sink_len, 16 + len);

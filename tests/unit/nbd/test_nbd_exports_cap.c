@@ -2,14 +2,20 @@
 /*
  * The server's export cap (NBD_DEFAULT_MAX_EXPORTS, 4,096: issue 16): that many exports are
  * taken, the next is refused with -ENOSPC and a removal makes room again. Before the cap
- * was raised, export 65 was refused.
+ * was raised, export 65 was refused. And a request costs the same with 4,096 exports as
+ * with one (no walk of the export list on the data path).
  */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
 
+#include "core/base/util.h"
 #include "host/hostdev.h"
+#include "net/nbd/nbd_proto.h"
 #include "net/nbd/nbd_server.h"
 #include "tests/support/harness.h"
+#include "tests/support/nbd_client.h"
 
 TEST(four_thousand_exports)
 {
@@ -41,4 +47,141 @@ out:
 		nbd_server_destroy(srv);
 	if (mem)
 		blkdev_destroy(mem);
+}
+
+/* ---- A request's cost does not grow with the exports ------------------------------------ */
+
+/* A device that completes only when polled, so every request goes through the poll pass. */
+struct adev {
+	struct blkdev dev;
+	struct blkdev *lower;
+	struct blkdev_req *q[8];
+	unsigned n;
+};
+
+static int adev_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
+{
+	return blkdev_read(container_of(d, struct adev, dev)->lower, b, c, buf);
+}
+
+static int adev_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
+{
+	return blkdev_write(container_of(d, struct adev, dev)->lower, b, c, buf);
+}
+
+static int adev_submit(struct blkdev *d, struct blkdev_req *r)
+{
+	struct adev *a = container_of(d, struct adev, dev);
+
+	if (a->n == ARRAY_SIZE(a->q))
+		return -EAGAIN;
+	a->q[a->n++] = r;
+	return 0;
+}
+
+static int adev_poll(struct blkdev *d)
+{
+	struct adev *a = container_of(d, struct adev, dev);
+	unsigned n = a->n;
+
+	a->n = 0;
+	for (unsigned i = 0; i < n; i++)
+		a->q[i]->done(a->q[i],
+			      blkdev_read(a->lower, a->q[i]->block, a->q[i]->count, a->q[i]->buf));
+	return (int)n;
+}
+
+static const struct blkdev_ops adev_ops = {
+	.read = adev_read, .write = adev_write, .submit = adev_submit, .poll = adev_poll
+};
+
+static void drain(struct nbd_conn *c)
+{
+	struct nbd_iov iov[16];
+	unsigned n;
+
+	do {
+		nbd_conn_output(c, 0, iov, 16, &n);
+		for (unsigned i = 0; i < n; i++)
+			nbd_conn_output_done(c, iov[i].len);
+	} while (n);
+}
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Seconds for @reqs 4 KiB READs, one at a time, on a server with @nexp exports (best of 3). */
+static double read_time(unsigned nexp, unsigned reqs)
+{
+	static struct adev a;
+	struct nbd_server *srv = NULL;
+	struct nbd_conn *c = NULL;
+	struct blkdev *mem = NULL;
+	double best = 1e9;
+	uint8_t b[64], go[10];
+	char name[32];
+	size_t n = 4;
+
+	if (!ok_eq(memdisk_create(64, 512, &mem), 0) || !ok_eq(nbd_server_create(NULL, &srv), 0))
+		goto out;
+	a = (struct adev){ .dev = { .ops = &adev_ops, .block_size = 512, .nr_blocks = 64 },
+			   .lower = mem };
+	for (unsigned i = 0; i < nexp; i++) {
+		snprintf(name, sizeof(name), i ? "e%u" : "disk", i);
+		if (!ok_eq(nbd_server_add_export(
+			       srv, &(struct nbd_export_config){ .name = name, .dev = &a.dev }),
+			   0))
+			goto out;
+	}
+	if (!ok_eq(nbd_conn_create(srv, &c), 0))
+		goto out;
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	nbd_put_be32(go, 4);
+	memcpy(go + 4, "disk", 4);
+	nbd_put_be16(go + 8, 0);
+	n += nbdc_put_opt(b + n, NBD_OPT_GO, go, sizeof(go));
+	ok_eq(nbd_conn_feed(c, b, n), n);
+	nbd_server_poll(srv);
+	drain(c);
+	for (unsigned trial = 0; trial < 3; trial++) {
+		double t0 = now();
+
+		for (unsigned r = 0; r < reqs; r++) {
+			nbdc_put_req(b, NBD_CMD_READ, 0, r, 0, 4096);
+			if (!ok_eq(nbd_conn_feed(c, b, 28), 28))
+				goto out;
+			while (nbd_server_busy(srv) || a.n)
+				nbd_server_poll(srv);
+			drain(c);
+		}
+		best = MIN(best, now() - t0);
+	}
+out:
+	nbd_conn_destroy(c);
+	if (srv)
+		nbd_server_destroy(srv);
+	if (mem)
+		blkdev_destroy(mem);
+	return best;
+}
+
+/*
+ * The poll pass finds the devices with requests inside through the connections, and
+ * sweep() walks the export list only while a removed export waits: with 4,096 exports a READ
+ * costs about what it costs with one. Before, both walked the whole list on every pass:
+ * 15-30 times slower. Timed as a ratio of the two in the same run (the load slows both),
+ * with a wide margin.
+ */
+TEST(request_cost_independent_of_exports)
+{
+	double one = read_time(1, 20000), many = read_time(NBD_DEFAULT_MAX_EXPORTS, 20000);
+
+	printf("# 20,000 READs: %.1f ms with 1 export, %.1f ms with %d\n", one * 1e3, many * 1e3,
+	       NBD_DEFAULT_MAX_EXPORTS);
+	ok(many < 3 * one);
 }

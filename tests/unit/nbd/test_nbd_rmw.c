@@ -18,6 +18,7 @@
 #include "net/nbd/nbd_proto.h"
 #include "net/nbd/nbd_server.h"
 #include "tests/support/harness.h"
+#include "tests/support/nbd_client.h"
 #include "tests/support/pool_test.h"
 
 #define DEV_BYTES (4 * KB64) /* four pool blocks */
@@ -189,15 +190,6 @@ static const uint8_t *cl_take(struct cl *k, size_t n)
 	return p;
 }
 
-static size_t put_opt(uint8_t *b, uint32_t opt, const void *data, uint32_t len)
-{
-	nbd_put_be64(b, NBD_OPT_MAGIC);
-	nbd_put_be32(b + 8, opt);
-	nbd_put_be32(b + 12, len);
-	memcpy(b + 16, data, len);
-	return 16 + len;
-}
-
 /*
  * Connect client @i to @name with GO asking for NBD_INFO_BLOCK_SIZE; fills @bsz (minimum,
  * preferred, maximum) from the reply.
@@ -217,7 +209,7 @@ static void cl_open(struct rig *g, unsigned i, const char *name, uint32_t bsz[3]
 	memcpy(d + 4, name, nl);
 	nbd_put_be16(d + 4 + nl, 1);
 	nbd_put_be16(d + 6 + nl, NBD_INFO_BLOCK_SIZE);
-	n += put_opt(b + n, NBD_OPT_GO, d, (uint32_t)(8 + nl));
+	n += nbdc_put_opt(b + n, NBD_OPT_GO, d, (uint32_t)(8 + nl));
 	cl_feed(g, k, b, n);
 	settle(g);
 	if (!cl_take(k, 18))
@@ -248,12 +240,7 @@ static void cl_open(struct rig *g, unsigned i, const char *name, uint32_t bsz[3]
 static size_t put_req(uint8_t *b, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
 		      uint32_t len, const void *payload)
 {
-	nbd_put_be32(b, NBD_REQUEST_MAGIC);
-	nbd_put_be16(b + 4, flags);
-	nbd_put_be16(b + 6, type);
-	nbd_put_be64(b + 8, cookie);
-	nbd_put_be64(b + 16, off);
-	nbd_put_be32(b + 24, len);
+	nbdc_put_req(b, type, flags, cookie, off, len);
 	if (type != NBD_CMD_WRITE)
 		return 28;
 	memcpy(b + 28, payload, len);

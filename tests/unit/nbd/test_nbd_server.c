@@ -17,6 +17,7 @@
 #include "net/nbd/nbd_proto.h"
 #include "net/nbd/nbd_server.h"
 #include "tests/support/harness.h"
+#include "tests/support/nbd_client.h"
 
 #define DISK_BLOCKS 2048 /* 1 MiB of 512-byte blocks */
 #define DISK_BYTES  (DISK_BLOCKS * 512)
@@ -188,16 +189,6 @@ static const uint8_t *take(struct t *t, size_t n)
 	return p;
 }
 
-static size_t put_opt(uint8_t *b, uint32_t opt, const void *data, uint32_t len)
-{
-	nbd_put_be64(b, NBD_OPT_MAGIC);
-	nbd_put_be32(b + 8, opt);
-	nbd_put_be32(b + 12, len);
-	if (len)
-		memcpy(b + 16, data, len);
-	return 16 + len;
-}
-
 static size_t put_go(uint8_t *b, const char *name)
 {
 	uint8_t d[64];
@@ -207,7 +198,7 @@ static size_t put_go(uint8_t *b, const char *name)
 	memcpy(d + 4, name, nl);
 	nbd_put_be16(d + 4 + nl, 1);
 	nbd_put_be16(d + 6 + nl, NBD_INFO_BLOCK_SIZE);
-	return put_opt(b, NBD_OPT_GO, d, (uint32_t)(8 + nl));
+	return nbdc_put_opt(b, NBD_OPT_GO, d, (uint32_t)(8 + nl));
 }
 
 static size_t put_meta(uint8_t *b, const char *name)
@@ -220,19 +211,7 @@ static size_t put_meta(uint8_t *b, const char *name)
 	nbd_put_be32(d + 4 + nl, 1);
 	nbd_put_be32(d + 8 + nl, 15);
 	memcpy(d + 12 + nl, "base:allocation", 15);
-	return put_opt(b, NBD_OPT_SET_META_CONTEXT, d, (uint32_t)(27 + nl));
-}
-
-static size_t put_req(uint8_t *b, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
-		      uint32_t len)
-{
-	nbd_put_be32(b, NBD_REQUEST_MAGIC);
-	nbd_put_be16(b + 4, flags);
-	nbd_put_be16(b + 6, type);
-	nbd_put_be64(b + 8, cookie);
-	nbd_put_be64(b + 16, off);
-	nbd_put_be32(b + 24, len);
-	return 28;
+	return nbdc_put_opt(b, NBD_OPT_SET_META_CONTEXT, d, (uint32_t)(27 + nl));
 }
 
 /* Skip option replies up to and including the final one for one option; its reply type. */
@@ -261,7 +240,7 @@ static size_t put_handshake(uint8_t *b, const char *name, bool structured)
 
 	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
 	if (structured) {
-		n += put_opt(b + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+		n += nbdc_put_opt(b + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
 		n += put_meta(b + n, name);
 	}
 	n += put_go(b + n, name);
@@ -363,13 +342,13 @@ static size_t conversation(uint8_t *b)
 {
 	size_t n = put_handshake(b, "disk", true);
 
-	n += put_req(b + n, NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 1, 512, 1024);
+	n += nbdc_put_req(b + n, NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 1, 512, 1024);
 	memset(b + n, 0xa5, 1024);
 	n += 1024;
-	n += put_req(b + n, NBD_CMD_READ, 0, 2, 0, 8192);
-	n += put_req(b + n, NBD_CMD_BLOCK_STATUS, 0, 3, 0, 4096);
-	n += put_req(b + n, NBD_CMD_FLUSH, 0, 4, 0, 0);
-	n += put_req(b + n, NBD_CMD_DISC, 0, 5, 0, 0);
+	n += nbdc_put_req(b + n, NBD_CMD_READ, 0, 2, 0, 8192);
+	n += nbdc_put_req(b + n, NBD_CMD_BLOCK_STATUS, 0, 3, 0, 4096);
+	n += nbdc_put_req(b + n, NBD_CMD_FLUSH, 0, 4, 0, 0);
+	n += nbdc_put_req(b + n, NBD_CMD_DISC, 0, 5, 0, 0);
 	return n;
 }
 
@@ -457,8 +436,8 @@ TEST(handshake_variants)
 	/* EXPORT_NAME "" = default export, without NO_ZEROES: 124 zero bytes follow. */
 	setup(&t, false, 0, NULL);
 	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE);
-	n = 4 + put_opt(b + 4, NBD_OPT_EXPORT_NAME, NULL, 0);
-	n += put_req(b + n, NBD_CMD_READ, 0, 7, 0, 512);
+	n = 4 + nbdc_put_opt(b + 4, NBD_OPT_EXPORT_NAME, NULL, 0);
+	n += nbdc_put_req(b + n, NBD_CMD_READ, 0, 7, 0, 512);
 	feed(&t, b, n);
 	take(&t, 18);
 	p = take(&t, 10 + 124);
@@ -474,16 +453,16 @@ TEST(handshake_variants)
 	/* LIST, INFO, unknown options, then GO on the read-only export. */
 	setup(&t, false, 0, NULL);
 	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
-	n = 4 + put_opt(b + 4, NBD_OPT_LIST, NULL, 0);
-	n += put_opt(b + n, NBD_OPT_EXTENDED_HEADERS, NULL, 0);
-	n += put_opt(b + n, NBD_OPT_STARTTLS, NULL, 0);
-	n += put_opt(b + n, 0x7777, "xyz", 3);
+	n = 4 + nbdc_put_opt(b + 4, NBD_OPT_LIST, NULL, 0);
+	n += nbdc_put_opt(b + n, NBD_OPT_EXTENDED_HEADERS, NULL, 0);
+	n += nbdc_put_opt(b + n, NBD_OPT_STARTTLS, NULL, 0);
+	n += nbdc_put_opt(b + n, 0x7777, "xyz", 3);
 	n += put_go(b + n, "nope");
 	n += put_go(b + n, "ro");
-	n += put_req(b + n, NBD_CMD_WRITE, 0, 8, 0, 512);
+	n += nbdc_put_req(b + n, NBD_CMD_WRITE, 0, 8, 0, 512);
 	memset(b + n, 1, 512);
 	n += 512;
-	n += put_req(b + n, NBD_CMD_READ, 0, 9, 0, 512);
+	n += nbdc_put_req(b + n, NBD_CMD_READ, 0, 9, 0, 512);
 	feed(&t, b, n);
 	take(&t, 18);
 	ok_eq(take_opt_final(&t), NBD_REP_ACK);
@@ -559,8 +538,8 @@ TEST(bad_requests_answered_without_disconnect)
 
 		setup(&t, false, 0, NULL);
 		n = put_handshake(b, c->export, false);
-		n += put_req(b + n, c->type, c->flags, 100 + i, c->off, c->len);
-		n += put_req(b + n, NBD_CMD_READ, 0, 1, 0, 512);
+		n += nbdc_put_req(b + n, c->type, c->flags, 100 + i, c->off, c->len);
+		n += nbdc_put_req(b + n, NBD_CMD_READ, 0, 1, 0, 512);
 		feed(&t, b, n);
 		take_handshake(&t, false);
 		take_reply(&t, &r, 0);
@@ -585,13 +564,14 @@ TEST(bad_writes_are_drained)
 
 	setup(&t, false, 0, &lim);
 	n = put_handshake(b, "disk", true);
-	n += put_req(b + n, NBD_CMD_WRITE, 0, 1, DISK_BYTES - 512, 1024); /* ENOSPC */
+	n += nbdc_put_req(b + n, NBD_CMD_WRITE, 0, 1, DISK_BYTES - 512, 1024); /* ENOSPC */
 	n += 1024;
-	n += put_req(b + n, NBD_CMD_WRITE, 0, 2, 0, 65536 + 512); /* over max payload */
+	n += nbdc_put_req(b + n, NBD_CMD_WRITE, 0, 2, 0, 65536 + 512); /* over max payload */
 	n += 65536 + 512;
-	n += put_req(b + n, NBD_CMD_WRITE, 0, 3, DISK_BYTES - 1, 512); /* unaligned, past the end */
+	n += nbdc_put_req(b + n, NBD_CMD_WRITE, 0, 3, DISK_BYTES - 1,
+			  512); /* unaligned, past the end */
 	n += 512;
-	n += put_req(b + n, NBD_CMD_READ, 0, 4, 0, 512);
+	n += nbdc_put_req(b + n, NBD_CMD_READ, 0, 4, 0, 512);
 	feed(&t, b, n);
 	take_handshake(&t, true);
 	take_reply(&t, &r, 0);
@@ -604,7 +584,7 @@ TEST(bad_writes_are_drained)
 	ok(r.cookie == 4 && r.err == 0);
 
 	/* Bad magic: no reply, the connection ends. */
-	put_req(b, NBD_CMD_READ, 0, 5, 0, 512);
+	nbdc_put_req(b, NBD_CMD_READ, 0, 5, 0, 512);
 	nbd_put_be32(b, 0x12345678);
 	feed(&t, b, 28);
 	ok(nbd_conn_finished(t.c));
@@ -625,7 +605,7 @@ TEST(out_of_order_completion_and_retry)
 	setup(&t, true, 2, NULL);
 	n = put_handshake(b, "disk", false);
 	for (i = 1; i <= 3; i++)
-		n += put_req(b + n, NBD_CMD_READ, 0, (uint64_t)i, (uint64_t)i * 512, 512);
+		n += nbdc_put_req(b + n, NBD_CMD_READ, 0, (uint64_t)i, (uint64_t)i * 512, 512);
 	t.q.hold = true;
 	feed(&t, b, n);
 	take_handshake(&t, false);
@@ -661,7 +641,7 @@ TEST(back_pressure_limits_requests_in_flight)
 	feed(&t, b, n);
 	take_handshake(&t, false);
 	for (n = 0, i = 0; i < 10; i++)
-		n += put_req(b + n, NBD_CMD_READ, 0, (uint64_t)i, 0, 512);
+		n += nbdc_put_req(b + n, NBD_CMD_READ, 0, (uint64_t)i, 0, 512);
 	t.q.hold = true;
 	k = nbd_conn_feed(t.c, b, n);
 	ok_eq(k, 4 * 28); /* four requests taken, the rest refused for now */
@@ -685,8 +665,8 @@ TEST(vanished_client_with_requests_in_flight)
 
 	setup(&t, true, 64, NULL);
 	n = put_handshake(b, "disk", false);
-	n += put_req(b + n, NBD_CMD_READ, 0, 1, 0, 512);
-	n += put_req(b + n, NBD_CMD_WRITE, 0, 2, 0, 512);
+	n += nbdc_put_req(b + n, NBD_CMD_READ, 0, 1, 0, 512);
+	n += nbdc_put_req(b + n, NBD_CMD_WRITE, 0, 2, 0, 512);
 	t.q.hold = true;
 	feed(&t, b, n + 100); /* half a WRITE payload */
 	nbd_conn_destroy(t.c);
@@ -733,7 +713,7 @@ TEST(export_table)
 	ok_eq(info.clients, 1);
 	ok_eq(nbd_server_remove_export(t.srv, "disk", false), 0);
 	ok_eq(t.released, 0);
-	n = put_req(b, NBD_CMD_READ, 0, 1, 0, 512);
+	n = nbdc_put_req(b, NBD_CMD_READ, 0, 1, 0, 512);
 	feed(&t, b, n);
 	take_reply(&t, &r, 0);
 	ok_eq(r.err, NBD_ESHUTDOWN);
@@ -770,7 +750,7 @@ TEST(option_cap_and_connection_cap)
 	setup(&t, false, 0, &lim);
 	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE);
 	for (i = 0; i < 20; i++)
-		n += put_opt(b + n, 0x7777, NULL, 0);
+		n += nbdc_put_opt(b + n, 0x7777, NULL, 0);
 	feed(&t, b, n);
 	ok(nbd_conn_finished(t.c));
 	ok_eq(nbd_conn_create(t.srv, &c2), 0);
@@ -788,7 +768,7 @@ TEST(end_of_input_mid_write_finishes)
 	/* Found by fuzzing: a WRITE cut short by end of input kept the connection open. */
 	setup(&t, false, 0, NULL);
 	n = put_handshake(b, "disk", false);
-	n += put_req(b + n, NBD_CMD_WRITE, 0, 1, 0, 512);
+	n += nbdc_put_req(b + n, NBD_CMD_WRITE, 0, 1, 0, 512);
 	feed(&t, b, n + 100);
 	ok(!nbd_conn_finished(t.c));
 	nbd_conn_input_closed(t.c);
@@ -845,7 +825,7 @@ TEST(request_buffers_bounded_server_wide)
 	t.q.hold = true;
 	/* A: a 64 KiB WRITE held inside the device. */
 	n = put_handshake(b, "disk", false);
-	n += put_req(b + n, NBD_CMD_WRITE, 0, 1, 0, 65536);
+	n += nbdc_put_req(b + n, NBD_CMD_WRITE, 0, 1, 0, 65536);
 	n += 65536;
 	feed(&t, b, n);
 	take_handshake(&t, false);
@@ -855,7 +835,7 @@ TEST(request_buffers_bounded_server_wide)
 	ok_eq(nbd_conn_create(t.srv, &c2), 0);
 	t.c = c2;
 	hs = put_handshake(b, "disk", false);
-	n = hs + put_req(b + hs, NBD_CMD_WRITE, 0, 2, 65536, 65536);
+	n = hs + nbdc_put_req(b + hs, NBD_CMD_WRITE, 0, 2, 65536, 65536);
 	n += 65536;
 	k = nbd_conn_feed(c2, b, n);
 	ok_eq(k, hs + 28);
@@ -902,8 +882,8 @@ TEST(request_buffers_bounded_per_connection)
 	take_handshake(&t, false);
 	t.q.hold = true;
 	for (n = 0, i = 1; i <= 3; i++) {
-		n +=
-		    put_req(b + n, NBD_CMD_WRITE, 0, (uint64_t)i, (uint64_t)(i - 1) * 65536, 65536);
+		n += nbdc_put_req(b + n, NBD_CMD_WRITE, 0, (uint64_t)i, (uint64_t)(i - 1) * 65536,
+				  65536);
 		n += 65536;
 	}
 	k = nbd_conn_feed(t.c, b, n);
@@ -977,7 +957,7 @@ static void list_exports(struct t *t, char *names, size_t size)
 	uint8_t b[16];
 
 	names[0] = '\0';
-	feed(t, b, put_opt(b, NBD_OPT_LIST, NULL, 0));
+	feed(t, b, nbdc_put_opt(b, NBD_OPT_LIST, NULL, 0));
 	for (;;) {
 		const uint8_t *p = take(t, 20), *d;
 		uint32_t type, len;
@@ -1032,7 +1012,7 @@ TEST(allow_list_hides_and_refuses)
 	ok(strstr(log.last, "192.168.1.5:40000") && strstr(log.last, "'disk'"));
 	feed(&t, b, put_meta(b, "disk")); /* needs structured replies first: INVALID */
 	ok_eq(take_opt_final(&t), NBD_REP_ERR_INVALID);
-	feed(&t, b, put_opt(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0));
+	feed(&t, b, nbdc_put_opt(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0));
 	ok_eq(take_opt_final(&t), NBD_REP_ACK);
 	feed(&t, b, put_meta(b, "disk"));
 	ok_eq(take_opt_final(&t), NBD_REP_ERR_POLICY);
@@ -1046,7 +1026,7 @@ TEST(allow_list_hides_and_refuses)
 
 	/* EXPORT_NAME has no error reply: the connection is closed. */
 	connect_from(&t, "10.0.3.1");
-	feed(&t, b, put_opt(b, NBD_OPT_EXPORT_NAME, "disk", 4));
+	feed(&t, b, nbdc_put_opt(b, NBD_OPT_EXPORT_NAME, "disk", 4));
 	ok(nbd_conn_finished(t.c));
 	ok_eq(t.out_len, t.out_pos);
 
@@ -1066,7 +1046,7 @@ TEST(allow_list_hides_and_refuses)
 	ok(!strcmp(names, "disk,ro"));
 	connect_from(&t, "10.0.2.77");
 	ok_eq(go(&t, "disk", false), NBD_REP_ACK);
-	feed(&t, b, put_req(b, NBD_CMD_READ, 0, 7, 0, 512));
+	feed(&t, b, nbdc_put_req(b, NBD_CMD_READ, 0, 7, 0, 512));
 	ok(take_reply(&t, &r, 512) && r.cookie == 7 && r.err == 0);
 
 	/* IPv6 prefixes, and a list of several. */
@@ -1116,7 +1096,7 @@ TEST(allow_list_change_closes_connections_outside)
 	ok_eq(go(&t, "disk", false), NBD_REP_ACK);
 	ok_eq(nbd_server_set_export_allow(t.srv, "disk", &b24, 1), 0);
 	ok(!nbd_conn_finished(t.c));
-	feed(&t, b, put_req(b, NBD_CMD_FLUSH, 0, 1, 0, 0));
+	feed(&t, b, nbdc_put_req(b, NBD_CMD_FLUSH, 0, 1, 0, 0));
 	ok(!nbd_conn_finished(t.c));
 	teardown(&t);
 }
@@ -1192,7 +1172,7 @@ TEST(write_payload_received_in_place)
 	ok(!nbd_conn_direct_buf(t.c, &len));
 	ok_eq(nbd_conn_hdr_wanted(t.c), 0);
 	/* A 128 KiB WRITE: its payload goes in place, in pieces, mixed with fed bytes. */
-	feed(&t, b, put_req(b, NBD_CMD_WRITE, 0, 9, 4096, 128 * 1024));
+	feed(&t, b, nbdc_put_req(b, NBD_CMD_WRITE, 0, 9, 4096, 128 * 1024));
 	d = nbd_conn_direct_buf(t.c, &len);
 	if (!ok(d != NULL) || !ok_eq(len, 128 * 1024))
 		goto out;
@@ -1213,7 +1193,7 @@ TEST(write_payload_received_in_place)
 	/* After a large WRITE the next header is wanted alone, byte count by byte count. */
 	ok(!nbd_conn_direct_buf(t.c, &len));
 	ok_eq(nbd_conn_hdr_wanted(t.c), 28);
-	n = put_req(b, NBD_CMD_READ, 0, 10, 0, 512);
+	n = nbdc_put_req(b, NBD_CMD_READ, 0, 10, 0, 512);
 	feed(&t, b, 10);
 	ok_eq(nbd_conn_hdr_wanted(t.c), 18);
 	feed(&t, b + 10, n - 10);
@@ -1222,7 +1202,7 @@ TEST(write_payload_received_in_place)
 	/* A READ is not a large write: headers are no longer limited. */
 	ok_eq(nbd_conn_hdr_wanted(t.c), 0);
 	/* A small WRITE's payload can go in place too, but does not limit the next header. */
-	feed(&t, b, put_req(b, NBD_CMD_WRITE, 0, 11, 0, 512));
+	feed(&t, b, nbdc_put_req(b, NBD_CMD_WRITE, 0, 11, 0, 512));
 	d = nbd_conn_direct_buf(t.c, &len);
 	if (!ok(d != NULL) || !ok_eq(len, 512))
 		goto out;

@@ -32,6 +32,7 @@
 #include "net/nbd/nbd_server.h"
 #include "tests/support/alloc_count.h"
 #include "tests/support/harness.h"
+#include "tests/support/nbd_client.h"
 
 #include "lwip/pbuf.h"
 #include "lwip/tcp.h"
@@ -241,27 +242,6 @@ static void ack_all(struct t *t)
 	}
 }
 
-static size_t put_opt(uint8_t *b, uint32_t opt, const void *data, uint32_t len)
-{
-	nbd_put_be64(b, NBD_OPT_MAGIC);
-	nbd_put_be32(b + 8, opt);
-	nbd_put_be32(b + 12, len);
-	if (len)
-		memcpy(b + 16, data, len);
-	return 16 + len;
-}
-
-static size_t put_req(uint8_t *b, uint16_t type, uint64_t cookie, uint64_t off, uint32_t len)
-{
-	nbd_put_be32(b, NBD_REQUEST_MAGIC);
-	nbd_put_be16(b + 4, 0);
-	nbd_put_be16(b + 6, type);
-	nbd_put_be64(b + 8, cookie);
-	nbd_put_be64(b + 16, off);
-	nbd_put_be32(b + 24, len);
-	return 28;
-}
-
 /* A client connects and opens "disk" (simple replies); its option replies acknowledged. */
 static struct tcp_pcb *connect_client(struct t *t)
 {
@@ -274,7 +254,7 @@ static struct tcp_pcb *connect_client(struct t *t)
 	nbd_put_be32(go, 4);
 	memcpy(go + 4, "disk", 4);
 	nbd_put_be16(go + 8, 0);
-	n += put_opt(b + n, NBD_OPT_GO, go, sizeof(go));
+	n += nbdc_put_opt(b + n, NBD_OPT_GO, go, sizeof(go));
 	deliver(pcb, b, n);
 	nbd_lwip_poll(t->nl);
 	t->pcb = pcb;
@@ -320,6 +300,19 @@ static void forget_writes(struct tcp_pcb *pcb)
 }
 
 /*
+ * The connection on @pcb dies (@err: ERR_RST from the client, ERR_ABRT from lwIP): as real
+ * lwIP does, the err callback runs and the pcb is freed with its segments. Its memory is
+ * scribbled over first, so anything the glue still reads from it is garbage.
+ */
+static void pcb_dies(struct tcp_pcb *pcb, err_t err)
+{
+	pcb->errf(pcb->callback_arg, err);
+	forget_writes(pcb);
+	memset(pcb, 0x6b, sizeof(*pcb));
+	free(pcb);
+}
+
+/*
  * The first write for @pcb since write @from that went by reference (no copy flag), after
  * checking that it and the by-reference writes after it are one contiguous run of @len bytes.
  */
@@ -362,12 +355,12 @@ static uint8_t req[2 * 65536 + 256];
  */
 static const struct wrec *write_then_read(struct t *t, uint8_t fill, uint64_t cookie, bool check)
 {
-	size_t n = put_req(req, NBD_CMD_WRITE, cookie, 0, 65536);
+	size_t n = nbdc_put_req(req, NBD_CMD_WRITE, 0, cookie, 0, 65536);
 	unsigned from = fk.nw;
 
 	memset(req + n, fill, 65536);
 	n += 65536;
-	n += put_req(req + n, NBD_CMD_READ, cookie + 1, 0, 65536);
+	n += nbdc_put_req(req + n, NBD_CMD_READ, 0, cookie + 1, 0, 65536);
 	deliver(t->pcb, req, n);
 	nbd_lwip_poll(t->nl);
 	if (check)
@@ -425,13 +418,9 @@ TEST(reset_with_unacknowledged_output_frees_everything)
 
 	setup(t);
 	pcb = connect_client(t);
-	ok(write_then_read(t, 0x5c, 1, false) !=
-	   NULL); /* 64 KiB by reference, never acknowledged */
-	/* RST: lwIP calls the err callback and frees the pcb (and its segments) itself. */
-	pcb->errf(pcb->callback_arg, ERR_RST);
-	forget_writes(pcb);
-	memset(pcb, 0x6b, sizeof(*pcb)); /* anything the glue reads from it now is garbage */
-	free(pcb);
+	/* 64 KiB by reference, never acknowledged. */
+	ok(write_then_read(t, 0x5c, 1, false) != NULL);
+	pcb_dies(pcb, ERR_RST);
 	nbd_lwip_poll(t->nl);
 	ok_eq(fk.aborts, 0); /* the dead pcb is not aborted again */
 	ok_eq(fk.closes, 0);
@@ -455,7 +444,7 @@ TEST(disconnect_closes_only_once_acknowledged)
 	setup(t);
 	pcb = connect_client(t);
 	ok(write_then_read(t, 0x42, 1, false) != NULL);
-	put_req(d, NBD_CMD_DISC, 3, 0, 0);
+	nbdc_put_req(d, NBD_CMD_DISC, 0, 3, 0, 0);
 	deliver(pcb, d, sizeof(d));
 	for (int i = 0; i < 4; i++)
 		nbd_lwip_poll(t->nl);
@@ -491,11 +480,7 @@ static void dies_while_nic_holds_frames(err_t err)
 	a_data = a->data;
 	fk.tx_seq = 7;	   /* seven frames went to the NIC by reference... */
 	fk.nic_oldest = 4; /* ... and it still holds the 5th, 6th, 7th */
-	/* lwIP calls the err callback and frees the pcb (and its segments) itself. */
-	pcb->errf(pcb->callback_arg, err);
-	forget_writes(pcb);
-	memset(pcb, 0x6b, sizeof(*pcb));
-	free(pcb);
+	pcb_dies(pcb, err);
 	for (int i = 0; i < 3; i++)
 		nbd_lwip_poll(t->nl);
 	ok_eq(fk.aborts, 0);
@@ -553,9 +538,7 @@ TEST(shutdown_frees_draining_connections)
 	ok(write_then_read(t, 0x3e, 1, false) != NULL);
 	fk.tx_seq = 3;
 	fk.nic_oldest = 0; /* never returned */
-	pcb->errf(pcb->callback_arg, ERR_RST);
-	forget_writes(pcb);
-	free(pcb);
+	pcb_dies(pcb, ERR_RST);
 	nbd_lwip_poll(t->nl);
 	ok_eq(server_conns(t), 1);
 	teardown(t);
@@ -574,7 +557,7 @@ TEST(graceful_close_does_not_wait_for_the_nic)
 	ok(write_then_read(t, 0x42, 1, false) != NULL);
 	fk.tx_seq = 9;
 	fk.nic_oldest = 0; /* the NIC holds frames, but everything was acknowledged */
-	put_req(d, NBD_CMD_DISC, 3, 0, 0);
+	nbdc_put_req(d, NBD_CMD_DISC, 0, 3, 0, 0);
 	deliver(pcb, d, sizeof(d));
 	nbd_lwip_poll(t->nl);
 	ack_all(t);

@@ -645,7 +645,7 @@ static struct seg_spec seg_default(uint32_t seq, uint16_t payload)
 				  .flags = 0x10 };
 }
 
-/* Parse and ask whether @b may follow @a (a holding @a_segs full segments of @mss). */
+/* Parse and ask whether @b may follow @a (a frame of @a.payload bytes in segments of @mss). */
 static int may_merge(struct seg_spec a, struct seg_spec b, uint16_t mss)
 {
 	static uint8_t fa[70000], fb[2048];

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The client's messages, for the tests that play an NBD client against net/nbd's state
+ * machine (bytes into nbd_conn_feed(), or a transport's receive path): each writes one
+ * message at @b in wire byte order and returns its length. No checks: the caller's buffer
+ * holds it.
+ */
+#ifndef TESTS_SUPPORT_NBD_CLIENT_H
+#define TESTS_SUPPORT_NBD_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* An option: its 16-byte header and @len bytes of @data (NULL when @len is 0). */
+size_t nbdc_put_opt(uint8_t *b, uint32_t opt, const void *data, uint32_t len);
+
+/* A request's 28-byte header (compact form); a WRITE's payload is the caller's to append. */
+size_t nbdc_put_req(uint8_t *b, uint16_t type, uint16_t flags, uint64_t cookie, uint64_t off,
+		    uint32_t len);
+
+#endif
