@@ -478,63 +478,6 @@ static void rename_refs(struct lvm_vg *vg, const char *from, const char *to)
 	}
 }
 
-/*
- * Remove the thin LVs whose device is gone from @next, in one pass (a batch delete of k
- * volumes costs O(n), not O(k n)); snapshots of them lose their origin, as in lvm.
- */
-static int drop_gone(struct appliance *a, struct lvm_vg *vg, const struct cfg *next)
-{
-	struct lvm_lv_index *ix;
-	struct lvm_lv *tmp;
-	unsigned kept = 0, gone = 0;
-	bool *drop = calloc(vg->nr_lvs + 1, sizeof(*drop));
-	int rc;
-
-	if (!drop)
-		return -ENOMEM;
-	for (unsigned i = 0; i < vg->nr_lvs; i++)
-		if (is_our_thin(a, &vg->lvs[i]) &&
-		    !cfg_find_volume_id(next, vg->lvs[i].segs[0].device_id))
-			drop[i] = true, gone++;
-	if (!gone) {
-		free(drop);
-		return 0;
-	}
-	rc = lvm_lv_index_build(vg, &ix);
-	if (rc) {
-		free(drop);
-		return rc;
-	}
-	for (unsigned i = 0; i < vg->nr_lvs; i++) {
-		struct lvm_seg *s = &vg->lvs[i].segs[0];
-		const struct lvm_lv *o;
-
-		if (drop[i] || vg->lvs[i].nr_segs != 1 || s->type != LVM_SEG_THIN || !s->origin[0])
-			continue;
-		o = lvm_lv_index_find(ix, s->origin);
-		if (o && drop[o - vg->lvs])
-			s->origin[0] = '\0';
-	}
-	lvm_lv_index_free(ix);
-	/* The kept LVs first, in their order, then the gone ones, removed from the end (where
-	 * lvm_vg_remove_lv() moves nothing). */
-	tmp = malloc(vg->nr_lvs * sizeof(*tmp));
-	if (!tmp) {
-		free(drop);
-		return -ENOMEM;
-	}
-	for (unsigned pass = 0; pass < 2; pass++)
-		for (unsigned i = 0; i < vg->nr_lvs; i++)
-			if (drop[i] == (pass == 1))
-				tmp[kept++] = vg->lvs[i];
-	memcpy(vg->lvs, tmp, vg->nr_lvs * sizeof(*tmp));
-	free(tmp);
-	free(drop);
-	while (gone--)
-		lvm_vg_remove_lv(vg, &vg->lvs[vg->nr_lvs - 1]);
-	return 0;
-}
-
 /* Where each volume's thin LV is in @vg: sorted (device_id, LV index) pairs. */
 struct lv_by_id {
 	uint32_t id;
@@ -561,9 +504,15 @@ int app_vg_next(struct appliance *a, const struct cfg *next, uint64_t txid, stru
 		app_log(a, "copying the volume group failed: %s", why);
 		return rc;
 	}
-	rc = drop_gone(a, vg, next);
-	if (rc)
-		goto fail;
+	/* Thin LVs whose device is gone; snapshots of them lose their origin, as in lvm. */
+	for (unsigned i = vg->nr_lvs; i-- > 0;) {
+		struct lvm_lv *lv = &vg->lvs[i];
+
+		if (is_our_thin(a, lv) && !cfg_find_volume_id(next, lv->segs[0].device_id)) {
+			rename_refs(vg, lv->name, "");
+			lvm_vg_remove_lv(vg, lv);
+		}
+	}
 	/*
 	 * Everything below is O(n log n) for n volumes, so that a VG of 10,000 thin LVs is
 	 * rebuilt in milliseconds: thin LVs found by device_id in a sorted table, each volume's
@@ -702,11 +651,12 @@ int app_vg_commit(struct appliance *a, struct lvm_vg *next)
 
 /*
  * The metadata area of a new PV (docs/appliance.md, "Limits"). Every copy of the VG text
- * must fit in half the area, and a thin LV takes about 400 bytes of it: lvm's default area
- * (1 MiB, first extent at 1 MiB) holds ~1,200 volumes. On a disk of APP_BIG_MDA_MIN_DISK
- * (1 GiB) or more the area is 16 MiB, as `pvcreate --metadatasize 16m` makes it (first
- * extent at 16 MiB): ~20,000 volumes, more than CFG_MAX_VOLUMES. Smaller disks (tests,
- * toys) keep lvm's default layout, where 15 MiB more would be a large share of the disk.
+ * must fit in half the area, and a thin LV takes about 320 bytes of it: lvm's default area
+ * (1 MiB, first extent at 1 MiB) holds ~1,600 volumes (tests/appliance/many.t prints the
+ * count). On a disk of APP_BIG_MDA_MIN_DISK (1 GiB) or more the area is 16 MiB, as
+ * `pvcreate --metadatasize 16m` makes it (first extent at 16 MiB): ~25,000 volumes, more
+ * than CFG_MAX_VOLUMES. Smaller disks (tests, toys) keep lvm's default layout, where 15 MiB
+ * more would be a large share of the disk.
  */
 #define APP_BIG_MDA_MIN_DISK (1ull << 30)
 #define APP_BIG_MDA_BYTES    (16ull << 20)

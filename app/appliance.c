@@ -425,6 +425,7 @@ static int commit_txid_done(struct appliance *a)
 int app_transact(struct appliance *a, struct cfg *next, const struct app_change *ch)
 {
 	struct lvm_vg *vg, *prev = NULL;
+	struct lvm_seg *ps;
 	uint64_t t;
 	char why[200];
 	int rc;
@@ -454,19 +455,13 @@ int app_transact(struct appliance *a, struct cfg *next, const struct app_change 
 		lvm_vg_free(prev);
 		return rc;
 	}
-	if (ch->msg == APP_MSG_CREATE && ch->nnames) {
-		struct lvm_seg *ps = &lvm_vg_find_lv(vg, a->pool_lv)->segs[0];
-
-		rc = 0;
-		for (unsigned i = 0; i < ch->nnames && !rc; i++)
-			rc = lvm_seg_add_message_create(ps, ch->names[i]);
-	} else {
-		rc = ch->msg == APP_MSG_CREATE
-			 ? lvm_seg_add_message_create(&lvm_vg_find_lv(vg, a->pool_lv)->segs[0],
-						      ch->name)
-			 : lvm_seg_add_message_delete(&lvm_vg_find_lv(vg, a->pool_lv)->segs[0],
-						      ch->id);
-	}
+	ps = &lvm_vg_find_lv(vg, a->pool_lv)->segs[0];
+	if (ch->msg == APP_MSG_DELETE)
+		rc = lvm_seg_add_message_delete(ps, ch->id);
+	else if (!ch->nnames)
+		rc = lvm_seg_add_message_create(ps, ch->name);
+	for (unsigned i = 0; i < ch->nnames && !rc; i++)
+		rc = lvm_seg_add_message_create(ps, ch->names[i]);
 	if (rc) {
 		lvm_vg_free(vg);
 		lvm_vg_free(prev);
@@ -761,8 +756,12 @@ static unsigned ms10_since(uint64_t t0, uint64_t t1)
 
 #define MS10(x) (x) / 10, (x) % 10
 
-/* The pool is open: take the configuration the VG describes and act on it. */
-static void load_config(struct appliance *a)
+/*
+ * The pool is open: take the configuration the VG describes and act on it. *@exports_at
+ * (when not NULL): plat_now_ns() when the exports started, left alone when none were (the
+ * configuration not usable, or the first boot's volume still to make).
+ */
+static void load_config(struct appliance *a, uint64_t *exports_at)
 {
 	char err[200] = "";
 	uint64_t t = 0, tc;
@@ -792,22 +791,8 @@ static void load_config(struct appliance *a)
 		"volume group %s, pool %s at transaction %" PRIu64 ": %zu volume(s), %zu "
 		"export(s)",
 		a->vg->name, a->pool_lv, t, a->cfg.nvols, a->cfg.nexps);
-	if (a->boot_ns[0]) {
-		/* The reopen's stages (docs/firmware.md "Boot breakdown", docs/appliance.md
-		 * "Limits"): what a bigger pool or more volumes cost at boot shows up here. */
-		uint64_t load = 0, recount = 0, te = plat_now_ns();
-
-		if (a->pool)
-			thin_md_open_times(thin_pool_md(a->pool), &load, &recount);
-		app_log(a,
-			"boot: VG read %u.%u ms, pool open %u.%u ms (space maps %u.%u ms, recount "
-			"%u.%u ms), configuration %u.%u ms, exports %u.%u ms",
-			MS10(ms10_since(a->boot_ns[0], a->boot_ns[1])),
-			MS10(ms10_since(a->boot_ns[1], a->boot_ns[2])), MS10(ms10_since(0, load)),
-			MS10(ms10_since(0, recount)), MS10(ms10_since(a->boot_ns[2], tc)),
-			MS10(ms10_since(tc, te)));
-		a->boot_ns[0] = 0;
-	}
+	if (exports_at)
+		*exports_at = tc;
 }
 
 /* What the metadata disk holds when it holds no LVM label. */
@@ -834,16 +819,33 @@ static int do_format(struct appliance *a, const char *vg_name, const struct thin
 	return open_pool(a);
 }
 
-static void boot_stages(struct appliance *a)
+/*
+ * The reopen's stages from boot()'s timestamps (docs/firmware.md "Boot breakdown",
+ * docs/appliance.md "Limits"): what a bigger pool or more volumes cost at boot shows up here.
+ */
+static void log_reopen(struct appliance *a, uint64_t t0, uint64_t t_read, uint64_t t_open,
+		       uint64_t t_exports)
+{
+	uint64_t load = 0, recount = 0, te = plat_now_ns();
+
+	thin_md_open_times(thin_pool_md(a->pool), &load, &recount);
+	app_log(a,
+		"boot: VG read %u.%u ms, pool open %u.%u ms (space maps %u.%u ms, recount "
+		"%u.%u ms), configuration %u.%u ms, exports %u.%u ms",
+		MS10(ms10_since(t0, t_read)), MS10(ms10_since(t_read, t_open)),
+		MS10(ms10_since(0, load)), MS10(ms10_since(0, recount)),
+		MS10(ms10_since(t_open, t_exports)), MS10(ms10_since(t_exports, te)));
+}
+
+static void boot(struct appliance *a)
 {
 	struct lvm_lv *pool;
 	char why[240] = "";
-	uint64_t t2;
+	uint64_t t0 = plat_now_ns(), t_read, t2, t_exports = 0;
 	int rc;
 
-	a->boot_ns[0] = plat_now_ns();
 	rc = app_vg_read(a, &a->vg, why, sizeof(why));
-	a->boot_ns[1] = plat_now_ns();
+	t_read = plat_now_ns();
 	if (!rc) {
 		rc = app_vg_pool(a->vg, &pool, why, sizeof(why));
 		if (rc) {
@@ -852,8 +854,10 @@ static void boot_stages(struct appliance *a)
 		}
 		snprintf(a->pool_lv, sizeof(a->pool_lv), "%s", pool->name);
 		if (!open_pool(a)) {
-			a->boot_ns[2] = plat_now_ns();
-			load_config(a);
+			t2 = plat_now_ns();
+			load_config(a, &t_exports);
+			if (t_exports)
+				log_reopen(a, t0, t_read, t2, t_exports);
 		}
 		return;
 	}
@@ -889,16 +893,8 @@ static void boot_stages(struct appliance *a)
 	cfg_init(&a->cfg);
 	first_boot(a);
 	app_log(a, "boot: VG read %u.%u ms, format %u.%u ms, first volume %u.%u ms",
-		MS10(ms10_since(a->boot_ns[0], a->boot_ns[1])), MS10(ms10_since(a->boot_ns[1], t2)),
+		MS10(ms10_since(t0, t_read)), MS10(ms10_since(t_read, t2)),
 		MS10(ms10_since(t2, plat_now_ns())));
-}
-
-/* The boot; its timestamps end with it whichever way it went, so a later load_config()
- * (`pool set-transaction-id` while not ready) prints no stale breakdown. */
-static void boot(struct appliance *a)
-{
-	boot_stages(a);
-	a->boot_ns[0] = 0;
 }
 
 int appliance_create(const struct appliance_opts *o, struct appliance **out)
@@ -1135,7 +1131,7 @@ int appliance_set_transaction_id(struct appliance *a, uint64_t old, uint64_t new
 	rc = thin_pool_set_transaction_id(a->pool, old, new_id);
 	if (rc)
 		return rc;
-	load_config(a);
+	load_config(a, NULL);
 	return 0;
 }
 

@@ -57,9 +57,6 @@ struct appliance {
 	 * walk a list of those opened before them. */
 	struct app_vol *vols[APP_VOL_BUCKETS];
 	unsigned live_exports; /* exports in the server not yet released */
-	/* boot()'s clock (plat_now_ns): its start, the VG read, the pool opened; load_config()
-	 * logs the stages then and clears it. */
-	uint64_t boot_ns[3];
 };
 
 void app_log(struct appliance *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -114,23 +114,20 @@ static int export_add(struct shell *sh, int argc, char **argv)
 	const char *volume = NULL, *name = NULL;
 	struct net_prefix allow[CFG_MAX_ALLOW];
 	unsigned nallow = 0;
-	unsigned long long count = 0, first = 0;
+	uint64_t count = 0, first = 0;
 	bool ro = false, tls_only = false;
 	struct appliance *a;
-	char *end;
 	int rc;
 
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--read-only") || !strcmp(argv[i], "--ro"))
 			ro = true;
-		else if ((!strcmp(argv[i], "--count") || !strcmp(argv[i], "--first")) &&
-			 i + 1 < argc) {
-			bool is_count = argv[i][2] == 'c';
-
-			i++;
-			*(is_count ? &count : &first) = strtoull(argv[i], &end, 10);
-			if (*end || argv[i][0] < '0' || argv[i][0] > '9' || (is_count && !count) ||
-			    count > NBD_DEFAULT_MAX_EXPORTS || first > UINT32_MAX)
+		else if (!strcmp(argv[i], "--count") && i + 1 < argc) {
+			if (app_parse_u64(argv[++i], &count) || !count ||
+			    count > NBD_DEFAULT_MAX_EXPORTS)
+				return bad_usage(sh);
+		} else if (!strcmp(argv[i], "--first") && i + 1 < argc) {
+			if (app_parse_u64(argv[++i], &first) || first > UINT32_MAX)
 				return bad_usage(sh);
 		} else if (!strcmp(argv[i], "--tls-only"))
 			tls_only = true;

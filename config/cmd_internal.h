@@ -34,5 +34,8 @@ struct appliance *app_need_pool(struct shell *sh, bool need_config);
 int app_error(struct shell *sh, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Parse a volume size argument, printing why it is bad. */
 int app_parse_size(struct shell *sh, const char *arg, uint64_t *out);
+/* A decimal number, nothing else (no sign, space or empty string): 0, or -EINVAL (also when
+ * it does not fit 64 bits). Prints nothing. */
+int app_parse_u64(const char *s, uint64_t *out);
 
 #endif

@@ -70,8 +70,7 @@ int app_parse_size(struct shell *sh, const char *arg, uint64_t *out)
 	return 0;
 }
 
-/* A decimal number, nothing else (transaction ids). */
-static int parse_u64(const char *s, uint64_t *out)
+int app_parse_u64(const char *s, uint64_t *out)
 {
 	uint64_t v = 0;
 
@@ -388,7 +387,7 @@ static int pool_set(struct shell *sh, struct appliance *a, int argc, char **argv
 	error_if_no_space = st.error_if_no_space && !st.no_space_timed_out;
 	timeout_ms = st.no_space_timeout_ms;
 	if (!strcmp(argv[2], "no-space-timeout")) {
-		if (parse_u64(argv[3], &v) || v > UINT32_MAX / 1000) {
+		if (app_parse_u64(argv[3], &v) || v > UINT32_MAX / 1000) {
 			shell_printf(sh,
 				     "error: bad no-space timeout '%s' (whole seconds from 0 to "
 				     "%u; 0 queues until space appears)\n",
@@ -484,7 +483,7 @@ static int cmd_pool(struct shell *sh, int argc, char **argv)
 
 		if (want_args(sh, argc, 4) || !app_need_pool(sh, false))
 			return -EINVAL;
-		if (parse_u64(argv[2], &old) || parse_u64(argv[3], &new_id)) {
+		if (app_parse_u64(argv[2], &old) || app_parse_u64(argv[3], &new_id)) {
 			shell_puts(sh, "error: transaction ids are decimal numbers\n");
 			return -EINVAL;
 		}

@@ -110,9 +110,9 @@ static int cmp_vol_name(const void *x, const void *y)
 }
 
 struct list_opts {
-	const char *pattern;	  /* NULL: all */
-	const char *from;	  /* NULL: from the first name */
-	unsigned long long limit; /* 0: no limit */
+	const char *pattern; /* NULL: all */
+	const char *from;    /* NULL: from the first name */
+	uint64_t limit;	     /* 0: no limit */
 };
 
 /*
@@ -169,7 +169,7 @@ static int thin_list(struct shell *sh, struct appliance *a, const struct list_op
 		shell_printf(sh, "%zu shown of %zu matching (%zu volume(s) in all)\n", shown, n,
 			     c->nvols);
 		if (start + shown < n)
-			shell_printf(sh, "more: thin list%s%s --from %s --limit %llu\n",
+			shell_printf(sh, "more: thin list%s%s --from %s --limit %" PRIu64 "\n",
 				     o->pattern ? " " : "", o->pattern ? o->pattern : "",
 				     v[start + shown]->name, o->limit);
 	}
@@ -182,13 +182,10 @@ static int list_args(struct shell *sh, int argc, char **argv, struct list_opts *
 {
 	memset(o, 0, sizeof(*o));
 	for (int i = 2; i < argc; i++) {
-		char *end;
-
 		if (!strcmp(argv[i], "--from") && i + 1 < argc) {
 			o->from = argv[++i];
 		} else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
-			o->limit = strtoull(argv[++i], &end, 10);
-			if (*end || !o->limit || argv[i][0] == '-') {
+			if (app_parse_u64(argv[++i], &o->limit) || !o->limit) {
 				shell_printf(sh, "error: --limit wants a number of 1 or more\n");
 				return -EINVAL;
 			}
@@ -207,13 +204,9 @@ static int count_args(struct shell *sh, int argc, char **argv, unsigned *count, 
 	*count = 0;
 	*first = 0;
 	for (int i = 4; i < argc; i += 2) { /* OPTION VALUE pairs */
-		unsigned long long v;
-		char *end;
+		uint64_t v;
 
-		if (i + 1 >= argc || argv[i + 1][0] == '-')
-			return bad_usage(sh);
-		v = strtoull(argv[i + 1], &end, 10);
-		if (*end)
+		if (i + 1 >= argc || app_parse_u64(argv[i + 1], &v))
 			return bad_usage(sh);
 		if (!strcmp(argv[i], "--count") && v >= 1 && v <= CFG_MAX_VOLUMES)
 			*count = (unsigned)v;

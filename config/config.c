@@ -44,29 +44,10 @@ static void drop_eix(struct cfg *c)
 	c->ix_eslots = 0;
 }
 
-static void ix_put(uint32_t *t, size_t slots, uint32_t h, size_t i)
-{
-	size_t m = slots - 1;
-
-	for (h &= m; t[h]; h = (h + 1) & m)
-		;
-	t[h] = (uint32_t)i + 1;
-}
-
-/* Slots for @n entries: a power of two at least 2n + 2 (so a table is at most half full). */
-static size_t ix_slots(size_t n)
-{
-	size_t s = 64;
-
-	while (s < 2 * n + 2)
-		s *= 2;
-	return s;
-}
-
 /* Build the volume tables; false without memory (the lookups then scan). */
 static bool build_vix(struct cfg *c)
 {
-	size_t slots = ix_slots(c->cap_vols);
+	size_t slots = hash_ix_slots(c->cap_vols);
 
 	drop_vix(c);
 	c->ix_vname = calloc(slots, sizeof(uint32_t));
@@ -77,15 +58,15 @@ static bool build_vix(struct cfg *c)
 	}
 	c->ix_vslots = slots;
 	for (size_t i = 0; i < c->nvols; i++) {
-		ix_put(c->ix_vname, slots, hash_str(c->vols[i].name), i);
-		ix_put(c->ix_vid, slots, hash_u32(c->vols[i].id), i);
+		hash_ix_put(c->ix_vname, slots, hash_str(c->vols[i].name), i);
+		hash_ix_put(c->ix_vid, slots, hash_u32(c->vols[i].id), i);
 	}
 	return true;
 }
 
 static bool build_eix(struct cfg *c)
 {
-	size_t slots = ix_slots(c->cap_exps);
+	size_t slots = hash_ix_slots(c->cap_exps);
 
 	drop_eix(c);
 	c->ix_ename = calloc(slots, sizeof(uint32_t));
@@ -93,7 +74,7 @@ static bool build_eix(struct cfg *c)
 		return false;
 	c->ix_eslots = slots;
 	for (size_t i = 0; i < c->nexps; i++)
-		ix_put(c->ix_ename, slots, hash_str(c->exps[i].name), i);
+		hash_ix_put(c->ix_ename, slots, hash_str(c->exps[i].name), i);
 	return true;
 }
 
@@ -251,8 +232,8 @@ int cfg_add_volume(struct cfg *c, const char *name, uint32_t id, uint64_t size, 
 		memcpy(v->origin, origin, strlen(origin) + 1);
 	/* The tables follow an add while they stay at most half full; else a rebuild. */
 	if (c->ix_vslots && 2 * c->nvols + 2 <= c->ix_vslots) {
-		ix_put(c->ix_vname, c->ix_vslots, hash_str(name), c->nvols - 1);
-		ix_put(c->ix_vid, c->ix_vslots, hash_u32(id), c->nvols - 1);
+		hash_ix_put(c->ix_vname, c->ix_vslots, hash_str(name), c->nvols - 1);
+		hash_ix_put(c->ix_vid, c->ix_vslots, hash_u32(id), c->nvols - 1);
 	} else {
 		drop_vix(c);
 	}
@@ -321,7 +302,7 @@ int cfg_add_export(struct cfg *c, const char *name, const char *volume, bool rea
 	memcpy(e->volume, volume, strlen(volume) + 1);
 	e->read_only = read_only;
 	if (c->ix_eslots && 2 * c->nexps + 2 <= c->ix_eslots)
-		ix_put(c->ix_ename, c->ix_eslots, hash_str(name), c->nexps - 1);
+		hash_ix_put(c->ix_ename, c->ix_eslots, hash_str(name), c->nexps - 1);
 	else
 		drop_eix(c);
 	return 0;

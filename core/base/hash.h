@@ -37,4 +37,31 @@ static inline uint32_t hash_u32(uint32_t v)
 	return v * 2654435761u;
 }
 
+/*
+ * The lookup tables themselves: open addressing with linear probing, each slot an element's
+ * index + 1 (0: empty), a power of two of them. A probe starts at hash & (slots - 1) and stops
+ * at an empty slot; the table's owner compares its keys.
+ */
+
+/* Slots for @n elements: a power of two, at least 64 and 2n + 2 (at most half full). */
+static inline size_t hash_ix_slots(size_t n)
+{
+	size_t s = 64;
+
+	while (s < 2 * n + 2)
+		s *= 2;
+	return s;
+}
+
+/* Put element @i with hash @h into @slot (@nslots of them, not full), after the elements
+ * already there with the same key: a probe meets the earliest first. */
+static inline void hash_ix_put(uint32_t *slot, size_t nslots, uint32_t h, size_t i)
+{
+	size_t m = nslots - 1;
+
+	for (h &= (uint32_t)m; slot[h]; h = (h + 1) & (uint32_t)m)
+		;
+	slot[h] = (uint32_t)i + 1;
+}
+
 #endif

@@ -411,7 +411,7 @@ struct lvm_lv *lvm_vg_find_lv(const struct lvm_vg *vg, const char *name)
 
 /* ---- hashed lookups ----------------------------------------------------------------------- */
 
-/* Open addressing with linear probing; slots hold an element index + 1 (0: empty). */
+/* A table of core/base/hash.h: slot[] and its mask (slots - 1). */
 struct ix_table {
 	size_t mask;
 	uint32_t *slot;
@@ -419,21 +419,16 @@ struct ix_table {
 
 static int ix_init(struct ix_table *t, size_t n)
 {
-	size_t slots = 64;
+	size_t slots = hash_ix_slots(n);
 
-	while (slots < 2 * n + 2)
-		slots *= 2;
 	t->slot = calloc(slots, sizeof(*t->slot));
 	t->mask = slots - 1;
 	return t->slot ? 0 : -ENOMEM;
 }
 
-/* Insert after the equal keys already there: a probe meets the earliest first. */
 static void ix_put(struct ix_table *t, uint32_t h, unsigned i)
 {
-	for (h &= (uint32_t)t->mask; t->slot[h]; h = (h + 1) & (uint32_t)t->mask)
-		;
-	t->slot[h] = i + 1;
+	hash_ix_put(t->slot, t->mask + 1, h, i);
 }
 
 struct lvm_lv_index {

@@ -129,7 +129,7 @@ struct pool_io {
 };
 
 struct pool_req {
-	struct pool_req *next; /* also the free list */ /* done list, flush lists */
+	struct pool_req *next;		/* done list, flush lists, the free list */
 	struct pool_req *mprev, *mnext; /* in-flight modifying requests, oldest first */
 	struct blkdev_req *req;
 	struct thin_volume *vol;

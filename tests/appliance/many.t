@@ -78,16 +78,11 @@ def list_exports(h, info=False):
 
 
 def rows(out):
-    return [w.split()[0] for w in out.splitlines()
-            if len(w.split()) >= 7 and w.split()[1].isdigit()]
+    return list(al.parse_thin_list(out))  # the names, in the order shown
 
 
 try:
-    meta = os.path.join(tmp, "meta.img")
-    data = os.path.join(tmp, "data.img")
-    for p, s in ((meta, 1 << 30), (data, 2 << 30)):
-        with open(p, "wb") as f:
-            f.truncate(s)
+    meta, data = al.blank_disks(tmp, 1 << 30, 2 << 30)
     h = al.Host(meta, data).start()
     rc, show, err = al.vg_show(meta, data)
     c.check("first-boot-16mib-mda",
@@ -182,11 +177,7 @@ try:
             (t for t in times if "--count" not in t[0]), key=lambda t: -t[1])[:3]))
 
     # lvm's default area (1 MiB; disks under 1 GiB): full -> a clear error, nothing lost.
-    meta2 = os.path.join(tmp, "meta2.img")
-    data2 = os.path.join(tmp, "data2.img")
-    for p, s in ((meta2, 256 << 20), (data2, 512 << 20)):
-        with open(p, "wb") as f:
-            f.truncate(s)
+    meta2, data2 = al.blank_disks(al.scratch(), 256 << 20, 512 << 20)
     h = al.Host(meta2, data2).start()
     out = timed(h, "thin create w 1M --count 3000", BATCH_BOUND_MS, must_fail=True)
     m = re.search(r"^created (\d+) volume\(s\) w0 \.\. w(\d+)$", out, re.M)

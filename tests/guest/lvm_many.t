@@ -44,11 +44,7 @@ echo done
 """
 
 try:
-    meta = os.path.join(tmp, "meta.img")
-    data = os.path.join(tmp, "data.img")
-    for p, s in ((meta, 1 << 30), (data, 2 << 30)):
-        with open(p, "wb") as f:
-            f.truncate(s)
+    meta, data = al.blank_disks(tmp, 1 << 30, 2 << 30)
     h = al.Host(meta, data).start()
     for line in ("thin create v 1M --count %d" % HALF, "thin snapshot v0 s --count %d" % HALF,
                  "export add v --count 100 --first 1"):

@@ -170,6 +170,49 @@ static const struct blkdev_ops zc_ops = { .read = zc_read,
 					  .discard = zc_discard,
 					  .write_zeroes = zc_write_zeroes };
 
+/* A pool whose data disk is a zcount of 16 blocks holding garbage (0xee), volume 1 (1 MiB) open
+ * on it: the volume's blkdev, or NULL (a check failed). */
+struct zpool {
+	struct zcount z;
+	struct blkdev *meta;
+	struct thin_pool *pool;
+	struct thin_volume *vol;
+};
+
+static struct blkdev *zpool_open(struct zpool *zp, const struct blkdev_ops *ops)
+{
+	struct thin_pool_opts o;
+	uint8_t *b;
+
+	memset(zp, 0, sizeof(*zp));
+	thin_pool_default_opts(&o);
+	if (!ok_eq(memdisk_create(256, 4096, &zp->meta), 0) ||
+	    !ok_eq(memdisk_create(16 * KB64 / 512, 512, &zp->z.lower), 0))
+		return NULL;
+	zp->z.dev = *zp->z.lower;
+	zp->z.dev.ops = ops;
+	zp->z.dev.name = "zcount";
+	b = bufa(KB64);
+	memset(b, 0xee, KB64);
+	for (uint64_t i = 0; i < 16; i++)
+		blkdev_write(zp->z.lower, i * 128, 128, b);
+	free(b);
+	if (!ok_eq(thin_pool_format(zp->meta, &zp->z.dev, &o, false), 0) ||
+	    !ok_eq(thin_pool_open(zp->meta, &zp->z.dev, &o, NULL, 0, &zp->pool), 0))
+		return NULL;
+	return vol_open(zp->pool, 1, 1 << 20, &zp->vol);
+}
+
+/* Close it all: the pool closes cleanly and its metadata checks clean. */
+static void zpool_close(struct zpool *zp)
+{
+	thin_volume_close(zp->vol);
+	ok_eq(thin_pool_close(zp->pool), 0);
+	ok_eq(check_dev(zp->meta), 0);
+	blkdev_destroy(zp->z.lower);
+	blkdev_destroy(zp->meta);
+}
+
 /*
  * Zeroing a new block is one WRITE_ZEROES and the payload, not 64 KiB of written zeroes (a
  * sparse terabyte data disk stays sparse); a disk that refuses WRITE_ZEROES gets the zeroes
@@ -177,56 +220,38 @@ static const struct blkdev_ops zc_ops = { .read = zc_read,
  */
 TEST(zero_fill_uses_write_zeroes)
 {
-	struct zcount z = { 0 };
-	struct thin_pool_opts o;
-	struct thin_pool *pool = NULL;
-	struct thin_volume *vol;
-	struct blkdev *meta, *d;
+	struct zpool zp;
+	struct zcount *z = &zp.z;
 	uint8_t *b = bufa(KB64), *w = bufa(4096);
+	struct blkdev *d = zpool_open(&zp, &zc_ops);
 
-	thin_pool_default_opts(&o);
-	if (!ok_eq(memdisk_create(256, 4096, &meta), 0) ||
-	    !ok_eq(memdisk_create(16 * KB64 / 512, 512, &z.lower), 0))
+	if (!d)
 		return;
-	z.dev = *z.lower;
-	z.dev.ops = &zc_ops;
-	z.dev.name = "zcount";
-	memset(b, 0xee, KB64);
-	for (uint64_t i = 0; i < 16; i++)
-		blkdev_write(z.lower, i * 128, 128, b);
-	if (!ok_eq(thin_pool_format(meta, &z.dev, &o, false), 0) ||
-	    !ok_eq(thin_pool_open(meta, &z.dev, &o, NULL, 0, &pool), 0))
-		return;
-	d = vol_open(pool, 1, 1 << 20, &vol);
 	pattern(w, 4096, 9);
-	z.written = z.zeroed = 0;
+	z->written = z->zeroed = 0;
 	/* 4 KiB at offset 8 KiB of block 1: one WRITE_ZEROES of the block, 4 KiB written. */
 	ok_eq(blkdev_write(d, 128 + 16, 8, w), 0);
-	ok_eq(z.written, 4096);
-	ok_eq(z.zeroed, KB64);
+	ok_eq(z->written, 4096);
+	ok_eq(z->zeroed, KB64);
 	ok_eq(blkdev_read(d, 128, 128, b), 0);
 	ok(all_bytes(b, 8192, 0) && !memcmp(b + 8192, w, 4096) &&
 	   all_bytes(b + 12288, KB64 - 12288, 0));
 	/* Refused: the whole block is written, zeroes and all; later blocks are not asked. */
-	z.refuse_wz = true;
-	z.written = z.zeroed = 0;
+	z->refuse_wz = true;
+	z->written = z->zeroed = 0;
 	ok_eq(blkdev_write(d, 3 * 128 + 8, 8, w), 0);
-	ok_eq(z.written, KB64);
+	ok_eq(z->written, KB64);
 	ok_eq(blkdev_read(d, 3 * 128, 128, b), 0);
 	ok(all_bytes(b, 4096, 0) && !memcmp(b + 4096, w, 4096) &&
 	   all_bytes(b + 8192, KB64 - 8192, 0));
-	z.wz_calls = 0;
+	z->wz_calls = 0;
 	ok_eq(blkdev_write(d, 5 * 128, 8, w), 0);
-	ok_eq(z.wz_calls, 0);
-	ok_eq(z.written, 2 * KB64);
-	ok_eq(z.zeroed, 0);
+	ok_eq(z->wz_calls, 0);
+	ok_eq(z->written, 2 * KB64);
+	ok_eq(z->zeroed, 0);
 	ok_eq(blkdev_read(d, 5 * 128, 128, b), 0);
 	ok(!memcmp(b, w, 4096) && all_bytes(b + 4096, KB64 - 4096, 0));
-	thin_volume_close(vol);
-	ok_eq(thin_pool_close(pool), 0);
-	ok_eq(check_dev(meta), 0);
-	blkdev_destroy(z.lower);
-	blkdev_destroy(meta);
+	zpool_close(&zp);
 	free(b);
 	free(w);
 }
@@ -249,31 +274,17 @@ static void zc_done(struct blkdev_req *req, int rc)
 /* Several WRITE_ZEROES refused at once: every one of those writes is zero-filled by writing. */
 TEST(zero_fill_refused_while_several_in_flight)
 {
-	struct zcount z = { 0 };
-	struct thin_pool_opts o;
-	struct thin_pool *pool = NULL;
-	struct thin_volume *vol;
-	struct blkdev *meta, *d;
+	struct zpool zp;
+	struct zcount *z = &zp.z;
 	struct blkdev_req req[4];
 	int res[4];
 	uint8_t *b = bufa(KB64), *w = bufa(4096);
+	struct blkdev *d = zpool_open(&zp, &zc_async_ops);
 
-	thin_pool_default_opts(&o);
-	if (!ok_eq(memdisk_create(256, 4096, &meta), 0) ||
-	    !ok_eq(memdisk_create(16 * KB64 / 512, 512, &z.lower), 0))
+	if (!d)
 		return;
-	z.dev = *z.lower;
-	z.dev.ops = &zc_async_ops;
-	z.dev.name = "zcount";
-	memset(b, 0xee, KB64);
-	for (uint64_t i = 0; i < 16; i++)
-		blkdev_write(z.lower, i * 128, 128, b);
-	if (!ok_eq(thin_pool_format(meta, &z.dev, &o, false), 0) ||
-	    !ok_eq(thin_pool_open(meta, &z.dev, &o, NULL, 0, &pool), 0))
-		return;
-	d = vol_open(pool, 1, 1 << 20, &vol);
 	pattern(w, 4096, 11);
-	z.refuse_wz = true;
+	z->refuse_wz = true;
 	for (int i = 0; i < 4; i++) {
 		res[i] = 1;
 		req[i] = (struct blkdev_req){ .op = BLKDEV_WRITE,
@@ -286,19 +297,15 @@ TEST(zero_fill_refused_while_several_in_flight)
 	}
 	for (int spin = 0;
 	     spin < 1000 && (res[0] == 1 || res[1] == 1 || res[2] == 1 || res[3] == 1); spin++)
-		thin_pool_poll(pool);
-	ok(z.wz_calls >= 2); /* several were refused, not one */
+		thin_pool_poll(zp.pool);
+	ok(z->wz_calls >= 2); /* several were refused, not one */
 	for (int i = 0; i < 4; i++) {
 		ok_eq(res[i], 0);
 		ok_eq(blkdev_read(d, (uint64_t)i * 128, 128, b), 0);
 		ok(all_bytes(b, 4096, 0) && !memcmp(b + 4096, w, 4096) &&
 		   all_bytes(b + 8192, KB64 - 8192, 0));
 	}
-	thin_volume_close(vol);
-	ok_eq(thin_pool_close(pool), 0);
-	ok_eq(check_dev(meta), 0);
-	blkdev_destroy(z.lower);
-	blkdev_destroy(meta);
+	zpool_close(&zp);
 	free(b);
 	free(w);
 }
