@@ -11,9 +11,11 @@ over NBD; then the host build stops. Making them in the firmware under TCG takes
 (TCG, -m 256) and the test checks:
   - boot-under-bound: OVMF's hand-off (the firmware's banner, its first serial line) to the
     first NBD answer (tests/lib/linuxvm.py's first_answer(): a new probe connection every
-    20 ms, as tests/bench/linux-vm.bench measures it) under BOOT_MANY_BOUND_S, 2 s by
-    default: the goal is 0.5 s on a quiet machine, and this one is shared (the figure, the
-    firmware's boot breakdown and the load average are printed);
+    20 ms, as tests/bench/linux-vm.bench measures it) under BOOT_MANY_BOUND_S, 3 s by
+    default: the goal is 0.5 s on a quiet machine (0.31 s was seen at load 3.8), but a
+    shared one stretches it (1.85 s at load 4.5 beside a Linux guest test), so the bound
+    only catches a gross regression; the figure, the firmware's boot breakdown and the load
+    average are printed;
   - allocations-per-volume: the heap allocations since boot (`perf`: counted by the
     firmware's malloc wrappers, the same on any load) are at most 20 per volume: 5 now,
     123 when the metadata parser allocated every node, key and token;
@@ -37,7 +39,7 @@ c = qh.Checks("qemu/boot_many")
 qh.require_image(c)
 HALF = 5000
 TOTAL = 2 * HALF + 1
-BOUND_S = float(os.environ.get("BOOT_MANY_BOUND_S", "2"))
+BOUND_S = float(os.environ.get("BOOT_MANY_BOUND_S", "3"))
 ALLOCS_PER_VOLUME = 20
 DISKS = (("meta", 1 << 30), ("data", 2 << 30))
 
