@@ -448,3 +448,35 @@ out:
 	free(t2);
 	lvm_vg_free(vg);
 }
+
+/* A VG without LVs read back, with and without an empty logical_volumes section (lvm writes
+ * none; the reader sizes its LV array from the section, which may be empty). */
+TEST(no_lvs)
+{
+	struct lvm_vg *vg = demo_vg(), *back = NULL;
+	char *t = NULL, *p, edited[4096], why[200] = "";
+
+	if (!ok(vg))
+		return;
+	while (vg->nr_lvs)
+		lvm_vg_remove_lv(vg, &vg->lvs[0]);
+	t = text_of(vg);
+	if (!ok(t))
+		goto out;
+	ok(!strstr(t, "logical_volumes"));
+	ok_eq(lvm_vg_from_text(t, strlen(t), &back, why, sizeof(why)), 0);
+	ok(back && back->nr_lvs == 0);
+	lvm_vg_free(back);
+	back = NULL;
+	p = strstr(t, "}\n}\ncontents");
+	if (!ok(p))
+		goto out;
+	snprintf(edited, sizeof(edited), "%.*s}\nlogical_volumes {\n}\n%s", (int)(p - t), t, p + 2);
+	if (!ok_eq(lvm_vg_from_text(edited, strlen(edited), &back, why, sizeof(why)), 0))
+		fail("%s", why);
+	ok(back && back->nr_lvs == 0);
+	lvm_vg_free(back);
+out:
+	free(t);
+	lvm_vg_free(vg);
+}
