@@ -37,14 +37,14 @@ struct lvm_tree {
 
 /* ---- tree ------------------------------------------------------------------------------ */
 
-/* @n bytes aligned for any object from @t's arena; NULL when out of memory. */
-static void *arena_alloc(struct lvm_tree *t, size_t n)
+/* @n bytes aligned to @a (a power of two) from @t's arena; NULL when out of memory. */
+static void *arena_alloc(struct lvm_tree *t, size_t n, size_t a)
 {
 	struct chunk *c = t->chunks;
-	size_t a = sizeof(max_align_t), at;
+	size_t at;
 
 	if (c) {
-		at = (c->used + a - 1) / a * a;
+		at = (c->used + a - 1) & ~(a - 1);
 		if (at <= c->cap && n <= c->cap - at) {
 			c->used = at + n;
 			return (char *)c->data + at;
@@ -64,10 +64,10 @@ static void *arena_alloc(struct lvm_tree *t, size_t n)
 	return c->data;
 }
 
-/* @n bytes of @s and a NUL, in @t's arena. */
+/* @n bytes of @s and a NUL, in @t's arena (unaligned: strings are most of its bytes). */
 static char *arena_str(struct lvm_tree *t, const char *s, size_t n)
 {
-	char *d = arena_alloc(t, n + 1);
+	char *d = arena_alloc(t, n + 1, 1);
 
 	if (d) {
 		memcpy(d, s, n);
@@ -174,7 +174,7 @@ static int add_node(struct lvm_tree *t, struct lvm_node *parent, enum lvm_node_t
 		return -EINVAL;
 	if (t->nodes >= t->lim.max_nodes)
 		return -E2BIG;
-	n = arena_alloc(t, sizeof(*n));
+	n = arena_alloc(t, sizeof(*n), _Alignof(struct lvm_node));
 	if (!n)
 		return -ENOMEM;
 	memset(n, 0, sizeof(*n));
@@ -414,7 +414,7 @@ static int lex_string(struct parser *ps)
 			ps->line++;
 		n++;
 	}
-	ps->buf = d = arena_alloc(ps->t, n + 1);
+	ps->buf = d = arena_alloc(ps->t, n + 1, 1);
 	if (!d)
 		return -ENOMEM;
 	ps->buf_len = n;

@@ -37,10 +37,12 @@ enum lvm_node_type {
 /* Every node, key and string belongs to its tree (freed with it, never alone). */
 struct lvm_node {
 	enum lvm_node_type type;
-	char *key;	   /* NULL for array elements and the root */
-	uint32_t key_hash; /* hash_str(key) (core/base/hash.h): lvm_find() compares it first */
-	int64_t num;
-	char *str;
+	uint32_t key_hash;   /* hash_str(key) (core/base/hash.h): lvm_find() compares it first */
+	char *key;	     /* NULL for array elements and the root */
+	union {		     /* by type: 56 bytes a node, not 72 (~146,000 at 10,000 LVs) */
+		int64_t num; /* LVM_NODE_INT */
+		char *str;   /* LVM_NODE_FLOAT and LVM_NODE_STR (NULL only after -ENOMEM) */
+	};
 	struct lvm_node *child; /* first member of a section or element of an array */
 	struct lvm_node *last;	/* last one, for appending */
 	struct lvm_node *next;	/* next sibling */
