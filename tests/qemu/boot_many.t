@@ -17,8 +17,8 @@ over NBD; then the host build stops. Making them in the firmware under TCG takes
     only catches a gross regression; the figure, the firmware's boot breakdown and the load
     average are printed;
   - allocations-per-volume: the heap allocations since boot (`perf`: counted by the
-    firmware's malloc wrappers, the same on any load) are at most 20 per volume: 5 now,
-    123 when the metadata parser allocated every node, key and token;
+    firmware's malloc wrappers, the same on any load) are at most 20 per volume: 4 now,
+    122 when the metadata parser allocated every node, key and token;
   - all volumes found (the boot log's count and `thin list`), v7's data read back over NBD,
     the poweroff.
 """
