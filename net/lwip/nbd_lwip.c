@@ -197,6 +197,11 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 
 /* ---- Per connection, from the main loop ------------------------------------------------- */
 
+/*
+ * lwIP's reference count is a u8 (LWIP_PBUF_REF_T): a pbuf is one receive buffer of at most
+ * VNET_RX_BUF_SIZE (4 KiB) or one pool pbuf, and each hold is a stretch of a different WRITE
+ * (each behind its own 28-byte header), so at most 4096 / 29 = 141 holds can land on one pbuf.
+ */
 static void in_hold(void *ctx, void *ref)
 {
 	(void)ctx;
