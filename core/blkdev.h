@@ -74,6 +74,17 @@
  * A device without byte_writes refuses them with -EOPNOTSUPP (blkdev_submit()); callers
  * then do the read-modify-write themselves and order it (net/nbd/nbd_server.c does).
  * Errors as for WRITE: -EINVAL for an empty range or one past the end, -EROFS.
+ *
+ * Segment lists (WRITE and WRITE_BYTES): a request may carry its payload as pieces held
+ * elsewhere (received network buffers: docs/nbd.md "Borrowed input") instead of one buffer:
+ * req->segs non-NULL, req->nr_segs entries, the payload starting req->seg_off bytes into
+ * segs[0] and running on through the next ones (count * block_size bytes, or length for
+ * WRITE_BYTES); req->buf is then not used. Pieces have any length >= 1 and any address. The
+ * list and the memory it names stay valid and unchanged until done() runs. A device that
+ * takes lists itself sets seg_writes (drivers/virtio-blk, core/blkdev_linear.c, a thin
+ * volume); for any other blkdev_submit() gathers the payload into one buffer and submits
+ * that (the single bounce, counted in perf_payload.write_copied). -EINVAL when the list holds
+ * fewer bytes than the payload, or a list on another op.
  */
 #ifndef CORE_BLKDEV_H
 #define CORE_BLKDEV_H
@@ -84,6 +95,12 @@
 #include <stdint.h>
 
 struct blkdev;
+
+/* One piece of a segment list ("Segment lists" above). */
+struct blkdev_seg {
+	const void *base;
+	uint32_t len;
+};
 
 enum blkdev_op {
 	BLKDEV_READ,
@@ -106,6 +123,10 @@ struct blkdev_req {
 	struct blkdev_req *next;		      /* free for the current owner's lists */
 	uint64_t offset; /* bytes: the _BYTES ops only ("Byte-granular writes" above) */
 	uint32_t length; /* bytes (length bytes of buf for BLKDEV_WRITE_BYTES) */
+	/* WRITE / WRITE_BYTES: the payload as a segment list instead of buf (NULL: buf). */
+	const struct blkdev_seg *segs;
+	uint32_t nr_segs;
+	uint32_t seg_off; /* bytes of segs[0] before the payload */
 };
 
 struct blkdev_ops {
@@ -135,6 +156,7 @@ struct blkdev {
 	bool read_only;
 	bool discard_zeroes; /* a discarded range reads back as zeroes */
 	bool byte_writes;    /* submit takes the _BYTES ops ("Byte-granular writes" above) */
+	bool seg_writes;     /* submit takes segment lists ("Segment lists" above) */
 };
 
 /* True when [block, block + count) is a non-empty range inside the device. */
@@ -203,6 +225,26 @@ static inline int blkdev_write_zeroes(struct blkdev *dev, uint64_t block, uint32
 int blkdev_submit(struct blkdev *dev, struct blkdev_req *req);
 /* Deliver finished requests' done() callbacks; the number delivered, or -errno. */
 int blkdev_poll(struct blkdev *dev);
+
+/* Bytes a WRITE-type request carries: count blocks, or length for the _BYTES ops. */
+static inline uint64_t blkdev_req_bytes(const struct blkdev *dev, const struct blkdev_req *req)
+{
+	if (req->op == BLKDEV_WRITE_BYTES || req->op == BLKDEV_WRITE_ZEROES_BYTES)
+		return req->length;
+	return (uint64_t)req->count * dev->block_size;
+}
+
+/*
+ * Segment lists: a position in one is (segs, nr, off), the next byte being off bytes into
+ * segs[0]. blkdev_segs_advance() moves it @skip bytes on (the list must hold them);
+ * blkdev_segs_gather() copies @len bytes from it into @dst; blkdev_segs_span() says how
+ * many pieces @len bytes from it touch (0 when the list holds fewer).
+ */
+void blkdev_segs_advance(const struct blkdev_seg **segs, uint32_t *nr, uint32_t *off,
+			 uint64_t skip);
+void blkdev_segs_gather(void *dst, const struct blkdev_seg *segs, uint32_t nr, uint32_t off,
+			size_t len);
+uint32_t blkdev_segs_span(const struct blkdev_seg *segs, uint32_t nr, uint32_t off, uint64_t len);
 
 /* How long blkdev_submit_wait() (and the thin pool's own waits) sleep when nothing moves. */
 #define BLKDEV_WAIT_IDLE_US 100u

@@ -233,6 +233,9 @@ static int lin_submit(struct blkdev *dev, struct blkdev_req *req)
 	uint64_t block = req->block;
 	uint32_t count = req->count;
 	uint8_t *buf = req->buf;
+	/* A segment list is cut as the buffer is: each child starts where the last one ended. */
+	const struct blkdev_seg *segs = req->segs;
+	uint32_t nr_segs = req->nr_segs, seg_off = req->seg_off;
 
 	if (req->op == BLKDEV_FLUSH) {
 		k = l->nr_lowers;
@@ -276,10 +279,16 @@ static int lin_submit(struct blkdev *dev, struct blkdev_req *req)
 			c->req.block = pc->first + (block - pc->start);
 			c->req.count = part;
 			c->req.buf = buf;
+			c->req.segs = segs;
+			c->req.nr_segs = nr_segs;
+			c->req.seg_off = seg_off;
 			block += part;
 			count -= part;
 			if (buf)
 				buf += (size_t)part * dev->block_size;
+			if (segs && count)
+				blkdev_segs_advance(&segs, &nr_segs, &seg_off,
+						    (uint64_t)part * dev->block_size);
 		}
 		rc = blkdev_submit(c->lower, &c->req);
 		if (!rc)
@@ -432,6 +441,9 @@ int blkdev_linear_create(const struct blkdev_piece *pieces, unsigned n, struct b
 		l->dev.name = l->name;
 	}
 	l->dev.ops = async ? &lin_ops : &lin_sync_ops;
+	/* Lists go down to each lower device (blkdev_submit() bounces them for one that has
+	 * no use for them); the synchronous ops have no list, so core/blkdev.c bounces there. */
+	l->dev.seg_writes = async;
 	if (async && (rc = lin_pools(l))) {
 		lin_destroy(&l->dev);
 		return rc;

@@ -9,6 +9,7 @@ struct perf_counter perf_ctr[PERF_NR];
 struct perf_frame perf_stack[PERF_MAX_DEPTH];
 unsigned perf_depth;
 bool perf_detail;
+struct perf_payload perf_payload;
 
 static uint64_t reset_at;
 static int reset_done;
@@ -44,6 +45,7 @@ void perf_reset(void)
 	/* The stack is left alone: a reset from inside a measured piece (the shell runs from
 	 * the main loop, outside every stage) would otherwise unbalance it. */
 	memset(perf_ctr, 0, sizeof(perf_ctr));
+	memset(&perf_payload, 0, sizeof(perf_payload));
 	reset_at = plat_cycles();
 	reset_done = 1;
 }
@@ -130,5 +132,12 @@ void perf_report(const struct perf_counter c[PERF_NR], uint64_t wall, uint64_t h
 						(double)c[PERF_DISK_WAIT].events
 					  : 0.0,
 		 (unsigned long long)c[PERF_DISK_WAIT].events);
+	out(ctx, line);
+	snprintf(line, sizeof(line),
+		 "write payload: %llu bytes borrowed (no copy), %llu bytes copied; received "
+		 "frames copied: %llu bytes",
+		 (unsigned long long)perf_payload.write_borrowed,
+		 (unsigned long long)perf_payload.write_copied,
+		 (unsigned long long)perf_payload.rx_frames_copied);
 	out(ctx, line);
 }

@@ -175,6 +175,19 @@ static inline void perf_add_wait(enum perf_stage s, uint64_t cycles, uint64_t by
 
 /* Zero every counter and start the wall-time span over (the shell's `perf reset`). */
 void perf_reset(void);
+
+/*
+ * What became of received WRITE payloads on their way to the disk (docs/performance.md
+ * "Copies and allocations on the data path"), since the last perf_reset(): bytes the NBD
+ * server took by reference (borrowed input, no copy), bytes copied somewhere between the
+ * transport and the disk (the server's receive copy, a bounce of a segment list, the pool's
+ * partial-block bounce), and received frames the network glue copied because the driver was
+ * short of spare buffers (any frame, not only payload). perf_report() prints them.
+ */
+struct perf_payload {
+	uint64_t write_borrowed, write_copied, rx_frames_copied;
+};
+extern struct perf_payload perf_payload;
 /* A copy of the counters and the cycles since the last reset (or the first call). */
 void perf_snapshot(struct perf_counter out[PERF_NR], uint64_t *wall_cycles);
 /* The stage's short name ("nbd-parse", ...), NULL past the last. */

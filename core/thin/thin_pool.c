@@ -112,6 +112,10 @@ struct pool_io {
 	uint64_t vblock;
 	uint32_t off, len; /* bytes inside the data block */
 	uint8_t *buf;	   /* the caller's bytes for READ/WRITE, NULL for zeroes */
+	/* ... or a WRITE's bytes as the caller's segment list (buf NULL): its len bytes from
+	 * here on (core/blkdev.h "Segment lists"), handed to the data disk as they are */
+	const struct blkdev_seg *segs;
+	uint32_t nr_segs, seg_off;
 	struct cell *cell;
 	uint64_t db, old_db;
 	bool tried_commit; /* out of space: one commit was tried (it may free blocks) */
@@ -673,6 +677,10 @@ static void data_submit(struct thin_pool *pool, struct pool_io *io, enum blkdev_
 	io->dreq.block = db * pool->data_per_block + byte_off / dbs;
 	io->dreq.count = len / dbs;
 	io->dreq.buf = buf;
+	/* The caller's list goes down only with the caller's payload (payload_submit()). */
+	io->dreq.segs = op == BLKDEV_WRITE && !buf ? io->segs : NULL;
+	io->dreq.nr_segs = io->nr_segs;
+	io->dreq.seg_off = io->seg_off;
 	io->dreq.done = data_done;
 	io->dreq.priv = io;
 	io->dreq.next = NULL;
@@ -856,14 +864,32 @@ static bool is_aligned(const struct thin_pool *pool, const struct pool_io *io)
 	return !(io->off & (dbs - 1)) && !(io->len & (dbs - 1));
 }
 
+/* A WRITE (its bytes in buf or a segment list), not zeroes. */
+static bool has_payload(const struct pool_io *io)
+{
+	return io->buf || io->segs;
+}
+
 static void copy_payload(uint8_t *dst, const struct pool_io *io)
 {
 	perf_begin();
 	if (io->buf)
 		memcpy(dst, io->buf, io->len);
+	else if (io->segs)
+		blkdev_segs_gather(dst, io->segs, io->nr_segs, io->seg_off, io->len);
 	else
 		memset(dst, 0, io->len);
 	perf_end(PERF_COPY, io->len);
+	if (io->segs)
+		perf_payload.write_copied += io->len;
+}
+
+/* @io's own payload, aligned to data-disk blocks, written to @db where it belongs: from the
+ * caller's buffer or segment list, no copy. */
+static void payload_submit(struct thin_pool *pool, struct pool_io *io, uint64_t db,
+			   enum io_state next)
+{
+	data_submit(pool, io, BLKDEV_WRITE, db, io->off, io->len, io->buf, next);
 }
 
 /* The data path's mapping lookup, counted (core/base/perf.h). */
@@ -890,9 +916,8 @@ static void provision_payload(struct thin_pool *pool, struct pool_io *io)
 	uint32_t a0, alen;
 	uint8_t *b;
 
-	if (io->buf && is_aligned(pool, io)) {
-		data_submit(pool, io, BLKDEV_WRITE, io->db, io->off, io->len, io->buf,
-			    IO_PROV_DONE);
+	if (has_payload(io) && is_aligned(pool, io)) {
+		payload_submit(pool, io, io->db, IO_PROV_DONE);
 		return;
 	}
 	aligned_range(pool, io, &a0, &alen);
@@ -918,8 +943,8 @@ static int provision(struct thin_pool *pool, struct pool_io *io)
 	uint32_t a0, alen;
 	uint8_t *b;
 
-	if (whole_block(pool, io) && io->buf) {
-		data_submit(pool, io, BLKDEV_WRITE, io->db, 0, io->len, io->buf, IO_PROV_DONE);
+	if (whole_block(pool, io) && has_payload(io)) {
+		payload_submit(pool, io, io->db, IO_PROV_DONE);
 		return 0;
 	}
 	if (copy_old) {
@@ -997,7 +1022,7 @@ static int map_write(struct thin_pool *pool, struct pool_io *io)
 	if (r && r != -ENODATA)
 		return r;
 	if (r == -ENODATA) {
-		if (!io->buf)
+		if (!has_payload(io))
 			return 1; /* zeroes over a hole: nothing to do */
 		/* Only after a rollback could in-place I/O be in flight here; same rule anyway. */
 		if (cell_wait_in_place(io))
@@ -1022,10 +1047,9 @@ static int map_write(struct thin_pool *pool, struct pool_io *io)
 	}
 	/* Mapped and not shared: in place (also in read-only mode, as dm). */
 	io->db = res.block;
-	if (is_aligned(pool, io) && io->buf) {
+	if (is_aligned(pool, io) && has_payload(io)) {
 		cell_leave(pool, io);
-		data_submit(pool, io, BLKDEV_WRITE, res.block, io->off, io->len, io->buf,
-			    IO_WRITE_DONE);
+		payload_submit(pool, io, res.block, IO_WRITE_DONE);
 		return 0;
 	}
 	/* A read-modify-write stays in the cell, after the earlier in-place I/O: atomic
@@ -1594,6 +1618,9 @@ static int vol_submit(struct blkdev *dev, struct blkdev_req *req)
 								   : req->op;
 	struct pool_req *p;
 	struct pool_io *first = NULL, *last = NULL, *io;
+	/* A WRITE's segment list, cut per io as the buffer is (core/blkdev.h). */
+	const struct blkdev_seg *segs = req->segs;
+	uint32_t nr_segs = req->nr_segs, seg_off = req->seg_off;
 
 	if (pool->mode == THIN_POOL_FAIL)
 		return -EIO;
@@ -1624,8 +1651,15 @@ static int vol_submit(struct blkdev *dev, struct blkdev_req *req)
 		io->vblock = vb;
 		io->off = off;
 		io->len = len;
-		if (op == BLKDEV_READ || op == BLKDEV_WRITE)
+		if (segs && op == BLKDEV_WRITE) {
+			io->segs = segs;
+			io->nr_segs = nr_segs;
+			io->seg_off = seg_off;
+			if (byte + len < end)
+				blkdev_segs_advance(&segs, &nr_segs, &seg_off, len);
+		} else if (op == BLKDEV_READ || op == BLKDEV_WRITE) {
 			io->buf = (uint8_t *)req->buf + (byte - start);
+		}
 		LIST_PUSH(first, last, io);
 		p->pending++;
 		byte += len;
@@ -2194,6 +2228,7 @@ int thin_volume_open(struct thin_pool *pool, thin_id_t id, uint64_t size, bool r
 	vol->bdev.read_only = read_only;
 	vol->bdev.discard_zeroes = false; /* partial blocks are not unmapped */
 	vol->bdev.byte_writes = true;	  /* BLKDEV_WRITE_BYTES: the ios are byte-granular */
+	vol->bdev.seg_writes = true;	  /* segment lists: sliced per io, passed down */
 	vol->next = pool->vols;
 	pool->vols = vol;
 	pool->nr_vols++;

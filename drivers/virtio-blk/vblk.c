@@ -224,7 +224,7 @@ static int vblk_plan(struct vblk *vb, const struct blkdev_req *req, struct vblk_
 	switch (req->op) {
 	case BLKDEV_READ:
 	case BLKDEV_WRITE:
-		if (!req->buf)
+		if (!req->buf && !(req->segs && req->op == BLKDEV_WRITE))
 			return -EINVAL;
 		p->type = req->op == BLKDEV_READ ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT;
 		p->piece_max = vb->max_req_blocks;
@@ -291,6 +291,94 @@ static unsigned vblk_piece_descs(struct vblk *vb, uint32_t type, uint32_t blocks
 	return vq_descs_needed(&vb->vq, n);
 }
 
+/*
+ * Segment lists (core/blkdev.h): a position in the list, cut into data descriptors of at most
+ * seg_bytes (the device's size_max) each, a piece holding at most vb->segs of them.
+ */
+struct vblk_segpos {
+	const struct blkdev_seg *segs;
+	uint32_t nr, off;
+};
+
+/* The next descriptor's length from @p, for at most @left bytes. */
+static uint32_t vblk_seg_chunk(const struct vblk *vb, const struct vblk_segpos *p, uint64_t left)
+{
+	return (uint32_t)MIN(MIN((uint64_t)(p->segs->len - p->off), (uint64_t)vb->seg_bytes), left);
+}
+
+static void vblk_seg_step(struct vblk_segpos *p, uint32_t k)
+{
+	p->off += k;
+	if (p->off == p->segs->len) {
+		p->segs++;
+		p->nr--;
+		p->off = 0;
+	}
+}
+
+/*
+ * The blocks of the next piece from @p (at most @blocks, and max_req_blocks): as many whole
+ * blocks as vb->segs descriptors hold. 0 when not even one block fits in them (its bytes lie
+ * in more pieces than the device takes in a request): the request is refused.
+ */
+static uint32_t vblk_seg_piece(const struct vblk *vb, struct vblk_segpos p, uint32_t blocks)
+{
+	uint32_t bs = vb->bdev.block_size;
+	uint64_t want = (uint64_t)MIN(blocks, vb->max_req_blocks) * bs, got = 0;
+
+	for (unsigned d = 0; d < vb->segs && got < want && p.nr; d++) {
+		uint32_t k = vblk_seg_chunk(vb, &p, want - got);
+
+		got += k;
+		vblk_seg_step(&p, k);
+	}
+	return (uint32_t)(got / bs);
+}
+
+/* Descriptors for @bytes from @p into @bufs (NULL: only count them); @p moves past them. */
+static unsigned vblk_seg_bufs(const struct vblk *vb, struct vblk_segpos *p, uint64_t bytes,
+			      struct vq_buf *bufs)
+{
+	unsigned n = 0;
+
+	while (bytes) {
+		uint32_t k = vblk_seg_chunk(vb, p, bytes);
+
+		if (bufs) {
+			bufs[n].addr = virtio_bus_addr((const uint8_t *)p->segs->base + p->off);
+			bufs[n].len = k;
+		}
+		n++;
+		bytes -= k;
+		vblk_seg_step(p, k);
+	}
+	return n;
+}
+
+/*
+ * Plan a segment-list WRITE: the pieces (each whole blocks, within vb->segs descriptors), the
+ * ring descriptors they take. -EINVAL when a block cannot be expressed (see above) or the
+ * request needs more pieces than there are slots.
+ */
+static int vblk_seg_plan(const struct vblk *vb, const struct blkdev_req *req, unsigned *pieces,
+			 unsigned *descs)
+{
+	struct vblk_segpos p = { req->segs, req->nr_segs, req->seg_off };
+	uint32_t left = req->count;
+
+	*pieces = *descs = 0;
+	while (left) {
+		uint32_t b = vblk_seg_piece(vb, p, left);
+
+		if (!b || ++*pieces > vb->nslots)
+			return -EINVAL;
+		*descs += vq_descs_needed(
+		    &vb->vq, 2 + vblk_seg_bufs(vb, &p, (uint64_t)b * vb->bdev.block_size, NULL));
+		left -= b;
+	}
+	return 0;
+}
+
 static int vblk_submit(struct blkdev *bdev, struct blkdev_req *req)
 {
 	struct vblk *vb = vblk_from_blkdev(bdev);
@@ -299,6 +387,8 @@ static int vblk_submit(struct blkdev *bdev, struct blkdev_req *req)
 	struct vblk_plan p;
 	struct vblk_io *io;
 	unsigned descs = 0, free_slots = vb->nslots - vb->inflight;
+	struct vblk_segpos sp = { req->segs, req->nr_segs, req->seg_off };
+	uint32_t seg_done = 0; /* blocks of a segment list placed so far */
 	uint64_t now;
 	int rc;
 
@@ -309,9 +399,15 @@ static int vblk_submit(struct blkdev *bdev, struct blkdev_req *req)
 		return rc;
 
 	/* All pieces or none: a request half in flight could not be refused cleanly. */
-	for (unsigned k = 0; k < p.pieces; k++)
-		descs +=
-		    vblk_piece_descs(vb, p.type, MIN(p.piece_max, req->count - k * p.piece_max));
+	if (req->segs) {
+		rc = vblk_seg_plan(vb, req, &p.pieces, &descs);
+		if (rc)
+			return rc;
+	} else {
+		for (unsigned k = 0; k < p.pieces; k++)
+			descs += vblk_piece_descs(vb, p.type,
+						  MIN(p.piece_max, req->count - k * p.piece_max));
+	}
 	if (p.pieces > free_slots || descs > vq_num_free(&vb->vq) || !vb->free_ios)
 		return -EAGAIN;
 
@@ -337,6 +433,13 @@ static int vblk_submit(struct blkdev *bdev, struct blkdev_req *req)
 		uint64_t block = req->block + (uint64_t)k * p.piece_max;
 		uint32_t count =
 		    req->op == BLKDEV_FLUSH ? 0 : MIN(p.piece_max, req->count - k * p.piece_max);
+
+		if (req->segs) {
+			/* Same cuts as vblk_seg_plan() made. */
+			block = req->block + seg_done;
+			count = vblk_seg_piece(vb, sp, req->count - seg_done);
+			seg_done += count;
+		}
 		struct vblk_slot_dma *d = s->dma;
 		unsigned n, n_out;
 
@@ -355,9 +458,20 @@ static int vblk_submit(struct blkdev *bdev, struct blkdev_req *req)
 					       : 0);
 		d->status = VBLK_STATUS_UNSET;
 
-		n = vblk_piece_bufs(
-		    vb, s, (uint8_t *)req->buf + (uint64_t)k * p.piece_max * bdev->block_size,
-		    s->bytes, bufs, &n_out);
+		if (req->segs) {
+			/* Header, the list's pieces where they lie, status (all but it readable). */
+			bufs[0].addr = s->bus + offsetof(struct vblk_slot_dma, hdr);
+			bufs[0].len = sizeof(struct virtio_blk_outhdr);
+			n = 1 + vblk_seg_bufs(vb, &sp, s->bytes, bufs + 1);
+			n_out = n;
+			bufs[n].addr = s->bus + offsetof(struct vblk_slot_dma, status);
+			bufs[n++].len = 1;
+		} else {
+			n = vblk_piece_bufs(vb, s,
+					    (uint8_t *)req->buf +
+						(uint64_t)k * p.piece_max * bdev->block_size,
+					    s->bytes, bufs, &n_out);
+		}
 		/* Checked above: there are descriptors for every piece. */
 		rc = vq_add(&vb->vq, bufs, n_out, n - n_out, s);
 		if (rc)
@@ -523,7 +637,9 @@ static int vblk_configure(struct vblk *vb)
 		vb->seg_bytes = MIN(ALIGN_DOWN(le32_to_cpu(cfg.size_max), bs), VBLK_MAX_REQ_BYTES);
 	vb->segs = 1;
 	if (virtio_has(vdev, VIRTIO_BLK_F_SEG_MAX) && le32_to_cpu(cfg.seg_max))
-		vb->segs = MIN(le32_to_cpu(cfg.seg_max), (uint32_t)VBLK_MAX_SEGS);
+		vb->segs = MIN(le32_to_cpu(cfg.seg_max), virtio_has(vdev, VIRTIO_F_INDIRECT_DESC)
+							     ? (uint32_t)VBLK_MAX_SEGS
+							     : (uint32_t)VBLK_DIRECT_SEGS);
 	vb->max_req_blocks =
 	    (uint32_t)(MIN((uint64_t)vb->seg_bytes * vb->segs, (uint64_t)VBLK_MAX_REQ_BYTES) / bs);
 
@@ -599,6 +715,7 @@ int vblk_create(struct virtio_dev *vdev, struct vblk **out)
 	snprintf(vb->name, sizeof(vb->name), "vblk %s", vdev->name);
 	vb->bdev.ops = &vblk_ops;
 	vb->bdev.name = vb->name;
+	vb->bdev.seg_writes = true; /* WRITE only: vblk_plan() refuses a list on WRITE_BYTES */
 	vb->timeout_ns = VBLK_TIMEOUT_NS_DEFAULT;
 
 	rc = virtio_negotiate(vdev, want);

@@ -98,9 +98,13 @@ _Static_assert(sizeof(struct virtio_blk_discard_write_zeroes) == 16, "§5.2.6");
 
 /* ---- The driver -------------------------------------------------------------------------- */
 
-#define VBLK_QUEUE_SIZE		256		    /* asked for; the device may give less */
-#define VBLK_MAX_REQ_BYTES	(64u * 1024 * 1024) /* largest piece we send */
-#define VBLK_MAX_SEGS		8		    /* data descriptors per piece */
+#define VBLK_QUEUE_SIZE	   256		       /* asked for; the device may give less */
+#define VBLK_MAX_REQ_BYTES (64u * 1024 * 1024) /* largest piece we send */
+/* Data descriptors per piece: with indirect descriptors up to what the device offers (QEMU:
+ * seg_max 126, or queue size - 2 with seg-max-adjust), within one indirect table; without,
+ * a chain takes that many ring slots, so few. */
+#define VBLK_MAX_SEGS		(VQ_MAX_INDIRECT - 2)
+#define VBLK_DIRECT_SEGS	8
 #define VBLK_TIMEOUT_NS_DEFAULT (30 * NSEC_PER_SEC) /* QEMU on a busy host can be slow */
 
 struct vblk_slot;

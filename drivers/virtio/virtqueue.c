@@ -42,7 +42,7 @@ int vq_init(struct vq *vq, uint16_t index, uint16_t size, unsigned indirect_max)
 
 	if (size == 0 || size > VQ_MAX_SIZE || (size & (size - 1)) != 0)
 		return -EINVAL;
-	if (indirect_max == 1 || indirect_max > 64)
+	if (indirect_max == 1 || indirect_max > VQ_MAX_INDIRECT)
 		return -EINVAL;
 	memset(vq, 0, sizeof(*vq));
 	vq_compute_layout(size, indirect_max, &l);

@@ -176,6 +176,7 @@ static inline le16 *vq_avail_event(const struct vq *vq)
  * 2..@indirect_max pieces take a single ring slot, so a queue holds @size requests whatever
  * their shape. 0, -EINVAL, -ENOMEM.
  */
+#define VQ_MAX_INDIRECT 256 /* entries of one indirect table (virtio-blk: 2 + seg_max 254) */
 int vq_init(struct vq *vq, uint16_t index, uint16_t size, unsigned indirect_max);
 /* Free the memory. The device must be reset first (it may still read the rings). */
 void vq_fini(struct vq *vq);

@@ -9,6 +9,16 @@
  * Held input is a list of single pbufs linked through pbuf->next. It is not an lwIP chain
  * (tot_len is not maintained across it; lwIP's u16 tot_len could not hold a 512 KiB window
  * anyway): each pbuf is detached before it is freed, so pbuf_free() releases exactly one.
+ *
+ * WRITE payloads are borrowed (nbd_conn_feed_ref(), docs/nbd.md "Borrowed input"): the server
+ * takes a pbuf_ref() on each pbuf whose bytes it keeps and pbuf_free()s it when the request
+ * is done, so the block device reads the payload where the NIC put it. The window reopens
+ * for every byte fed at once, as before (tcp_recved() is never tied to a completion: a
+ * 256 KiB WRITE with a 64 KiB window would wait forever); what the server holds is bounded by
+ * its in-flight limit (max_conn_bytes), and a held pbuf keeps a driver receive buffer, which
+ * the driver allows for (netif_vnet.c: frames are copied when it runs short of spares).
+ * A pbuf the server holds has been detached from our list (next NULL) before it can be
+ * freed by the server's last release: a release while we still hold it only drops a count.
  */
 #include "net/lwip/nbd_lwip.h"
 
@@ -187,13 +197,33 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
 
 /* ---- Per connection, from the main loop ------------------------------------------------- */
 
+/*
+ * lwIP's reference count is a u8 (LWIP_PBUF_REF_T): a pbuf is one receive buffer of at most
+ * VNET_RX_BUF_SIZE (4 KiB) or one pool pbuf, and each hold is a stretch of a different WRITE
+ * (each behind its own 28-byte header), so at most 4096 / 29 = 141 holds can land on one pbuf.
+ */
+static void in_hold(void *ctx, void *ref)
+{
+	(void)ctx;
+	pbuf_ref(ref);
+}
+
+static void in_release(void *ctx, void *ref)
+{
+	(void)ctx;
+	pbuf_free(ref); /* one reference: a pbuf we hold too only drops a count */
+}
+
+static const struct nbd_input_ops in_ops = { .hold = in_hold, .release = in_release };
+
 /* Offer held input to the server; reopen the window for exactly what it consumed. */
 static void lconn_feed(struct lconn *lc)
 {
 	while (lc->in && nbd_conn_wants_input(lc->c)) {
 		struct pbuf *p = lc->in;
 		size_t avail = p->len - lc->in_off;
-		size_t k = nbd_conn_feed(lc->c, (const uint8_t *)p->payload + lc->in_off, avail);
+		size_t k = nbd_conn_feed_ref(lc->c, (const uint8_t *)p->payload + lc->in_off, avail,
+					     &in_ops, p);
 
 		if (k && lc->pcb)
 			tcp_recved(lc->pcb, (u16_t)k); /* k <= p->len, a u16 */

@@ -132,6 +132,7 @@ static struct pbuf *rx_copy(const struct vnet_rx_frame *f)
 		off = (u16_t)(off + f->seg[i].len);
 	}
 	perf_end(PERF_COPY, f->len);
+	perf_payload.rx_frames_copied += f->len;
 	net.stats.rx_copied++;
 	return p;
 }

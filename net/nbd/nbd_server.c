@@ -47,6 +47,15 @@
 /* WRITE payloads this large make the transport receive headers alone (nbd_conn_hdr_wanted()). */
 #define DIRECT_MIN_BYTES (64u * 1024)
 /*
+ * Borrowed input (nbd_conn_feed_ref()): a WRITE's payload kept as the transport's pieces, in
+ * a list of one slot per KiB of payload plus a few (a 256 KiB WRITE in 1460-byte TCP
+ * segments is 180 pieces), at most BORROW_MAX_SEGS. A payload in more pieces than that
+ * (a client sending tiny segments, or a WRITE of several MiB) is copied from there on.
+ */
+#define BORROW_SEGS(len)  ((uint32_t)MIN((len) / 1024 + 8, (size_t)BORROW_MAX_SEGS))
+#define BORROW_MAX_SEGS	  4096u
+#define BORROW_SLOT_BYTES (sizeof(struct blkdev_seg) + sizeof(void *))
+/*
  * Free lists (docs/nbd.md "Memory"): request buffers in size classes of a quarter of a power
  * of two from 4 KiB (4, 5, 6, 7, 8, 10, 12, 14, 16 KiB, ...; at most a quarter wasted), for
  * sizes below 2^32; small output records with room for OUT_SMALL inline bytes.
@@ -132,7 +141,15 @@ struct nbd_req {
 	bool in_dev;	 /* breq is inside the device */
 	uint8_t *buf;	 /* READ bounce / WRITE payload */
 	size_t buf_size; /* bytes of buf (held in the connection's budget) */
-	uint64_t blk;	 /* IO_ZERO: next block and blocks left (bytes when zbytes) */
+	/*
+	 * A borrowed WRITE payload (buf NULL): the transport's pieces, each held once
+	 * (nbd_input_ops.hold) and released once when the request is freed. segs and refs
+	 * share one allocation of seg_cap slots (BORROW_SLOT_BYTES each), from the free lists.
+	 */
+	struct blkdev_seg *segs;
+	void **refs;
+	uint32_t nsegs, seg_cap;
+	uint64_t blk; /* IO_ZERO: next block and blocks left (bytes when zbytes) */
 	uint64_t nblk;
 	bool zbytes; /* IO_ZERO over BLKDEV_WRITE_BYTES (a device with byte_writes) */
 	/*
@@ -192,6 +209,10 @@ struct nbd_conn {
 	size_t wait_size;    /* CS_REQ_WAIT: the buffer it waits for */
 	struct nbd_req *cur; /* CS_REQ_DATA: the WRITE receiving its payload */
 	size_t cur_got;
+	/* Borrowed input: set by the first nbd_conn_feed_ref(); then WRITE payloads are
+	 * borrowed, their buffers allocated only for a copy. in_ref: the piece being fed. */
+	const struct nbd_input_ops *in_ops;
+	void *in_ref;
 	bool big_write; /* the last request header was a WRITE of >= DIRECT_MIN_BYTES */
 
 	struct nbd_req *ready, *ready_tail; /* requests with work to do */
@@ -1402,16 +1423,55 @@ static size_t zero_run(const uint8_t *data, uint64_t offset, size_t pos, size_t 
 	return end - pos;
 }
 
+/* Give back every borrowed piece of @r (each exactly once) and the list's memory. */
+static void req_release_segs(struct nbd_req *r)
+{
+	struct nbd_conn *c = r->conn;
+
+	for (uint32_t i = 0; i < r->nsegs; i++)
+		c->in_ops->release(c->in_ops->ctx, r->refs[i]);
+	r->nsegs = 0;
+	buf_put(c->srv, r->segs, (size_t)r->seg_cap * BORROW_SLOT_BYTES);
+	r->segs = NULL;
+	r->refs = NULL;
+	r->seg_cap = 0;
+}
+
+/*
+ * From now on @r's payload is copied into a buffer of its own: the @got bytes borrowed so
+ * far are gathered into it and their pieces released. 0, or -ENOMEM.
+ */
+static int req_own_payload(struct nbd_req *r, size_t got)
+{
+	uint8_t *b = buf_get(r->conn->srv, r->buf_size);
+
+	if (!b)
+		return -ENOMEM;
+	if (r->nsegs) {
+		perf_begin();
+		blkdev_segs_gather(b, r->segs, r->nsegs, 0, got);
+		perf_end(PERF_COPY, got);
+		perf_payload.write_copied += got;
+		perf_payload.write_borrowed -= got;
+	}
+	req_release_segs(r);
+	r->buf = b;
+	return 0;
+}
+
 static void req_free(struct nbd_req *r)
 {
 	struct nbd_conn *c = r->conn;
 
 	wl_release(r);
 	buf_put(c->srv, r->ebuf, r->ebuf_size);
-	if (r->buf) {
+	if (r->segs)
+		req_release_segs(r);
+	if (r->buf)
 		buf_put(c->srv, r->buf, r->buf_size);
+	/* A borrowed WRITE holds its budget without a buffer. */
+	if (r->buf_size)
 		held_sub(c, r->buf_size);
-	}
 	c->nreqs--;
 	req_put(c->srv, r);
 }
@@ -1428,6 +1488,7 @@ static void read_reply(struct nbd_conn *c, struct nbd_req *r, size_t skip)
 		simple_reply(c, r->cookie, 0);
 		out_ref(c, data, r->length, r->buf, r->buf_size);
 		r->buf = NULL;
+		r->buf_size = 0; /* the output record holds it (and its budget) now */
 		return;
 	}
 	/* DF: one data chunk for the whole range (we can always send it unfragmented). */
@@ -1463,6 +1524,7 @@ static void read_reply(struct nbd_conn *c, struct nbd_req *r, size_t skip)
 	/* The last segment referencing the buffer frees it once sent. */
 	out_ref(c, NULL, 0, r->buf, r->buf_size);
 	r->buf = NULL;
+	r->buf_size = 0; /* the output record holds it (and its budget) now */
 }
 
 /* ---- Transmission: validation ------------------------------------------------------------ */
@@ -1601,12 +1663,23 @@ static void req_submit(struct nbd_req *r)
 	ready_push(c, r);
 }
 
+/* The request's segment list goes with its own WRITE payload only (not edge blocks). */
+static void req_set_segs(struct nbd_req *r, enum blkdev_op op, void *buf)
+{
+	bool list = r->segs && !buf && (op == BLKDEV_WRITE || op == BLKDEV_WRITE_BYTES);
+
+	r->breq.segs = list ? r->segs : NULL;
+	r->breq.nr_segs = list ? r->nsegs : 0;
+	r->breq.seg_off = 0;
+}
+
 static void req_io(struct nbd_req *r, enum blkdev_op op, uint64_t blk, uint32_t count, void *buf)
 {
 	r->breq.op = op;
 	r->breq.block = blk;
 	r->breq.count = count;
 	r->breq.buf = buf;
+	req_set_segs(r, op, buf);
 	req_submit(r);
 }
 
@@ -1620,6 +1693,7 @@ static void req_io_bytes(struct nbd_req *r, enum blkdev_op op, uint64_t offset, 
 	r->breq.offset = offset;
 	r->breq.length = length;
 	r->breq.buf = buf;
+	req_set_segs(r, op, buf);
 	req_submit(r);
 }
 
@@ -2032,6 +2106,16 @@ static void req_start(struct nbd_req *r)
 		return;
 	case NBD_CMD_WRITE:
 		r->mode = IO_SINGLE;
+		if (r->segs && unaligned(r, bs) && !dev->byte_writes) {
+			/* The server's read-modify-write patches from a buffer: copy. */
+			int rc = req_own_payload(r, r->length);
+
+			if (rc) {
+				finish(r, rc, NULL);
+				return;
+			}
+		}
+		/* A borrowed payload goes down as its pieces (r->breq.segs, set by req_io*). */
 		if (!unaligned(r, bs))
 			req_io(r, BLKDEV_WRITE, r->offset / bs, r->length / bs, r->buf);
 		else if (dev->byte_writes)
@@ -2253,7 +2337,16 @@ static void request_header(struct nbd_conn *c)
 		return;
 	}
 	r = req_get(c->srv);
-	if (r && size && !(r->buf = buf_get(c->srv, size))) {
+	if (r && type == NBD_CMD_WRITE && c->in_ops && !c->tls) {
+		/* Borrowed input: a list for the pieces; a buffer only if it comes to a copy. */
+		r->seg_cap = BORROW_SEGS((size_t)length);
+		r->segs = buf_get(c->srv, (size_t)r->seg_cap * BORROW_SLOT_BYTES);
+		r->refs = (void **)(r->segs + r->seg_cap);
+		if (!r->segs) {
+			req_put(c->srv, r);
+			r = NULL;
+		}
+	} else if (r && size && !(r->buf = buf_get(c->srv, size))) {
 		req_put(c->srv, r);
 		r = NULL;
 	}
@@ -2392,9 +2485,34 @@ static size_t proto_feed(struct nbd_conn *c, const uint8_t *in, size_t len, bool
 			break;
 		case CS_REQ_DATA:
 			k = MIN((size_t)c->cur->length - c->cur_got, len - pos);
-			perf_begin();
-			memcpy(c->cur->buf + c->cur_got, in + pos, k);
-			perf_end(PERF_COPY, k);
+			if (!c->cur->buf && wire && c->in_ref && c->cur->nsegs < c->cur->seg_cap) {
+				/* Borrowed: the piece is held until the request is freed. */
+				struct nbd_req *r = c->cur;
+
+				c->in_ops->hold(c->in_ops->ctx, c->in_ref);
+				r->segs[r->nsegs].base = in + pos;
+				r->segs[r->nsegs].len = (uint32_t)k;
+				r->refs[r->nsegs++] = c->in_ref;
+				perf_payload.write_borrowed += k;
+			} else {
+				if (!c->cur->buf && req_own_payload(c->cur, c->cur_got)) {
+					/* No memory for the copy: drain the rest, answer ENOMEM. */
+					struct nbd_req *r = c->cur;
+
+					c->skip_left = r->length - c->cur_got;
+					c->skip_err = -ENOMEM;
+					c->skip_msg = NULL;
+					c->skip_cookie = r->cookie;
+					c->state = CS_REQ_SKIP;
+					c->cur = NULL;
+					req_free(r);
+					break;
+				}
+				perf_begin();
+				memcpy(c->cur->buf + c->cur_got, in + pos, k);
+				perf_end(PERF_COPY, k);
+				perf_payload.write_copied += k;
+			}
 			c->cur_got += k;
 			pos += k;
 			if (c->cur_got == c->cur->length) {
@@ -2545,9 +2663,22 @@ size_t nbd_conn_feed(struct nbd_conn *c, const void *buf, size_t len)
 	return n;
 }
 
+size_t nbd_conn_feed_ref(struct nbd_conn *c, const void *buf, size_t len,
+			 const struct nbd_input_ops *ops, void *ref)
+{
+	size_t n;
+
+	c->in_ops = ops;
+	c->in_ref = ref;
+	n = nbd_conn_feed(c, buf, len);
+	c->in_ref = NULL;
+	return n;
+}
+
 void *nbd_conn_direct_buf(struct nbd_conn *c, size_t *len)
 {
-	if (c->state != CS_REQ_DATA || !c->cur || c->tls || c->dead || c->input_closed)
+	if (c->state != CS_REQ_DATA || !c->cur || c->tls || c->dead || c->input_closed ||
+	    !c->cur->buf)
 		return NULL;
 	*len = (size_t)c->cur->length - c->cur_got;
 	return c->cur->buf + c->cur_got;

@@ -329,6 +329,31 @@ void *nbd_conn_direct_buf(struct nbd_conn *c, size_t *len);
 void nbd_conn_direct_done(struct nbd_conn *c, size_t n);
 size_t nbd_conn_hdr_wanted(const struct nbd_conn *c);
 
+/*
+ * Borrowed input (the mirror of borrowed output; plain connections). nbd_conn_feed_ref() is
+ * nbd_conn_feed() for bytes lying in a piece of the transport's memory, @ref (lwIP: a
+ * received pbuf). Bytes of a WRITE's payload among them are not copied: the server calls
+ * @ops->hold(ctx, @ref) once for each stretch it keeps, and the request goes to the block
+ * device as a segment list over those stretches (core/blkdev.h); @ops->release(ctx, @ref) runs
+ * once per hold when the request is freed (answered, failed, dropped by a reset mid-payload or
+ * at nbd_conn_destroy() / nbd_server_destroy(), once the device is done with it), possibly
+ * long after this call and after the connection is gone: the transport must keep @ops and
+ * whatever release needs alive until then. Everything else in @buf (headers, options) is
+ * read before the call returns, as with nbd_conn_feed(). The transport may consume its
+ * window at once: held pieces count in the connection's budget (max_conn_bytes) as the
+ * payload buffer did. Once a connection was fed this way its WRITE buffers are allocated only
+ * when a payload has to be copied after all: under TLS, a payload in more pieces than its
+ * list holds (one per KiB plus 8, at most 4096), an unaligned WRITE to a device without
+ * byte_writes, or bytes given through plain nbd_conn_feed(). perf_payload counts both kinds.
+ */
+struct nbd_input_ops {
+	void (*hold)(void *ctx, void *ref);
+	void (*release)(void *ctx, void *ref);
+	void *ctx;
+};
+size_t nbd_conn_feed_ref(struct nbd_conn *c, const void *buf, size_t len,
+			 const struct nbd_input_ops *ops, void *ref);
+
 /* The transport reached end of input: no more bytes will come. */
 void nbd_conn_input_closed(struct nbd_conn *c);
 

@@ -65,7 +65,15 @@ static int q_poll(struct blkdev *d)
 
 		if (r->op == BLKDEV_READ)
 			rc = blkdev_read(q->lower, r->block, r->count, r->buf);
-		else if (r->op == BLKDEV_WRITE)
+		else if (r->op == BLKDEV_WRITE && r->segs) {
+			/* The pieces are read at completion: they must still be held. */
+			uint8_t *b = malloc((size_t)r->count * 512);
+
+			blkdev_segs_gather(b, r->segs, r->nr_segs, r->seg_off,
+					   (size_t)r->count * 512);
+			rc = blkdev_write(q->lower, r->block, r->count, b);
+			free(b);
+		} else if (r->op == BLKDEV_WRITE)
 			rc = blkdev_write(q->lower, r->block, r->count, r->buf);
 		else if (r->op == BLKDEV_WRITE_ZEROES || r->op == BLKDEV_DISCARD)
 			rc = blkdev_write_zeroes(q->lower, r->block, r->count);
@@ -119,6 +127,52 @@ static int fake_dirty(void *ctx, const char *bitmap, uint64_t off, uint64_t len,
 	return (int)i;
 }
 
+/* Borrowed input: each chunk fed as a reference-counted piece, freed at zero (ASan sees a
+ * use after the server's release); every piece must be gone at the end. */
+struct piece {
+	unsigned refs;
+	uint8_t data[];
+};
+
+static unsigned live_pieces;
+
+static void piece_put(struct piece *p)
+{
+	if (p->refs == 0)
+		abort(); /* released more often than held */
+	if (--p->refs == 0) {
+		live_pieces--;
+		free(p);
+	}
+}
+
+static void piece_hold(void *ctx, void *ref)
+{
+	(void)ctx;
+	((struct piece *)ref)->refs++;
+}
+
+static void piece_release(void *ctx, void *ref)
+{
+	(void)ctx;
+	piece_put(ref);
+}
+
+static const struct nbd_input_ops piece_ops = { .hold = piece_hold, .release = piece_release };
+
+static size_t feed_borrowed(struct nbd_conn *c, const uint8_t *in, size_t len)
+{
+	struct piece *p = malloc(sizeof(*p) + len);
+	size_t k;
+
+	p->refs = 1;
+	memcpy(p->data, in, len);
+	live_pieces++;
+	k = nbd_conn_feed_ref(c, p->data, len, &piece_ops, p);
+	piece_put(p);
+	return k;
+}
+
 static void drain(struct nbd_conn *c)
 {
 	struct nbd_iov iov[8];
@@ -157,6 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	q.dev.block_size = 512;
 	q.dev.nr_blocks = 256;
 	q.lower = mem;
+	q.dev.seg_writes = (data[0] & 0x20) != 0; /* takes borrowed payloads as lists */
 	cfg.dev = (data[0] & 1) ? &q.dev : mem;
 	cfg.extents = (data[0] & 4) ? fake_extents : NULL;
 	cfg.bitmap_name = (data[0] & 4) ? fake_bitmap_name : NULL;
@@ -173,7 +228,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		seed = seed * 1103515245u + 12345u;
 		chunk = MIN(size - pos, (size_t)(1 + (seed >> 16) % 97));
-		k = nbd_conn_feed(c, data + pos, chunk);
+		if (data[0] & 0x10)
+			k = feed_borrowed(c, data + pos, chunk);
+		else
+			k = nbd_conn_feed(c, data + pos, chunk);
 		pos += k;
 		nbd_server_poll(srv);
 		drain(c);
@@ -197,5 +255,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nbd_conn_destroy(c);
 	nbd_server_destroy(srv);
 	blkdev_destroy(mem);
+	if (live_pieces)
+		abort(); /* a borrowed piece never released */
 	return 0;
 }

@@ -21,6 +21,9 @@ clients (nbdinfo, nbdcopy) run in the namespace too.
   device read lwIP's pbufs through indirect descriptor chains, no copy): INDIRECT_DESC
   negotiated, frames by reference at least as many as the GSO frames, and the references
   came back (returned >= frames by reference: each frame holds one or more);
+- window scaling: a client's TCP_INFO after the greeting shows the guest offered a window scale
+  and advertises a receive window above 64 KiB (lwIP's LWIP_WND_SCALE and TCP_WND, which QEMU's
+  user networking cannot use: docs/performance.md);
 - a second boot with mrg_rxbuf=off: GUEST_TSO4 is negotiated away (it needs MRG_RXBUF here),
   a 1 MiB round trip compares equal, every frame in one buffer.
 """
@@ -42,6 +45,25 @@ PATTERN = 8 << 20
 c = qh.Checks("qemu/offload")
 qh.require_image(c)
 c.need_tools("nbdinfo", "nbdcopy")
+
+
+# Run in the namespace: connect, read the greeting, print what Linux's TCP_INFO says of the
+# guest's side: the options it took (TCPI_OPT_WSCALE is 4), the guest's window scale (the low
+# four bits of byte 6) and the guest's advertised window after scaling (tcpi_snd_wnd, offset
+# 228, present in newer kernels; -1 when the kernel's tcp_info is shorter).
+TCPINFO_CLIENT = r'''
+import socket, struct, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+got = b""
+while len(got) < 18:
+    d = s.recv(18 - len(got))
+    if not d:
+        break
+    got += d
+info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+wnd = struct.unpack_from("=I", info, 228)[0] if len(info) >= 232 else -1
+print(int(got[:8] == b"NBDMAGIC"), info[5], info[6] & 15, wnd)
+'''
 
 
 def counter(text, pattern):
@@ -69,6 +91,16 @@ try:
 
         rc, out = ns.run(["nbdinfo", "--size", m.uri("disk")], 60, env=ENV)
         c.check("nbdinfo-size", rc == 0 and out.strip() == str(DATA_SIZE), out[-300:])
+
+        client = os.path.join(m.tmp, "tcpinfo_client.py")
+        with open(client, "w") as f:
+            f.write(TCPINFO_CLIENT)
+        rc, out = ns.run(["/usr/bin/python3", client, m.addr, str(m.port)], 60)
+        f = out.split()
+        ok = rc == 0 and len(f) == 4 and f[0] == "1"
+        c.note("guest's TCP: window scale %s, window %s bytes" % (f[2:3], f[3:4]))
+        c.check("tcp-window-scaling", ok and int(f[1]) & 4 and int(f[2]) >= 1 and
+                (int(f[3]) == -1 or int(f[3]) > 65535), "%s %s" % (rc, out[-300:]))
 
         pat = os.urandom(PATTERN)
         src = os.path.join(m.tmp, "pattern.bin")

@@ -45,6 +45,19 @@ int blkdev_run_req(struct blkdev *lower, const struct blkdev_req *req)
 	case BLKDEV_READ:
 		return blkdev_read(lower, req->block, req->count, req->buf);
 	case BLKDEV_WRITE:
+		if (req->segs) {
+			/* A double that takes segment lists: the device reads them at completion. */
+			size_t len = (size_t)req->count * lower->block_size;
+			void *b = malloc(len);
+			int rc;
+
+			if (!b)
+				return -ENOMEM;
+			blkdev_segs_gather(b, req->segs, req->nr_segs, req->seg_off, len);
+			rc = blkdev_write(lower, req->block, req->count, b);
+			free(b);
+			return rc;
+		}
 		return blkdev_write(lower, req->block, req->count, req->buf);
 	case BLKDEV_FLUSH:
 		return blkdev_flush(lower);

@@ -18,7 +18,7 @@
 #include "drivers/virtio/virtqueue.h"
 
 #define VDD_MAX_QUEUES 4
-#define VDD_MAX_SEGS   64
+#define VDD_MAX_SEGS   260
 
 /* One chain as the device sees it. */
 struct vdd_chain {

@@ -17,7 +17,11 @@
  *    buffers while the fake NIC still holds frames handed to it by reference before then
  *    (net_tx_epoch/net_tx_returned, faked here): another client's WRITE and READ get other
  *    buffers and the dead one's bytes stay as they were; they go back once the NIC returned
- *    those frames (frames handed over later do not hold them), or at shutdown.
+ *    those frames (frames handed over later do not hold them), or at shutdown;
+ *  - a WRITE's payload is borrowed: the device gets a segment list over the received pbufs'
+ *    own payloads, the pbufs stay referenced (pbuf_ref) until the request completes and are
+ *    then freed exactly once, while the window was reopened (tcp_recved) for every byte at
+ *    once, before the completion.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -63,6 +67,9 @@ static struct {
 	/* The NIC: frames handed to it by reference so far, and the sequence number of the
 	 * oldest it still holds (UINT64_MAX: none). */
 	uint64_t tx_seq, nic_oldest;
+	uint64_t recved;     /* bytes tcp_recved() reopened */
+	long pbufs_live;     /* pbufs delivered and not yet freed */
+	unsigned pbuf_frees; /* pbuf_free() calls that freed one */
 } fk;
 
 uint64_t net_tx_epoch(void)
@@ -129,6 +136,7 @@ void tcp_poll(struct tcp_pcb *pcb, tcp_poll_fn poll, u8_t interval)
 
 void tcp_recved(struct tcp_pcb *pcb, u16_t len)
 {
+	fk.recved += len;
 }
 
 err_t tcp_write(struct tcp_pcb *pcb, const void *dataptr, u16_t len, u8_t apiflags)
@@ -169,6 +177,7 @@ err_t tcp_close(struct tcp_pcb *pcb)
 	return ERR_OK;
 }
 
+/* As lwIP's: a reference dropped; at zero the pbuf is freed and the next one dropped. */
 u8_t pbuf_free(struct pbuf *p)
 {
 	u8_t n = 0;
@@ -176,11 +185,20 @@ u8_t pbuf_free(struct pbuf *p)
 	while (p) {
 		struct pbuf *next = p->next;
 
+		if (!ok(p->ref > 0) || --p->ref)
+			break;
 		free(p);
+		fk.pbufs_live--;
+		fk.pbuf_frees++;
 		p = next;
 		n++;
 	}
 	return n;
+}
+
+void pbuf_ref(struct pbuf *p)
+{
+	p->ref++;
 }
 
 /* ---- Test helpers ----------------------------------------------------------------------- */
@@ -206,6 +224,7 @@ static void deliver(struct tcp_pcb *pcb, const void *data, size_t len)
 		p->payload = p + 1;
 		p->len = p->tot_len = k;
 		p->ref = 1;
+		fk.pbufs_live++;
 		memcpy(p->payload, data, k);
 		ok_eq(pcb->recv(pcb->callback_arg, pcb, p, ERR_OK), ERR_OK);
 		data = (const uint8_t *)data + k;
@@ -568,4 +587,144 @@ TEST(graceful_close_does_not_wait_for_the_nic)
 	ok_eq(fk.aborts, 0);
 	free(pcb);
 	free(t);
+}
+
+/* ---- Borrowed WRITE payloads ---- */
+
+/* A memory disk behind a queue that completes only when released; it takes lists. */
+struct hdev {
+	struct blkdev dev;
+	struct blkdev *mem;
+	struct blkdev_req *q[16];
+	unsigned n;
+	bool hold;
+	struct blkdev_req seen;
+	bool seen_in_pbufs; /* every piece of the last list lay in a delivered pbuf's payload */
+};
+
+static int hd_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
+{
+	return blkdev_read(container_of(d, struct hdev, dev)->mem, b, c, buf);
+}
+
+static int hd_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
+{
+	return blkdev_write(container_of(d, struct hdev, dev)->mem, b, c, buf);
+}
+
+static int hd_flush(struct blkdev *d)
+{
+	return 0;
+}
+
+static int hd_submit(struct blkdev *d, struct blkdev_req *r)
+{
+	struct hdev *h = container_of(d, struct hdev, dev);
+
+	if (h->n == 16)
+		return -EAGAIN;
+	if (r->op == BLKDEV_WRITE) {
+		h->seen = *r;
+		h->seen_in_pbufs = r->segs != NULL;
+		/* deliver() puts each payload right after its struct pbuf. */
+		for (uint32_t i = 0; r->segs && i < r->nr_segs; i++) {
+			const struct pbuf *p = (const struct pbuf *)r->segs[i].base - 1;
+			const uint8_t *b = r->segs[i].base;
+
+			if (i == 0) /* the first piece starts after the request header */
+				continue;
+			h->seen_in_pbufs &= p->payload == b && p->len == r->segs[i].len;
+		}
+	}
+	h->q[h->n++] = r;
+	return 0;
+}
+
+static int hd_poll(struct blkdev *d)
+{
+	struct hdev *h = container_of(d, struct hdev, dev);
+	int n = 0;
+
+	while (!h->hold && h->n) {
+		struct blkdev_req *r = h->q[--h->n];
+		int rc = 0;
+
+		if (r->op == BLKDEV_READ) {
+			rc = blkdev_read(h->mem, r->block, r->count, r->buf);
+		} else if (r->op == BLKDEV_WRITE) {
+			size_t len = (size_t)r->count * 512;
+			uint8_t *b = malloc(len);
+
+			blkdev_segs_gather(b, r->segs, r->nr_segs, r->seg_off, len);
+			rc = blkdev_write(h->mem, r->block, r->count, b);
+			free(b);
+		}
+		r->done(r, rc);
+		n++;
+	}
+	return n;
+}
+
+static const struct blkdev_ops hd_ops = {
+	.read = hd_read,
+	.write = hd_write,
+	.flush = hd_flush,
+	.submit = hd_submit,
+	.poll = hd_poll,
+};
+
+TEST(write_payload_borrowed_until_completion_window_reopened_at_once)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	struct nbd_export_config cfg = { .name = "disk" };
+	static uint8_t wreq[28 + 262144];
+	uint8_t *back = malloc(262144);
+	struct hdev h;
+	size_t n;
+
+	memset(&fk, 0, sizeof(fk));
+	fk.nic_oldest = UINT64_MAX;
+	memset(&h, 0, sizeof(h));
+	h.dev = (struct blkdev){ .ops = &hd_ops,
+				 .name = "hdev",
+				 .nr_blocks = 2048,
+				 .block_size = 512,
+				 .seg_writes = true };
+	ok_eq(memdisk_create(2048, 512, &h.mem), 0);
+	t->mem = h.mem;
+	ok_eq(nbd_server_create(NULL, &t->srv), 0);
+	cfg.dev = &h.dev;
+	ok_eq(nbd_server_add_export(t->srv, &cfg), 0);
+	ok_eq(nbd_lwip_listen(t->srv, NBD_LWIP_PORT, &t->nl), 0);
+	connect_client(t);
+	ok_eq(fk.pbufs_live, 0);
+
+	n = nbdc_put_req(wreq, NBD_CMD_WRITE, 0, 5, 65536, 262144);
+	for (size_t i = 0; i < 262144; i++)
+		wreq[n + i] = (uint8_t)(i * 7 + (i >> 10));
+	h.hold = true;
+	fk.recved = 0;
+	deliver(t->pcb, wreq, sizeof(wreq));
+	nbd_lwip_poll(t->nl);
+	/* In the device, not complete: the window is open again for every byte ... */
+	ok_eq(fk.recved, sizeof(wreq));
+	/* ... the payload is the pbufs themselves, all still referenced. */
+	ok_eq(h.seen.op, BLKDEV_WRITE);
+	ok(h.seen.segs != NULL);
+	ok_eq(h.seen.nr_segs, (sizeof(wreq) + 1459) / 1460);
+	ok(h.seen_in_pbufs);
+	ok_eq(fk.pbufs_live, (long)((sizeof(wreq) + 1459) / 1460));
+	/* Completed: answered, and every pbuf freed (each exactly once: the fake checks refs). */
+	h.hold = false;
+	nbd_lwip_poll(t->nl);
+	ok_eq(fk.pbufs_live, 0);
+	ack_all(t);
+	ok_eq(t->out_len, 16);
+	ok_eq(nbd_get_be32(t->out + 4), 0);
+	ok_eq(blkdev_read(h.mem, 128, 512, back), 0);
+	ok(memcmp(back, wreq + 28, 262144) == 0);
+	teardown(t);
+	free(t->pcb);
+	free(t);
+	free(back);
 }

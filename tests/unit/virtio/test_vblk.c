@@ -4,7 +4,8 @@
  * memory disk answers through the fake transport (vdev_double.c). Covered: configuration
  * (capacity, block size, read-only, limits), synchronous and asynchronous I/O with many
  * requests in flight completed out of order, range and read-only refusals, the status byte
- * mapping, FLUSH/DISCARD/WRITE_ZEROES, splitting, and a device that never answers.
+ * mapping, FLUSH/DISCARD/WRITE_ZEROES, splitting, segment-list WRITEs (the descriptors the
+ * device sees, the seg_max cap, refusal of a block beyond it), and a device that never answers.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,6 +33,8 @@ struct blkdouble {
 	struct vdd_chain held[512];
 	unsigned nheld;
 	unsigned requests, flushes, discards, wzeroes, max_segs;
+	struct vdd_chain last; /* the last chain executed */
+	unsigned indirect;     /* chains that came as an indirect table */
 	uint64_t last_dwz_sector;
 	uint32_t last_dwz_count, last_dwz_flags;
 };
@@ -51,6 +54,8 @@ static void bd_execute(struct blkdouble *bd, struct vdd_chain *c)
 	uint8_t st = VIRTIO_BLK_S_OK;
 
 	bd->requests++;
+	bd->last = *c;
+	bd->indirect += c->indirect;
 	if (c->n - 2 > bd->max_segs)
 		bd->max_segs = c->n - 2;
 	if (c->seg[0].len != sizeof(*h) || c->seg[0].write || !c->seg[c->n - 1].write ||
@@ -522,4 +527,151 @@ TEST(legacy_or_broken_devices_are_refused)
 	ok_eq(vblk_create(&bd->d.vdev, &vb), -ENOENT);
 	ok(bd->d.status == 0);
 	bd_free(bd);
+}
+
+/* ---- Segment lists (core/blkdev.h) ---- */
+
+static void seg_done(struct blkdev_req *req, int rc)
+{
+	int *out = req->priv;
+
+	*out = rc;
+}
+
+/* Cut @len bytes of @data into @piece-byte pieces at odd addresses of @arena (2 bytes apart). */
+static uint32_t seg_cut(uint8_t *arena, const uint8_t *data, size_t len, uint32_t piece,
+			struct blkdev_seg *segs)
+{
+	size_t at = 3, pos = 0;
+	uint32_t n = 0;
+
+	while (pos < len) {
+		uint32_t k = (uint32_t)MIN((size_t)piece, len - pos);
+
+		memcpy(arena + at, data + pos, k);
+		segs[n].base = arena + at;
+		segs[n++].len = k;
+		pos += k;
+		at += k + 2;
+	}
+	return n;
+}
+
+/* Submit a list WRITE and poll until done; the submit's refusal or the result. */
+static int seg_write(struct vblk *vb, uint64_t block, uint32_t count, const struct blkdev_seg *segs,
+		     uint32_t n)
+{
+	int rc = 1;
+	struct blkdev_req req = { .op = BLKDEV_WRITE,
+				  .block = block,
+				  .count = count,
+				  .segs = segs,
+				  .nr_segs = n,
+				  .done = seg_done,
+				  .priv = &rc };
+	int s = blkdev_submit(&vb->bdev, &req);
+
+	if (s)
+		return s;
+	for (int i = 0; i < 1000 && rc == 1; i++)
+		blkdev_poll(&vb->bdev);
+	return rc;
+}
+
+TEST(segment_list_write_is_one_indirect_chain_of_the_callers_pieces)
+{
+	struct blkdouble *bd = bd_new(4096, blk_features(), 512);
+	uint8_t *arena = calloc(1, 1 << 20), *w = malloc(65536);
+	struct blkdev_seg segs[64];
+	struct vblk *vb;
+	uint32_t n;
+
+	ok_eq(vblk_create(&bd->d.vdev, &vb), 0);
+	ok(vb->bdev.seg_writes);
+	ok_eq(vb->segs, 254); /* what the device offers, with indirect descriptors */
+	fill(w, 65536, 21);
+	n = seg_cut(arena, w, 65536, 1460, segs);
+	ok_eq(n, 45);
+	ok_eq(seg_write(vb, 40, 128, segs, n), 0);
+	ok_eq(bd->requests, 1);
+	ok_eq(bd->indirect, 1);
+	ok_eq(bd->last.n, 2 + 45);
+	for (uint32_t i = 0; i < n; i++) {
+		ok_eq(bd->last.seg[1 + i].addr, (uint64_t)(uintptr_t)segs[i].base);
+		ok_eq(bd->last.seg[1 + i].len, segs[i].len);
+		ok(!bd->last.seg[1 + i].write);
+	}
+	ok(memcmp(bd->disk + 40 * 512, w, 65536) == 0);
+	/* Starting 100 bytes into the first piece, 63 KiB: the offset reaches the device. */
+	{
+		struct blkdev_req req = { .op = BLKDEV_WRITE,
+					  .block = 2000,
+					  .count = 126,
+					  .segs = segs,
+					  .nr_segs = n,
+					  .seg_off = 100,
+					  .done = seg_done };
+		int rc = 1;
+
+		req.priv = &rc;
+		ok_eq(blkdev_submit(&vb->bdev, &req), 0);
+		for (int i = 0; i < 1000 && rc == 1; i++)
+			blkdev_poll(&vb->bdev);
+		ok_eq(rc, 0);
+		ok_eq(bd->last.seg[1].addr, (uint64_t)(uintptr_t)segs[0].base + 100);
+		ok_eq(bd->last.seg[1].len, 1360);
+		ok(memcmp(bd->disk + 2000 * 512, w + 100, 126 * 512) == 0);
+	}
+	blkdev_destroy(&vb->bdev);
+	free(arena);
+	free(w);
+	bd_free(bd);
+}
+
+TEST(segment_lists_are_cut_at_seg_max_and_refused_beyond)
+{
+	struct blkdouble *bd = bd_new(4096, blk_features(), 512);
+	struct virtio_blk_config *cfg = (struct virtio_blk_config *)bd->d.config;
+	uint8_t *arena = calloc(1, 1 << 20), *w = malloc(262144);
+	struct blkdev_seg *segs = calloc(4096, sizeof(*segs));
+	struct vblk *vb;
+	uint32_t n;
+
+	cfg->seg_max = cpu_to_le32(126); /* QEMU without seg-max-adjust */
+	ok_eq(vblk_create(&bd->d.vdev, &vb), 0);
+	ok_eq(vb->segs, 126);
+	fill(w, 262144, 22);
+	n = seg_cut(arena, w, 262144, 1460, segs);
+	ok_eq(n, 180);
+	/* 256 KiB in 180 pieces: two device requests, each within 126 descriptors. */
+	ok_eq(seg_write(vb, 7, 512, segs, n), 0);
+	ok_eq(bd->requests, 2);
+	ok_eq(bd->max_segs, 126);
+	ok(memcmp(bd->disk + 7 * 512, w, 262144) == 0);
+	/* A block spread over more pieces than seg_max: refused, nothing sent. */
+	n = seg_cut(arena, w, 512, 4, segs); /* 128 pieces of 4 bytes for one block */
+	ok_eq(n, 128);
+	ok_eq(seg_write(vb, 0, 1, segs, n), -EINVAL);
+	ok_eq(bd->requests, 2);
+	n = seg_cut(arena, w, 512, 5, segs); /* 103 pieces: fits */
+	ok_eq(seg_write(vb, 0, 1, segs, n), 0);
+	ok_eq(bd->requests, 3);
+	ok(memcmp(bd->disk, w, 512) == 0);
+	blkdev_destroy(&vb->bdev);
+	bd_free(bd);
+
+	/* Without indirect descriptors a chain takes ring slots: 8 data descriptors at most. */
+	bd = bd_new(4096, blk_features() & ~VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC), 512);
+	ok_eq(vblk_create(&bd->d.vdev, &vb), 0);
+	ok_eq(vb->segs, 8);
+	n = seg_cut(arena, w, 65536, 1460, segs);
+	ok_eq(seg_write(vb, 9, 128, segs, n), 0);
+	ok_eq(bd->max_segs, 8);
+	ok_eq(bd->indirect, 0);
+	ok(memcmp(bd->disk + 9 * 512, w, 65536) == 0);
+	blkdev_destroy(&vb->bdev);
+	bd_free(bd);
+	free(segs);
+	free(arena);
+	free(w);
 }
