@@ -20,7 +20,7 @@ int memdisk_create(uint64_t nr_blocks, uint32_t block_size, struct blkdev **out)
  * @nr_blocks * @block_size bytes; otherwise it is opened and its size (rounded down to
  * whole blocks) gives nr_blocks (@nr_blocks is ignored). The synchronous ops are
  * pread/pwrite/fsync. submit/poll are asynchronous (FILEDISK_IO_URING or _POOL): submit
- * starts the request (-EAGAIN past 128 in flight; with io_uring a read of up to 64 KiB found
+ * starts the request (-EAGAIN past 128 in flight; with io_uring a read of up to 1 MiB found
  * in the page cache, and a write of up to 16 KiB, are done at once, and so is a write of up
  * to 1 MiB unless such a write slept in the kernel less than a second ago), and done() runs
  * inside a later poll (or destroy), never inside submit, on the caller's thread; completions
