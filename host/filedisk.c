@@ -10,9 +10,10 @@
  * process-wide eventfd (filedisk_wake_fd()); done() runs only inside filedisk_poll(), on the
  * caller's thread, never on a worker.
  *
- * Small I/O the page cache takes at once is done in submit (try_cached_read(),
- * try_small_write(), which says when a write may still wait): a trip through the ring would
- * do the same copy, later and dearer. Its done() still runs only from the next poll.
+ * I/O the page cache takes at once is done in submit (try_cached_read(), try_small_write(),
+ * which says when a write may still wait, and how a write that did keeps the next ones off
+ * the loop): a trip through the ring would do the same copy, later and dearer. Its done()
+ * still runs only from the next poll.
  *
  * Requests live in a fixed table of slots (no allocation per request; a full table is
  * -EAGAIN). A read or write that transfers less than asked is continued from where it
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -35,8 +37,10 @@
 #define FD_SLOTS	   128		  /* requests in flight per device */
 #define POOL_WORKERS	   4		  /* threads of the fallback, started at the first submit */
 #define ASYNC_MIN_BYTES	   (64 * 1024)	  /* transfers punted to io-wq (see uring_prep()) */
-#define CACHED_READ_MAX	   (64 * 1024)	  /* reads tried from the page cache in submit */
-#define SMALL_WRITE_MAX	   (16 * 1024)	  /* writes done in submit (try_small_write()) */
+#define CACHED_READ_MAX	   (1024 * 1024)  /* reads tried from the page cache in submit */
+#define SMALL_WRITE_MAX	   (16 * 1024)	  /* writes always done in submit (try_small_write()) */
+#define INLINE_WRITE_MAX   (1024 * 1024)  /* larger ones too, unless one slept recently */
+#define INLINE_BACKOFF_NS  1000000000ull  /* how long large writes avoid submit after that */
 #define DESTROY_TIMEOUT_NS 30000000000ull /* bound on waiting for requests at destroy */
 
 struct fd_slot {
@@ -60,6 +64,12 @@ struct filedisk {
 	uint64_t ndelay[5], delay_at[5], delay_ns;
 	int fail_err;
 	uint64_t syncs; /* flush system calls issued */
+
+	/* large writes done in submit (try_small_write()) */
+	uint64_t inline_off_until; /* until then through the ring instead (0: not) */
+	uint64_t backoff_ns;	   /* INLINE_BACKOFF_NS, or a test's */
+	bool seam_slept;	   /* seam: take the next one as one that slept */
+	uint64_t inline_writes;	   /* writes (any size) done in submit */
 
 	struct fd_slot slots[FD_SLOTS];
 	struct fd_slot *free;
@@ -351,10 +361,14 @@ static void slot_free(struct filedisk *fd, struct fd_slot *s)
 }
 
 /*
- * A small read whose pages are all in the page cache is done now (RWF_NOWAIT never waits for
- * the disk): cheaper than a trip through the ring, which would copy the same way inside
- * io_uring_enter(). Its done() still runs from the next poll. False: not (all) cached, or a
- * seam is armed; the rest goes to the backend as usual.
+ * A read whose pages are all in the page cache is done now (RWF_NOWAIT never waits for the
+ * disk): cheaper than a trip through the ring, which would copy the same way inside
+ * io_uring_enter() or, for a large one, on an io-wq worker, whose copy then reaches the
+ * reply's sendmsg() from the other core's cache, after two context switches. Done here, the
+ * bytes are still in this core's cache when the reply copies them out: sequential 256 KiB
+ * reads took about a tenth less CPU per GiB (docs/performance.md). Its done() still runs
+ * from the next poll. False: not (all) cached, or a seam is armed; the rest goes to the
+ * backend as usual.
  */
 static bool try_cached_read(struct filedisk *fd, struct fd_slot *s)
 {
@@ -376,24 +390,49 @@ static bool try_cached_read(struct filedisk *fd, struct fd_slot *s)
 	return true;
 }
 
+/* Voluntary context switches of the calling thread so far: each one is a sleep. */
+static long thread_sleeps(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_THREAD, &ru) ? -1 : ru.ru_nvcsw;
+}
+
 /*
- * A small write is a copy into the page cache: done in submit it costs one system call, where
- * the ring hands it to io-wq (ext4 has no non-blocking buffered write, so io_uring punts every
+ * A write is a copy into the page cache: done in submit it costs one system call, where the
+ * ring hands it to io-wq (ext4 has no non-blocking buffered write, so io_uring punts every
  * one to a worker, one at a time per file: 4 KiB random writes at QD16 ran at half the
- * synchronous rate). RWF_NOWAIT first, so a file system that has it never waits here; where it
- * answers EOPNOTSUPP (ext4) a plain pwrite(), which waits only when the kernel throttles
- * dirty pages. False: not done (or done in part); the rest goes to the backend.
+ * synchronous rate). A large write done here also copies its payload while it is still in
+ * this core's cache, straight after recv() put it there, and skips the worker's two context
+ * switches: sequential 256 KiB writes took a third less CPU per GiB than through io-wq
+ * (docs/performance.md). RWF_NOWAIT first, so a file system that has it never waits here;
+ * where it answers EOPNOTSUPP (ext4) a plain pwrite(), which waits when the kernel throttles
+ * dirty pages (or a page must be read first). A write of up to SMALL_WRITE_MAX is done here
+ * always; a larger one, up to INLINE_WRITE_MAX, only while no such write slept in the last
+ * INLINE_BACKOFF_NS: one that did (a voluntary context switch during the call) sends the
+ * large writes after it through the ring, so a throttled file costs the loop one wait per
+ * back-off, not one per request. False: not done (or done in part); the rest goes to the
+ * backend.
  */
 static bool try_small_write(struct filedisk *fd, struct fd_slot *s)
 {
 	struct blkdev_req *req = s->req;
 	size_t len = (size_t)req->count * fd->dev.block_size;
 	off_t off = (off_t)(req->block * fd->dev.block_size);
+	bool large = len > SMALL_WRITE_MAX;
+	long sleeps = 0;
 	struct iovec v;
 	ssize_t n;
 
-	if (fd->io != FILEDISK_IO_URING || len > SMALL_WRITE_MAX || s->inject || fd->max_xfer)
+	if (fd->io != FILEDISK_IO_URING || len > INLINE_WRITE_MAX || s->inject || fd->max_xfer)
 		return false;
+	if (large && fd->inline_off_until) {
+		if (now_ns() < fd->inline_off_until)
+			return false;
+		fd->inline_off_until = 0;
+	}
+	if (large)
+		sleeps = thread_sleeps();
 	v.iov_base = req->buf;
 	v.iov_len = len;
 	n = fd->nowait_writes ? pwritev2(fd->fd, &v, 1, off, RWF_NOWAIT)
@@ -402,10 +441,15 @@ static bool try_small_write(struct filedisk *fd, struct fd_slot *s)
 		fd->nowait_writes = false;
 		n = pwrite(fd->fd, req->buf, len, off);
 	}
+	if (large && (fd->seam_slept || thread_sleeps() != sleeps)) {
+		fd->seam_slept = false;
+		fd->inline_off_until = now_ns() + fd->backoff_ns;
+	}
 	if (n > 0)
 		s->done = (size_t)n;
 	if (n < 0 || (size_t)n < len)
 		return false;
+	fd->inline_writes++;
 	push(&fd->local, &fd->local_tail, s);
 	return true;
 }
@@ -747,6 +791,7 @@ int filedisk_open_io(const char *path, uint32_t block_size, bool create, uint64_
 	fd->dev.nr_blocks = (uint64_t)st.st_size / block_size;
 	fd->dev.discard_zeroes = true;
 	fd->nowait_writes = true;
+	fd->backoff_ns = INLINE_BACKOFF_NS;
 	rc = backend_setup(fd, io);
 	if (rc) {
 		close(f);
@@ -826,6 +871,19 @@ void filedisk_delay_nth(struct blkdev *dev, enum blkdev_op op, uint64_t n, uint6
 void filedisk_set_max_transfer(struct blkdev *dev, size_t bytes)
 {
 	to_fd(dev)->max_xfer = bytes;
+}
+
+void filedisk_inline_slept(struct blkdev *dev, uint64_t backoff_ns)
+{
+	struct filedisk *fd = to_fd(dev);
+
+	fd->seam_slept = true;
+	fd->backoff_ns = backoff_ns;
+}
+
+uint64_t filedisk_inline_writes(const struct blkdev *dev)
+{
+	return container_of(dev, const struct filedisk, dev)->inline_writes;
 }
 
 uint64_t filedisk_syncs(const struct blkdev *dev)

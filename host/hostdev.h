@@ -20,10 +20,11 @@ int memdisk_create(uint64_t nr_blocks, uint32_t block_size, struct blkdev **out)
  * @nr_blocks * @block_size bytes; otherwise it is opened and its size (rounded down to
  * whole blocks) gives nr_blocks (@nr_blocks is ignored). The synchronous ops are
  * pread/pwrite/fsync. submit/poll are asynchronous (FILEDISK_IO_URING or _POOL): submit
- * starts the request (-EAGAIN past 128 in flight; with io_uring a read of up to 64 KiB found
- * in the page cache, and a write of up to 16 KiB, are done at once), and done() runs inside
- * a later poll (or destroy), never inside submit, on the caller's thread; completions come
- * in any order. A BLKDEV_FLUSH request is
+ * starts the request (-EAGAIN past 128 in flight; with io_uring a read of up to 1 MiB found
+ * in the page cache, and a write of up to 16 KiB, are done at once, and so is a write of up
+ * to 1 MiB unless such a write slept in the kernel less than a second ago), and done() runs
+ * inside a later poll (or destroy), never inside submit, on the caller's thread; completions
+ * come in any order. A BLKDEV_FLUSH request is
  * fdatasync() (fsync() when a discard came since the last flush) issued when it is
  * submitted, so it covers every write completed before (core/blkdev.h). A read or write the
  * kernel does in part is continued; a read past the end of the file is -EIO, a failed
@@ -63,6 +64,14 @@ bool filedisk_signals(const struct blkdev *dev);
 void filedisk_fail_nth(struct blkdev *dev, enum blkdev_op op, uint64_t n, int err);
 void filedisk_delay_nth(struct blkdev *dev, enum blkdev_op op, uint64_t n, uint64_t ns);
 void filedisk_set_max_transfer(struct blkdev *dev, size_t bytes);
+/*
+ * filedisk_inline_slept(): the next write of more than 16 KiB done inside submit counts as
+ * one that slept, and the back-off after it (writes of more than 16 KiB through the ring)
+ * lasts @backoff_ns, as it does after every such write from now on (default 1 s).
+ * filedisk_inline_writes(): writes done inside submit so far (io_uring backend).
+ */
+void filedisk_inline_slept(struct blkdev *dev, uint64_t backoff_ns);
+uint64_t filedisk_inline_writes(const struct blkdev *dev);
 /* Flush system calls issued (synchronous and asynchronous), and requests in flight. */
 uint64_t filedisk_syncs(const struct blkdev *dev);
 unsigned filedisk_inflight(const struct blkdev *dev);

@@ -4,7 +4,8 @@
  * backends (io_uring where the kernel allows it, else that half is skipped with a note; the
  * worker threads always): many requests in flight and a full table, completions out of
  * submission order, FLUSH, injected errors, short transfers, reads past the end of the file,
- * the wake-up descriptor, and done() submitting again.
+ * the wake-up descriptor, and done() submitting again; with io_uring, which reads and writes
+ * are done inside submit (and which writes go through the ring after one of them slept).
  */
 #include "tests/support/harness.h"
 #include "host/hostdev.h"
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -484,4 +486,149 @@ TEST(resubmit_and_destroy_uring)
 TEST(resubmit_and_destroy_pool)
 {
 	resubmit_and_destroy(FILEDISK_IO_POOL);
+}
+
+/* ---- io_uring: large writes done inside submit, and the back-off after one slept ------- */
+
+#define LARGE_BLKS 512u /* 256 KiB: the sequential-write bench's request size */
+
+/* Submit a write of @count blocks at @block from @buf; true when it was done inside submit
+ * (its bytes are in the file through @other before any poll, and done() has not run). */
+static bool write_in_submit(struct blkdev *dev, int other, uint64_t block, uint32_t count,
+			    void *buf)
+{
+	size_t len = (size_t)count * BS;
+	uint64_t before = filedisk_inline_writes(dev);
+	uint8_t *back = malloc(len);
+	struct rec r;
+	bool in_submit;
+
+	rec_init(&r, BLKDEV_WRITE, block, count, buf);
+	if (!ok_eq(blkdev_submit(dev, &r.req), 0) || !ok(back)) {
+		free(back);
+		return false;
+	}
+	ok_eq(r.calls, 0); /* done() never runs inside submit */
+	in_submit = filedisk_inline_writes(dev) == before + 1;
+	if (in_submit)
+		ok(pread(other, back, len, (off_t)(block * BS)) == (ssize_t)len &&
+		   !memcmp(back, buf, len));
+	else
+		ok_eq(filedisk_inline_writes(dev), before);
+	ok(drain(dev));
+	ok(r.calls == 1 && r.rc == 0);
+	ok(pread(other, back, len, (off_t)(block * BS)) == (ssize_t)len && !memcmp(back, buf, len));
+	free(back);
+	return in_submit;
+}
+
+TEST(large_writes_in_submit_uring)
+{
+	struct blkdev *dev = open_dev(FILEDISK_IO_URING, "inline.img");
+	size_t big = 2048u * BS; /* 1 MiB */
+	uint8_t *w = malloc(2 * big);
+	int other = open(path_of("inline.img"), O_RDONLY | O_CLOEXEC);
+
+	if (!dev || !ok(w && other >= 0))
+		goto out;
+	fill(w, 2 * big, 11);
+	/* 4 KiB and 256 KiB: done in submit, the bytes in the file before the poll. */
+	ok(write_in_submit(dev, other, 0, 8, w));
+	ok(write_in_submit(dev, other, 8, LARGE_BLKS, w + 8 * BS));
+	/* Up to 1 MiB in submit; past that the ring, as before. */
+	ok(write_in_submit(dev, other, 1024, 2048, w));
+	ok(!write_in_submit(dev, other, 4096, 4096, w));
+	/* A large write that slept: the large ones after it take the ring until the back-off
+	 * (100 ms here) is over; small ones stay in submit. */
+	filedisk_inline_slept(dev, 100000000ull);
+	ok(write_in_submit(dev, other, 0, LARGE_BLKS, w + big));
+	ok(!write_in_submit(dev, other, LARGE_BLKS, LARGE_BLKS, w));
+	ok(write_in_submit(dev, other, 2 * LARGE_BLKS, 8, w));
+	ok(!write_in_submit(dev, other, 3 * LARGE_BLKS, 33, w));
+	usleep(150000);
+	ok(write_in_submit(dev, other, 4 * LARGE_BLKS, LARGE_BLKS, w + 3 * BS));
+	ok(write_in_submit(dev, other, 5 * LARGE_BLKS, LARGE_BLKS, w + 5 * BS));
+out:
+	if (other >= 0)
+		close(other);
+	blkdev_destroy(dev);
+	free(w);
+}
+
+/*
+ * The back-off is started by a real sleep, not only the seam: a write whose source buffer is
+ * a mapping of a file evicted from the page cache faults inside pwrite() and waits for the
+ * disk. Skipped with a note where the pages cannot be evicted (tmpfs keeps them).
+ */
+TEST(write_that_sleeps_starts_backoff_uring)
+{
+	struct blkdev *dev = open_dev(FILEDISK_IO_URING, "sleepy.img");
+	size_t len = (size_t)LARGE_BLKS * BS, page = (size_t)sysconf(_SC_PAGESIZE);
+	uint8_t *w = malloc(len), *map = MAP_FAILED;
+	unsigned char *resident = calloc(len / page, 1);
+	int src = open(path_of("src.img"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int other = open(path_of("sleepy.img"), O_RDONLY | O_CLOEXEC);
+	size_t i, in_cache = 0;
+
+	if (!dev || !ok(w && resident && src >= 0 && other >= 0))
+		goto out;
+	fill(w, len, 21);
+	ok(pwrite(src, w, len, 0) == (ssize_t)len);
+	ok_eq(fsync(src), 0);
+	ok_eq(posix_fadvise(src, 0, (off_t)len, POSIX_FADV_DONTNEED), 0);
+	map = mmap(NULL, len, PROT_READ, MAP_SHARED, src, 0);
+	if (!ok(map != MAP_FAILED) || !ok_eq(mincore(map, len, resident), 0))
+		goto out;
+	for (i = 0; i < len / page; i++)
+		in_cache += resident[i] & 1;
+	if (in_cache) {
+		printf("  note: %zu of %zu source pages stay cached here: sleep not tested\n",
+		       in_cache, len / page);
+		goto out;
+	}
+	/* Done in submit (it waited for the disk there), and it started the back-off. */
+	ok(write_in_submit(dev, other, 0, LARGE_BLKS, map));
+	ok(!write_in_submit(dev, other, LARGE_BLKS, LARGE_BLKS, w));
+out:
+	if (map != MAP_FAILED)
+		munmap(map, len);
+	if (src >= 0)
+		close(src);
+	if (other >= 0)
+		close(other);
+	blkdev_destroy(dev);
+	free(w);
+	free(resident);
+}
+
+/* io_uring: a cached read of up to 1 MiB is done inside submit (done() still waits for the
+ * poll); a larger one goes through the ring, as before. */
+TEST(cached_reads_in_submit_uring)
+{
+	struct blkdev *dev = open_dev(FILEDISK_IO_URING, "cached.img");
+	size_t len = 4096u * BS; /* 2 MiB */
+	uint8_t *w = malloc(len), *rd = calloc(1, len);
+	uint32_t sizes[] = { 8, 128, LARGE_BLKS, 2048, 4096 };
+	struct rec r;
+
+	if (!dev || !ok(w && rd))
+		goto out;
+	fill(w, len, 31);
+	ok_eq(blkdev_write(dev, 0, 4096, w), 0); /* through pwrite: the pages are cached now */
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t n = (size_t)sizes[i] * BS;
+
+		memset(rd, 0, len);
+		rec_init(&r, BLKDEV_READ, 0, sizes[i], rd);
+		ok_eq(blkdev_submit(dev, &r.req), 0);
+		ok_eq(r.calls, 0);
+		/* In submit up to 1 MiB: the bytes are there before any poll. */
+		ok_eq(!memcmp(rd, w, n), sizes[i] <= 2048);
+		ok(drain(dev));
+		ok(r.calls == 1 && r.rc == 0 && !memcmp(rd, w, n));
+	}
+out:
+	blkdev_destroy(dev);
+	free(w);
+	free(rd);
 }
