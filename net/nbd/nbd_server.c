@@ -55,6 +55,16 @@
 #define BORROW_SEGS(len)  ((uint32_t)MIN((len) / 1024 + 8, (size_t)BORROW_MAX_SEGS))
 #define BORROW_MAX_SEGS	  4096u
 #define BORROW_SLOT_BYTES (sizeof(struct blkdev_seg) + sizeof(void *))
+
+/*
+ * Holds of transport pieces across the server. A held piece pins a whole receive buffer,
+ * and the firmware's receive path has about 1,800 of them (virtio-net's 768 spares beyond
+ * its ring, lwIP's 1,024 pool pbufs for the frames it copies): if WRITEs still receiving
+ * their payload held them all, no frame could arrive to complete any of them and the
+ * appliance would stop receiving. Past this many, payloads are copied (QD4 of 256 KiB in
+ * 1460-byte segments holds 720).
+ */
+#define BORROW_MAX_HOLDS 1024u
 /*
  * Free lists (docs/nbd.md "Memory"): request buffers in size classes of a quarter of a power
  * of two from 4 KiB (4, 5, 6, 7, 8, 10, 12, 14, 16 KiB, ...; at most a quarter wasted), for
@@ -273,6 +283,8 @@ struct nbd_server {
 	struct net_addr last_refused; /* the address of the last refusal ... */
 	uint64_t refused_in_row;      /* ... and how many in a row were its */
 	size_t held; /* request buffers of every connection (lim.max_server_bytes) */
+	/* Borrowed pieces held by every connection (BORROW_MAX_HOLDS). */
+	size_t holds;
 	/*
 	 * Free lists, so that a connection in steady state allocates nothing per request: freed
 	 * request buffers by size class (@cached bytes in all; in use and cached together
@@ -1430,6 +1442,7 @@ static void req_release_segs(struct nbd_req *r)
 
 	for (uint32_t i = 0; i < r->nsegs; i++)
 		c->in_ops->release(c->in_ops->ctx, r->refs[i]);
+	c->srv->holds -= r->nsegs;
 	r->nsegs = 0;
 	buf_put(c->srv, r->segs, (size_t)r->seg_cap * BORROW_SLOT_BYTES);
 	r->segs = NULL;
@@ -2485,11 +2498,13 @@ static size_t proto_feed(struct nbd_conn *c, const uint8_t *in, size_t len, bool
 			break;
 		case CS_REQ_DATA:
 			k = MIN((size_t)c->cur->length - c->cur_got, len - pos);
-			if (!c->cur->buf && wire && c->in_ref && c->cur->nsegs < c->cur->seg_cap) {
+			if (!c->cur->buf && wire && c->in_ref && c->cur->nsegs < c->cur->seg_cap &&
+			    c->srv->holds < BORROW_MAX_HOLDS) {
 				/* Borrowed: the piece is held until the request is freed. */
 				struct nbd_req *r = c->cur;
 
 				c->in_ops->hold(c->in_ops->ctx, c->in_ref);
+				c->srv->holds++;
 				r->segs[r->nsegs].base = in + pos;
 				r->segs[r->nsegs].len = (uint32_t)k;
 				r->refs[r->nsegs++] = c->in_ref;

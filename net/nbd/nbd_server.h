@@ -343,7 +343,8 @@ size_t nbd_conn_hdr_wanted(const struct nbd_conn *c);
  * window at once: held pieces count in the connection's budget (max_conn_bytes) as the
  * payload buffer did. Once a connection was fed this way its WRITE buffers are allocated only
  * when a payload has to be copied after all: under TLS, a payload in more pieces than its
- * list holds (one per KiB plus 8, at most 4096), an unaligned WRITE to a device without
+ * list holds (one per KiB plus 8, at most 4096) or while the server already holds 1,024
+ * pieces (a held piece pins a whole receive buffer), an unaligned WRITE to a device without
  * byte_writes, or bytes given through plain nbd_conn_feed(). perf_payload counts both kinds.
  */
 struct nbd_input_ops {

@@ -32,6 +32,7 @@ struct piece {
 };
 
 static unsigned live_pieces;
+static unsigned holds_now, holds_peak; /* the server's holds outstanding, and their peak */
 
 static struct piece *piece_new(const uint8_t *bytes, size_t len)
 {
@@ -62,6 +63,8 @@ static void hold_cb(void *ctx, void *ref)
 	(void)ctx;
 	p->refs++;
 	p->holds++;
+	if (++holds_now > holds_peak)
+		holds_peak = holds_now;
 }
 
 static void release_cb(void *ctx, void *ref)
@@ -70,6 +73,7 @@ static void release_cb(void *ctx, void *ref)
 
 	(void)ctx;
 	p->releases++;
+	holds_now--;
 	piece_put(p);
 }
 
@@ -433,6 +437,43 @@ TEST(too_many_pieces_and_server_rmw_are_copied)
 	ok_eq(blkdev_read(t.l.mem, 0, 4, back), 0);
 	ok(memcmp(back + 100, w + 1, 1000) == 0);
 	ok_eq(live_pieces, 0);
+	teardown(&t);
+	free(w);
+	free(back);
+}
+
+/*
+ * A held piece pins a whole receive buffer of the transport, of which the firmware has about
+ * 1,800: WRITEs holding them all would stop every frame from arriving, their own payloads'
+ * included. The server holds at most 1,024 at once; past that, payloads are copied.
+ */
+TEST(holds_are_bounded_across_requests)
+{
+	struct t t;
+	size_t len = 1u << 20;
+	uint8_t *w = malloc(2 * len), *back = malloc(2 * len);
+	uint64_t copied;
+
+	setup(&t);
+	pattern_fill(w, 2 * len, 6);
+	t.l.hold = true; /* both stay in the device, holding what they hold */
+	holds_peak = holds_now;
+	copied = perf_payload.write_copied;
+	/* 1 MiB in 1460-byte segments is 719 pieces (its list has room for 1,032). */
+	send_write(&t, 31, 0, w, len, 1460, SIZE_MAX, NULL, NULL);
+	send_write(&t, 32, len, w + len, len, 1460, SIZE_MAX, NULL, NULL);
+	nbd_server_poll(t.srv);
+	ok_eq(t.l.n, 2);
+	ok(holds_peak <= 1024);
+	ok(perf_payload.write_copied > copied); /* the second one, copied from the 306th piece */
+	t.l.hold = false;
+	nbd_server_poll(t.srv);
+	ok_eq(reply(&t, 32), 0); /* the device completes the newest first */
+	ok_eq(reply(&t, 31), 0);
+	ok_eq(live_pieces, 0);
+	ok_eq(holds_now, 0);
+	ok_eq(blkdev_read(t.l.mem, 0, (uint32_t)(2 * len / 512), back), 0);
+	ok(memcmp(back, w, 2 * len) == 0);
 	teardown(&t);
 	free(w);
 	free(back);
