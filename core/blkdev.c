@@ -144,8 +144,13 @@ int blkdev_submit(struct blkdev *dev, struct blkdev_req *req)
 		return rc;
 	if (req->segs && !dev->seg_writes)
 		return seg_bounce_submit(dev, req);
-	if (dev->ops->submit)
-		return dev->ops->submit(dev, req);
+	if (dev->ops->submit) {
+		rc = dev->ops->submit(dev, req);
+		/* A list this device cannot send as it is (core/blkdev.h): the bounce after all. */
+		if (rc == -E2BIG && req->segs)
+			return seg_bounce_submit(dev, req);
+		return rc;
+	}
 
 	switch (req->op) {
 	case BLKDEV_READ:

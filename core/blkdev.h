@@ -83,8 +83,11 @@
  * list and the memory it names stay valid and unchanged until done() runs. A device that
  * takes lists itself sets seg_writes (drivers/virtio-blk, core/blkdev_linear.c, a thin
  * volume); for any other blkdev_submit() gathers the payload into one buffer and submits
- * that (the single bounce, counted in perf_payload.write_copied). -EINVAL when the list holds
- * fewer bytes than the payload, or a list on another op.
+ * that (the single bounce, counted in perf_payload.write_copied). A device with seg_writes
+ * whose submit op cannot send a particular list as it is (virtio-blk: a block in more pieces
+ * than seg_max, more descriptors than its ring) returns -E2BIG, having started nothing, and
+ * blkdev_submit() bounces that request the same way: a valid list is never refused.
+ * -EINVAL when the list holds fewer bytes than the payload, or a list on another op.
  */
 #ifndef CORE_BLKDEV_H
 #define CORE_BLKDEV_H

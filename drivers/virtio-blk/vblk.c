@@ -357,8 +357,10 @@ static unsigned vblk_seg_bufs(const struct vblk *vb, struct vblk_segpos *p, uint
 
 /*
  * Plan a segment-list WRITE: the pieces (each whole blocks, within vb->segs descriptors), the
- * ring descriptors they take. -EINVAL when a block cannot be expressed (see above) or the
- * request needs more pieces than there are slots.
+ * ring descriptors they take. -E2BIG when the list cannot be sent as it is: a block in more
+ * pieces than a request takes (see above), more pieces than there are slots, or more
+ * descriptors than the ring has (no indirect tables), which no wait would make room for;
+ * blkdev_submit() then gathers it into one buffer (core/blkdev.h "Segment lists").
  */
 static int vblk_seg_plan(const struct vblk *vb, const struct blkdev_req *req, unsigned *pieces,
 			 unsigned *descs)
@@ -371,12 +373,12 @@ static int vblk_seg_plan(const struct vblk *vb, const struct blkdev_req *req, un
 		uint32_t b = vblk_seg_piece(vb, p, left);
 
 		if (!b || ++*pieces > vb->nslots)
-			return -EINVAL;
+			return -E2BIG;
 		*descs += vq_descs_needed(
 		    &vb->vq, 2 + vblk_seg_bufs(vb, &p, (uint64_t)b * vb->bdev.block_size, NULL));
 		left -= b;
 	}
-	return 0;
+	return *descs > vb->vq.size ? -E2BIG : 0;
 }
 
 static int vblk_submit(struct blkdev *bdev, struct blkdev_req *req)
