@@ -15,8 +15,9 @@
  * is done, so the block device reads the payload where the NIC put it. The window reopens
  * for every byte fed at once, as before (tcp_recved() is never tied to a completion: a
  * 256 KiB WRITE with a 64 KiB window would wait forever); what the server holds is bounded by
- * its in-flight limit (max_conn_bytes), and a held pbuf keeps a driver receive buffer, which
- * the driver allows for (netif_vnet.c: frames are copied when it runs short of spares).
+ * its in-flight limit (max_conn_bytes) and, in pbufs, by its BORROW_MAX_HOLDS (1,024): a held
+ * pbuf keeps a driver receive buffer or a pool pbuf (netif_vnet.c copies frames into the pool
+ * when the driver runs short of spares), and those must not all be held.
  * A pbuf the server holds has been detached from our list (next NULL) before it can be
  * freed by the server's last release: a release while we still hold it only drops a count.
  */
