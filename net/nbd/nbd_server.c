@@ -2354,10 +2354,11 @@ static void request_header(struct nbd_conn *c)
 		/* Borrowed input: a list for the pieces; a buffer only if it comes to a copy. */
 		r->seg_cap = BORROW_SEGS((size_t)length);
 		r->segs = buf_get(c->srv, (size_t)r->seg_cap * BORROW_SLOT_BYTES);
-		r->refs = (void **)(r->segs + r->seg_cap);
 		if (!r->segs) {
 			req_put(c->srv, r);
 			r = NULL;
+		} else {
+			r->refs = (void **)(r->segs + r->seg_cap);
 		}
 	} else if (r && size && !(r->buf = buf_get(c->srv, size))) {
 		req_put(c->srv, r);
