@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include "tests/support/nbd_client.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "net/nbd/nbd_proto.h"
+#include "net/nbd/nbd_server.h"
 
 size_t nbdc_put_opt(uint8_t *b, uint32_t opt, const void *data, uint32_t len)
 {
@@ -25,4 +27,22 @@ size_t nbdc_put_req(uint8_t *b, uint16_t type, uint16_t flags, uint64_t cookie, 
 	nbd_put_be64(b + 16, off);
 	nbd_put_be32(b + 24, len);
 	return 28;
+}
+
+void nbdc_drain(struct nbd_conn *c, uint8_t **out, size_t *len)
+{
+	struct nbd_iov iov[16];
+	unsigned n;
+
+	for (;;) {
+		nbd_conn_output(c, 0, iov, 16, &n);
+		if (!n)
+			break;
+		for (unsigned i = 0; i < n; i++) {
+			*out = realloc(*out, *len + iov[i].len);
+			memcpy(*out + *len, iov[i].base, iov[i].len);
+			*len += iov[i].len;
+			nbd_conn_output_done(c, iov[i].len);
+		}
+	}
 }

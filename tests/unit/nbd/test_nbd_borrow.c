@@ -181,20 +181,7 @@ struct t {
 
 static void drain(struct t *t)
 {
-	struct nbd_iov iov[16];
-	unsigned n;
-
-	for (;;) {
-		nbd_conn_output(t->c, 0, iov, 16, &n);
-		if (!n)
-			break;
-		for (unsigned i = 0; i < n; i++) {
-			t->out = realloc(t->out, t->out_len + iov[i].len);
-			memcpy(t->out + t->out_len, iov[i].base, iov[i].len);
-			t->out_len += iov[i].len;
-			nbd_conn_output_done(t->c, iov[i].len);
-		}
-	}
+	nbdc_drain(t->c, &t->out, &t->out_len);
 }
 
 /* Feed @len bytes as one piece (the test drops its own reference after the call). */

@@ -22,6 +22,7 @@
 #include "net/nbd/nbd_proto.h"
 #include "net/nbd/nbd_server.h"
 #include "tests/support/harness.h"
+#include "tests/support/nbd_client.h"
 
 struct t {
 	struct nbd_server *srv;
@@ -67,20 +68,7 @@ static int fake_dirty(void *ctx, const char *bitmap, uint64_t off, uint64_t len,
 
 static void drain(struct t *t)
 {
-	struct nbd_iov iov[16];
-	unsigned n;
-
-	for (;;) {
-		nbd_conn_output(t->c, 0, iov, 16, &n);
-		if (!n)
-			break;
-		for (unsigned i = 0; i < n; i++) {
-			t->out = realloc(t->out, t->out_len + iov[i].len);
-			memcpy(t->out + t->out_len, iov[i].base, iov[i].len);
-			t->out_len += iov[i].len;
-			nbd_conn_output_done(t->c, iov[i].len);
-		}
-	}
+	nbdc_drain(t->c, &t->out, &t->out_len);
 }
 
 static void feed(struct t *t, const void *buf, size_t len)

@@ -106,20 +106,7 @@ static void release_cb(void *ctx, struct blkdev *dev)
 
 static void drain(struct t *t)
 {
-	struct nbd_iov iov[16];
-	unsigned n, i;
-
-	for (;;) {
-		nbd_conn_output(t->c, 0, iov, 16, &n);
-		if (!n)
-			break;
-		for (i = 0; i < n; i++) {
-			t->out = realloc(t->out, t->out_len + iov[i].len);
-			memcpy(t->out + t->out_len, iov[i].base, iov[i].len);
-			t->out_len += iov[i].len;
-			nbd_conn_output_done(t->c, iov[i].len);
-		}
-	}
+	nbdc_drain(t->c, &t->out, &t->out_len);
 }
 
 /* Feed everything, polling and draining whenever the server pushes back. */
