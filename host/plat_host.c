@@ -10,6 +10,7 @@
 #include "host/plat_host.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,22 @@ bool plat_host_stop_requested(void)
 void plat_host_request_stop(void)
 {
 	stop_requested = 1;
+}
+
+int plat_host_poll(struct pollfd *fds, unsigned nfds, int timeout_ms, uint64_t spin_ns)
+{
+	uint64_t until;
+	int rc;
+
+	if (timeout_ms == 0 || !spin_ns)
+		return poll(fds, nfds, timeout_ms);
+	until = plat_now_ns() + spin_ns;
+	do {
+		rc = poll(fds, nfds, 0);
+		if (rc == 0)
+			sched_yield();
+	} while (rc == 0 && plat_now_ns() < until);
+	return rc ? rc : poll(fds, nfds, timeout_ms);
 }
 
 int plat_dma_alloc(size_t npages, void **va, uint64_t *bus)
