@@ -10,16 +10,14 @@
 #include "core/base/util.h"
 #include "lwip/arch.h"
 #include "lwip/sys.h"
-
-/* lwIP's, in inet_chksum.c; its header declares it only when LWIP_CHKSUM is not ours. */
-u16_t lwip_standard_chksum(const void *dataptr, int len);
+#include "net/lwip/inet_sum.h"
 
 u16_t thinbox_lwip_chksum(const void *data, int len)
 {
 	u16_t sum;
 
 	perf_begin();
-	sum = lwip_standard_chksum(data, len);
+	sum = len > 0 ? inet_sum(data, (size_t)len) : 0;
 	perf_end(PERF_CHECKSUM, (uint64_t)len);
 	return sum;
 }
