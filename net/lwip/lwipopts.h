@@ -106,11 +106,12 @@
  * the device finishing TCP sums (tap, VIRTIO_NET_F_CSUM) it was pure waste: 13% of the guest's
  * cycles in a sequential read. Without offload lwIP sums the same bytes at output instead. */
 #define LWIP_CHECKSUM_ON_COPY 0
-/* 32-bit accumulation: the checksum of zero-copy READ data is on the hot path (user
- * networking offers no VIRTIO_NET_F_CSUM) and TCG makes every guest instruction count. */
+/* lwIP's own sum (still built: LWIP_CHKSUM_ALGORITHM selects it) is not called: ours is. */
 #define LWIP_CHKSUM_ALGORITHM 3
-/* Every checksum lwIP computes goes through our counter (lwip_port.c, core/base/perf.h), which
- * calls lwIP's own lwip_standard_chksum() (still built: LWIP_CHKSUM_ALGORITHM selects it). */
+/* Every checksum lwIP computes goes through our counter (lwip_port.c, core/base/perf.h) to
+ * inet_sum() (inet_sum.c): the checksum of READ data sent and WRITE data received is on the
+ * hot path (user networking offers no VIRTIO_NET_F_CSUM) and TCG makes every guest load and
+ * branch count. */
 unsigned short thinbox_lwip_chksum(const void *data, int len);
 #define LWIP_CHKSUM thinbox_lwip_chksum
 

@@ -48,6 +48,29 @@ TEST(nested_self_is_whole_minus_children)
 	ok(wall >= c[PERF_NET_RX].cycles);
 }
 
+/* A counted piece (perf_count()): an event and its bytes, no time; its time stays in the
+ * enclosing stage's self time. */
+TEST(counted_piece_has_no_time_of_its_own)
+{
+	struct perf_counter c[PERF_NR];
+	uint64_t wall;
+
+	perf_reset();
+	perf_begin(); /* net-rx */
+	spin(50000);
+	perf_count(PERF_CHECKSUM, 40);
+	perf_count(PERF_CHECKSUM, 20);
+	perf_end(PERF_NET_RX, 60);
+	perf_snapshot(c, &wall);
+
+	ok_eq(perf_depth, 0u);
+	ok_eq(c[PERF_CHECKSUM].events, 2u);
+	ok_eq(c[PERF_CHECKSUM].bytes, 60u);
+	ok_eq(c[PERF_CHECKSUM].cycles, 0u);
+	ok_eq(c[PERF_CHECKSUM].self, 0u);
+	ok_eq(c[PERF_NET_RX].self, c[PERF_NET_RX].cycles);
+}
+
 TEST(dropped_pass_keeps_its_children)
 {
 	struct perf_counter c[PERF_NR];
