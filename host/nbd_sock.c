@@ -42,6 +42,7 @@ static struct spipe pipes[NPIPES];
 static bool pipes_init;
 static size_t pipe_refused = SIZE_MAX; /* a size F_SETPIPE_SZ refused: no larger is tried */
 static uint64_t pipe_spliced, pipe_fallbacks;
+static bool pipe_exact; /* seam: pipes only as large as the payload */
 
 struct sconn {
 	struct sconn *next;
@@ -131,7 +132,7 @@ static int pipe_get(size_t len)
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC))
 		return -1;
 	{
-		int want = (int)MIN(2 * len, (size_t)1 << 20), got;
+		int want = (int)(pipe_exact ? len : MIN(2 * len, (size_t)1 << 20)), got;
 
 		got = fcntl(fds[1], F_SETPIPE_SZ, want);
 		if (got < 0 || (size_t)got < len) {
@@ -146,6 +147,14 @@ static int pipe_get(size_t len)
 	pipes[free_slot].wfd = fds[1];
 	pipes[free_slot].busy = true;
 	return free_slot;
+}
+
+void nbd_sock_pipes_exact(bool exact)
+{
+	pipe_exact = exact;
+	for (int i = 0; pipes_init && i < NPIPES; i++)
+		if (pipes[i].rfd >= 0 && !pipes[i].busy)
+			pipe_drop(&pipes[i]);
 }
 
 void nbd_sock_splice_stats(uint64_t *spliced, uint64_t *fallbacks)

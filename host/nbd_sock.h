@@ -37,6 +37,11 @@ unsigned nbd_sock_max_fds(const struct nbd_sock *s);
  * (its bytes then read into the request's buffer), process-wide since start.
  */
 void nbd_sock_splice_stats(uint64_t *spliced, uint64_t *fallbacks);
+/*
+ * Test seam: pipes made from now on hold just their payload (not twice it), idle ones are
+ * closed: a payload arriving in many pieces smaller than a page then fills its pipe first.
+ */
+void nbd_sock_pipes_exact(bool exact);
 
 /* Fill @fds (room for @max) with our descriptors and events; returns how many. */
 unsigned nbd_sock_pollfds(struct nbd_sock *s, struct pollfd *fds, unsigned max);

@@ -12,6 +12,7 @@
  * splice() or by the pipe's bounce (filedisk_spliced_writes() / filedisk_handle_bounces()).
  */
 #include "tests/support/harness.h"
+#include "core/base/util.h"
 #include "host/hostdev.h"
 #include "host/nbd_sock.h"
 #include "net/nbd/nbd_proto.h"
@@ -34,7 +35,6 @@
 #define BS	    512u
 #define NBLK	    8192u /* 4 MiB */
 #define WAIT_NS	    20000000000ull
-#define NWRITES	    10
 #define SMALL_WRITE 4096u
 
 struct wr {
@@ -44,15 +44,24 @@ struct wr {
 };
 
 /* The large ones spliced; the 4 KiB ones below SPLICE_MIN_BYTES take the buffer path. */
-static const struct wr writes[NWRITES] = {
+static const struct wr mixed[] = {
 	{ 0, 262144, 70000 },	       { 262144, 262144, 1448 },      { 1048576, 65536, 9000 },
 	{ 524288, SMALL_WRITE, 1000 }, { 2097152, 524288, 131072 },   { 786432, 131072, 4096 },
 	{ 3145728, 262144, 262144 },   { 917504, SMALL_WRITE, 4096 }, { 1572864, 65536, 512 },
 	{ 2883584, 262144, 33333 },
 };
 
+/* Payloads in 1 KiB pieces, each sent apart: one splice() each, a pipe buffer each. */
+static const struct wr tiny_pieces[] = {
+	{ 0, 65536, 1024 },
+	{ 131072, 65536, 1024 },
+	{ 262144, 262144, 65536 },
+};
+
 struct client {
 	int port;
+	const struct wr *writes;
+	unsigned nwrites;
 	uint8_t *image; /* what the file must hold afterwards */
 	atomic_bool done;
 	bool ok;
@@ -123,8 +132,8 @@ static void *client_main(void *arg)
 	n += nbdc_put_opt(b + n, NBD_OPT_EXPORT_NAME, "d", 1);
 	if (!send_all(fd, b, n) || !recv_all(fd, ans, 10))
 		goto out;
-	for (unsigned i = 0; i < NWRITES; i++) {
-		const struct wr *w = &writes[i];
+	for (unsigned i = 0; i < cl->nwrites; i++) {
+		const struct wr *w = &cl->writes[i];
 		uint8_t hdr[28];
 
 		nbdc_put_req(hdr, NBD_CMD_WRITE, 0, 100 + i, w->off, w->len);
@@ -140,11 +149,10 @@ static void *client_main(void *arg)
 
 			if (!send_all(fd, cl->image + w->off + pos, k))
 				goto out;
-			if (w->piece < 4096 ? pos % 16384 == 0 : true)
-				usleep(300);
+			usleep(300);
 		}
 	}
-	for (unsigned i = 0; i < NWRITES; i++) {
+	for (unsigned i = 0; i < cl->nwrites; i++) {
 		uint8_t rep[16];
 
 		if (!recv_all(fd, rep, 16) || nbd_get_be32(rep) != NBD_SIMPLE_REPLY_MAGIC)
@@ -160,14 +168,14 @@ out:
 	return NULL;
 }
 
-TEST(large_writes_through_a_socket_are_spliced_into_the_file)
+static void run(const struct wr *writes, unsigned nwrites, bool pipes_exact)
 {
 	char path[512];
 	struct blkdev *dev = NULL;
 	struct nbd_server *srv = NULL;
 	struct nbd_sock *sock = NULL;
 	struct nbd_export_config cfg = { .name = "d" };
-	struct client cl = { 0 };
+	struct client cl = { .writes = writes, .nwrites = nwrites };
 	struct pollfd fds[16];
 	uint8_t *back = malloc((size_t)NBLK * BS);
 	uint64_t spliced0, fallbacks0, spliced, fallbacks, large = 0;
@@ -189,7 +197,7 @@ TEST(large_writes_through_a_socket_are_spliced_into_the_file)
 	}
 	if (!ok_eq(rc, 0))
 		goto out;
-	for (unsigned i = 0; i < NWRITES; i++) {
+	for (unsigned i = 0; i < nwrites; i++) {
 		fill(cl.image + writes[i].off, writes[i].len, 1000 + i);
 		large += writes[i].len >= 65536;
 	}
@@ -201,6 +209,7 @@ TEST(large_writes_through_a_socket_are_spliced_into_the_file)
 		goto out;
 	addr = nbd_sock_address(sock);
 	cl.port = atoi(strrchr(addr, ':') + 1);
+	nbd_sock_pipes_exact(pipes_exact);
 	nbd_sock_splice_stats(&spliced0, &fallbacks0);
 	if (!ok_eq(pthread_create(&th, NULL, client_main, &cl), 0))
 		goto out;
@@ -216,7 +225,7 @@ TEST(large_writes_through_a_socket_are_spliced_into_the_file)
 	pthread_join(th, NULL);
 	started = false;
 	ok(cl.ok);
-	ok_eq(cl.replies_ok, NWRITES);
+	ok_eq(cl.replies_ok, nwrites);
 	nbd_sock_splice_stats(&spliced, &fallbacks);
 	printf("  note: %llu payloads spliced, %llu pipes filled early; in the file: %llu by "
 	       "splice, %llu bounced\n",
@@ -237,6 +246,11 @@ TEST(large_writes_through_a_socket_are_spliced_into_the_file)
 		ok(filedisk_spliced_writes(dev) >= 1);
 	ok_eq(blkdev_read(dev, 0, NBLK, back), 0);
 	ok(!memcmp(back, cl.image, (size_t)NBLK * BS));
+	if (pipes_exact) {
+		/* A 64 KiB pipe holds 16 pieces: the 1 KiB ones filled it, the rest went on by recv. */
+		ok(fallbacks - fallbacks0 >= 1);
+		nbd_sock_pipes_exact(false);
+	}
 out:
 	if (started) {
 		/* The client gives up by its own socket timeouts; keep serving until then. */
@@ -254,4 +268,14 @@ out:
 	blkdev_destroy(dev);
 	free(back);
 	free(cl.image);
+}
+
+TEST(large_writes_through_a_socket_are_spliced_into_the_file)
+{
+	run(mixed, ARRAY_SIZE(mixed), false);
+}
+
+TEST(a_pipe_full_before_its_payload_is_in_goes_on_through_the_buffer)
+{
+	run(tiny_pieces, ARRAY_SIZE(tiny_pieces), true);
 }
