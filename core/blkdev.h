@@ -90,15 +90,15 @@
  * -EINVAL when the list holds fewer bytes than the payload, or a list on another op.
  *
  * Payloads held by the transport (optional; the host build's raw-file exports): a WRITE with
- * req->in_handle true has its whole payload (count * block_size bytes, nothing else) waiting
- * in an object of the transport named by req->handle (host/nbd_sock.c: the read end of a pipe
- * the payload was spliced into from the socket, so the device moves it into the file without
- * a copy in user space: docs/host.md). Only a device that sets handle_writes gets one (host/
- * filedisk.c); blkdev_submit() refuses it with -EINVAL for any other, and for any op but
- * WRITE, or with segs. req->buf is still a buffer of the payload's size the device may read
+ * req->in_handle true has its whole payload (count * block_size bytes, nothing else) waiting in an
+ * object of the transport named by req->handle (host/nbd_sock.c: the read end of a pipe the
+ * payload was spliced into from the socket, so the device moves it into the file without a copy in
+ * user space: docs/nbd.md "Payloads spliced into the file"). Only a device that sets handle_writes
+ * gets one (host/filedisk.c); blkdev_submit() refuses it with -EINVAL for any other, for any op
+ * but WRITE, or with segs. req->buf is still a buffer of the payload's size the device may read
  * the payload into when it cannot move it directly. The device consumes the payload from the
- * handle before done() runs (or reports an error; the handle may then hold leftovers), and
- * never keeps or closes the handle: the transport gets it back once done() ran.
+ * handle before done() runs (or reports an error; the handle may then hold leftovers), and never
+ * keeps or closes the handle: the transport gets it back once done() ran.
  */
 #ifndef CORE_BLKDEV_H
 #define CORE_BLKDEV_H

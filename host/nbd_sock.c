@@ -112,8 +112,11 @@ static int pipe_get(size_t len)
 		for (i = 0; i < NPIPES; i++)
 			pipes[i].rfd = pipes[i].wfd = -1;
 		pipes_init = true;
+		/* The A/B switch (docs/nbd.md): filedisk then refuses pipes too. */
+		if (getenv("THINBOX_NO_SPLICE"))
+			pipe_refused = 0;
 	}
-	if (getenv("THINBOX_NO_SPLICE") || len >= pipe_refused)
+	if (len >= pipe_refused)
 		return -1;
 	for (i = 0; i < NPIPES; i++) {
 		if (pipes[i].busy)

@@ -32,7 +32,7 @@ const char *nbd_sock_address(const struct nbd_sock *s);
 /* The most descriptors nbd_sock_pollfds() may add. */
 unsigned nbd_sock_max_fds(const struct nbd_sock *s);
 /*
- * WRITE payloads spliced from a socket into a pipe and handed to the device so (docs/host.md
+ * WRITE payloads spliced from a socket into a pipe and handed to the device so (docs/nbd.md
  * "Payloads spliced into the file"), and those whose pipe filled before the payload was in
  * (its bytes then read into the request's buffer), process-wide since start.
  */

@@ -2,8 +2,8 @@
 /*
  * End to end through a real TCP socket on 127.0.0.1 (host/nbd_sock.c over a filedisk
  * export, the main loop's poll() / nbd_sock_process() pass run here): WRITEs of 64 KiB and
- * more are spliced from the socket into a pipe and from the pipe into the file (docs/
- * host.md "Payloads spliced into the file"). A client thread sends them with their headers
+ * more are spliced from the socket into a pipe and from the pipe into the file (docs/nbd.md
+ * "Payloads spliced into the file"). A client thread sends them with their headers
  * and payloads cut into pieces that arrive apart (short sleeps between them), several in
  * flight, mixed with small WRITEs that take the usual path; then reads every reply. Checked:
  * every reply is a success, the file holds exactly the bytes written, and the counters say
