@@ -391,3 +391,37 @@ TEST(released_once_when_in_flight_at_close_and_at_server_destroy)
 	free(w);
 	free(back);
 }
+
+static void noop_done(struct blkdev_req *req, int rc)
+{
+	(void)req;
+	(void)rc;
+}
+
+/* core/blkdev.c: only a device with handle_writes gets one, only as a WRITE with a buffer. */
+TEST(blkdev_submit_refuses_handles_elsewhere)
+{
+	struct t t;
+	uint8_t buf[512];
+	struct blkdev_seg seg = { buf, sizeof(buf) };
+	struct blkdev_req r = { .op = BLKDEV_WRITE,
+				.count = 1,
+				.buf = buf,
+				.done = noop_done,
+				.in_handle = true,
+				.handle = 100 };
+
+	setup(&t, true);
+	ok_eq(blkdev_submit(t.h.mem, &r), -EINVAL); /* a memdisk: no handle_writes */
+	r.op = BLKDEV_READ;
+	ok_eq(blkdev_submit(&t.h.dev, &r), -EINVAL);
+	r.op = BLKDEV_WRITE;
+	r.buf = NULL;
+	ok_eq(blkdev_submit(&t.h.dev, &r), -EINVAL);
+	r.buf = buf;
+	r.segs = &seg;
+	r.nr_segs = 1;
+	ok_eq(blkdev_submit(&t.h.dev, &r), -EINVAL);
+	ok_eq(t.h.n, 0); /* none reached the device */
+	teardown(&t);
+}
