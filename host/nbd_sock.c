@@ -139,7 +139,9 @@ static int pipe_get(size_t len)
 
 		got = fcntl(fds[1], F_SETPIPE_SZ, want);
 		if (got < 0 || (size_t)got < len) {
-			pipe_refused = len;
+			/* Over the limit (EPERM): no larger one again; short of memory: next time. */
+			if (got >= 0 || errno == EPERM)
+				pipe_refused = len;
 			close(fds[0]);
 			close(fds[1]);
 			return -1;
