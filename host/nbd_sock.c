@@ -384,6 +384,15 @@ static int splice_payload(struct sconn *sc, ssize_t *n)
 	uint8_t *d;
 	int avail = 0;
 
+	/*
+	 * Asked again on every pass: the server may have dropped the request meanwhile (it closed
+	 * the connection: export removed, client no longer allowed, out of memory). Its pipe is
+	 * then closed with the bytes in it, and the rest of the stream goes the usual way.
+	 */
+	if (sc->pipe >= 0 && nbd_conn_direct_handle_len(sc->c) != sc->pipe_want) {
+		pipe_put(sc->pipe);
+		sc->pipe = -1;
+	}
 	if (sc->pipe < 0) {
 		size_t len = nbd_conn_direct_handle_len(sc->c);
 

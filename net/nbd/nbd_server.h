@@ -341,7 +341,10 @@ size_t nbd_conn_hdr_wanted(const struct nbd_conn *c);
  * refused, or dropped at nbd_conn_destroy() / nbd_server_destroy() once the device is done with
  * it), possibly after the connection is gone: @ops must stay valid until then. Until the transport
  * hands the payload over, it feeds @c nothing (and asks nothing else); a transport that cannot
- * finish (the client vanished) just destroys the connection.
+ * finish (the client vanished) just destroys the connection. The server may drop the request
+ * meanwhile (it closes the connection: export removed, client no longer allowed): a transport
+ * receiving in several steps asks nbd_conn_direct_handle_len() again before each, and hands
+ * nothing over once it no longer answers the same length.
  */
 struct nbd_handle_ops {
 	void (*release)(void *ctx, int handle);

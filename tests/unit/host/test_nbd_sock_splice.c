@@ -279,3 +279,144 @@ TEST(a_pipe_full_before_its_payload_is_in_goes_on_through_the_buffer)
 {
 	run(tiny_pieces, ARRAY_SIZE(tiny_pieces), true);
 }
+
+/*
+ * The server closes a connection while its payload is half spliced into a pipe (the export
+ * removed with force, as the shell's `nbd export remove --force` does; an allow list that
+ * leaves the client out, or out of memory for a reply, likewise): the request is gone, so the
+ * rest of the payload must not be handed over. The client sends a header and half of a
+ * 256 KiB payload, the server splices that half, the export goes, then the other half comes.
+ * Checked: the server goes on (no payload handed over to a request that is no more), the
+ * client sees the connection closed without a reply, the file is untouched.
+ */
+struct half {
+	int port;
+	uint8_t *payload;
+	atomic_int stage; /* 1: half sent; 2: the export is gone, send the rest; 3: done */
+	bool closed;	  /* the client saw the end of the connection, no reply */
+};
+
+static void *half_client(void *arg)
+{
+	struct half *h = arg;
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct timeval tv = { .tv_sec = 10 };
+	uint8_t b[64], greet[18], ans[10], hdr[28], rep[16];
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	uint64_t deadline = now_ns() + WAIT_NS;
+	size_t n = 4;
+
+	sa.sin_port = htons((uint16_t)h->port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) || !recv_all(fd, greet, 18))
+		goto out;
+	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+	n += nbdc_put_opt(b + n, NBD_OPT_EXPORT_NAME, "d", 1);
+	if (!send_all(fd, b, n) || !recv_all(fd, ans, 10))
+		goto out;
+	nbdc_put_req(hdr, NBD_CMD_WRITE, 0, 7, 0, 262144);
+	if (!send_all(fd, hdr, 28))
+		goto out;
+	usleep(20000); /* the header is read alone: the payload is spliced */
+	if (!send_all(fd, h->payload, 131072))
+		goto out;
+	atomic_store(&h->stage, 1);
+	while (atomic_load(&h->stage) < 2 && now_ns() < deadline)
+		usleep(1000);
+	/* The server may have closed already: a reset here is fine. */
+	send_all(fd, h->payload + 131072, 131072);
+	h->closed = recv(fd, rep, sizeof(rep), 0) <= 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	atomic_store(&h->stage, 3);
+	return NULL;
+}
+
+TEST(a_connection_closed_by_the_server_mid_payload_hands_nothing_over)
+{
+	char path[512];
+	struct blkdev *dev = NULL;
+	struct nbd_server *srv = NULL;
+	struct nbd_sock *sock = NULL;
+	struct nbd_export_config cfg = { .name = "d" };
+	struct half h = { 0 };
+	struct pollfd fds[16];
+	uint8_t *back = malloc(262144), *zero = calloc(1, 262144);
+	uint64_t spliced0, fallbacks0, spliced, fallbacks, t, deadline = now_ns() + WAIT_NS;
+	pthread_t th;
+	bool started = false;
+	int rc;
+
+	h.payload = malloc(262144);
+	if (!ok(back && zero && h.payload))
+		goto out;
+	fill(h.payload, 262144, 77);
+	snprintf(path, sizeof(path), "%s/splice-gone.img", test_tmpdir());
+	rc = filedisk_open_io(path, BS, true, NBLK, FILEDISK_IO_URING, &dev);
+	if (rc)
+		rc = filedisk_open_io(path, BS, true, NBLK, FILEDISK_IO_POOL, &dev);
+	if (!ok_eq(rc, 0))
+		goto out;
+	ok_eq(nbd_server_create(NULL, &srv), 0);
+	cfg.dev = dev;
+	if (!srv || !ok_eq(nbd_server_add_export(srv, &cfg), 0))
+		goto out;
+	if (!ok_eq(nbd_sock_listen(srv, "127.0.0.1:0", &sock), 0))
+		goto out;
+	h.port = atoi(strrchr(nbd_sock_address(sock), ':') + 1);
+	nbd_sock_splice_stats(&spliced0, &fallbacks0);
+	if (!ok_eq(pthread_create(&th, NULL, half_client, &h), 0))
+		goto out;
+	started = true;
+	while (atomic_load(&h.stage) < 1 && now_ns() < deadline) {
+		unsigned n = nbd_sock_pollfds(sock, fds, 16);
+
+		poll(fds, n, 10);
+		nbd_sock_process(sock, fds, n);
+	}
+	/* A few passes: the half that came goes into the pipe. */
+	for (t = now_ns() + 100000000ull; now_ns() < t;) {
+		unsigned n = nbd_sock_pollfds(sock, fds, 16);
+
+		poll(fds, n, 10);
+		nbd_sock_process(sock, fds, n);
+	}
+	ok_eq(nbd_server_remove_export(srv, "d", true), 0);
+	atomic_store(&h.stage, 2);
+	while (atomic_load(&h.stage) < 3 && now_ns() < deadline) {
+		unsigned n = nbd_sock_pollfds(sock, fds, 16);
+
+		poll(fds, n, 10);
+		nbd_sock_process(sock, fds, n);
+	}
+	ok_eq(atomic_load(&h.stage), 3);
+	pthread_join(th, NULL);
+	started = false;
+	ok(h.closed);
+	nbd_sock_splice_stats(&spliced, &fallbacks);
+	ok_eq(spliced - spliced0, 0);
+	ok_eq(filedisk_spliced_writes(dev) + filedisk_handle_bounces(dev), 0);
+	ok_eq(blkdev_read(dev, 0, 262144 / BS, back), 0);
+	ok(!memcmp(back, zero, 262144));
+out:
+	if (started) {
+		while (atomic_load(&h.stage) < 3 && sock) {
+			unsigned n = nbd_sock_pollfds(sock, fds, 16);
+
+			poll(fds, n, 10);
+			nbd_sock_process(sock, fds, n);
+		}
+		pthread_join(th, NULL);
+	}
+	nbd_sock_close(sock);
+	if (srv)
+		nbd_server_destroy(srv);
+	blkdev_destroy(dev);
+	free(back);
+	free(zero);
+	free(h.payload);
+}
