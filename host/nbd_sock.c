@@ -139,7 +139,12 @@ static int pipe_get(size_t len)
 
 		got = fcntl(fds[1], F_SETPIPE_SZ, want);
 		if (got < 0 || (size_t)got < len) {
-			/* Over the limit (EPERM): no larger one again; short of memory: next time. */
+			/*
+			 * EPERM: over pipe-max-size, no larger one again. (EPERM also comes when this
+			 * user's pipes are over pipe-user-pages-soft, for users without
+			 * CAP_SYS_RESOURCE: that one passes, yet this size stays off here too.)
+			 * Short of memory: next time.
+			 */
 			if (got >= 0 || errno == EPERM)
 				pipe_refused = len;
 			close(fds[0]);
