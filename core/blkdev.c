@@ -140,6 +140,9 @@ int blkdev_submit(struct blkdev *dev, struct blkdev_req *req)
 
 	if (!rc && req->segs)
 		rc = blkdev_check_segs(dev, req);
+	if (!rc && req->in_handle &&
+	    (!dev->handle_writes || req->op != BLKDEV_WRITE || req->segs || !req->buf))
+		rc = -EINVAL; /* only the device that said it takes one, and only as a WRITE */
 	if (rc)
 		return rc;
 	if (req->segs && !dev->seg_writes)

@@ -88,6 +88,17 @@
  * than seg_max, more descriptors than its ring) returns -E2BIG, having started nothing, and
  * blkdev_submit() bounces that request the same way: a valid list is never refused.
  * -EINVAL when the list holds fewer bytes than the payload, or a list on another op.
+ *
+ * Payloads held by the transport (optional; the host build's raw-file exports): a WRITE with
+ * req->in_handle true has its whole payload (count * block_size bytes, nothing else) waiting in an
+ * object of the transport named by req->handle (host/nbd_sock.c: the read end of a pipe the
+ * payload was spliced into from the socket, so the device moves it into the file without a copy in
+ * user space: docs/nbd.md "Payloads spliced into the file"). Only a device that sets handle_writes
+ * gets one (host/filedisk.c); blkdev_submit() refuses it with -EINVAL for any other, for any op
+ * but WRITE, or with segs. req->buf is still a buffer of the payload's size the device may read
+ * the payload into when it cannot move it directly. The device consumes the payload from the
+ * handle before done() runs (or reports an error; the handle may then hold leftovers), and never
+ * keeps or closes the handle: the transport gets it back once done() ran.
  */
 #ifndef CORE_BLKDEV_H
 #define CORE_BLKDEV_H
@@ -130,6 +141,9 @@ struct blkdev_req {
 	const struct blkdev_seg *segs;
 	uint32_t nr_segs;
 	uint32_t seg_off; /* bytes of segs[0] before the payload */
+	/* WRITE: the payload waits in the transport's object @handle ("Payloads held ..." above) */
+	bool in_handle;
+	int handle;
 };
 
 struct blkdev_ops {
@@ -160,6 +174,7 @@ struct blkdev {
 	bool discard_zeroes; /* a discarded range reads back as zeroes */
 	bool byte_writes;    /* submit takes the _BYTES ops ("Byte-granular writes" above) */
 	bool seg_writes;     /* submit takes segment lists ("Segment lists" above) */
+	bool handle_writes;  /* submit takes in_handle WRITEs ("Payloads held ..." above) */
 };
 
 /* True when [block, block + count) is a non-empty range inside the device. */

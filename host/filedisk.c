@@ -70,6 +70,8 @@ struct filedisk {
 	uint64_t backoff_ns;	   /* INLINE_BACKOFF_NS, or a test's */
 	bool seam_slept;	   /* seam: take the next one as one that slept */
 	uint64_t inline_writes;	   /* writes (any size) done in submit */
+	uint64_t spliced_writes;   /* ... of which moved from the transport's pipe by splice() */
+	uint64_t handle_bounces;   /* payloads in a pipe read into the request's buffer instead */
 
 	struct fd_slot slots[FD_SLOTS];
 	struct fd_slot *free;
@@ -454,6 +456,79 @@ static bool try_small_write(struct filedisk *fd, struct fd_slot *s)
 	return true;
 }
 
+/*
+ * A WRITE whose payload waits in the transport's pipe (core/blkdev.h "Payloads held by the
+ * transport"; host/nbd_sock.c spliced it there from the socket, the pipe holding references
+ * to the socket's pages): splice() moves it into the file at its offset, so the copy into
+ * the page cache is the only one, where recv() into the buffer and pwrite() from it were
+ * two. Done in submit on the same terms as try_small_write(): the io_uring backend, no seam
+ * armed, up to INLINE_WRITE_MAX, not while the back-off after a write that slept lasts, and
+ * one that sleeps here starts that back-off. False: not done (or done in part, s->done
+ * says how much); handle_bounce() then reads the rest into the request's buffer.
+ */
+static bool try_splice_write(struct filedisk *fd, struct fd_slot *s)
+{
+	struct blkdev_req *req = s->req;
+	size_t len = (size_t)req->count * fd->dev.block_size;
+	loff_t off = (loff_t)(req->block * fd->dev.block_size);
+	bool large = len > SMALL_WRITE_MAX;
+	long sleeps = 0;
+
+	if (fd->io != FILEDISK_IO_URING || len > INLINE_WRITE_MAX || s->inject || fd->max_xfer)
+		return false;
+	if (large && fd->inline_off_until) {
+		if (now_ns() < fd->inline_off_until)
+			return false;
+		fd->inline_off_until = 0;
+	}
+	if (large)
+		sleeps = thread_sleeps();
+	while (s->done < len) {
+		loff_t o = off + (loff_t)s->done;
+		/* The pipe is non-blocking: a payload shorter than promised is EAGAIN, not a hang. */
+		ssize_t n = splice(req->handle, NULL, fd->fd, &o, len - s->done, SPLICE_F_MOVE);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		s->done += (size_t)n;
+	}
+	if (large && (fd->seam_slept || thread_sleeps() != sleeps)) {
+		fd->seam_slept = false;
+		fd->inline_off_until = now_ns() + fd->backoff_ns;
+	}
+	if (s->done < len)
+		return false;
+	fd->inline_writes++;
+	fd->spliced_writes++;
+	push(&fd->local, &fd->local_tail, s);
+	return true;
+}
+
+/*
+ * The rest of a payload in the transport's pipe (after s->done bytes) read into the
+ * request's buffer, for the backend's usual write from there. 0, or -EIO when the pipe holds
+ * fewer bytes than the payload (it is non-blocking: that is EAGAIN, not a wait).
+ */
+static int handle_bounce(struct filedisk *fd, struct fd_slot *s)
+{
+	struct blkdev_req *req = s->req;
+	size_t len = (size_t)req->count * fd->dev.block_size, got = s->done;
+
+	fd->handle_bounces++;
+	while (got < len) {
+		ssize_t n = read(req->handle, (char *)req->buf + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EIO;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
 /* Hand @s to the backend (the delay seam has let it go). */
 static void slot_issue(struct filedisk *fd, struct fd_slot *s)
 {
@@ -507,6 +582,19 @@ static int filedisk_submit(struct blkdev *dev, struct blkdev_req *req)
 	}
 	if (op == BLKDEV_DISCARD || op == BLKDEV_WRITE_ZEROES)
 		fd->meta_dirty = true;
+	if (req->in_handle && fd->delay_at[op] && fd->ndelay[op] + 1 == fd->delay_at[op]) {
+		int rc = handle_bounce(fd, s); /* held back: the payload waits in the buffer */
+
+		if (rc && !s->inject)
+			s->inject = rc;
+	} else if (req->in_handle && !try_splice_write(fd, s)) {
+		int rc = handle_bounce(fd, s);
+
+		if (rc && !s->inject)
+			s->inject = rc;
+	} else if (req->in_handle) {
+		return 0;
+	}
 	if (fd->delay_at[op] && ++fd->ndelay[op] == fd->delay_at[op]) {
 		fd->delay_at[op] = 0;
 		s->release_ns = now_ns() + fd->delay_ns;
@@ -516,7 +604,8 @@ static int filedisk_submit(struct blkdev *dev, struct blkdev_req *req)
 	}
 	if (op == BLKDEV_READ && try_cached_read(fd, s))
 		return 0;
-	if (op == BLKDEV_WRITE && try_small_write(fd, s))
+	/* After a splice in part the buffer holds only the rest: that goes to the backend. */
+	if (op == BLKDEV_WRITE && !s->done && try_small_write(fd, s))
 		return 0;
 	slot_issue(fd, s);
 	return 0;
@@ -747,6 +836,8 @@ static int backend_setup(struct filedisk *fd, enum filedisk_io io)
 	}
 	fd->io = io;
 	fd->dev.ops = io == FILEDISK_IO_SYNC ? &filedisk_sync_ops : &filedisk_ops;
+	/* Payloads in the transport's pipe (try_splice_write()); the pool reads them first. */
+	fd->dev.handle_writes = io != FILEDISK_IO_SYNC && !getenv("THINBOX_NO_SPLICE");
 	if (io == FILEDISK_IO_POOL) {
 		pthread_mutex_init(&fd->mu, NULL);
 		pthread_cond_init(&fd->cv, NULL);
@@ -884,6 +975,16 @@ void filedisk_inline_slept(struct blkdev *dev, uint64_t backoff_ns)
 uint64_t filedisk_inline_writes(const struct blkdev *dev)
 {
 	return container_of(dev, const struct filedisk, dev)->inline_writes;
+}
+
+uint64_t filedisk_spliced_writes(const struct blkdev *dev)
+{
+	return container_of(dev, const struct filedisk, dev)->spliced_writes;
+}
+
+uint64_t filedisk_handle_bounces(const struct blkdev *dev)
+{
+	return container_of(dev, const struct filedisk, dev)->handle_bounces;
 }
 
 uint64_t filedisk_syncs(const struct blkdev *dev)

@@ -72,6 +72,15 @@ void filedisk_set_max_transfer(struct blkdev *dev, size_t bytes);
  */
 void filedisk_inline_slept(struct blkdev *dev, uint64_t backoff_ns);
 uint64_t filedisk_inline_writes(const struct blkdev *dev);
+/*
+ * WRITEs whose payload came in the transport's pipe (core/blkdev.h handle_writes; host/
+ * nbd_sock.c): filedisk_spliced_writes() moved into the file by splice() inside submit,
+ * filedisk_handle_bounces() read from the pipe into the request's buffer instead (the
+ * back-off, a seam, the worker pool), both since the device was opened. Setting
+ * THINBOX_NO_SPLICE in the environment before opening makes the device refuse such payloads.
+ */
+uint64_t filedisk_spliced_writes(const struct blkdev *dev);
+uint64_t filedisk_handle_bounces(const struct blkdev *dev);
 /* Flush system calls issued (synchronous and asynchronous), and requests in flight. */
 uint64_t filedisk_syncs(const struct blkdev *dev);
 unsigned filedisk_inflight(const struct blkdev *dev);

@@ -10,18 +10,39 @@
 #include "core/base/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #define IN_BUF_BYTES (256 * 1024)
 #define MAX_IOV	     64
+/* WRITE payloads spliced into a pipe (splice_payload()): from this size, up to PIPE_MAX. */
+#define SPLICE_MIN_BYTES (64 * 1024)
+#define NPIPES		 32
+
+/*
+ * The pipes WRITE payloads are spliced into, process-wide: a pipe goes with its request to
+ * the export's device and comes back through pipe_release() when the server frees the
+ * request, which may be after its connection (or this listener) is gone.
+ */
+struct spipe {
+	int rfd, wfd; /* -1: no pipe in this entry */
+	size_t cap;   /* F_SETPIPE_SZ's answer */
+	bool busy;    /* filling, or with a request */
+};
+static struct spipe pipes[NPIPES];
+static bool pipes_init;
+static size_t pipe_refused = SIZE_MAX; /* a size F_SETPIPE_SZ refused: no larger is tried */
+static uint64_t pipe_spliced, pipe_fallbacks;
+static bool pipe_exact; /* seam: pipes only as large as the payload */
 
 struct sconn {
 	struct sconn *next;
@@ -31,6 +52,8 @@ struct sconn {
 	bool eof_told; /* ... and the server knows */
 	uint8_t *in;   /* received, not yet consumed by the server */
 	size_t in_start, in_end;
+	int pipe;		    /* pipes[] entry a payload is being spliced into, or -1 */
+	size_t pipe_want, pipe_got; /* its length, and the bytes in the pipe so far */
 };
 
 struct nbd_sock {
@@ -39,6 +62,116 @@ struct nbd_sock {
 	struct sconn *conns;
 	char addr[96];
 };
+
+static void pipe_drop(struct spipe *p)
+{
+	close(p->rfd);
+	close(p->wfd);
+	p->rfd = p->wfd = -1;
+	p->cap = 0;
+	p->busy = false;
+}
+
+/* Back to the pool, or closed when it still holds bytes (a payload not consumed). */
+static void pipe_put(int idx)
+{
+	struct spipe *p = &pipes[idx];
+	int left = 0;
+
+	if (ioctl(p->rfd, FIONREAD, &left) || left)
+		pipe_drop(p);
+	else
+		p->busy = false;
+}
+
+/* nbd_handle_ops.release: the server freed a request whose payload came in a pipe. */
+static void pipe_release(void *ctx, int handle)
+{
+	(void)ctx;
+	for (int i = 0; i < NPIPES; i++) {
+		if (pipes[i].rfd == handle && pipes[i].busy) {
+			pipe_put(i);
+			return;
+		}
+	}
+}
+
+static const struct nbd_handle_ops pipe_ops = { .release = pipe_release };
+
+/*
+ * A free pipe that holds @len bytes, busy from now on: its index, or -1 (all taken, or the
+ * kernel will not make a pipe that large: pipe-max-size, 1 MiB by default, for users
+ * without CAP_SYS_RESOURCE). Twice the payload when allowed: a pipe holds a number of
+ * pieces (pages), and a socket's pieces may be smaller than a page.
+ */
+static int pipe_get(size_t len)
+{
+	int i, fds[2], free_slot = -1;
+
+	if (!pipes_init) {
+		for (i = 0; i < NPIPES; i++)
+			pipes[i].rfd = pipes[i].wfd = -1;
+		pipes_init = true;
+		/* The A/B switch (docs/nbd.md): filedisk then refuses pipes too. */
+		if (getenv("THINBOX_NO_SPLICE"))
+			pipe_refused = 0;
+	}
+	if (len >= pipe_refused)
+		return -1;
+	for (i = 0; i < NPIPES; i++) {
+		if (pipes[i].busy)
+			continue;
+		if (pipes[i].rfd >= 0 && pipes[i].cap >= len) {
+			pipes[i].busy = true;
+			return i;
+		}
+		if (free_slot < 0 || pipes[i].rfd < 0)
+			free_slot = i;
+	}
+	if (free_slot < 0)
+		return -1;
+	if (pipes[free_slot].rfd >= 0)
+		pipe_drop(&pipes[free_slot]); /* too small: a larger one in its place */
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC))
+		return -1;
+	{
+		int want = (int)(pipe_exact ? len : MIN(2 * len, (size_t)1 << 20)), got;
+
+		got = fcntl(fds[1], F_SETPIPE_SZ, want);
+		if (got < 0 || (size_t)got < len) {
+			/*
+			 * EPERM: over pipe-max-size, no larger one again. (EPERM also comes when this
+			 * user's pipes are over pipe-user-pages-soft, for users without
+			 * CAP_SYS_RESOURCE: that one passes, yet this size stays off here too.)
+			 * Short of memory: next time.
+			 */
+			if (got >= 0 || errno == EPERM)
+				pipe_refused = len;
+			close(fds[0]);
+			close(fds[1]);
+			return -1;
+		}
+		pipes[free_slot].cap = (size_t)got;
+	}
+	pipes[free_slot].rfd = fds[0];
+	pipes[free_slot].wfd = fds[1];
+	pipes[free_slot].busy = true;
+	return free_slot;
+}
+
+void nbd_sock_pipes_exact(bool exact)
+{
+	pipe_exact = exact;
+	for (int i = 0; pipes_init && i < NPIPES; i++)
+		if (pipes[i].rfd >= 0 && !pipes[i].busy)
+			pipe_drop(&pipes[i]);
+}
+
+void nbd_sock_splice_stats(uint64_t *spliced, uint64_t *fallbacks)
+{
+	*spliced = pipe_spliced;
+	*fallbacks = pipe_fallbacks;
+}
 
 static int set_nonblock_opts(int fd)
 {
@@ -133,6 +266,8 @@ static void sconn_close(struct nbd_sock *s, struct sconn *sc)
 			break;
 		}
 	}
+	if (sc->pipe >= 0)
+		pipe_put(sc->pipe); /* a payload cut short: the pipe is closed */
 	nbd_conn_destroy(sc->c);
 	close(sc->fd);
 	free(sc->in);
@@ -186,6 +321,7 @@ static void accept_all(struct nbd_sock *s)
 			continue;
 		}
 		sc->fd = fd;
+		sc->pipe = -1;
 		sc->next = s->conns;
 		s->conns = sc;
 	}
@@ -238,6 +374,73 @@ int nbd_sock_timeout_ms(const struct nbd_sock *s, int idle_ms)
 static void sconn_feed(struct sconn *sc);
 
 /*
+ * A WRITE payload spliced from the socket into a pipe (no copy: the pipe takes references
+ * to the socket buffer's pages); once all of it is there the pipe goes with the request to
+ * the device (nbd_conn_direct_handle_done()), which splices it into the file. Returns 1 when
+ * it made progress, 0 when it had nothing to do (no payload to splice, or the socket is
+ * empty: *@n says which, as recv()'s result), and -1 when the pipe is full before the
+ * payload is in: the pipe's bytes then go into the request's buffer, and the rest of the
+ * payload follows there through recv() as usual.
+ */
+static int splice_payload(struct sconn *sc, ssize_t *n)
+{
+	struct spipe *p;
+	size_t dlen = 0;
+	uint8_t *d;
+	int avail = 0;
+
+	/*
+	 * Asked again on every pass: the server may have dropped the request meanwhile (it closed
+	 * the connection: export removed, client no longer allowed, out of memory). Its pipe is
+	 * then closed with the bytes in it, and the rest of the stream goes the usual way.
+	 */
+	if (sc->pipe >= 0 && nbd_conn_direct_handle_len(sc->c) != sc->pipe_want) {
+		pipe_put(sc->pipe);
+		sc->pipe = -1;
+	}
+	if (sc->pipe < 0) {
+		size_t len = nbd_conn_direct_handle_len(sc->c);
+
+		*n = -1;
+		errno = EAGAIN;
+		if (len < SPLICE_MIN_BYTES || (sc->pipe = pipe_get(len)) < 0)
+			return 0;
+		sc->pipe_want = len;
+		sc->pipe_got = 0;
+	}
+	p = &pipes[sc->pipe];
+	*n = splice(sc->fd, NULL, p->wfd, NULL, sc->pipe_want - sc->pipe_got,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (*n > 0) {
+		sc->pipe_got += (size_t)*n;
+		if (sc->pipe_got == sc->pipe_want) {
+			sc->pipe = -1;
+			pipe_spliced++;
+			nbd_conn_direct_handle_done(sc->c, p->rfd, &pipe_ops);
+		}
+		return 1;
+	}
+	if (*n == 0 || errno != EAGAIN || ioctl(sc->fd, FIONREAD, &avail) || avail <= 0)
+		return 0;
+	/* The socket has bytes, so the pipe is full: its pieces were smaller than pages. */
+	d = nbd_conn_direct_buf(sc->c, &dlen);
+	if (!d || dlen < sc->pipe_got)
+		return 0; /* not reached: the request waits for its whole payload */
+	for (size_t got = 0; got < sc->pipe_got;) {
+		ssize_t k = read(p->rfd, d + got, sc->pipe_got - got);
+
+		if (k <= 0)
+			return 0;
+		got += (size_t)k;
+	}
+	pipe_fallbacks++;
+	pipe_put(sc->pipe);
+	sc->pipe = -1;
+	nbd_conn_direct_done(sc->c, sc->pipe_got);
+	return -1;
+}
+
+/*
  * Read what the socket has (into free buffer space). False when the connection failed.
  * Large WRITE payloads skip the buffer: with nothing buffered, a payload the server waits for
  * is received straight into its request buffer, and after such a WRITE the next header is
@@ -253,7 +456,17 @@ static bool sconn_read(struct sconn *sc)
 			sc->in_start = sc->in_end = 0;
 		if (sc->in_start == sc->in_end) {
 			size_t dlen = 0;
-			void *d = nbd_conn_direct_buf(sc->c, &dlen);
+			void *d;
+			int sp = splice_payload(sc, &n);
+
+			if (sp > 0) {
+				if (sc->pipe >= 0)
+					return true; /* part of it: poll() says when more comes */
+				continue;
+			}
+			if (sp == 0 && sc->pipe >= 0)
+				goto no_data;
+			d = nbd_conn_direct_buf(sc->c, &dlen);
 
 			if (d) {
 				n = recv(sc->fd, d, dlen, 0);

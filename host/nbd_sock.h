@@ -31,6 +31,17 @@ const char *nbd_sock_address(const struct nbd_sock *s);
 
 /* The most descriptors nbd_sock_pollfds() may add. */
 unsigned nbd_sock_max_fds(const struct nbd_sock *s);
+/*
+ * WRITE payloads spliced from a socket into a pipe and handed to the device so (docs/nbd.md
+ * "Payloads spliced into the file"), and those whose pipe filled before the payload was in
+ * (its bytes then read into the request's buffer), process-wide since start.
+ */
+void nbd_sock_splice_stats(uint64_t *spliced, uint64_t *fallbacks);
+/*
+ * Test seam: pipes made from now on hold just their payload (not twice it), idle ones are
+ * closed: a payload arriving in many pieces smaller than a page then fills its pipe first.
+ */
+void nbd_sock_pipes_exact(bool exact);
 
 /* Fill @fds (room for @max) with our descriptors and events; returns how many. */
 unsigned nbd_sock_pollfds(struct nbd_sock *s, struct pollfd *fds, unsigned max);

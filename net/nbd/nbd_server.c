@@ -159,6 +159,12 @@ struct nbd_req {
 	struct blkdev_seg *segs;
 	void **refs;
 	uint32_t nsegs, seg_cap;
+	/*
+	 * A WRITE payload the transport holds (nbd_conn_direct_handle_done()): handle goes to
+	 * the device with the WRITE; hops->release() runs once when the request is freed.
+	 */
+	const struct nbd_handle_ops *hops;
+	int handle;
 	uint64_t blk; /* IO_ZERO: next block and blocks left (bytes when zbytes) */
 	uint64_t nblk;
 	bool zbytes; /* IO_ZERO over BLKDEV_WRITE_BYTES (a device with byte_writes) */
@@ -1480,6 +1486,12 @@ static void req_free(struct nbd_req *r)
 	buf_put(c->srv, r->ebuf, r->ebuf_size);
 	if (r->segs)
 		req_release_segs(r);
+	if (r->hops) {
+		const struct nbd_handle_ops *h = r->hops;
+
+		r->hops = NULL;
+		h->release(h->ctx, r->handle);
+	}
 	if (r->buf)
 		buf_put(c->srv, r->buf, r->buf_size);
 	/* A borrowed WRITE holds its budget without a buffer. */
@@ -1684,6 +1696,9 @@ static void req_set_segs(struct nbd_req *r, enum blkdev_op op, void *buf)
 	r->breq.segs = list ? r->segs : NULL;
 	r->breq.nr_segs = list ? r->nsegs : 0;
 	r->breq.seg_off = 0;
+	/* Likewise a payload the transport holds: with the request's own WRITE only. */
+	r->breq.in_handle = r->hops && op == BLKDEV_WRITE && buf == r->buf;
+	r->breq.handle = r->hops ? r->handle : 0;
 }
 
 static void req_io(struct nbd_req *r, enum blkdev_op op, uint64_t blk, uint32_t count, void *buf)
@@ -2713,6 +2728,30 @@ void nbd_conn_direct_done(struct nbd_conn *c, size_t n)
 	c->bytes_written += r->length;
 	ready_push(c, r);
 	run_ready(c);
+}
+
+size_t nbd_conn_direct_handle_len(const struct nbd_conn *c)
+{
+	const struct nbd_req *r = c->cur;
+	uint32_t bs;
+
+	if (c->state != CS_REQ_DATA || !r || c->tls || c->dead || c->input_closed || !r->buf ||
+	    c->cur_got || !c->exp->dev->handle_writes)
+		return 0;
+	/* Aligned only: an unaligned WRITE is a read-modify-write that patches from r->buf. */
+	bs = c->exp->dev->block_size;
+	if (r->offset % bs || r->length % bs)
+		return 0;
+	return r->length;
+}
+
+void nbd_conn_direct_handle_done(struct nbd_conn *c, int handle, const struct nbd_handle_ops *ops)
+{
+	struct nbd_req *r = c->cur;
+
+	r->hops = ops;
+	r->handle = handle;
+	nbd_conn_direct_done(c, r->length);
 }
 
 size_t nbd_conn_hdr_wanted(const struct nbd_conn *c)

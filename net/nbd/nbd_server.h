@@ -330,6 +330,30 @@ void nbd_conn_direct_done(struct nbd_conn *c, size_t n);
 size_t nbd_conn_hdr_wanted(const struct nbd_conn *c);
 
 /*
+ * WRITE payloads the transport keeps (plain connections; the host glue: a pipe the payload was
+ * spliced into from the socket, docs/nbd.md "Payloads spliced into the file").
+ * nbd_conn_direct_handle_len(): the bytes of the WRITE @c waits for, when none of it arrived yet,
+ * it is block-aligned and the export's device takes payloads held by the transport (core/blkdev.h
+ * handle_writes); else 0. The transport may then, holding no unfed bytes of @c, receive the whole
+ * payload into an object of its own and hand it over with nbd_conn_direct_handle_done(): @handle
+ * is opaque to the server and goes to the device with the WRITE (blkdev_req.handle);
+ * @ops->release(ctx, @handle) runs exactly once, when the request is freed (answered, failed,
+ * refused, or dropped at nbd_conn_destroy() / nbd_server_destroy() once the device is done with
+ * it), possibly after the connection is gone: @ops must stay valid until then. Until the transport
+ * hands the payload over, it feeds @c nothing (and asks nothing else); a transport that cannot
+ * finish (the client vanished) just destroys the connection. The server may drop the request
+ * meanwhile (it closes the connection: export removed, client no longer allowed): a transport
+ * receiving in several steps asks nbd_conn_direct_handle_len() again before each, and hands
+ * nothing over once it no longer answers the same length.
+ */
+struct nbd_handle_ops {
+	void (*release)(void *ctx, int handle);
+	void *ctx;
+};
+size_t nbd_conn_direct_handle_len(const struct nbd_conn *c);
+void nbd_conn_direct_handle_done(struct nbd_conn *c, int handle, const struct nbd_handle_ops *ops);
+
+/*
  * Borrowed input (the mirror of borrowed output; plain connections). nbd_conn_feed_ref() is
  * nbd_conn_feed() for bytes lying in a piece of the transport's memory, @ref (lwIP: a
  * received pbuf). Bytes of a WRITE's payload among them are not copied: the server calls

@@ -6,7 +6,8 @@
  * Input layout: byte 0 picks the variant (bit 0: a queued device that completes out of
  * order instead of the synchronous memory disk; bit 1: remove the export halfway; bits 2-7:
  * seed for the chunk sizes the rest is cut into; bit 2 also gives the export an allocation
- * map and two dirty bitmaps, one of them gone). Everything after byte 0 is what the client
+ * map and two dirty bitmaps, one of them gone; bit 6: the queued device takes payloads held
+ * by the transport, handed over as host/nbd_sock.c does, see feed_held()). Everything after byte 0 is what the client
  * sends. Output is drained and dropped; the sanitizers are the oracle, plus the invariant
  * that feeding always terminates and a finished connection stays finished.
  */
@@ -54,6 +55,70 @@ static int q_submit(struct blkdev *d, struct blkdev_req *r)
 	return 0;
 }
 
+/*
+ * Payloads held by the transport (core/blkdev.h handle_writes): the bytes in an object of ours
+ * named by its index, read by the device only at completion (so it must still be held then),
+ * released exactly once (abort otherwise); every one gone at the end.
+ */
+struct hold {
+	uint8_t *data;
+	size_t len;
+};
+
+static struct hold holds[8];
+static unsigned live_holds;
+
+static void hold_release(void *ctx, int h)
+{
+	(void)ctx;
+	if (h < 0 || h >= (int)ARRAY_SIZE(holds) || !holds[h].data)
+		abort(); /* released twice, or never handed over */
+	free(holds[h].data);
+	holds[h].data = NULL;
+	live_holds--;
+}
+
+static const struct nbd_handle_ops hold_ops = { .release = hold_release };
+
+static int hold_write(struct blkdev *lower, const struct blkdev_req *r)
+{
+	if (r->handle < 0 || r->handle >= (int)ARRAY_SIZE(holds) || !holds[r->handle].data ||
+	    holds[r->handle].len != (size_t)r->count * 512 || !r->buf)
+		abort(); /* released before the device is done, or not the whole payload */
+	return blkdev_write(lower, r->block, r->count, holds[r->handle].data);
+}
+
+/*
+ * As host/nbd_sock.c does: a payload the server waits for whole (nbd_conn_direct_handle_len())
+ * is taken from the input into a held object at once, and handed over a pass later (the server
+ * runs in between, an export may go: the transport asks again and drops the object when the
+ * request is gone). The index of the object taken, or -1.
+ */
+static int hold_take(struct nbd_conn *c, const uint8_t *in, size_t len)
+{
+	size_t want = nbd_conn_direct_handle_len(c);
+	int h;
+
+	if (!want || want > len)
+		return -1;
+	for (h = 0; h < (int)ARRAY_SIZE(holds) && holds[h].data; h++)
+		;
+	if (h == (int)ARRAY_SIZE(holds) || !(holds[h].data = malloc(want)))
+		return -1;
+	memcpy(holds[h].data, in, want);
+	holds[h].len = want;
+	live_holds++;
+	return h;
+}
+
+static void hold_hand_over(struct nbd_conn *c, int h)
+{
+	if (nbd_conn_direct_handle_len(c) == holds[h].len)
+		nbd_conn_direct_handle_done(c, h, &hold_ops);
+	else
+		hold_release(NULL, h); /* the request is gone: the transport drops its object */
+}
+
 static int q_poll(struct blkdev *d)
 {
 	struct qdev *q = container_of(d, struct qdev, dev);
@@ -73,6 +138,8 @@ static int q_poll(struct blkdev *d)
 					   (size_t)r->count * 512);
 			rc = blkdev_write(q->lower, r->block, r->count, b);
 			free(b);
+		} else if (r->op == BLKDEV_WRITE && r->in_handle) {
+			rc = hold_write(q->lower, r);
 		} else if (r->op == BLKDEV_WRITE)
 			rc = blkdev_write(q->lower, r->block, r->count, r->buf);
 		else if (r->op == BLKDEV_WRITE_ZEROES || r->op == BLKDEV_DISCARD)
@@ -173,6 +240,24 @@ static size_t feed_borrowed(struct nbd_conn *c, const uint8_t *in, size_t len)
 	return k;
 }
 
+/*
+ * With payloads held by the transport: @in fed a byte at a time, stopping where a WRITE's
+ * payload the server would take held begins (host/nbd_sock.c receives a large WRITE's header
+ * alone for that), so hold_take() sees it whole.
+ */
+static size_t feed_to_payload(struct nbd_conn *c, const uint8_t *in, size_t len, bool borrowed)
+{
+	size_t n = 0, k;
+
+	while (n < len && !nbd_conn_direct_handle_len(c)) {
+		k = borrowed ? feed_borrowed(c, in + n, 1) : nbd_conn_feed(c, in + n, 1);
+		if (!k)
+			break;
+		n += k;
+	}
+	return n;
+}
+
 static void drain(struct nbd_conn *c)
 {
 	struct nbd_iov iov[8];
@@ -200,6 +285,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t seed;
 	size_t pos = 1, stalls = 0;
 	bool removed = false;
+	int held = -1;
 
 	if (size < 1)
 		return 0;
@@ -211,7 +297,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	q.dev.block_size = 512;
 	q.dev.nr_blocks = 256;
 	q.lower = mem;
-	q.dev.seg_writes = (data[0] & 0x20) != 0; /* takes borrowed payloads as lists */
+	q.dev.seg_writes = (data[0] & 0x20) != 0;    /* takes borrowed payloads as lists */
+	q.dev.handle_writes = (data[0] & 0x40) != 0; /* payloads held by the transport */
 	cfg.dev = (data[0] & 1) ? &q.dev : mem;
 	cfg.extents = (data[0] & 4) ? fake_extents : NULL;
 	cfg.bitmap_name = (data[0] & 4) ? fake_bitmap_name : NULL;
@@ -228,11 +315,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		seed = seed * 1103515245u + 12345u;
 		chunk = MIN(size - pos, (size_t)(1 + (seed >> 16) % 97));
-		if (data[0] & 0x10)
-			k = feed_borrowed(c, data + pos, chunk);
-		else
-			k = nbd_conn_feed(c, data + pos, chunk);
-		pos += k;
+		if (held >= 0) {
+			hold_hand_over(c, held); /* consumes no input, but progress */
+			held = -1;
+			k = 1;
+		} else if ((held = hold_take(c, data + pos, size - pos)) >= 0) {
+			k = holds[held].len;
+			pos += k;
+		} else if (q.dev.handle_writes && cfg.dev == &q.dev) {
+			k = feed_to_payload(c, data + pos, chunk, data[0] & 0x10);
+			pos += k;
+		} else {
+			if (data[0] & 0x10)
+				k = feed_borrowed(c, data + pos, chunk);
+			else
+				k = nbd_conn_feed(c, data + pos, chunk);
+			pos += k;
+		}
 		nbd_server_poll(srv);
 		drain(c);
 		stalls = k ? 0 : stalls + 1;
@@ -243,6 +342,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (nbd_conn_finished(c))
 			break;
 	}
+	if (held >= 0)
+		hold_hand_over(c, held);
 	/* Whatever is left in flight must come back and be answered. */
 	while (nbd_server_busy(srv)) {
 		nbd_server_poll(srv);
@@ -255,7 +356,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nbd_conn_destroy(c);
 	nbd_server_destroy(srv);
 	blkdev_destroy(mem);
-	if (live_pieces)
-		abort(); /* a borrowed piece never released */
+	if (live_pieces || live_holds)
+		abort(); /* a borrowed piece or a held payload never released */
 	return 0;
 }

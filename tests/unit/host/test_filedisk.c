@@ -6,6 +6,9 @@
  * submission order, FLUSH, injected errors, short transfers, reads past the end of the file,
  * the wake-up descriptor, and done() submitting again; with io_uring, which reads and writes
  * are done inside submit (and which writes go through the ring after one of them slept).
+ * WRITE payloads waiting in a pipe (handle_writes): spliced into the file inside submit, or
+ * read into the buffer (the back-off, the seams, the worker threads); refused by the
+ * synchronous backend.
  */
 #include "tests/support/harness.h"
 #include "host/hostdev.h"
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -631,4 +635,154 @@ out:
 	blkdev_destroy(dev);
 	free(w);
 	free(rd);
+}
+
+/* ---- WRITE payloads waiting in the transport's pipe (core/blkdev.h handle_writes) ------ */
+
+/* A non-blocking pipe holding @len bytes of @bytes (as host/nbd_sock.c fills one). */
+static bool pipe_with(int p[2], const uint8_t *bytes, size_t len)
+{
+	if (!ok_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0))
+		return false;
+	if (!ok(fcntl(p[1], F_SETPIPE_SZ, (int)len) >= (int)len) ||
+	    !ok(write(p[1], bytes, len) == (ssize_t)len)) {
+		close(p[0]);
+		close(p[1]);
+		return false;
+	}
+	return true;
+}
+
+static int pipe_left(int rfd)
+{
+	int n = -1;
+
+	return ioctl(rfd, FIONREAD, &n) ? -1 : n;
+}
+
+/*
+ * One in_handle WRITE of @count blocks at @block; its result, the bytes checked in the file
+ * through @other. *@in_submit: the bytes were in the file before any poll. @scratch: the
+ * request's buffer (the fallback), left as it is when the payload was spliced.
+ */
+static int handle_write(struct blkdev *dev, int other, uint64_t block, uint32_t count,
+			const uint8_t *payload, size_t pipe_bytes, uint8_t *scratch,
+			bool *in_submit)
+{
+	size_t len = (size_t)count * BS;
+	uint8_t *back = malloc(len);
+	struct rec r;
+	int p[2], rc;
+
+	if (!ok(back) || !pipe_with(p, payload, pipe_bytes)) {
+		free(back);
+		return -999;
+	}
+	rec_init(&r, BLKDEV_WRITE, block, count, scratch);
+	r.req.in_handle = true;
+	r.req.handle = p[0];
+	rc = blkdev_submit(dev, &r.req);
+	if (rc) {
+		r.rc = rc;
+		goto out;
+	}
+	ok_eq(r.calls, 0);
+	*in_submit = pread(other, back, len, (off_t)(block * BS)) == (ssize_t)len &&
+		     !memcmp(back, payload, len);
+	ok(drain(dev));
+	ok_eq(r.calls, 1);
+	ok_eq(pipe_left(p[0]), 0); /* consumed before done() */
+	if (!r.rc)
+		ok(pread(other, back, len, (off_t)(block * BS)) == (ssize_t)len &&
+		   !memcmp(back, payload, len));
+out:
+	close(p[0]);
+	close(p[1]);
+	free(back);
+	return r.rc;
+}
+
+TEST(pipe_payload_spliced_in_submit_uring)
+{
+	struct blkdev *dev = open_dev(FILEDISK_IO_URING, "splice.img");
+	size_t len = (size_t)LARGE_BLKS * BS;
+	uint8_t *w = malloc(len + BS), *scratch = calloc(1, len), *zero = calloc(1, len);
+	int other = open(path_of("splice.img"), O_RDONLY | O_CLOEXEC);
+	bool in_submit = false;
+	uint64_t spliced, bounced;
+
+	if (!dev || !ok(w && scratch && zero && other >= 0))
+		goto out;
+	ok(dev->handle_writes);
+	fill(w, len + BS, 41); /* payloads start at a few offsets into it */
+	spliced = filedisk_spliced_writes(dev);
+	bounced = filedisk_handle_bounces(dev);
+	/* 256 KiB: spliced into the file inside submit, the buffer never touched. */
+	ok_eq(handle_write(dev, other, 64, LARGE_BLKS, w, len, scratch, &in_submit), 0);
+	ok(in_submit);
+	ok_eq(filedisk_spliced_writes(dev), spliced + 1);
+	ok_eq(filedisk_handle_bounces(dev), bounced);
+	ok(!memcmp(scratch, zero, len));
+	/* 4 KiB too. */
+	ok_eq(handle_write(dev, other, 3, 8, w + 77, 8 * BS, scratch, &in_submit), 0);
+	ok(in_submit);
+	ok_eq(filedisk_spliced_writes(dev), spliced + 2);
+	/* The back-off after a write that slept: read into the buffer, written through the ring. */
+	filedisk_inline_slept(dev, 100000000ull);
+	ok_eq(handle_write(dev, other, 1024, LARGE_BLKS, w, len, scratch, &in_submit), 0);
+	ok_eq(handle_write(dev, other, 2048, LARGE_BLKS, w + 5, len, scratch, &in_submit), 0);
+	ok(!in_submit);
+	ok_eq(filedisk_spliced_writes(dev), spliced + 3);
+	ok_eq(filedisk_handle_bounces(dev), bounced + 1);
+	ok(!memcmp(scratch, w + 5, len)); /* the bounce */
+	usleep(150000);
+	/* An injected error: the payload is still taken from the pipe, done() says -EIO. */
+	filedisk_fail_nth(dev, BLKDEV_WRITE, 1, -EIO);
+	ok_eq(handle_write(dev, other, 0, LARGE_BLKS, w, len, scratch, &in_submit), -EIO);
+	/* A pipe holding less than the payload: -EIO from done(), no wait (it is non-blocking). */
+	ok_eq(handle_write(dev, other, 0, LARGE_BLKS, w, len - 512, scratch, &in_submit), -EIO);
+	/* Held back by the delay seam: read into the buffer first, written when let go. */
+	filedisk_delay_nth(dev, BLKDEV_WRITE, 1, 20000000ull);
+	ok_eq(handle_write(dev, other, 4096, LARGE_BLKS, w + 9, len, scratch, &in_submit), 0);
+	ok(!in_submit);
+out:
+	if (other >= 0)
+		close(other);
+	blkdev_destroy(dev);
+	free(w);
+	free(scratch);
+	free(zero);
+}
+
+/* The worker threads: the payload is read into the buffer and written from there. A device
+ * without handle_writes (the synchronous backend) refuses such a request outright. */
+TEST(pipe_payload_bounced_pool_and_refused_sync)
+{
+	struct blkdev *dev = open_dev(FILEDISK_IO_POOL, "splice-pool.img");
+	size_t len = (size_t)LARGE_BLKS * BS;
+	uint8_t *w = malloc(len), *scratch = calloc(1, len);
+	int other = open(path_of("splice-pool.img"), O_RDONLY | O_CLOEXEC);
+	bool in_submit = false;
+
+	if (!dev || !ok(w && scratch && other >= 0))
+		goto out;
+	fill(w, len, 43);
+	ok(dev->handle_writes);
+	ok_eq(handle_write(dev, other, 8, LARGE_BLKS, w, len, scratch, &in_submit), 0);
+	ok_eq(filedisk_spliced_writes(dev), 0);
+	ok_eq(filedisk_handle_bounces(dev), 1);
+	blkdev_destroy(dev);
+	dev = NULL;
+	ok_eq(filedisk_open_io(path_of("splice-sync.img"), BS, true, NBLK, FILEDISK_IO_SYNC, &dev),
+	      0);
+	if (!dev)
+		goto out;
+	ok(!dev->handle_writes);
+	ok_eq(handle_write(dev, other, 8, LARGE_BLKS, w, len, scratch, &in_submit), -EINVAL);
+out:
+	if (other >= 0)
+		close(other);
+	blkdev_destroy(dev);
+	free(w);
+	free(scratch);
 }
