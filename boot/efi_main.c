@@ -849,8 +849,9 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 		}
 		/* Only the disks are awaited: their interrupt ends the halt (or the halt's timer). */
 		if (devices_io_pending()) {
-			if (wait_halt && !idle_no_hlt && now - last_progress >= wait_spell_ns)
-				idle_sleep();
+			if (wait_halt && !idle_no_hlt && now - last_progress >= wait_spell_ns &&
+			    idle_sleep() >= 0)
+				irq_count_wait_sleep(plat_now_ns() - now);
 			perf_pass_wait(&pass);
 			continue;
 		}
