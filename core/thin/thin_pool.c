@@ -1592,6 +1592,19 @@ int thin_pool_poll(struct thin_pool *pool)
 	return moved;
 }
 
+/* A FLUSH flush_step() moves at the next poll: no earlier modifying request is left. */
+static bool flush_ready(const struct thin_pool *pool)
+{
+	const struct pool_req *f, *oldest = pool->mhead;
+
+	while (oldest && oldest->parked)
+		oldest = oldest->mnext;
+	for (f = pool->flush_wait; f; f = f->next)
+		if (!oldest || oldest->seq >= f->seq)
+			return true;
+	return false;
+}
+
 /* The data disk announces every completion of what is in flight on it (blkdev.h). */
 static bool data_signals(const struct thin_pool *pool)
 {
@@ -1604,7 +1617,7 @@ bool thin_pool_needs_cpu(const struct thin_pool *pool)
 {
 	/* Requests and steps the next poll advances by itself. */
 	if (pool->run_head || pool->cpl_head || pool->done_head || pool->retry_head ||
-	    pool->commit_wanted || pool->pd_cpl_head || pool->pd_retry_head)
+	    pool->commit_wanted || pool->pd_cpl_head || pool->pd_retry_head || flush_ready(pool))
 		return true;
 	/* A commit step that can go on now: its drain is over, or its flush completed. */
 	if ((pool->cstate == COMMIT_DRAIN && !pool->in_flight_allocs) ||
@@ -1623,7 +1636,7 @@ bool thin_pool_busy(const struct thin_pool *pool)
 	/* Waiting for space or for the commit timer is not "busy": the caller may sleep. */
 	return pool->run_head || pool->cpl_head || pool->done_head || pool->retry_head ||
 	       pool->data_in_flight || pool->cstate != COMMIT_IDLE || pool->commit_wanted ||
-	       passdown_busy(pool);
+	       passdown_busy(pool) || flush_ready(pool);
 }
 
 /*----------------------------------------------------------------*/
