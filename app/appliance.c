@@ -948,6 +948,11 @@ bool appliance_busy(const struct appliance *a)
 	return a->pool && thin_pool_busy(a->pool);
 }
 
+bool appliance_needs_cpu(const struct appliance *a)
+{
+	return a->pool && thin_pool_needs_cpu(a->pool);
+}
+
 /* ---- Administration ----------------------------------------------------------------------- */
 
 /* The name of a VG whose copy app_vg_read() found on a disk, even one it refused; or NULL. */

@@ -124,6 +124,8 @@ void appliance_destroy(struct appliance *a);
 int appliance_poll(struct appliance *a);
 /* True while the pool has I/O in flight: poll again without sleeping. */
 bool appliance_busy(const struct appliance *a);
+/* The pool has work for the CPU, not only I/O to wait for (thin_pool_needs_cpu()). */
+bool appliance_needs_cpu(const struct appliance *a);
 
 /* ---- State, for the commands and the tests ------------------------------------------------ */
 

@@ -98,28 +98,33 @@ static void test_clear_bus_master(void)
  * sets up its queues. Without it the function still works; the idle CPU then wakes only on
  * its timer, so a request arriving during a sleep waits for the next tick.
  */
-static void wake_setup(struct vpci_dev *vp)
+static bool wake_setup(struct vpci_dev *vp)
 {
 	int rc;
 
 	if (!irq_ready())
-		return;
+		return false;
 	rc = vpci_msix_setup(vp, irq_msi_addr(), irq_msi_data());
 	if (rc)
 		plat_printf("thinbox: %s: no MSI-X wake-up (%d)\n", vp->vdev.name, rc);
+	return rc == 0;
 }
 
 static void probe_disk(const struct pci_dev *d)
 {
 	struct disk *dk = &disks[ndisks++];
 	char size[32];
+	bool wakes = false;
 
 	dk->pci = d;
 	dk->rc = vpci_init(&dk->vp, d, vpci_flags_for(d));
 	if (!dk->rc)
-		wake_setup(&dk->vp);
+		wakes = wake_setup(&dk->vp);
 	if (!dk->rc)
 		dk->rc = vblk_create(&dk->vp.vdev, &dk->vb);
+	/* Its completions can end a halt: the main loop may halt while it waits on them. */
+	if (!dk->rc)
+		dk->vb->wakes = wakes;
 	if (dk->rc) {
 		plat_printf("thinbox: disk %02x:%02x.%x: virtio-blk did not start (%d)\n", d->bus,
 			    d->dev, d->fn, dk->rc);
@@ -330,6 +335,14 @@ bool devices_wake_arm(void)
 	if (nic && !nic->dead)
 		pending |= vq_irq_enable(&nic->rxq);
 	return pending;
+}
+
+bool devices_io_pending(void)
+{
+	for (unsigned i = 0; i < ndisks; i++)
+		if (disks[i].vb && !disks[i].vb->dead && disks[i].vb->inflight)
+			return true;
+	return false;
 }
 
 void devices_wake_disarm(void)

@@ -44,6 +44,8 @@ void devices_flush(void);
  */
 bool devices_wake_arm(void);
 void devices_wake_disarm(void);
+/* True while a disk has requests in flight (the main loop's wait spell: docs/firmware.md). */
+bool devices_io_pending(void);
 
 /* The disks by role (NULL when the role is empty) and the NIC (NULL when none started). */
 struct blkdev *devices_meta_disk(void);

@@ -679,6 +679,22 @@ static void net_setup(struct shell *sh)
  */
 #define CONSOLE_POLL_NS (1 * NSEC_PER_MSEC)
 
+/*
+ * The wait spell: when the loop has nothing to do but wait on its disks (requests in flight,
+ * every one announced by the disk's interrupt), it halts after WAIT_SPELL_NS without progress
+ * instead of spinning until the completion (docs/firmware.md, "Idle"). Under TCG each
+ * spinning pass is host CPU charged to the vCPU and taken from QEMU's own threads, which do
+ * the disk I/O and the networking; a data-disk request takes ~1-2 ms there.
+ * 200 us is above what a 4 KiB read from a cached image takes, so a QD1 client's reads seldom
+ * meet a halt: a shorter spell (50 us) halted on such waits, whose wake-up cost more than it
+ * saved (docs/performance.md). The configuration key wait-spell-us (0..10000) sets it; 0
+ * spins as before.
+ */
+#define WAIT_SPELL_NS	  (200 * NSEC_PER_USEC)
+#define WAIT_SPELL_MAX_US 10000
+static uint64_t wait_spell_ns = WAIT_SPELL_NS;
+static bool wait_halt = true;
+
 /* Test switch opt/thinbox/test-no-hlt: poll forever, as before the idle halt (the bench's
  * "before" figures). */
 static bool idle_no_hlt;
@@ -710,6 +726,26 @@ static void idle_spell_setup(void)
 	}
 	idle_spell_ns = ms * NSEC_PER_MSEC;
 	idle_spell_now = idle_spell_ns;
+}
+
+/* The configuration key wait-spell-us, when set. */
+static void wait_spell_setup(void)
+{
+	static char buf[16];
+	const char *v = config_value("wait-spell-us", buf, sizeof(buf));
+	unsigned long us;
+	char *end;
+
+	if (!v)
+		return;
+	us = strtoul(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end || us > WAIT_SPELL_MAX_US) {
+		plat_printf("thinbox: wait-spell-us = %s: want 0..%d; %u is used\n", v,
+			    WAIT_SPELL_MAX_US, (unsigned)(WAIT_SPELL_NS / NSEC_PER_USEC));
+		return;
+	}
+	wait_halt = us > 0;
+	wait_spell_ns = us * NSEC_PER_USEC;
 }
 
 /*
@@ -745,8 +781,10 @@ static int idle_sleep(void)
 /*
  * The main loop: everything is polled. Console bytes go to the shell; then the drivers
  * (received frames go into lwIP from here), the NBD connections and server, lwIP's timers.
- * Nothing sleeps while the NBD server has requests inside a device or the pool is busy; after
- * an idle spell with no progress at all, the CPU halts (idle_sleep()).
+ * Nothing sleeps while the NBD server or the pool has work for the CPU, or waits on a device
+ * that does not announce its completions. While it only waits on the disks, the CPU halts
+ * after the wait spell without progress; with nothing at all in flight, after the idle spell
+ * (both idle_sleep()).
  */
 __attribute__((noreturn)) static void main_loop(struct shell *sh)
 {
@@ -773,12 +811,13 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 		} else {
 			c = -1;
 		}
-		busy = (nbd_srv && nbd_server_busy(nbd_srv)) || (app && appliance_busy(app));
+		/* Work for the CPU: a request inside a disk that will interrupt is not. */
+		busy = (nbd_srv && nbd_server_busy(nbd_srv)) || (app && appliance_needs_cpu(app));
 		progress = c >= 0 || busy;
 		if (c >= 0)
 			shell_input(sh, (char)c);
-		else if (!busy)
-			cpu_relax();
+		else if (!busy && !devices_io_pending())
+			cpu_relax(); /* a wait polls as before until its spell is over */
 		perf_poll_begin();
 		n = devices_poll();
 		perf_poll_end(PERF_DEV_POLL);
@@ -792,7 +831,8 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 		/* The pool's I/O and its periodic commit. */
 		if (app) {
 			perf_poll_begin();
-			appliance_poll(app);
+			if (appliance_poll(app) > 0)
+				progress = true;
 			perf_poll_end(PERF_POOL_POLL);
 		}
 		perf_poll_begin();
@@ -808,6 +848,14 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 				irq_count_long_spell();
 			last_progress = now;
 			perf_pass_work();
+			continue;
+		}
+		/* Only the disks are awaited: their interrupt ends the halt (or the halt's timer). */
+		if (devices_io_pending()) {
+			if (wait_halt && !idle_no_hlt && now - last_progress >= wait_spell_ns &&
+			    idle_sleep() >= 0)
+				irq_count_wait_sleep(plat_now_ns() - now);
+			perf_pass_wait(&pass);
 			continue;
 		}
 		if (!idle_no_hlt && now - last_progress >= idle_spell_now) {
@@ -854,12 +902,14 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	rc = irq_init();
 	idle_no_hlt = bootcfg_get("test-no-hlt") != NULL;
 	idle_spell_setup();
+	wait_spell_setup();
 	if (rc)
 		plat_printf("thinbox: idle: no local APIC wake-ups (%d); the loop polls\n", rc);
 	else
-		plat_printf("thinbox: idle: halt after %u ms without work%s; APIC timer %llu "
-			    "kHz\n",
+		plat_printf("thinbox: idle: halt after %u ms without work, %u us waiting on "
+			    "disks%s; APIC timer %llu kHz\n",
 			    (unsigned)(idle_spell_ns / NSEC_PER_MSEC),
+			    wait_halt ? (unsigned)(wait_spell_ns / NSEC_PER_USEC) : 0,
 			    idle_no_hlt ? " (off: test-no-hlt)" : "",
 			    (unsigned long long)irq_timer_per_ms());
 	/* The virtio drivers; a missing disk is reported and the shell still comes up. */

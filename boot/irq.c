@@ -210,6 +210,12 @@ void irq_count_long_spell(void)
 	stats.long_spells++;
 }
 
+void irq_count_wait_sleep(uint64_t ns)
+{
+	stats.wait_sleeps++;
+	stats.wait_ns += ns;
+}
+
 void irq_get_stats(struct irq_stats *st)
 {
 	*st = stats;

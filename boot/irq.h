@@ -24,6 +24,8 @@ struct irq_stats {
 	uint64_t slept_ns;    /* time spent halted */
 	uint64_t late_wakes;  /* timer wakes that found a device with work: a missed interrupt */
 	uint64_t long_spells; /* work resumed after 10 ms or more without any (halts or not) */
+	uint64_t wait_sleeps; /* of the HLTs, those while requests were inside the disks */
+	uint64_t wait_ns;     /* time spent in them */
 };
 
 /*
@@ -50,6 +52,8 @@ bool irq_sleep(uint64_t max_ns); /* true when the timer ended it */
 void irq_count_late_wake(void);
 /* Count work resuming after a quiet spell of 10 ms or more (irq_stats.long_spells). */
 void irq_count_long_spell(void);
+/* Count a halt of @ns while the loop only waited on the disks (irq_stats.wait_sleeps). */
+void irq_count_wait_sleep(uint64_t ns);
 void irq_get_stats(struct irq_stats *st);
 /* Local APIC timer ticks per millisecond (0 before irq_init()). */
 uint64_t irq_timer_per_ms(void);

@@ -69,12 +69,15 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 	shell_printf(sh,
 		     "halted %" PRIu64 " sleeps (%" PRIu64 " ended by the timer, %" PRIu64
 		     " of them with work waiting), %" PRIu64 " ms halted since reset%s; %" PRIu64
-		     " quiet spells of 10 ms or more\n",
+		     " quiet spells of 10 ms or more; %" PRIu64 " halts (%" PRIu64
+		     " ms) while waiting on the disks\n",
 		     st.sleeps - irq_at_reset.sleeps, st.timer_wakes - irq_at_reset.timer_wakes,
 		     st.late_wakes - irq_at_reset.late_wakes,
 		     (st.slept_ns - irq_at_reset.slept_ns) / NSEC_PER_MSEC,
 		     irq_ready() ? "" : " (no wake-ups: the loop only polls)",
-		     st.long_spells - irq_at_reset.long_spells);
+		     st.long_spells - irq_at_reset.long_spells,
+		     st.wait_sleeps - irq_at_reset.wait_sleeps,
+		     (st.wait_ns - irq_at_reset.wait_ns) / NSEC_PER_MSEC);
 	/* Allocations per NBD request (request headers), in hundredths: no float formatting. */
 	heap_counts(&hc);
 	reqs = c[PERF_NBD_PARSE].events;

@@ -350,6 +350,26 @@ static void lin_destroy(struct blkdev *dev)
 	free(l);
 }
 
+/*
+ * A child's completion completes its parent from the lower device's done() (parent_put()):
+ * the linear device announces its completions when every lower device does and no child
+ * waits on the retry list, which only lin_poll() submits again.
+ */
+static bool lin_signals(const struct blkdev *dev)
+{
+	const struct blkdev_linear *l = container_of(dev, const struct blkdev_linear, dev);
+
+	if (l->retry_head)
+		return false;
+	for (unsigned i = 0; i < l->nr_lowers; i++) {
+		const struct blkdev *d = l->lowers[i];
+
+		if (!d->ops->signals_completion || !d->ops->signals_completion(d))
+			return false;
+	}
+	return true;
+}
+
 static const struct blkdev_ops lin_ops = {
 	.read = lin_read,
 	.write = lin_write,
@@ -358,6 +378,7 @@ static const struct blkdev_ops lin_ops = {
 	.write_zeroes = lin_write_zeroes,
 	.submit = lin_submit,
 	.poll = lin_poll,
+	.signals_completion = lin_signals,
 	.destroy = lin_destroy,
 };
 

@@ -31,6 +31,7 @@ static const char *const names[PERF_NR] = {
 	[PERF_NBD_POLL] = "nbd-poll",
 	[PERF_POOL_POLL] = "pool-poll",
 	[PERF_LWIP_TIMERS] = "lwip-timers",
+	[PERF_WAIT_POLL] = "wait-poll",
 	[PERF_IDLE_POLL] = "idle-poll",
 	[PERF_HALT] = "halt",
 };

@@ -41,6 +41,7 @@ enum perf_stage {
 	PERF_NBD_POLL,	  /* nbd_lwip_poll(): input fed to the NBD server, output to lwIP */
 	PERF_POOL_POLL,	  /* appliance_poll(): the pool's queued I/O, completions, commit */
 	PERF_LWIP_TIMERS, /* net_poll(): link, lwIP's timers */
+	PERF_WAIT_POLL,	  /* passes that found nothing while requests were inside devices */
 	PERF_IDLE_POLL,	  /* main-loop passes that found nothing to do */
 	PERF_HALT,	  /* halted (HLT) until an interrupt */
 	PERF_NR
@@ -147,7 +148,9 @@ static inline void perf_pass_work(void)
 	perf_drop();
 }
 
-static inline void perf_pass_idle(const struct perf_pass *p)
+/* A pass that found nothing counts whole in @s: PERF_IDLE_POLL, or PERF_WAIT_POLL when it
+ * found nothing only because what it waits for is still inside a device (perf_pass_wait()). */
+static inline void perf_pass_nothing(const struct perf_pass *p, enum perf_stage s)
 {
 	uint64_t self = 0;
 
@@ -155,8 +158,20 @@ static inline void perf_pass_idle(const struct perf_pass *p)
 		self += perf_ctr[PERF_POLL_FIRST + i].self - p->polls[i].self;
 		perf_ctr[PERF_POLL_FIRST + i] = p->polls[i];
 	}
-	perf_end(PERF_IDLE_POLL, 0);
-	perf_ctr[PERF_IDLE_POLL].self += self;
+	perf_end(s, 0);
+	perf_ctr[s].self += self;
+}
+
+static inline void perf_pass_idle(const struct perf_pass *p)
+{
+	perf_pass_nothing(p, PERF_IDLE_POLL);
+}
+
+/* A pass that found nothing while device I/O was outstanding: the spinning (or the halt)
+ * of a loop that only waits on its disks (docs/performance.md, "wait-poll"). */
+static inline void perf_pass_wait(const struct perf_pass *p)
+{
+	perf_pass_nothing(p, PERF_WAIT_POLL);
 }
 
 /* Bytes for @s without an event (the NBD payload, counted where the request is accepted). */

@@ -1592,12 +1592,51 @@ int thin_pool_poll(struct thin_pool *pool)
 	return moved;
 }
 
+/* A FLUSH flush_step() moves at the next poll: no earlier modifying request is left. */
+static bool flush_ready(const struct thin_pool *pool)
+{
+	const struct pool_req *f, *oldest = pool->mhead;
+
+	while (oldest && oldest->parked)
+		oldest = oldest->mnext;
+	for (f = pool->flush_wait; f; f = f->next)
+		if (!oldest || oldest->seq >= f->seq)
+			return true;
+	return false;
+}
+
+/* The data disk announces every completion of what is in flight on it (blkdev.h). */
+static bool data_signals(const struct thin_pool *pool)
+{
+	const struct blkdev *d = pool->data;
+
+	return d->ops->signals_completion && d->ops->signals_completion(d);
+}
+
+bool thin_pool_needs_cpu(const struct thin_pool *pool)
+{
+	/* Requests and steps the next poll advances by itself. */
+	if (pool->run_head || pool->cpl_head || pool->done_head || pool->retry_head ||
+	    pool->commit_wanted || pool->pd_cpl_head || pool->pd_retry_head || flush_ready(pool))
+		return true;
+	/* A commit step that can go on now: its drain is over, or its flush completed. */
+	if ((pool->cstate == COMMIT_DRAIN && !pool->in_flight_allocs) ||
+	    (pool->cstate == COMMIT_FLUSHING && pool->flush_done))
+		return true;
+	/* Everything else waits on the data disk: a wait the caller may sleep through only if
+	 * the disk announces its completions; a draining commit with nothing on the disk would
+	 * wait for nothing, so it is polled as before. */
+	if (pool->cstate == COMMIT_DRAIN && !pool->data_in_flight && !pool->pd_in_flight)
+		return true;
+	return thin_pool_busy(pool) && !data_signals(pool);
+}
+
 bool thin_pool_busy(const struct thin_pool *pool)
 {
 	/* Waiting for space or for the commit timer is not "busy": the caller may sleep. */
 	return pool->run_head || pool->cpl_head || pool->done_head || pool->retry_head ||
 	       pool->data_in_flight || pool->cstate != COMMIT_IDLE || pool->commit_wanted ||
-	       passdown_busy(pool);
+	       passdown_busy(pool) || flush_ready(pool);
 }
 
 /*----------------------------------------------------------------*/
@@ -1737,6 +1776,17 @@ static int vol_write_zeroes(struct blkdev *dev, uint64_t block, uint32_t count)
 	return vol_sync(dev, BLKDEV_WRITE_ZEROES, block, count, NULL);
 }
 
+/*
+ * A volume's request completes from the pool's poll once the data disk's requests under it
+ * have; the metadata is read and written synchronously. So the volume announces its
+ * completions when the data disk does, provided the caller also polls whenever
+ * thin_pool_needs_cpu() says (the pool's own steps between the disk's completions).
+ */
+static bool vol_signals(const struct blkdev *dev)
+{
+	return data_signals(container_of(dev, const struct thin_volume, bdev)->pool);
+}
+
 static const struct blkdev_ops vol_ops = {
 	.read = vol_read,
 	.write = vol_write,
@@ -1745,6 +1795,7 @@ static const struct blkdev_ops vol_ops = {
 	.write_zeroes = vol_write_zeroes,
 	.submit = vol_submit,
 	.poll = vol_poll,
+	.signals_completion = vol_signals,
 };
 
 /*----------------------------------------------------------------*/

@@ -129,6 +129,15 @@ int thin_pool_close(struct thin_pool *pool);
 int thin_pool_poll(struct thin_pool *pool);
 /* True while requests are in flight: poll again without sleeping. */
 bool thin_pool_busy(const struct thin_pool *pool);
+/*
+ * The CPU part of thin_pool_busy(): true when the next thin_pool_poll() has work of its own
+ * (queued, completed or retried requests, a commit step that can go on), or when the pool
+ * waits on a data disk that does not announce its completions (blkdev_ops
+ * signals_completion), which only polling finds. False while the pool only waits on a data
+ * disk that announces them: the caller may sleep until that announcement (the firmware's
+ * main loop halts until the disk's interrupt), and must poll again after it.
+ */
+bool thin_pool_needs_cpu(const struct thin_pool *pool);
 
 /* The metadata, for calls that have no pool-level wrapper (views, details). */
 struct thin_md *thin_pool_md(struct thin_pool *pool);

@@ -792,6 +792,13 @@ void vblk_features_str(const struct vblk *vb, char *buf, unsigned len)
 	}
 }
 
+static bool vblk_signals(const struct blkdev *bdev)
+{
+	const struct vblk *vb = (const struct vblk *)bdev;
+
+	return vb->wakes && !vb->dead && !vb->done_ios;
+}
+
 static const struct blkdev_ops vblk_ops = {
 	.read = vblk_read,
 	.write = vblk_write,
@@ -800,5 +807,6 @@ static const struct blkdev_ops vblk_ops = {
 	.write_zeroes = vblk_write_zeroes,
 	.submit = vblk_submit,
 	.poll = vblk_poll_op,
+	.signals_completion = vblk_signals,
 	.destroy = vblk_destroy,
 };

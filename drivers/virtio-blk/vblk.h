@@ -134,6 +134,13 @@ struct vblk {
 
 	uint64_t timeout_ns; /* see above; tests shorten it */
 	bool dead;
+	/*
+	 * Set by the caller once the queue's completions can interrupt (the firmware wired the
+	 * function's MSI-X to its wake-up vector): blkdev signals_completion is then true
+	 * while every request in flight will be announced that way (none finished without
+	 * the device, waiting for the next poll).
+	 */
+	bool wakes;
 
 	/* Request slots: one per piece in flight; device-visible part in DMA memory. */
 	struct vblk_slot *slots;

@@ -341,6 +341,7 @@ struct asyncdev {
 	uint64_t refuse_block; /* a request starting here is refused with refuse_rc ... */
 	int refuse_rc;
 	unsigned refuse_times; /* ... this many times */
+	bool signals;	       /* says it announces its completions (signals_completion) */
 };
 
 static int ad_read(struct blkdev *dev, uint64_t b, uint32_t n, void *buf)
@@ -411,6 +412,11 @@ static int ad_poll(struct blkdev *dev)
 	return n;
 }
 
+static bool ad_signals(const struct blkdev *dev)
+{
+	return container_of(dev, const struct asyncdev, dev)->signals;
+}
+
 static const struct blkdev_ops ad_ops = {
 	.read = ad_read,
 	.write = ad_write,
@@ -419,6 +425,7 @@ static const struct blkdev_ops ad_ops = {
 	.write_zeroes = ad_discard,
 	.submit = ad_submit,
 	.poll = ad_poll,
+	.signals_completion = ad_signals,
 };
 
 static void ad_init(struct asyncdev *ad, uint64_t nr_blocks)
@@ -623,6 +630,52 @@ TEST(async_refusals)
 	ok_eq(blkdev_poll(l), 1);
 	ok_eq(p.calls, 1);
 	ok_eq(p.rc, -EIO);
+
+	blkdev_destroy(l);
+	blkdev_destroy(a.mem);
+	blkdev_destroy(b.mem);
+	free(buf);
+}
+
+static bool lin_says_signals(const struct blkdev *l)
+{
+	return l->ops->signals_completion && l->ops->signals_completion(l);
+}
+
+/*
+ * The linear device announces its completions only when every lower device does and no
+ * child waits for the next poll to be submitted again (the firmware's loop may halt then).
+ */
+TEST(signals_completion_only_when_every_lower_does)
+{
+	struct asyncdev a, b;
+	struct blkdev *l;
+	struct blkdev_piece pc[2] = { { &a.dev, 0, 4 }, { &b.dev, 0, 4 } };
+	struct parent p = { .ad = { &a, &b } };
+	uint8_t *buf = malloc(8 * BS);
+
+	ad_init(&a, 8);
+	ad_init(&b, 8);
+	ok_eq(blkdev_linear_create(pc, 2, &l), 0);
+	tags(buf, 0, 8);
+	ok(!lin_says_signals(l));
+	a.signals = true;
+	ok(!lin_says_signals(l)); /* b does not */
+	b.signals = true;
+	ok(lin_says_signals(l));
+
+	/* A child refused with -EAGAIN waits for lin_poll(): no announcement for it. */
+	b.refuse_block = 0;
+	b.refuse_rc = -EAGAIN;
+	b.refuse_times = 1;
+	ok_eq(parent_submit(l, &p, BLKDEV_WRITE, 2, 4, buf), 0);
+	ok(!lin_says_signals(l));
+	ok_eq(blkdev_poll(l), 0); /* a's child done; b's submitted again */
+	ok(lin_says_signals(l));  /* b's child is in flight on b, which announces it */
+	ok_eq(blkdev_poll(l), 1);
+	ok_eq(p.calls, 1);
+	ok_eq(p.rc, 0);
+	ok(lin_says_signals(l));
 
 	blkdev_destroy(l);
 	blkdev_destroy(a.mem);

@@ -157,6 +157,36 @@ TEST(idle_pass_counts_its_polls_as_idle)
 	perf_detail = false;
 }
 
+/* A pass that found nothing while disk I/O was in flight: wait-poll, not idle-poll, with its
+ * polls put back and a halt inside keeping its own. */
+TEST(wait_pass_counts_in_wait_poll)
+{
+	struct perf_counter c[PERF_NR];
+	struct perf_pass pass;
+	uint64_t wall;
+
+	perf_reset();
+	perf_detail = true;
+	perf_pass_begin(&pass);
+	perf_poll_begin();
+	spin(10000);
+	perf_poll_end(PERF_POOL_POLL);
+	perf_begin();
+	spin(10000);
+	perf_end(PERF_HALT, 0);
+	perf_pass_wait(&pass);
+	perf_snapshot(c, &wall);
+	ok_eq(perf_depth, 0u);
+	ok_eq(c[PERF_POOL_POLL].events, 0u);
+	ok_eq(c[PERF_IDLE_POLL].events, 0u);
+	ok_eq(c[PERF_WAIT_POLL].events, 1u);
+	ok_eq(c[PERF_HALT].events, 1u);
+	ok_eq(c[PERF_WAIT_POLL].self, c[PERF_WAIT_POLL].cycles - c[PERF_HALT].cycles);
+	ok(c[PERF_WAIT_POLL].self >= 10000);
+	ok_eq(strcmp(perf_stage_name(PERF_WAIT_POLL), "wait-poll"), 0);
+	perf_detail = false;
+}
+
 TEST(waits_unpaired_and_deep_calls)
 {
 	struct perf_counter c[PERF_NR];

@@ -35,6 +35,12 @@ static struct blkdev *vol_open(struct thin_pool *pool, thin_id_t id, uint64_t si
 	return thin_volume_blkdev(*vol);
 }
 
+/* The device says it announces its completions (blkdev_ops signals_completion). */
+static bool blkdev_signals_completion_test(const struct blkdev *d)
+{
+	return d->ops->signals_completion && d->ops->signals_completion(d);
+}
+
 TEST(unmapped_reads_zero_and_partial_write_zero_fills)
 {
 	struct tpool t;
@@ -905,6 +911,7 @@ struct gatedev {
 	unsigned in_flight[5], max_in_flight[5]; /* per enum blkdev_op */
 	unsigned submitted[5];
 	bool open;
+	bool signals; /* says it announces its completions (blkdev_ops signals_completion) */
 };
 
 static unsigned gate_complete(struct gatedev *g);
@@ -946,12 +953,18 @@ static int gate_poll(struct blkdev *d)
 	return g->open ? (int)gate_complete(g) : 0;
 }
 
+static bool gate_signals(const struct blkdev *d)
+{
+	return container_of(d, const struct gatedev, dev)->signals;
+}
+
 static const struct blkdev_ops gate_ops = { .read = gate_read,
 					    .write = gate_write,
 					    .flush = gate_flush,
 					    .discard = gate_discard,
 					    .submit = gate_submit,
-					    .poll = gate_poll };
+					    .poll = gate_poll,
+					    .signals_completion = gate_signals };
 
 /* Complete, in reverse order, the requests queued now. */
 static unsigned gate_complete(struct gatedev *g)
@@ -1038,6 +1051,115 @@ static uint64_t mapped_to(struct thin_pool *pool, thin_id_t id, uint64_t vblock)
 	    thin_view_lookup(&view, id, vblock, &db, &tm))
 		return ~0ull;
 	return db;
+}
+
+/*
+ * Drive the pool as the firmware's loop does (the gate shut: only gate_complete() finishes
+ * the data disk's requests, as its interrupt would announce them): poll while the pool needs
+ * the CPU; when it does not but is still busy, it only waits on the disk: something must be
+ * there, and a poll must move nothing (else a loop halting there would stall work). Until
+ * @cnt counts @want completions and the pool is not busy. Returns the waits met.
+ */
+static int drive_like_the_loop(struct gpool *t, const int *cnt, int want)
+{
+	int waits = 0;
+
+	for (int k = 0; k < 10000 && (cnt[0] < want || thin_pool_busy(t->pool)); k++) {
+		if (thin_pool_needs_cpu(t->pool)) {
+			thin_pool_poll(t->pool);
+			continue;
+		}
+		if (!ok(thin_pool_busy(t->pool)))
+			break; /* not busy with completions missing: they would never come */
+		waits++;
+		ok(t->g.n > 0);
+		ok_eq(thin_pool_poll(t->pool), 0);
+		gate_complete(&t->g);
+	}
+	ok_eq(cnt[0], want);
+	return waits;
+}
+
+/*
+ * thin_pool_needs_cpu(): thin_pool_busy() without the waits on a data disk that announces
+ * its completions. Provisioning writes (a full block, a partial one with its zero fill), a
+ * FLUSH (the commit cycle: drain, data flush, commit) and reads go through waits the loop
+ * may halt in; on a disk that does not announce them, needs_cpu is busy itself.
+ */
+TEST(needs_cpu_leaves_out_waits_on_a_signalling_disk)
+{
+	struct gpool t;
+	struct thin_volume *vol;
+	struct blkdev *d;
+	struct blkdev_req req[4];
+	uint8_t *a = bufa(2 * KB64), *b = bufa(2 * KB64);
+	int cnt[2] = { 0, 0 };
+	unsigned flushes;
+
+	if (!ok_eq(gpool_create(&t, 512), 0))
+		return;
+	d = vol_open(t.pool, 1, 4 * KB64, &vol);
+	ok(!thin_pool_needs_cpu(t.pool));
+	ok(!blkdev_signals_completion_test(d));
+	t.g.signals = true;
+	ok(blkdev_signals_completion_test(d)); /* the volume announces what its disk does */
+	t.g.open = false;
+	pattern(a, 2 * KB64, 33);
+	/* Block 0 whole, 4 KiB of block 1 (zero filled around it). */
+	req[0] = (struct blkdev_req){ .op = BLKDEV_WRITE,
+				      .block = 0,
+				      .count = 128,
+				      .buf = a,
+				      .done = count_done,
+				      .priv = cnt };
+	req[1] = (struct blkdev_req){ .op = BLKDEV_WRITE,
+				      .block = 136,
+				      .count = 8,
+				      .buf = a + KB64 + 4096,
+				      .done = count_done,
+				      .priv = cnt };
+	ok_eq(blkdev_submit(d, &req[0]), 0);
+	ok_eq(blkdev_submit(d, &req[1]), 0);
+	ok(thin_pool_needs_cpu(t.pool)); /* queued: the next poll submits them */
+	ok(drive_like_the_loop(&t, cnt, 2) > 0);
+	flushes = t.g.submitted[BLKDEV_FLUSH];
+	req[2] = (struct blkdev_req){ .op = BLKDEV_FLUSH, .done = count_done, .priv = cnt };
+	ok_eq(blkdev_submit(d, &req[2]), 0);
+	ok(drive_like_the_loop(&t, cnt, 3) > 0); /* the data flush is a wait */
+	ok_eq(t.g.submitted[BLKDEV_FLUSH], flushes + 1);
+	memset(b, 0x77, 2 * KB64);
+	req[3] = (struct blkdev_req){ .op = BLKDEV_READ,
+				      .block = 0,
+				      .count = 256,
+				      .buf = b,
+				      .done = count_done,
+				      .priv = cnt };
+	ok_eq(blkdev_submit(d, &req[3]), 0);
+	ok(drive_like_the_loop(&t, cnt, 4) > 0);
+	ok_eq(cnt[1], 0);
+	ok(!memcmp(b, a, KB64));
+	ok(all_bytes(b + KB64, 4096, 0));
+	ok(!memcmp(b + KB64 + 4096, a + KB64 + 4096, 4096));
+	ok(all_bytes(b + KB64 + 8192, KB64 - 8192, 0));
+
+	/* A disk that does not announce its completions: every wait needs the CPU (polling). */
+	t.g.signals = false;
+	cnt[0] = 0;
+	ok_eq(blkdev_submit(d, &req[3]), 0);
+	settle(t.pool);
+	ok(t.g.n > 0);
+	ok(thin_pool_busy(t.pool));
+	ok(thin_pool_needs_cpu(t.pool));
+	gate_release(&t.g, t.pool);
+	ok_eq(cnt[0], 1);
+	ok(!thin_pool_busy(t.pool));
+	ok(!thin_pool_needs_cpu(t.pool));
+
+	t.g.open = true;
+	thin_volume_close(vol);
+	gpool_destroy(&t);
+	free(a);
+	free(b);
 }
 
 /* 16 concurrent 4 KiB writes, then reads, inside one mapped unshared block: all in flight. */

@@ -204,6 +204,30 @@ TEST(configuration_is_read)
 	bd_free(bd);
 }
 
+/*
+ * The driver announces its completions (blkdev signals_completion: the firmware's loop may
+ * halt while it waits on it) only once its caller wired the queue's interrupt, and not once
+ * the device is dead (its requests finish at the next poll, without the device).
+ */
+TEST(signals_completion_only_with_the_interrupt_wired)
+{
+	struct blkdouble *bd = bd_new(2048, blk_features(), 512);
+	const struct blkdev_ops *ops;
+	struct vblk *vb;
+
+	ok_eq(vblk_create(&bd->d.vdev, &vb), 0);
+	ops = vb->bdev.ops;
+	ok(ops->signals_completion != NULL);
+	ok(!ops->signals_completion(&vb->bdev));
+	vb->wakes = true;
+	ok(ops->signals_completion(&vb->bdev));
+	vb->dead = true;
+	ok(!ops->signals_completion(&vb->bdev));
+	vb->dead = false;
+	blkdev_destroy(&vb->bdev);
+	bd_free(bd);
+}
+
 TEST(sync_write_read_flush_with_4k_blocks)
 {
 	struct blkdouble *bd = bd_new(4096, blk_features(), 4096);
