@@ -401,6 +401,33 @@ static long thread_sleeps(void)
 }
 
 /*
+ * Whether a write of @len may be done in submit now (try_small_write(), try_splice_write()):
+ * the io_uring backend, no seam armed, up to INLINE_WRITE_MAX, and for one larger than
+ * SMALL_WRITE_MAX not while the back-off after a write that slept lasts.
+ */
+static bool inline_write_ok(struct filedisk *fd, const struct fd_slot *s, size_t len)
+{
+	if (fd->io != FILEDISK_IO_URING || len > INLINE_WRITE_MAX || s->inject || fd->max_xfer)
+		return false;
+	if (len > SMALL_WRITE_MAX && fd->inline_off_until) {
+		if (now_ns() < fd->inline_off_until)
+			return false;
+		fd->inline_off_until = 0;
+	}
+	return true;
+}
+
+/* After a large write done in submit: if it slept (@sleeps0 is thread_sleeps() from before
+ * it), large writes go through the ring for the back-off. */
+static void inline_write_after(struct filedisk *fd, long sleeps0)
+{
+	if (fd->seam_slept || thread_sleeps() != sleeps0) {
+		fd->seam_slept = false;
+		fd->inline_off_until = now_ns() + fd->backoff_ns;
+	}
+}
+
+/*
  * A write is a copy into the page cache: done in submit it costs one system call, where the
  * ring hands it to io-wq (ext4 has no non-blocking buffered write, so io_uring punts every
  * one to a worker, one at a time per file: 4 KiB random writes at QD16 ran at half the
@@ -426,13 +453,8 @@ static bool try_small_write(struct filedisk *fd, struct fd_slot *s)
 	struct iovec v;
 	ssize_t n;
 
-	if (fd->io != FILEDISK_IO_URING || len > INLINE_WRITE_MAX || s->inject || fd->max_xfer)
+	if (!inline_write_ok(fd, s, len))
 		return false;
-	if (large && fd->inline_off_until) {
-		if (now_ns() < fd->inline_off_until)
-			return false;
-		fd->inline_off_until = 0;
-	}
 	if (large)
 		sleeps = thread_sleeps();
 	v.iov_base = req->buf;
@@ -443,10 +465,8 @@ static bool try_small_write(struct filedisk *fd, struct fd_slot *s)
 		fd->nowait_writes = false;
 		n = pwrite(fd->fd, req->buf, len, off);
 	}
-	if (large && (fd->seam_slept || thread_sleeps() != sleeps)) {
-		fd->seam_slept = false;
-		fd->inline_off_until = now_ns() + fd->backoff_ns;
-	}
+	if (large)
+		inline_write_after(fd, sleeps);
 	if (n > 0)
 		s->done = (size_t)n;
 	if (n < 0 || (size_t)n < len)
@@ -474,13 +494,8 @@ static bool try_splice_write(struct filedisk *fd, struct fd_slot *s)
 	bool large = len > SMALL_WRITE_MAX;
 	long sleeps = 0;
 
-	if (fd->io != FILEDISK_IO_URING || len > INLINE_WRITE_MAX || s->inject || fd->max_xfer)
+	if (!inline_write_ok(fd, s, len))
 		return false;
-	if (large && fd->inline_off_until) {
-		if (now_ns() < fd->inline_off_until)
-			return false;
-		fd->inline_off_until = 0;
-	}
 	if (large)
 		sleeps = thread_sleeps();
 	while (s->done < len) {
@@ -494,10 +509,8 @@ static bool try_splice_write(struct filedisk *fd, struct fd_slot *s)
 			break;
 		s->done += (size_t)n;
 	}
-	if (large && (fd->seam_slept || thread_sleeps() != sleeps)) {
-		fd->seam_slept = false;
-		fd->inline_off_until = now_ns() + fd->backoff_ns;
-	}
+	if (large)
+		inline_write_after(fd, sleeps);
 	if (s->done < len)
 		return false;
 	fd->inline_writes++;
