@@ -437,6 +437,31 @@ static const char *config_value(const char *key, char *buf, size_t size)
 	return buf;
 }
 
+/*
+ * The configuration key @key as a whole number in [@min, @max]: true with *@out set; false
+ * when the key is not set, or (after saying so, with @dflt as what is used instead) when its
+ * value is not such a number.
+ */
+static bool config_uint(const char *key, unsigned long min, unsigned long max, unsigned long dflt,
+			unsigned long *out)
+{
+	char buf[16];
+	const char *v = config_value(key, buf, sizeof(buf));
+	unsigned long n;
+	char *end;
+
+	if (!v)
+		return false;
+	n = strtoul(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end || n < min || n > max) {
+		plat_printf("thinbox: %s = %s: want %lu..%lu; %lu is used\n", key, v, min, max,
+			    dflt);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
 /* The ACPI RSDP from the EFI configuration table (2.0 preferred over 1.0), or NULL. */
 static const void *find_rsdp(EFI_SYSTEM_TABLE *st)
 {
@@ -585,26 +610,16 @@ static void net_setup(struct shell *sh)
 		.hostname = config_value("hostname", host, sizeof(host)),
 		.test_csum_offload = bootcfg_get("test-csum-offload") != NULL,
 	};
-	static char mpc[16];
-	const char *per_client = config_value("nbd-max-per-client", mpc, sizeof(mpc));
+	unsigned long per_client;
 	struct nbd_limits lim = { .max_payload = NBD_FW_MAX_PAYLOAD,
 				  .max_conn_bytes = NBD_FW_MAX_CONN_BYTES,
 				  .max_server_bytes = NBD_FW_MAX_SERVER_BYTES };
 	const char *which = bootcfg_get("test-export-disk");
 	int rc, tls_rc;
 
-	if (per_client) {
-		char *end;
-		unsigned long n = strtoul(per_client, &end, 10);
-
-		if (per_client[0] >= '0' && per_client[0] <= '9' && !*end && n >= 1 &&
-		    n <= NBD_DEFAULT_MAX_CONNS)
-			lim.max_per_client = (unsigned)n;
-		else
-			plat_printf("thinbox: nbd-max-per-client = %s: want 1..%d; the default "
-				    "(%d) is used\n",
-				    per_client, NBD_DEFAULT_MAX_CONNS, NBD_DEFAULT_MAX_PER_CLIENT);
-	}
+	if (config_uint("nbd-max-per-client", 1, NBD_DEFAULT_MAX_CONNS, NBD_DEFAULT_MAX_PER_CLIENT,
+			&per_client))
+		lim.max_per_client = (unsigned)per_client;
 	if (!devices_nic()) {
 		tls_fw_discard(&tls_in);
 		plat_printf("thinbox: net: no NIC, no network\n");
@@ -711,19 +726,10 @@ static uint64_t idle_spell_now = IDLE_SPELL_NS;
 /* The configuration key idle-spell-ms, when set: a host under heavy load may want longer. */
 static void idle_spell_setup(void)
 {
-	static char buf[16];
-	const char *v = config_value("idle-spell-ms", buf, sizeof(buf));
 	unsigned long ms;
-	char *end;
 
-	if (!v)
+	if (!config_uint("idle-spell-ms", 1, IDLE_SPELL_MAX_MS, IDLE_SPELL_NS / NSEC_PER_MSEC, &ms))
 		return;
-	ms = strtoul(v, &end, 10);
-	if (v[0] < '0' || v[0] > '9' || *end || ms < 1 || ms > IDLE_SPELL_MAX_MS) {
-		plat_printf("thinbox: idle-spell-ms = %s: want 1..%d; %u is used\n", v,
-			    IDLE_SPELL_MAX_MS, (unsigned)(IDLE_SPELL_NS / NSEC_PER_MSEC));
-		return;
-	}
 	idle_spell_ns = ms * NSEC_PER_MSEC;
 	idle_spell_now = idle_spell_ns;
 }
@@ -731,19 +737,10 @@ static void idle_spell_setup(void)
 /* The configuration key wait-spell-us, when set. */
 static void wait_spell_setup(void)
 {
-	static char buf[16];
-	const char *v = config_value("wait-spell-us", buf, sizeof(buf));
 	unsigned long us;
-	char *end;
 
-	if (!v)
+	if (!config_uint("wait-spell-us", 0, WAIT_SPELL_MAX_US, WAIT_SPELL_NS / NSEC_PER_USEC, &us))
 		return;
-	us = strtoul(v, &end, 10);
-	if (v[0] < '0' || v[0] > '9' || *end || us > WAIT_SPELL_MAX_US) {
-		plat_printf("thinbox: wait-spell-us = %s: want 0..%d; %u is used\n", v,
-			    WAIT_SPELL_MAX_US, (unsigned)(WAIT_SPELL_NS / NSEC_PER_USEC));
-		return;
-	}
 	wait_halt = us > 0;
 	wait_spell_ns = us * NSEC_PER_USEC;
 }
