@@ -1613,11 +1613,16 @@ static bool data_signals(const struct thin_pool *pool)
 	return d->ops->signals_completion && d->ops->signals_completion(d);
 }
 
+/* Requests and steps the next poll advances by itself, whatever the disks do. */
+static bool pool_has_steps(const struct thin_pool *pool)
+{
+	return pool->run_head || pool->cpl_head || pool->done_head || pool->retry_head ||
+	       pool->commit_wanted || pool->pd_cpl_head || pool->pd_retry_head || flush_ready(pool);
+}
+
 bool thin_pool_needs_cpu(const struct thin_pool *pool)
 {
-	/* Requests and steps the next poll advances by itself. */
-	if (pool->run_head || pool->cpl_head || pool->done_head || pool->retry_head ||
-	    pool->commit_wanted || pool->pd_cpl_head || pool->pd_retry_head || flush_ready(pool))
+	if (pool_has_steps(pool))
 		return true;
 	/* A commit step that can go on now: its drain is over, or its flush completed. */
 	if ((pool->cstate == COMMIT_DRAIN && !pool->in_flight_allocs) ||
@@ -1634,9 +1639,8 @@ bool thin_pool_needs_cpu(const struct thin_pool *pool)
 bool thin_pool_busy(const struct thin_pool *pool)
 {
 	/* Waiting for space or for the commit timer is not "busy": the caller may sleep. */
-	return pool->run_head || pool->cpl_head || pool->done_head || pool->retry_head ||
-	       pool->data_in_flight || pool->cstate != COMMIT_IDLE || pool->commit_wanted ||
-	       passdown_busy(pool) || flush_ready(pool);
+	return pool_has_steps(pool) || pool->data_in_flight || pool->cstate != COMMIT_IDLE ||
+	       pool->pd_in_flight;
 }
 
 /*----------------------------------------------------------------*/
