@@ -595,18 +595,17 @@ static int filedisk_submit(struct blkdev *dev, struct blkdev_req *req)
 	}
 	if (op == BLKDEV_DISCARD || op == BLKDEV_WRITE_ZEROES)
 		fd->meta_dirty = true;
-	if (req->in_handle && fd->delay_at[op] && fd->ndelay[op] + 1 == fd->delay_at[op]) {
-		int rc = handle_bounce(fd, s); /* held back: the payload waits in the buffer */
+	if (req->in_handle) {
+		bool held_back = fd->delay_at[op] && fd->ndelay[op] + 1 == fd->delay_at[op];
+		int rc;
 
+		if (!held_back && try_splice_write(fd, s))
+			return 0;
+		/* Held back by the delay seam, or not spliced (in whole): the payload, or what
+		 * is left of it, waits in the buffer for the usual path. */
+		rc = handle_bounce(fd, s);
 		if (rc && !s->inject)
 			s->inject = rc;
-	} else if (req->in_handle && !try_splice_write(fd, s)) {
-		int rc = handle_bounce(fd, s);
-
-		if (rc && !s->inject)
-			s->inject = rc;
-	} else if (req->in_handle) {
-		return 0;
 	}
 	if (fd->delay_at[op] && ++fd->ndelay[op] == fd->delay_at[op]) {
 		fd->delay_at[op] = 0;

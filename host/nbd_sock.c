@@ -112,9 +112,6 @@ static int pipe_get(size_t len)
 		for (i = 0; i < NPIPES; i++)
 			pipes[i].rfd = pipes[i].wfd = -1;
 		pipes_init = true;
-		/* The A/B switch (docs/nbd.md): filedisk then refuses pipes too. */
-		if (getenv("THINBOX_NO_SPLICE"))
-			pipe_refused = 0;
 	}
 	if (len >= pipe_refused)
 		return -1;
@@ -378,9 +375,10 @@ static void sconn_feed(struct sconn *sc);
  * to the socket buffer's pages); once all of it is there the pipe goes with the request to
  * the device (nbd_conn_direct_handle_done()), which splices it into the file. Returns 1 when
  * it made progress, 0 when it had nothing to do (no payload to splice, or the socket is
- * empty: *@n says which, as recv()'s result), and -1 when the pipe is full before the
- * payload is in: the pipe's bytes then go into the request's buffer, and the rest of the
- * payload follows there through recv() as usual.
+ * empty: *@n says which, as recv()'s result), -1 when the pipe is full before the payload is
+ * in: the pipe's bytes then go into the request's buffer, and the rest of the payload follows
+ * there through recv() as usual; -2 when that read from the pipe failed part way (the stream
+ * can no longer be put back in order: the connection fails).
  */
 static int splice_payload(struct sconn *sc, ssize_t *n)
 {
@@ -429,8 +427,10 @@ static int splice_payload(struct sconn *sc, ssize_t *n)
 	for (size_t got = 0; got < sc->pipe_got;) {
 		ssize_t k = read(p->rfd, d + got, sc->pipe_got - got);
 
+		if (k < 0 && errno == EINTR)
+			continue;
 		if (k <= 0)
-			return 0;
+			return -2;
 		got += (size_t)k;
 	}
 	pipe_fallbacks++;
@@ -459,6 +459,8 @@ static bool sconn_read(struct sconn *sc)
 			void *d;
 			int sp = splice_payload(sc, &n);
 
+			if (sp == -2)
+				return false;
 			if (sp > 0) {
 				if (sc->pipe >= 0)
 					return true; /* part of it: poll() says when more comes */
