@@ -46,7 +46,8 @@
  * which on a virtual machine whose idle cores halt took about 40 us (4 KiB random reads at QD1
  * here: 18k IOPS, against nbdkit's 33k, whose thread the scheduler mostly ran on the client's
  * core; polling on for 20-100 us gave 40-45k). The cost is bounded: at most the spin after each
- * burst of work, nothing while idle (docs/host.md, "The main loop").
+ * burst of work, nothing while idle (docs/nbd.md "--spin-us", docs/performance.md "Queue
+ * depth 1").
  */
 #define DEFAULT_SPIN_US 50
 #define MAX_SPIN_US	10000
@@ -106,6 +107,21 @@ static void usage(FILE *f)
 	       "  --help                    this text\n"
 	       "Runs the admin shell on this terminal until 'poweroff', SIGINT or SIGTERM.\n"
 	       "While serving NBD, the end of input does not stop it.\n");
+}
+
+/* @arg as a whole number in [@min, @max] into *@out; -EINVAL (said) for anything else. */
+static int parse_uint_opt(const char *name, const char *arg, unsigned long min, unsigned long max,
+			  unsigned *out)
+{
+	char *end;
+	unsigned long n = strtoul(arg, &end, 10);
+
+	if (arg[0] < '0' || arg[0] > '9' || *end || n < min || n > max) {
+		fprintf(stderr, "thinbox: --%s wants %lu..%lu\n", name, min, max);
+		return -EINVAL;
+	}
+	*out = (unsigned)n;
+	return 0;
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -169,30 +185,15 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'v':
 			o->tls_verify_peer = true;
 			break;
-		case 'n': {
-			char *end;
-			unsigned long n = strtoul(optarg, &end, 10);
-
-			if (optarg[0] < '0' || optarg[0] > '9' || *end || n < 1 ||
-			    n > NBD_DEFAULT_MAX_CONNS) {
-				fprintf(stderr, "thinbox: --max-per-client wants 1..%d\n",
-					NBD_DEFAULT_MAX_CONNS);
+		case 'n':
+			if (parse_uint_opt("max-per-client", optarg, 1, NBD_DEFAULT_MAX_CONNS,
+					   &o->max_per_client))
 				return -EINVAL;
-			}
-			o->max_per_client = (unsigned)n;
 			break;
-		}
-		case 's': {
-			char *end;
-			unsigned long n = strtoul(optarg, &end, 10);
-
-			if (optarg[0] < '0' || optarg[0] > '9' || *end || n > MAX_SPIN_US) {
-				fprintf(stderr, "thinbox: --spin-us wants 0..%d\n", MAX_SPIN_US);
+		case 's':
+			if (parse_uint_opt("spin-us", optarg, 0, MAX_SPIN_US, &o->spin_us))
 				return -EINVAL;
-			}
-			o->spin_us = (unsigned)n;
 			break;
-		}
 		case 'h':
 			usage(stdout);
 			exit(0);

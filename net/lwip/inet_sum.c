@@ -60,10 +60,10 @@ uint16_t inet_sum(const void *data, size_t len)
 		len -= 2;
 	}
 	if (len) {
+		/* The last odd byte: a word's first byte, its second zero. */
 		uint16_t h = 0;
 
-		__builtin_memcpy(&h, p,
-				 1); /* the last odd byte: a word's first byte, its second zero */
+		__builtin_memcpy(&h, p, 1);
 		lo += h;
 	}
 	sum = (lo & 0xffffffffu) + (lo >> 32) + (hi & 0xffffffffu) + (hi >> 32);
