@@ -17,6 +17,8 @@ static int cur_reports;
 static uint64_t cur_seed;
 static bool seed_used;
 static char tmpdir[256];
+/* ok()/ok_eq() calls run, passed or not: lets a refactor of a test show it kept every check. */
+static unsigned long long checks;
 
 /* Checks that fail in a loop would flood the log; the first few say enough. */
 #define MAX_REPORTS 10
@@ -39,6 +41,7 @@ static void report(const char *file, int line, const char *msg)
 
 bool test_check(bool cond, const char *expr, const char *file, int line)
 {
+	checks++;
 	if (!cond) {
 		char msg[512];
 
@@ -51,6 +54,7 @@ bool test_check(bool cond, const char *expr, const char *file, int line)
 bool test_check_eq(long long a, long long b, const char *ea, const char *eb, const char *file,
 		   int line)
 {
+	checks++;
 	if (a != b) {
 		char msg[512];
 
@@ -145,6 +149,6 @@ int main(int argc, char **argv)
 		if (system(cmd) != 0)
 			printf("  note: could not remove %s\n", tmpdir);
 	}
-	printf("%s: %d passed, %d failed\n", prog, passed, failed);
+	printf("%s: %d passed, %d failed, %llu checks run\n", prog, passed, failed, checks);
 	return failed ? 1 : 0;
 }
