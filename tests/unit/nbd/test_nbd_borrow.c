@@ -19,6 +19,7 @@
 #include "net/nbd/nbd_server.h"
 #include "tests/support/harness.h"
 #include "tests/support/nbd_client.h"
+#include "tests/support/queued_dev.h"
 
 #define DISK_BLOCKS 4096 /* 2 MiB of 512-byte blocks */
 
@@ -79,102 +80,13 @@ static void release_cb(void *ctx, void *ref)
 
 static const struct nbd_input_ops in_ops = { .hold = hold_cb, .release = release_cb };
 
-/* ---- A device that takes lists and holds requests until told ---- */
-
-struct ldev {
-	struct blkdev dev;
-	struct blkdev *mem;
-	struct blkdev_req *q[64];
-	unsigned n;
-	bool hold;
-	int fail;		/* complete writes with this */
-	struct blkdev_req seen; /* the last WRITE as submitted */
-	struct blkdev_seg seen_segs[512];
-	uint64_t list_writes, buf_writes;
-};
-
-static int ld_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
-{
-	return blkdev_read(container_of(d, struct ldev, dev)->mem, b, c, buf);
-}
-
-static int ld_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
-{
-	return blkdev_write(container_of(d, struct ldev, dev)->mem, b, c, buf);
-}
-
-static int ld_flush(struct blkdev *d)
-{
-	(void)d;
-	return 0;
-}
-
-static int ld_submit(struct blkdev *d, struct blkdev_req *r)
-{
-	struct ldev *l = container_of(d, struct ldev, dev);
-
-	if (l->n == ARRAY_SIZE(l->q))
-		return -EAGAIN;
-	if (r->op == BLKDEV_WRITE) {
-		l->seen = *r;
-		if (r->segs) {
-			l->list_writes++;
-			memcpy(l->seen_segs, r->segs,
-			       MIN(r->nr_segs, (uint32_t)ARRAY_SIZE(l->seen_segs)) *
-				   sizeof(*r->segs));
-		} else {
-			l->buf_writes++;
-		}
-	}
-	l->q[l->n++] = r;
-	return 0;
-}
-
-static int ld_poll(struct blkdev *d)
-{
-	struct ldev *l = container_of(d, struct ldev, dev);
-	int n = 0;
-
-	while (!l->hold && l->n) {
-		struct blkdev_req *r = l->q[--l->n];
-		int rc = 0;
-
-		if (r->op == BLKDEV_READ) {
-			rc = blkdev_read(l->mem, r->block, r->count, r->buf);
-		} else if (r->op == BLKDEV_WRITE && l->fail) {
-			rc = l->fail;
-		} else if (r->op == BLKDEV_WRITE) {
-			size_t len = (size_t)r->count * 512;
-			uint8_t *b = malloc(len);
-
-			/* The device reads the pieces now, at completion: they must still be there. */
-			if (r->segs)
-				blkdev_segs_gather(b, r->segs, r->nr_segs, r->seg_off, len);
-			else
-				memcpy(b, r->buf, len);
-			rc = blkdev_write(l->mem, r->block, r->count, b);
-			free(b);
-		}
-		r->done(r, rc);
-		n++;
-	}
-	return n;
-}
-
-static const struct blkdev_ops ld_ops = {
-	.read = ld_read,
-	.write = ld_write,
-	.flush = ld_flush,
-	.submit = ld_submit,
-	.poll = ld_poll,
-};
-
 /* ---- The client ---- */
 
 struct t {
 	struct nbd_server *srv;
 	struct nbd_conn *c;
-	struct ldev l;
+	struct blkdev *mem;
+	struct queued_dev l; /* takes lists, holds requests until told */
 	uint8_t *out;
 	size_t out_len, out_pos;
 };
@@ -201,12 +113,9 @@ static void setup(struct t *t)
 	size_t n = 4;
 
 	memset(t, 0, sizeof(*t));
-	t->l.dev = (struct blkdev){ .ops = &ld_ops,
-				    .name = "ldev",
-				    .nr_blocks = DISK_BLOCKS,
-				    .block_size = 512,
-				    .seg_writes = true };
-	ok_eq(memdisk_create(DISK_BLOCKS, 512, &t->l.mem), 0);
+	ok_eq(memdisk_create(DISK_BLOCKS, 512, &t->mem), 0);
+	qd_init(&t->l, t->mem);
+	t->l.dev.seg_writes = true;
 	ok_eq(nbd_server_create(NULL, &t->srv), 0);
 	cfg.dev = &t->l.dev;
 	ok_eq(nbd_server_add_export(t->srv, &cfg), 0);
@@ -223,7 +132,7 @@ static void teardown(struct t *t)
 	if (t->c)
 		nbd_conn_destroy(t->c);
 	nbd_server_destroy(t->srv);
-	blkdev_destroy(t->l.mem);
+	blkdev_destroy(t->mem);
 	free(t->out);
 	ok_eq(live_pieces, 0); /* every hold released */
 }
@@ -314,7 +223,7 @@ TEST(write_in_45_pieces_reaches_the_device_as_those_pieces)
 	nbd_server_poll(t.srv);
 	ok_eq(reply(&t, 7), 0);
 	ok_eq(live_pieces, 0);
-	ok_eq(blkdev_read(t.l.mem, 8, 128, back), 0);
+	ok_eq(blkdev_read(t.mem, 8, 128, back), 0);
 	ok(memcmp(back, w, 65536) == 0);
 	teardown(&t);
 	free(w);
@@ -374,7 +283,7 @@ TEST(pieces_released_when_in_flight_at_close)
 	t.l.hold = false;
 	nbd_server_poll(t.srv); /* completed and dropped */
 	ok_eq(live_pieces, 0);
-	ok_eq(blkdev_read(t.l.mem, 128, 128, back), 0);
+	ok_eq(blkdev_read(t.mem, 128, 128, back), 0);
 	ok(memcmp(back, w, 65536) == 0);
 	/* And at server destroy: one more connection, a write held in the device. */
 	ok_eq(nbd_conn_create(t.srv, &t.c), 0);
@@ -411,7 +320,7 @@ TEST(too_many_pieces_and_server_rmw_are_copied)
 	ok_eq(reply(&t, 21), 0);
 	ok_eq(perf_payload.write_copied - copied, 4096);
 	ok_eq(t.l.buf_writes, 1);
-	ok_eq(blkdev_read(t.l.mem, 1, 8, back), 0);
+	ok_eq(blkdev_read(t.mem, 1, 8, back), 0);
 	ok(memcmp(back, w, 4096) == 0);
 	ok_eq(live_pieces, 0);
 	/* Unaligned, to a device without byte_writes: the server patches from a copy. */
@@ -421,7 +330,7 @@ TEST(too_many_pieces_and_server_rmw_are_copied)
 		nbd_server_poll(t.srv);
 	ok_eq(reply(&t, 22), 0);
 	ok_eq(perf_payload.write_copied - copied, 1000);
-	ok_eq(blkdev_read(t.l.mem, 0, 4, back), 0);
+	ok_eq(blkdev_read(t.mem, 0, 4, back), 0);
 	ok(memcmp(back + 100, w + 1, 1000) == 0);
 	ok_eq(live_pieces, 0);
 	teardown(&t);
@@ -459,7 +368,7 @@ TEST(holds_are_bounded_across_requests)
 	ok_eq(reply(&t, 31), 0);
 	ok_eq(live_pieces, 0);
 	ok_eq(holds_now, 0);
-	ok_eq(blkdev_read(t.l.mem, 0, (uint32_t)(2 * len / 512), back), 0);
+	ok_eq(blkdev_read(t.mem, 0, (uint32_t)(2 * len / 512), back), 0);
 	ok(memcmp(back, w, 2 * len) == 0);
 	teardown(&t);
 	free(w);

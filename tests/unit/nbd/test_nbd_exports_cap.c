@@ -16,6 +16,7 @@
 #include "net/nbd/nbd_server.h"
 #include "tests/support/harness.h"
 #include "tests/support/nbd_client.h"
+#include "tests/support/queued_dev.h"
 
 TEST(four_thousand_exports)
 {
@@ -51,50 +52,6 @@ out:
 
 /* ---- A request's cost does not grow with the exports ------------------------------------ */
 
-/* A device that completes only when polled, so every request goes through the poll pass. */
-struct adev {
-	struct blkdev dev;
-	struct blkdev *lower;
-	struct blkdev_req *q[8];
-	unsigned n;
-};
-
-static int adev_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
-{
-	return blkdev_read(container_of(d, struct adev, dev)->lower, b, c, buf);
-}
-
-static int adev_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
-{
-	return blkdev_write(container_of(d, struct adev, dev)->lower, b, c, buf);
-}
-
-static int adev_submit(struct blkdev *d, struct blkdev_req *r)
-{
-	struct adev *a = container_of(d, struct adev, dev);
-
-	if (a->n == ARRAY_SIZE(a->q))
-		return -EAGAIN;
-	a->q[a->n++] = r;
-	return 0;
-}
-
-static int adev_poll(struct blkdev *d)
-{
-	struct adev *a = container_of(d, struct adev, dev);
-	unsigned n = a->n;
-
-	a->n = 0;
-	for (unsigned i = 0; i < n; i++)
-		a->q[i]->done(a->q[i],
-			      blkdev_read(a->lower, a->q[i]->block, a->q[i]->count, a->q[i]->buf));
-	return (int)n;
-}
-
-static const struct blkdev_ops adev_ops = {
-	.read = adev_read, .write = adev_write, .submit = adev_submit, .poll = adev_poll
-};
-
 static void drain(struct nbd_conn *c)
 {
 	struct nbd_iov iov[16];
@@ -118,7 +75,8 @@ static double now(void)
 /* Seconds for @reqs 4 KiB READs, one at a time, on a server with @nexp exports (best of 3). */
 static double read_time(unsigned nexp, unsigned reqs)
 {
-	static struct adev a;
+	/* completes only when polled, so every request goes through the poll pass */
+	static struct queued_dev a;
 	struct nbd_server *srv = NULL;
 	struct nbd_conn *c = NULL;
 	struct blkdev *mem = NULL;
@@ -129,8 +87,7 @@ static double read_time(unsigned nexp, unsigned reqs)
 
 	if (!ok_eq(memdisk_create(64, 512, &mem), 0) || !ok_eq(nbd_server_create(NULL, &srv), 0))
 		goto out;
-	a = (struct adev){ .dev = { .ops = &adev_ops, .block_size = 512, .nr_blocks = 64 },
-			   .lower = mem };
+	qd_init(&a, mem);
 	for (unsigned i = 0; i < nexp; i++) {
 		snprintf(name, sizeof(name), i ? "e%u" : "disk", i);
 		if (!ok_eq(nbd_server_add_export(

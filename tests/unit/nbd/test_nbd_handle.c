@@ -20,6 +20,7 @@
 #include "net/nbd/nbd_server.h"
 #include "tests/support/harness.h"
 #include "tests/support/nbd_client.h"
+#include "tests/support/queued_dev.h"
 
 #define DISK_BLOCKS 4096 /* 2 MiB of 512-byte blocks */
 #define NOBJ	    8
@@ -81,99 +82,25 @@ static unsigned live_objs(void)
 	return n;
 }
 
-/* ---- A device that takes in_handle WRITEs and holds requests until told ---- */
+/* ---- The device (takes in_handle WRITEs, holds requests until told) reads them here ---- */
 
-struct hdev {
-	struct blkdev dev;
-	struct blkdev *mem;
-	struct blkdev_req *q[64];
-	unsigned n;
-	bool hold;
-	int fail;		/* complete writes with this */
-	int refuse;		/* submit refuses writes with this */
-	struct blkdev_req seen; /* the last WRITE as submitted */
-	uint64_t handle_writes, buf_writes;
-};
-
-static int hd_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
+/* An in_handle WRITE's payload, read at completion: it must still be there. */
+static const void *handle_payload(struct queued_dev *qd, const struct blkdev_req *r)
 {
-	return blkdev_read(container_of(d, struct hdev, dev)->mem, b, c, buf);
+	struct obj *o = obj_of(r->handle);
+
+	if (!ok(o && o->live && o->len == (size_t)r->count * 512))
+		return NULL; /* the WRITE completes with -EIO */
+	return o->data;
 }
-
-static int hd_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
-{
-	return blkdev_write(container_of(d, struct hdev, dev)->mem, b, c, buf);
-}
-
-static int hd_flush(struct blkdev *d)
-{
-	(void)d;
-	return 0;
-}
-
-static int hd_submit(struct blkdev *d, struct blkdev_req *r)
-{
-	struct hdev *h = container_of(d, struct hdev, dev);
-
-	if (h->n == ARRAY_SIZE(h->q))
-		return -EAGAIN;
-	if (r->op == BLKDEV_WRITE) {
-		if (h->refuse)
-			return h->refuse;
-		h->seen = *r;
-		if (r->in_handle)
-			h->handle_writes++;
-		else
-			h->buf_writes++;
-	}
-	h->q[h->n++] = r;
-	return 0;
-}
-
-static int hd_poll(struct blkdev *d)
-{
-	struct hdev *h = container_of(d, struct hdev, dev);
-	int n = 0;
-
-	while (!h->hold && h->n) {
-		struct blkdev_req *r = h->q[--h->n];
-		int rc = 0;
-
-		if (r->op == BLKDEV_READ) {
-			rc = blkdev_read(h->mem, r->block, r->count, r->buf);
-		} else if (r->op == BLKDEV_WRITE && h->fail) {
-			rc = h->fail;
-		} else if (r->op == BLKDEV_WRITE && r->in_handle) {
-			/* The payload is read from the handle now: it must still be there. */
-			struct obj *o = obj_of(r->handle);
-
-			if (ok(o && o->live && o->len == (size_t)r->count * 512))
-				rc = blkdev_write(h->mem, r->block, r->count, o->data);
-			else
-				rc = -EIO;
-		} else if (r->op == BLKDEV_WRITE) {
-			rc = blkdev_write(h->mem, r->block, r->count, r->buf);
-		}
-		r->done(r, rc);
-		n++;
-	}
-	return n;
-}
-
-static const struct blkdev_ops hd_ops = {
-	.read = hd_read,
-	.write = hd_write,
-	.flush = hd_flush,
-	.submit = hd_submit,
-	.poll = hd_poll,
-};
 
 /* ---- The client ---- */
 
 struct t {
 	struct nbd_server *srv;
 	struct nbd_conn *c;
-	struct hdev h;
+	struct blkdev *mem;
+	struct queued_dev h;
 	uint8_t *out;
 	size_t out_len, out_pos;
 };
@@ -195,12 +122,10 @@ static void setup(struct t *t, bool handle_writes)
 	struct nbd_export_config cfg = { .name = "d" };
 
 	memset(t, 0, sizeof(*t));
-	t->h.dev = (struct blkdev){ .ops = &hd_ops,
-				    .name = "hdev",
-				    .nr_blocks = DISK_BLOCKS,
-				    .block_size = 512,
-				    .handle_writes = handle_writes };
-	ok_eq(memdisk_create(DISK_BLOCKS, 512, &t->h.mem), 0);
+	ok_eq(memdisk_create(DISK_BLOCKS, 512, &t->mem), 0);
+	qd_init(&t->h, t->mem);
+	t->h.dev.handle_writes = handle_writes;
+	t->h.payload = handle_payload;
 	ok_eq(nbd_server_create(NULL, &t->srv), 0);
 	cfg.dev = &t->h.dev;
 	ok_eq(nbd_server_add_export(t->srv, &cfg), 0);
@@ -213,7 +138,7 @@ static void teardown(struct t *t)
 	if (t->c)
 		nbd_conn_destroy(t->c);
 	nbd_server_destroy(t->srv);
-	blkdev_destroy(t->h.mem);
+	blkdev_destroy(t->mem);
 	free(t->out);
 	ok_eq(live_objs(), 0); /* every handle released */
 }
@@ -318,7 +243,7 @@ TEST(handed_over_payload_reaches_the_device_and_is_released_once)
 	ok_eq(reply(&t, 7), 0);
 	ok_eq(live_objs(), 0);
 	ok_eq(objs[h - 100].releases, 1);
-	ok_eq(blkdev_read(t.h.mem, 8, 128, back), 0);
+	ok_eq(blkdev_read(t.mem, 8, 128, back), 0);
 	ok(memcmp(back, w, 65536) == 0);
 	/* The next request's header goes the usual way, and so does a READ after it. */
 	ok_eq(send_hdr(&t, 8, 0, 65536), 65536);
@@ -376,7 +301,7 @@ TEST(released_once_when_in_flight_at_close_and_at_server_destroy)
 	nbd_server_poll(t.srv); /* completed and dropped */
 	ok_eq(live_objs(), 0);
 	ok(objs[h1 - 100].releases == 1 && objs[h2 - 100].releases == 1);
-	ok_eq(blkdev_read(t.h.mem, 128, 128, back), 0);
+	ok_eq(blkdev_read(t.mem, 128, 128, back), 0);
 	ok(memcmp(back, w, 65536) == 0);
 	/* And at server destroy: one more connection, a write held in the device. */
 	ok_eq(nbd_conn_create(t.srv, &t.c), 0);
@@ -412,7 +337,7 @@ TEST(blkdev_submit_refuses_handles_elsewhere)
 				.handle = 100 };
 
 	setup(&t, true);
-	ok_eq(blkdev_submit(t.h.mem, &r), -EINVAL); /* a memdisk: no handle_writes */
+	ok_eq(blkdev_submit(t.mem, &r), -EINVAL); /* a memdisk: no handle_writes */
 	r.op = BLKDEV_READ;
 	ok_eq(blkdev_submit(&t.h.dev, &r), -EINVAL);
 	r.op = BLKDEV_WRITE;

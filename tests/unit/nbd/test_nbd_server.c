@@ -2,9 +2,9 @@
 /*
  * The NBD state machine without sockets: a test client writes protocol bytes into
  * nbd_conn_feed() (whole, split at every byte boundary, or a byte at a time), drains
- * nbd_conn_output(), and parses the replies. A queued block device (below) holds requests
- * until told to complete them, in reverse order, to show replies leaving out of order and
- * back-pressure working; the memory device from host/ completes synchronously.
+ * nbd_conn_output(), and parses the replies. A queued block device (tests/support/queued_dev.h)
+ * holds requests until told to complete them, in reverse order, to show replies leaving out of
+ * order and back-pressure working; the memory device from host/ completes synchronously.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,74 +18,10 @@
 #include "net/nbd/nbd_server.h"
 #include "tests/support/harness.h"
 #include "tests/support/nbd_client.h"
+#include "tests/support/queued_dev.h"
 
 #define DISK_BLOCKS 2048 /* 1 MiB of 512-byte blocks */
 #define DISK_BYTES  (DISK_BLOCKS * 512)
-
-/* ---- A device with a real queue ---------------------------------------------------------- */
-
-struct qdev {
-	struct blkdev dev;
-	struct blkdev *lower;
-	struct blkdev_req *q[64];
-	unsigned n, depth; /* queued; queue depth (submit says -EAGAIN beyond) */
-	bool hold;	   /* poll completes nothing while set */
-};
-
-static int qdev_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
-{
-	return blkdev_read(container_of(d, struct qdev, dev)->lower, b, c, buf);
-}
-
-static int qdev_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
-{
-	return blkdev_write(container_of(d, struct qdev, dev)->lower, b, c, buf);
-}
-
-static int qdev_flush(struct blkdev *d)
-{
-	return 0;
-}
-
-static int qdev_submit(struct blkdev *d, struct blkdev_req *r)
-{
-	struct qdev *q = container_of(d, struct qdev, dev);
-
-	if (q->n >= q->depth)
-		return -EAGAIN;
-	q->q[q->n++] = r;
-	return 0;
-}
-
-/* Complete everything queued, newest first. */
-static int qdev_poll(struct blkdev *d)
-{
-	struct qdev *q = container_of(d, struct qdev, dev);
-	int n = 0;
-
-	while (!q->hold && q->n) {
-		struct blkdev_req *r = q->q[--q->n];
-		int rc = 0;
-
-		if (r->op == BLKDEV_READ)
-			rc = blkdev_read(q->lower, r->block, r->count, r->buf);
-		else if (r->op == BLKDEV_WRITE)
-			rc = blkdev_write(q->lower, r->block, r->count, r->buf);
-		else if (r->op == BLKDEV_WRITE_ZEROES || r->op == BLKDEV_DISCARD)
-			rc = blkdev_write_zeroes(q->lower, r->block, r->count);
-		r->done(r, rc);
-		n++;
-	}
-	return n;
-}
-
-static const struct blkdev_ops qdev_ops = {
-	.read = qdev_read,
-	.write = qdev_write,
-	.flush = qdev_flush,
-	.submit = qdev_submit,
-	.poll = qdev_poll,
-};
 
 /* ---- Test client ------------------------------------------------------------------------- */
 
@@ -93,7 +29,7 @@ struct t {
 	struct nbd_server *srv;
 	struct nbd_conn *c;
 	struct blkdev *mem;
-	struct qdev q;
+	struct queued_dev q;
 	uint8_t *out; /* everything the server sent */
 	size_t out_len, out_pos;
 	unsigned released;
@@ -136,10 +72,7 @@ static void setup(struct t *t, bool queued, unsigned depth, const struct nbd_lim
 	ok_eq(memdisk_create(DISK_BLOCKS, 512, &t->mem), 0);
 	ok_eq(nbd_server_create(lim, &t->srv), 0);
 	if (queued) {
-		t->q.dev.ops = &qdev_ops;
-		t->q.dev.block_size = 512;
-		t->q.dev.nr_blocks = DISK_BLOCKS;
-		t->q.lower = t->mem;
+		qd_init(&t->q, t->mem);
 		t->q.depth = depth;
 		cfg.dev = &t->q.dev;
 	} else {
