@@ -6,6 +6,7 @@
 
 #include "net/nbd/nbd_proto.h"
 #include "net/nbd/nbd_server.h"
+#include "tests/support/harness.h"
 
 size_t nbdc_put_opt(uint8_t *b, uint32_t opt, const void *data, uint32_t len)
 {
@@ -45,4 +46,19 @@ void nbdc_drain(struct nbd_conn *c, uint8_t **out, size_t *len)
 			nbd_conn_output_done(c, iov[i].len);
 		}
 	}
+}
+
+int64_t nbdc_simple_reply(struct nbd_conn *c, uint8_t **out, size_t *len, size_t *pos,
+			  uint64_t cookie)
+{
+	const uint8_t *p;
+
+	nbdc_drain(c, out, len);
+	p = *out + *pos;
+	if (!ok(*len - *pos >= 16))
+		return -1;
+	*pos += 16;
+	ok_eq(nbd_get_be32(p), NBD_SIMPLE_REPLY_MAGIC);
+	ok_eq(nbd_get_be64(p + 8), cookie);
+	return nbd_get_be32(p + 4);
 }

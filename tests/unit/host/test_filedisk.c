@@ -702,87 +702,112 @@ out:
 	return r.rc;
 }
 
+/*
+ * The in_handle cases' set-up and tear-down: a fresh device on @io with handle_writes, its file
+ * opened again read-only (@other: what reached the file), payload bytes (@w: LARGE_BLKS blocks
+ * and one more, so that payloads can start a few bytes into it) filled from @seed, a scratch
+ * buffer and a zeroed one (LARGE_BLKS blocks each). False when any of it is missing.
+ */
+struct handle_case {
+	struct blkdev *dev;
+	int other;
+	size_t len; /* LARGE_BLKS blocks */
+	uint8_t *w, *scratch, *zero;
+};
+
+static bool handle_case_open(struct handle_case *c, enum filedisk_io io, const char *name,
+			     uint64_t seed)
+{
+	c->dev = open_dev(io, name);
+	c->len = (size_t)LARGE_BLKS * BS;
+	c->w = malloc(c->len + BS);
+	c->scratch = calloc(1, c->len);
+	c->zero = calloc(1, c->len);
+	c->other = open(path_of(name), O_RDONLY | O_CLOEXEC);
+	if (!c->dev || !ok(c->w && c->scratch && c->zero && c->other >= 0))
+		return false;
+	ok(c->dev->handle_writes);
+	fill(c->w, c->len + BS, seed);
+	return true;
+}
+
+static void handle_case_close(struct handle_case *c)
+{
+	if (c->other >= 0)
+		close(c->other);
+	blkdev_destroy(c->dev);
+	free(c->w);
+	free(c->scratch);
+	free(c->zero);
+}
+
 TEST(pipe_payload_spliced_in_submit_uring)
 {
-	struct blkdev *dev = open_dev(FILEDISK_IO_URING, "splice.img");
-	size_t len = (size_t)LARGE_BLKS * BS;
-	uint8_t *w = malloc(len + BS), *scratch = calloc(1, len), *zero = calloc(1, len);
-	int other = open(path_of("splice.img"), O_RDONLY | O_CLOEXEC);
+	struct handle_case c;
 	bool in_submit = false;
 	uint64_t spliced, bounced;
 
-	if (!dev || !ok(w && scratch && zero && other >= 0))
+	if (!handle_case_open(&c, FILEDISK_IO_URING, "splice.img", 41))
 		goto out;
-	ok(dev->handle_writes);
-	fill(w, len + BS, 41); /* payloads start at a few offsets into it */
-	spliced = filedisk_spliced_writes(dev);
-	bounced = filedisk_handle_bounces(dev);
+	spliced = filedisk_spliced_writes(c.dev);
+	bounced = filedisk_handle_bounces(c.dev);
 	/* 256 KiB: spliced into the file inside submit, the buffer never touched. */
-	ok_eq(handle_write(dev, other, 64, LARGE_BLKS, w, len, scratch, &in_submit), 0);
+	ok_eq(handle_write(c.dev, c.other, 64, LARGE_BLKS, c.w, c.len, c.scratch, &in_submit), 0);
 	ok(in_submit);
-	ok_eq(filedisk_spliced_writes(dev), spliced + 1);
-	ok_eq(filedisk_handle_bounces(dev), bounced);
-	ok(!memcmp(scratch, zero, len));
+	ok_eq(filedisk_spliced_writes(c.dev), spliced + 1);
+	ok_eq(filedisk_handle_bounces(c.dev), bounced);
+	ok(!memcmp(c.scratch, c.zero, c.len));
 	/* 4 KiB too. */
-	ok_eq(handle_write(dev, other, 3, 8, w + 77, 8 * BS, scratch, &in_submit), 0);
+	ok_eq(handle_write(c.dev, c.other, 3, 8, c.w + 77, 8 * BS, c.scratch, &in_submit), 0);
 	ok(in_submit);
-	ok_eq(filedisk_spliced_writes(dev), spliced + 2);
+	ok_eq(filedisk_spliced_writes(c.dev), spliced + 2);
 	/* The back-off after a write that slept: read into the buffer, written through the ring. */
-	filedisk_inline_slept(dev, 100000000ull);
-	ok_eq(handle_write(dev, other, 1024, LARGE_BLKS, w, len, scratch, &in_submit), 0);
-	ok_eq(handle_write(dev, other, 2048, LARGE_BLKS, w + 5, len, scratch, &in_submit), 0);
+	filedisk_inline_slept(c.dev, 100000000ull);
+	ok_eq(handle_write(c.dev, c.other, 1024, LARGE_BLKS, c.w, c.len, c.scratch, &in_submit), 0);
+	ok_eq(handle_write(c.dev, c.other, 2048, LARGE_BLKS, c.w + 5, c.len, c.scratch, &in_submit),
+	      0);
 	ok(!in_submit);
-	ok_eq(filedisk_spliced_writes(dev), spliced + 3);
-	ok_eq(filedisk_handle_bounces(dev), bounced + 1);
-	ok(!memcmp(scratch, w + 5, len)); /* the bounce */
+	ok_eq(filedisk_spliced_writes(c.dev), spliced + 3);
+	ok_eq(filedisk_handle_bounces(c.dev), bounced + 1);
+	ok(!memcmp(c.scratch, c.w + 5, c.len)); /* the bounce */
 	usleep(150000);
 	/* An injected error: the payload is still taken from the pipe, done() says -EIO. */
-	filedisk_fail_nth(dev, BLKDEV_WRITE, 1, -EIO);
-	ok_eq(handle_write(dev, other, 0, LARGE_BLKS, w, len, scratch, &in_submit), -EIO);
+	filedisk_fail_nth(c.dev, BLKDEV_WRITE, 1, -EIO);
+	ok_eq(handle_write(c.dev, c.other, 0, LARGE_BLKS, c.w, c.len, c.scratch, &in_submit), -EIO);
 	/* A pipe holding less than the payload: -EIO from done(), no wait (it is non-blocking). */
-	ok_eq(handle_write(dev, other, 0, LARGE_BLKS, w, len - 512, scratch, &in_submit), -EIO);
+	ok_eq(handle_write(c.dev, c.other, 0, LARGE_BLKS, c.w, c.len - 512, c.scratch, &in_submit),
+	      -EIO);
 	/* Held back by the delay seam: read into the buffer first, written when let go. */
-	filedisk_delay_nth(dev, BLKDEV_WRITE, 1, 20000000ull);
-	ok_eq(handle_write(dev, other, 4096, LARGE_BLKS, w + 9, len, scratch, &in_submit), 0);
+	filedisk_delay_nth(c.dev, BLKDEV_WRITE, 1, 20000000ull);
+	ok_eq(handle_write(c.dev, c.other, 4096, LARGE_BLKS, c.w + 9, c.len, c.scratch, &in_submit),
+	      0);
 	ok(!in_submit);
 out:
-	if (other >= 0)
-		close(other);
-	blkdev_destroy(dev);
-	free(w);
-	free(scratch);
-	free(zero);
+	handle_case_close(&c);
 }
 
 /* The worker threads: the payload is read into the buffer and written from there. A device
  * without handle_writes (the synchronous backend) refuses such a request outright. */
 TEST(pipe_payload_bounced_pool_and_refused_sync)
 {
-	struct blkdev *dev = open_dev(FILEDISK_IO_POOL, "splice-pool.img");
-	size_t len = (size_t)LARGE_BLKS * BS;
-	uint8_t *w = malloc(len), *scratch = calloc(1, len);
-	int other = open(path_of("splice-pool.img"), O_RDONLY | O_CLOEXEC);
+	struct handle_case c;
 	bool in_submit = false;
 
-	if (!dev || !ok(w && scratch && other >= 0))
+	if (!handle_case_open(&c, FILEDISK_IO_POOL, "splice-pool.img", 43))
 		goto out;
-	fill(w, len, 43);
-	ok(dev->handle_writes);
-	ok_eq(handle_write(dev, other, 8, LARGE_BLKS, w, len, scratch, &in_submit), 0);
-	ok_eq(filedisk_spliced_writes(dev), 0);
-	ok_eq(filedisk_handle_bounces(dev), 1);
-	blkdev_destroy(dev);
-	dev = NULL;
-	ok_eq(filedisk_open_io(path_of("splice-sync.img"), BS, true, NBLK, FILEDISK_IO_SYNC, &dev),
-	      0);
-	if (!dev)
+	ok_eq(handle_write(c.dev, c.other, 8, LARGE_BLKS, c.w, c.len, c.scratch, &in_submit), 0);
+	ok_eq(filedisk_spliced_writes(c.dev), 0);
+	ok_eq(filedisk_handle_bounces(c.dev), 1);
+	blkdev_destroy(c.dev);
+	c.dev = NULL;
+	ok_eq(
+	    filedisk_open_io(path_of("splice-sync.img"), BS, true, NBLK, FILEDISK_IO_SYNC, &c.dev),
+	    0);
+	if (!c.dev)
 		goto out;
-	ok(!dev->handle_writes);
-	ok_eq(handle_write(dev, other, 8, LARGE_BLKS, w, len, scratch, &in_submit), -EINVAL);
+	ok(!c.dev->handle_writes);
+	ok_eq(handle_write(c.dev, c.other, 8, LARGE_BLKS, c.w, c.len, c.scratch, &in_submit),
+	      -EINVAL);
 out:
-	if (other >= 0)
-		close(other);
-	blkdev_destroy(dev);
-	free(w);
-	free(scratch);
+	handle_case_close(&c);
 }

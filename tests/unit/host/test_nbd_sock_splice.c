@@ -110,27 +110,104 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 	}
 }
 
-static void *client_main(void *arg)
+/*
+ * A client connected to 127.0.0.1:@port and past the handshake (export "d"), or -1. Every wait
+ * of the client is bounded (10 s socket timeouts).
+ */
+static int client_connect(int port)
 {
-	struct client *cl = arg;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	struct timeval tv = { .tv_sec = 10 };
 	uint8_t b[64], greet[18], ans[10];
 	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 	size_t n = 4;
 
-	cl->ok = false;
-	sa.sin_port = htons((uint16_t)cl->port);
+	if (fd < 0)
+		return -1;
+	sa.sin_port = htons((uint16_t)port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	/* Every wait of the client is bounded. */
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) || !recv_all(fd, greet, 18))
-		goto out;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) || !recv_all(fd, greet, 18))
+		goto fail;
 	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
 	n += nbdc_put_opt(b + n, NBD_OPT_EXPORT_NAME, "d", 1);
 	if (!send_all(fd, b, n) || !recv_all(fd, ans, 10))
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* The server side of a case: a filedisk export "d" served on 127.0.0.1 by host/nbd_sock.c. */
+struct served {
+	struct blkdev *dev;
+	struct nbd_server *srv;
+	struct nbd_sock *sock;
+	int port;
+};
+
+/* Open @file (io_uring, else the worker pool) in the test's directory and serve it. */
+static bool serve(struct served *s, const char *file)
+{
+	struct nbd_export_config cfg = { .name = "d" };
+	char path[512];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s", test_tmpdir(), file);
+	rc = filedisk_open_io(path, BS, true, NBLK, FILEDISK_IO_URING, &s->dev);
+	if (rc) {
+		printf("  note: io_uring refused here (%d): the worker pool's bounce instead\n",
+		       rc);
+		rc = filedisk_open_io(path, BS, true, NBLK, FILEDISK_IO_POOL, &s->dev);
+	}
+	if (!ok_eq(rc, 0))
+		return false;
+	ok_eq(nbd_server_create(NULL, &s->srv), 0);
+	cfg.dev = s->dev;
+	if (!s->srv || !ok_eq(nbd_server_add_export(s->srv, &cfg), 0))
+		return false;
+	if (!ok_eq(nbd_sock_listen(s->srv, "127.0.0.1:0", &s->sock), 0))
+		return false;
+	s->port = atoi(strrchr(nbd_sock_address(s->sock), ':') + 1);
+	return true;
+}
+
+static void unserve(struct served *s)
+{
+	nbd_sock_close(s->sock);
+	if (s->srv)
+		nbd_server_destroy(s->srv);
+	blkdev_destroy(s->dev);
+}
+
+/* One pass of the main loop (host/main.c): wait for the sockets at most @ms, serve them. */
+static void pass(struct served *s, int ms)
+{
+	struct pollfd fds[16];
+	unsigned n = nbd_sock_pollfds(s->sock, fds, 16);
+
+	poll(fds, n, ms);
+	nbd_sock_process(s->sock, fds, n);
+}
+
+/* Passes for @ns nanoseconds. */
+static void serve_for(struct served *s, uint64_t ns)
+{
+	for (uint64_t t = now_ns() + ns; now_ns() < t;)
+		pass(s, 10);
+}
+
+static void *client_main(void *arg)
+{
+	struct client *cl = arg;
+	int fd;
+
+	cl->ok = false;
+	fd = client_connect(cl->port);
+	if (fd < 0)
 		goto out;
 	for (unsigned i = 0; i < cl->nwrites; i++) {
 		const struct wr *w = &cl->writes[i];
@@ -170,57 +247,32 @@ out:
 
 static void run(const struct wr *writes, unsigned nwrites, bool pipes_exact)
 {
-	char path[512];
-	struct blkdev *dev = NULL;
-	struct nbd_server *srv = NULL;
-	struct nbd_sock *sock = NULL;
-	struct nbd_export_config cfg = { .name = "d" };
+	struct served s = { 0 };
 	struct client cl = { .writes = writes, .nwrites = nwrites };
-	struct pollfd fds[16];
 	uint8_t *back = malloc((size_t)NBLK * BS);
 	uint64_t spliced0, fallbacks0, spliced, fallbacks, large = 0;
 	uint64_t deadline = now_ns() + WAIT_NS;
 	pthread_t th;
-	const char *addr;
 	bool started = false;
-	int rc;
 
 	cl.image = calloc(NBLK, BS);
 	if (!ok(back && cl.image))
-		goto out;
-	snprintf(path, sizeof(path), "%s/splice-e2e.img", test_tmpdir());
-	rc = filedisk_open_io(path, BS, true, NBLK, FILEDISK_IO_URING, &dev);
-	if (rc) {
-		printf("  note: io_uring refused here (%d): the worker pool's bounce instead\n",
-		       rc);
-		rc = filedisk_open_io(path, BS, true, NBLK, FILEDISK_IO_POOL, &dev);
-	}
-	if (!ok_eq(rc, 0))
 		goto out;
 	for (unsigned i = 0; i < nwrites; i++) {
 		fill(cl.image + writes[i].off, writes[i].len, 1000 + i);
 		large += writes[i].len >= 65536;
 	}
-	ok_eq(nbd_server_create(NULL, &srv), 0);
-	cfg.dev = dev;
-	if (!srv || !ok_eq(nbd_server_add_export(srv, &cfg), 0))
+	if (!serve(&s, "splice-e2e.img"))
 		goto out;
-	if (!ok_eq(nbd_sock_listen(srv, "127.0.0.1:0", &sock), 0))
-		goto out;
-	addr = nbd_sock_address(sock);
-	cl.port = atoi(strrchr(addr, ':') + 1);
+	cl.port = s.port;
 	nbd_sock_pipes_exact(pipes_exact);
 	nbd_sock_splice_stats(&spliced0, &fallbacks0);
 	if (!ok_eq(pthread_create(&th, NULL, client_main, &cl), 0))
 		goto out;
 	started = true;
 	/* The main loop's pass (host/main.c), bounded. */
-	while (!atomic_load(&cl.done) && now_ns() < deadline) {
-		unsigned n = nbd_sock_pollfds(sock, fds, 16);
-
-		poll(fds, n, nbd_sock_timeout_ms(sock, 10));
-		nbd_sock_process(sock, fds, n);
-	}
+	while (!atomic_load(&cl.done) && now_ns() < deadline)
+		pass(&s, nbd_sock_timeout_ms(s.sock, 10));
 	ok(atomic_load(&cl.done));
 	pthread_join(th, NULL);
 	started = false;
@@ -231,8 +283,8 @@ static void run(const struct wr *writes, unsigned nwrites, bool pipes_exact)
 	       "splice, %llu bounced\n",
 	       (unsigned long long)(spliced - spliced0),
 	       (unsigned long long)(fallbacks - fallbacks0),
-	       (unsigned long long)filedisk_spliced_writes(dev),
-	       (unsigned long long)filedisk_handle_bounces(dev));
+	       (unsigned long long)filedisk_spliced_writes(s.dev),
+	       (unsigned long long)filedisk_handle_bounces(s.dev));
 	/*
 	 * Large payloads went into pipes, small ones never. Not necessarily every large one: a
 	 * header read together with the first bytes of its payload (the first request, one after
@@ -241,10 +293,10 @@ static void run(const struct wr *writes, unsigned nwrites, bool pipes_exact)
 	 */
 	ok(spliced - spliced0 >= 1);
 	ok((spliced - spliced0) + (fallbacks - fallbacks0) <= large);
-	ok_eq(filedisk_spliced_writes(dev) + filedisk_handle_bounces(dev), spliced - spliced0);
-	if (filedisk_backend(dev) == FILEDISK_IO_URING)
-		ok(filedisk_spliced_writes(dev) >= 1);
-	ok_eq(blkdev_read(dev, 0, NBLK, back), 0);
+	ok_eq(filedisk_spliced_writes(s.dev) + filedisk_handle_bounces(s.dev), spliced - spliced0);
+	if (filedisk_backend(s.dev) == FILEDISK_IO_URING)
+		ok(filedisk_spliced_writes(s.dev) >= 1);
+	ok_eq(blkdev_read(s.dev, 0, NBLK, back), 0);
 	ok(!memcmp(back, cl.image, (size_t)NBLK * BS));
 	if (pipes_exact) {
 		/* A 64 KiB pipe holds 16 pieces: the 1 KiB ones filled it, the rest went on by recv. */
@@ -254,18 +306,11 @@ static void run(const struct wr *writes, unsigned nwrites, bool pipes_exact)
 out:
 	if (started) {
 		/* The client gives up by its own socket timeouts; keep serving until then. */
-		while (!atomic_load(&cl.done) && sock) {
-			unsigned n = nbd_sock_pollfds(sock, fds, 16);
-
-			poll(fds, n, 10);
-			nbd_sock_process(sock, fds, n);
-		}
+		while (!atomic_load(&cl.done) && s.sock)
+			pass(&s, 10);
 		pthread_join(th, NULL);
 	}
-	nbd_sock_close(sock);
-	if (srv)
-		nbd_server_destroy(srv);
-	blkdev_destroy(dev);
+	unserve(&s);
 	free(back);
 	free(cl.image);
 }
@@ -300,23 +345,11 @@ struct half {
 static void *half_client(void *arg)
 {
 	struct half *h = arg;
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	struct timeval tv = { .tv_sec = 10 };
-	uint8_t b[64], greet[18], ans[10], hdr[28], rep[16];
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	uint8_t hdr[28], rep[16];
 	uint64_t deadline = now_ns() + WAIT_NS;
-	size_t n = 4;
+	int fd = client_connect(h->port);
 
-	sa.sin_port = htons((uint16_t)h->port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) || !recv_all(fd, greet, 18))
-		goto out;
-	nbd_put_be32(b, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
-	n += nbdc_put_opt(b + n, NBD_OPT_EXPORT_NAME, "d", 1);
-	if (!send_all(fd, b, n) || !recv_all(fd, ans, 10))
+	if (fd < 0)
 		goto out;
 	nbdc_put_req(hdr, NBD_CMD_WRITE, 0, 7, 0, 262144);
 	if (!send_all(fd, hdr, 28))
@@ -346,84 +379,48 @@ out:
 
 TEST(a_connection_closed_by_the_server_mid_payload_hands_nothing_over)
 {
-	char path[512];
-	struct blkdev *dev = NULL;
-	struct nbd_server *srv = NULL;
-	struct nbd_sock *sock = NULL;
-	struct nbd_export_config cfg = { .name = "d" };
+	struct served s = { 0 };
 	struct half h = { 0 };
-	struct pollfd fds[16];
 	uint8_t *back = malloc(262144), *zero = calloc(1, 262144);
-	uint64_t spliced0, fallbacks0, spliced, fallbacks, t, deadline = now_ns() + WAIT_NS;
+	uint64_t spliced0, fallbacks0, spliced, fallbacks, deadline = now_ns() + WAIT_NS;
 	pthread_t th;
 	bool started = false;
-	int rc;
 
 	h.payload = malloc(262144);
 	if (!ok(back && zero && h.payload))
 		goto out;
 	fill(h.payload, 262144, 77);
-	snprintf(path, sizeof(path), "%s/splice-gone.img", test_tmpdir());
-	rc = filedisk_open_io(path, BS, true, NBLK, FILEDISK_IO_URING, &dev);
-	if (rc)
-		rc = filedisk_open_io(path, BS, true, NBLK, FILEDISK_IO_POOL, &dev);
-	if (!ok_eq(rc, 0))
+	if (!serve(&s, "splice-gone.img"))
 		goto out;
-	ok_eq(nbd_server_create(NULL, &srv), 0);
-	cfg.dev = dev;
-	if (!srv || !ok_eq(nbd_server_add_export(srv, &cfg), 0))
-		goto out;
-	if (!ok_eq(nbd_sock_listen(srv, "127.0.0.1:0", &sock), 0))
-		goto out;
-	h.port = atoi(strrchr(nbd_sock_address(sock), ':') + 1);
+	h.port = s.port;
 	nbd_sock_splice_stats(&spliced0, &fallbacks0);
 	if (!ok_eq(pthread_create(&th, NULL, half_client, &h), 0))
 		goto out;
 	started = true;
-	while (atomic_load(&h.stage) < 1 && now_ns() < deadline) {
-		unsigned n = nbd_sock_pollfds(sock, fds, 16);
-
-		poll(fds, n, 10);
-		nbd_sock_process(sock, fds, n);
-	}
+	while (atomic_load(&h.stage) < 1 && now_ns() < deadline)
+		pass(&s, 10);
 	/* A few passes: the half that came goes into the pipe. */
-	for (t = now_ns() + 100000000ull; now_ns() < t;) {
-		unsigned n = nbd_sock_pollfds(sock, fds, 16);
-
-		poll(fds, n, 10);
-		nbd_sock_process(sock, fds, n);
-	}
-	ok_eq(nbd_server_remove_export(srv, "d", true), 0);
+	serve_for(&s, 100000000ull);
+	ok_eq(nbd_server_remove_export(s.srv, "d", true), 0);
 	atomic_store(&h.stage, 2);
-	while (atomic_load(&h.stage) < 3 && now_ns() < deadline) {
-		unsigned n = nbd_sock_pollfds(sock, fds, 16);
-
-		poll(fds, n, 10);
-		nbd_sock_process(sock, fds, n);
-	}
+	while (atomic_load(&h.stage) < 3 && now_ns() < deadline)
+		pass(&s, 10);
 	ok_eq(atomic_load(&h.stage), 3);
 	pthread_join(th, NULL);
 	started = false;
 	ok(h.closed);
 	nbd_sock_splice_stats(&spliced, &fallbacks);
 	ok_eq(spliced - spliced0, 0);
-	ok_eq(filedisk_spliced_writes(dev) + filedisk_handle_bounces(dev), 0);
-	ok_eq(blkdev_read(dev, 0, 262144 / BS, back), 0);
+	ok_eq(filedisk_spliced_writes(s.dev) + filedisk_handle_bounces(s.dev), 0);
+	ok_eq(blkdev_read(s.dev, 0, 262144 / BS, back), 0);
 	ok(!memcmp(back, zero, 262144));
 out:
 	if (started) {
-		while (atomic_load(&h.stage) < 3 && sock) {
-			unsigned n = nbd_sock_pollfds(sock, fds, 16);
-
-			poll(fds, n, 10);
-			nbd_sock_process(sock, fds, n);
-		}
+		while (atomic_load(&h.stage) < 3 && s.sock)
+			pass(&s, 10);
 		pthread_join(th, NULL);
 	}
-	nbd_sock_close(sock);
-	if (srv)
-		nbd_server_destroy(srv);
-	blkdev_destroy(dev);
+	unserve(&s);
 	free(back);
 	free(zero);
 	free(h.payload);
@@ -444,19 +441,13 @@ static const struct wr after_reset[] = {
 
 TEST(a_payload_cut_short_by_a_reset_leaves_no_bytes_for_the_next)
 {
-	char path[512];
-	struct blkdev *dev = NULL;
-	struct nbd_server *srv = NULL;
-	struct nbd_sock *sock = NULL;
-	struct nbd_export_config cfg = { .name = "d" };
+	struct served s = { 0 };
 	struct half h = { .vanish = true };
 	struct client cl = { .writes = after_reset, .nwrites = ARRAY_SIZE(after_reset) };
-	struct pollfd fds[16];
 	uint8_t *back = malloc(524288);
-	uint64_t spliced0, fallbacks0, spliced, fallbacks, t, deadline = now_ns() + WAIT_NS;
+	uint64_t spliced0, fallbacks0, spliced, fallbacks, deadline = now_ns() + WAIT_NS;
 	pthread_t th;
 	bool started = false, started2 = false;
-	int rc;
 
 	h.payload = malloc(262144);
 	cl.image = calloc(NBLK, BS);
@@ -464,47 +455,24 @@ TEST(a_payload_cut_short_by_a_reset_leaves_no_bytes_for_the_next)
 		goto out;
 	fill(h.payload, 262144, 5);
 	fill(cl.image, 524288, 6);
-	snprintf(path, sizeof(path), "%s/splice-reset.img", test_tmpdir());
-	rc = filedisk_open_io(path, BS, true, NBLK, FILEDISK_IO_URING, &dev);
-	if (rc)
-		rc = filedisk_open_io(path, BS, true, NBLK, FILEDISK_IO_POOL, &dev);
-	if (!ok_eq(rc, 0))
+	if (!serve(&s, "splice-reset.img"))
 		goto out;
-	ok_eq(nbd_server_create(NULL, &srv), 0);
-	cfg.dev = dev;
-	if (!srv || !ok_eq(nbd_server_add_export(srv, &cfg), 0))
-		goto out;
-	if (!ok_eq(nbd_sock_listen(srv, "127.0.0.1:0", &sock), 0))
-		goto out;
-	h.port = cl.port = atoi(strrchr(nbd_sock_address(sock), ':') + 1);
+	h.port = cl.port = s.port;
 	if (!ok_eq(pthread_create(&th, NULL, half_client, &h), 0))
 		goto out;
 	started = true;
-	while (atomic_load(&h.stage) < 3 && now_ns() < deadline) {
-		unsigned n = nbd_sock_pollfds(sock, fds, 16);
-
-		poll(fds, n, 10);
-		nbd_sock_process(sock, fds, n);
-	}
+	while (atomic_load(&h.stage) < 3 && now_ns() < deadline)
+		pass(&s, 10);
 	pthread_join(th, NULL);
 	started = false;
 	/* A few passes: the server sees the reset and drops the connection. */
-	for (t = now_ns() + 100000000ull; now_ns() < t;) {
-		unsigned n = nbd_sock_pollfds(sock, fds, 16);
-
-		poll(fds, n, 10);
-		nbd_sock_process(sock, fds, n);
-	}
+	serve_for(&s, 100000000ull);
 	nbd_sock_splice_stats(&spliced0, &fallbacks0);
 	if (!ok_eq(pthread_create(&th, NULL, client_main, &cl), 0))
 		goto out;
 	started2 = true;
-	while (!atomic_load(&cl.done) && now_ns() < deadline) {
-		unsigned n = nbd_sock_pollfds(sock, fds, 16);
-
-		poll(fds, n, 10);
-		nbd_sock_process(sock, fds, n);
-	}
+	while (!atomic_load(&cl.done) && now_ns() < deadline)
+		pass(&s, 10);
 	ok(atomic_load(&cl.done));
 	pthread_join(th, NULL);
 	started2 = false;
@@ -512,22 +480,15 @@ TEST(a_payload_cut_short_by_a_reset_leaves_no_bytes_for_the_next)
 	ok_eq(cl.replies_ok, ARRAY_SIZE(after_reset));
 	nbd_sock_splice_stats(&spliced, &fallbacks);
 	ok(spliced - spliced0 >= 1);
-	ok_eq(blkdev_read(dev, 0, 524288 / BS, back), 0);
+	ok_eq(blkdev_read(s.dev, 0, 524288 / BS, back), 0);
 	ok(!memcmp(back, cl.image, 524288));
 out:
 	if (started || started2) {
-		while (!(started ? atomic_load(&h.stage) == 3 : atomic_load(&cl.done)) && sock) {
-			unsigned n = nbd_sock_pollfds(sock, fds, 16);
-
-			poll(fds, n, 10);
-			nbd_sock_process(sock, fds, n);
-		}
+		while (!(started ? atomic_load(&h.stage) == 3 : atomic_load(&cl.done)) && s.sock)
+			pass(&s, 10);
 		pthread_join(th, NULL);
 	}
-	nbd_sock_close(sock);
-	if (srv)
-		nbd_server_destroy(srv);
-	blkdev_destroy(dev);
+	unserve(&s);
 	free(back);
 	free(h.payload);
 	free(cl.image);

@@ -140,16 +140,7 @@ static void teardown(struct t *t)
 /* The next simple reply's error (-1 when there is none). */
 static int64_t reply(struct t *t, uint64_t cookie)
 {
-	const uint8_t *p = t->out + t->out_pos;
-
-	drain(t);
-	p = t->out + t->out_pos;
-	if (!ok(t->out_len - t->out_pos >= 16))
-		return -1;
-	t->out_pos += 16;
-	ok_eq(nbd_get_be32(p), NBD_SIMPLE_REPLY_MAGIC);
-	ok_eq(nbd_get_be64(p + 8), cookie);
-	return nbd_get_be32(p + 4);
+	return nbdc_simple_reply(t->c, &t->out, &t->out_len, &t->out_pos, cookie);
 }
 
 static void pattern_fill(uint8_t *b, size_t len, unsigned tag)
