@@ -120,7 +120,7 @@ void qd_init(struct queued_dev *qd, struct blkdev *lower)
 	memset(qd, 0, sizeof(*qd));
 	qd->dev = (struct blkdev){ .ops = &qd_ops,
 				   .name = "queued",
-				   .nr_blocks = lower->nr_blocks,
-				   .block_size = lower->block_size };
+				   .nr_blocks = lower ? lower->nr_blocks : 0,
+				   .block_size = lower ? lower->block_size : 512 };
 	qd->lower = lower;
 }

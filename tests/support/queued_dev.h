@@ -64,7 +64,8 @@ struct queued_dev {
 /*
  * Make @qd (all of it reset) a queued device over @lower, of @lower's size and block size,
  * named "queued", with no flags set. @lower stays the caller's: destroy it after the last
- * request completed; @qd itself needs no destroy.
+ * request completed; @qd itself needs no destroy. A NULL @lower (its creation failed, which the
+ * test reported) gives a device of no blocks rather than a crash.
  */
 void qd_init(struct queued_dev *qd, struct blkdev *lower);
 
