@@ -8,11 +8,11 @@
  * held by the transport).
  *
  * What it does, by request:
- *   - submit: -EAGAIN when @depth requests (at most and when 0 QD_MAX_QUEUE) are queued; a WRITE gets
- *     @refuse when that is set (nothing is queued, done() never runs); otherwise a WRITE is
- *     recorded (@seen, the first QD_SEEN_SEGS pieces of its list in @seen_segs, one of
- *     @buf_writes, @list_writes, @handle_writes counted) and @on_submit is called; then the
- *     request is queued (@n of them in @q, oldest first).
+ *   - submit: -EAGAIN when @depth requests are queued (QD_MAX_QUEUE when @depth is 0 or
+ *     more than that); a WRITE gets @refuse when that is set (nothing is queued, done() never
+ *     runs); otherwise a WRITE is recorded (@seen; the first QD_SEEN_SEGS pieces of its list
+ *     in @seen_segs; one of @buf_writes, @list_writes, @handle_writes counted) and
+ *     @on_submit is called; then the request is queued (@n of them in @q, oldest first).
  *   - poll: nothing while @hold; else every queued request completes, newest first, the
  *     number completed returned. READ reads from @lower; WRITE completes with @fail when
  *     set, else its payload (buf, or the list gathered now, at completion, so a piece freed
