@@ -28,6 +28,7 @@ clients (nbdinfo, nbdcopy) run in the namespace too.
   a 1 MiB round trip compares equal, every frame in one buffer.
 """
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -41,10 +42,11 @@ import netns  # noqa: E402
 ENV = dict(os.environ, PATH="/usr/bin:" + os.environ.get("PATH", ""))
 DATA_SIZE = 64 << 20
 PATTERN = 8 << 20
+PIPE_SECONDS = 2
 
 c = qh.Checks("qemu/offload")
 qh.require_image(c)
-c.need_tools("nbdinfo", "nbdcopy")
+c.need_tools("nbdinfo", "nbdcopy", "fio")
 
 
 # Run in the namespace: connect, read the greeting, print what Linux's TCP_INFO says of the
@@ -64,6 +66,15 @@ info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
 wnd = struct.unpack_from("=I", info, 228)[0] if len(info) >= 232 else -1
 print(int(got[:8] == b"NBDMAGIC"), info[5], info[6] & 15, wnd)
 '''
+
+
+def pipe_counters(perf):
+    """`perf`'s TCP output lines as (max in flight, max peer window, batches, stopped by peer
+    window, cwnd, nic, send buffer, nothing queued, all answered), None when absent."""
+    m = re.search(r"tcp output: (\d+) bytes in flight at most, peer window up to (\d+); "
+                  r"(\d+) batches stopped by\s+peer window (\d+), cwnd (\d+), nic (\d+), "
+                  r"send buffer (\d+), nothing queued (\d+); all answered (\d+)", perf)
+    return tuple(int(x) for x in m.groups()) if m else None
 
 
 def counter(text, pattern):
@@ -160,6 +171,38 @@ try:
                 feat is not None and "indirect" in feat.group(1).split(), repr(out))
         out = m.command("net")
         c.note("net: " + " | ".join(ln.strip() for ln in out.splitlines()[2:4]))
+
+        # The pipe stays full at QD8 and QD16: fio reads the pattern's 8 MiB (random data,
+        # so no reply shrinks to a hole) over and over in 256 KiB requests, `perf`'s TCP
+        # output counters over each job.
+        for qd in (8, 16):
+            m.command("perf reset")
+            load = os.getloadavg()[0]
+            rc, out = ns.run(["fio", "--name=pipe%d" % qd, "--ioengine=nbd",
+                              "--uri=" + m.uri("disk"), "--rw=read", "--bs=256k",
+                              "--iodepth=%d" % qd, "--size=%d" % PATTERN, "--time_based",
+                              "--runtime=%d" % PIPE_SECONDS, "--output-format=json"],
+                             PIPE_SECONDS + 60, env=ENV)
+            mib = None
+            if rc == 0 and "{" in out:
+                job = json.loads(out[out.index("{"):])["jobs"][0]["read"]
+                mib = job["bw"] / 1024.0
+            perf = qh.strip_ansi(m.command("perf"))
+            t = pipe_counters(perf)
+            c.check("pipe-qd%d-fio" % qd, mib is not None and t is not None, out[-300:] +
+                    perf[-600:])
+            if t is None:
+                continue
+            c.note("QD%d 256 KiB reads: %.0f MiB/s (load %.2f); %d bytes in flight at most, "
+                   "peer window up to %d; %d batches stopped by peer window %d, cwnd %d, "
+                   "nic %d, send buffer %d, nothing queued %d; all answered %d"
+                   % ((qd, mib or 0, load) + t))
+            flight, _, batches, pwnd, cwnd, nic, sndbuf, starved, drained = t
+            c.check("pipe-qd%d-flight-above-64k" % qd, flight > 65535, str(t))
+            # Our buffer, with the window open, stopped at most 1% of the batches: the
+            # network (or the data path) sets the pace, never TCP_SND_BUF.
+            c.check("pipe-qd%d-not-send-buffer" % qd,
+                    batches > 100 and sndbuf * 100 <= batches, str(t))
 
         m.send("poweroff\r")
         rc = m.wait_exit(30)
