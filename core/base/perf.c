@@ -151,9 +151,10 @@ void perf_report(const struct perf_counter c[PERF_NR], uint64_t wall, uint64_t h
 	out(ctx, line);
 	snprintf(line, sizeof(line),
 		 "  peer window %llu, cwnd %llu, nic %llu, send buffer %llu, nothing queued %llu; "
-		 "all answered %llu",
+		 "all answered %llu; ran dry %llu times",
 		 (unsigned long long)perf_tcp.stop_peer_wnd, (unsigned long long)perf_tcp.stop_cwnd,
 		 (unsigned long long)perf_tcp.stop_netif, (unsigned long long)perf_tcp.stop_sndbuf,
-		 (unsigned long long)perf_tcp.stop_starved, (unsigned long long)perf_tcp.drained);
+		 (unsigned long long)perf_tcp.stop_starved, (unsigned long long)perf_tcp.drained,
+		 (unsigned long long)perf_tcp.dry);
 	out(ctx, line);
 }

@@ -228,11 +228,14 @@ extern struct perf_payload perf_payload;
  *   window still had room for a segment (stop_sndbuf: the appliance's own limit); lwIP sent
  *   everything, the window had room and the server had nothing more to send while requests
  *   were still being answered (stop_starved: the data path behind the network did not keep
- *   up); or every request was answered (drained: the client's queue depth is the limit).
+ *   up); or every request was answered (drained: the client's queue depth is the limit);
+ * - dry: acknowledgements that left nothing in flight while requests were still unanswered:
+ *   the wire idle, waiting for the appliance (its disks, its CPU), not for the network.
  */
 struct perf_tcp {
 	uint64_t max_flight, max_peer_wnd, batches;
 	uint64_t stop_peer_wnd, stop_cwnd, stop_netif, stop_sndbuf, stop_starved, drained;
+	uint64_t dry;
 };
 extern struct perf_tcp perf_tcp;
 /* A copy of the counters and the cycles since the last reset (or the first call). */

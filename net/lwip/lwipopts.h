@@ -70,7 +70,7 @@
 #define LWIP_WND_SCALE 1
 #define TCP_RCV_SCALE  4
 #define TCP_WND	       (512 * 1024)
-#define TCP_SND_BUF    (512 * 1024)
+#define TCP_SND_BUF    (8 * 1024 * 1024)
 /* init.c: TCP_SNDLOWAT must stay at least 4*MSS below u16_t overflow. */
 #define TCP_SNDLOWAT (32 * 1024)
 /* init.c: >= 2 * TCP_SND_BUF / TCP_MSS; segments carry at most one MSS each. */

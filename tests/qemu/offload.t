@@ -70,10 +70,12 @@ print(int(got[:8] == b"NBDMAGIC"), info[5], info[6] & 15, wnd)
 
 def pipe_counters(perf):
     """`perf`'s TCP output lines as (max in flight, max peer window, batches, stopped by peer
-    window, cwnd, nic, send buffer, nothing queued, all answered), None when absent."""
+    window, cwnd, nic, send buffer, nothing queued, all answered, ran dry), None when
+    absent."""
     m = re.search(r"tcp output: (\d+) bytes in flight at most, peer window up to (\d+); "
                   r"(\d+) batches stopped by\s+peer window (\d+), cwnd (\d+), nic (\d+), "
-                  r"send buffer (\d+), nothing queued (\d+); all answered (\d+)", perf)
+                  r"send buffer (\d+), nothing queued (\d+); all answered (\d+); "
+                  r"ran dry (\d+) times", perf)
     return tuple(int(x) for x in m.groups()) if m else None
 
 
@@ -195,9 +197,9 @@ try:
                 continue
             c.note("QD%d 256 KiB reads: %.0f MiB/s (load %.2f); %d bytes in flight at most, "
                    "peer window up to %d; %d batches stopped by peer window %d, cwnd %d, "
-                   "nic %d, send buffer %d, nothing queued %d; all answered %d"
+                   "nic %d, send buffer %d, nothing queued %d; all answered %d; ran dry %d times"
                    % ((qd, mib or 0, load) + t))
-            flight, _, batches, pwnd, cwnd, nic, sndbuf, starved, drained = t
+            flight, _, batches, pwnd, cwnd, nic, sndbuf, starved, drained, dry = t
             c.check("pipe-qd%d-flight-above-64k" % qd, flight > 65535, str(t))
             # Our buffer, with the window open, stopped at most 1% of the batches: the
             # network (or the data path) sets the pace, never TCP_SND_BUF.
