@@ -229,8 +229,9 @@ extern struct perf_payload perf_payload;
  *   everything, the window had room and the server had nothing more to send while requests
  *   were still being answered (stop_starved: the data path behind the network did not keep
  *   up); or every request was answered (drained: the client's queue depth is the limit);
- * - dry: acknowledgements that left nothing in flight while requests were still unanswered:
- *   the wire idle, waiting for the appliance (its disks, its CPU), not for the network.
+ * - dry: acknowledgements that left nothing in flight while the client still waited for
+ *   replies (requests unanswered, or replies queued but not yet handed to lwIP): the wire
+ *   idle, waiting for the appliance (its disks, its CPU, its send buffer), not the network.
  */
 struct perf_tcp {
 	uint64_t max_flight, max_peer_wnd, batches;

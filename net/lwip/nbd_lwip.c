@@ -108,11 +108,12 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 	size_t n = len < lc->inflight ? len : lc->inflight;
 
 	/* perf_tcp: what is still in flight after this acknowledgement (a compare, a store), and
-	 * whether it acknowledged all we handed over with requests still unanswered: the wire
-	 * idle, waiting for us (a second compare; the call only then). */
+	 * whether it acknowledged all we handed over while the client still waits for replies:
+	 * the wire idle, waiting for us (a second compare; the calls only then). */
 	if (pcb->snd_nxt - pcb->lastack > perf_tcp.max_flight)
 		perf_tcp.max_flight = pcb->snd_nxt - pcb->lastack;
-	else if (n && n == lc->inflight && nbd_conn_requests(lc->c))
+	else if (n && n == lc->inflight &&
+		 (nbd_conn_output_pending(lc->c) > n || nbd_conn_requests(lc->c)))
 		perf_tcp.dry++;
 	/* Acknowledged: lwIP holds no reference to these bytes any more (zero-copy or not). */
 	lc->inflight -= n;

@@ -25,8 +25,9 @@
  *  - perf_tcp counts why each batch of output stopped, from the pcb's fields after
  *    tcp_output(): every reply answered; our send buffer full with the window open; the
  *    peer's window or the congestion window (segments left unsent, or no room for one more);
- *    tcp_output() failing; nothing to send while a request is unanswered, and the
- *    acknowledgement that then empties the wire (ran dry); the most bytes in flight.
+ *    tcp_output() failing; nothing to send while a request is unanswered; the
+ *    acknowledgements that empty the wire while the client waits for replies (ran dry: a
+ *    request unanswered, or a reply's rest still queued); the most bytes in flight.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -779,11 +780,14 @@ TEST(output_stops_counted_by_reason)
 	ok_eq(perf_tcp.batches, 1);
 	ok_eq(perf_tcp.stop_sndbuf, 1);
 	ok_eq(perf_tcp.max_flight, 16384);
-	ack_all(t); /* the rest goes in the next pass's batch, answered whole */
-	nbd_lwip_poll(t->nl);
+	/* All of it acknowledged with the reply's rest still queued here: the wire ran dry. */
+	ack_all(t);
+	ok_eq(perf_tcp.dry, 1);
+	nbd_lwip_poll(t->nl); /* the rest, in the next pass's batch, answered whole */
 	ok_eq(perf_tcp.batches, 2);
 	ok_eq(perf_tcp.drained, 1);
 	ack_all(t);
+	ok_eq(perf_tcp.dry, 1);
 
 	/* The same buffer, but the peer's window (8 KiB) is smaller than what went out: the
 	 * network's limit, not ours; then the congestion window, with segments left unsent. */
