@@ -10,6 +10,7 @@ struct perf_frame perf_stack[PERF_MAX_DEPTH];
 unsigned perf_depth;
 bool perf_detail;
 struct perf_payload perf_payload;
+struct perf_tcp perf_tcp;
 
 static uint64_t reset_at;
 static int reset_done;
@@ -47,6 +48,7 @@ void perf_reset(void)
 	 * the main loop, outside every stage) would otherwise unbalance it. */
 	memset(perf_ctr, 0, sizeof(perf_ctr));
 	memset(&perf_payload, 0, sizeof(perf_payload));
+	memset(&perf_tcp, 0, sizeof(perf_tcp));
 	reset_at = plat_cycles();
 	reset_done = 1;
 }
@@ -140,5 +142,19 @@ void perf_report(const struct perf_counter c[PERF_NR], uint64_t wall, uint64_t h
 		 (unsigned long long)perf_payload.write_borrowed,
 		 (unsigned long long)perf_payload.write_copied,
 		 (unsigned long long)perf_payload.rx_frames_copied);
+	out(ctx, line);
+	snprintf(line, sizeof(line),
+		 "tcp output: %llu bytes in flight at most, peer window up to %llu; %llu batches "
+		 "stopped by",
+		 (unsigned long long)perf_tcp.max_flight, (unsigned long long)perf_tcp.max_peer_wnd,
+		 (unsigned long long)perf_tcp.batches);
+	out(ctx, line);
+	snprintf(line, sizeof(line),
+		 "  peer window %llu, cwnd %llu, nic %llu, send buffer %llu, nothing queued %llu; "
+		 "all answered %llu; ran dry %llu times",
+		 (unsigned long long)perf_tcp.stop_peer_wnd, (unsigned long long)perf_tcp.stop_cwnd,
+		 (unsigned long long)perf_tcp.stop_netif, (unsigned long long)perf_tcp.stop_sndbuf,
+		 (unsigned long long)perf_tcp.stop_starved, (unsigned long long)perf_tcp.drained,
+		 (unsigned long long)perf_tcp.dry);
 	out(ctx, line);
 }

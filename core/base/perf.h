@@ -211,6 +211,34 @@ struct perf_payload {
 	uint64_t write_borrowed, write_copied, rx_frames_copied;
 };
 extern struct perf_payload perf_payload;
+
+/*
+ * Whether the network or the appliance limits sending (docs/performance.md "Keeping the pipe
+ * full"), since the last perf_reset(), over every NBD connection of the lwIP glue
+ * (net/lwip/nbd_lwip.c; the host build leaves them 0):
+ * - max_flight: the most bytes sent and not yet acknowledged on one connection (lwIP's
+ *   snd_nxt - lastack), sampled after each batch of output and at each acknowledgement: above
+ *   65,535 only with window scaling;
+ * - max_peer_wnd: the largest send window the peer advertised (scaled), seen at each batch;
+ * - batches: the times the glue handed replies to lwIP and called tcp_output(), each counted
+ *   in exactly one of the next six by why sending stopped there: the peer's window or the
+ *   congestion window (whichever is smaller) was full, with bytes left in lwIP's queue or in
+ *   the server's (stop_peer_wnd, stop_cwnd); tcp_output() failed, the NIC refusing a frame
+ *   (stop_netif); our send buffer (TCP_SND_BUF or the segment queue) was full while the
+ *   window still had room for a segment (stop_sndbuf: the appliance's own limit); lwIP sent
+ *   everything, the window had room and the server had nothing more to send while requests
+ *   were still being answered (stop_starved: the data path behind the network did not keep
+ *   up); or every request was answered (drained: the client's queue depth is the limit);
+ * - dry: acknowledgements that left nothing in flight while the client still waited for
+ *   replies (requests unanswered, or replies queued but not yet handed to lwIP): the wire
+ *   idle, waiting for the appliance (its disks, its CPU, its send buffer), not the network.
+ */
+struct perf_tcp {
+	uint64_t max_flight, max_peer_wnd, batches;
+	uint64_t stop_peer_wnd, stop_cwnd, stop_netif, stop_sndbuf, stop_starved, drained;
+	uint64_t dry;
+};
+extern struct perf_tcp perf_tcp;
 /* A copy of the counters and the cycles since the last reset (or the first call). */
 void perf_snapshot(struct perf_counter out[PERF_NR], uint64_t *wall_cycles);
 /* The stage's short name ("nbd-parse", ...), NULL past the last. */

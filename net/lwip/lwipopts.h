@@ -70,7 +70,13 @@
 #define LWIP_WND_SCALE 1
 #define TCP_RCV_SCALE  4
 #define TCP_WND	       (512 * 1024)
-#define TCP_SND_BUF    (512 * 1024)
+/* The send buffer is as large as the firmware's budget of request buffers per connection
+ * (8 MiB, boot/efi_main.c; READ data holds it until acknowledged), so a client at QD16 of
+ * 256 KiB READs (4 MiB and the reply headers) is never held back by it while the peer's
+ * window has room. At 512 KiB it stopped 95% of the output batches with the window open
+ * (perf's "tcp output", docs/performance.md "Keeping the pipe full"). It is a limit, not an
+ * allocation: lwIP allocates per segment queued, and READ data is sent by reference. */
+#define TCP_SND_BUF (8 * 1024 * 1024)
 /* init.c: TCP_SNDLOWAT must stay at least 4*MSS below u16_t overflow. */
 #define TCP_SNDLOWAT (32 * 1024)
 /* init.c: >= 2 * TCP_SND_BUF / TCP_MSS; segments carry at most one MSS each. */

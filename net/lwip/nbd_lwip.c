@@ -107,7 +107,14 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 	struct lconn *lc = arg;
 	size_t n = len < lc->inflight ? len : lc->inflight;
 
-	(void)pcb;
+	/* perf_tcp: what is still in flight after this acknowledgement (a compare, a store), and
+	 * whether it acknowledged all we handed over while the client still waits for replies:
+	 * the wire idle, waiting for us (a second compare; the calls only then). */
+	if (pcb->snd_nxt - pcb->lastack > perf_tcp.max_flight)
+		perf_tcp.max_flight = pcb->snd_nxt - pcb->lastack;
+	else if (n && n == lc->inflight &&
+		 (nbd_conn_output_pending(lc->c) > n || nbd_conn_requests(lc->c)))
+		perf_tcp.dry++;
 	/* Acknowledged: lwIP holds no reference to these bytes any more (zero-copy or not). */
 	lc->inflight -= n;
 	nbd_conn_output_done(lc->c, n);
@@ -244,6 +251,37 @@ static void lconn_feed(struct lconn *lc)
 	}
 }
 
+/*
+ * After a batch of output and its tcp_output() (@rc): count why sending stopped there, in
+ * perf_tcp (core/base/perf.h, docs/performance.md "Keeping the pipe full"). Reads lwIP's pcb
+ * fields only. The window is the smaller of the peer's and the congestion window; it is what
+ * stopped us when lwIP kept segments queued (unsent) or when our buffer filled exactly as the
+ * window did (less than a segment of room left).
+ */
+static void pipe_note(const struct lconn *lc, err_t rc)
+{
+	const struct tcp_pcb *pcb = lc->pcb;
+	u32_t flight = pcb->snd_nxt - pcb->lastack;
+	u32_t wnd = MIN(pcb->snd_wnd, pcb->cwnd);
+
+	perf_tcp.batches++;
+	if (flight > perf_tcp.max_flight)
+		perf_tcp.max_flight = flight;
+	if (pcb->snd_wnd > perf_tcp.max_peer_wnd)
+		perf_tcp.max_peer_wnd = pcb->snd_wnd;
+	if (rc != ERR_OK)
+		perf_tcp.stop_netif++;
+	else if (pcb->unsent ||
+		 (nbd_conn_output_pending(lc->c) > lc->inflight && (u64_t)flight + pcb->mss > wnd))
+		*(pcb->snd_wnd <= pcb->cwnd ? &perf_tcp.stop_peer_wnd : &perf_tcp.stop_cwnd) += 1;
+	else if (nbd_conn_output_pending(lc->c) > lc->inflight)
+		perf_tcp.stop_sndbuf++; /* tcp_sndbuf() 0 or tcp_write() ERR_MEM */
+	else if (nbd_conn_requests(lc->c))
+		perf_tcp.stop_starved++;
+	else
+		perf_tcp.drained++;
+}
+
 /* Hand queued output to lwIP until its send buffer or queue is full. */
 static void lconn_write(struct lconn *lc)
 {
@@ -292,7 +330,7 @@ static void lconn_write(struct lconn *lc)
 			break;
 	}
 	if (wrote)
-		tcp_output(lc->pcb);
+		pipe_note(lc, tcp_output(lc->pcb));
 	perf_end(PERF_LWIP_OUTPUT, 0);
 }
 

@@ -651,6 +651,11 @@ size_t nbd_conn_output_pending(const struct nbd_conn *c)
 	return c->wout_bytes + c->out_bytes + (tls_notify_owed(c) ? 1 : 0);
 }
 
+unsigned nbd_conn_requests(const struct nbd_conn *c)
+{
+	return c->nreqs;
+}
+
 /* Release the first @n bytes of a queue. */
 static void queue_done(struct nbd_conn *c, struct nbd_out **head, struct nbd_out **tail,
 		       size_t *bytes, size_t n)

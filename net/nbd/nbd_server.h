@@ -410,6 +410,9 @@ size_t nbd_conn_output(struct nbd_conn *c, size_t skip, struct nbd_iov *iov, uns
 /* Bytes of output queued and not yet released with nbd_conn_output_done(). */
 size_t nbd_conn_output_pending(const struct nbd_conn *c);
 
+/* Requests received and not yet answered (replies still to come; perf_tcp's "starved"). */
+unsigned nbd_conn_requests(const struct nbd_conn *c);
+
 /* The first @n bytes of the queued output were sent (or copied) and can be freed. */
 void nbd_conn_output_done(struct nbd_conn *c, size_t n);
 

@@ -21,13 +21,20 @@
  *  - a WRITE's payload is borrowed: the device gets a segment list over the received pbufs'
  *    own payloads, the pbufs stay referenced (pbuf_ref) until the request completes and are
  *    then freed exactly once, while the window was reopened (tcp_recved) for every byte at
- *    once, before the completion.
+ *    once, before the completion;
+ *  - perf_tcp counts why each batch of output stopped, from the pcb's fields after
+ *    tcp_output(): every reply answered; our send buffer full with the window open; the
+ *    peer's window or the congestion window (segments left unsent, or no room for one more);
+ *    tcp_output() failing; nothing to send while a request is unanswered; the
+ *    acknowledgements that empty the wire while the client waits for replies (ran dry: a
+ *    request unanswered, or a reply's rest still queued); the most bytes in flight.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/perf.h"
 #include "core/base/util.h"
 #include "host/hostdev.h"
 #include "net/lwip/nbd_lwip.h"
@@ -70,6 +77,7 @@ static struct {
 	uint64_t recved;     /* bytes tcp_recved() reopened */
 	long pbufs_live;     /* pbufs delivered and not yet freed */
 	unsigned pbuf_frees; /* pbuf_free() calls that freed one */
+	err_t output_rc;     /* what tcp_output() returns */
 } fk;
 
 uint64_t net_tx_epoch(void)
@@ -86,8 +94,11 @@ struct tcp_pcb *tcp_new(void)
 {
 	struct tcp_pcb *pcb = calloc(1, sizeof(*pcb));
 
-	if (pcb)
+	if (pcb) {
 		pcb->snd_buf = SNDBUF;
+		pcb->snd_wnd = pcb->cwnd = 4 * SNDBUF;
+		pcb->mss = 1460;
+	}
 	return pcb;
 }
 
@@ -153,12 +164,13 @@ err_t tcp_write(struct tcp_pcb *pcb, const void *dataptr, u16_t len, u8_t apifla
 	w->copy = malloc(len);
 	memcpy(w->copy, dataptr, len);
 	pcb->snd_buf -= len;
+	pcb->snd_nxt += len; /* sent at once, unless a test says lwIP kept it (pcb->unsent) */
 	return ERR_OK;
 }
 
 err_t tcp_output(struct tcp_pcb *pcb)
 {
-	return ERR_OK;
+	return fk.output_rc;
 }
 
 /* Real lwIP reports the abort through the err callback, then frees the pcb. */
@@ -253,6 +265,7 @@ static void ack_all(struct t *t)
 		w->copy = NULL;
 	}
 	t->pcb->snd_buf = SNDBUF;
+	t->pcb->lastack = t->pcb->snd_nxt;
 	while (n) {
 		u16_t k = (u16_t)MIN(n, (size_t)0xffff);
 
@@ -727,4 +740,111 @@ TEST(write_payload_borrowed_until_completion_window_reopened_at_once)
 	free(t->pcb);
 	free(t);
 	free(back);
+}
+
+/* One READ of 64 KiB at 0 (cookie @cookie), two main-loop passes. */
+static void read_64k(struct t *t, uint64_t cookie)
+{
+	size_t n = nbdc_put_req(req, NBD_CMD_READ, 0, cookie, 0, 65536);
+
+	deliver(t->pcb, req, n);
+	nbd_lwip_poll(t->nl);
+	nbd_lwip_poll(t->nl);
+}
+
+TEST(output_stops_counted_by_reason)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	/* lwIP's struct tcp_seg is private (tcp_priv.h): the glue only tests unsent for NULL. */
+	static uint64_t queued[8];
+	struct perf_tcp z = { 0 };
+	size_t n;
+
+	setup(t);
+	connect_client(t);
+
+	/* The window wide open, the buffer too: the reply goes whole, nothing else is asked. */
+	perf_reset();
+	read_64k(t, 1);
+	ok_eq(perf_tcp.batches, 1);
+	ok_eq(perf_tcp.drained, 1);
+	ok_eq(perf_tcp.max_flight, 65536 + 16);
+	ok_eq(perf_tcp.max_peer_wnd, 4 * SNDBUF);
+	ack_all(t);
+	ok_eq(perf_tcp.dry, 0);
+
+	/* Our send buffer full (16 KiB left), the window open: the appliance's own limit. */
+	perf_reset();
+	t->pcb->snd_buf = 16384;
+	read_64k(t, 2);
+	ok_eq(perf_tcp.batches, 1);
+	ok_eq(perf_tcp.stop_sndbuf, 1);
+	ok_eq(perf_tcp.max_flight, 16384);
+	/* All of it acknowledged with the reply's rest still queued here: the wire ran dry. */
+	ack_all(t);
+	ok_eq(perf_tcp.dry, 1);
+	nbd_lwip_poll(t->nl); /* the rest, in the next pass's batch, answered whole */
+	ok_eq(perf_tcp.batches, 2);
+	ok_eq(perf_tcp.drained, 1);
+	ack_all(t);
+	ok_eq(perf_tcp.dry, 1);
+
+	/* The same buffer, but the peer's window (8 KiB) is smaller than what went out: the
+	 * network's limit, not ours; then the congestion window, with segments left unsent. */
+	perf_reset();
+	t->pcb->snd_buf = 16384;
+	t->pcb->snd_wnd = 8192;
+	read_64k(t, 3);
+	ok_eq(perf_tcp.stop_peer_wnd, 1);
+	ok_eq(perf_tcp.stop_sndbuf, 0);
+	ack_all(t);
+	nbd_lwip_poll(t->nl);
+	ack_all(t);
+	perf_reset();
+	t->pcb->snd_wnd = 4 * SNDBUF;
+	t->pcb->cwnd = 8192;
+	t->pcb->unsent = (struct tcp_seg *)queued;
+	read_64k(t, 4);
+	ok_eq(perf_tcp.batches, 1);
+	ok_eq(perf_tcp.stop_cwnd, 1);
+	t->pcb->unsent = NULL;
+	t->pcb->cwnd = 4 * SNDBUF;
+	ack_all(t);
+
+	/* tcp_output() failing (the NIC refused a frame). */
+	perf_reset();
+	fk.output_rc = ERR_MEM;
+	read_64k(t, 5);
+	ok_eq(perf_tcp.batches, 1);
+	ok_eq(perf_tcp.stop_netif, 1);
+	fk.output_rc = ERR_OK;
+	ack_all(t);
+
+	/* A READ answered while a WRITE still waits for its payload: nothing more to send with a
+	 * request unanswered; its acknowledgement leaves the wire idle (ran dry). */
+	perf_reset();
+	n = nbdc_put_req(req, NBD_CMD_READ, 0, 6, 0, 65536);
+	n += nbdc_put_req(req + n, NBD_CMD_WRITE, 0, 7, 0, 65536);
+	memset(req + n, 0x5a, 1000);
+	deliver(t->pcb, req, n + 1000);
+	nbd_lwip_poll(t->nl);
+	ok_eq(perf_tcp.batches, 1);
+	ok_eq(perf_tcp.stop_starved, 1);
+	ok_eq(perf_tcp.dry, 0);
+	ack_all(t);
+	ok_eq(perf_tcp.dry, 1);
+	/* The payload's rest: the WRITE answered, nothing unanswered any more. */
+	memset(req, 0x5a, 65536 - 1000);
+	deliver(t->pcb, req, 65536 - 1000);
+	nbd_lwip_poll(t->nl);
+	nbd_lwip_poll(t->nl);
+	ok_eq(perf_tcp.drained, 1);
+	ack_all(t);
+	ok_eq(perf_tcp.dry, 1);
+
+	perf_reset();
+	ok(memcmp(&perf_tcp, &z, sizeof(z)) == 0);
+	teardown(t);
+	free(t->pcb);
+	free(t);
 }
