@@ -44,6 +44,16 @@
 /* tcp_write() takes a u16 length: a larger piece goes in pieces of this size (not 0xffff, so
  * a 64 KiB READ does not leave a 1-byte tail, which would be copied). */
 #define WRITE_MAX 0xf000u
+/*
+ * How far lwIP's send queue may run ahead of the wire: up to the peer's largest window plus
+ * SEND_AHEAD, refilled once it is below the window plus half that. lwIP's tcp_write() walks
+ * the whole unsent list to find its tail, once per call, so a queue as long as TCP_SND_BUF
+ * allows (8 MiB, for the windows of a tap) behind a 64 KiB window (user networking's) made
+ * every acknowledgement's refill walk a thousand segments. A window's worth plus 128 KiB
+ * keeps segments ready for tcp_input()'s own tcp_output() when an ACK opens the window,
+ * and the half-way refill hands them over in batches of 64 KiB or more, not a piece per ACK.
+ */
+#define SEND_AHEAD (128 * 1024u)
 /* tcp_poll interval in TCP coarse-timer ticks (500 ms): write retries after ERR_MEM. */
 #define POLL_TICKS 2
 /* A vanished client that never sends a RST: keepalive finds it within ~2 minutes. Live but
@@ -282,16 +292,26 @@ static void pipe_note(const struct lconn *lc, err_t rc)
 		perf_tcp.drained++;
 }
 
-/* Hand queued output to lwIP until its send buffer or queue is full. */
+/* The most output lwIP may hold for @lc (SEND_AHEAD). */
+static size_t send_mark(const struct lconn *lc)
+{
+	return (size_t)lc->pcb->snd_wnd_max + SEND_AHEAD;
+}
+
+/* Hand queued output to lwIP until its send buffer, its queue or send_mark() is full. */
 static void lconn_write(struct lconn *lc)
 {
 	struct nbd_iov iov[MAX_IOV];
 	bool wrote = false;
+	size_t mark;
 
 	if (!lc->pcb || lc->close_deadline)
 		return;
 	if (nbd_conn_output_pending(lc->c) <= lc->inflight)
 		return;
+	mark = send_mark(lc);
+	if (lc->inflight + SEND_AHEAD / 2 > mark)
+		return; /* enough queued: refill in one batch later */
 	perf_begin();
 	while (nbd_conn_output_pending(lc->c) > lc->inflight) {
 		unsigned n = 0;
@@ -304,7 +324,8 @@ static void lconn_write(struct lconn *lc)
 			/* A piece larger than one tcp_write() goes on in the same pass while lwIP
 			 * has room (it used to end the pass after 64 KiB of a 256 KiB READ). */
 			for (size_t off = 0; off < iov[i].len;) {
-				size_t room = MIN(tcp_sndbuf(lc->pcb), WRITE_MAX); /* u16 */
+				size_t room = MIN(MIN(tcp_sndbuf(lc->pcb), WRITE_MAX), /* u16 */
+						  mark - lc->inflight);
 				size_t len = MIN(iov[i].len - off, room);
 				u8_t flags = TCP_WRITE_FLAG_MORE;
 

@@ -27,7 +27,9 @@
  *    peer's window or the congestion window (segments left unsent, or no room for one more);
  *    tcp_output() failing; nothing to send while a request is unanswered; the
  *    acknowledgements that empty the wire while the client waits for replies (ran dry: a
- *    request unanswered, or a reply's rest still queued); the most bytes in flight.
+ *    request unanswered, or a reply's rest still queued); the most bytes in flight;
+ *  - lwIP is handed at most the peer's largest window plus 128 KiB of output, refilled once
+ *    below the window plus 64 KiB (send_mark()).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -96,7 +98,7 @@ struct tcp_pcb *tcp_new(void)
 
 	if (pcb) {
 		pcb->snd_buf = SNDBUF;
-		pcb->snd_wnd = pcb->cwnd = 4 * SNDBUF;
+		pcb->snd_wnd = pcb->snd_wnd_max = pcb->cwnd = 4 * SNDBUF;
 		pcb->mss = 1460;
 	}
 	return pcb;
@@ -244,13 +246,16 @@ static void deliver(struct tcp_pcb *pcb, const void *data, size_t len)
 	}
 }
 
-/* Acknowledge this pcb's written bytes in order: everything, checking that every byte handed
- * over by reference is still what it was, and collect them as the client's received stream. */
-static void ack_all(struct t *t)
+/*
+ * Acknowledge this pcb's written bytes in order, whole writes, the oldest first, until at
+ * least @want bytes (SIZE_MAX: everything); check that every byte handed over by reference is
+ * still what it was, and collect them as the client's received stream. Returns the bytes.
+ */
+static size_t ack_some(struct t *t, size_t want)
 {
 	size_t n = 0;
 
-	for (unsigned i = 0; i < fk.nw; i++) {
+	for (unsigned i = 0; i < fk.nw && n < want; i++) {
 		struct wrec *w = &fk.w[i];
 
 		if (w->pcb != t->pcb || !w->copy)
@@ -264,14 +269,20 @@ static void ack_all(struct t *t)
 		free(w->copy);
 		w->copy = NULL;
 	}
-	t->pcb->snd_buf = SNDBUF;
-	t->pcb->lastack = t->pcb->snd_nxt;
-	while (n) {
-		u16_t k = (u16_t)MIN(n, (size_t)0xffff);
+	t->pcb->lastack += n;
+	t->pcb->snd_buf = SNDBUF - (t->pcb->snd_nxt - t->pcb->lastack);
+	for (size_t left = n; left;) {
+		u16_t k = (u16_t)MIN(left, (size_t)0xffff);
 
 		t->pcb->sent(t->pcb->callback_arg, t->pcb, k);
-		n -= k;
+		left -= k;
 	}
+	return n;
+}
+
+static void ack_all(struct t *t)
+{
+	ack_some(t, SIZE_MAX);
 }
 
 /* A client connects and opens "disk" (simple replies); its option replies acknowledged. */
@@ -844,6 +855,70 @@ TEST(output_stops_counted_by_reason)
 
 	perf_reset();
 	ok(memcmp(&perf_tcp, &z, sizeof(z)) == 0);
+	teardown(t);
+	free(t->pcb);
+	free(t);
+}
+
+/*
+ * lwIP holds at most the peer's largest window plus SEND_AHEAD (128 KiB) of our output, and
+ * gets more only once that fell below the window plus 64 KiB (nbd_lwip.c send_mark()): a
+ * window of 64 KiB (user networking's) and six 64 KiB READs answered in one pass.
+ */
+TEST(send_queue_bounded_by_window_marks)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	const size_t mark = 65535 + 128 * 1024, reply = 16 + 65536;
+	size_t n = 0, handed;
+	uint8_t fill[6 * 512];
+
+	setup(t);
+	connect_client(t);
+	t->pcb->snd_wnd = t->pcb->snd_wnd_max = 65535;
+	for (unsigned i = 0; i < 6; i++) {
+		memset(fill + i * 512, 'a' + i, 512);
+		n += nbdc_put_req(req + n, NBD_CMD_WRITE, 0, 10 + i, i * 65536ull, 512);
+		memcpy(req + n, fill + i * 512, 512);
+		n += 512;
+	}
+	deliver(t->pcb, req, n);
+	nbd_lwip_poll(t->nl);
+	nbd_lwip_poll(t->nl);
+	ack_all(t);
+	t->out_len = 0;
+
+	n = 0;
+	for (unsigned i = 0; i < 6; i++)
+		n += nbdc_put_req(req + n, NBD_CMD_READ, 0, 20 + i, i * 65536ull, 65536);
+	deliver(t->pcb, req, n);
+	nbd_lwip_poll(t->nl);
+	nbd_lwip_poll(t->nl);
+	/* Up to the mark exactly, no further. */
+	ok_eq(t->pcb->snd_nxt - t->pcb->lastack, mark);
+	/* Acknowledged down to above window + 64 KiB: nothing handed over yet. */
+	handed = t->pcb->snd_nxt;
+	ok(ack_some(t, 48 * 1024) < mark - (65535 + 64 * 1024));
+	nbd_lwip_poll(t->nl);
+	ok_eq(t->pcb->snd_nxt, handed);
+	/* Below it: refilled to the mark in that pass. */
+	ack_some(t, 32 * 1024);
+	ok(t->pcb->snd_nxt - t->pcb->lastack < 65535 + 64 * 1024);
+	nbd_lwip_poll(t->nl);
+	ok_eq(t->pcb->snd_nxt - t->pcb->lastack, mark);
+	/* The rest follows as acknowledgements come; the stream is the six replies, whole. */
+	for (unsigned i = 0; i < 8 && t->out_len < 6 * reply; i++) {
+		ack_all(t);
+		nbd_lwip_poll(t->nl);
+	}
+	ack_all(t);
+	if (ok_eq(t->out_len, 6 * reply)) {
+		for (unsigned i = 0; i < 6; i++) {
+			const uint8_t *r = t->out + i * reply;
+
+			ok_eq(nbd_get_be64(r + 8), 20 + i);
+			ok(!memcmp(r + 16, fill + i * 512, 512));
+		}
+	}
 	teardown(t);
 	free(t->pcb);
 	free(t);
