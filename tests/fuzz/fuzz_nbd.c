@@ -4,12 +4,14 @@
  * handshake and transmission phases (nbdkit fuzzes its -s stdin mode the same way).
  *
  * Input layout: byte 0 picks the variant (bit 0: a queued device that completes out of
- * order instead of the synchronous memory disk; bit 1: remove the export halfway; bits 2-7:
+ * order instead of the synchronous memory disk: tests/support/queued_dev.h, 8 requests deep,
+ * newest first, payloads read at completion; bit 1: remove the export halfway; bits 2-7:
  * seed for the chunk sizes the rest is cut into; bit 2 also gives the export an allocation
- * map and two dirty bitmaps, one of them gone; bit 6: the queued device takes payloads held
- * by the transport, handed over as host/nbd_sock.c does, see feed_held()). Everything after byte 0 is what the client
- * sends. Output is drained and dropped; the sanitizers are the oracle, plus the invariant
- * that feeding always terminates and a finished connection stays finished.
+ * map and two dirty bitmaps, one of them gone; bit 4: input fed as borrowed pieces; bit 5:
+ * the queued device takes segment lists; bit 6: it takes payloads held by the transport,
+ * handed over as host/nbd_sock.c does, see hold_take()). Everything after byte 0 is what the
+ * client sends. Output is drained and dropped; the sanitizers are the oracle, plus the
+ * invariant that feeding always terminates and a finished connection stays finished.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -20,40 +22,9 @@
 #include "core/base/util.h"
 #include "host/hostdev.h"
 #include "net/nbd/nbd_server.h"
+#include "tests/support/queued_dev.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct qdev {
-	struct blkdev dev;
-	struct blkdev *lower;
-	struct blkdev_req *q[8];
-	unsigned n;
-};
-
-static int q_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
-{
-	return blkdev_read(container_of(d, struct qdev, dev)->lower, b, c, buf);
-}
-
-static int q_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
-{
-	return blkdev_write(container_of(d, struct qdev, dev)->lower, b, c, buf);
-}
-
-static int q_flush(struct blkdev *d)
-{
-	return 0;
-}
-
-static int q_submit(struct blkdev *d, struct blkdev_req *r)
-{
-	struct qdev *q = container_of(d, struct qdev, dev);
-
-	if (q->n == ARRAY_SIZE(q->q))
-		return -EAGAIN;
-	q->q[q->n++] = r;
-	return 0;
-}
 
 /*
  * Payloads held by the transport (core/blkdev.h handle_writes): the bytes in an object of ours
@@ -80,12 +51,14 @@ static void hold_release(void *ctx, int h)
 
 static const struct nbd_handle_ops hold_ops = { .release = hold_release };
 
-static int hold_write(struct blkdev *lower, const struct blkdev_req *r)
+/* The queued device's payload hook: an in_handle WRITE's bytes, at its completion. */
+static const void *hold_payload(struct queued_dev *qd, const struct blkdev_req *r)
 {
+	(void)qd;
 	if (r->handle < 0 || r->handle >= (int)ARRAY_SIZE(holds) || !holds[r->handle].data ||
 	    holds[r->handle].len != (size_t)r->count * 512 || !r->buf)
 		abort(); /* released before the device is done, or not the whole payload */
-	return blkdev_write(lower, r->block, r->count, holds[r->handle].data);
+	return holds[r->handle].data;
 }
 
 /*
@@ -118,45 +91,6 @@ static void hold_hand_over(struct nbd_conn *c, int h)
 	else
 		hold_release(NULL, h); /* the request is gone: the transport drops its object */
 }
-
-static int q_poll(struct blkdev *d)
-{
-	struct qdev *q = container_of(d, struct qdev, dev);
-	int n = 0;
-
-	while (q->n) {
-		struct blkdev_req *r = q->q[--q->n];
-		int rc = 0;
-
-		if (r->op == BLKDEV_READ)
-			rc = blkdev_read(q->lower, r->block, r->count, r->buf);
-		else if (r->op == BLKDEV_WRITE && r->segs) {
-			/* The pieces are read at completion: they must still be held. */
-			uint8_t *b = malloc((size_t)r->count * 512);
-
-			blkdev_segs_gather(b, r->segs, r->nr_segs, r->seg_off,
-					   (size_t)r->count * 512);
-			rc = blkdev_write(q->lower, r->block, r->count, b);
-			free(b);
-		} else if (r->op == BLKDEV_WRITE && r->in_handle) {
-			rc = hold_write(q->lower, r);
-		} else if (r->op == BLKDEV_WRITE)
-			rc = blkdev_write(q->lower, r->block, r->count, r->buf);
-		else if (r->op == BLKDEV_WRITE_ZEROES || r->op == BLKDEV_DISCARD)
-			rc = blkdev_write_zeroes(q->lower, r->block, r->count);
-		r->done(r, rc);
-		n++;
-	}
-	return n;
-}
-
-static const struct blkdev_ops q_ops = {
-	.read = q_read,
-	.write = q_write,
-	.flush = q_flush,
-	.submit = q_submit,
-	.poll = q_poll,
-};
 
 static int fake_extents(void *ctx, uint64_t off, uint64_t len, struct nbd_extent *ext, unsigned max)
 {
@@ -281,7 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct nbd_server *srv;
 	struct nbd_conn *c;
 	struct blkdev *mem;
-	struct qdev q;
+	struct queued_dev q;
 	uint32_t seed;
 	size_t pos = 1, stalls = 0;
 	bool removed = false;
@@ -292,11 +226,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	seed = data[0] >> 2 | 1;
 	if (memdisk_create(256, 512, &mem)) /* 128 KiB */
 		return 0;
-	memset(&q, 0, sizeof(q));
-	q.dev.ops = &q_ops;
-	q.dev.block_size = 512;
-	q.dev.nr_blocks = 256;
-	q.lower = mem;
+	qd_init(&q, mem);
+	q.depth = 8;
+	q.payload = hold_payload;
 	q.dev.seg_writes = (data[0] & 0x20) != 0;    /* takes borrowed payloads as lists */
 	q.dev.handle_writes = (data[0] & 0x40) != 0; /* payloads held by the transport */
 	cfg.dev = (data[0] & 1) ? &q.dev : mem;

@@ -46,6 +46,7 @@
 #include "tests/support/alloc_count.h"
 #include "tests/support/harness.h"
 #include "tests/support/nbd_client.h"
+#include "tests/support/queued_dev.h"
 
 #include "lwip/pbuf.h"
 #include "lwip/tcp.h"
@@ -615,87 +616,24 @@ TEST(graceful_close_does_not_wait_for_the_nic)
 
 /* ---- Borrowed WRITE payloads ---- */
 
-/* A memory disk behind a queue that completes only when released; it takes lists. */
-struct hdev {
-	struct blkdev dev;
-	struct blkdev *mem;
-	struct blkdev_req *q[16];
-	unsigned n;
-	bool hold;
-	struct blkdev_req seen;
-	bool seen_in_pbufs; /* every piece of the last list lay in a delivered pbuf's payload */
-};
+/* Every piece but the first of the last WRITE's list lay in a delivered pbuf's payload. */
+static bool seen_in_pbufs;
 
-static int hd_read(struct blkdev *d, uint64_t b, uint32_t c, void *buf)
+/* The device's on_submit hook: where the pieces of a WRITE's list lie. */
+static void check_pbufs(struct queued_dev *qd, const struct blkdev_req *r)
 {
-	return blkdev_read(container_of(d, struct hdev, dev)->mem, b, c, buf);
-}
+	(void)qd;
+	seen_in_pbufs = r->segs != NULL;
+	/* deliver() puts each payload right after its struct pbuf. */
+	for (uint32_t i = 0; r->segs && i < r->nr_segs; i++) {
+		const struct pbuf *p = (const struct pbuf *)r->segs[i].base - 1;
+		const uint8_t *b = r->segs[i].base;
 
-static int hd_write(struct blkdev *d, uint64_t b, uint32_t c, const void *buf)
-{
-	return blkdev_write(container_of(d, struct hdev, dev)->mem, b, c, buf);
-}
-
-static int hd_flush(struct blkdev *d)
-{
-	return 0;
-}
-
-static int hd_submit(struct blkdev *d, struct blkdev_req *r)
-{
-	struct hdev *h = container_of(d, struct hdev, dev);
-
-	if (h->n == 16)
-		return -EAGAIN;
-	if (r->op == BLKDEV_WRITE) {
-		h->seen = *r;
-		h->seen_in_pbufs = r->segs != NULL;
-		/* deliver() puts each payload right after its struct pbuf. */
-		for (uint32_t i = 0; r->segs && i < r->nr_segs; i++) {
-			const struct pbuf *p = (const struct pbuf *)r->segs[i].base - 1;
-			const uint8_t *b = r->segs[i].base;
-
-			if (i == 0) /* the first piece starts after the request header */
-				continue;
-			h->seen_in_pbufs &= p->payload == b && p->len == r->segs[i].len;
-		}
+		if (i == 0) /* the first piece starts after the request header */
+			continue;
+		seen_in_pbufs &= p->payload == b && p->len == r->segs[i].len;
 	}
-	h->q[h->n++] = r;
-	return 0;
 }
-
-static int hd_poll(struct blkdev *d)
-{
-	struct hdev *h = container_of(d, struct hdev, dev);
-	int n = 0;
-
-	while (!h->hold && h->n) {
-		struct blkdev_req *r = h->q[--h->n];
-		int rc = 0;
-
-		if (r->op == BLKDEV_READ) {
-			rc = blkdev_read(h->mem, r->block, r->count, r->buf);
-		} else if (r->op == BLKDEV_WRITE) {
-			size_t len = (size_t)r->count * 512;
-			uint8_t *b = malloc(len);
-
-			blkdev_segs_gather(b, r->segs, r->nr_segs, r->seg_off, len);
-			rc = blkdev_write(h->mem, r->block, r->count, b);
-			free(b);
-		}
-		r->done(r, rc);
-		n++;
-	}
-	return n;
-}
-
-static const struct blkdev_ops hd_ops = {
-	.read = hd_read,
-	.write = hd_write,
-	.flush = hd_flush,
-	.submit = hd_submit,
-	.poll = hd_poll,
-};
 
 TEST(write_payload_borrowed_until_completion_window_reopened_at_once)
 {
@@ -703,19 +641,18 @@ TEST(write_payload_borrowed_until_completion_window_reopened_at_once)
 	struct nbd_export_config cfg = { .name = "disk" };
 	static uint8_t wreq[28 + 262144];
 	uint8_t *back = malloc(262144);
-	struct hdev h;
+	struct queued_dev h;
 	size_t n;
 
 	memset(&fk, 0, sizeof(fk));
 	fk.nic_oldest = UINT64_MAX;
-	memset(&h, 0, sizeof(h));
-	h.dev = (struct blkdev){ .ops = &hd_ops,
-				 .name = "hdev",
-				 .nr_blocks = 2048,
-				 .block_size = 512,
-				 .seg_writes = true };
-	ok_eq(memdisk_create(2048, 512, &h.mem), 0);
-	t->mem = h.mem;
+	ok_eq(memdisk_create(2048, 512, &t->mem), 0);
+	/* A memory disk behind a queue of 16 that completes only when released; it takes lists. */
+	qd_init(&h, t->mem);
+	h.dev.seg_writes = true;
+	h.depth = 16;
+	h.on_submit = check_pbufs;
+	seen_in_pbufs = false;
 	ok_eq(nbd_server_create(NULL, &t->srv), 0);
 	cfg.dev = &h.dev;
 	ok_eq(nbd_server_add_export(t->srv, &cfg), 0);
@@ -736,7 +673,7 @@ TEST(write_payload_borrowed_until_completion_window_reopened_at_once)
 	ok_eq(h.seen.op, BLKDEV_WRITE);
 	ok(h.seen.segs != NULL);
 	ok_eq(h.seen.nr_segs, (sizeof(wreq) + 1459) / 1460);
-	ok(h.seen_in_pbufs);
+	ok(seen_in_pbufs);
 	ok_eq(fk.pbufs_live, (long)((sizeof(wreq) + 1459) / 1460));
 	/* Completed: answered, and every pbuf freed (each exactly once: the fake checks refs). */
 	h.hold = false;
@@ -745,7 +682,7 @@ TEST(write_payload_borrowed_until_completion_window_reopened_at_once)
 	ack_all(t);
 	ok_eq(t->out_len, 16);
 	ok_eq(nbd_get_be32(t->out + 4), 0);
-	ok_eq(blkdev_read(h.mem, 128, 512, back), 0);
+	ok_eq(blkdev_read(t->mem, 128, 512, back), 0);
 	ok(memcmp(back, wreq + 28, 262144) == 0);
 	teardown(t);
 	free(t->pcb);
