@@ -143,6 +143,7 @@ $(HOSTDIR)/tests/net/test_nbd_lwip: $(HOSTDIR)/obj/net/lwip/nbd_lwip.o \
 	$(HOSTDIR)/obj/net/lwip/lwip_err.o
 $(HOSTDIR)/tests/net/test_lwip_alloc: $(HOSTDIR)/obj/net/lwip/lwip_alloc.o
 $(HOSTDIR)/tests/net/test_inet_sum: $(HOSTDIR)/obj/net/lwip/inet_sum.o
+$(HOSTDIR)/tests/net/test_ack_merge: $(HOSTDIR)/obj/net/lwip/ack_merge.o
 
 $(HOSTDIR)/tests/%: $(HOSTDIR)/obj/tests/unit/%.o $(HOSTDIR)/libtestsupport.a $(HOSTDIR)/libthinbox.a
 	@mkdir -p $(@D)

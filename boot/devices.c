@@ -57,6 +57,7 @@ static struct vrng *rng;
 static int rng_rc = -ENODEV;
 
 static vnet_rx_fn rx_handler;
+static void (*rx_batch_end)(void *ctx);
 static void *rx_ctx;
 static uint64_t rx_dropped_no_handler;
 
@@ -280,9 +281,11 @@ const char *devices_rng_addr(void)
 	return rng_vp ? rng_vp->vdev.name : NULL;
 }
 
-void devices_set_rx_handler(bool (*fn)(void *ctx, const struct vnet_rx_frame *f), void *ctx)
+void devices_set_rx_handler(bool (*fn)(void *ctx, const struct vnet_rx_frame *f),
+			    void (*batch_end)(void *ctx), void *ctx)
 {
 	rx_handler = fn;
+	rx_batch_end = batch_end;
 	rx_ctx = ctx;
 }
 
@@ -306,6 +309,8 @@ int devices_poll(void)
 	if (nic && !nic->dead) {
 		vnet_poll(nic);
 		n = vnet_rx_poll(nic, rx_handler ? rx_handler : drop_frame, rx_ctx, 32);
+		if (rx_handler && rx_batch_end)
+			rx_batch_end(rx_ctx);
 		if (n > 0)
 			events += n;
 	}
@@ -455,16 +460,17 @@ static int cmd_net(struct shell *sh, int argc, char **argv)
 	    "address %s/%u  netmask %s  gateway %s\n"
 	    "dhcp %s  link %s  mtu %u  mac %02x:%02x:%02x:%02x:%02x:%02x\n"
 	    "rx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 " (no pbuf %" PRIu64
-	    ", refused %" PRIu64 ", malformed %" PRIu64 "), copied %" PRIu64 "\n"
+	    ", refused %" PRIu64 ", malformed %" PRIu64 "), copied %" PRIu64
+	    ", acks merged %" PRIu64 "\n"
 	    "tx %" PRIu64 " packets %" PRIu64 " bytes, dropped %" PRIu64 ", ring full %" PRIu64 "\n"
 	    "tcp %u connections, %u in time-wait, %u listening; tcp checksums by %s\n",
 	    ns.addr, ns.prefix_len, ns.netmask, ns.gateway, ns.dhcp_state,
 	    ns.link_up ? "up" : "down", ns.mtu, ns.mac[0], ns.mac[1], ns.mac[2], ns.mac[3],
 	    ns.mac[4], ns.mac[5], vs->rx_packets, vs->rx_bytes,
 	    ns.stats.rx_nomem + ns.stats.rx_rejected + vs->rx_dropped, ns.stats.rx_nomem,
-	    ns.stats.rx_rejected, vs->rx_dropped, ns.stats.rx_copied, vs->tx_packets, vs->tx_bytes,
-	    ns.stats.tx_dropped, ns.stats.tx_retries, ns.tcp_active, ns.tcp_time_wait,
-	    ns.tcp_listening, ns.tcp_csum_by);
+	    ns.stats.rx_rejected, vs->rx_dropped, ns.stats.rx_copied, ns.stats.rx_acks_merged,
+	    vs->tx_packets, vs->tx_bytes, ns.stats.tx_dropped, ns.stats.tx_retries, ns.tcp_active,
+	    ns.tcp_time_wait, ns.tcp_listening, ns.tcp_csum_by);
 	tls_fw_net_line(sh);
 	return 0;
 }

@@ -62,8 +62,11 @@ const char *devices_rng_addr(void);
 /*
  * Who receives frames: the lwIP netif glue sets this. Without a handler, devices_poll()
  * drops received frames so the receive ring keeps moving (counted in the NIC's stats).
+ * @batch_end (may be NULL) runs after each receive poll, frames or not: a handler that held a
+ * frame back to look at the next one hands it on there.
  */
-void devices_set_rx_handler(bool (*fn)(void *ctx, const struct vnet_rx_frame *f), void *ctx);
+void devices_set_rx_handler(bool (*fn)(void *ctx, const struct vnet_rx_frame *f),
+			    void (*batch_end)(void *ctx), void *ctx);
 
 /* ---- For the test-only commands (boot/virtio_selftest.c) ---------------------------------- */
 

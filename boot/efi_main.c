@@ -635,7 +635,7 @@ static void net_setup(struct shell *sh)
 			appliance_setup(sh);
 		return;
 	}
-	devices_set_rx_handler(net_rx_frame, NULL);
+	devices_set_rx_handler(net_rx_frame, net_rx_batch_end, NULL);
 	rc = nbd_server_create(&lim, &nbd_srv);
 	if (rc)
 		plat_panic("NBD server (%d)", rc);

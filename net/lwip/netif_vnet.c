@@ -35,6 +35,7 @@
 #include "core/base/plat.h"
 #include "core/base/util.h"
 #include "drivers/virtio-net/vnet.h"
+#include "net/lwip/ack_merge.h"
 #include "net/lwip/lwip_err.h"
 
 #include "lwip/dhcp.h"
@@ -82,6 +83,12 @@ static struct {
 	char hostname[64];
 	ip4_addr_t last_ip; /* announced on the console */
 	struct net_stats stats;
+	/* A pure ACK held back within a receive batch (net_rx_frame, net_rx_batch_end). */
+	struct {
+		struct pbuf *p; /* NULL: none */
+		struct pure_ack a;
+		bool trusted; /* the device checked its sums */
+	} held;
 } net;
 
 /* The checksums lwIP generates: all but TCP's when the device finishes those. */
@@ -137,10 +144,37 @@ static struct pbuf *rx_copy(const struct vnet_rx_frame *f)
 	return p;
 }
 
-bool net_rx_frame(void *ctx, const struct vnet_rx_frame *f)
+/*
+ * One frame into lwIP. lwIP's checksum checks are per netif, not per packet; but with NO_SYS
+ * the whole input path runs inside netif->input, so setting the flags around the call makes
+ * them per frame: a frame the device validated (@trusted) skips the TCP/UDP sum.
+ */
+static void rx_input(struct pbuf *p, bool trusted)
 {
 	struct netif *nif = &net.netif;
-	bool keep;
+
+	NETIF_SET_CHECKSUM_CTRL(nif, csum_gen() | (trusted ? CSUM_CHECK_TRUSTED : CSUM_CHECK_ALL));
+	if (nif->input(p, nif) != ERR_OK) {
+		net.stats.rx_rejected++;
+		pbuf_free(p); /* gives kept buffers back through rx_pbuf_free */
+	}
+}
+
+/* The held ACK, if any, into lwIP now. */
+static void rx_release_held(void)
+{
+	struct pbuf *p = net.held.p;
+
+	if (p) {
+		net.held.p = NULL;
+		rx_input(p, net.held.trusted);
+	}
+}
+
+bool net_rx_frame(void *ctx, const struct vnet_rx_frame *f)
+{
+	struct pure_ack a;
+	bool keep, trusted = f->flags & VNET_RX_CSUM_OK;
 	struct pbuf *p;
 
 	(void)ctx;
@@ -160,18 +194,36 @@ bool net_rx_frame(void *ctx, const struct vnet_rx_frame *f)
 		return false;
 	}
 	/*
-	 * lwIP's checksum checks are per netif, not per packet; but with NO_SYS the whole input
-	 * path runs inside netif->input, so setting the flags around the call makes them per
-	 * frame: a frame the device validated skips the TCP/UDP sum.
+	 * A pure ACK waits for the next frame: if that is a later ACK of the same connection,
+	 * this one is redundant and goes back unread (ack_merge.h). Anything else goes in after
+	 * it, in order. The batch's end (net_rx_batch_end) hands in the last one.
 	 */
-	NETIF_SET_CHECKSUM_CTRL(
-	    nif, csum_gen() | ((f->flags & VNET_RX_CSUM_OK) ? CSUM_CHECK_TRUSTED : CSUM_CHECK_ALL));
-	if (nif->input(p, nif) != ERR_OK) {
-		net.stats.rx_rejected++;
-		pbuf_free(p); /* gives kept buffers back through rx_pbuf_free */
+	if (f->nseg == 1 && pure_ack_parse(f->seg[0].data, f->seg[0].len, &a)) {
+		if (net.held.p && pure_ack_supersedes(&a, &net.held.a)) {
+			pbuf_free(net.held.p);
+			net.held.p = NULL;
+			net.stats.rx_acks_merged++;
+		}
+		rx_release_held();
+		net.held.p = p;
+		net.held.a = a;
+		net.held.trusted = trusted;
+	} else {
+		rx_release_held();
+		rx_input(p, trusted);
 	}
 	perf_end(PERF_NET_RX, f->len);
 	return keep;
+}
+
+void net_rx_batch_end(void *ctx)
+{
+	(void)ctx;
+	if (!net.held.p)
+		return;
+	perf_begin();
+	rx_release_held();
+	perf_end(PERF_NET_RX, 0);
 }
 
 /* ---- Transmit ----------------------------------------------------------------------------- */

@@ -5,7 +5,7 @@
  *
  *   net_start(vn, cfg)   lwip_init(), the netif over @vn, DHCP or the static address;
  *                        received frames reach lwIP from then on (devices_set_rx_handler
- *                        is the caller's job: pass it net_rx_frame);
+ *                        is the caller's job: pass it net_rx_frame and net_rx_batch_end);
  *   net_poll()           every main-loop pass: link changes, lwIP's timers;
  *   net_get_status(&st)  a snapshot of address, DHCP, link and counters, in plain C types,
  *                        for the `net` shell command (boot/devices.c): the shell is the
@@ -42,6 +42,12 @@ int net_start(struct vnet *vn, const struct net_config *cfg);
  * vnet_rx_release() when lwIP frees them), false when the frame was copied or dropped.
  */
 bool net_rx_frame(void *ctx, const struct vnet_rx_frame *f);
+/*
+ * After each receive poll (the batch of frames one vnet_rx_poll() handed to net_rx_frame):
+ * a pure ACK net_rx_frame held back, waiting to see whether the next frame supersedes it
+ * (ack_merge.h), goes into lwIP now. Nothing is held between batches.
+ */
+void net_rx_batch_end(void *ctx);
 /* Link status, lwIP's timers. Call every main-loop pass; never blocks. */
 void net_poll(void);
 /*
@@ -65,11 +71,12 @@ bool net_tx_returned(uint64_t epoch);
 
 /* The netif's own counters (the driver's are in struct vnet_stats). */
 struct net_stats {
-	uint64_t rx_nomem;    /* frames dropped: no pbuf */
-	uint64_t rx_copied;   /* frames copied into pool pbufs (too few spare receive buffers) */
-	uint64_t rx_rejected; /* netif->input refused the frame */
-	uint64_t tx_dropped;  /* frames linkoutput could not send */
-	uint64_t tx_retries;  /* transmit ring full, waited for the device */
+	uint64_t rx_nomem;	 /* frames dropped: no pbuf */
+	uint64_t rx_copied;	 /* frames copied into pool pbufs (too few spare receive buffers) */
+	uint64_t rx_rejected;	 /* netif->input refused the frame */
+	uint64_t rx_acks_merged; /* pure ACKs a later one of the same batch made redundant */
+	uint64_t tx_dropped;	 /* frames linkoutput could not send */
+	uint64_t tx_retries;	 /* transmit ring full, waited for the device */
 };
 
 struct net_status {
