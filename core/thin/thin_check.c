@@ -4,9 +4,11 @@
  * the superblock (and the held copy) once, counting one expected reference per pointer to
  * each metadata block and one per distinct leaf entry to each data block; a node reached a
  * second time (shared) is counted but not descended again, its facts (entries below it,
- * height) memoised from the first visit. Then decode both space maps from their bitmaps
- * and overflow trees and compare block by block. Blocks are read without validators so
- * each fault can be named precisely.
+ * height) memoised from the first visit. The held copy's trees, walked after the live ones,
+ * still list the devices of the nodes they share with them (list_again()), so its details
+ * and mapping trees are cross-checked as whole trees. Then decode both space maps from their
+ * bitmaps and overflow trees and compare block by block. Blocks are read without validators
+ * so each fault can be named precisely.
  */
 #include "core/thin/thin_check.h"
 #include "core/thin/thin_format.h"
@@ -158,6 +160,11 @@ struct ck {
 	uint8_t *kind;
 	/* Collected while walking one pool root. */
 	struct dev_list details, mapping;
+	/*
+	 * The root being walked follows another (the held copy after the live trees): a node
+	 * they share was walked for the other's lists, and is listed again for this one's.
+	 */
+	bool relist_shared;
 	/* Space-map decoding state. */
 	struct counts *sm_out;
 	dm_block_t sm_nr;
@@ -183,16 +190,36 @@ static void cset(struct ck *c, struct counts *ct, uint64_t b, uint32_t v)
 	}
 }
 
+static void vproblem(struct ck *c, const char *fmt, va_list ap)
+{
+	c->st.problems++;
+	vsnprintf(c->line, sizeof(c->line), fmt, ap);
+	if (c->report)
+		c->report(c->ctx, c->line);
+}
+
 static void problem(struct ck *c, const char *fmt, ...)
 {
 	va_list ap;
 
-	c->st.problems++;
 	va_start(ap, fmt);
-	vsnprintf(c->line, sizeof(c->line), fmt, ap);
+	vproblem(c, fmt, ap);
 	va_end(ap);
-	if (c->report)
-		c->report(c->ctx, c->line);
+}
+
+/* A problem when @report; a fault already reported otherwise. */
+static void problem_if(struct ck *c, bool report, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem_if(struct ck *c, bool report, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!report)
+		return;
+	va_start(ap, fmt);
+	vproblem(c, fmt, ap);
+	va_end(ap);
 }
 
 /*
@@ -291,62 +318,117 @@ struct tree {
 	unsigned levels;
 	uint32_t leaf_vsize;
 	const char *name;
-	/* Called for each last-level entry (first visits only). */
+	/* Called for each last-level entry (first visits, and shared nodes when lists_leaves). */
 	int (*leaf)(struct ck *c, struct tree *t, const uint64_t *keys, const uint8_t *value);
 	/* Called for each top-level entry of a multi-level tree, after its subtree's walk. */
 	int (*sub)(struct ck *c, struct tree *t, uint64_t key, dm_block_t root, uint64_t entries);
+	/* leaf only lists devices (no counting): a shared node's leaves are listed again. */
+	bool lists_leaves;
 };
 
 static int walk(struct ck *c, struct tree *t, dm_block_t b, unsigned level, uint64_t *keys,
 		bool is_root, uint64_t lo, uint64_t hi, bool has_hi, unsigned depth,
 		uint64_t *entries, unsigned *height);
 
+/*
+ * A node's header against what its place in the tree requires. @report false: the node was
+ * checked (and any fault reported) on an earlier visit; only say whether it is safe to read.
+ */
 static int check_header(struct ck *c, struct tree *t, dm_block_t b, struct btree_node *n,
-			unsigned level, bool is_root)
+			unsigned level, bool is_root, bool report)
 {
 	uint32_t flags = node_flags(n), nr = node_nr(n), max = node_max(n), vs = node_vsize(n);
 	uint32_t want_vs = flags == INTERNAL_NODE ? 8 : level + 1 < t->levels ? 8 : t->leaf_vsize;
 
 	if (!csum_ok(n, BTREE_CSUM_XOR)) {
-		problem(c, "%s: bad checksum in btree node (block %llu)", t->name,
-			(unsigned long long)b);
+		problem_if(c, report, "%s: bad checksum in btree node (block %llu)", t->name,
+			   (unsigned long long)b);
 		return -EILSEQ;
 	}
 	if (get_le64(&n->header.blocknr) != b) {
-		problem(c, "%s: bad block nr in btree node (block %llu says %llu)", t->name,
-			(unsigned long long)b, (unsigned long long)get_le64(&n->header.blocknr));
+		problem_if(c, report, "%s: bad block nr in btree node (block %llu says %llu)",
+			   t->name, (unsigned long long)b,
+			   (unsigned long long)get_le64(&n->header.blocknr));
 		return -EILSEQ;
 	}
 	if (flags != INTERNAL_NODE && flags != LEAF_NODE) {
-		problem(c, "%s: btree node %llu has flags %u (neither internal nor leaf)", t->name,
-			(unsigned long long)b, flags);
+		problem_if(c, report,
+			   "%s: btree node %llu has flags %u (neither internal nor leaf)", t->name,
+			   (unsigned long long)b, flags);
 		return -EILSEQ;
 	}
 	if (vs != want_vs) {
-		problem(c, "%s: value size mismatch in node %llu: expected %u, but got %u", t->name,
-			(unsigned long long)b, want_vs, vs);
+		problem_if(c, report,
+			   "%s: value size mismatch in node %llu: expected %u, but got %u", t->name,
+			   (unsigned long long)b, want_vs, vs);
 		return -EILSEQ;
 	}
 	if (max != dm_btree_max_entries(vs)) {
-		problem(c, "%s: node %llu has max_entries %u, expected %u", t->name,
-			(unsigned long long)b, max, dm_btree_max_entries(vs));
+		problem_if(c, report, "%s: node %llu has max_entries %u, expected %u", t->name,
+			   (unsigned long long)b, max, dm_btree_max_entries(vs));
 		return -EILSEQ;
 	}
 	if (nr > max) {
-		problem(c, "%s: node %llu has %u entries, more than max %u", t->name,
-			(unsigned long long)b, nr, max);
+		problem_if(c, report, "%s: node %llu has %u entries, more than max %u", t->name,
+			   (unsigned long long)b, nr, max);
 		return -EILSEQ;
 	}
-	if (!is_root && nr < max / 3) {
+	if (report && !is_root && nr < max / 3) {
 		problem(c, "%s: too few entries in btree node %llu: %u, expected at least %u",
 			t->name, (unsigned long long)b, nr, max / 3);
 		/* not fatal for the walk */
 	}
 	if (flags == INTERNAL_NODE && !nr) {
-		problem(c, "%s: internal node %llu is empty", t->name, (unsigned long long)b);
+		problem_if(c, report, "%s: internal node %llu is empty", t->name,
+			   (unsigned long long)b);
 		return -EILSEQ;
 	}
 	return 0;
+}
+
+/*
+ * The device lists for the root being walked hold what a shared node @b lists: its devices
+ * and their entry counts are the same whichever root reaches it, but the lists are per
+ * root (a held copy whose details tree is the live one's must still name its devices).
+ * Nothing is counted again; the node's faults were reported on its first visit.
+ */
+static int list_again(struct ck *c, struct tree *t, dm_block_t b, unsigned level, uint64_t *keys,
+		      unsigned depth)
+{
+	bool lists = level + 1 < t->levels ? t->sub != NULL : t->lists_leaves;
+	struct dm_block *blk;
+	struct btree_node *n;
+	int r;
+
+	if (!lists)
+		return 0;
+	if (depth > MAX_DEPTH) {
+		problem(c, "%s: tree deeper than %u at block %llu (a cycle?)", t->name, MAX_DEPTH,
+			(unsigned long long)b);
+		return -EILSEQ;
+	}
+	r = read_block(c, b, t->name, &blk);
+	if (r)
+		return r;
+	n = dm_block_data(blk);
+	r = check_header(c, t, b, n, level, false, false);
+	for (uint32_t i = 0; !r && i < node_nr(n) && !c->fatal; i++) {
+		uint64_t k = node_key(n, i);
+
+		if (node_flags(n) == INTERNAL_NODE) {
+			r = list_again(c, t, value64(n, i), level, keys, depth + 1);
+		} else if (level + 1 < t->levels) {
+			dm_block_t sub = value64(n, i);
+
+			/* Its entries were memoised when it was first walked. */
+			r = sub < c->nr_meta ? t->sub(c, t, k, sub, c->entries[sub]) : -EILSEQ;
+		} else {
+			keys[level] = k;
+			r = t->leaf(c, t, keys, value_ptr(n, i));
+		}
+	}
+	dm_bm_unlock(blk);
+	return r;
 }
 
 static int walk(struct ck *c, struct tree *t, dm_block_t b, unsigned level, uint64_t *keys,
@@ -375,13 +457,13 @@ static int walk(struct ck *c, struct tree *t, dm_block_t b, unsigned level, uint
 		/* Shared: counted; its contents were checked on the first visit. */
 		*entries = c->entries[b];
 		*height = c->height[b] ? c->height[b] - 1u : 0;
-		return 0;
+		return c->relist_shared ? list_again(c, t, b, level, keys, depth) : 0;
 	}
 	r = read_block(c, b, t->name, &blk);
 	if (r)
 		return r;
 	n = dm_block_data(blk);
-	r = check_header(c, t, b, n, level, is_root);
+	r = check_header(c, t, b, n, level, is_root, true);
 	for (uint32_t i = 0; !r && i < node_nr(n); i++) {
 		uint64_t k = node_key(n, i);
 
@@ -546,15 +628,20 @@ static void cross_check(struct ck *c, const char *which)
 static void check_pool_trees(struct ck *c, dm_block_t mapping_root, dm_block_t details_root,
 			     const char *which, bool count_devices)
 {
-	struct tree mt = { K_MAPPING, 2, 8, "mapping tree", mapping_leaf, mapping_sub };
-	struct tree dt = { K_DETAILS,	 1,   sizeof(struct disk_device_details), "details tree",
-			   details_leaf, NULL };
+	struct tree mt = { K_MAPPING, 2, 8, "mapping tree", mapping_leaf, mapping_sub, false };
+	struct tree dt = {
+		K_DETAILS, 1,	sizeof(struct disk_device_details), "details tree", details_leaf,
+		NULL,	   true
+	};
 	uint64_t before = c->st.mappings;
 	int r1, r2;
 
 	c->details.n = c->mapping.n = 0;
+	/* The live trees are walked first; the held copy's may share nodes with them. */
+	c->relist_shared = !count_devices;
 	r1 = walk_tree(c, &dt, details_root);
 	r2 = walk_tree(c, &mt, mapping_root);
+	c->relist_shared = false;
 	if (!r1 && !r2 && !c->fatal)
 		cross_check(c, which);
 	if (count_devices)
@@ -664,7 +751,9 @@ static int overflow_leaf(struct ck *c, struct tree *t, const uint64_t *keys, con
 
 static void finish_sm(struct ck *c, const struct disk_sm_root *root)
 {
-	struct tree ot = { K_REFCOUNT, 1, 4, "space map overflow tree", overflow_leaf, NULL };
+	struct tree ot = {
+		K_REFCOUNT, 1, 4, "space map overflow tree", overflow_leaf, NULL, false
+	};
 
 	walk_tree(c, &ot, get_le64(&root->ref_count_root));
 	for (dm_block_t b = 0; b < c->sm_nr; b++) {
@@ -721,8 +810,13 @@ static void check_metadata_sm(struct ck *c, const struct disk_sm_root *root)
 
 static void check_data_sm(struct ck *c, const struct disk_sm_root *root)
 {
-	struct tree it = { K_SM_INDEX, 1,   sizeof(struct disk_index_entry), "data space map index",
-			   index_leaf, NULL };
+	struct tree it = { K_SM_INDEX,
+			   1,
+			   sizeof(struct disk_index_entry),
+			   "data space map index",
+			   index_leaf,
+			   NULL,
+			   false };
 
 	c->sm_out = &c->dact;
 	c->sm_nr = c->nr_data;
