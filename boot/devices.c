@@ -384,11 +384,13 @@ static int cmd_disks(struct shell *sh, int argc, char **argv)
 			     "%s  %" PRIu64 " bytes (%s)  block %u  role %s%s\n"
 			     "         features: %s\n"
 			     "         queue %u, in flight %u (max %u), reads %" PRIu64
-			     ", writes %" PRIu64 ", errors %" PRIu64 "\n",
+			     ", writes %" PRIu64 ", errors %" PRIu64 "; doorbells %" PRIu64
+			     " (%" PRIu64 " not needed)\n",
 			     dk->vp.vdev.name, bytes, size, dk->vb->bdev.block_size,
 			     disk_role_name(dk->role), dk->vb->dead ? "  DEAD" : "", feat,
 			     dk->vb->vq.size, dk->vb->inflight, dk->vb->stats.max_inflight,
-			     dk->vb->stats.reads, dk->vb->stats.writes, dk->vb->stats.errors);
+			     dk->vb->stats.reads, dk->vb->stats.writes, dk->vb->stats.errors,
+			     dk->vb->vq.kicks, dk->vb->vq.kicks_skipped);
 	}
 	if (meta_idx < 0 || data_idx < 0)
 		shell_printf(sh,
@@ -432,6 +434,12 @@ static int cmd_nic(struct shell *sh, int argc, char **argv)
 	    st->tx_bytes, st->tx_busy, st->tx_csum_sw, st->tx_ref, st->tx_copied, st->tx_ref_done,
 	    st->tx_csum_dev, st->tx_gso, st->tx_gso_segs, st->rx_csum_valid, st->rx_csum_partial,
 	    st->rx_merged, st->rx_gso, st->rx_kept, nic->rx_held, nic->rx_nbufs);
+	/* A line of its own: shell_printf() cuts a message at 512 bytes. */
+	shell_printf(sh,
+		     "         doorbells: rx %" PRIu64 " (%" PRIu64 " not needed), tx %" PRIu64
+		     " (%" PRIu64 " not needed)\n",
+		     nic->rxq.kicks, nic->rxq.kicks_skipped, nic->txq.kicks,
+		     nic->txq.kicks_skipped);
 	return 0;
 }
 
