@@ -1013,6 +1013,8 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 	plat_printf("thinbox: EBS OK attempts=%d map=%zu descriptors\n", attempts,
 		    (size_t)(map_size / desc_size));
 
+	/* Where this image runs: exception reports and scripts/tbprof map addresses with it. */
+	plat_printf("thinbox: image at %#llx\n", (unsigned long long)image_base);
 	exceptions_init(image_base);
 	rc = take_memory(map, map_size, desc_size);
 	if (rc)

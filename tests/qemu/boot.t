@@ -12,6 +12,8 @@
 - the clock (TSC calibrated against the ACPI PM timer): `uptime` advances as the host's clock
   does over a few seconds;
 - an unknown command prints an error and the shell keeps working;
+- the boot log says where the image was loaded (`thinbox: image at 0x...`, page-aligned, below
+  4 GiB with -m 256M: exception reports and scripts/tbprof map addresses with it);
 - `poweroff` ends QEMU with status 0 (ACPI S5), after the prompt was seen, with no exception.
 """
 import os
@@ -43,6 +45,9 @@ try:
         c.check("fwcfg-item", "thinbox: fw_cfg opt/thinbox/hello (5 bytes)" in log)
         c.check("esp-config-file",
                 "thinbox: config file \\thinbox.cfg (%d bytes)" % len(CFG) in log)
+        img = re.search(r"thinbox: image at (0x[0-9a-f]+)\r?\n", log)
+        c.check("image-base-line", img and int(img.group(1), 16) % 4096 == 0 and
+                0 < int(img.group(1), 16) < 256 << 20, img.group(0) if img else "no image line")
         mib = re.search(r"thinbox: memory (\d+) MiB conventional in (\d+) regions", log)
         c.check("boot-memory-sane", mib and 150 <= int(mib.group(1)) <= 256,
                 mib.group(0) if mib else "no memory line")
