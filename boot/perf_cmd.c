@@ -45,17 +45,29 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 			     perf_detail ? "measured" : "not measured (in rest)");
 		return 0;
 	}
+	if (argc == 2 && (strcmp(argv[1], "on") == 0 || strcmp(argv[1], "off") == 0)) {
+		perf_timing = strcmp(argv[1], "on") == 0;
+		shell_printf(sh, "perf: stages %s\n",
+			     perf_timing ? "timed (perf reset to start a span)"
+					 : "not timed: events and bytes only");
+		return 0;
+	}
 	if (argc == 2 && strcmp(argv[1], "cost") == 0) {
-		/* What one measured piece costs: begin/end pairs on a scratch stage, which is
-		 * reset after, so the counters' figures can be corrected by hand. */
-		uint64_t t0 = plat_cycles(), t;
+		/* What one measured piece costs: timed begin/end pairs on a scratch stage, which
+		 * is reset after, so the counters' figures can be corrected by hand. */
+		bool timing = perf_timing;
+		uint64_t t0, t;
 		struct perf_counter keep = perf_ctr[PERF_ZERO_SCAN];
+
+		perf_timing = true;
+		t0 = plat_cycles();
 
 		for (unsigned i = 0; i < PERF_COST_PAIRS; i++) {
 			perf_begin();
 			perf_end(PERF_ZERO_SCAN, 0);
 		}
 		t = plat_cycles() - t0;
+		perf_timing = timing;
 		perf_ctr[PERF_ZERO_SCAN] = keep;
 		shell_printf(sh, "perf: %" PRIu64 " cycles per measured piece (%u pairs)\n",
 			     t / PERF_COST_PAIRS, PERF_COST_PAIRS);
@@ -64,6 +76,8 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 	if (argc != 1)
 		return shell_usage(sh, argv[0]);
 	perf_snapshot(c, &wall);
+	if (!perf_timing)
+		shell_printf(sh, "perf: stages not timed (perf on): events and bytes only\n");
 	perf_report(c, wall, plat_cycles_hz(), line_out, sh);
 	irq_get_stats(&st);
 	shell_printf(sh,
@@ -92,9 +106,9 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 }
 
 static const struct shell_cmd perf_cmds[] = {
-	{ "perf", "[reset|cost|detail on|off]",
-	  "cycles per data-path stage since the last reset (cost: of one measured piece; "
-	  "detail: measure the main loop's polls too)",
+	{ "perf", "[on|off|reset|cost|detail on|off]",
+	  "cycles per data-path stage since the last reset (on/off: time the stages, off at "
+	  "boot; cost: of one timed piece; detail: measure the main loop's polls too)",
 	  cmd_perf },
 };
 

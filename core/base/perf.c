@@ -9,6 +9,7 @@ struct perf_counter perf_ctr[PERF_NR];
 struct perf_frame perf_stack[PERF_MAX_DEPTH];
 unsigned perf_depth;
 bool perf_detail;
+bool perf_timing;
 struct perf_payload perf_payload;
 struct perf_tcp perf_tcp;
 

@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Where the cycles go: a fixed set of counters, one per stage of the data path, cheap enough to
- * stay on (two cycle-counter reads per measured piece, no locks: both builds run one loop on
- * one thread). docs/performance.md says what each stage covers and what was found.
+ * Where the cycles go: a fixed set of counters, one per stage of the data path (no locks: both
+ * builds run one loop on one thread). Events and bytes are always counted; the stages' cycles
+ * only while timing is on (perf_timing, below: two cycle-counter reads per piece).
+ * docs/performance.md says what each stage covers and what was found.
  *
  * A CPU stage is measured with perf_begin() / perf_end(), strictly nested (every begin has its
  * end on every path). Its counter gets the piece's whole time (`cycles`) and its time minus the
  * stages measured inside it (`self`), so the self times of all stages, the idle passes and the
  * halts add up to at most the wall time: what is left is the rest of the main loop. A wait
  * (PERF_DISK_WAIT: from submission to completion, while the CPU does other things) is not CPU
- * time and is added with perf_add_wait(); it overlaps everything else.
+ * time and is measured with perf_wait_begin() / perf_wait_end(); it overlaps everything else.
  *
  * The cycle counter is the platform's (core/base/plat.h: plat_cycles(), the TSC in the
  * firmware, nanoseconds on the host). Only the firmware shows the counters (the shell's
@@ -58,6 +59,7 @@ struct perf_counter {
 
 struct perf_frame {
 	uint64_t t0, child;
+	bool timed; /* begun with perf_timing on: its end reads the counter too */
 };
 
 /* The state, for the inline calls below; read it with perf_snapshot(). */
@@ -65,10 +67,20 @@ extern struct perf_counter perf_ctr[PERF_NR];
 extern struct perf_frame perf_stack[PERF_MAX_DEPTH];
 extern unsigned perf_depth;
 
+/*
+ * Timing (`perf on`; off at boot). Under TCG a cycle-counter read is a call into QEMU, and
+ * the data path measures several pieces per frame: timed, the counters cost the guest about
+ * a sixth of its cycles (docs/performance.md, "Timing on and off"). Off, a piece only
+ * counts its event and bytes. Pieces keep the setting they began with, so it may change
+ * anywhere.
+ */
+extern bool perf_timing;
+
 static inline void perf_begin(void)
 {
 	if (perf_depth < PERF_MAX_DEPTH)
-		perf_stack[perf_depth] = (struct perf_frame){ plat_cycles(), 0 };
+		perf_stack[perf_depth] = perf_timing ? (struct perf_frame){ plat_cycles(), 0, true }
+						     : (struct perf_frame){ 0, 0, false };
 	perf_depth++;
 }
 
@@ -79,7 +91,7 @@ static inline void perf_end(enum perf_stage s, uint64_t bytes)
 	if (perf_depth == 0)
 		return; /* unpaired: a bug, but never worth corrupting memory over */
 	perf_depth--;
-	if (perf_depth < PERF_MAX_DEPTH) {
+	if (perf_depth < PERF_MAX_DEPTH && perf_stack[perf_depth].timed) {
 		uint64_t t = plat_cycles() - perf_stack[perf_depth].t0;
 		uint64_t child = perf_stack[perf_depth].child;
 
@@ -188,10 +200,18 @@ static inline void perf_count(enum perf_stage s, uint64_t bytes)
 	perf_ctr[s].bytes += bytes;
 }
 
-/* A wait of @cycles (not CPU time: not nested, not subtracted from anything). */
-static inline void perf_add_wait(enum perf_stage s, uint64_t cycles, uint64_t bytes)
+/* The start of a wait: the cycle counter, or 0 with timing off (nothing read). */
+static inline uint64_t perf_wait_begin(void)
 {
-	perf_ctr[s].cycles += cycles;
+	return perf_timing ? plat_cycles() : 0;
+}
+
+/* A wait begun at @t0 (perf_wait_begin()) ends: not CPU time, so not nested and not
+ * subtracted from anything. Untimed (@t0 0), only its event and bytes count. */
+static inline void perf_wait_end(enum perf_stage s, uint64_t t0, uint64_t bytes)
+{
+	if (t0)
+		perf_ctr[s].cycles += plat_cycles() - t0;
 	perf_ctr[s].events++;
 	perf_ctr[s].bytes += bytes;
 }

@@ -129,7 +129,7 @@ struct pool_io {
 	uint32_t boff; /* byte offset in the data block where the bounce buffer starts */
 	int drc;       /* data I/O result */
 	struct blkdev_req dreq;
-	uint64_t dsubmit; /* plat_cycles() at data_submit(): the disk wait (core/base/perf.h) */
+	uint64_t dsubmit; /* perf_wait_begin() at data_submit(): the disk wait (core/base/perf.h) */
 };
 
 struct pool_req {
@@ -659,7 +659,7 @@ static void data_done(struct blkdev_req *req, int rc)
 	struct thin_pool *pool = io->vol->pool;
 
 	/* Possibly called inside blkdev_submit(): only queue, poll does the work. */
-	perf_add_wait(PERF_DISK_WAIT, plat_cycles() - io->dsubmit,
+	perf_wait_end(PERF_DISK_WAIT, io->dsubmit,
 		      (uint64_t)io->dreq.count * pool->data->block_size);
 	pool->data_in_flight--;
 	io->drc = rc;
@@ -684,7 +684,7 @@ static void data_submit(struct thin_pool *pool, struct pool_io *io, enum blkdev_
 	io->dreq.done = data_done;
 	io->dreq.priv = io;
 	io->dreq.next = NULL;
-	io->dsubmit = plat_cycles();
+	io->dsubmit = perf_wait_begin();
 	resubmit(pool, io);
 }
 
