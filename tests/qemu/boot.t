@@ -12,8 +12,8 @@
 - the clock (TSC calibrated against the ACPI PM timer): `uptime` advances as the host's clock
   does over a few seconds;
 - an unknown command prints an error and the shell keeps working;
-- the boot log says where the image was loaded (`thinbox: image at 0x...`, page-aligned, below
-  4 GiB with -m 256M: exception reports and scripts/tbprof map addresses with it);
+- the boot log says where the image was loaded (`thinbox: image at 0x...`, page-aligned, inside
+  the 256 MiB of RAM: exception reports and scripts/tbprof map addresses with it);
 - `poweroff` ends QEMU with status 0 (ACPI S5), after the prompt was seen, with no exception.
 """
 import os
