@@ -85,6 +85,13 @@ def sparse_file(path, size):
         f.truncate(size)
 
 
+def random_fill(path, size):
+    """Fill the first @size bytes of @path with random data, a MiB at a time."""
+    with open(path, "r+b") as f:
+        for off in range(0, size, 1 << 20):
+            f.write(os.urandom(min(1 << 20, size - off)))
+
+
 class Machine:
     """One QEMU instance.
 
@@ -95,14 +102,20 @@ class Machine:
            too (directories made as needed);
            esp: path of the ESP image (None: no ESP at all); no_reboot: QEMU exits on a guest reset;
            debug_exit: add isa-debug-exit (the firmware's way to stop QEMU with 33/35);
-           rng: add virtio-rng at RNG_SLOT (the entropy source; rng=False: a machine without it).
+           rng: add virtio-rng at RNG_SLOT (the entropy source; rng=False: a machine without it);
+           random_disks: names of disks filled with random data before QEMU opens them (benches
+           and profiles that read data which is neither zeros nor compressible).
     """
 
     def __init__(self, name, disks=(("meta", 16 << 20), ("data", 64 << 20)), net=True,
                  fw_cfg=None, esp_cfg=None, esp=ESP_IMG, no_reboot=True, mem="256M",
-                 debug_exit=True, rng=True, extra_args=(), esp_files=()):
+                 debug_exit=True, rng=True, extra_args=(), esp_files=(), random_disks=()):
         self.name = name
         self.disks = list(disks)
+        self.random_disks = set(random_disks)
+        unknown = self.random_disks - {d for d, _ in self.disks}
+        if unknown:
+            raise ValueError("random_disks names no disk: %s" % sorted(unknown))
         self.net = net
         self.fw_cfg = dict(fw_cfg or {})
         self.esp_cfg = esp_cfg
@@ -158,6 +171,8 @@ class Machine:
         for dname, size in self.disks:
             path = os.path.join(self.tmp, dname + ".img")
             sparse_file(path, size)
+            if dname in self.random_disks:
+                random_fill(path, size)
             args += ["-drive", "if=none,id=%s,format=raw,file=%s" % (dname, path),
                      "-device", "virtio-blk-pci,drive=%s,disable-legacy=on,addr=%#x"
                      % (dname, slot)]
