@@ -46,7 +46,7 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 		return 0;
 	}
 	if (argc == 2 && (strcmp(argv[1], "on") == 0 || strcmp(argv[1], "off") == 0)) {
-		perf_timing = strcmp(argv[1], "on") == 0;
+		perf_set_timing(strcmp(argv[1], "on") == 0);
 		shell_printf(sh, "perf: stages %s\n",
 			     perf_timing ? "timed (perf reset to start a span)"
 					 : "not timed: events and bytes only");
@@ -76,9 +76,7 @@ static int cmd_perf(struct shell *sh, int argc, char **argv)
 	if (argc != 1)
 		return shell_usage(sh, argv[0]);
 	perf_snapshot(c, &wall);
-	if (!perf_timing)
-		shell_printf(sh, "perf: stages not timed (perf on): events and bytes only\n");
-	perf_report(c, wall, plat_cycles_hz(), line_out, sh);
+	perf_report(c, wall, plat_cycles_hz(), perf_span_kind(), line_out, sh);
 	irq_get_stats(&st);
 	shell_printf(sh,
 		     "halted %" PRIu64 " sleeps (%" PRIu64 " ended by the timer, %" PRIu64

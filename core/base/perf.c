@@ -15,6 +15,7 @@ struct perf_tcp perf_tcp;
 
 static uint64_t reset_at;
 static int reset_done;
+static enum perf_span span;
 
 static const char *const names[PERF_NR] = {
 	[PERF_NBD_PARSE] = "nbd-parse",
@@ -52,6 +53,19 @@ void perf_reset(void)
 	memset(&perf_tcp, 0, sizeof(perf_tcp));
 	reset_at = plat_cycles();
 	reset_done = 1;
+	span = perf_timing ? PERF_SPAN_TIMED : PERF_SPAN_UNTIMED;
+}
+
+void perf_set_timing(bool on)
+{
+	if (on != perf_timing)
+		span = PERF_SPAN_MIXED;
+	perf_timing = on;
+}
+
+enum perf_span perf_span_kind(void)
+{
+	return span;
 }
 
 void perf_snapshot(struct perf_counter out[PERF_NR], uint64_t *wall_cycles)
@@ -67,20 +81,37 @@ static double pct(uint64_t part, uint64_t whole)
 	return whole ? 100.0 * (double)part / (double)whole : 0.0;
 }
 
-void perf_report(const struct perf_counter c[PERF_NR], uint64_t wall, uint64_t hz,
-		 void (*out)(void *ctx, const char *line), void *ctx)
+/* The untimed table: what every piece counts without the clock. */
+static void report_untimed(const struct perf_counter c[PERF_NR],
+			   void (*out)(void *ctx, const char *line), void *ctx)
+{
+	uint64_t reqs = c[PERF_NBD_PARSE].events;
+	char line[200];
+
+	out(ctx, "stages not timed (perf on, then perf reset): events and bytes only");
+	snprintf(line, sizeof(line), "%-12s %12s %16s %12s", "stage", "events", "bytes",
+		 "events/req");
+	out(ctx, line);
+	for (unsigned s = 0; s < PERF_NR; s++) {
+		snprintf(line, sizeof(line), "%-12s %12llu %16llu %12.2f", names[s],
+			 (unsigned long long)c[s].events, (unsigned long long)c[s].bytes,
+			 reqs ? (double)c[s].events / (double)reqs : 0.0);
+		out(ctx, line);
+	}
+	snprintf(line, sizeof(line), "disk-wait: %llu data-disk requests (not timed)",
+		 (unsigned long long)c[PERF_DISK_WAIT].events);
+	out(ctx, line);
+}
+
+/* The timed table, the rest of the loop, the busy share and the mean disk wait. */
+static void report_timed(const struct perf_counter c[PERF_NR], uint64_t wall, uint64_t hz,
+			 void (*out)(void *ctx, const char *line), void *ctx)
 {
 	const struct perf_counter *nbd = &c[PERF_NBD_PARSE];
 	double gib = (double)nbd->bytes / (double)(1u << 30);
 	uint64_t accounted = 0, idle, busy;
 	char line[200];
 
-	if (!hz)
-		hz = 1;
-	snprintf(line, sizeof(line),
-		 "%.3f s since reset (%.0f MHz counter); NBD: %llu requests, %.3f GiB of payload",
-		 (double)wall / (double)hz, (double)hz / 1e6, (unsigned long long)nbd->events, gib);
-	out(ctx, line);
 	snprintf(line, sizeof(line), "%-12s %10s %10s %10s %6s %6s %10s %9s %10s", "stage",
 		 "events", "Mcycles", "self Mcyc", "self%", "whole%", "cyc/event", "ms/GiB",
 		 "cyc/req");
@@ -137,6 +168,30 @@ void perf_report(const struct perf_counter c[PERF_NR], uint64_t wall, uint64_t h
 					  : 0.0,
 		 (unsigned long long)c[PERF_DISK_WAIT].events);
 	out(ctx, line);
+}
+
+void perf_report(const struct perf_counter c[PERF_NR], uint64_t wall, uint64_t hz,
+		 enum perf_span kind, void (*out)(void *ctx, const char *line), void *ctx)
+{
+	const struct perf_counter *nbd = &c[PERF_NBD_PARSE];
+	char line[200];
+
+	if (!hz)
+		hz = 1;
+	snprintf(line, sizeof(line),
+		 "%.3f s since reset (%.0f MHz counter); NBD: %llu requests, %.3f GiB of payload",
+		 (double)wall / (double)hz, (double)hz / 1e6, (unsigned long long)nbd->events,
+		 (double)nbd->bytes / (double)(1u << 30));
+	out(ctx, line);
+	if (kind == PERF_SPAN_UNTIMED) {
+		report_untimed(c, out, ctx);
+	} else {
+		if (kind == PERF_SPAN_MIXED)
+			out(ctx,
+			    "timing was switched during this span: the cycles cover part of it "
+			    "(perf reset starts a new span)");
+		report_timed(c, wall, hz, out, ctx);
+	}
 	snprintf(line, sizeof(line),
 		 "write payload: %llu bytes borrowed (no copy), %llu bytes copied; received "
 		 "frames copied: %llu bytes",

@@ -76,6 +76,16 @@ extern unsigned perf_depth;
  */
 extern bool perf_timing;
 
+/*
+ * How the span since the last perf_reset() was measured: timed throughout, untimed throughout,
+ * or mixed (timing switched inside it, so cycles cover part of the span only).
+ */
+enum perf_span { PERF_SPAN_UNTIMED, PERF_SPAN_TIMED, PERF_SPAN_MIXED };
+/* Switch timing (`perf on|off`); a change inside a span makes the span mixed. */
+void perf_set_timing(bool on);
+/* The span since the last perf_reset(): what perf_report() is told. */
+enum perf_span perf_span_kind(void);
+
 static inline void perf_begin(void)
 {
 	if (perf_depth < PERF_MAX_DEPTH)
@@ -265,13 +275,20 @@ void perf_snapshot(struct perf_counter out[PERF_NR], uint64_t *wall_cycles);
 const char *perf_stage_name(unsigned s);
 
 /*
- * The report, one line at a time to @out (no newline in the lines): a table of every stage
- * with events, cycles, self cycles, self and whole % of the wall time, cycles per event, CPU
- * milliseconds per GiB of NBD payload and cycles per NBD request (both from PERF_NBD_PARSE's
- * events and bytes), then the rest of the loop, the NBD totals and the mean disk wait. @hz is
- * the cycle counter's rate (plat_cycles_hz()).
+ * The report, one line at a time to @out (no newline in the lines). @span says how the
+ * counters were measured (perf_span_kind()).
+ * - PERF_SPAN_TIMED: a table of every stage with events, cycles, self cycles, self and whole %
+ *   of the wall time, cycles per event, CPU milliseconds per GiB of NBD payload and cycles per
+ *   NBD request (both from PERF_NBD_PARSE's events and bytes), then the rest of the loop, the
+ *   busy share and the mean disk wait.
+ * - PERF_SPAN_UNTIMED: no cycle figures at all (they would be zeros, or the whole wall as
+ *   "rest"): a line saying so, then each stage's events, bytes and events per NBD request,
+ *   and the number of disk waits.
+ * - PERF_SPAN_MIXED: the timed report after a line saying its cycles cover part of the span.
+ * Then, in every case, the payload and TCP output counters. @hz is the cycle counter's rate
+ * (plat_cycles_hz()).
  */
 void perf_report(const struct perf_counter c[PERF_NR], uint64_t wall, uint64_t hz,
-		 void (*out)(void *ctx, const char *line), void *ctx);
+		 enum perf_span span, void (*out)(void *ctx, const char *line), void *ctx);
 
 #endif

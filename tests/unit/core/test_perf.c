@@ -3,7 +3,8 @@
  * core/base/perf: nested stages (self = whole minus the stages inside, exactly), dropped
  * passes, waits, unpaired and too-deep calls that must not corrupt anything, reset, timing
  * off (events and bytes only, the clock never read) and on, and the report's arithmetic (% of
- * the wall, ms per GiB, cycles per request, the rest of the loop).
+ * the wall, ms per GiB, cycles per request, the rest of the loop); untimed spans report no
+ * cycle figures, and a span in which timing changed says so.
  */
 #include <stdio.h>
 #include <string.h>
@@ -333,7 +334,7 @@ TEST(report_arithmetic)
 	c[PERF_CHECKSUM] = (struct perf_counter){ 1000000000, 1000000000, 5000, 0 };
 	c[PERF_HALT] = (struct perf_counter){ 2000000000, 2000000000, 10, 0 };
 	c[PERF_DISK_WAIT] = (struct perf_counter){ 50000000, 0, 1000, 1ull << 30 };
-	perf_report(c, wall, hz, collect, NULL);
+	perf_report(c, wall, hz, PERF_SPAN_TIMED, collect, NULL);
 
 	ok(strstr(report, "4.000 s since reset (1000 MHz counter); NBD: 1000 requests, "
 			  "1.000 GiB of payload") != NULL);
@@ -352,4 +353,69 @@ TEST(report_arithmetic)
 	ok(strstr(report, "mean 50.0 us over 1000 data-disk requests") != NULL);
 	if (!ok(!strstr(report, "nan")))
 		fail("%s", report);
+}
+
+TEST(span_kind_follows_reset_and_switches)
+{
+	perf_set_timing(false);
+	perf_reset();
+	ok_eq(perf_span_kind(), PERF_SPAN_UNTIMED);
+	perf_set_timing(false); /* no change: still untimed */
+	ok_eq(perf_span_kind(), PERF_SPAN_UNTIMED);
+	perf_set_timing(true);
+	ok(perf_timing);
+	ok_eq(perf_span_kind(), PERF_SPAN_MIXED);
+	perf_reset();
+	ok_eq(perf_span_kind(), PERF_SPAN_TIMED);
+	perf_set_timing(false);
+	ok(!perf_timing);
+	ok_eq(perf_span_kind(), PERF_SPAN_MIXED);
+	perf_reset();
+	ok_eq(perf_span_kind(), PERF_SPAN_UNTIMED);
+}
+
+TEST(untimed_report_has_no_cycle_figures)
+{
+	struct perf_counter c[PERF_NR];
+	const uint64_t hz = 1000000000, wall = 4000000000;
+
+	memset(c, 0, sizeof(c));
+	report[0] = '\0';
+	c[PERF_NBD_PARSE] = (struct perf_counter){ 0, 0, 1000, 1ull << 30 };
+	c[PERF_NET_RX] = (struct perf_counter){ 0, 0, 2500, 3000000 };
+	c[PERF_DISK_WAIT] = (struct perf_counter){ 0, 0, 1000, 1ull << 30 };
+	c[PERF_IDLE_POLL] = (struct perf_counter){ 0, 0, 77, 0 };
+	perf_report(c, wall, hz, PERF_SPAN_UNTIMED, collect, NULL);
+
+	ok(strstr(report, "4.000 s since reset (1000 MHz counter); NBD: 1000 requests, "
+			  "1.000 GiB of payload") != NULL);
+	ok(strstr(report, "stages not timed (perf on, then perf reset)") != NULL);
+	ok(strstr(report, "net-rx               2500          3000000         2.50") != NULL);
+	ok(strstr(report, "idle-poll              77                0         0.08") != NULL);
+	ok(strstr(report, "disk-wait: 1000 data-disk requests (not timed)") != NULL);
+	/* None of the timed report's cycle figures: no rest of the wall, no busy share. */
+	ok(strstr(report, "Mcycles") == NULL);
+	ok(strstr(report, "rest") == NULL);
+	ok(strstr(report, "busy") == NULL);
+	ok(strstr(report, "mean") == NULL);
+	/* The counters every span has are still there. */
+	ok(strstr(report, "write payload:") != NULL);
+	if (!ok(strstr(report, "tcp output:") != NULL))
+		fail("%s", report);
+}
+
+TEST(mixed_report_says_so)
+{
+	struct perf_counter c[PERF_NR];
+
+	memset(c, 0, sizeof(c));
+	report[0] = '\0';
+	c[PERF_NBD_PARSE] = (struct perf_counter){ 2000000, 2000000, 1000, 1ull << 30 };
+	perf_report(c, 4000000000, 1000000000, PERF_SPAN_MIXED, collect, NULL);
+	ok(strstr(report, "timing was switched during this span") != NULL);
+	ok(strstr(report, "Mcycles") != NULL);
+	ok(strstr(report, "not timed") == NULL);
+	report[0] = '\0';
+	perf_report(c, 4000000000, 1000000000, PERF_SPAN_TIMED, collect, NULL);
+	ok(strstr(report, "timing was switched") == NULL);
 }
