@@ -98,9 +98,6 @@ static void report_untimed(const struct perf_counter c[PERF_NR],
 			 reqs ? (double)c[s].events / (double)reqs : 0.0);
 		out(ctx, line);
 	}
-	snprintf(line, sizeof(line), "disk-wait: %llu data-disk requests (not timed)",
-		 (unsigned long long)c[PERF_DISK_WAIT].events);
-	out(ctx, line);
 }
 
 /* The timed table, the rest of the loop, the busy share and the mean disk wait. */

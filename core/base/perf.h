@@ -282,8 +282,7 @@ const char *perf_stage_name(unsigned s);
  *   NBD request (both from PERF_NBD_PARSE's events and bytes), then the rest of the loop, the
  *   busy share and the mean disk wait.
  * - PERF_SPAN_UNTIMED: no cycle figures at all (they would be zeros, or the whole wall as
- *   "rest"): a line saying so, then each stage's events, bytes and events per NBD request,
- *   and the number of disk waits.
+ *   "rest"): a line saying so, then each stage's events, bytes and events per NBD request.
  * - PERF_SPAN_MIXED: the timed report after a line saying its cycles cover part of the span.
  * Then, in every case, the payload and TCP output counters. @hz is the cycle counter's rate
  * (plat_cycles_hz()).
