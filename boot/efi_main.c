@@ -686,6 +686,14 @@ static void net_setup(struct shell *sh)
 #define IDLE_SPELL_GROWTH 16 /* the spell grows up to this many times its base */
 #define CONSOLE_TICK_NS	  (10 * NSEC_PER_MSEC)
 /*
+ * After DEEP_IDLE_NS without any work the halt lasts up to DEEP_TICK_NS instead: each timer
+ * wake-up costs QEMU's process some host CPU, and an appliance idle for long made 100 of them
+ * a second for nothing. Only the first byte typed into such a quiet machine waits the longer
+ * tick (the next pass reads the console again at once); a device still ends the halt at once.
+ */
+#define DEEP_IDLE_NS (1 * NSEC_PER_SEC)
+#define DEEP_TICK_NS (50 * NSEC_PER_MSEC)
+/*
  * The UART's line status is read at most every CONSOLE_POLL_NS, not on every pass: each read
  * is a port-I/O exit (600-9,000 cycles under TCG, 2-12% of the wall in the bench's jobs,
  * docs/performance.md). After a byte the next pass reads again, so typed or pasted input
@@ -746,12 +754,13 @@ static void wait_spell_setup(void)
 }
 
 /*
- * Halt until a device, the console tick or lwIP's next timer needs the CPU. 1 when a device
+ * Halt until a device, the console tick or lwIP's next timer needs the CPU; @quiet_ns is how
+ * long the loop has found no work (the tick is longer after DEEP_IDLE_NS). 1 when a device
  * (or anything but the timer) ended the halt, 0 when the timer did, -1 when there was no halt.
  */
-static int idle_sleep(void)
+static int idle_sleep(uint64_t quiet_ns)
 {
-	uint64_t ns = CONSOLE_TICK_NS;
+	uint64_t ns = quiet_ns >= DEEP_IDLE_NS ? DEEP_TICK_NS : CONSOLE_TICK_NS;
 	uint32_t ms = net_next_timer_ms();
 	int rc = -1;
 
@@ -850,13 +859,13 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 		/* Only the disks are awaited: their interrupt ends the halt (or the halt's timer). */
 		if (devices_io_pending()) {
 			if (wait_halt && !idle_no_hlt && now - last_progress >= wait_spell_ns &&
-			    idle_sleep() >= 0)
+			    idle_sleep(now - last_progress) >= 0)
 				irq_count_wait_sleep(plat_now_ns() - now);
 			perf_pass_wait(&pass);
 			continue;
 		}
 		if (!idle_no_hlt && now - last_progress >= idle_spell_now) {
-			int woke = idle_sleep();
+			int woke = idle_sleep(now - last_progress);
 
 			if (woke > 0 && idle_spell_now < idle_spell_ns * IDLE_SPELL_GROWTH)
 				idle_spell_now *= 2;

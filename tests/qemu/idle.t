@@ -5,7 +5,10 @@
 Boot 1 (blank disks): the appliance formats and exports vol0; after it settles, the QEMU
 process's CPU time (utime + stime of /proc/PID/stat) over IDLE_S seconds of idleness stays
 below BOUND of one core (the polling loop took a whole core; the target on a quiet machine is
-3%, the bound is generous for a loaded CI machine). Right after the idle spell: nbdinfo --list
+3%, the bound is generous for a loaded CI machine), and the firmware halted fewer than
+MAX_WAKES_PER_S times a second (`perf reset` before the spell, `perf` after it: after a second
+without work the halt's tick is 50 ms, not the console's 10 ms, so about 25 wake-ups a second
+with lwIP's timers, against some 100 before). Right after the idle spell: nbdinfo --list
 answers, a shell command answers, and an NBD write to a block never written before (no FLUSH,
 so only the pool's periodic commit makes its mapping durable) is left for 3 s, after which
 QEMU is killed by its PID (a power cut: nothing is committed on the way down).
@@ -27,6 +30,7 @@ tmp = al.scratch()
 IDLE_S = 10.0
 BOUND = 0.15
 SETTLE_S = 3.0
+MAX_WAKES_PER_S = 50
 OFFSET = 5 << 20  # inside vol0, never written before this test
 DATA = al.pattern("idle-commit", 64 << 10)
 TICK = os.sysconf("SC_CLK_TCK")
@@ -43,6 +47,8 @@ try:
     m = ap.DiskMachine("qemu-idle", tmp)
     with m:
         m.boot_appliance()
+        m.sh("perf reset", timeout=20)
+        t_reset = time.monotonic()
         time.sleep(SETTLE_S)
         c0, t0 = cpu_seconds(m.proc.pid), time.monotonic()
         time.sleep(IDLE_S)
@@ -50,6 +56,15 @@ try:
         c.note("idle: QEMU used %.1f%% of a core over %.0f s" % (100 * share, IDLE_S))
         c.check("idle-cpu-below-%d%%" % int(100 * BOUND), share < BOUND,
                 "%.1f%% of a core" % (100 * share))
+        out = m.sh("perf", timeout=20)
+        span = time.monotonic() - t_reset
+        sl = re.search(r"halted\s+(\d+) sleeps \((\d+) ended by the timer", out)
+        c.check("idle-wakes-below-%d-per-s" % MAX_WAKES_PER_S,
+                sl is not None and int(sl.group(1)) < MAX_WAKES_PER_S * span,
+                (sl.group(0) if sl else out[-400:]) + " over %.1f s" % span)
+        if sl:
+            c.note("idle: %s halts (%s ended by the timer) over %.1f s: %.0f a second"
+                   % (sl.group(1), sl.group(2), span, int(sl.group(1)) / span))
 
         r = al.run(["nbdinfo", "--list", m.uri()], timeout=30)
         c.check("nbdinfo-after-idle", r.returncode == 0 and 'export="vol0"' in r.stdout,
