@@ -17,6 +17,7 @@
 #include <efi.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -676,10 +677,11 @@ static void net_setup(struct shell *sh)
  * "Idle"). 2 ms is above the gap between two requests of one client at queue depth 1 under
  * TCG (its whole round trip took 1.0-1.5 ms in the bench, most of it outside the guest), so
  * such a client seldom meets a halt, and an idle machine spends at most one spell polling after
- * each burst of work; idle-spell-ms makes it longer. A halt lasts at most
- * CONSOLE_TICK_NS: the serial console has no interrupt wired, so a typed byte waits up to 10 ms,
- * and every other deadline (lwIP's timers are capped below; the pool's commit interval and
- * no-space timeout count in seconds) is met within that tick.
+ * each burst of work; idle-spell-ms makes it longer. A halt lasts at most CONSOLE_TICK_NS
+ * (DEEP_TICK_NS once the machine has been quiet for DEEP_IDLE_NS, below): the serial console
+ * has no interrupt wired, so a typed byte waits up to one tick, and every other deadline
+ * (lwIP's timers are capped below; the pool's commit interval and no-space timeout count in
+ * seconds) is met within it.
  */
 #define IDLE_SPELL_NS	  (2 * NSEC_PER_MSEC)
 #define IDLE_SPELL_MAX_MS 1000
@@ -718,8 +720,8 @@ static void net_setup(struct shell *sh)
 static uint64_t wait_spell_ns = WAIT_SPELL_NS;
 static bool wait_halt = true;
 
-/* Test switch opt/thinbox/test-no-hlt: poll forever, as before the idle halt (the bench's
- * "before" figures). */
+/* Poll for ever, never halt: `idle poll`, or from boot the test switch opt/thinbox/test-no-hlt
+ * (the bench's "before" figures, as before the idle halt). */
 static bool idle_no_hlt;
 /*
  * The idle spell's base: IDLE_SPELL_NS, or the configuration key idle-spell-ms (1..1000); and
@@ -752,6 +754,53 @@ static void wait_spell_setup(void)
 	wait_halt = us > 0;
 	wait_spell_ns = us * NSEC_PER_USEC;
 }
+
+/* What the loop does when it has no work, as one line (the boot log and `idle`). */
+static void idle_describe(char *buf, size_t size)
+{
+	if (!irq_ready())
+		snprintf(buf, size, "no local APIC wake-ups; the loop polls");
+	else if (idle_no_hlt)
+		snprintf(buf, size, "the loop polls, never halts");
+	else
+		snprintf(buf, size, "halt after %u ms without work, %u us waiting on disks",
+			 (unsigned)(idle_spell_ns / NSEC_PER_MSEC),
+			 wait_halt ? (unsigned)(wait_spell_ns / NSEC_PER_USEC) : 0);
+}
+
+/*
+ * `idle [poll|halt]`: how the loop idles, and a switch for it. Polling for ever suits a host
+ * that gives the appliance a core of its own and wants no wake-up in any request's path; it
+ * also lets one boot compare the two (linux-vm.bench, QD1 in one boot), where separate boots
+ * differ by more than the halt does. Without wake-ups there is no halting to switch on.
+ */
+static int cmd_idle(struct shell *sh, int argc, char **argv)
+{
+	char line[96];
+
+	if (argc == 2 && strcmp(argv[1], "poll") == 0) {
+		idle_no_hlt = true;
+	} else if (argc == 2 && strcmp(argv[1], "halt") == 0) {
+		if (!irq_ready()) {
+			shell_printf(sh, "idle: cannot halt: no local APIC wake-ups\n");
+			return -ENODEV;
+		}
+		idle_no_hlt = false;
+	} else if (argc != 1) {
+		return shell_usage(sh, argv[0]);
+	}
+	idle_describe(line, sizeof(line));
+	shell_printf(sh, "idle: %s\n", line);
+	return 0;
+}
+
+static const struct shell_cmd idle_cmds[] = {
+	{ "idle", "[poll|halt]",
+	  "how the loop idles: halt after a spell without work (the default) or poll for ever",
+	  cmd_idle },
+};
+
+static struct shell_cmd_table idle_table = { idle_cmds, ARRAY_SIZE(idle_cmds), NULL };
 
 /*
  * Halt until a device, the console tick or lwIP's next timer needs the CPU; @quiet_ns is how
@@ -909,15 +958,16 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	idle_no_hlt = bootcfg_get("test-no-hlt") != NULL;
 	idle_spell_setup();
 	wait_spell_setup();
-	if (rc)
+	if (rc) {
 		plat_printf("thinbox: idle: no local APIC wake-ups (%d); the loop polls\n", rc);
-	else
-		plat_printf("thinbox: idle: halt after %u ms without work, %u us waiting on "
-			    "disks%s; APIC timer %llu kHz\n",
-			    (unsigned)(idle_spell_ns / NSEC_PER_MSEC),
-			    wait_halt ? (unsigned)(wait_spell_ns / NSEC_PER_USEC) : 0,
-			    idle_no_hlt ? " (off: test-no-hlt)" : "",
+	} else {
+		char line[96];
+
+		idle_describe(line, sizeof(line));
+		plat_printf("thinbox: idle: %s%s; APIC timer %llu kHz\n", line,
+			    idle_no_hlt ? " (test-no-hlt)" : "",
 			    (unsigned long long)irq_timer_per_ms());
+	}
 	/* The virtio drivers; a missing disk is reported and the shell still comes up. */
 	devices_probe();
 	t_dev = rdtsc();
@@ -933,6 +983,7 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	entropy_shell_init(sh);
 	tls_cmd_init(sh);
 	perf_cmd_init(sh);
+	shell_add_commands(sh, &idle_table);
 	/* Test switch: the virtio self-test commands (tests/qemu/virtio_*.t, virtio.bench). */
 	if (bootcfg_get("test-selftest"))
 		virtio_selftest_init(sh);

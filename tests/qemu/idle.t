@@ -13,6 +13,9 @@ answers, a shell command answers, and an NBD write to a block never written befo
 so only the pool's periodic commit makes its mapping durable) is left for 3 s, after which
 QEMU is killed by its PID (a power cut: nothing is committed on the way down).
 Boot 2 on the same disks: the write reads back, so the commit timer ran while the CPU idled.
+Then the shell's `idle`: `idle poll` makes the loop poll for ever (no halt over POLL_S quiet
+seconds, `perf reset` before), `idle` says so, `idle halt` halts again (halts over the next
+POLL_S seconds), and a bad argument gets the usage line.
 Printed: the idle CPU share, the sleeps the `perf` command counted and `perf cost` (what one
 measured piece of the counters costs)."""
 import os
@@ -31,6 +34,7 @@ IDLE_S = 10.0
 BOUND = 0.15
 SETTLE_S = 3.0
 MAX_WAKES_PER_S = 50
+POLL_S = 1.5
 OFFSET = 5 << 20  # inside vol0, never written before this test
 DATA = al.pattern("idle-commit", 64 << 10)
 TICK = os.sysconf("SC_CLK_TCK")
@@ -92,6 +96,28 @@ try:
         h.shutdown()
         c.check("commit-timer-while-idle", back == DATA,
                 "the write did not survive the cut: the commit timer did not run")
+
+        def halts_over(seconds):
+            """The halts `perf` counts over @seconds of quiet after `perf reset`."""
+            m.sh("perf reset", timeout=20)
+            time.sleep(seconds)
+            out = m.sh("perf", timeout=20)
+            sl = re.search(r"halted\s+(\d+) sleeps", out)
+            return int(sl.group(1)) if sl else None, out[-300:]
+
+        out = m.sh("idle poll", timeout=20)
+        c.check("idle-poll-says-so", "the loop polls, never halts" in out, out)
+        n, out = halts_over(POLL_S)
+        c.check("idle-poll-never-halts", n == 0, out)
+        out = m.sh("idle", timeout=20)
+        c.check("idle-shows-poll", "never halts" in out, out)
+        out = m.sh("idle halt", timeout=20)
+        c.check("idle-halt-says-so", "halt after 2 ms without work" in out, out)
+        n, out = halts_over(POLL_S)
+        c.check("idle-halt-halts-again", n is not None and n > 0, out)
+        c.note("idle halt: %s halts over %.1f quiet seconds" % (n, POLL_S))
+        out = m.sh("idle sometimes", timeout=20)
+        c.check("idle-bad-argument-usage", "usage: idle [poll|halt]" in out, out)
         m.send("poweroff\r")
         c.check("poweroff", m.wait_exit(60) == qh.RC_POWEROFF)
 except (qh.BootFailure, al.Failure) as e:
