@@ -934,6 +934,7 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 __attribute__((noreturn)) static void after_ebs(void *arg)
 {
 	const char *fault;
+	char idle_line[96];
 	struct shell *sh;
 	uint64_t t_ebs = rdtsc(), t_dev, t_net, t_ready;
 	int rc;
@@ -958,16 +959,13 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	idle_no_hlt = bootcfg_get("test-no-hlt") != NULL;
 	idle_spell_setup();
 	wait_spell_setup();
-	if (rc) {
-		plat_printf("thinbox: idle: no local APIC wake-ups (%d); the loop polls\n", rc);
-	} else {
-		char line[96];
-
-		idle_describe(line, sizeof(line));
-		plat_printf("thinbox: idle: %s%s; APIC timer %llu kHz\n", line,
+	idle_describe(idle_line, sizeof(idle_line));
+	if (rc)
+		plat_printf("thinbox: idle: %s (%d)\n", idle_line, rc);
+	else
+		plat_printf("thinbox: idle: %s%s; APIC timer %llu kHz\n", idle_line,
 			    idle_no_hlt ? " (test-no-hlt)" : "",
 			    (unsigned long long)irq_timer_per_ms());
-	}
 	/* The virtio drivers; a missing disk is reported and the shell still comes up. */
 	devices_probe();
 	t_dev = rdtsc();

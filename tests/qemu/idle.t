@@ -40,6 +40,15 @@ DATA = al.pattern("idle-commit", 64 << 10)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+HALTS = re.compile(r"halted\s+(\d+) sleeps \((\d+) ended by the timer")
+
+
+def halts(out):
+    """`perf`'s halt line in @out: (halts, ended by the timer), or None."""
+    sl = HALTS.search(out)
+    return (int(sl.group(1)), int(sl.group(2))) if sl else None
+
+
 def cpu_seconds(pid):
     """utime + stime of @pid in seconds (fields 14 and 15 of /proc/PID/stat)."""
     with open("/proc/%d/stat" % pid) as f:
@@ -62,13 +71,13 @@ try:
                 "%.1f%% of a core" % (100 * share))
         out = m.sh("perf", timeout=20)
         span = time.monotonic() - t_reset
-        sl = re.search(r"halted\s+(\d+) sleeps \((\d+) ended by the timer", out)
+        hl = halts(out)
         c.check("idle-wakes-below-%d-per-s" % MAX_WAKES_PER_S,
-                sl is not None and int(sl.group(1)) < MAX_WAKES_PER_S * span,
-                (sl.group(0) if sl else out[-400:]) + " over %.1f s" % span)
-        if sl:
-            c.note("idle: %s halts (%s ended by the timer) over %.1f s: %.0f a second"
-                   % (sl.group(1), sl.group(2), span, int(sl.group(1)) / span))
+                hl is not None and hl[0] < MAX_WAKES_PER_S * span,
+                "%s over %.1f s" % ("%d halts" % hl[0] if hl else out[-400:], span))
+        if hl:
+            c.note("idle: %d halts (%d ended by the timer) over %.1f s: %.0f a second"
+                   % (hl[0], hl[1], span, hl[0] / span))
 
         r = al.run(["nbdinfo", "--list", m.uri()], timeout=30)
         c.check("nbdinfo-after-idle", r.returncode == 0 and 'export="vol0"' in r.stdout,
@@ -81,8 +90,8 @@ try:
         # No flush: the mapping is durable only once the pool's 1 s commit timer has run.
         time.sleep(3.0)
         out = m.sh("perf", timeout=20)
-        sl = re.search(r"halted\s+(\d+) sleeps", out)
-        c.note("perf after the idle spell: %s" % (sl.group(0) if sl else "no sleeps line"))
+        hl = halts(out)
+        c.note("perf after the idle spell: %s" % ("%d halts" % hl[0] if hl else "no halt line"))
         out = m.sh("perf cost", timeout=20)
         c.check("perf-cost", "cycles per measured piece" in out, out)
         c.note(out.strip())
@@ -102,8 +111,8 @@ try:
             m.sh("perf reset", timeout=20)
             time.sleep(seconds)
             out = m.sh("perf", timeout=20)
-            sl = re.search(r"halted\s+(\d+) sleeps", out)
-            return int(sl.group(1)) if sl else None, out[-300:]
+            hl = halts(out)
+            return hl[0] if hl else None, out[-300:]
 
         out = m.sh("idle poll", timeout=20)
         c.check("idle-poll-says-so", "the loop polls, never halts" in out, out)
