@@ -59,7 +59,7 @@ def run(uri, a):
 
 
 def describe(a):
-    """"randread 4k QD16", as the profilers' first line says."""
+    """The job as the profilers' first line names it, such as: randread 4k QD16."""
     rw, bs, qd = JOBS[a.job]
     return "%s %s QD%d" % (rw, bs, qd)
 
