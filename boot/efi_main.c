@@ -54,7 +54,8 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st);
 #define MAP_SLACK_DESCS	 16 /* room for the map to grow between sizing and fetching it */
 #define MAX_REGIONS	 256
 #define ESP_CFG_MAX	 (64 * 1024)
-#define TSC_CALIBRATE_MS 50
+#define TSC_CALIBRATE_MS 10 /* paired readings (boot/plat_efi.c), refined later */
+#define TSC_STALL_MS	 50
 #define STACK_PAGES	 256 /* 1 MiB */
 /*
  * NBD limits for the firmware's memory (256 MiB machines, about 209 MiB of it conventional):
@@ -794,10 +795,22 @@ static int cmd_idle(struct shell *sh, int argc, char **argv)
 	return 0;
 }
 
+static int cmd_clock(struct shell *sh, int argc, char **argv)
+{
+	char line[160];
+
+	if (argc != 1)
+		return shell_usage(sh, argv[0]);
+	tsc_describe(line, sizeof(line));
+	shell_printf(sh, "clock: %s\n", line);
+	return 0;
+}
+
 static const struct shell_cmd idle_cmds[] = {
 	{ "idle", "[poll|halt]",
 	  "how the loop idles: halt after a spell without work (the default) or poll for ever",
 	  cmd_idle },
+	{ "clock", "", "the TSC's rate and how it was measured", cmd_clock },
 };
 
 static struct shell_cmd_table idle_table = { idle_cmds, ARRAY_SIZE(idle_cmds), NULL };
@@ -863,6 +876,7 @@ __attribute__((noreturn)) static void main_loop(struct shell *sh)
 			c = plat_console_getc();
 			perf_poll_end(PERF_CONSOLE);
 			next_console = plat_now_ns() + CONSOLE_POLL_NS;
+			tsc_refine(); /* on the console's slow cadence: mostly one TSC read */
 		} else {
 			c = -1;
 		}
@@ -1039,8 +1053,8 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
 		/* No PM timer: time boot services' Stall() instead (it overshoots under load). */
 		uint64_t t0 = rdtsc();
 
-		bs->Stall(TSC_CALIBRATE_MS * 1000);
-		tsc_set_hz((rdtsc() - t0) * 1000 / TSC_CALIBRATE_MS);
+		bs->Stall(TSC_STALL_MS * 1000);
+		tsc_set_hz((rdtsc() - t0) * 1000 / TSC_STALL_MS);
 		plat_printf("thinbox: no ACPI PM timer (%d); TSC calibrated with Stall()\n", rc);
 	}
 

@@ -23,40 +23,169 @@
 #include "boot/serial.h"
 
 #define PM_TIMER_MASK 0xffffffu /* 24-bit counter */
+#define PM_TURN	      (PM_TIMER_MASK + 1ull)
 
 static uint64_t tsc_rate = TSC_HZ_GUESS;
+/* plat_now_ns() counts from here: rebased whenever the rate is refined, so it never steps. */
+static uint64_t base_tsc, base_ns;
 
 /* ---- Time --------------------------------------------------------------------------- */
 
+/*
+ * A TSC reading paired with a PM timer reading: the TSC read just before and just after
+ * the port read, whose midpoint is the pair's TSC. A pair that took long (the vCPU
+ * preempted, a slow exit) is read again: the calibration's error is the two pairs' widths
+ * over the window (a few microseconds over 10 ms), and a preemption at an end cannot spoil
+ * it, as it could the single readings of the 50 ms window this replaced.
+ */
+struct pm_pair {
+	uint64_t tsc;
+	uint32_t pm;
+};
+
+#define PM_PAIR_TRIES 16
+
+static struct pm_pair pm_pair_read(void)
+{
+	/* 5 us at the rate known so far; the narrowest of PM_PAIR_TRIES otherwise. */
+	uint64_t tight = tsc_rate / 200000, best = UINT64_MAX;
+	struct pm_pair p = { 0, 0 };
+
+	for (unsigned i = 0; i < PM_PAIR_TRIES && best > tight; i++) {
+		uint64_t a = rdtsc();
+		uint32_t pm = acpi_pm_timer() & PM_TIMER_MASK;
+		uint64_t b = rdtsc();
+
+		if (b - a < best) {
+			best = b - a;
+			p.tsc = a + (b - a) / 2;
+			p.pm = pm;
+		}
+	}
+	return p;
+}
+
+/* @a * @b / @c without overflow while @a / @c * @b and (@a % @c) * @b fit in 64 bits. */
+static uint64_t mul_div(uint64_t a, uint64_t b, uint64_t c)
+{
+	return a / c * b + a % c * b / c;
+}
+
+/*
+ * The calibration's first pair, and when to refine it: the rate is measured again over
+ * ever longer spans from that same pair (tsc_refine()), a part in a few million at 1 s.
+ */
+static struct pm_pair cal_first;
+static uint64_t refine_at; /* TSC; 0: no refinement (no PM timer, or done) */
+static unsigned refine_step;
+static unsigned cal_ms; /* the first measurement's window; 0: not against the PM timer */
+static uint64_t cal_hz; /* its result */
+/* Spans from the first pair: each lets the next unwrap the 24-bit timer (4.7 s a turn). */
+static const unsigned refine_s[] = { 1, 8, 64, 512 };
+
+/* Use the refined rate @hz from now on, plat_now_ns() carrying on from where it is. */
+static void set_rate(uint64_t hz)
+{
+	uint64_t t = rdtsc();
+
+	base_ns += mul_div(t - base_tsc, NSEC_PER_SEC, tsc_rate);
+	base_tsc = t;
+	tsc_rate = hz;
+}
+
 int tsc_calibrate_pm(unsigned ms)
 {
-	uint64_t ticks = (uint64_t)ACPI_PM_TIMER_HZ * ms / 1000, elapsed = 0, t0, t1;
+	uint64_t ticks = (uint64_t)ACPI_PM_TIMER_HZ * ms / 1000, elapsed = 0, t0;
 	/* A timer that does not advance ends the wait after 20x the window at the guessed
-	 * rate (1 s for 50 ms at 2 GHz). */
+	 * rate (0.2 s for 10 ms at 2 GHz). */
 	uint64_t limit = TSC_HZ_GUESS / 1000 * ms * 20;
-	uint32_t last, now;
+	struct pm_pair first, last;
+	uint32_t prev, now;
 
 	if (!acpi_pmbase())
 		return -ENODEV;
-	last = acpi_pm_timer() & PM_TIMER_MASK;
+	first = pm_pair_read();
+	prev = first.pm;
 	t0 = rdtsc();
 	while (elapsed < ticks) {
 		if (rdtsc() - t0 > limit)
 			return -EIO;
 		now = acpi_pm_timer() & PM_TIMER_MASK;
-		elapsed += (now - last) & PM_TIMER_MASK;
-		last = now;
+		elapsed += (now - prev) & PM_TIMER_MASK;
+		prev = now;
 	}
-	t1 = rdtsc();
-	/* dTSC * 3579545 / dPM: the PM timer's real elapsed ticks, not the nominal @ms. */
-	tsc_rate = (t1 - t0) * ACPI_PM_TIMER_HZ / elapsed;
+	last = pm_pair_read();
+	/* The window is short of a turn of the timer: the difference is the elapsed ticks. */
+	elapsed = (last.pm - first.pm) & PM_TIMER_MASK;
+	if (!elapsed || last.tsc <= first.tsc)
+		return -EIO;
+	tsc_set_hz(mul_div(last.tsc - first.tsc, ACPI_PM_TIMER_HZ, elapsed));
+	cal_hz = tsc_rate;
+	cal_ms = ms;
+	cal_first = first;
+	refine_step = 0;
+	refine_at = first.tsc + tsc_rate * refine_s[0];
 	return 0;
+}
+
+void tsc_refine(void)
+{
+	uint64_t span, expect, got, hz;
+	struct pm_pair p;
+
+	if (!refine_at || rdtsc() < refine_at)
+		return;
+	p = pm_pair_read();
+	span = p.tsc - cal_first.tsc;
+	/* The ticks the present rate expects, and the whole turns of the 24-bit timer that
+	 * bring the reading nearest to them: the rate is far better than the half turn
+	 * (2.3 s) this tolerates over each span. */
+	expect = mul_div(span, ACPI_PM_TIMER_HZ, tsc_rate);
+	got = (p.pm - cal_first.pm) & PM_TIMER_MASK;
+	if (expect + PM_TURN / 2 >= got)
+		got += (expect + PM_TURN / 2 - got) / PM_TURN * PM_TURN;
+	/* Off by more than a quarter turn: not the timer we calibrated on; keep the rate. */
+	if (got && (got > expect ? got - expect : expect - got) < PM_TURN / 4) {
+		hz = mul_div(span, ACPI_PM_TIMER_HZ, got);
+		if (hz)
+			set_rate(hz);
+	}
+	if (++refine_step < ARRAY_SIZE(refine_s))
+		refine_at = cal_first.tsc + tsc_rate * refine_s[refine_step];
+	else
+		refine_at = 0;
 }
 
 void tsc_set_hz(uint64_t hz)
 {
-	if (hz)
+	/* Counted from the TSC's reset (the machine's start, as `uptime` shows): nothing was
+	 * timed before the calibration. */
+	if (hz) {
 		tsc_rate = hz;
+		base_tsc = base_ns = 0;
+	}
+}
+
+void tsc_describe(char *buf, size_t size)
+{
+	size_t n;
+
+	if (!cal_ms) {
+		snprintf(buf, size, "TSC %llu Hz, from boot services' Stall() (no PM timer)",
+			 (unsigned long long)tsc_rate);
+		return;
+	}
+	if (!refine_step)
+		n = (size_t)snprintf(buf, size, "TSC %llu Hz, over %u ms against the ACPI PM timer",
+				     (unsigned long long)tsc_rate, cal_ms);
+	else
+		n = (size_t)snprintf(
+		    buf, size,
+		    "TSC %llu Hz, over %u s against the ACPI PM timer (the first %u ms: %+lld ppm)",
+		    (unsigned long long)tsc_rate, refine_s[refine_step - 1], cal_ms,
+		    ((long long)cal_hz - (long long)tsc_rate) * 1000000 / (long long)tsc_rate);
+	if (n < size && refine_at)
+		snprintf(buf + n, size - n, "; again at %u s", refine_s[refine_step]);
 }
 
 uint64_t tsc_hz(void)
@@ -66,10 +195,8 @@ uint64_t tsc_hz(void)
 
 uint64_t plat_now_ns(void)
 {
-	uint64_t t = rdtsc();
-
-	/* Split to stay in 64 bits: t % rate < 2^32 here, times 1e9 < 2^63. */
-	return t / tsc_rate * NSEC_PER_SEC + t % tsc_rate * NSEC_PER_SEC / tsc_rate;
+	/* Exact (mul_div()) for TSC rates below 18 GHz. */
+	return base_ns + mul_div(rdtsc() - base_tsc, NSEC_PER_SEC, tsc_rate);
 }
 
 uint64_t plat_cycles(void)

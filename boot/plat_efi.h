@@ -6,6 +6,7 @@
 #ifndef BOOT_PLAT_EFI_H
 #define BOOT_PLAT_EFI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Until calibrated, time runs on this guess (QEMU TCG's TSC runs at the host's rate). */
@@ -13,10 +14,20 @@
 
 /*
  * Measure the TSC against the ACPI PM timer over @ms milliseconds (needs acpi_init()) and
- * use the result. 0, or -ENODEV without a PM timer, -EIO if the timer does not tick.
+ * use the result; tsc_refine() then improves it. 0, or -ENODEV without a PM timer, -EIO if
+ * the timer does not tick.
  */
 int tsc_calibrate_pm(unsigned ms);
-/* Use @hz as the TSC rate (a calibration by other means). */
+/*
+ * Measure the rate again over the span since tsc_calibrate_pm() began, once that span
+ * reaches 1, 8, 64 and 512 s; between those times (and without a PM timer) it only reads
+ * the TSC. plat_now_ns() never steps at a change. Call it every few milliseconds or less
+ * often: any interval works.
+ */
+void tsc_refine(void);
+/* One line on the TSC's rate and how it was measured (the `clock` command). */
+void tsc_describe(char *buf, size_t size);
+/* Use @hz as the TSC rate (a calibration by other means; no refinement). */
 void tsc_set_hz(uint64_t hz);
 uint64_t tsc_hz(void);
 
