@@ -157,13 +157,14 @@ int lvm_disks_read(struct lvm_disk *disks, unsigned n, const char *vg_name, stru
 	size_t *lens = calloc(n ? n : 1, sizeof(*lens));
 	struct lvm_tree **trees = calloc(n ? n : 1, sizeof(*trees));
 	int *same = calloc(n ? n : 1, sizeof(*same));
+	enum { NO_COPY, COPY_IN_USE, COPY_OTHER } *copy = calloc(n ? n : 1, sizeof(*copy));
 	struct lvm_vg *vg = NULL;
 	char msg[200];
 	int rc = 0, first = -1, use = -1, parsed;
 
 	*out = NULL;
 	*nr_missing = 0;
-	if (!texts || !lens || !trees || !same) {
+	if (!texts || !lens || !trees || !same || !copy) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -186,13 +187,27 @@ int lvm_disks_read(struct lvm_disk *disks, unsigned n, const char *vg_name, stru
 		if (texts[i] && !strcmp(disks[i].vg_id, disks[first].vg_id) &&
 		    disks[i].seqno > disks[use].seqno)
 			use = (int)i;
-	/* Only the copy in use is read further: the others' trees go before its model is made. */
+	/*
+	 * Only the copy in use is read further: the others' trees, and every text (the tree
+	 * holds what the model needs), go before its model is made, which then takes their
+	 * memory (under TCG, memory touched for the first time costs more than the work).
+	 */
 	parsed = same[use] >= 0 ? same[use] : use;
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
+		if (texts[i])
+			copy[i] = (int)i == use || (lens[i] == lens[use] &&
+						    !memcmp(texts[i], texts[use], lens[i]))
+				      ? COPY_IN_USE
+				      : COPY_OTHER;
 		if ((int)i != parsed) {
 			lvm_tree_free(trees[i]);
 			trees[i] = NULL;
 		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		free(texts[i]);
+		texts[i] = NULL;
+	}
 	rc = lvm_vg_from_tree(trees[parsed], &vg, msg, sizeof(msg));
 	if (rc == -EINVAL)
 		why_set(rc, why, why_len, "%s: VG %s seqno %u: %s", dname(disks[use].dev),
@@ -208,13 +223,13 @@ int lvm_disks_read(struct lvm_disk *disks, unsigned n, const char *vg_name, stru
 			for (unsigned p = 0; p < vg->nr_pvs && pv < 0; p++)
 				if (!strcmp(vg->pvs[p].id, d->pv_id))
 					pv = (int)p;
-		if (texts[i] && strcmp(d->vg_id, vg->id)) {
+		if (copy[i] && strcmp(d->vg_id, vg->id)) {
 			d->state = LVM_DISK_OTHER_VG;
 			why_set(0, d->why, sizeof(d->why), "%s: a PV of another VG (%s)", dn,
 				d->vg_name);
 			continue;
 		}
-		if (texts[i] && pv < 0) {
+		if (copy[i] && pv < 0) {
 			d->state = LVM_DISK_OTHER_VG;
 			why_set(0, d->why, sizeof(d->why),
 				"%s: holds a copy of VG %s (seqno %u) but the VG does not list its "
@@ -223,7 +238,7 @@ int lvm_disks_read(struct lvm_disk *disks, unsigned n, const char *vg_name, stru
 			continue;
 		}
 		d->pv = pv;
-		if (!texts[i]) {
+		if (!copy[i]) {
 			/* NOT_PV, NO_COPY and BAD keep read_one()'s message. */
 			if (d->state == LVM_DISK_NO_COPY && pv >= 0)
 				why_set(0, d->why, sizeof(d->why), "%s: PV %s of VG %s, %s", dn,
@@ -240,8 +255,7 @@ int lvm_disks_read(struct lvm_disk *disks, unsigned n, const char *vg_name, stru
 				"write repairs it",
 				dn, vg->pvs[pv].key, vg->name, d->seqno, vg->seqno,
 				dname(disks[use].dev));
-		} else if ((int)i != use &&
-			   (lens[i] != lens[use] || memcmp(texts[i], texts[use], lens[i]))) {
+		} else if (copy[i] == COPY_OTHER) {
 			d->state = LVM_DISK_MISMATCH;
 			why_set(
 			    0, d->why, sizeof(d->why),
@@ -279,6 +293,7 @@ out:
 	free(lens);
 	free(trees);
 	free(same);
+	free(copy);
 	lvm_vg_free(vg);
 	return rc;
 }
