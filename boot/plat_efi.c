@@ -452,12 +452,14 @@ int plat_pci_get(unsigned idx, struct plat_pci_info *out)
 		.subclass = d->subclass,
 		.prog_if = d->prog_if,
 	};
-	for (int i = 0; i < 6; i++) {
-		out->bar[i].addr = d->bar[i].addr;
-		out->bar[i].size = d->bar[i].size;
-		out->bar[i].is_io = d->bar[i].is_io;
-		out->bar[i].is_64 = d->bar[i].is_64;
-		out->bar[i].prefetch = d->bar[i].prefetch;
+	for (unsigned i = 0; i < 6; i++) {
+		const struct pci_bar *b = pci_bar(d, i);
+
+		out->bar[i].addr = b->addr;
+		out->bar[i].size = b->size;
+		out->bar[i].is_io = b->is_io;
+		out->bar[i].is_64 = b->is_64;
+		out->bar[i].prefetch = b->prefetch;
 	}
 	return 0;
 }

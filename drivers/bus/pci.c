@@ -141,10 +141,6 @@ static int add_dev(uint8_t bus, uint8_t dev, uint8_t fn, uint32_t id)
 	d->subclass = (cls >> 16) & 0xff;
 	d->class_code = cls >> 24;
 	d->header_type = pci_read_config8(d, PCI_HEADER_TYPE) & 0x7f;
-	/* Host bridges have no standard BARs, and turning their decoding off is asking for
-	 * trouble on real chipsets: leave them alone. */
-	if (!(d->class_code == 0x06 && d->subclass == 0x00))
-		size_bars(d);
 	nr_devs++;
 	return 0;
 }
@@ -216,15 +212,34 @@ const struct pci_dev *pci_find(uint16_t vendor, uint16_t device, unsigned nth)
 	return NULL;
 }
 
+const struct pci_bar *pci_bar(const struct pci_dev *d, unsigned bar)
+{
+	/* @d is one of devs[] (pci_get(), pci_find()): the cache is ours to fill. */
+	struct pci_dev *m = &devs[d - devs];
+
+	if (bar >= 6)
+		return NULL;
+	if (!m->bars_sized) {
+		/* Host bridges have no standard BARs, and turning their decoding off is asking
+		 * for trouble on real chipsets: leave them alone. */
+		if (!(m->class_code == 0x06 && m->subclass == 0x00))
+			size_bars(m);
+		m->bars_sized = true;
+	}
+	return &m->bar[bar];
+}
+
 int pci_bar_addr(const struct pci_dev *d, unsigned bar, uint64_t *addr, uint64_t *size)
 {
-	if (bar >= 6)
+	const struct pci_bar *b = pci_bar(d, bar);
+
+	if (!b)
 		return -EINVAL;
-	if (d->bar[bar].size == 0 || d->bar[bar].addr == 0)
+	if (b->size == 0 || b->addr == 0)
 		return -ENODEV;
-	*addr = d->bar[bar].addr;
+	*addr = b->addr;
 	if (size)
-		*size = d->bar[bar].size;
+		*size = b->size;
 	return 0;
 }
 
