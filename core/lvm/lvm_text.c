@@ -67,7 +67,16 @@ static void *arena_alloc(struct lvm_tree *t, size_t n, size_t a)
 /* @n bytes of @s and a NUL, in @t's arena (unaligned: strings are most of its bytes). */
 static char *arena_str(struct lvm_tree *t, const char *s, size_t n)
 {
-	char *d = arena_alloc(t, n + 1, 1);
+	struct chunk *c = t->chunks;
+	char *d;
+
+	/* Every token's text comes here: the common case without arena_alloc()'s call. */
+	if (c && c->cap - c->used > n) {
+		d = (char *)c->data + c->used;
+		c->used += n + 1;
+	} else {
+		d = arena_alloc(t, n + 1, 1);
+	}
 
 	if (d) {
 		memcpy(d, s, n);
@@ -362,11 +371,6 @@ static int perr(struct parser *ps, unsigned line, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static bool at_end(const struct parser *ps)
-{
-	return ps->p >= ps->end || !*ps->p;
-}
-
 /* The token's text goes straight into the tree: keys and values point at it. */
 static int set_buf(struct parser *ps, const char *s, size_t n)
 {
@@ -481,64 +485,69 @@ static int lex_int(struct parser *ps, const char *s, size_t n)
 
 static int next(struct parser *ps)
 {
+	/* A local cursor: through ps, every byte read would reload it (a char may alias it). */
+	const char *p = ps->p, *end = ps->end, *s;
+	bool dot, shaped;
+
 	for (;;) {
-		if (at_end(ps)) {
+		if (p >= end || !*p) {
+			ps->p = p;
 			ps->tok = T_EOF;
 			ps->tok_line = ps->line;
 			return 0;
 		}
-		if (*ps->p == '\n') {
+		if (*p == '\n') {
 			ps->line++;
-			ps->p++;
-		} else if (char_class[(uint8_t)*ps->p] & CH_SPACE) {
-			ps->p++;
-		} else if (*ps->p == '#') {
-			while (!at_end(ps) && *ps->p != '\n')
-				ps->p++;
+			p++;
+		} else if (char_class[(uint8_t)*p] & CH_SPACE) {
+			p++;
+		} else if (*p == '#') {
+			while (p < end && *p && *p != '\n')
+				p++;
 		} else {
 			break;
 		}
 	}
 	ps->tok_line = ps->line;
-	switch (*ps->p) {
+	ps->p = p + 1;
+	switch (*p) {
 	case '{':
 		ps->tok = T_LBRACE;
-		break;
+		return 0;
 	case '}':
 		ps->tok = T_RBRACE;
-		break;
+		return 0;
 	case '[':
 		ps->tok = T_LBRACKET;
-		break;
+		return 0;
 	case ']':
 		ps->tok = T_RBRACKET;
-		break;
+		return 0;
 	case ',':
 		ps->tok = T_COMMA;
-		break;
+		return 0;
 	case '=':
 		ps->tok = T_EQ;
-		break;
+		return 0;
 	case '"':
 	case '\'':
+		ps->p = p;
 		return lex_string(ps);
-	default: {
-		const char *s = ps->p;
-		bool dot;
-
-		if (!name_char(*ps->p))
-			return perr(ps, ps->line, "unexpected byte 0x%02x",
-				    (unsigned)(unsigned char)*ps->p);
-		while (ps->p < ps->end && (char_class[(uint8_t)*ps->p] & CH_NAME))
-			ps->p++;
-		if (number_shaped(s, (size_t)(ps->p - s), &dot) && !dot)
-			return lex_int(ps, s, (size_t)(ps->p - s));
-		ps->tok = dot && number_shaped(s, (size_t)(ps->p - s), &dot) ? T_FLOAT : T_WORD;
-		return set_buf(ps, s, (size_t)(ps->p - s));
+	default:
+		break;
 	}
+	if (!(char_class[(uint8_t)*p] & CH_NAME)) {
+		ps->p = p;
+		return perr(ps, ps->line, "unexpected byte 0x%02x", (unsigned)(unsigned char)*p);
 	}
-	ps->p++;
-	return 0;
+	for (s = p; p < end && (char_class[(uint8_t)*p] & CH_NAME); p++)
+		;
+	ps->p = p;
+	shaped = number_shaped(s, (size_t)(p - s), &dot);
+	if (shaped && !dot)
+		return lex_int(ps, s, (size_t)(p - s));
+	ps->tok = shaped ? T_FLOAT : T_WORD;
+	return set_buf(ps, s, (size_t)(p - s));
 }
 
 /* ---- parser ---------------------------------------------------------------------------- */
