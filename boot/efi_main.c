@@ -806,14 +806,15 @@ static int cmd_clock(struct shell *sh, int argc, char **argv)
 	return 0;
 }
 
-static const struct shell_cmd idle_cmds[] = {
+/* The main loop's and the clock's commands. */
+static const struct shell_cmd loop_cmds[] = {
 	{ "idle", "[poll|halt]",
 	  "how the loop idles: halt after a spell without work (the default) or poll for ever",
 	  cmd_idle },
 	{ "clock", "", "the TSC's rate and how it was measured", cmd_clock },
 };
 
-static struct shell_cmd_table idle_table = { idle_cmds, ARRAY_SIZE(idle_cmds), NULL };
+static struct shell_cmd_table loop_table = { loop_cmds, ARRAY_SIZE(loop_cmds), NULL };
 
 /*
  * Halt until a device, the console tick or lwIP's next timer needs the CPU; @quiet_ns is how
@@ -995,7 +996,7 @@ __attribute__((noreturn)) static void after_ebs(void *arg)
 	entropy_shell_init(sh);
 	tls_cmd_init(sh);
 	perf_cmd_init(sh);
-	shell_add_commands(sh, &idle_table);
+	shell_add_commands(sh, &loop_table);
 	/* Test switch: the virtio self-test commands (tests/qemu/virtio_*.t, virtio.bench). */
 	if (bootcfg_get("test-selftest"))
 		virtio_selftest_init(sh);

@@ -453,7 +453,7 @@ int plat_pci_get(unsigned idx, struct plat_pci_info *out)
 		.prog_if = d->prog_if,
 	};
 	for (unsigned i = 0; i < 6; i++) {
-		const struct pci_bar *b = pci_bar(d, i);
+		const struct pci_bar *b = pci_bar(d, i); /* never NULL: d from pci_get() */
 
 		out->bar[i].addr = b->addr;
 		out->bar[i].size = b->size;

@@ -214,11 +214,12 @@ const struct pci_dev *pci_find(uint16_t vendor, uint16_t device, unsigned nth)
 
 const struct pci_bar *pci_bar(const struct pci_dev *d, unsigned bar)
 {
-	/* @d is one of devs[] (pci_get(), pci_find()): the cache is ours to fill. */
-	struct pci_dev *m = &devs[d - devs];
+	struct pci_dev *m;
 
-	if (bar >= 6)
+	/* @d is one of devs[] (pci_get(), pci_find()): the cache is ours to fill. */
+	if (bar >= 6 || d < devs || d >= devs + nr_devs)
 		return NULL;
+	m = &devs[d - devs];
 	if (!m->bars_sized) {
 		/* Host bridges have no standard BARs, and turning their decoding off is asking
 		 * for trouble on real chipsets: leave them alone. */

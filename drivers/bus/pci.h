@@ -75,7 +75,10 @@ uint32_t pci_read_config32(const struct pci_dev *d, uint8_t off);
 void pci_write_config16(const struct pci_dev *d, uint8_t off, uint16_t v);
 void pci_write_config32(const struct pci_dev *d, uint8_t off, uint32_t v);
 
-/* BAR @bar of @d (below 6; sized on the function's first call), or NULL for a bad index. */
+/*
+ * BAR @bar of @d (sized on the function's first call), or NULL for an index past 5 or a @d
+ * that pci_get() / pci_find() did not return.
+ */
 const struct pci_bar *pci_bar(const struct pci_dev *d, unsigned bar);
 /*
  * Address and size of BAR @bar (the lower index of a 64-bit pair). -EINVAL for a bad index,

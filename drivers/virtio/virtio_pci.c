@@ -41,9 +41,10 @@ static int vpci_map_cap(struct vpci_dev *vp, uint8_t cap, uint32_t min_len, uint
 	uint8_t bar = pci_read_config8(d, cap + offsetof(struct virtio_pci_cap, bar));
 	uint32_t off = pci_read_config32(d, cap + offsetof(struct virtio_pci_cap, offset));
 	uint32_t length = pci_read_config32(d, cap + offsetof(struct virtio_pci_cap, length));
+	const struct pci_bar *b = pci_bar(d, bar);
 	uint64_t base, size;
 
-	if (bar > 5 || pci_bar(d, bar)->is_io)
+	if (!b || b->is_io)
 		return -ENODEV; /* an I/O BAR would need port accessors; QEMU never offers one */
 	if (pci_bar_addr(d, bar, &base, &size))
 		return -ENODEV;
