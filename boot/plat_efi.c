@@ -95,27 +95,22 @@ static void set_rate(uint64_t hz)
 
 int tsc_calibrate_pm(unsigned ms)
 {
-	uint64_t ticks = (uint64_t)ACPI_PM_TIMER_HZ * ms / 1000, elapsed = 0, t0;
+	uint64_t ticks = (uint64_t)ACPI_PM_TIMER_HZ * ms / 1000, elapsed, t0;
 	/* A timer that does not advance ends the wait after 20x the window at the guessed
 	 * rate (0.2 s for 10 ms at 2 GHz). */
 	uint64_t limit = TSC_HZ_GUESS / 1000 * ms * 20;
 	struct pm_pair first, last;
-	uint32_t prev, now;
 
 	if (!acpi_pmbase())
 		return -ENODEV;
 	first = pm_pair_read();
-	prev = first.pm;
 	t0 = rdtsc();
-	while (elapsed < ticks) {
+	/* The window is far short of a turn of the timer (4.7 s): the difference is the
+	 * elapsed ticks. */
+	while (((acpi_pm_timer() - first.pm) & PM_TIMER_MASK) < ticks)
 		if (rdtsc() - t0 > limit)
 			return -EIO;
-		now = acpi_pm_timer() & PM_TIMER_MASK;
-		elapsed += (now - prev) & PM_TIMER_MASK;
-		prev = now;
-	}
 	last = pm_pair_read();
-	/* The window is short of a turn of the timer: the difference is the elapsed ticks. */
 	elapsed = (last.pm - first.pm) & PM_TIMER_MASK;
 	if (!elapsed || last.tsc <= first.tsc)
 		return -EIO;

@@ -194,11 +194,11 @@ int lvm_disks_read(struct lvm_disk *disks, unsigned n, const char *vg_name, stru
 	 */
 	parsed = same[use] >= 0 ? same[use] : use;
 	for (unsigned i = 0; i < n; i++) {
+		/* read_one() compared the bytes: a copy equal to an earlier one names the
+		 * earliest (same[]), so two copies are equal when they name the same one. */
 		if (texts[i])
-			copy[i] = (int)i == use || (lens[i] == lens[use] &&
-						    !memcmp(texts[i], texts[use], lens[i]))
-				      ? COPY_IN_USE
-				      : COPY_OTHER;
+			copy[i] =
+			    (same[i] >= 0 ? same[i] : (int)i) == parsed ? COPY_IN_USE : COPY_OTHER;
 		if ((int)i != parsed) {
 			lvm_tree_free(trees[i]);
 			trees[i] = NULL;
