@@ -621,21 +621,40 @@ TEST(power_cut_during_admin_keeps_names_and_pool_in_step)
 
 TEST(tiny_metadata_disk_fills_with_a_clear_error)
 {
-	/* The smallest disk: one 4 MiB extent of pool_tmeta. Snapshots that each own written
-	 * blocks use metadata until it runs out. */
-	struct fx *f = fx_new(APPLIANCE_MIN_META_BYTES, 256ull << 20);
+	/* The smallest disk: one 4 MiB extent of pool_tmeta, and data space to spare, so that it
+	 * is the metadata that runs out (a full data device would instead queue the writes for
+	 * dm's 60 s no-space timeout). A volume (not exported, so the test may open it) maps
+	 * 2,048 consecutive blocks, some 16 mapping leaves; each snapshot of it then writes one
+	 * block in each of them, so shares none of its 16 leaves with the origin or with another
+	 * snapshot: each snapshot costs its own leaves, and a few dozen fill the metadata. */
+	struct fx *f = fx_new(APPLIANCE_MIN_META_BYTES, 512ull << 20);
+	struct thin_pool_status st;
+	const struct cfg_volume *v;
+	struct thin_volume *tv;
 	uint8_t buf[4096];
 	int rc = 0, made = 0;
 
 	ok_eq(boot_on(f, true), 0);
 	ok_eq(appliance_state(f->a), APPLIANCE_READY);
 	memset(buf, 0x77, sizeof(buf));
+	ok_eq(sh(f, "thin create base 128M"), 0);
+	v = cfg_find_volume(appliance_config(f->a), "base");
+	if (!v || thin_volume_open(appliance_pool(f->a), v->id, v->size, false, &tv)) {
+		fail("cannot open base");
+		fx_free(f);
+		return;
+	}
+	/* 4 KiB at the start of each 64 KiB block: the rest is zeroed (provisioning). */
+	for (uint64_t b = 0; b < 2048 && !rc; b++)
+		rc = blkdev_write(thin_volume_blkdev(tv), b * 128, 8, buf);
+	if (!rc)
+		rc = blkdev_flush(thin_volume_blkdev(tv));
+	thin_volume_close(tv);
+	ok_eq(rc, 0);
 	for (int i = 0; i < 3000 && !rc; i++) {
-		const struct cfg_volume *v;
-		struct thin_volume *tv;
 		char name[16];
 
-		rc = sh(f, "thin snapshot vol0 s%d", i);
+		rc = sh(f, "thin snapshot base s%d", i);
 		if (rc)
 			break;
 		made++;
@@ -645,11 +664,8 @@ TEST(tiny_metadata_disk_fills_with_a_clear_error)
 			fail("cannot open s%d", i);
 			break;
 		}
-		/* Writes to blocks far apart: each needs its own mapping leaf (16 of them, so
-		 * that a few hundred snapshots fill the smallest pool_tmeta, one 4 MiB extent). */
 		for (int k = 0; k < 16 && !rc; k++)
-			rc = blkdev_write(thin_volume_blkdev(tv),
-					  (uint64_t)k * 32768 + (uint64_t)i * 8, 8, buf);
+			rc = blkdev_write(thin_volume_blkdev(tv), (uint64_t)k * 128 * 128, 8, buf);
 		if (!rc)
 			rc = blkdev_flush(thin_volume_blkdev(tv));
 		thin_volume_close(tv);
@@ -661,8 +677,13 @@ TEST(tiny_metadata_disk_fills_with_a_clear_error)
 	fprintf(stderr, "# %d snapshots before the metadata was full\n", made);
 	ok(made > 5);
 	ok(rc != 0);
+	/* It was the metadata: every metadata block used, data to spare, no write queued. */
+	ok_eq(thin_pool_get_status(appliance_pool(f->a), &st), 0);
+	ok_eq(st.meta_used, st.meta_total);
+	ok(st.data_used < st.data_total / 2);
+	ok_eq(st.queued_for_space, 0);
 	/* The shell says so clearly, keeps running, and reading still works. */
-	rc = sh(f, "thin snapshot vol0 one-more");
+	rc = sh(f, "thin snapshot base one-more");
 	if (rc) {
 		ok(has(f, "error:"));
 	}
