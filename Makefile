@@ -56,6 +56,11 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(HOSTDIR)/tests/%,$(UNIT_TEST_SRCS))
 # those that boot QEMU (tests/qemu/, tests/guest/) run with `make check-qemu`.
 SCRIPT_TESTS := $(sort $(filter-out tests/qemu/% tests/guest/%,$(wildcard tests/*/*.t)))
 QEMU_TESTS := $(sort $(wildcard tests/qemu/*.t tests/guest/*.t))
+# Host tests in the order make check and make test run them: first the script tests that can
+# share the machine (their first lines say "# run-tests: shares the machine") and the unit
+# tests, which tests/run-tests --jobs runs one per core; then the rest, one at a time.
+SHARED_SCRIPT_TESTS := $(sort $(shell grep -lx '\# run-tests: shares the machine' $(SCRIPT_TESTS) /dev/null))
+HOST_TESTS := $(SHARED_SCRIPT_TESTS) $(UNIT_TESTS) $(filter-out $(SHARED_SCRIPT_TESTS),$(SCRIPT_TESTS))
 # Fuzz targets: tests/fuzz/fuzz_<name>.c, each defining LLVMFuzzerTestOneInput.
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZDIR)/%,$(FUZZ_SRCS))
@@ -191,13 +196,15 @@ setup:
 # The build behind each entry point below runs one job per core unless make was given -j
 # itself: serial, building everything took some 4.5 of CI's 30 minutes on two cores.
 BUILD_JOBS ?= $(shell nproc)
+# Tests that can share the machine run one per core too (tests/run-tests --jobs).
+TEST_JOBS ?= $(shell nproc)
 SUBMAKE = $(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(BUILD_JOBS))
 
 # Each entry point that needs packages runs the setup script first, then builds.
 ifeq ($(T),)
 check: setup
 	$(Q)$(SUBMAKE) host $(FUZZ_TARGETS) $(RELDIR)/thinbox
-	$(Q)tests/run-tests $(UNIT_TESTS) $(SCRIPT_TESTS)
+	$(Q)tests/run-tests --jobs $(TEST_JOBS) $(HOST_TESTS)
 else
 # `make check T=NAME`: one test. NAME is a unit-test program (test_pool, thin/test_pool,
 # tests/unit/thin/test_pool.c, build/host/tests/thin/test_pool) or a script test (nbd/raw,
@@ -225,7 +232,7 @@ check-qemu: setup
 
 test: setup
 	$(Q)$(SUBMAKE) all $(FUZZ_TARGETS) $(RELDIR)/thinbox
-	$(Q)tests/run-tests $(UNIT_TESTS) $(SCRIPT_TESTS) $(QEMU_TESTS)
+	$(Q)tests/run-tests --jobs $(TEST_JOBS) $(HOST_TESTS) $(QEMU_TESTS)
 
 fuzz-build: $(FUZZ_TARGETS)
 

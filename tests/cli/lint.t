@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# run-tests: shares the machine
 # Formatting and include layering hold for the whole tree (scripts/lint), and the layering
 # rules do catch a forbidden include: lint runs on a scratch tree (a copy of scripts/lint and
 # .clang-format in a fresh git repository) holding one include per rule.

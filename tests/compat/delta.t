@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# run-tests: shares the machine
 # thinbox-delta (the core diff, docs/backup.md) against thin_delta 0.9.0 on metadata that
 # thin-provisioning-tools built (thin_restore from generated XML: other tree shapes than
 # ours, devices sharing stretches of data blocks): the whole output, byte for byte, for

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# run-tests: shares the machine
 # Run the LVM metadata fuzzer (tests/fuzz/fuzz_lvm.c) for a bounded time from its seed corpus;
 # passes when it finds nothing. FUZZ_SECONDS overrides the 60 s default.
 set -u

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# run-tests: shares the machine
 # Run the NBD protocol fuzzer (tests/fuzz/fuzz_nbd.c) for a bounded time from its seed corpus;
 # passes when it finds nothing. FUZZ_SECONDS overrides the 30 s default (make test gives the
 # other 30 s of what was this fuzzer's minute to tests/fuzz/fuzz_tls.t).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# run-tests: shares the machine
 # The STARTTLS/TLS fuzzer (tests/fuzz/fuzz_tls.c). First its seed corpus is run once with the
 # server's TLS log on: the seeds must reach completed handshakes (PSK, ECDHE-PSK, X.509 with
 # and without a client certificate, one replayed from recorded bytes) and each handshake
