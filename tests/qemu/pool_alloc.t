@@ -15,11 +15,11 @@ allocations: lwIP's size-class free lists (net/lwip/lwip_alloc.c) and the pool's
 cache keep what they take and go to the heap only past their high-water mark (more lwIP
 blocks out at once than ever before, a metadata block not cached yet), which with 256 KiB
 requests still creeps up now and then: 14 to 86 allocations in 256-1,024 requests (the
-range seen so far, the most in CI runs), and never a free. So what marks work done per request is the frees: under
-SEQ_FREE_BOUND per request, and under SEQ_BOUND allocations (a block allocated per request and
-kept). A firmware that gives lwIP's blocks over 512 bytes back to the heap at each free made
-0.83-0.85 frees and 0.91-0.95 allocations per request here (two runs), and failed both. The figures are
-printed."""
+range seen so far, the most in CI runs), and never a free. So what marks work done per
+request is the frees: under SEQ_FREE_BOUND per request, and under SEQ_BOUND allocations (a
+block allocated per request and kept). A firmware that gives lwIP's blocks over 512 bytes
+back to the heap at each free made 0.83-0.85 frees and 0.91-0.95 allocations per request
+here (two runs), and failed both. The figures are printed."""
 import os
 import random
 import re
