@@ -47,4 +47,11 @@ start=$(date +%s%N)
 out=$(tests/run-tests "$tmp/s1" "$tmp/s2" 2>&1)
 ms=$((($(date +%s%N) - start) / 1000000))
 check without-jobs-one-at-a-time test "$ms" -ge 2000
+
+# A result that never comes (the runner's own job for a program killed) is a failure, not a
+# hang: the program kills the subshell that runs it (its parent is timeout, whose parent that is).
+mk orphan 'kill -9 "$(ps -o ppid= $PPID)"; sleep 1'
+out=$(timeout 60 tests/run-tests "$tmp/orphan" "$tmp/good" 2>&1)
+rc=$?
+check lost-result-is-a-failure test $rc -eq 1 -a "$(tail -n 1 <<<"$out")" = '2 passed, 1 failed'
 finish
